@@ -1,0 +1,3 @@
+from bigseg.cli import main
+
+main()

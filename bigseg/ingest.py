@@ -1,0 +1,343 @@
+"""Stream an image file (JPEG, PNG, TIFF/BigTIFF, anything libvips reads) into a slab store.
+
+The image is decoded by libvips with sequential access, one strip of rows at a time; each strip is written to
+the zarr ``image`` array and pooled into the preview pyramid before the next is decoded. Peak memory is a
+strip (image width x strip height x 3 bytes) plus libvips' read-ahead, whatever the image height.
+
+Input conversions (documented in the README):
+
+- RGB as is; RGBA and grey+alpha: the alpha band is dropped;
+- greyscale: stored as three identical bands, so any RGB model applies unchanged;
+- 16-bit: scaled to 8-bit by keeping the high byte (v >> 8), i.e. 0..65535 -> 0..255 linearly;
+- palette (indexed) images: expanded to their RGB colours; CMYK: converted to sRGB by libvips.
+
+Truth masks (``--truth``): 8-bit grey (values are class ids; 255 = unlabelled), 1-bit grey (0/1), indexed
+PNG (palette index = class id) or RGB whose colours are the class table's colours.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo
+from bigseg.errors import BigsegError
+
+PREVIEW_MAX_SIDE = 512  # pyramid levels are made down to the first whose longer side is at most this
+MIN_SCAN_DPI = 300  # file resolutions at or below this are camera placeholders (72 dpi...), not scan resolutions
+
+
+def _vips():
+    import pyvips
+
+    return pyvips
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [t.strip() for t in str(exc).strip().splitlines() if t.strip()]
+    # pyvips errors read "unable to <do something>\n  <detail>": the detail is the useful part
+    return lines[-1] if lines else type(exc).__name__
+
+
+def open_image(path: str | os.PathLike, what: str = "image"):
+    """Open with libvips for sequential streaming; a clear BigsegError for anything unreadable."""
+    pyvips = _vips()
+    p = Path(path)
+    if not p.exists():
+        raise BigsegError(f"{p}: no such file")
+    if p.is_dir():
+        raise BigsegError(f"{p}: is a folder, not an {what} file")
+    if p.stat().st_size == 0:
+        raise BigsegError(f"{p}: empty file (0 bytes)")
+    try:
+        img = pyvips.Image.new_from_file(str(p), access="sequential", fail_on="truncated")
+    except pyvips.Error as exc:
+        raise BigsegError(f"{p}: not a readable {what} ({_first_line(exc)})") from exc
+    if "tiff" in (img.get("vips-loader") if "vips-loader" in img.get_fields() else ""):
+        check_tiff_complete(p)
+    return img
+
+
+def check_tiff_complete(path: Path) -> None:
+    """A truncated TIFF decodes as zeros with only a warning; catch it from the headers instead.
+
+    Every strip or tile of every page must lie inside the file (reads the IFDs only, not the pixels).
+    """
+    import tifffile
+
+    size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
+                if ends and max(ends) > size:
+                    raise BigsegError(
+                        f"{path}: truncated TIFF: its data runs to byte {max(ends)} but the file has {size} bytes"
+                    )
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise BigsegError(f"{path}: corrupt TIFF ({exc})") from exc
+
+
+@dataclass
+class SourceInfo:
+    path: str
+    width: int
+    height: int
+    bands: int
+    format: str
+    interpretation: str
+    loader: str
+
+    def to_attrs(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _source_info(path: Path, img) -> SourceInfo:
+    loader = img.get("vips-loader") if "vips-loader" in img.get_fields() else "unknown"
+    return SourceInfo(str(path.resolve()), img.width, img.height, img.bands, str(img.format),
+                      str(img.interpretation), loader)
+
+
+def to_rgb8(img, path: Path):
+    """The conversions listed in the module docstring, as a lazy libvips pipeline."""
+    if img.interpretation == "cmyk":
+        img = img.colourspace("srgb")
+    if img.format in ("ushort", "short"):
+        img = (img >> 8).cast("uchar")
+    elif img.format != "uchar":
+        raise BigsegError(f"{path}: unsupported pixel format {img.format} (8- or 16-bit integer images only)")
+    if img.bands in (1, 2):
+        g = img[0]
+        img = g.bandjoin([g, g])
+    elif img.bands == 4:
+        img = img[0:3]
+    elif img.bands != 3:
+        raise BigsegError(f"{path}: {img.bands} bands; bigseg reads grey, grey+alpha, RGB and RGBA images")
+    return img
+
+
+def pixel_size_from_file(img) -> float | None:
+    """Pixel size in micrometres from the file's resolution, or None for a camera's placeholder resolution."""
+    xres = float(img.xres or 0)  # pixels per millimetre
+    if xres * 25.4 <= MIN_SCAN_DPI:
+        return None
+    return 1000.0 / xres
+
+
+# ---------------------------------------------------------------------------------------------------------
+# truth masks
+
+
+def png_palette(path: Path) -> np.ndarray | None:
+    """The PLTE chunk of a PNG file as an (n, 3) uint8 array, or None if it has none (reads only headers)."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"PLTE":
+                data = f.read(length)
+                return np.frombuffer(data, np.uint8).reshape(-1, 3)
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, 1)
+
+
+class TruthDecoder:
+    """Turns strips of a decoded mask into class ids, whatever the mask's encoding."""
+
+    def __init__(self, path: Path, img, classes: tuple[ClassInfo, ...]):
+        self.path = path
+        self.n_classes = len(classes)
+        fields = img.get_fields()
+        self.bits = int(img.get("bits-per-sample")) if "bits-per-sample" in fields else 8
+        palette = png_palette(path) if "palette" in fields else None
+        if img.format != "uchar":
+            raise BigsegError(f"{path}: truth masks must be 8-bit (got {img.format})")
+        if palette is not None:
+            self.mode = "palette"
+            self.colors = palette
+            img = img[0:3] if img.bands >= 3 else img[0].bandjoin([img[0], img[0]])
+        elif img.bands in (1, 2):
+            self.mode = "binary" if self.bits == 1 else "grey"
+            img = img[0]
+        elif img.bands in (3, 4):
+            self.mode = "rgb"
+            self.colors = np.array([c.color for c in classes], np.uint8)
+            img = img[0:3]
+        else:
+            raise BigsegError(f"{path}: a truth mask with {img.bands} bands; use grey, indexed or RGB PNG/TIFF")
+        self.img = img
+        if self.mode in ("palette", "rgb"):
+            keys = _rgb_key(self.colors)
+            if len(np.unique(keys)) != len(keys):
+                raise BigsegError(f"{path}: the mask's colour table repeats a colour, so classes are ambiguous")
+            order = np.argsort(keys)
+            self._sorted_keys, self._ids = keys[order], order.astype(np.uint8)
+
+    def decode(self, strip: np.ndarray, y0: int) -> np.ndarray:
+        if self.mode == "grey":
+            ids = strip[..., 0]
+        elif self.mode == "binary":
+            ids = (strip[..., 0] > 127).astype(np.uint8)
+        else:
+            keys = _rgb_key(strip.reshape(-1, 3))
+            pos = np.clip(np.searchsorted(self._sorted_keys, keys), 0, len(self._sorted_keys) - 1)
+            ok = self._sorted_keys[pos] == keys
+            if not ok.all():
+                bad = int(np.flatnonzero(~ok)[0])
+                y, x = divmod(bad, strip.shape[1])
+                colour = tuple(int(v) for v in strip.reshape(-1, 3)[bad])
+                raise BigsegError(f"{self.path}: colour {colour} at x={x}, y={y0 + y} is not in the class table")
+            ids = self._ids[pos].reshape(strip.shape[:2])
+        bad = (ids >= self.n_classes) & (ids != IGNORE_LABEL)
+        if bad.any():
+            y, x = (int(v[0]) for v in np.nonzero(bad))
+            raise BigsegError(
+                f"{self.path}: label {int(ids[y, x])} at x={x}, y={y0 + y} is outside the class table "
+                f"(0..{self.n_classes - 1}, 255 = unlabelled)"
+            )
+        return ids
+
+
+def _fetch(region, y0: int, width: int, h: int, path: Path) -> np.ndarray:
+    """Rows y0..y0+h of a uchar pipeline as (h, width, bands); decode errors become a BigsegError."""
+    pyvips = _vips()
+    try:
+        data = region.fetch(0, y0, width, h)
+    except pyvips.Error as exc:
+        raise BigsegError(f"{path}: decoding failed at rows {y0}..{y0 + h} ({_first_line(exc)})") from exc
+    return np.frombuffer(data, np.uint8).reshape(h, width, -1)
+
+
+def _rgb_key(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# preview pyramid
+
+
+def pyramid_factors(height: int, width: int, strip: int) -> list[int]:
+    factors = []
+    f = 4
+    while f <= strip:
+        factors.append(f)
+        if max(height, width) / f <= PREVIEW_MAX_SIDE:
+            break
+        f *= 2
+    return factors
+
+
+def _pool(block: np.ndarray, f: int) -> np.ndarray:
+    """Mean-pool rows and columns by f (edges replicated to a multiple of f)."""
+    h, w = block.shape[:2]
+    ph, pw = -h % f, -w % f
+    if ph or pw:
+        block = np.pad(block, [(0, ph), (0, pw), (0, 0)], mode="edge")
+    hh, ww = block.shape[0] // f, block.shape[1] // f
+    pooled = block.reshape(hh, f, ww, f, block.shape[2]).mean(axis=(1, 3), dtype=np.float32)
+    return np.rint(pooled).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ingest(
+    image: str | os.PathLike,
+    store: str | os.PathLike,
+    truth: str | os.PathLike | None = None,
+    pixel_size: float | None = None,
+    chunk: int = st.DEFAULT_CHUNK,
+    overwrite: bool = False,
+    classes: tuple[ClassInfo, ...] = CONCRETE,
+    progress: bool = False,
+) -> dict:
+    """Stream ``image`` (and optionally its ``truth`` mask) into a new slab store at ``store``.
+
+    The store is written under a temporary name and moved into place when complete; an existing store is
+    refused unless ``overwrite``. Returns a summary dict (size, chunk, pixel size, preview levels).
+    """
+    image = Path(image)
+    if chunk < 64 or chunk > 8192:
+        raise BigsegError(f"--chunk must be between 64 and 8192 pixels, got {chunk}")
+    if pixel_size is not None and pixel_size <= 0:
+        raise BigsegError(f"--pixel-size must be positive, got {pixel_size}")
+    if Path(store).exists() and not overwrite:
+        raise BigsegError(f"{store} exists; pass --overwrite to replace it")
+    src = open_image(image)
+    info = _source_info(image, src)
+    rgb = to_rgb8(src, image)
+    height, width = rgb.height, rgb.width
+    truth_dec = None
+    if truth is not None:
+        truth = Path(truth)
+        timg = open_image(truth, "truth mask")
+        if (timg.width, timg.height) != (width, height):
+            raise BigsegError(
+                f"{truth}: truth mask is {timg.width}x{timg.height} but the image is {width}x{height}"
+            )
+        truth_dec = TruthDecoder(truth, timg, classes)
+    px = pixel_size if pixel_size is not None else pixel_size_from_file(src)
+    strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
+    factors = pyramid_factors(height, width, strip_h)
+
+    pyvips = _vips()
+    with st.staged_output(store, overwrite) as tmp:
+        group = st.zarr_open_new(tmp)
+        st.init_root_attrs(group, source=info.to_attrs(), pixel_size=px, classes=classes)
+        img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
+                                  compressors=st.image_compressors())
+        truth_arr = None
+        if truth_dec is not None:
+            truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
+                                        attrs={"source": str(truth.resolve()), "encoding": truth_dec.mode})
+        previews = group.create_group("preview")
+        levels = {}
+        for f in factors:
+            ph, pw = -(-height // f), -(-width // f)
+            levels[f] = st.create_array(previews, f"x{f}", (ph, pw, 3), (min(ph, 1024), min(pw, 1024), 3),
+                                        ("y", "x", "band"), compressors=st.image_compressors(),
+                                        attrs={"factor": f})
+        strips = range(0, height, strip_h)
+        if progress:
+            from tqdm import tqdm
+
+            strips = tqdm(strips, desc=f"ingest {image.name}", unit="strip", leave=False)
+        # one Region per pipeline, fetched top to bottom: libvips' sequential mode needs the rows in order
+        region = pyvips.Region.new(rgb)
+        truth_region = pyvips.Region.new(truth_dec.img) if truth_dec else None
+        for y0 in strips:
+            h = min(strip_h, height - y0)
+            block = _fetch(region, y0, width, h, image)
+            tblock = _fetch(truth_region, y0, width, h, truth) if truth_region else None
+            img_arr[y0 : y0 + h] = block
+            if truth_arr is not None:
+                truth_arr[y0 : y0 + h] = truth_dec.decode(tblock, y0)
+            for f, arr in levels.items():
+                pooled = _pool(block, f)
+                arr[y0 // f : y0 // f + pooled.shape[0]] = pooled
+        for arr in [img_arr, truth_arr, *levels.values()]:
+            if arr is not None:
+                st.set_complete(arr)
+        st.consolidate(tmp)
+    return {
+        "store": str(store),
+        "image": str(image),
+        "width": width,
+        "height": height,
+        "bands_in_file": info.bands,
+        "chunk": chunk,
+        "pixel_size_um": px,
+        "truth": str(truth) if truth is not None else None,
+        "preview_factors": factors,
+    }

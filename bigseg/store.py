@@ -1,0 +1,174 @@
+"""The slab store: one zarr v3 group per slab holding everything about it.
+
+Layout (all arrays carry ``dimension_names`` so that ``xarray.open_zarr`` gives named dimensions)::
+
+    slab.zarr/
+      image          (y, x, band) uint8      the ingested picture, RGB
+      truth          (y, x) uint8            ground-truth class ids (optional; 255 = unlabelled)
+      labels         (y, x) uint8            predicted class ids (written by ``infer``)
+      probabilities  (class, y, x) uint8     class probabilities x 255 (``infer --probabilities``)
+      preview/x4, preview/x8, ...            image downsampled by 4, 8, ... (mean), for quicklooks
+
+Root attrs: ``bigseg`` (format version, bigseg version), ``source`` (file, size, bands), ``pixel_size_um``
+(or null), ``classes`` (the class table). Every array has attr ``complete``: it is false while the array is
+being written and becomes true only when the last chunk is on disk, so a half-written array never looks
+finished. A store made by ``ingest`` only appears under its final name once complete (it is written under a
+temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import zarr
+import zarr.codecs
+
+from bigseg.classes import CONCRETE, ClassInfo, table_from_attrs, table_to_attrs
+from bigseg.errors import BigsegError
+
+FORMAT_VERSION = 1
+DEFAULT_CHUNK = 1024
+"""Default chunk side (pixels) for image, truth and labels.
+
+A 900 px window at any offset touches at most 2 x 2 chunks of 1024 (the fewest possible: chunks at least as
+large as the window), each 3 MB of RGB uncompressed, so a window read decodes at most 12 MB; a gigapixel slab
+is ~1000 chunks per array, few enough files for any filesystem. Smaller chunks (512) read less per window but
+quadruple the file count; the model costs ~1000x more than decoding either way."""
+
+
+def image_compressors():
+    return zarr.codecs.ZstdCodec(level=3)
+
+
+def label_compressors():
+    # label masks are long runs of few values: zstd squeezes them to a few percent
+    return zarr.codecs.ZstdCodec(level=3)
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "zarr.json").is_file()
+
+
+def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
+    """Open an existing slab store (``mode`` 'r' or 'r+'); clear error if it is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise BigsegError(f"{p}: no such store")
+    if not is_store(p):
+        raise BigsegError(f"{p}: not a zarr store (no zarr.json); make one with 'bigseg ingest IMAGE {p}'")
+    try:
+        group = zarr.open_group(str(p), mode=mode, zarr_format=3)
+    except Exception as exc:  # zarr raises many kinds for broken metadata
+        raise BigsegError(f"{p}: cannot open as a zarr v3 group ({exc})") from exc
+    if "bigseg" not in group.attrs:
+        raise BigsegError(f"{p}: a zarr group, but not a bigseg slab store (no 'bigseg' attrs)")
+    if "image" not in group or not is_complete(group["image"]):
+        raise BigsegError(f"{p}: its image array is missing or incomplete; ingest the image again with --overwrite")
+    return group
+
+
+def class_table(group: zarr.Group) -> tuple[ClassInfo, ...]:
+    items = group.attrs.get("classes")
+    return table_from_attrs(items) if items else CONCRETE
+
+
+def pixel_size_um(group: zarr.Group) -> float | None:
+    v = group.attrs.get("pixel_size_um")
+    return float(v) if v else None
+
+
+def is_complete(array) -> bool:
+    return bool(array.attrs.get("complete", False))
+
+
+def set_complete(array, complete: bool = True) -> None:
+    array.attrs["complete"] = bool(complete)
+
+
+def create_array(group: zarr.Group, name: str, shape, chunks, dims, dtype="uint8", fill_value=0, compressors=None,
+                 attrs=None, overwrite=False):
+    """Create an array marked incomplete; the writer marks it complete when done."""
+    arr = group.create_array(
+        name,
+        shape=tuple(int(s) for s in shape),
+        chunks=tuple(int(c) for c in chunks),
+        dtype=dtype,
+        fill_value=fill_value,
+        compressors=compressors if compressors is not None else label_compressors(),
+        dimension_names=tuple(dims),
+        overwrite=overwrite,
+    )
+    arr.attrs.update({"complete": False, **(attrs or {})})
+    return arr
+
+
+def zarr_open_new(path: str | os.PathLike) -> zarr.Group:
+    return zarr.open_group(str(path), mode="w", zarr_format=3)
+
+
+def consolidate(path: str | os.PathLike) -> None:
+    """Refresh consolidated metadata (what xarray reads first); call after every change of arrays or attrs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr warns that consolidated metadata is not in the v3 spec yet
+        zarr.consolidate_metadata(str(path), zarr_format=3)
+
+
+def init_root_attrs(group: zarr.Group, *, source: dict, pixel_size: float | None, classes) -> None:
+    from bigseg import __version__
+
+    group.attrs.update(
+        {
+            "bigseg": {"format": FORMAT_VERSION, "version": __version__},
+            "source": source,
+            "pixel_size_um": pixel_size,
+            "classes": table_to_attrs(classes),
+        }
+    )
+
+
+@contextlib.contextmanager
+def staged_output(final: str | os.PathLike, overwrite: bool):
+    """Write a new store under a temporary name and move it into place only on success.
+
+    Refuses an existing ``final`` without ``overwrite`` (before anything is written). On failure the temporary
+    store is removed and an existing ``final`` is left untouched.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise BigsegError(f"{final} exists; pass --overwrite to replace it")
+    parent = final.parent if str(final.parent) else Path(".")
+    if not parent.is_dir():
+        raise BigsegError(f"{parent}: output folder does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BigsegError(f"{parent}: output folder is not writable")
+    tmp = parent / f".{final.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def open_dataset(path: str | os.PathLike):
+    """The store as an ``xarray.Dataset`` (lazy, dask-backed): ``image`` (y, x, band), ``truth`` (y, x),
+    ``labels`` (y, x), ``probabilities`` (class, y, x) where present; class table and pixel size in attrs."""
+    import xarray as xr
+
+    open_store(path)  # clear errors for non-stores
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return xr.open_zarr(str(path), zarr_format=3, consolidated=None)
