@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -98,15 +99,82 @@ def ingest(image, store, truth, pixel_size, chunk, overwrite):
                + (f", truth {s['truth']}" if s["truth"] else ""))
 
 
+@cli.command("synth-set")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--train", "n_train", default=6, show_default=True, type=int, help="Number of training slabs.")
+@click.option("--val", "n_val", default=2, show_default=True, type=int, help="Number of validation slabs.")
+@click.option("--size", default=2048, show_default=True, type=int, help="Side of each square slab (px).")
+@click.option("--seed", default=100, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True)
+def synth_set(out_dir, n_train, n_val, size, seed, overwrite):
+    """Make a synthetic training set: OUT_DIR/train/*.zarr and OUT_DIR/val/*.zarr with truth."""
+    from bigseg.synth import make_training_set
+
+    make_training_set(out_dir, n_train, n_val, size, seed, overwrite, echo=click.echo)
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(), help="YAML training config.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--stop-at", type=int, help="Checkpoint and stop after this many iterations.")
+def train(config_path, resume, stop_at):
+    """Train a model on slab stores with truth (see configs/*.yaml)."""
+    from bigseg.train.config import load_config
+    from bigseg.train.loop import train as run
+
+    cfg = load_config(config_path)
+    s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=sys.stderr.isatty())
+    click.echo(f"trained {s['iterations']}/{s['of']} iterations in {s['seconds']:.0f} s "
+               f"({s['it_per_second']:.2f} it/s); loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}")
+    if s["val"]:
+        click.echo("validation IoU: " + ", ".join(f"{k} {v:.4f}" for k, v in s["val"]["iou"].items() if v is not None)
+                   + f"; mean {s['val']['mean_iou']:.4f}")
+    if s["model"]:
+        click.echo(f"model for inference: {s['model']}")
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.option("-o", "--out", type=click.Path(), help="Store for an image INPUT [default: INPUT with .zarr].")
+@click.option("--model", type=click.Path(), help="Checkpoint [default: the bundled concrete model].")
+@click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
+@click.option("--scheduler", help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--window", default=900, show_default=True, type=int, help="Window side (px).")
+@click.option("--overlap", default=128, show_default=True, type=int, help="Overlap between windows (px).")
+@click.option("--batch", type=int, help="Windows per forward pass [default: 2 on CPU, 8 on CUDA].")
+@click.option("--threads", type=int, help="Torch threads per CPU worker [default: cores / workers].")
+@click.option("--probabilities", is_flag=True, help="Also write class probabilities (uint8, x255).")
+@click.option("--stats", "stats_path", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
+@click.option("--overwrite", is_flag=True, help="Recompute labels that already exist.")
+def infer(input_path, out, model, workers, scheduler, device, window, overlap, batch, threads, probabilities,
+          stats_path, overwrite):
+    """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
+    from bigseg.infer import InferOptions
+    from bigseg.infer import infer as run
+    from bigseg.report.stats import format_table
+
+    opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
+                        scheduler=scheduler, threads=threads, probabilities=probabilities, overwrite=overwrite,
+                        progress=sys.stderr.isatty())
+    s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
+    click.echo(f"labels written to {s['store']}/labels: {s['width']}x{s['height']} px, {s['windows_computed']} "
+               f"windows in {s['seconds']:.1f} s ({s['megapixels_per_second']:.2f} Mpx/s, {s['workers']} workers)")
+    click.echo(format_table(s["stats"]))
+    if stats_path:
+        Path(stats_path).write_text(json.dumps(s["stats"], indent=2))
+        click.echo(f"statistics written to {stats_path}")
+
+
 @cli.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--size", default="3000x2000", show_default=True, help="WIDTHxHEIGHT of the synthetic slab.")
-@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--workers", type=int, help="Local dask worker processes [default: cores/2].")
 def demo(out, size, workers):
     """The whole job on a bundled default: synthetic slab -> ingest -> infer -> statistics."""
     from bigseg.demo import run_demo
 
-    run_demo(out, _parse_size(size), workers=workers, echo=click.echo)
+    run_demo(out, _parse_size(size), workers=workers, echo=click.echo, progress=sys.stderr.isatty())
 
 
 @cli.command()

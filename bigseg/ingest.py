@@ -92,6 +92,8 @@ class SourceInfo:
     format: str
     interpretation: str
     loader: str
+    file_size: int
+    mtime: int
 
     def to_attrs(self) -> dict:
         return dict(self.__dict__)
@@ -99,8 +101,9 @@ class SourceInfo:
 
 def _source_info(path: Path, img) -> SourceInfo:
     loader = img.get("vips-loader") if "vips-loader" in img.get_fields() else "unknown"
+    stat = path.stat()
     return SourceInfo(str(path.resolve()), img.width, img.height, img.bands, str(img.format),
-                      str(img.interpretation), loader)
+                      str(img.interpretation), loader, stat.st_size, int(stat.st_mtime))
 
 
 def to_rgb8(img, path: Path):

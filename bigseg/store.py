@@ -62,7 +62,8 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
     if not is_store(p):
         raise BigsegError(f"{p}: not a zarr store (no zarr.json); make one with 'bigseg ingest IMAGE {p}'")
     try:
-        group = zarr.open_group(str(p), mode=mode, zarr_format=3)
+        # never through consolidated metadata (kept for xarray's benefit; stale while a writer works)
+        group = zarr.open_group(str(p), mode=mode, zarr_format=3, use_consolidated=False)
     except Exception as exc:  # zarr raises many kinds for broken metadata
         raise BigsegError(f"{p}: cannot open as a zarr v3 group ({exc})") from exc
     if "bigseg" not in group.attrs:

@@ -464,3 +464,31 @@ def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.Path
 def render_region(params: SynthParams, y0: int, x0: int, h: int, w: int):
     """The slab's pixels and truth over one region, in memory (for tests and small experiments)."""
     return _render_tile(_Model(params), y0, x0, h, w, True)
+
+
+def make_training_set(out_dir: str | os.PathLike, n_train: int = 6, n_val: int = 2, size: int = 2048,
+                      seed: int = 100, overwrite: bool = False, echo=print) -> dict:
+    """Synthetic slabs ingested as stores ``OUT/train/slab-K.zarr`` and ``OUT/val/slab-K.zarr``.
+
+    Pixel size (6-16 um), aggregate (0.55-0.75) and air (0.02-0.09) fractions vary from slab to slab, so a model
+    trained on them sees voids and stones over a range of apparent sizes. Validation slabs use other seeds.
+    """
+    from bigseg.ingest import ingest
+
+    out = Path(out_dir)
+    made = {"train": [], "val": []}
+    for split, n, base in (("train", n_train, seed), ("val", n_val, seed + 10_000)):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            rng = np.random.default_rng([base, k])
+            params = SynthParams(size, size, seed=base + k, pixel_size_um=float(rng.uniform(6, 16)),
+                                 aggregate_fraction=float(rng.uniform(0.55, 0.75)),
+                                 air_fraction=float(rng.uniform(0.02, 0.09)))
+            store = out / split / f"slab-{k}.zarr"
+            with tempfile.TemporaryDirectory(dir=out) as tmp:
+                s = synthesize(Path(tmp) / "slab.png", params)
+                ingest(s["image"], store, truth=s["truth"], pixel_size=params.pixel_size_um, overwrite=overwrite)
+            made[split].append(str(store))
+            echo(f"{store}: {size}x{size}, {params.pixel_size_um:.1f} um/px, stone {s['fractions']['stone']:.3f}, "
+                 f"void {s['fractions']['void']:.3f}")
+    return made

@@ -126,9 +126,7 @@ def test_bad_truth(tmp_path, slab_png):
 
 def _corrupt_files(tmp_path, slab_png):
     Image.open(slab_png).save(tmp_path / "good.jpg", quality=90)
-    Image.open(slab_png).save(tmp_path / "good.tif", compression="tiff_deflate", tile=(256, 256)) \
-        if False else tifffile.imwrite(tmp_path / "good.tif", _pil(slab_png), tile=(256, 256),
-                                       compression="zlib", photometric="rgb")
+    tifffile.imwrite(tmp_path / "good.tif", _pil(slab_png), tile=(256, 256), compression="zlib", photometric="rgb")
     files = {
         "missing.png": None,
         "empty.jpg": b"",

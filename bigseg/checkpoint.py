@@ -1,0 +1,87 @@
+"""Checkpoints: weights plus the metadata needed to use them, saved with torch.save and loaded safely.
+
+A checkpoint is a dict ``{"format": "bigseg-checkpoint", "version": 1, "meta": {...}, "state_dict": {...},
+"train_state": {...} (optional)}`` holding only tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)``: a file carrying a pickled object (code) is refused, never executed.
+
+``meta`` holds: ``arch``, ``arch_kwargs``, ``classes`` (the class table), ``window`` (training crop size),
+and free-form provenance (``trained_on``, ``config``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from bigseg.classes import ClassInfo, table_from_attrs, table_to_attrs
+from bigseg.errors import BigsegError
+from bigseg.models import build
+
+FORMAT = "bigseg-checkpoint"
+BUNDLED = Path(__file__).parent / "weights" / "concrete-light-unet.pt"
+
+
+def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes, arch_kwargs=None,
+         extra_meta=None, train_state=None) -> None:
+    """Write atomically (temporary file + rename), so an interrupted save never leaves a broken checkpoint."""
+    path = Path(path)
+    meta = {"arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "classes": table_to_attrs(classes),
+            **(extra_meta or {})}
+    blob = {"format": FORMAT, "version": 1, "meta": meta,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    if train_state is not None:
+        blob["train_state"] = train_state
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dict, loaded with weights_only=True; BigsegError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise BigsegError(f"{path}: no such checkpoint file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise BigsegError(
+                f"{path}: refused: the file contains pickled objects, not just weights ({first})"
+            ) from exc
+        raise BigsegError(f"{path}: not a readable checkpoint ({first})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise BigsegError(
+            f"{path}: not a bigseg checkpoint (no 'format: {FORMAT}' entry); train one with 'bigseg train'"
+        )
+    return blob
+
+
+def load(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on CPU, meta) from a checkpoint; errors name what does not fit."""
+    blob = read(path)
+    meta = blob["meta"]
+    classes = table_from_attrs(meta.get("classes", []))
+    model = build(meta["arch"], len(classes), **meta.get("arch_kwargs", {}))
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise BigsegError(f"{path}: weights do not fit architecture {meta['arch']} with {len(classes)} classes "
+                          f"({str(exc).splitlines()[0]})") from exc
+    model.eval()
+    return model, meta
+
+
+def classes_of(meta: dict) -> tuple[ClassInfo, ...]:
+    return table_from_attrs(meta["classes"])
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

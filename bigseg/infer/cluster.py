@@ -1,0 +1,62 @@
+"""Where the graph runs: a local cluster of worker processes, an existing cluster, or this process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from bigseg.errors import BigsegError
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "cpu"):
+    """Yield a distributed Client, or None for ``workers == 0`` (run in this process).
+
+    A local cluster binds its scheduler and dashboard to 127.0.0.1 only; its workers are separate processes.
+    CPU workers run one task at a time (the model uses the cores through torch's threads); CUDA workers run
+    three, so that reading windows, the GPU's forward passes and blending/writing chunks overlap in time.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise BigsegError(f"cannot reach the dask scheduler at {scheduler} ({exc}); is it running?") from exc
+        try:
+            n = len(client.scheduler_info()["workers"])
+            echo(f"connected to {scheduler} ({n} workers); dashboard {client.dashboard_link}")
+            if n == 0:
+                raise BigsegError(f"the dask scheduler at {scheduler} has no workers; start some with 'dask worker'")
+            yield client
+        finally:
+            client.close()
+        return
+    if workers == 0:
+        yield None
+        return
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=3 if device == "cuda" else 1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(cluster)
+        try:
+            echo(f"local dask cluster: {workers} worker processes on {device}; dashboard {client.dashboard_link}")
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()

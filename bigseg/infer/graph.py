@@ -1,0 +1,390 @@
+"""The inference graph: window batches -> model -> blended label chunks written to zarr.
+
+Two kinds of task:
+
+- ``predict``: one batch of windows (consecutive windows of one window row; the partition is fixed by the grid
+  alone) read from the store's ``image`` and run through the model: float16 logits.
+- ``blend``: one chunk of the ``labels`` array: the weighted logits of every window touching it, summed in
+  window order, arg-maxed, written to the chunk (and ``probabilities``), then a completion marker is written.
+
+Each window is computed once (a batch feeds every chunk it touches). Summing in window order makes a pixel's
+value independent of which chunk it falls in, so labels are byte-identical for any chunking, any number of
+workers, and across an interruption: a rerun skips chunks whose marker exists, and computes only the batches
+that pending chunks need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.checkpoint import BUNDLED, classes_of, file_digest, read
+from bigseg.errors import BigsegError
+from bigseg.infer.predictor import ModelSpec, predict
+from bigseg.infer.windows import Grid
+
+MAX_WINDOW = 4096
+MIN_WINDOW = 32
+DEFAULT_WINDOW = 900
+DEFAULT_OVERLAP = 128
+
+
+@dataclass
+class InferOptions:
+    window: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
+    batch: int | None = None  # None: 2 on CPU, 8 on CUDA
+    device: str = "cpu"
+    workers: int | None = None  # None: a default from the core count; 0: in this process
+    scheduler: str | None = None
+    threads: int | None = None  # torch threads per CPU worker; None: cores // workers
+    probabilities: bool = False
+    overwrite: bool = False
+    progress: bool = False
+    amp: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tasks (run in workers)
+
+_ARRAYS: dict = {}
+
+
+def _array(path: str, name: str, mode: str = "r"):
+    import zarr
+
+    key = (path, name, mode)
+    if key not in _ARRAYS:
+        _ARRAYS[key] = zarr.open_array(os.path.join(path, name), mode=mode, zarr_format=3)
+    return _ARRAYS[key]
+
+
+def predict_batch(spec: ModelSpec, store: str, origins: list[tuple[int, int]], win_h: int, win_w: int):
+    image = _array(store, "image")
+    batch = np.stack([image[y : y + win_h, x : x + win_w] for (y, x) in origins])
+    return predict(spec, batch)
+
+
+def blend_block(store: str, bounds: tuple[int, int, int, int], grid: Grid, sources: list, marker: str,
+                probabilities: bool, n_classes: int, *batches):
+    """Blend the windows touching ``bounds`` and write the chunk. ``sources``: (window origin, batch, row)."""
+    y0, y1, x0, x1 = bounds
+    weight = grid.weight()
+    acc = np.zeros((n_classes, y1 - y0, x1 - x0), np.float32)
+    wsum = np.zeros((y1 - y0, x1 - x0), np.float32) if probabilities else None
+    for (wy, wx), b, row in sources:  # ascending window index: the summation order is fixed
+        a0, a1 = max(y0, wy), min(y1, wy + grid.win_h)
+        b0, b1 = max(x0, wx), min(x1, wx + grid.win_w)
+        w = weight[a0 - wy : a1 - wy, b0 - wx : b1 - wx]
+        logits = batches[b][row, :, a0 - wy : a1 - wy, b0 - wx : b1 - wx].astype(np.float32)
+        acc[:, a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += logits * w
+        if wsum is not None:
+            wsum[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += w
+    labels = np.argmax(acc, axis=0).astype(np.uint8)
+    try:
+        _array(store, "labels", "r+")[y0:y1, x0:x1] = labels
+        if probabilities:
+            z = acc / wsum
+            z -= z.max(axis=0, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=0, keepdims=True)
+            _array(store, "probabilities", "r+")[:, y0:y1, x0:x1] = np.rint(z * 255).astype(np.uint8)
+        Path(marker).touch()
+    except OSError as exc:
+        raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
+    return np.bincount(labels.ravel(), minlength=n_classes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# preparing a run (on the client, before any compute)
+
+
+def _progress_dir(store: Path) -> Path:
+    return store / ".bigseg" / "labels-done"
+
+
+def _marker(store: Path, bi: int, bj: int) -> Path:
+    return _progress_dir(store) / f"{bi}.{bj}"
+
+
+class StoreLock:
+    """An exclusive lock file in the store: a second ``infer`` on the same store refuses to start."""
+
+    def __init__(self, store: Path):
+        self.path = store / ".bigseg" / "infer.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                other = self._read()
+                if other and other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1)):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone (killed run)
+                    continue
+                who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another process"
+                raise BigsegError(f"{self.path.parent.parent}: another 'bigseg infer' is running on this store "
+                                  f"({who}); wait for it, or remove {self.path} if it is gone") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise BigsegError(f"{self.path}: cannot take the store lock")
+
+    def _read(self):
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolve_input(input_path, out: str | None, overwrite: bool, echo=print) -> Path:
+    """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
+    from bigseg.ingest import ingest
+
+    p = Path(input_path)
+    if st.is_store(p):
+        if out and Path(out).resolve() != p.resolve():
+            raise BigsegError(f"{p} is already a store; -o applies only when INPUT is an image file")
+        return p
+    if p.is_dir():
+        raise BigsegError(f"{p}: a folder but not a zarr store")
+    store = Path(out) if out else p.with_suffix(".zarr")
+    if store.exists():
+        group = st.open_store(store)
+        src = group.attrs.get("source", {})
+        same = src.get("path") == str(p.resolve()) and p.exists() and src.get("file_size") == p.stat().st_size \
+            and src.get("mtime") == int(p.stat().st_mtime)
+        if not same:
+            raise BigsegError(f"{store} exists but was not ingested from {p} as it is now; "
+                              f"choose another store with -o or delete it")
+        echo(f"using {store} (already ingested from {p})")
+        return store
+    s = ingest(p, store, progress=True)
+    echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})")
+    return store
+
+
+def default_workers(device: str) -> int:
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    from bigseg.infer.cluster import cpu_count
+
+    return max(1, cpu_count() // 2)
+
+
+def infer(input_path, out: str | None = None, model: str | None = None, options: InferOptions | None = None,
+          echo=print) -> dict:
+    """Segment INPUT (image file or slab store) into the store's ``labels``; returns a summary with stats.
+
+    Everything that can be checked is checked before any compute: the checkpoint (safe load, classes against
+    the store's truth), the window, the device, the scheduler, an existing result, a concurrent run.
+    """
+    from bigseg.infer.cluster import cpu_count, dask_client
+    from bigseg.report.stats import class_statistics
+
+    o = options or InferOptions()
+    if not MIN_WINDOW <= o.window <= MAX_WINDOW:
+        raise BigsegError(f"--window must be between {MIN_WINDOW} and {MAX_WINDOW} pixels, got {o.window}")
+    if not 0 <= o.overlap <= o.window // 2:
+        raise BigsegError(f"--overlap must be between 0 and half the window ({o.window // 2}), got {o.overlap}")
+    if o.device not in ("cpu", "cuda"):
+        raise BigsegError(f"unknown device {o.device!r}; use cpu or cuda")
+    if o.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BigsegError("--device cuda: no CUDA device is visible to torch on this machine")
+    batch = o.batch or (8 if o.device == "cuda" else 2)
+    if batch < 1:
+        raise BigsegError(f"--batch must be at least 1, got {batch}")
+    ckpt = Path(model) if model else BUNDLED
+    if model is None:
+        echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
+    blob = read(ckpt)  # safe load; refuses pickles and non-bigseg files
+    meta = blob["meta"]
+    classes = classes_of(meta)
+    del blob
+    workers = o.workers if o.workers is not None else default_workers(o.device)
+    if workers < 0:
+        raise BigsegError(f"--workers must be 0 or more, got {workers}")
+
+    store = resolve_input(input_path, out, o.overwrite, echo)
+    group = st.open_store(store, mode="r+")
+    if "truth" in group:
+        store_classes = st.class_table(group)
+        if [c.name for c in store_classes] != [c.name for c in classes]:
+            raise BigsegError(
+                f"{ckpt}: the model's classes ({', '.join(c.name for c in classes)}) differ from the store's "
+                f"({', '.join(c.name for c in store_classes)})"
+            )
+    height, width = group["image"].shape[:2]
+    cy, cx = group["image"].chunks[:2]
+    grid = Grid(height, width, o.window, o.overlap)
+    digest = file_digest(ckpt)
+    run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
+           "batch": batch, "classes": [c.name for c in classes]}
+
+    with StoreLock(store):
+        pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
+        threads = o.threads or max(1, cpu_count() // max(workers, 1))
+        spec = ModelSpec(str(ckpt.resolve()), digest, o.device, threads if o.device == "cpu" else 0, o.amp)
+        tasks, n_windows, n_needed = _build_graph(grid, store, spec, pending, batch, len(classes), o.probabilities,
+                                                   (cy, cx))
+        total_chunks = len(pending) + skipped_chunks
+        if skipped_chunks:
+            echo(f"resuming: {skipped_chunks} of {total_chunks} chunks already done; "
+                 f"skipping {n_windows - n_needed} of {n_windows} windows")
+        t_start = time.perf_counter()
+        with dask_client(workers, o.scheduler, echo, o.device) as client:
+            t0 = time.perf_counter()
+            _execute(tasks, client, o.progress, len(pending))
+            elapsed = time.perf_counter() - t0
+            labels = group["labels"]
+            st.set_complete(labels)
+            if o.probabilities:
+                st.set_complete(group["probabilities"])
+            stats = class_statistics(store, client=client)
+        labels.attrs["stats"] = stats
+        shutil.rmtree(_progress_dir(store), ignore_errors=True)
+        st.consolidate(store)
+    mpx = height * width / 1e6
+    computed_mpx = mpx * len(pending) / max(total_chunks, 1)
+    return {"store": str(store), "width": width, "height": height, "windows": n_windows,
+            "windows_computed": n_needed, "chunks": total_chunks, "chunks_skipped": skipped_chunks,
+            "seconds": elapsed, "startup_seconds": t0 - t_start, "megapixels_per_second": computed_mpx / elapsed,
+            "workers": workers, "device": o.device, "stats": stats, "run": run}
+
+
+def _prepare_outputs(group, store: Path, run: dict, classes, o: InferOptions, chunks, echo):
+    """Create (or validate for resume) labels/probabilities; return (pending chunk list, skipped count)."""
+    cy, cx = chunks
+    height, width = group["image"].shape[:2]
+    existing = group.get("labels")
+    resume = False
+    if existing is not None and not o.overwrite:
+        same = existing.attrs.get("run") == run and existing.shape == (height, width) \
+            and existing.chunks == (cy, cx) and (not o.probabilities or "probabilities" in group)
+        if st.is_complete(existing):
+            raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+        if not same:
+            raise BigsegError(f"{store}: holds unfinished labels of a different run (model, window, overlap or batch "
+                              f"differ); rerun with the same options to resume, or pass --overwrite")
+        resume = True
+    if not resume:
+        shutil.rmtree(_progress_dir(store), ignore_errors=True)
+        for name in ("labels", "probabilities"):
+            if name in group:
+                del group[name]
+        st.create_array(group, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run})
+        if o.probabilities:
+            st.create_array(group, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
+                            ("class", "y", "x"), attrs={"encoding": "round(255 * softmax(blended logits))"})
+        if "truth" not in group:
+            from bigseg.classes import table_to_attrs
+
+            group.attrs["classes"] = table_to_attrs(classes)
+        st.consolidate(store)
+    _progress_dir(store).mkdir(parents=True, exist_ok=True)
+    pending, skipped = [], 0
+    for bi, y0 in enumerate(range(0, height, cy)):
+        for bj, x0 in enumerate(range(0, width, cx)):
+            if resume and _marker(store, bi, bj).exists():
+                skipped += 1
+            else:
+                pending.append((bi, bj, (y0, min(y0 + cy, height), x0, min(x0 + cx, width))))
+    return pending, skipped
+
+
+def _build_graph(grid: Grid, store: Path, spec: ModelSpec, pending, batch: int, n_classes: int, probabilities,
+                 chunks):
+    """Delayed blend tasks for the pending chunks, each depending on the predict batches it needs."""
+    import dask
+
+    windows = grid.windows()
+    n_x = len(grid.xs)
+    # the batch partition depends on the grid only: batch k of a window row holds its windows k*B .. k*B+B-1
+    batch_of = {}
+    for idx in range(len(windows)):
+        row, col = divmod(idx, n_x)
+        batch_of[idx] = (row, col // batch, col % batch)
+    needed = sorted({w for *_, b in pending for w in grid.windows_touching(*b)})
+    batch_keys = sorted({batch_of[w][:2] for w in needed})
+    store_s = str(store)
+    predict_task = dask.delayed(predict_batch, pure=True)
+    batches = {}
+    for row, k in batch_keys:
+        cols = range(k * batch, min((k + 1) * batch, n_x))
+        origins = [windows[row * n_x + c] for c in cols]
+        batches[(row, k)] = predict_task(spec, store_s, origins, grid.win_h, grid.win_w,
+                                         dask_key_name=f"predict-{row}-{k}")
+    blend_task = dask.delayed(blend_block, pure=True)
+    tasks = []
+    for bi, bj, bounds in pending:
+        touching = grid.windows_touching(*bounds)
+        deps = sorted({batch_of[w][:2] for w in touching})
+        pos = {key: i for i, key in enumerate(deps)}
+        sources = [(windows[w], pos[batch_of[w][:2]], batch_of[w][2]) for w in touching]
+        tasks.append(blend_task(store_s, bounds, grid, sources, str(_marker(store, bi, bj)), probabilities,
+                                n_classes, *[batches[d] for d in deps], dask_key_name=f"blend-{bi}-{bj}"))
+    n_computed_windows = sum(len(range(k * batch, min((k + 1) * batch, n_x))) for _, k in batch_keys)
+    return tasks, len(windows), n_computed_windows
+
+
+def _execute(tasks, client, progress: bool, n: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=n, desc="infer", unit="chunk", disable=not progress, leave=False)
+    try:
+        if client is None:
+            import dask
+            from dask.callbacks import Callback
+
+            class _Bar(Callback):
+                def _posttask(self, key, result, dsk, state, id):
+                    if str(key).startswith("blend-"):
+                        bar.update(1)
+
+            with _Bar():
+                dask.compute(*tasks, scheduler="sync")
+            return
+        from distributed import as_completed
+
+        futures = client.compute(tasks)
+        try:
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a task's exception here
+                bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    finally:
+        bar.close()
+
+
+def options_dict(o: InferOptions) -> dict:
+    return asdict(o)

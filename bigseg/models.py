@@ -1,0 +1,118 @@
+"""Model registry: every architecture maps float RGB in [0, 1], shape (B, 3, H, W), to logits (B, C, H, W).
+
+Normalisation (mean/std) lives inside the model, so a checkpoint or an exported file is self-contained.
+Weights are never downloaded: torchvision models are built with ``weights=None``; pretrained backbones are
+used only when torchvision already has them cached (see :func:`build`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bigseg.errors import BigsegError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalized(nn.Module):
+    """Wraps a network: normalises the input, unwraps torchvision's {'out': ...} dicts."""
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net((x - self.mean) / self.std)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def _conv_bn(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class LightUNet(nn.Module):
+    """A small U-Net for real-time CPU inference (~0.6 M parameters at width 16).
+
+    A stride-2 stem, then four stride-2 stages (receptive field ~200 px), nearest upsampling with skip
+    connections back to half resolution, and logits upsampled bilinearly to the input size: the half-resolution
+    trunk costs a quarter of a full-resolution one, and voids a few pixels across are still resolved.
+    """
+
+    def __init__(self, num_classes: int, width: int = 16):
+        super().__init__()
+        c = [width, width * 2, width * 4, width * 8]
+        self.stem = nn.Sequential(_conv_bn(3, c[0], 2), _conv_bn(c[0], c[0]))
+        self.down = nn.ModuleList(
+            [nn.Sequential(_conv_bn(c[i], c[i + 1], 2), _conv_bn(c[i + 1], c[i + 1])) for i in range(3)]
+        )
+        self.bottom = nn.Sequential(_conv_bn(c[3], c[3], 2), _conv_bn(c[3], c[3]))
+        self.up = nn.ModuleList([_conv_bn(c[i] + c[min(i + 1, 3)], c[i]) for i in range(3, -1, -1)])
+        self.head = nn.Conv2d(c[0], num_classes, 1)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        skips = [self.stem(x)]
+        for d in self.down:
+            skips.append(d(skips[-1]))
+        y = self.bottom(skips[-1])
+        for up, skip in zip(self.up, reversed(skips), strict=True):
+            y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="nearest")
+            y = up(torch.cat([y, skip], dim=1))
+        return nn.functional.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
+
+
+def _torchvision(name: str, num_classes: int, pretrained_backbone: bool):
+    from torchvision.models import segmentation as seg
+
+    builders = {
+        "deeplabv3_resnet50": seg.deeplabv3_resnet50,
+        "deeplabv3_mobilenet_v3_large": seg.deeplabv3_mobilenet_v3_large,
+        "lraspp_mobilenet_v3_large": seg.lraspp_mobilenet_v3_large,
+    }
+    kwargs = {"weights": None, "num_classes": num_classes}
+    if name != "lraspp_mobilenet_v3_large":
+        kwargs["aux_loss"] = False
+    kwargs["weights_backbone"] = _cached_backbone_weights(name) if pretrained_backbone else None
+    return builders[name](**kwargs)
+
+
+def _cached_backbone_weights(name: str):
+    """ImageNet backbone weights if torchvision's cache already holds them, else a clear error (no download)."""
+    import os
+
+    from torch.hub import get_dir
+    from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+
+    weights = ResNet50_Weights.IMAGENET1K_V1 if "resnet50" in name else MobileNet_V3_Large_Weights.IMAGENET1K_V1
+    cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
+    if not os.path.exists(cached):
+        raise BigsegError(
+            f"pretrained backbone for {name} is not in torch's cache ({cached}) and bigseg never downloads; "
+            f"copy the file there or set model.pretrained_backbone: false"
+        )
+    return weights
+
+
+ARCHITECTURES = {
+    "light_unet": "small U-Net, real-time on CPU (the bundled model)",
+    "lraspp_mobilenet_v3_large": "LR-ASPP, MobileNetV3-Large backbone (torchvision)",
+    "deeplabv3_mobilenet_v3_large": "DeepLabV3, MobileNetV3-Large backbone (torchvision)",
+    "deeplabv3_resnet50": "DeepLabV3, ResNet-50 backbone (torchvision)",
+}
+
+
+def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16) -> nn.Module:
+    """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1]."""
+    if arch not in ARCHITECTURES:
+        raise BigsegError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if not 2 <= num_classes <= 255:
+        raise BigsegError(f"num_classes must be between 2 and 255, got {num_classes}")
+    if arch == "light_unet":
+        net = LightUNet(num_classes, width)
+    else:
+        net = _torchvision(arch, num_classes, pretrained_backbone)
+    return Normalized(net)

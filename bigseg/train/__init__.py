@@ -1,0 +1,1 @@
+"""Training from slab stores: random crops read straight from zarr, checkpoints, exact resume."""

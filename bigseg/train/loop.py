@@ -1,0 +1,225 @@
+"""The training loop: optimizer, LR schedule, checkpoints every N iterations, exact resume, validation.
+
+``OUT/last.pt`` is written every ``checkpoint_every`` iterations (atomically) with weights, optimizer,
+scheduler, step, torch RNG state, config and class table; ``--resume`` continues from it, and because crops
+are a function of the sample number (see sampler.py) a stopped-and-resumed run reproduces an uninterrupted
+one exactly (CPU, deterministic mode). ``OUT/model.pt`` (weights + metadata only) is what ``infer`` takes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bigseg import checkpoint as ckpt
+from bigseg import store as st
+from bigseg.errors import BigsegError
+from bigseg.models import build
+from bigseg.train.config import TrainConfig
+from bigseg.train.metrics import confusion, scores
+from bigseg.train.sampler import CropDataset, IndexRange
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise BigsegError("device: cuda was asked for, but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _classes(stores: list[str]):
+    tables = [st.class_table(st.open_store(p)) for p in stores]
+    first = tables[0]
+    for p, t in zip(stores, tables, strict=True):
+        if [c.name for c in t] != [c.name for c in first]:
+            raise BigsegError(f"{p}: its classes ({', '.join(c.name for c in t)}) differ from {stores[0]}'s "
+                              f"({', '.join(c.name for c in first)})")
+    return first
+
+
+def _schedule(cfg: TrainConfig, opt):
+    n = cfg.iterations
+    s = cfg.schedule
+    if s.name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optimizer.lr, total_steps=n,
+                                                   pct_start=max(s.warmup_fraction, 1e-3))
+    if s.name == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (1 - min(k, n - 1) / n) ** s.power)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+
+
+def _optimizer(cfg: TrainConfig, model):
+    o = cfg.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+
+class _Log:
+    """JSON lines always; TensorBoard as well when the tensorboard package is installed."""
+
+    def __init__(self, out: Path):
+        self.file = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in close()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            self.tb = None
+
+    def scalars(self, step: int, values: dict):
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        if self.tb:
+            for k, v in values.items():
+                if isinstance(v, int | float) and v is not None:
+                    self.tb.add_scalar(k, v, step)
+
+    def images(self, step: int, tag: str, image: torch.Tensor, pred: torch.Tensor, colors: np.ndarray):
+        if self.tb:
+            overlay = 0.5 * image.cpu().numpy() + 0.5 * colors[pred.cpu().numpy()].transpose(0, 3, 1, 2) / 255
+            self.tb.add_images(tag, np.clip(overlay, 0, 1), step)
+
+    def close(self):
+        self.file.close()
+        if self.tb:
+            self.tb.close()
+
+
+def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: int, device, seed: int,
+             amp: bool):
+    """Confusion matrix over a fixed set of crops (the same every time: sample numbers 2^40, 2^40 + 1, ...)."""
+    model.eval()
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    first = None
+    with torch.inference_mode():
+        for k in range(n_crops):
+            image, truth = dataset[(1 << 40) + k]
+            x = image[None].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                pred = model(x).argmax(1)[0].cpu()
+            cm += confusion(truth.numpy(), pred.numpy(), n_classes, ignore)
+            if first is None:
+                first = (image[None], pred[None])
+    model.train()
+    return cm, first
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True) -> dict:
+    """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    if last.exists() and not resume:
+        raise BigsegError(f"{last} exists; pass --resume to continue that run, or set another 'out'")
+    if resume and not last.exists():
+        raise BigsegError(f"--resume: no checkpoint at {last}")
+    classes = _classes(cfg.train + cfg.val)
+    n_classes = len(classes)
+    if cfg.class_weights is not None and len(cfg.class_weights) != n_classes:
+        raise BigsegError(f"class_weights has {len(cfg.class_weights)} entries for {n_classes} classes")
+    if cfg.rare_class is not None and cfg.rare_class.class_id >= n_classes:
+        raise BigsegError(f"rare_class.class_id {cfg.rare_class.class_id} is not a class (0..{n_classes - 1})")
+    device = _device(cfg)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.model.arch, n_classes, **cfg.model.kwargs()).to(device)
+    model.train()
+    opt = _optimizer(cfg, model)
+    sched = _schedule(cfg, opt)
+    start = 0
+    if resume:
+        blob = ckpt.read(last)
+        state = blob.get("train_state")
+        if state is None:
+            raise BigsegError(f"{last}: holds no training state (an inference-only checkpoint)")
+        if blob["meta"]["arch"] != cfg.model.arch or [c["name"] for c in blob["meta"]["classes"]] != [
+            c.name for c in classes
+        ]:
+            raise BigsegError(f"{last}: its architecture or classes differ from the config's")
+        model.load_state_dict(blob["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
+    end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
+    dataset = CropDataset(cfg.train, cfg.crop, cfg.augment, cfg.seed, cfg.rare_class, n_classes)
+    val_set = CropDataset(cfg.val, cfg.crop, None, cfg.seed + 1) if cfg.val else None
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=IndexRange(start * cfg.batch_size, end * cfg.batch_size),
+        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=False, pin_memory=device.type == "cuda",
+    )
+    weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": cfg.train}
+    colors = np.array([c.color for c in classes], np.uint8)
+    log = _Log(out)
+    from tqdm import tqdm
+
+    bar = tqdm(total=end - start, desc="train", unit="it", disable=not progress, leave=False)
+    step = start
+    losses = []
+    t0 = time.perf_counter()
+    last_metrics = None
+
+    def save_checkpoint(path: Path, with_state: bool):
+        state = None
+        if with_state:
+            state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "torch_rng": torch.get_rng_state()}
+        ckpt.save(path, model, arch=cfg.model.arch, classes=classes, arch_kwargs=cfg.model.kwargs(),
+                  extra_meta=meta, train_state=state)
+
+    try:
+        for image, truth in loader:
+            image = image.to(device, non_blocking=True)
+            truth = truth.to(device, non_blocking=True)
+            if device.type == "cuda":
+                image = image.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+                logits = model(image)
+                loss = loss_fn(logits.float(), truth)
+            if not torch.isfinite(loss):
+                raise BigsegError(f"loss became {loss.item()} at iteration {step}; lower optimizer.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            log.scalars(step, {"loss": losses[-1], "lr": sched.get_last_lr()[0]})
+            if step % cfg.checkpoint_every == 0 or step == end:
+                save_checkpoint(last, True)
+            if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
+                cm, sample = validate(model, val_set, cfg.val_crops, n_classes, cfg.ignore_label, device,
+                                      cfg.seed, cfg.amp)
+                last_metrics = scores(cm, [c.name for c in classes])
+                log.scalars(step, {"val/mean_iou": last_metrics["mean_iou"],
+                                   "val/pixel_accuracy": last_metrics["pixel_accuracy"],
+                                   **{f"val/iou_{k}": v for k, v in last_metrics["iou"].items() if v is not None}})
+                log.images(step, "val/overlay", sample[0], sample[1], colors)
+                bar.write(f"iteration {step}: val mean IoU {last_metrics['mean_iou']:.4f} "
+                          + " ".join(f"{k} {v:.4f}" for k, v in last_metrics["iou"].items() if v is not None))
+    finally:
+        bar.close()
+        log.close()
+    if step == cfg.iterations:
+        save_checkpoint(out / "model.pt", False)
+    seconds = time.perf_counter() - t0
+    return {"out": str(out), "iterations": step, "of": cfg.iterations, "seconds": seconds,
+            "first_loss": losses[0] if losses else None, "last_loss": float(np.mean(losses[-10:])) if losses else None,
+            "val": last_metrics, "model": str(out / "model.pt") if step == cfg.iterations else None,
+            "it_per_second": (len(losses) / seconds) if seconds > 0 and losses else math.nan}

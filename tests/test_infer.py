@@ -1,0 +1,274 @@
+"""Tiled inference on real zarr stores with real dask clusters of processes and the bundled model."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from bigseg import checkpoint
+from bigseg.checkpoint import BUNDLED
+from bigseg.classes import CONCRETE, ClassInfo
+from bigseg.infer import InferOptions, infer
+from bigseg.infer.windows import Grid
+from bigseg.ingest import ingest
+from bigseg.models import build
+from bigseg.report.stats import class_statistics
+from bigseg.synth import SynthParams, synthesize
+from tests.conftest import error_line, run_cli
+
+WINDOW, OVERLAP = 256, 64  # small windows, so that a small slab has many seams
+
+
+@pytest.fixture(scope="module")
+def slab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("infer")
+    s = synthesize(d / "slab.png", SynthParams(1100, 900, seed=21, pixel_size_um=12))
+    return Path(s["image"]), Path(s["truth"])
+
+
+def _store(tmp_path, slab, name="s.zarr", chunk=256):
+    out = tmp_path / name
+    ingest(slab[0], out, truth=slab[1], chunk=chunk)
+    return out
+
+
+def _labels(store):
+    return zarr.open_group(str(store), mode="r")["labels"][:]
+
+
+def _opts(**kw):
+    base = dict(window=WINDOW, overlap=OVERLAP, workers=0)
+    base.update(kw)
+    return InferOptions(**base)
+
+
+def test_tiled_equals_one_shot_and_seams_are_invisible(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    r = infer(store, options=_opts())
+    assert r["windows"] == len(Grid(900, 1100, WINDOW, OVERLAP).windows())
+    tiled = _labels(store)
+    model, _ = checkpoint.load(BUNDLED)
+    image = zarr.open_group(str(store), mode="r")["image"][:]
+    with torch.inference_mode():
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        one_shot = model(x).argmax(1)[0].numpy().astype(np.uint8)
+    agree = (tiled == one_shot).mean()
+    assert agree >= 0.999, agree
+    # disagreement in 16 px bands along window borders vs elsewhere
+    grid = Grid(900, 1100, WINDOW, OVERLAP)
+    band = np.zeros(tiled.shape, bool)
+    for y in grid.ys:
+        for edge in (y, y + grid.win_h):
+            band[max(edge - 8, 0) : edge + 8, :] = True
+    for x in grid.xs:
+        for edge in (x, x + grid.win_w):
+            band[:, max(edge - 8, 0) : edge + 8] = True
+    band[:8], band[-8:], band[:, :8], band[:, -8:] = False, False, False, False  # image edges are not seams
+    diff = tiled != one_shot
+    near, far = diff[band].mean(), diff[~band].mean()
+    assert near <= far + 2e-4, (near, far)
+
+
+def test_bundled_model_segments_the_synthetic_slab(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    infer(store, options=_opts())
+    truth = zarr.open_group(str(store), mode="r")["truth"][:]
+    labels = _labels(store)
+    for k in (1, 2):
+        inter = ((labels == k) & (truth == k)).sum()
+        union = ((labels == k) | (truth == k)).sum()
+        assert inter / union > 0.85, (k, inter / union)
+
+
+def test_stats_match_numpy_exactly(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    r = infer(store, options=_opts())
+    labels = _labels(store)
+    counts = np.bincount(labels.ravel(), minlength=3)
+    got = r["stats"]
+    assert [got["classes"][c.name]["pixels"] for c in CONCRETE] == counts.tolist()
+    assert got["concrete"]["void_fraction"] == counts[2] / labels.size
+    assert got["concrete"]["stone_void_ratio"] == counts[1] / counts[2]
+    assert got["classes"]["void"]["area_mm2"] == pytest.approx(counts[2] * 0.012**2)
+    assert zarr.open_group(str(store), mode="r")["labels"].attrs["stats"] == got
+    truth_stats = class_statistics(store, array="truth")
+    truth = zarr.open_group(str(store), mode="r")["truth"][:]
+    assert truth_stats["classes"]["stone"]["pixels"] == int((truth == 1).sum())
+
+
+def test_deterministic_across_workers_and_chunkings(tmp_path, slab):
+    a = _store(tmp_path, slab, "a.zarr", chunk=256)
+    b = _store(tmp_path, slab, "b.zarr", chunk=384)
+    c = _store(tmp_path, slab, "c.zarr", chunk=256)
+    infer(a, options=_opts(workers=1))
+    infer(b, options=_opts(workers=2))
+    infer(c, options=_opts(workers=0))
+    la, lb, lc = _labels(a), _labels(b), _labels(c)
+    assert la.tobytes() == lb.tobytes() == lc.tobytes()
+
+
+def test_probabilities_and_small_images(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    infer(store, options=_opts(probabilities=True))
+    g = zarr.open_group(str(store), mode="r")
+    p = g["probabilities"]
+    assert p.shape == (3, 900, 1100) and p.dtype == np.uint8 and p.attrs["complete"]
+    prob = p[:]
+    assert np.abs(prob.astype(int).sum(0) - 255).max() <= 2
+    assert (prob.argmax(0) == g["labels"][:]).mean() > 0.999
+    # an image smaller than one window
+    small = tmp_path / "small.png"
+    synthesize(small, SynthParams(150, 90, seed=3))
+    r = infer(small, options=_opts(window=900, overlap=128))
+    assert r["windows"] == 1 and _labels(r["store"]).shape == (90, 150)
+
+
+def test_cli_infer_on_an_image_and_reruns(tmp_path, slab):
+    img = tmp_path / "slab.png"
+    img.write_bytes(slab[0].read_bytes())
+    proc = run_cli("infer", img, "--workers", "1", "--window", WINDOW, "--overlap", OVERLAP, "--stats",
+                   tmp_path / "stats.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "bundled default" in proc.stdout and "dashboard http://127.0.0.1:" in proc.stdout
+    assert "void (air) fraction" in proc.stdout
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["classes"]["void"]["pixels"] == int((_labels(tmp_path / "slab.zarr") == 2).sum())
+    line = error_line(run_cli("infer", img, "--workers", "0", "--window", WINDOW, "--overlap", OVERLAP))
+    assert "already complete" in line and "--overwrite" in line
+
+
+def _wait_for_markers(store: Path, n: int, proc, timeout=120):
+    done = store / ".bigseg" / "labels-done"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if done.is_dir() and len(list(done.iterdir())) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before it could be interrupted: {proc.stderr.read()}")
+        time.sleep(0.02)
+    raise AssertionError("no progress")
+
+
+def test_kill_9_then_resume_is_byte_identical(tmp_path, slab):
+    ref = _store(tmp_path, slab, "ref.zarr", chunk=128)
+    infer(ref, options=_opts(workers=1, window=128, overlap=32))
+    store = _store(tmp_path, slab, "s.zarr", chunk=128)
+    args = [sys.executable, "-m", "bigseg", "infer", str(store), "--workers", "1", "--window", "128", "--overlap",
+            "32", "--batch", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for_markers(store, 8, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    g = zarr.open_group(str(store), mode="r")
+    assert g["labels"].attrs["complete"] is False  # a killed run never looks finished
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming:" in rerun.stdout and "skipping" in rerun.stdout
+    assert _labels(store).tobytes() == _labels(ref).tobytes()
+
+
+def test_external_cluster_and_a_worker_killed_mid_run(tmp_path, slab):
+    ref = _store(tmp_path, slab, "ref.zarr", chunk=128)
+    infer(ref, options=_opts(workers=0, window=128, overlap=32))
+    store = _store(tmp_path, slab, "s.zarr", chunk=128)
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
+                               str(sched_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        t0 = time.time()
+        while not sched_file.exists() and time.time() - t0 < 60:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                           "1", "--no-nanny", "--host", "127.0.0.1"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=60)
+        run = subprocess.Popen([sys.executable, "-m", "bigseg", "infer", str(store), "--scheduler", address,
+                                "--window", "128", "--overlap", "32", "--batch", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_markers(store, 6, run)
+        procs[2].kill()  # one of the two workers dies mid-run
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err
+        assert f"connected to {address}" in out
+        assert _labels(store).tobytes() == _labels(ref).tobytes()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.flag}",))
+
+
+def test_bad_inputs_fail_before_compute_and_leave_the_store_intact(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    infer(store, options=_opts())
+    before = _labels(store).tobytes()
+    # a checkpoint for other classes
+    other = (*CONCRETE, ClassInfo(3, "crack", (255, 0, 0)))
+    checkpoint.save(tmp_path / "four.pt", build("light_unet", 4), arch="light_unet", classes=other)
+    assert "differ from the store's" in error_line(run_cli("infer", store, "--model", tmp_path / "four.pt",
+                                                           "--overwrite", "--workers", "0"))
+    # a checkpoint carrying a pickle payload: refused, never executed
+    flag = tmp_path / "pwned"
+    payload = _Payload()
+    payload.flag = flag
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"format": "bigseg-checkpoint", "x": payload}, f)
+    torch.save({"format": "bigseg-checkpoint", "x": payload}, tmp_path / "evil2.pt")
+    for evil in ("evil.pt", "evil2.pt"):
+        line = error_line(run_cli("infer", store, "--model", tmp_path / evil, "--overwrite", "--workers", "0"))
+        assert evil in line
+    assert not flag.exists()
+    # weights of another shape under the same name
+    blob = torch.load(BUNDLED, weights_only=True)
+    blob["meta"]["arch_kwargs"] = {"width": 8}
+    torch.save(blob, tmp_path / "shape.pt")
+    assert "do not fit" in error_line(run_cli("infer", store, "--model", tmp_path / "shape.pt", "--overwrite",
+                                              "--workers", "0"))
+    # unreachable scheduler, unknown device, window too large, overlap too large
+    assert "cannot reach the dask scheduler" in error_line(
+        run_cli("infer", store, "--scheduler", "tcp://127.0.0.1:9", "--overwrite"))
+    assert "unknown device" in error_line(run_cli("infer", store, "--device", "tpu", "--overwrite"))
+    assert "--window must be" in error_line(run_cli("infer", store, "--window", "100000", "--overwrite"))
+    assert "--overlap must be" in error_line(run_cli("infer", store, "--overlap", "800", "--overwrite"))
+    # an existing result without --overwrite
+    assert "already complete" in error_line(run_cli("infer", store, "--workers", "0"))
+    assert _labels(store).tobytes() == before
+    assert zarr.open_group(str(store), mode="r")["labels"].attrs["complete"] is True
+
+
+def test_a_second_run_on_the_same_store_is_refused(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    lock = store / ".bigseg" / "infer.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    import socket
+
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+    line = error_line(run_cli("infer", store, "--workers", "0"))
+    assert "another 'bigseg infer' is running" in line and str(os.getpid()) in line
+    assert "labels" not in zarr.open_group(str(store), mode="r")
+    # a lock left by a process that is gone (kill -9) is taken over
+    lock.write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname(), "since": 0}))
+    proc = run_cli("infer", store, "--workers", "0", "--window", WINDOW, "--overlap", OVERLAP)
+    assert proc.returncode == 0, proc.stderr
+    assert not lock.exists()
