@@ -167,6 +167,20 @@ def infer(input_path, out, model, workers, scheduler, device, window, overlap, b
 
 
 @cli.command()
+@click.argument("stores", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON.")
+def evaluate(stores, json_path):
+    """Compare labels with truth in STORES: confusion matrix, per-class IoU, pixel accuracy."""
+    from bigseg.report.evaluate import evaluate as run
+    from bigseg.report.evaluate import format_confusion
+
+    r = run(list(stores))
+    click.echo(format_confusion(r))
+    if json_path:
+        Path(json_path).write_text(json.dumps(r, indent=2))
+
+
+@cli.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--size", default="3000x2000", show_default=True, help="WIDTHxHEIGHT of the synthetic slab.")
 @click.option("--workers", type=int, help="Local dask worker processes [default: cores/2].")

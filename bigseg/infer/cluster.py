@@ -22,7 +22,7 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
 
     A local cluster binds its scheduler and dashboard to 127.0.0.1 only; its workers are separate processes.
     CPU workers run one task at a time (the model uses the cores through torch's threads); CUDA workers run
-    three, so that reading windows, the GPU's forward passes and blending/writing chunks overlap in time.
+    four, so that reading windows, the GPU's forward passes and blending/writing chunks overlap in time.
     """
     from distributed import Client, LocalCluster
 
@@ -45,7 +45,7 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
         return
     cluster = LocalCluster(
         n_workers=workers,
-        threads_per_worker=3 if device == "cuda" else 1,
+        threads_per_worker=4 if device == "cuda" else 1,
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",

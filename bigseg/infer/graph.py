@@ -67,27 +67,30 @@ def _array(path: str, name: str, mode: str = "r"):
     return _ARRAYS[key]
 
 
-def predict_batch(spec: ModelSpec, store: str, origins: list[tuple[int, int]], win_h: int, win_w: int):
+def predict_batch(spec: ModelSpec, store: str, origins: list[tuple[int, int]], grid: Grid):
+    """Blend-weighted float16 logits (n, C, win_h, win_w) of the windows at ``origins``."""
     image = _array(store, "image")
-    batch = np.stack([image[y : y + win_h, x : x + win_w] for (y, x) in origins])
-    return predict(spec, batch)
+    batch = np.stack([image[y : y + grid.win_h, x : x + grid.win_w] for (y, x) in origins])
+    return predict(spec, batch, grid.weight())
 
 
 def blend_block(store: str, bounds: tuple[int, int, int, int], grid: Grid, sources: list, marker: str,
                 probabilities: bool, n_classes: int, *batches):
-    """Blend the windows touching ``bounds`` and write the chunk. ``sources``: (window origin, batch, row)."""
+    """Blend the windows touching ``bounds`` and write the chunk. ``sources``: (window origin, batch, row).
+
+    The batches hold logits already multiplied by the window weight, so blending is a sum (in float32, in
+    ascending window order) and the arg-max; probabilities divide by the sum of weights first."""
     y0, y1, x0, x1 = bounds
-    weight = grid.weight()
     acc = np.zeros((n_classes, y1 - y0, x1 - x0), np.float32)
+    weight = grid.weight() if probabilities else None
     wsum = np.zeros((y1 - y0, x1 - x0), np.float32) if probabilities else None
     for (wy, wx), b, row in sources:  # ascending window index: the summation order is fixed
         a0, a1 = max(y0, wy), min(y1, wy + grid.win_h)
         b0, b1 = max(x0, wx), min(x1, wx + grid.win_w)
-        w = weight[a0 - wy : a1 - wy, b0 - wx : b1 - wx]
-        logits = batches[b][row, :, a0 - wy : a1 - wy, b0 - wx : b1 - wx].astype(np.float32)
-        acc[:, a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += logits * w
+        target = acc[:, a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+        np.add(target, batches[b][row, :, a0 - wy : a1 - wy, b0 - wx : b1 - wx], out=target)
         if wsum is not None:
-            wsum[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += w
+            wsum[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += weight[a0 - wy : a1 - wy, b0 - wx : b1 - wx]
     labels = np.argmax(acc, axis=0).astype(np.uint8)
     try:
         _array(store, "labels", "r+")[y0:y1, x0:x1] = labels
@@ -340,8 +343,7 @@ def _build_graph(grid: Grid, store: Path, spec: ModelSpec, pending, batch: int, 
     for row, k in batch_keys:
         cols = range(k * batch, min((k + 1) * batch, n_x))
         origins = [windows[row * n_x + c] for c in cols]
-        batches[(row, k)] = predict_task(spec, store_s, origins, grid.win_h, grid.win_w,
-                                         dask_key_name=f"predict-{row}-{k}")
+        batches[(row, k)] = predict_task(spec, store_s, origins, grid, dask_key_name=f"predict-{row}-{k}")
     blend_task = dask.delayed(blend_block, pure=True)
     tasks = []
     for bi, bj, bounds in pending:

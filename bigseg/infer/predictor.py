@@ -7,6 +7,7 @@ CUDA workers run in bf16 autocast with channels_last memory layout.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -59,9 +60,21 @@ def get_model(spec: ModelSpec):
         return hit
 
 
+_WEIGHTS: dict = {}
+
+
+def _weight_on(weight: np.ndarray, device: torch.device) -> torch.Tensor:
+    key = (hashlib.sha1(weight.tobytes()).hexdigest(), str(device))
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = torch.from_numpy(weight).to(device)
+    return _WEIGHTS[key]
+
+
 @torch.inference_mode()
-def predict(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
-    """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3)."""
+def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3), times ``weight`` (h, w) if given.
+
+    Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window."""
     model, _, device = get_model(spec)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     if device.type == "cuda":
@@ -74,4 +87,7 @@ def predict(spec: ModelSpec, images: np.ndarray) -> np.ndarray:
             out = model(x)
     else:
         out = model(x)
-    return out.float().to(torch.float16).cpu().numpy()
+    out = out.float()
+    if weight is not None:
+        out.mul_(_weight_on(weight, device))
+    return out.to(torch.float16).cpu().numpy()

@@ -1,0 +1,65 @@
+"""Compare predicted ``labels`` with ``truth`` in slab stores: confusion matrix, per-class IoU, accuracy.
+
+The confusion matrix is a dask reduction over matching chunks of the two arrays (memory bounded by chunks);
+truth pixels equal to 255 (unlabelled) are left out.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.classes import IGNORE_LABEL
+from bigseg.errors import BigsegError
+from bigseg.train.metrics import scores
+
+
+def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
+    from bigseg.train.metrics import confusion
+
+    return confusion(truth, labels, n, IGNORE_LABEL)[None, None]
+
+
+def confusion_matrix(store: str | os.PathLike, client=None) -> tuple[np.ndarray, list[str]]:
+    import dask.array as da
+
+    group = st.open_store(store)
+    for name in ("labels", "truth"):
+        if name not in group or not st.is_complete(group[name]):
+            raise BigsegError(f"{store}: no complete {name} array to evaluate"
+                              + (" (run 'bigseg infer' first)" if name == "labels" else " (ingest with --truth)"))
+    names = [c.name for c in st.class_table(group)]
+    n = len(names)
+    labels = da.from_zarr(os.path.join(str(store), "labels"))
+    truth = da.from_zarr(os.path.join(str(store), "truth")).rechunk(labels.chunks)
+    cm = da.map_blocks(_chunk_confusion, labels, truth, n, dtype=np.int64, new_axis=[2, 3],
+                       chunks=((1,) * labels.numblocks[0], (1,) * labels.numblocks[1], (n,), (n,))).sum(axis=(0, 1))
+    cm = client.compute(cm).result() if client is not None else cm.compute(scheduler="threads")
+    return np.asarray(cm, np.int64), names
+
+
+def evaluate(stores: list[str | os.PathLike]) -> dict:
+    """Summed confusion matrix and scores over ``stores`` (class tables must agree)."""
+    total, names = None, None
+    per_store = {}
+    for s in stores:
+        cm, n = confusion_matrix(s)
+        if names is not None and n != names:
+            raise BigsegError(f"{s}: classes {n} differ from {names}")
+        names = n
+        total = cm if total is None else total + cm
+        per_store[str(s)] = scores(cm, n)
+    return {"classes": names, "confusion": total.tolist(), **scores(total, names), "stores": per_store}
+
+
+def format_confusion(result: dict) -> str:
+    names = result["classes"]
+    w = max(10, *(len(n) + 2 for n in names))
+    lines = ["confusion matrix (rows: truth, columns: predicted)", " " * w + "".join(f"{n:>{w}s}" for n in names)]
+    for n, row in zip(names, result["confusion"], strict=True):
+        lines.append(f"{n:<{w}s}" + "".join(f"{v:>{w}d}" for v in row))
+    lines.append("IoU: " + ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in result["iou"].items())
+                 + f"; mean IoU {result['mean_iou']:.4f}; pixel accuracy {result['pixel_accuracy']:.4f}")
+    return "\n".join(lines)
