@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,13 +46,17 @@ def read(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise BigsegError(f"{path}: no such checkpoint file")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
             raise BigsegError(
-                f"{path}: refused: the file contains pickled objects, not just weights ({first})"
+                f"{path}: refused: the file holds pickled Python objects (which could run code), not just "
+                "tensors; bigseg loads weights only"
             ) from exc
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise BigsegError(f"{path}: not a readable checkpoint ({first})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise BigsegError(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import store as st
-from bigseg.checkpoint import BUNDLED, classes_of, file_digest, read
+from bigseg.checkpoint import BUNDLED, classes_of, file_digest, load
 from bigseg.errors import BigsegError
 from bigseg.infer.predictor import ModelSpec, predict
 from bigseg.infer.windows import Grid
@@ -228,10 +228,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     ckpt = Path(model) if model else BUNDLED
     if model is None:
         echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
-    blob = read(ckpt)  # safe load; refuses pickles and non-bigseg files
-    meta = blob["meta"]
+    _, meta = load(ckpt)  # safe load; refuses pickles, non-bigseg files and weights that don't fit
     classes = classes_of(meta)
-    del blob
     workers = o.workers if o.workers is not None else default_workers(o.device)
     if workers < 0:
         raise BigsegError(f"--workers must be 0 or more, got {workers}")
@@ -252,7 +250,10 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
            "batch": batch, "classes": [c.name for c in classes]}
 
-    with StoreLock(store):
+    t_start = time.perf_counter()
+    # the cluster is reached (or started) before the store is touched: an unreachable scheduler must not
+    # cost the labels already there
+    with dask_client(workers, o.scheduler, echo, o.device) as client, StoreLock(store):
         pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
         threads = o.threads or max(1, cpu_count() // max(workers, 1))
         spec = ModelSpec(str(ckpt.resolve()), digest, o.device, threads if o.device == "cpu" else 0, o.amp)
@@ -262,16 +263,14 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         if skipped_chunks:
             echo(f"resuming: {skipped_chunks} of {total_chunks} chunks already done; "
                  f"skipping {n_windows - n_needed} of {n_windows} windows")
-        t_start = time.perf_counter()
-        with dask_client(workers, o.scheduler, echo, o.device) as client:
-            t0 = time.perf_counter()
-            _execute(tasks, client, o.progress, len(pending))
-            elapsed = time.perf_counter() - t0
-            labels = group["labels"]
-            st.set_complete(labels)
-            if o.probabilities:
-                st.set_complete(group["probabilities"])
-            stats = class_statistics(store, client=client)
+        t0 = time.perf_counter()
+        _execute(tasks, client, o.progress, len(pending))
+        elapsed = time.perf_counter() - t0
+        labels = group["labels"]
+        st.set_complete(labels)
+        if o.probabilities:
+            st.set_complete(group["probabilities"])
+        stats = class_statistics(store, client=client)
         labels.attrs["stats"] = stats
         shutil.rmtree(_progress_dir(store), ignore_errors=True)
         st.consolidate(store)
