@@ -384,7 +384,7 @@ def _vips_convert(tiff: Path, out: Path, pixel_size_um: float):
     img = img.copy(xres=res, yres=res)
     suffix = out.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
-        img.jpegsave(str(out), Q=95, strip=True)
+        img.jpegsave(str(out), Q=95)  # keeps the JFIF density: the pixel size travels with the file
     else:
         img.pngsave(str(out), compression=6, strip=False)
 

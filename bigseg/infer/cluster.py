@@ -16,8 +16,19 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+# Dask's periodic work (event-loop ticks every 20 ms, the statistical profiler every 10 ms, memory and system
+# monitors) preempts torch's OpenMP threads, which then wait at every barrier: on a 2-core machine one forward
+# pass in a worker took 0.55 s instead of 0.35 s. Calmer intervals bring it to 0.40 s (benchmarks/RESULTS.md).
+CALM_WORKERS = {
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "2s",
+}
+
+
 @contextlib.contextmanager
-def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "cpu"):
+def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "cpu", threads: int = 1):
     """Yield a distributed Client, or None for ``workers == 0`` (run in this process).
 
     A local cluster binds its scheduler and dashboard to 127.0.0.1 only; its workers are separate processes.
@@ -43,14 +54,19 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
     if workers == 0:
         yield None
         return
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=4 if device == "cuda" else 1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    )
+    import dask
+
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), "OMP_NUM_THREADS": threads,
+               "MKL_NUM_THREADS": threads}
+    with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=4 if device == "cuda" else 1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        )
     try:
         client = Client(cluster)
         try:

@@ -250,12 +250,12 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
            "batch": batch, "classes": [c.name for c in classes]}
 
+    threads = o.threads or max(1, cpu_count() // max(workers, 1))
     t_start = time.perf_counter()
     # the cluster is reached (or started) before the store is touched: an unreachable scheduler must not
     # cost the labels already there
-    with dask_client(workers, o.scheduler, echo, o.device) as client, StoreLock(store):
+    with dask_client(workers, o.scheduler, echo, o.device, threads) as client, StoreLock(store):
         pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
-        threads = o.threads or max(1, cpu_count() // max(workers, 1))
         spec = ModelSpec(str(ckpt.resolve()), digest, o.device, threads if o.device == "cpu" else 0, o.amp)
         tasks, n_windows, n_needed = _build_graph(grid, store, spec, pending, batch, len(classes), o.probabilities,
                                                    (cy, cx))
