@@ -1,0 +1,74 @@
+"""Peak memory and time of synth and ingest at several sizes, against libvips decoding alone (one run).
+
+    python benchmarks/memory.py --sizes 4000x4000 16000x12000            # ingest + synth, two sizes 12x apart
+    python benchmarks/memory.py --sizes 40000x25000 --only synth         # the gigapixel slab
+
+Each step runs as its own process; its peak RSS (the process and its children, sampled every 50 ms) and wall
+time are printed as one JSON line per step. "decode" is libvips alone streaming the same file to a raw .v
+file (what `vips copy IMAGE x.v` does): the ceiling for ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+
+def measure(cmd: list[str]) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    err = proc.stderr.read()
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed: {err}")
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak / 2**20}
+
+
+DECODE = ("import pyvips, sys; pyvips.Image.new_from_file(sys.argv[1], access='sequential')"
+          ".write_to_file(sys.argv[2])")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=["4000x4000", "16000x12000"])
+    ap.add_argument("--only", choices=["synth", "ingest"], default=None)
+    ap.add_argument("--format", default="tif", help="tif or jpg")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    bigseg = [sys.executable, "-m", "bigseg"]
+    for size in args.sizes:
+        w, h = (int(v) for v in size.split("x"))
+        mpx = w * h / 1e6
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            img = Path(tmp) / f"slab.{args.format}"
+            r = measure([*bigseg, "synth", str(img), "--size", size, "--seed", "1"])
+            print(json.dumps({"step": "synth", "size": size, "megapixels": mpx, **r,
+                              "mpx_per_s": mpx / r["seconds"]}), flush=True)
+            if args.only == "synth":
+                continue
+            d = measure([sys.executable, "-c", DECODE, str(img), str(Path(tmp) / "x.v")])
+            (Path(tmp) / "x.v").unlink()
+            print(json.dumps({"step": "decode (libvips alone)", "size": size, "megapixels": mpx, **d,
+                              "mpx_per_s": mpx / d["seconds"]}), flush=True)
+            i = measure([*bigseg, "ingest", str(img), str(Path(tmp) / "s.zarr")])
+            print(json.dumps({"step": "ingest", "size": size, "megapixels": mpx, **i, "mpx_per_s": mpx / i["seconds"],
+                              "vs_decode": d["seconds"] / i["seconds"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
