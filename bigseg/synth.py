@@ -238,6 +238,17 @@ def _gather(model: _Model, y0, x0, h, w):
 # rendering
 
 
+def _object_box(cy: float, cx: float, reach: float, Y0: int, X0: int, H: int, W: int):
+    """(slices into the tile, dy column, dx row) of an object's bounding box clipped to the tile, or None."""
+    a0, a1 = max(int(math.floor(cy - reach)), Y0), min(int(math.ceil(cy + reach)) + 1, Y0 + H)
+    b0, b1 = max(int(math.floor(cx - reach)), X0), min(int(math.ceil(cx + reach)) + 1, X0 + W)
+    if a0 >= a1 or b0 >= b1:
+        return None
+    dy = (np.arange(a0, a1) + 0.5 - cy)[:, None]
+    dx = (np.arange(b0, b1) + 0.5 - cx)[None, :]
+    return (slice(a0 - Y0, a1 - Y0), slice(b0 - X0, b1 - X0)), dy, dx
+
+
 def _render_tile(model: _Model, y0: int, x0: int, h: int, w: int, want_image: bool):
     """Render the global block [y0, y0+h) x [x0, x0+w): returns (rgb uint8 or None, truth uint8)."""
     m = BLUR_MARGIN if want_image else 0
@@ -249,20 +260,16 @@ def _render_tile(model: _Model, y0: int, x0: int, h: int, w: int, want_image: bo
     ext = stones.radius * (1 + stones.harm_amp.sum(1))
     hit = (stones.cy + ext > Y0) & (stones.cy - ext < Y0 + H) & (stones.cx + ext > X0) & (stones.cx - ext < X0 + W)
     for k in np.flatnonzero(hit)[np.argsort(stones.order[hit], kind="stable")]:
-        e = ext[k]
-        a0, a1 = max(int(math.floor(stones.cy[k] - e)), Y0), min(int(math.ceil(stones.cy[k] + e)) + 1, Y0 + H)
-        b0, b1 = max(int(math.floor(stones.cx[k] - e)), X0), min(int(math.ceil(stones.cx[k] + e)) + 1, X0 + W)
-        if a0 >= a1 or b0 >= b1:
+        box = _object_box(stones.cy[k], stones.cx[k], ext[k], Y0, X0, H, W)
+        if box is None:
             continue
-        dy = (np.arange(a0, a1) + 0.5 - stones.cy[k])[:, None]
-        dx = (np.arange(b0, b1) + 0.5 - stones.cx[k])[None, :]
+        sl, dy, dx = box
         r = np.hypot(dy, dx)
         t = np.arctan2(dy, dx)
         edge = np.ones_like(t)
         for j in range(_K):
             edge += stones.harm_amp[k, j] * np.cos((j + 1) * t + stones.harm_phase[k, j])
         inside = r <= stones.radius[k] * edge
-        sl = (slice(a0 - Y0, a1 - Y0), slice(b0 - X0, b1 - X0))
         label[sl][inside] = 1
         stone_idx[sl][inside] = k
 
@@ -271,14 +278,11 @@ def _render_tile(model: _Model, y0: int, x0: int, h: int, w: int, want_image: bo
     void_shade = np.zeros((H, W)) if want_image else None
     for k in np.flatnonzero(vhit):
         rr = voids.radius[k]
-        a0, a1 = max(int(math.floor(voids.cy[k] - rr)), Y0), min(int(math.ceil(voids.cy[k] + rr)) + 1, Y0 + H)
-        b0, b1 = max(int(math.floor(voids.cx[k] - rr)), X0), min(int(math.ceil(voids.cx[k] + rr)) + 1, X0 + W)
-        if a0 >= a1 or b0 >= b1:
+        box = _object_box(voids.cy[k], voids.cx[k], rr, Y0, X0, H, W)
+        if box is None:
             continue
-        dy = (np.arange(a0, a1) + 0.5 - voids.cy[k])[:, None]
-        dx = (np.arange(b0, b1) + 0.5 - voids.cx[k])[None, :]
+        sl, dy, dx = box
         inside = dy * dy + dx * dx <= rr * rr
-        sl = (slice(a0 - Y0, a1 - Y0), slice(b0 - X0, b1 - X0))
         inside &= label[sl] != 1  # air voids sit in the paste
         label[sl][inside] = 2
         if want_image:
