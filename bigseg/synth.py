@@ -17,6 +17,7 @@ with intensity set from the target air fraction. The printed fractions are the t
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
@@ -344,13 +345,30 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 # writing
 
 
-def _tiles(model: _Model, want_image: bool, counts: np.ndarray | None) -> Iterator[np.ndarray]:
-    """Yield TIFF tiles (TILE x TILE, row-major) of the image (want_image) or of the truth."""
+def _tiles(model: _Model, want_image: bool, counts: np.ndarray | None, threads: int = 2) -> Iterator[np.ndarray]:
+    """Yield TIFF tiles (TILE x TILE, row-major) of the image (want_image) or of the truth.
+
+    Tiles render on ``threads`` threads (numpy releases the GIL in the heavy parts) with at most 2 x threads
+    tiles in flight, and come out in order: memory stays a few tiles, whatever the slab size."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     p = model.p
-    for y0 in range(0, p.height, TILE):
-        for x0 in range(0, p.width, TILE):
-            h, w = min(TILE, p.height - y0), min(TILE, p.width - x0)
-            rgb, label = _render_tile(model, y0, x0, h, w, want_image)
+    coords = iter([(y0, x0) for y0 in range(0, p.height, TILE) for x0 in range(0, p.width, TILE)])
+
+    def render(c):
+        y0, x0 = c
+        h, w = min(TILE, p.height - y0), min(TILE, p.width - x0)
+        rgb, label = _render_tile(model, y0, x0, h, w, want_image)
+        return rgb, label, h, w
+
+    with ThreadPoolExecutor(threads) as pool:
+        pending = deque(pool.submit(render, c) for c in itertools.islice(coords, 2 * threads))
+        while pending:
+            rgb, label, h, w = pending.popleft().result()
+            nxt = next(coords, None)
+            if nxt is not None:
+                pending.append(pool.submit(render, nxt))
             out = rgb if want_image else label
             if counts is not None:
                 counts += np.bincount(label.ravel(), minlength=3)[:3]
