@@ -45,6 +45,41 @@ def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, 
     return {"seconds": seconds, "windows": n_batches * batch, "windows_per_second": n_batches * batch / seconds}
 
 
+class PeakRSS:
+    """Samples RSS of this process and of every descendant (the dask nannies and workers) every 50 ms."""
+
+    def __init__(self):
+        import threading
+
+        import psutil
+
+        self.me = psutil.Process()
+        self.peak_self = 0
+        self.peak_child = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                self.peak_self = max(self.peak_self, self.me.memory_info().rss)
+                for c in self.me.children(recursive=True):
+                    self.peak_child = max(self.peak_child, c.memory_info().rss)
+            except psutil.Error:
+                pass
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def make_store(size: tuple[int, int], workdir: Path) -> Path:
     import pyvips
 
@@ -115,9 +150,10 @@ def main(argv=None):
                             threads if args.device == "cpu" else 0)
         # and rescaled to the job's worker count (workers run in parallel on their share of the cores)
         limit_seconds = limit["seconds"] / (workers if args.device == "cpu" else 1)
-        r = infer(store, model=ckpt, options=InferOptions(window=args.window, overlap=args.overlap, batch=batch,
-                                                          device=args.device, workers=workers, overwrite=True),
-                  echo=lambda *a: None)
+        with PeakRSS() as rss:
+            r = infer(store, model=ckpt, options=InferOptions(window=args.window, overlap=args.overlap,
+                                                              batch=batch, device=args.device, workers=workers,
+                                                              overwrite=True), echo=lambda *a: None)
     mpx = w * h / 1e6
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else None
     result = {
@@ -127,7 +163,8 @@ def main(argv=None):
         "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,
         "end_to_end_seconds": r["seconds"], "end_to_end_mpx_per_s": mpx / r["seconds"],
         "efficiency": limit_seconds / r["seconds"], "cluster_startup_seconds": r["startup_seconds"],
-        "prep_seconds": prep,
+        "prep_seconds": prep, "peak_worker_rss_mb": rss.peak_child / 2**20,
+        "peak_client_rss_mb": rss.peak_self / 2**20,
         "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
         "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }

@@ -163,7 +163,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def resolve_input(input_path, out: str | None, overwrite: bool, echo=print) -> Path:
+def resolve_input(input_path, out: str | None, overwrite: bool, echo=print, progress: bool = False) -> Path:
     """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
     from bigseg.ingest import ingest
 
@@ -185,7 +185,7 @@ def resolve_input(input_path, out: str | None, overwrite: bool, echo=print) -> P
                               f"choose another store with -o or delete it")
         echo(f"using {store} (already ingested from {p})")
         return store
-    s = ingest(p, store, progress=True)
+    s = ingest(p, store, progress=progress)
     echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})")
     return store
 
@@ -234,7 +234,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     if workers < 0:
         raise BigsegError(f"--workers must be 0 or more, got {workers}")
 
-    store = resolve_input(input_path, out, o.overwrite, echo)
+    store = resolve_input(input_path, out, o.overwrite, echo, o.progress)
     group = st.open_store(store, mode="r+")
     if "truth" in group:
         store_classes = st.class_table(group)
