@@ -272,3 +272,21 @@ def test_a_second_run_on_the_same_store_is_refused(tmp_path, slab):
     proc = run_cli("infer", store, "--workers", "0", "--window", WINDOW, "--overlap", OVERLAP)
     assert proc.returncode == 0, proc.stderr
     assert not lock.exists()
+
+
+def test_evaluate_matches_numpy(tmp_path, slab):
+    store = _store(tmp_path, slab)
+    infer(store, options=_opts())
+    proc = run_cli("evaluate", store, "--json", tmp_path / "eval.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "confusion matrix" in proc.stdout and "mean IoU" in proc.stdout
+    r = json.loads((tmp_path / "eval.json").read_text())
+    g = zarr.open_group(str(store), mode="r")
+    labels, truth = g["labels"][:].ravel().astype(int), g["truth"][:].ravel().astype(int)
+    expect = np.bincount(truth * 3 + labels, minlength=9).reshape(3, 3)
+    assert r["confusion"] == expect.tolist()
+    inter = expect[2, 2]
+    assert r["iou"]["void"] == pytest.approx(inter / (expect[2].sum() + expect[:, 2].sum() - inter))
+    bare = tmp_path / "bare.zarr"
+    ingest(slab[0], bare)
+    assert "no complete labels" in error_line(run_cli("evaluate", bare))
