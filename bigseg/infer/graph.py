@@ -20,7 +20,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +163,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def resolve_input(input_path, out: str | None, overwrite: bool, echo=print, progress: bool = False) -> Path:
+def resolve_input(input_path, out: str | None, echo=print, progress: bool = False) -> Path:
     """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
     from bigseg.ingest import ingest
 
@@ -234,7 +234,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     if workers < 0:
         raise BigsegError(f"--workers must be 0 or more, got {workers}")
 
-    store = resolve_input(input_path, out, o.overwrite, echo, o.progress)
+    store = resolve_input(input_path, out, echo, o.progress)
     group = st.open_store(store, mode="r+")
     if "truth" in group:
         store_classes = st.class_table(group)
@@ -385,7 +385,3 @@ def _execute(tasks, client, progress: bool, n: int):
             raise
     finally:
         bar.close()
-
-
-def options_dict(o: InferOptions) -> dict:
-    return asdict(o)

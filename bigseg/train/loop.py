@@ -92,8 +92,7 @@ class _Log:
             self.tb.close()
 
 
-def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: int, device, seed: int,
-             amp: bool):
+def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: int, device, amp: bool):
     """Confusion matrix over a fixed set of crops (the same every time: sample numbers 2^40, 2^40 + 1, ...)."""
     model.eval()
     cm = np.zeros((n_classes, n_classes), np.int64)
@@ -204,8 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
             if step % cfg.checkpoint_every == 0 or step == end:
                 save_checkpoint(last, True)
             if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
-                cm, sample = validate(model, val_set, cfg.val_crops, n_classes, cfg.ignore_label, device,
-                                      cfg.seed, cfg.amp)
+                cm, sample = validate(model, val_set, cfg.val_crops, n_classes, cfg.ignore_label, device, cfg.amp)
                 last_metrics = scores(cm, [c.name for c in classes])
                 log.scalars(step, {"val/mean_iou": last_metrics["mean_iou"],
                                    "val/pixel_accuracy": last_metrics["pixel_accuracy"],
