@@ -180,12 +180,93 @@ def evaluate(stores, json_path):
         Path(json_path).write_text(json.dumps(r, indent=2))
 
 
+@cli.group("import")
+def import_():
+    """Import annotated images (GIMP layers, CamVid, image/mask folders) as slab stores with truth."""
+
+
+def _import_options(f):
+    f = click.option("--overwrite", is_flag=True, help="Replace existing stores.")(f)
+    f = click.option("--chunk", default=1024, show_default=True, type=int, help="Chunk side (px).")(f)
+    f = click.option("--pixel-size", type=float, help="Micrometres per pixel [default: from the files].")(f)
+    return f
+
+
+def _imported(r):
+    click.echo(f"{len(r.stores)} stores ({', '.join(f'{k} {v}' for k, v in r.split.items())}); classes: "
+               + ", ".join(f"{c.id} {c.name}" for c in r.classes))
+
+
+@import_.command("gimp")
+@click.argument("folder", type=click.Path())
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--threshold", default=0.2, show_default=True, type=float,
+              help="A layer marks its class where it is brighter than this fraction of white.")
+@_import_options
+def import_gimp(folder, outdir, threshold, pixel_size, chunk, overwrite):
+    """FOLDER/Image/<name>.png + FOLDER/Semantic/<id>_<class>/<name>.png -> OUTDIR/<name>.zarr."""
+    from bigseg.datasets import import_gimp as run
+
+    _imported(run(folder, outdir, threshold=threshold, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
+                  echo=click.echo))
+
+
+@import_.command("camvid")
+@click.argument("folder", type=click.Path())
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--void", "void_name", help="Name of the class imported as ignore [default: Void / Unlabelled].")
+@_import_options
+def import_camvid(folder, outdir, void_name, pixel_size, chunk, overwrite):
+    """A CamVid folder (train/ + trainannot/ ..., or images/ + labels/ + codes.txt) -> OUTDIR/<split>/*.zarr."""
+    from bigseg.datasets import import_camvid as run
+
+    _imported(run(folder, outdir, void_name=void_name, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
+                  echo=click.echo))
+
+
+@import_.command("pairs")
+@click.argument("images", type=click.Path())
+@click.argument("masks", type=click.Path())
+@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--colours", "colour_table", type=click.Path(dir_okay=False),
+              help="Class table, 'R G B name' per line [default: concrete: 0 paste, 1 stone, 2 void].")
+@click.option("--void", "void_name", help="Name of a class in --colours to import as ignore.")
+@_import_options
+def import_pairs(images, masks, outdir, colour_table, void_name, pixel_size, chunk, overwrite):
+    """Images in IMAGES with masks of the same name in MASKS -> OUTDIR/<name>.zarr."""
+    from bigseg.datasets import import_pairs as run
+
+    _imported(run(images, masks, outdir, colour_table=colour_table, void_name=void_name, pixel_size=pixel_size,
+                  chunk=chunk, overwrite=overwrite, echo=click.echo))
+
+
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder [default: STORE-report beside it].")
+@click.option("--pixel-size", type=float, help="Micrometres per pixel [default: the store's].")
+@click.option("--traverse-spacing", default=1.0, show_default=True, type=float, help="Traverse line spacing (mm).")
+@click.option("--entrapped-diameter", default=1.0, show_default=True, type=float,
+              help="Voids wider than this (mm, equivalent diameter) count as entrapped air.")
+@click.option("--truth", is_flag=True, help="Also analyse the store's truth and show the differences.")
+@click.option("--scheduler", help="Address of an existing dask scheduler [default: threads in this process].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, scheduler, overwrite):
+    """Area statistics, air-void parameters (ASTM C457-style) and pictures for STORE's labels."""
+    from bigseg.report.report import format_summary, make_report
+
+    doc = make_report(store, out, pixel_size=pixel_size, spacing_mm=traverse_spacing,
+                      entrapped_mm=entrapped_diameter, truth=truth, overwrite=overwrite, scheduler=scheduler,
+                      echo=click.echo)
+    click.echo(format_summary(doc))
+    click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, quicklook.png)")
+
+
 @cli.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--size", default="3000x2000", show_default=True, help="WIDTHxHEIGHT of the synthetic slab.")
 @click.option("--workers", type=int, help="Local dask worker processes [default: cores/2].")
 def demo(out, size, workers):
-    """The whole job on a bundled default: synthetic slab -> ingest -> infer -> statistics."""
+    """The whole job on a bundled default: synthetic slab -> ingest -> infer -> report."""
     from bigseg.demo import run_demo
 
     run_demo(out, _parse_size(size), workers=workers, echo=click.echo, progress=sys.stderr.isatty())

@@ -157,9 +157,13 @@ def png_palette(path: Path) -> np.ndarray | None:
 class TruthDecoder:
     """Turns strips of a decoded mask into class ids, whatever the mask's encoding."""
 
-    def __init__(self, path: Path, img, classes: tuple[ClassInfo, ...]):
+    def __init__(self, path: Path, img, classes: tuple[ClassInfo, ...], value_map: np.ndarray | None = None,
+                 colour_ids: dict[tuple[int, int, int], int] | None = None):
+        """``value_map`` maps grey values or palette indices (0..len - 1) to class ids (255 = unlabelled);
+        ``colour_ids`` maps the colours of an RGB mask to class ids (default: the class table's colours)."""
         self.path = path
         self.n_classes = len(classes)
+        self.value_map = value_map
         fields = img.get_fields()
         self.bits = int(img.get("bits-per-sample")) if "bits-per-sample" in fields else 8
         palette = png_palette(path) if "palette" in fields else None
@@ -174,7 +178,11 @@ class TruthDecoder:
             img = img[0]
         elif img.bands in (3, 4):
             self.mode = "rgb"
-            self.colors = np.array([c.color for c in classes], np.uint8)
+            if colour_ids:
+                self.colors = np.array(list(colour_ids), np.uint8).reshape(-1, 3)
+                colour_values = np.array(list(colour_ids.values()), np.uint8)
+            else:
+                self.colors = np.array([c.color for c in classes], np.uint8)
             img = img[0:3]
         else:
             raise BigsegError(f"{path}: a truth mask with {img.bands} bands; use grey, indexed or RGB PNG/TIFF")
@@ -185,6 +193,8 @@ class TruthDecoder:
                 raise BigsegError(f"{path}: the mask's colour table repeats a colour, so classes are ambiguous")
             order = np.argsort(keys)
             self._sorted_keys, self._ids = keys[order], order.astype(np.uint8)
+            if self.mode == "rgb" and colour_ids:
+                self._ids = colour_values[order]
 
     def decode(self, strip: np.ndarray, y0: int) -> np.ndarray:
         if self.mode == "grey":
@@ -201,6 +211,13 @@ class TruthDecoder:
                 colour = tuple(int(v) for v in strip.reshape(-1, 3)[bad])
                 raise BigsegError(f"{self.path}: colour {colour} at x={x}, y={y0 + y} is not in the class table")
             ids = self._ids[pos].reshape(strip.shape[:2])
+        if self.value_map is not None and self.mode != "rgb":
+            outside = ids >= len(self.value_map)
+            if outside.any():
+                y, x = (int(v[0]) for v in np.nonzero(outside))
+                raise BigsegError(f"{self.path}: value {int(ids[y, x])} at x={x}, y={y0 + y} is outside the class "
+                                  f"table (0..{len(self.value_map) - 1})")
+            ids = self.value_map[ids]
         bad = (ids >= self.n_classes) & (ids != IGNORE_LABEL)
         if bad.any():
             y, x = (int(v[0]) for v in np.nonzero(bad))
@@ -278,8 +295,14 @@ def ingest(
     overwrite: bool = False,
     classes: tuple[ClassInfo, ...] = CONCRETE,
     progress: bool = False,
+    truth_values: np.ndarray | None = None,
+    truth_colours: dict[tuple[int, int, int], int] | None = None,
 ) -> dict:
     """Stream ``image`` (and optionally its ``truth`` mask) into a new slab store at ``store``.
+
+    The mask's values are class ids (grey or palette index) or class colours (RGB); importers of other
+    conventions pass ``truth_values`` (mask value -> class id or 255 = unlabelled; larger values are errors) or
+    ``truth_colours`` (RGB colour -> class id or 255).
 
     The store is written under a temporary name and moved into place when complete; an existing store is
     refused unless ``overwrite``. Returns a summary dict (size, chunk, pixel size, preview levels).
@@ -303,7 +326,7 @@ def ingest(
             raise BigsegError(
                 f"{truth}: truth mask is {timg.width}x{timg.height} but the image is {width}x{height}"
             )
-        truth_dec = TruthDecoder(truth, timg, classes)
+        truth_dec = TruthDecoder(truth, timg, classes, truth_values, truth_colours)
     px = pixel_size if pixel_size is not None else pixel_size_from_file(src)
     strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
     factors = pyramid_factors(height, width, strip_h)

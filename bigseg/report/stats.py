@@ -32,14 +32,18 @@ def label_counts(store: str | os.PathLike, array: str = "labels", n_bins: int = 
 def class_statistics(store: str | os.PathLike, client=None, array: str = "labels") -> dict:
     """Counts, fractions and (with a pixel size) areas per class; concrete figures when the classes fit."""
     group = st.open_store(store)
-    classes = st.class_table(group)
     counts = label_counts(store, array, client=client)
+    return statistics_from_counts(counts, st.class_table(group), st.pixel_size_um(group), array)
+
+
+def statistics_from_counts(counts: np.ndarray, classes, px: float | None, array: str = "labels") -> dict:
+    """The statistics dict of ``class_statistics`` from pixel counts per label value (index = value)."""
+    counts = np.asarray(counts, np.int64)
     n = len(classes)
     labelled = int(counts[:n].sum())
-    px = st.pixel_size_um(group)
     per_class = {}
     for c in classes:
-        k = int(counts[c.id])
+        k = int(counts[c.id]) if c.id < len(counts) else 0
         entry = {"pixels": k, "fraction": k / labelled if labelled else 0.0}
         if px:
             entry["area_mm2"] = k * (px / 1000.0) ** 2
