@@ -54,8 +54,28 @@ def is_store(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / "zarr.json").is_file()
 
 
+def is_url(path) -> bool:
+    """An fsspec URL (``s3://bucket/slab.zarr``, ``gs://``, ``https://``, ``file://``...) rather than a path."""
+    return "://" in str(path)
+
+
+def _open_url(url: str, mode: str) -> zarr.Group:
+    try:
+        return zarr.open_group(url, mode=mode, zarr_format=3, use_consolidated=False)
+    except FileNotFoundError as exc:
+        raise BigsegError(f"{url}: no such store") from exc
+    except Exception as exc:  # missing fsspec backend (s3fs, gcsfs...), credentials, network, broken metadata
+        raise BigsegError(f"{url}: cannot open as a zarr v3 group ({type(exc).__name__}: {exc})") from exc
+
+
 def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
-    """Open an existing slab store (``mode`` 'r' or 'r+'); clear error if it is not one."""
+    """Open an existing slab store (``mode`` 'r' or 'r+'); clear error if it is not one.
+
+    ``path`` may be an fsspec URL (read by training and ``info``; the backend package, e.g. s3fs, must be
+    installed); local paths are checked first for a clearer message."""
+    if is_url(path):
+        group = _open_url(str(path), mode)
+        return _check_slab(group, path)
     p = Path(path)
     if not p.exists():
         raise BigsegError(f"{p}: no such store")
@@ -66,6 +86,10 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
         group = zarr.open_group(str(p), mode=mode, zarr_format=3, use_consolidated=False)
     except Exception as exc:  # zarr raises many kinds for broken metadata
         raise BigsegError(f"{p}: cannot open as a zarr v3 group ({exc})") from exc
+    return _check_slab(group, p)
+
+
+def _check_slab(group: zarr.Group, p) -> zarr.Group:
     if "bigseg" not in group.attrs:
         raise BigsegError(f"{p}: a zarr group, but not a bigseg slab store (no 'bigseg' attrs)")
     if "image" not in group or not is_complete(group["image"]):

@@ -82,3 +82,24 @@ def test_config_errors_name_the_key(tmp_path, stores):
     assert "not valid YAML" in error_line(run_cli("train", "--config", bad))
     bad.write_text(yaml.safe_dump({"train": [str(tmp_path / "nothing-*.zarr")]}))
     assert "no stores match" in error_line(run_cli("train", "--config", bad))
+
+
+def test_fsspec_urls_train_like_paths(tmp_path, stores):
+    """Stores given as fsspec URLs (file:// here; s3://, gs://... the same way) and URL globs."""
+    from pathlib import Path
+
+    from bigseg.train.sampler import CropDataset
+
+    parent = Path(stores[0]).parent
+    url_glob = f"file://{parent}/s[0].zarr"
+    cfg = _config(tmp_path, [url_glob], "url", val=[f"file://{stores[1]}"], iterations=2)
+    assert cfg.train == [f"file://{stores[0]}"]
+    by_path = CropDataset(stores[:1], 64, None, seed=1)
+    by_url = CropDataset(cfg.train, 64, None, seed=1)
+    for i in range(3):
+        for a, b in zip(by_path[i], by_url[i], strict=True):
+            assert torch.equal(a, b)
+    r = train(cfg, progress=False, echo=lambda *a: None)
+    assert (tmp_path / "url" / "last.pt").is_file() and r
+    with pytest.raises(BigsegError, match="no such store"):
+        CropDataset([f"file://{parent}/nothere.zarr"], 64)

@@ -95,11 +95,24 @@ class TrainConfig(_Strict):
         return self
 
 
+def _glob(pattern: str) -> list[str]:
+    if "://" not in pattern:
+        return sorted(glob.glob(pattern))
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(pattern)
+        return sorted(fs.unstrip_protocol(p) for p in fs.glob(root))
+    except (ImportError, ValueError) as exc:  # no backend for the protocol
+        raise BigsegError(f"{pattern}: cannot list ({exc})") from exc
+
+
 def _resolve(patterns: list[str], base: Path) -> list[str]:
+    """Store paths from paths, globs and fsspec URLs (globs too: ``s3://bucket/slabs/*.zarr``)."""
     out = []
     for pat in patterns:
         full = pat if os.path.isabs(pat) or "://" in pat else str(base / pat)
-        hits = sorted(glob.glob(full)) if any(ch in pat for ch in "*?[") else [full]
+        hits = _glob(full) if any(ch in pat for ch in "*?[") else [full]
         if not hits:
             raise BigsegError(f"no stores match {pat!r}")
         out.extend(hits)
