@@ -103,3 +103,21 @@ def test_fsspec_urls_train_like_paths(tmp_path, stores):
     assert (tmp_path / "url" / "last.pt").is_file() and r
     with pytest.raises(BigsegError, match="no such store"):
         CropDataset([f"file://{parent}/nothere.zarr"], 64)
+
+
+def test_fine_tuning_starts_from_a_checkpoint(tmp_path, stores):
+    from bigseg.checkpoint import BUNDLED
+
+    cfg = _config(tmp_path, stores, "ft", model={"arch": "light_unet", "width": 16, "init": str(BUNDLED)},
+                  iterations=1, optimizer={"name": "adamw", "lr": 1e-9, "weight_decay": 0.0}, val=[])
+    lines = []
+    train(cfg, progress=False, echo=lines.append)
+    assert any(line.startswith("initialised from") for line in lines)
+    tuned, bundled = _weights(tmp_path / "ft" / "last.pt"), _weights(BUNDLED)
+    params = [k for k in bundled if "running_" not in k and "num_batches" not in k]  # BN statistics move in train
+    assert len(params) > 20
+    for k in params:
+        assert torch.allclose(tuned[k].float(), bundled[k].float(), atol=1e-5), k
+    bad = _config(tmp_path, stores, "ft2", model={"arch": "light_unet", "width": 8, "init": str(BUNDLED)})
+    with pytest.raises(BigsegError, match="but the config builds light_unet"):
+        train(bad, progress=False, echo=lambda *a: None)

@@ -22,6 +22,7 @@ class ModelConfig(_Strict):
     arch: str = "deeplabv3_resnet50"
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
     pretrained_backbone: bool = False
+    init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning)")
 
     @field_validator("arch")
     @classmethod

@@ -92,6 +92,21 @@ class _Log:
             self.tb.close()
 
 
+def _init_from(model, cfg: TrainConfig, echo) -> None:
+    """Fine-tuning: copy a checkpoint's weights into ``model`` (same architecture); tensors whose shapes differ
+    (the classifier, when the class count changed) keep their fresh initialisation, and the count is said."""
+    blob = ckpt.read(cfg.model.init)
+    meta = blob["meta"]
+    if meta["arch"] != cfg.model.arch or meta.get("arch_kwargs", {}) != cfg.model.kwargs():
+        raise BigsegError(f"model.init {cfg.model.init}: a {meta['arch']} {meta.get('arch_kwargs', {})} checkpoint, "
+                          f"but the config builds {cfg.model.arch} {cfg.model.kwargs()}")
+    own = model.state_dict()
+    fits = {k: v for k, v in blob["state_dict"].items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    skipped = len(own) - len(fits)
+    echo(f"initialised from {cfg.model.init}" + (f" ({skipped} tensors of other shapes left fresh)" if skipped else ""))
+
+
 def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: int, device, amp: bool):
     """Confusion matrix over a fixed set of crops (the same every time: sample numbers 2^40, 2^40 + 1, ...)."""
     model.eval()
@@ -129,7 +144,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
-    model = build(cfg.model.arch, n_classes, **cfg.model.kwargs()).to(device)
+    model = build(cfg.model.arch, n_classes, **cfg.model.kwargs())
+    if cfg.model.init and not resume:
+        _init_from(model, cfg, echo)
+    model = model.to(device)
     model.train()
     opt = _optimizer(cfg, model)
     sched = _schedule(cfg, opt)
