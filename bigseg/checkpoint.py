@@ -45,6 +45,11 @@ def read(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise BigsegError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a bare pickle (refused below)
+        raise BigsegError(f"{path}: not a checkpoint file (neither torch's zip format nor a pickle); "
+                          "train one with 'bigseg train'")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing

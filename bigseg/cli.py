@@ -36,6 +36,11 @@ def main(argv=None):
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except OSError as exc:  # disk full, file too large, permissions, I/O errors: the system's words, one line
+        if _Ctx.debug:
+            raise
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        _fail(f"file system error: {exc.strerror or exc}{where} (outputs in progress were not marked complete)")
     except Exception as exc:  # an unexpected failure: still one line, unless --debug
         if _Ctx.debug:
             raise

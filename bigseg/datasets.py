@@ -107,7 +107,10 @@ def _images(folder: Path) -> list[Path]:
     return files
 
 
-def _check_outputs(outputs: list[Path], overwrite: bool) -> None:
+def _check_outputs(outputs: list[Path], overwrite: bool, outdir: Path) -> None:
+    for p in outputs:  # names come from file names, which cannot hold "/"; this keeps it so
+        if not p.resolve().is_relative_to(outdir.resolve()) or p.resolve() == outdir.resolve():
+            raise BigsegError(f"{p}: would be written outside {outdir}")
     existing = [p for p in outputs if p.exists()]
     if existing and not overwrite:
         raise BigsegError(f"{existing[0]} exists ({len(existing)} of {len(outputs)} stores do); pass --overwrite "
@@ -136,7 +139,7 @@ def _check_sizes(pairs) -> None:
 
 
 def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo, **maps) -> list[Path]:
-    _check_outputs([store for _, _, store in jobs], overwrite)
+    _check_outputs([store for _, _, store in jobs], overwrite, outdir)
     _check_sizes([(image, [mask]) for image, mask, _ in jobs])
     outdir.mkdir(parents=True, exist_ok=True)
     stores = []
@@ -225,7 +228,7 @@ def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None
             files.append((i, hit))
         layer_sets.append(files)
         jobs.append((image, None, outdir / f"{image.stem}.zarr"))
-    _check_outputs([s for _, _, s in jobs], overwrite)
+    _check_outputs([s for _, _, s in jobs], overwrite, outdir)
     _check_sizes([(image, [f for _, f in files]) for (image, _, _), files in zip(jobs, layer_sets, strict=True)])
     outdir.mkdir(parents=True, exist_ok=True)
     stores = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -156,6 +157,35 @@ def init_root_attrs(group: zarr.Group, *, source: dict, pixel_size: float | None
     )
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0
+    return True
+
+
+def _remove_stale_partials(parent: Path, name: str) -> None:
+    """Temporary outputs left by killed runs (``.NAME.partial-PID`` whose process is gone)."""
+    for p in parent.glob(f".{name}.partial-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _remove_settled(path: Path, settle: float = 0.2, attempts: int = 15) -> None:
+    """Remove a failed temporary output. When one chunk write fails, zarr's other writes of the same call may
+    still be landing (they run on its event loop), so remove until the folder stays gone for ``settle`` s."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle)
+        if not path.exists():
+            return
+
+
 @contextlib.contextmanager
 def staged_output(final: str | os.PathLike, overwrite: bool):
     """Write a new store under a temporary name and move it into place only on success.
@@ -171,13 +201,14 @@ def staged_output(final: str | os.PathLike, overwrite: bool):
         raise BigsegError(f"{parent}: output folder does not exist")
     if not os.access(parent, os.W_OK):
         raise BigsegError(f"{parent}: output folder is not writable")
+    _remove_stale_partials(parent, final.name)
     tmp = parent / f".{final.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_settled(tmp)
         raise
     if final.exists():
         old = parent / f".{final.name}.old-{os.getpid()}"

@@ -33,3 +33,36 @@ def slab_png(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("slab")
     synthesize(d / "slab.png", SynthParams(700, 1300, seed=5))
     return d / "slab.png"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reliability table: tests record what they tried with ``record_property("reliability", (kind, case,
+# outcome))``; with BIGSEG_RELIABILITY_TABLE=FILE the session writes them, pass or fail, as a Markdown table
+# (the README's "Reliability" section is this file).
+
+_RELIABILITY_ROWS: list[tuple[str, str, str, str]] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == "reliability":
+            kind, case, expected = value
+            _RELIABILITY_ROWS.append((kind, case, expected, "passed" if report.passed else "FAILED"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("BIGSEG_RELIABILITY_TABLE")
+    if not target or not _RELIABILITY_ROWS:
+        return
+    rows = sorted(_RELIABILITY_ROWS, key=lambda r: ({"bad input": 0, "fault": 1, "security": 2}.get(r[0], 3), r[1]))
+    counts = {k: sum(1 for r in rows if r[0] == k) for k in dict.fromkeys(r[0] for r in rows)}
+    lines = ["| kind | what was tried | what happened (asserted) | result |", "|---|---|---|---|"]
+    lines += [f"| {k} | {c} | {e} | {r} |" for k, c, e, r in rows]
+    summary = ", ".join(f"{n} {k} cases" for k, n in counts.items())
+    passed = sum(1 for r in rows if r[3] == "passed")
+    Path(target).write_text(f"{summary}; {passed} of {len(rows)} passed.\n\n" + "\n".join(lines) + "\n")

@@ -158,7 +158,9 @@ def _wait_for_markers(store: Path, n: int, proc, timeout=120):
     raise AssertionError("no progress")
 
 
-def test_kill_9_then_resume_is_byte_identical(tmp_path, slab):
+def test_kill_9_then_resume_is_byte_identical(tmp_path, slab, record_property):
+    record_property("reliability", ("fault", "`infer` killed (SIGKILL) mid-run, then run again",
+                                    "finished chunks skipped; labels byte-identical to an uninterrupted run"))
     ref = _store(tmp_path, slab, "ref.zarr", chunk=128)
     infer(ref, options=_opts(workers=1, window=128, overlap=32))
     store = _store(tmp_path, slab, "s.zarr", chunk=128)
@@ -178,7 +180,9 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, slab):
     assert _labels(store).tobytes() == _labels(ref).tobytes()
 
 
-def test_external_cluster_and_a_worker_killed_mid_run(tmp_path, slab):
+def test_external_cluster_and_a_worker_killed_mid_run(tmp_path, slab, record_property):
+    record_property("reliability", ("fault", "a dask worker process killed mid-inference (external cluster)",
+                                    "the job completes; labels byte-identical"))
     ref = _store(tmp_path, slab, "ref.zarr", chunk=128)
     infer(ref, options=_opts(workers=0, window=128, overlap=32))
     store = _store(tmp_path, slab, "s.zarr", chunk=128)
@@ -257,7 +261,9 @@ def test_bad_inputs_fail_before_compute_and_leave_the_store_intact(tmp_path, sla
     assert zarr.open_group(str(store), mode="r")["labels"].attrs["complete"] is True
 
 
-def test_a_second_run_on_the_same_store_is_refused(tmp_path, slab):
+def test_a_second_run_on_the_same_store_is_refused(tmp_path, slab, record_property):
+    record_property("reliability", ("fault", "two `infer` runs on one store at once; a stale lock of a killed run",
+                                    "the second refuses, naming the running pid; a stale lock is taken over"))
     store = _store(tmp_path, slab)
     lock = store / ".bigseg" / "infer.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)

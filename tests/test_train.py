@@ -40,7 +40,9 @@ def _weights(path):
     return checkpoint.read(path)["state_dict"]
 
 
-def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, stores):
+def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path, stores, record_property):
+    record_property("reliability", ("fault", "training stopped at a checkpoint and resumed",
+                                    "weights identical to an uninterrupted run"))
     torch.set_num_threads(1)
     full = train(_config(tmp_path, stores, "full"), progress=False, echo=lambda *a: None)
     assert full["iterations"] == 6 and full["model"]

@@ -132,7 +132,7 @@ class StoreLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 other = self._read()
-                if other and other.get("host") == me["host"] and not _pid_alive(other.get("pid", -1)):
+                if other and other.get("host") == me["host"] and not st.pid_alive(other.get("pid", -1)):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone (killed run)
                     continue
                 who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another process"
@@ -151,16 +151,6 @@ class StoreLock:
 
     def __exit__(self, *exc):
         self.path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resolve_input(input_path, out: str | None, echo=print, progress: bool = False) -> Path:

@@ -1,0 +1,222 @@
+"""Bad input for every command: one clear line on stderr, non-zero exit, no traceback, nothing damaged.
+
+Each case runs the real ``bigseg`` command in a subprocess beside a finished store (image, truth, labels) and a
+finished report; after the failure, every file of both must be byte-identical and no partial output may be
+left looking complete.
+"""
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from PIL import Image
+
+from bigseg import checkpoint
+from bigseg.checkpoint import BUNDLED
+from bigseg.classes import CONCRETE, ClassInfo
+from bigseg.infer import InferOptions, infer
+from bigseg.ingest import ingest
+from bigseg.models import build
+from bigseg.report.report import make_report
+from bigseg.synth import SynthParams, synthesize
+from tests.conftest import error_line, run_cli
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for root in roots for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("world")
+    s = synthesize(d / "slab.png", SynthParams(400, 300, seed=4, pixel_size_um=10))
+    ingest(s["image"], d / "good.zarr", truth=s["truth"], chunk=128)
+    infer(d / "good.zarr", options=InferOptions(window=256, overlap=64, workers=0))
+    make_report(d / "good.zarr", d / "good-report", echo=lambda *_: None)
+    Image.open(s["image"]).save(d / "good.jpg", quality=90)
+    tifffile.imwrite(d / "good.tif", np.asarray(Image.open(s["image"])), tile=(128, 128), compression="zlib",
+                     photometric="rgb")
+    return d
+
+
+class _Payload:
+    flag: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.flag,))
+
+
+def _write(path: Path, data) -> Path:
+    path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
+    return path
+
+
+def _config(tmp: Path, world: Path, **kw) -> Path:
+    cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
+           "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
+    cfg.update(kw)
+    return _write(tmp / "cfg.yaml", yaml.safe_dump(cfg))
+
+
+def _pickle_checkpoint(tmp: Path, world: Path) -> Path:
+    payload = _Payload()
+    payload.flag = tmp / "pwned"
+    with open(tmp / "evil.pt", "wb") as f:
+        pickle.dump({"format": "bigseg-checkpoint", "x": payload}, f)
+    return tmp / "evil.pt"
+
+
+def _other_classes_checkpoint(tmp: Path) -> Path:
+    classes = (*CONCRETE, ClassInfo(3, "crack", (255, 0, 0)))
+    checkpoint.save(tmp / "four.pt", build("light_unet", 4, width=4), arch="light_unet", classes=classes,
+                    arch_kwargs={"width": 4})
+    return tmp / "four.pt"
+
+
+def _wrong_shape_checkpoint(tmp: Path) -> Path:
+    blob = torch.load(BUNDLED, weights_only=True)
+    blob["meta"]["arch_kwargs"] = {"width": 8}
+    torch.save(blob, tmp / "shape.pt")
+    return tmp / "shape.pt"
+
+
+def _float_tiff(tmp: Path) -> Path:
+    tifffile.imwrite(tmp / "float.tif", np.random.default_rng(0).random((64, 64, 3), np.float32))
+    return tmp / "float.tif"
+
+
+def _store_without_pixel_size(tmp: Path, world: Path) -> Path:
+    import shutil
+
+    import zarr
+
+    shutil.copytree(world / "good.zarr", tmp / "nopx.zarr")
+    zarr.open_group(str(tmp / "nopx.zarr"), mode="r+").attrs["pixel_size_um"] = None
+    return tmp / "nopx.zarr"
+
+
+W = "{world}"
+T = "{tmp}"
+# (case, command line with {world}/{tmp} placeholders or a callable(tmp, world) -> args, expected message part)
+CASES = [
+    # ingest: image files
+    ("ingest: image that does not exist", ["ingest", T + "/nothere.jpg", T + "/o.zarr"], "no such file"),
+    ("ingest: zero-byte .jpg", lambda t, w: ["ingest", _write(t / "e.jpg", b""), t / "o.zarr"], "empty file"),
+    ("ingest: text file named .jpg", lambda t, w: ["ingest", _write(t / "t.jpg", "hello\n"), t / "o.zarr"],
+     "not a readable image"),
+    ("ingest: truncated JPEG", lambda t, w: ["ingest", _write(t / "x.jpg", (w / "good.jpg").read_bytes()[:9000]),
+                                            t / "o.zarr"], "x.jpg"),
+    ("ingest: truncated PNG", lambda t, w: ["ingest", _write(t / "x.png", (w / "slab.png").read_bytes()[:20000]),
+                                           t / "o.zarr"], "x.png"),
+    ("ingest: truncated TIFF", lambda t, w: ["ingest", _write(t / "x.tif", (w / "good.tif").read_bytes()[:90000]),
+                                            t / "o.zarr"], "truncated TIFF"),
+    ("ingest: random bytes named .png", lambda t, w: ["ingest", _write(t / "r.png", bytes(range(256)) * 40),
+                                                     t / "o.zarr"], "not a readable image"),
+    ("ingest: float32 TIFF (unsupported pixel format)", lambda t, w: ["ingest", _float_tiff(t), t / "o.zarr"],
+     "unsupported pixel format"),
+    ("ingest: a folder as the image", ["ingest", W, T + "/o.zarr"], "is a folder"),
+    # ingest: masks
+    ("ingest: mask of the wrong size", lambda t, w: [
+        "ingest", w / "slab.png", t / "o.zarr", "--truth",
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(t / "m.png") or t / "m.png"], "truth mask is 10x10"),
+    ("ingest: mask with a label outside the class table", lambda t, w: [
+        "ingest", w / "slab.png", t / "o.zarr", "--truth",
+        Image.fromarray(np.full((300, 400), 7, np.uint8)).save(t / "m.png") or t / "m.png"],
+     "outside the class table"),
+    # ingest: outputs
+    ("ingest: existing store without --overwrite", ["ingest", W + "/slab.png", W + "/good.zarr"],
+     "exists; pass --overwrite"),
+    ("ingest: --overwrite with a corrupt image (old store kept)",
+     lambda t, w: ["ingest", _write(t / "c.png", b"\x89PNG\r\n\x1a\nrubbish"), w / "good.zarr", "--overwrite"],
+     "c.png"),
+    ("ingest: output folder that does not exist", ["ingest", W + "/slab.png", T + "/no/such/o.zarr"],
+     "does not exist"),
+    ("ingest: output under a file", lambda t, w: ["ingest", w / "slab.png", _write(t / "f", "x") / "o.zarr"],
+     "does not exist"),
+    ("ingest: chunk size out of range", ["ingest", W + "/slab.png", T + "/o.zarr", "--chunk", "3"],
+     "--chunk must be between"),
+    # synth
+    ("synth: JPEG wider than 65535 px", ["synth", T + "/big.jpg", "--size", "70000x10"], "65535"),
+    ("synth: malformed --size", ["synth", T + "/s.png", "--size", "big"], "--size must be WIDTHxHEIGHT"),
+    # infer
+    ("infer: a folder that is not a store", lambda t, w: ["infer", (t / "d.zarr").mkdir() or t / "d.zarr"],
+     "not a zarr store"),
+    ("infer: checkpoint that is a text file", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _write(t / "m.pt", "hello")],
+     "not a checkpoint file"),
+    ("infer: checkpoint with a pickle payload (refused, not run)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _pickle_checkpoint(t, w)], "refused"),
+    ("infer: checkpoint for other classes", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _other_classes_checkpoint(t)],
+     "differ from the store's"),
+    ("infer: checkpoint whose weights do not fit its architecture", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _wrong_shape_checkpoint(t)],
+     "do not fit"),
+    ("infer: checkpoint that does not exist", ["infer", W + "/good.zarr", "--overwrite", "--model", T + "/no.pt"],
+     "no.pt"),
+    ("infer: finished labels without --overwrite", ["infer", W + "/good.zarr", "--workers", "0"],
+     "already complete"),
+    ("infer: window larger than allowed", ["infer", W + "/good.zarr", "--overwrite", "--window", "100000"],
+     "--window must be"),
+    ("infer: overlap too large for the window", ["infer", W + "/good.zarr", "--overwrite", "--overlap", "800"],
+     "--overlap must be"),
+    ("infer: unknown device", ["infer", W + "/good.zarr", "--overwrite", "--device", "tpu"], "unknown device"),
+    ("infer: unreachable scheduler", ["infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
+     "cannot reach the dask scheduler"),
+    # train
+    ("train: config that does not exist", ["train", "--config", T + "/none.yaml"], "no such config file"),
+    ("train: malformed YAML", lambda t, w: ["train", "--config", _write(t / "c.yaml", "train: [a\nmodel: :")],
+     "not valid YAML"),
+    ("train: unknown key", lambda t, w: ["train", "--config", _config(t, w, learning_rate=0.1)],
+     "learning_rate: unknown key"),
+    ("train: value of the wrong type", lambda t, w: ["train", "--config", _config(t, w, crop="big")], "crop"),
+    ("train: unknown architecture", lambda t, w: [
+        "train", "--config", _config(t, w, model={"arch": "unet9000"})], "unknown architecture"),
+    ("train: no stores match", lambda t, w: ["train", "--config", _config(t, w, train=[str(t / "*.zarr")])],
+     "no stores match"),
+    ("train: store without truth", lambda t, w: [
+        "train", "--config", _config(t, w, train=[str(t / "nt.zarr")])
+        if ingest(w / "slab.png", t / "nt.zarr") else None], "no complete truth mask"),
+    ("train: model.init of another architecture", lambda t, w: [
+        "train", "--config", _config(t, w, model={"arch": "light_unet", "width": 4, "init": str(BUNDLED)})],
+     "but the config builds"),
+    # report, evaluate, info
+    ("report: store without labels", lambda t, w: [
+        "report", t / "nl.zarr" if ingest(w / "slab.png", t / "nl.zarr") else None], "no labels in the store"),
+    ("report: no pixel size", lambda t, w: ["report", _store_without_pixel_size(t, w)], "--pixel-size UM"),
+    ("report: existing report without --overwrite", ["report", W + "/good.zarr", "-o", W + "/good-report"],
+     "exists; pass --overwrite"),
+    ("report: negative traverse spacing", ["report", W + "/good.zarr", "-o", T + "/r", "--traverse-spacing", "-1"],
+     "--traverse-spacing must be positive"),
+    ("evaluate: store without labels", lambda t, w: [
+        "evaluate", t / "nl.zarr" if ingest(w / "slab.png", t / "nl.zarr", truth=w / "slab.truth.png") else None],
+     "labels"),
+    ("info: path that does not exist", ["info", T + "/none.zarr"], "no such store"),
+    # import
+    ("import gimp: folder without Image/ and Semantic/", ["import", "gimp", T, T + "/out"], "expected the folders"),
+    ("import pairs: image without a mask", lambda t, w: [
+        "import", "pairs", w, (t / "masks").mkdir() or t / "masks", t / "out"], "no mask for"),
+    ("import camvid: not a CamVid folder", ["import", "camvid", W, T + "/out"], "not a CamVid folder"),
+]
+
+
+@pytest.mark.parametrize("case,args,expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path, world, record_property, case, args, expected):
+    record_property("reliability", ("bad input", case, f"one line naming it ('{expected}'), exit 2, "
+                                                      "existing store and report byte-identical"))
+    before = snapshot(world / "good.zarr", world / "good-report")
+    args = args(tmp_path, world) if callable(args) else [a.format(world=world, tmp=tmp_path) for a in args]
+    proc = run_cli(*args)
+    line = error_line(proc)
+    assert proc.returncode == 2, (proc.returncode, line)
+    assert expected.lower() in line.lower(), line
+    assert snapshot(world / "good.zarr", world / "good-report") == before
+    assert not (tmp_path / "pwned").exists()
+    leftovers = [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name == "o.zarr"]
+    assert not leftovers, leftovers
