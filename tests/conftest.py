@@ -65,4 +65,7 @@ def pytest_sessionfinish(session, exitstatus):
     lines += [f"| {k} | {c} | {e} | {r} |" for k, c, e, r in rows]
     summary = ", ".join(f"{n} {k} cases" for k, n in counts.items())
     passed = sum(1 for r in rows if r[3] == "passed")
-    Path(target).write_text(f"{summary}; {passed} of {len(rows)} passed.\n\n" + "\n".join(lines) + "\n")
+    note = ("Every bad-input case runs the real command beside a finished store and report and asserts: exactly "
+            "one line on stderr starting `bigseg: error:`, exit status 2, no traceback, both byte-identical "
+            "afterwards, no partial output left, and (pickle) no payload run.")
+    Path(target).write_text(f"{summary}; {passed} of {len(rows)} passed. {note}\n\n" + "\n".join(lines) + "\n")

@@ -123,3 +123,13 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path, stores):
     bad = _config(tmp_path, stores, "ft2", model={"arch": "light_unet", "width": 8, "init": str(BUNDLED)})
     with pytest.raises(BigsegError, match="but the config builds light_unet"):
         train(bad, progress=False, echo=lambda *a: None)
+
+
+def test_epochs_instead_of_iterations(tmp_path, stores):
+    # one epoch = crops covering the training area once: 320 x 320 px / (64 x 64 px x batch 4) = 6.25 -> 7 steps
+    cfg = _config(tmp_path, stores, "ep", epochs=1.0, iterations=None)
+    assert cfg.iterations == 7
+    assert _config(tmp_path, stores, "ep3", epochs=3, iterations=None).iterations == 19
+    with pytest.raises(BigsegError, match="iterations or epochs, not both"):
+        _config(tmp_path, stores, "both", epochs=1, iterations=5)
+    assert _config(tmp_path, stores, "default", iterations=None).iterations == 1000

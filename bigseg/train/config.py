@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -72,7 +74,9 @@ class TrainConfig(_Strict):
     model: ModelConfig = ModelConfig()
     crop: int = Field(900, ge=32, le=4096)
     batch_size: int = Field(4, ge=1)
-    iterations: int = Field(1000, ge=1)
+    iterations: int | None = Field(None, ge=1, description="optimizer steps [default 1000 unless epochs is set]")
+    epochs: float | None = Field(None, gt=0, description="instead of iterations: passes over the training area, "
+                                 "one pass = crops covering every training pixel once")
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -93,7 +97,15 @@ class TrainConfig(_Strict):
     def _consistent(self):
         if self.class_weights is not None and any(w < 0 for w in self.class_weights):
             raise ValueError("class_weights must be non-negative")
+        if self.iterations is not None and self.epochs is not None:
+            raise ValueError("give iterations or epochs, not both")
+        if self.iterations is None and self.epochs is None:
+            self.iterations = 1000
         return self
+
+    def iterations_for_area(self, pixels: int) -> int:
+        """``epochs`` in optimizer steps for a training set of ``pixels`` pixels (image area)."""
+        return max(1, math.ceil(self.epochs * pixels / (self.crop * self.crop * self.batch_size)))
 
 
 def _glob(pattern: str) -> list[str]:
@@ -141,4 +153,14 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
         raise BigsegError(f"{path}: {key}: {msg}") from exc
     cfg.train = _resolve(cfg.train, Path("."))
     cfg.val = _resolve(cfg.val, Path(".")) if cfg.val else []
+    resolve_epochs(cfg)
     return cfg
+
+
+def resolve_epochs(cfg: TrainConfig) -> None:
+    """Set ``iterations`` from ``epochs`` and the training stores' image area (when epochs is used)."""
+    if cfg.iterations is None:
+        from bigseg import store as st
+
+        area = sum(int(np.prod(st.open_store(p)["image"].shape[:2])) for p in cfg.train)
+        cfg.iterations = cfg.iterations_for_area(area)

@@ -20,7 +20,7 @@ from bigseg import checkpoint as ckpt
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.models import build
-from bigseg.train.config import TrainConfig
+from bigseg.train.config import TrainConfig, resolve_epochs
 from bigseg.train.metrics import confusion, scores
 from bigseg.train.sampler import CropDataset, IndexRange
 
@@ -134,6 +134,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         raise BigsegError(f"{last} exists; pass --resume to continue that run, or set another 'out'")
     if resume and not last.exists():
         raise BigsegError(f"--resume: no checkpoint at {last}")
+    resolve_epochs(cfg)
     classes = _classes(cfg.train + cfg.val)
     n_classes = len(classes)
     if cfg.class_weights is not None and len(cfg.class_weights) != n_classes:
