@@ -267,6 +267,39 @@ def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, 
 
 
 @cli.command()
+@click.option("--arch", default="light_unet", show_default=True, help="Model architecture (random weights "
+              "unless it is the bundled light_unet or --checkpoint is given).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint to measure.")
+@click.option("--size", default="6000x6000", show_default=True, help="WIDTHxHEIGHT of the test image.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--window", default=900, show_default=True, type=int)
+@click.option("--overlap", default=128, show_default=True, type=int)
+@click.option("--batch", type=int)
+@click.option("--workers", type=int)
+@click.option("--store", type=click.Path(), help="Keep (or reuse) the test store here.")
+@click.option("--monai", is_flag=True, help="Also run MONAI's sliding_window_inference (pip install monai).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, as_json):
+    """Throughput and memory: bigseg end to end vs the model alone (and MONAI) on one synthetic image."""
+    from bigseg.bench import bench as run
+
+    r = run(arch, checkpoint, _parse_size(size), device, window, overlap, batch, workers, None, store, monai,
+            echo=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} on {device}"
+               + (f" ({r['gpu']})" if r["gpu"] else f", {r['workers']} workers x {r['threads_per_worker']} threads"))
+    click.echo(f"  model alone      {r['limit_mpx_per_s']:8.2f} Mpx/s")
+    click.echo(f"  bigseg infer     {r['end_to_end_mpx_per_s']:8.2f} Mpx/s   efficiency {r['efficiency']:.2f}; "
+               f"peak RSS {r['peak_total_rss_mb']:.0f} MB (largest worker {r['peak_worker_rss_mb']:.0f} MB)")
+    if monai:
+        click.echo(f"  MONAI sliding    {r['monai_mpx_per_s']:8.2f} Mpx/s   peak RSS {r['monai_peak_rss_mb']:.0f} MB; "
+                   f"bigseg is {r['speed_vs_monai']:.2f}x as fast with {r['rss_vs_monai']:.2f}x the memory; "
+                   f"labels agree on {100 * r['label_agreement_with_monai']:.2f} % of pixels")
+
+
+@cli.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--size", default="3000x2000", show_default=True, help="WIDTHxHEIGHT of the synthetic slab.")
 @click.option("--workers", type=int, help="Local dask worker processes [default: cores/2].")

@@ -1,0 +1,253 @@
+"""``bigseg bench``: bigseg end to end against the model's own forward speed, and against MONAI (one run).
+
+* **limit** -- the model alone over exactly the windows the job needs (count from the job's grid), same batch,
+  threads per worker, channels_last, inference mode (bf16 autocast on CUDA), fed from memory;
+* **bigseg** -- ``bigseg infer`` on a store of the requested size (a synthetic slab tile replicated), with its
+  workers; efficiency = limit time / end-to-end time;
+* **MONAI** (``monai=True``, needs ``pip install monai``) -- ``monai.inferers.sliding_window_inference`` with
+  Gaussian blending, the same model, window, overlap and batch, on the same image, in its own process (MONAI
+  holds the whole image and the logits in memory): throughput ratio, peak RSS ratio and label agreement.
+
+Peak RSS is sampled every 50 ms over a process and its descendants (the dask workers included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bigseg.errors import BigsegError
+
+
+def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, device: str, threads: int) -> dict:
+    """Seconds for the model alone to predict ``n_windows`` random windows in batches of ``batch``."""
+    import torch
+
+    from bigseg.infer.predictor import ModelSpec, get_model, predict
+
+    spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True)
+    get_model(spec)
+    x = np.random.default_rng(0).integers(0, 256, (batch, window[0], window[1], 3), dtype=np.uint8)
+    for _ in range(3 if device == "cuda" else 1):  # warm-up (cuDNN autotuning, allocator)
+        predict(spec, x)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    n_batches = -(-n_windows // batch)
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        predict(spec, x)  # includes host->device copy and the float16 logits back to host, as in the job
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "windows": n_batches * batch, "windows_per_second": n_batches * batch / seconds}
+
+
+class PeakRSS:
+    """Peak RSS of a process (default: this one) and, separately, of its largest descendant, every 50 ms."""
+
+    def __init__(self, pid: int | None = None):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak_self = self.peak_child = self.peak_tree = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                own = self.proc.memory_info().rss
+                children = [c.memory_info().rss for c in self.proc.children(recursive=True)]
+                self.peak_self = max(self.peak_self, own)
+                self.peak_child = max([self.peak_child, *children])
+                self.peak_tree = max(self.peak_tree, own + sum(children))
+            except psutil.Error:
+                pass
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def make_store(size: tuple[int, int], workdir: Path) -> Path:
+    """A store of ``size`` (width, height): a 2048 px synthetic slab tile replicated, ingested."""
+    import pyvips
+
+    from bigseg.ingest import ingest
+    from bigseg.synth import SynthParams, synthesize
+
+    tile = min(2048, size[0]), min(2048, size[1])
+    s = synthesize(workdir / "tile.png", SynthParams(tile[0], tile[1], seed=7))
+    big = pyvips.Image.new_from_file(s["image"]).replicate(-(-size[0] // tile[0]), -(-size[1] // tile[1]))
+    big = big.crop(0, 0, size[0], size[1])
+    big.tiffsave(str(workdir / "big.tif"), tile=True, bigtiff=True, compression="deflate")
+    store = workdir / "big.zarr"
+    ingest(workdir / "big.tif", store)
+    (workdir / "big.tif").unlink()
+    return store
+
+
+def _in_subprocess(function: str, args: list) -> dict:
+    """Call ``bigseg.bench.<function>(*args)`` in a fresh Python process (keeps this one's memory lean, as a
+    real ``bigseg infer`` client is); returns its dict result."""
+    code = ("import json, sys; from bigseg import bench; "
+            f"print(json.dumps(bench.{function}(*json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
+    if proc.returncode:
+        raise BigsegError(f"{function} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _monai_child(args: dict) -> None:
+    """Runs in its own process: MONAI's sliding window over the whole image in memory; writes labels .npy."""
+    import torch
+    import zarr
+    from monai.inferers import sliding_window_inference
+
+    from bigseg.checkpoint import load
+
+    torch.set_num_threads(args["threads"])
+    model, _ = load(args["checkpoint"])
+    model = model.eval().to(memory_format=torch.channels_last)
+    t0 = time.perf_counter()
+    image = zarr.open_array(os.path.join(args["store"], "image"), mode="r")[:]  # MONAI's way: all of it
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0)
+    del image
+    load_s = time.perf_counter() - t0
+    win = args["window"]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        logits = sliding_window_inference(x, roi_size=(win, win), sw_batch_size=args["batch"],
+                                          predictor=lambda b: model(b.contiguous(
+                                              memory_format=torch.channels_last)),
+                                          overlap=args["overlap"] / win, mode="gaussian")
+        labels = logits.argmax(1)[0].to(torch.uint8).numpy()
+    seconds = time.perf_counter() - t0
+    np.save(args["labels_out"], labels)
+    print(json.dumps({"seconds": seconds, "load_seconds": load_s}))
+
+
+def monai_run(ckpt: str, store: Path, window: int, overlap: int, batch: int, threads: int, workdir: Path) -> dict:
+    try:
+        import monai  # noqa: F401
+    except ImportError as exc:
+        raise BigsegError("the MONAI comparison needs MONAI: pip install monai") from exc
+    args = {"checkpoint": ckpt, "store": str(store), "window": window, "overlap": overlap, "batch": batch,
+            "threads": threads, "labels_out": str(workdir / "monai-labels.npy")}
+    code = "import json, sys; from bigseg.bench import _monai_child; _monai_child(json.loads(sys.argv[1]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with PeakRSS(proc.pid) as rss:
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise BigsegError(f"the MONAI run failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    r = json.loads(out.strip().splitlines()[-1])
+    r["peak_rss_mb"] = rss.peak_tree / 2**20
+    return r
+
+
+def label_agreement(store: Path, labels_npy: Path) -> float:
+    """Share of pixels where MONAI's labels equal bigseg's, compared chunk row by chunk row."""
+    import zarr
+
+    ours = zarr.open_array(os.path.join(str(store), "labels"), mode="r")
+    theirs = np.load(labels_npy, mmap_mode="r")
+    same, step = 0, ours.chunks[0]
+    for y in range(0, ours.shape[0], step):
+        same += int((ours[y: y + step] == theirs[y: y + step]).sum())
+    return same / (ours.shape[0] * ours.shape[1])
+
+
+def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
+          window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
+          workdir=None, store=None, monai: bool = False, echo=print) -> dict:
+    """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc)."""
+    import torch
+
+    from bigseg import checkpoint as ckpt_mod
+    from bigseg.classes import CONCRETE
+    from bigseg.infer import InferOptions, infer
+    from bigseg.infer.cluster import cpu_count
+    from bigseg.infer.graph import default_workers
+    from bigseg.infer.windows import Grid
+    from bigseg.models import build
+
+    w, h = size
+    batch = batch or (8 if device == "cuda" else 2)
+    workers = workers if workers is not None else default_workers(device)
+    threads = max(1, cpu_count() // max(workers, 1))
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        ckpt = checkpoint
+        if ckpt is None:
+            if arch == "light_unet":
+                ckpt = str(ckpt_mod.BUNDLED)
+            else:
+                torch.manual_seed(0)
+                ckpt = str(tmp / f"{arch}.pt")
+                ckpt_mod.save(ckpt, build(arch, 3), arch=arch, classes=CONCRETE)
+        t0 = time.perf_counter()
+        if store and Path(store).exists():
+            store = Path(store)
+        else:
+            echo(f"making a {w}x{h} test store")
+            made = make_store((w, h), tmp)
+            if store:
+                os.replace(made, store)
+                store = Path(store)
+            else:
+                store = made
+        prep = time.perf_counter() - t0
+        grid = Grid(h, w, window, overlap)
+        n_windows = len(grid.windows())
+        echo(f"the limit: the model alone over the job's {n_windows} windows")
+        limit = _in_subprocess("model_limit", [ckpt, n_windows, [grid.win_h, grid.win_w], batch, device,
+                                               threads if device == "cpu" else 0])
+        # rescaled to the job's worker count (CPU workers run in parallel on their share of the cores)
+        limit_seconds = limit["seconds"] / (workers if device == "cpu" else 1)
+        echo(f"bigseg infer with {workers} workers")
+        with PeakRSS() as rss:
+            r = infer(store, model=ckpt, options=InferOptions(window=window, overlap=overlap, batch=batch,
+                                                              device=device, workers=workers, overwrite=True),
+                      echo=lambda *a: None)
+        mpx = w * h / 1e6
+        result = {
+            "arch": arch, "device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
+            "batch": batch, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
+            "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,
+            "end_to_end_seconds": r["seconds"], "end_to_end_mpx_per_s": mpx / r["seconds"],
+            "efficiency": limit_seconds / r["seconds"], "cluster_startup_seconds": r["startup_seconds"],
+            "prep_seconds": prep, "peak_worker_rss_mb": rss.peak_child / 2**20,
+            "peak_client_rss_mb": rss.peak_self / 2**20, "peak_total_rss_mb": rss.peak_tree / 2**20,
+            "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
+        }
+        if monai:
+            if device != "cpu":
+                raise BigsegError("the MONAI comparison runs on the CPU only (--device cpu)")
+            echo("MONAI sliding_window_inference (gaussian) on the same image")
+            m = monai_run(ckpt, store, window, overlap, batch, cpu_count(), tmp)
+            result.update({
+                "monai_seconds": m["seconds"], "monai_load_seconds": m["load_seconds"],
+                "monai_mpx_per_s": mpx / m["seconds"], "monai_peak_rss_mb": m["peak_rss_mb"],
+                "speed_vs_monai": m["seconds"] / r["seconds"],
+                "rss_vs_monai": result["peak_total_rss_mb"] / m["peak_rss_mb"],
+                "label_agreement_with_monai": label_agreement(store, tmp / "monai-labels.npy"),
+            })
+    return result
