@@ -1,0 +1,19 @@
+"""`bigseg bench` runs its three measurements on a small image (figures are for benchmarks/, not asserted)."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_bench_with_monai_beside(tmp_path):
+    proc = run_cli("bench", "--size", "700x500", "--window", "256", "--overlap", "64", "--workers", "1", "--monai",
+                   "--json", "--store", tmp_path / "b.zarr")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["windows"] == 12 and r["megapixels"] == 0.35
+    for k in ("limit_mpx_per_s", "end_to_end_mpx_per_s", "monai_mpx_per_s", "peak_worker_rss_mb",
+              "monai_peak_rss_mb"):
+        assert r[k] > 0, k
+    # same model, window, overlap and Gaussian-like blending: the two tilings agree almost everywhere
+    assert r["label_agreement_with_monai"] > 0.99
+    assert (tmp_path / "b.zarr" / "labels").is_dir()
