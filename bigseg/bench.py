@@ -220,7 +220,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
         limit = _in_subprocess("model_limit", [ckpt, n_windows, [grid.win_h, grid.win_w], batch, device,
                                                threads if device == "cpu" else 0])
         # rescaled to the job's worker count (CPU workers run in parallel on their share of the cores)
-        limit_seconds = limit["seconds"] / (workers if device == "cpu" else 1)
+        limit_seconds = limit["seconds"] / (max(workers, 1) if device == "cpu" else 1)
         echo(f"bigseg infer with {workers} workers")
         with PeakRSS() as rss:
             r = infer(store, model=ckpt, options=InferOptions(window=window, overlap=overlap, batch=batch,

@@ -20,7 +20,7 @@ bench_memory = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_memory)
 
 WIDTH, HEIGHT = 40000, 25000
-LIMITS_MB = {"synth": 500, "ingest": 1500, "infer": 4000, "report": 1000}
+LIMITS_MB = {"synth": 500, "ingest": 1500, "infer": 3500, "report": 1000}
 
 
 @pytest.mark.slow
