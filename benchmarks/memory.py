@@ -21,25 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from bigseg.bench import PeakRSS
 
 
 def measure(cmd: list[str]) -> dict:
+    """Run ``cmd``; its wall time and the peak RSS of it and its children together (sampled every 50 ms)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    err = proc.stderr.read()
+    with PeakRSS(proc.pid) as rss:
+        _, err = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"{cmd} failed: {err}")
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak / 2**20}
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": rss.peak_tree / 2**20}
 
 
 COPY_TRUTH = """

@@ -150,24 +150,24 @@ def _analyse_chunk(path: str, array: str, y0: int, y1: int, x0: int, x1: int, ro
 # joining the chunks
 
 
-def _join_chords(results: dict, grid_y: list[int], grid_x: list[int], rows: np.ndarray, chords: Counter) -> None:
+def _join_chords(results: dict, chunk_h: int, grid_x: list[int], rows: np.ndarray, chords: Counter) -> None:
     """Walk every traverse line across the chunks, joining runs that continue over a chunk border."""
-    for iy, y0 in enumerate(grid_y):
-        for line in np.nonzero((rows >= y0) & (rows < (grid_y[iy + 1] if iy + 1 < len(grid_y) else 1 << 62)))[0]:
-            k = line - np.searchsorted(rows, y0)
-            carry = 0
-            for x0 in grid_x:
-                res = results[(y0, x0)]
-                w = res["shape"][1]
-                left, right = int(res["line_left"][k]), int(res["line_right"][k])
-                if left == w:  # void all across this chunk
-                    carry += w
-                    continue
-                if carry or left:
-                    chords[carry + left] += 1
-                carry = right
-            if carry:
-                chords[carry] += 1
+    band_start = (rows // chunk_h) * chunk_h  # the chunk row of each line
+    first_in_band = np.searchsorted(rows, band_start)  # lines are numbered from 0 within each chunk row
+    for y0, k in zip(band_start.tolist(), (np.arange(len(rows)) - first_in_band).tolist(), strict=True):
+        carry = 0
+        for x0 in grid_x:
+            res = results[(y0, x0)]
+            w = res["shape"][1]
+            left, right = int(res["line_left"][k]), int(res["line_right"][k])
+            if left == w:  # void all across this chunk
+                carry += w
+                continue
+            if carry or left:
+                chords[carry + left] += 1
+            carry = right
+        if carry:
+            chords[carry] += 1
 
 
 def _join_voids(results: dict, grid_y: list[int], grid_x: list[int]) -> np.ndarray:
@@ -247,7 +247,7 @@ def measure_mask(store: str | os.PathLike, array: str, void_id: int | None, n_cl
     chords: Counter = Counter()
     for r in results.values():
         chords.update(r["chords"])
-    _join_chords(results, grid_y, grid_x, rows, chords)
+    _join_chords(results, ch, grid_x, rows, chords)
     inner = [r["inner_areas"] for r in results.values()]
     areas = np.concatenate([*inner, _join_voids(results, grid_y, grid_x)])
     return MaskMeasurements(

@@ -77,6 +77,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.6g}"
 
 
+def _value(doc: dict, source: str, key: str):
+    """A parameter's value for ``source`` (labels, truth or difference); None where it has none."""
+    params = doc[source] if source == "difference" else doc[source]["parameters"]
+    return params.get(key, {}).get("value")
+
+
 def write_csv(path: Path, doc: dict) -> None:
     sources = [s for s in ("labels", "truth", "difference") if s in doc]
     with open(path, "w", newline="") as fh:
@@ -85,7 +91,7 @@ def write_csv(path: Path, doc: dict) -> None:
         for key, p in doc["labels"]["parameters"].items():
             row = [key, p["unit"]]
             for s in sources:
-                v = (doc[s] if s == "difference" else doc[s]["parameters"]).get(key, {}).get("value")
+                v = _value(doc, s, key)
                 row.append("" if v is None else v)
             w.writerow([*row, p["description"]])
 
@@ -109,7 +115,7 @@ def write_html(path: Path, doc: dict, pictures: dict[str, bytes]) -> None:
     for key, p in doc["labels"]["parameters"].items():
         cells = []
         for s in sources:
-            v = (doc[s] if s == "difference" else doc[s]["parameters"]).get(key, {}).get("value")
+            v = _value(doc, s, key)
             cells.append(f"<td>{_fmt(v)}</td>")
         rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(p['unit'])}</td>{''.join(cells)}"
                     f"<td class=d>{html.escape(p['description'])}</td></tr>")
