@@ -141,7 +141,9 @@ def train(config_path, resume, stop_at):
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option("-o", "--out", type=click.Path(), help="Store for an image INPUT [default: INPUT with .zarr].")
-@click.option("--model", type=click.Path(), help="Checkpoint [default: the bundled concrete model].")
+@click.option("--model", type=click.Path(), help="Checkpoint or ONNX export [default: the bundled concrete model].")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
+              help="Run the model with torch or ONNX Runtime [default: onnxruntime for a .onnx model, else torch].")
 @click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
 @click.option("--scheduler", help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
@@ -152,7 +154,7 @@ def train(config_path, resume, stop_at):
 @click.option("--probabilities", is_flag=True, help="Also write class probabilities (uint8, x255).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
 @click.option("--overwrite", is_flag=True, help="Recompute labels that already exist.")
-def infer(input_path, out, model, workers, scheduler, device, window, overlap, batch, threads, probabilities,
+def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, probabilities,
           stats_path, overwrite):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
@@ -161,7 +163,7 @@ def infer(input_path, out, model, workers, scheduler, device, window, overlap, b
 
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, probabilities=probabilities, overwrite=overwrite,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), backend=backend)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     click.echo(f"labels written to {s['store']}/labels: {s['width']}x{s['height']} px, {s['windows_computed']} "
                f"windows in {s['seconds']:.1f} s ({s['megapixels_per_second']:.2f} Mpx/s, {s['workers']} workers)")
@@ -169,6 +171,27 @@ def infer(input_path, out, model, workers, scheduler, device, window, overlap, b
     if stats_path:
         Path(stats_path).write_text(json.dumps(s["stats"], indent=2))
         click.echo(f"statistics written to {stats_path}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="File to write (.onnx or .pt).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="Quantize to int8 for CPU inference (ONNX Runtime, static, QDQ).")
+@click.option("--calibrate", multiple=True, type=click.Path(),
+              help="Slab store(s) whose images calibrate (and check) the int8 model; repeat for several.")
+@click.option("--tolerance", default=1e-3, show_default=True, type=float,
+              help="Largest logit difference from PyTorch accepted (fp32 exports).")
+@click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo", show_default=True,
+              help="torch's ONNX exporter: torch.export-based, or the deprecated TorchScript-based one (faster).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def export(checkpoint, out, fmt, int8, calibrate, tolerance, exporter, overwrite):
+    """Export CHECKPOINT to ONNX or TorchScript with its metadata, verified against PyTorch."""
+    from bigseg.export import export as run
+
+    r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), tolerance=tolerance, exporter=exporter,
+            overwrite=overwrite, echo=click.echo)
+    click.echo(f"wrote {r['path']} ({r['format']}, {r['precision']}, {r['arch']}, {r['bytes'] / 1e6:.1f} MB)")
 
 
 @cli.command()

@@ -35,6 +35,33 @@ def slab(tmp_path_factory):
     return Path(s["image"]), Path(s["truth"])
 
 
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    """The bundled model exported to ONNX (verified against PyTorch by the export itself)."""
+    from bigseg.export import export
+
+    path = tmp_path_factory.mktemp("onnx") / "bundled.onnx"
+    export(BUNDLED, path, echo=lambda *_: None)
+    return path
+
+
+def _model_for(backend, request):
+    return None if backend == "torch" else request.getfixturevalue("onnx_model")
+
+
+def _one_shot(backend, model_file, image):
+    """Labels of the whole image in a single forward pass (no tiling) with the given backend."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    if backend == "torch":
+        model, _ = checkpoint.load(BUNDLED)
+        with torch.inference_mode():
+            return model(x).argmax(1)[0].numpy().astype(np.uint8)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": x.numpy()})[0].argmax(1)[0].astype(np.uint8)
+
+
 def _store(tmp_path, slab, name="s.zarr", chunk=256):
     out = tmp_path / name
     ingest(slab[0], out, truth=slab[1], chunk=chunk)
@@ -51,16 +78,15 @@ def _opts(**kw):
     return InferOptions(**base)
 
 
-def test_tiled_equals_one_shot_and_seams_are_invisible(tmp_path, slab):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tiled_equals_one_shot_and_seams_are_invisible(tmp_path, slab, backend, request):
     store = _store(tmp_path, slab)
-    r = infer(store, options=_opts())
-    assert r["windows"] == len(Grid(900, 1100, WINDOW, OVERLAP).windows())
+    model_file = _model_for(backend, request)
+    r = infer(store, model=model_file, options=_opts())
+    assert r["windows"] == len(Grid(900, 1100, WINDOW, OVERLAP).windows()) and r["run"]["backend"] == backend
     tiled = _labels(store)
-    model, _ = checkpoint.load(BUNDLED)
     image = zarr.open_group(str(store), mode="r")["image"][:]
-    with torch.inference_mode():
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-        one_shot = model(x).argmax(1)[0].numpy().astype(np.uint8)
+    one_shot = _one_shot(backend, model_file, image)
     agree = (tiled == one_shot).mean()
     assert agree >= 0.999, agree
     # disagreement in 16 px bands along window borders vs elsewhere
@@ -105,13 +131,15 @@ def test_stats_match_numpy_exactly(tmp_path, slab):
     assert truth_stats["classes"]["stone"]["pixels"] == int((truth == 1).sum())
 
 
-def test_deterministic_across_workers_and_chunkings(tmp_path, slab):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_deterministic_across_workers_and_chunkings(tmp_path, slab, backend, request):
     a = _store(tmp_path, slab, "a.zarr", chunk=256)
     b = _store(tmp_path, slab, "b.zarr", chunk=384)
     c = _store(tmp_path, slab, "c.zarr", chunk=256)
-    infer(a, options=_opts(workers=1))
-    infer(b, options=_opts(workers=2))
-    infer(c, options=_opts(workers=0))
+    model = _model_for(backend, request)
+    infer(a, model=model, options=_opts(workers=1))
+    infer(b, model=model, options=_opts(workers=2))
+    infer(c, model=model, options=_opts(workers=0))
     la, lb, lc = _labels(a), _labels(b), _labels(c)
     assert la.tobytes() == lb.tobytes() == lc.tobytes()
 

@@ -31,6 +31,7 @@ from bigseg.errors import BigsegError
 from bigseg.infer.predictor import ModelSpec, predict
 from bigseg.infer.windows import Grid
 
+BACKENDS = ("torch", "onnxruntime")
 MAX_WINDOW = 4096
 MIN_WINDOW = 32
 DEFAULT_WINDOW = 900
@@ -50,6 +51,7 @@ class InferOptions:
     overwrite: bool = False
     progress: bool = False
     amp: bool = True
+    backend: str | None = None  # "torch" or "onnxruntime"; None: onnxruntime for an ONNX file, else torch
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     ckpt = Path(model) if model else BUNDLED
     if model is None:
         echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
-    _, meta = load(ckpt)  # safe load; refuses pickles, non-bigseg files and weights that don't fit
+    kind, backend, meta = _model_and_backend(ckpt, o)
     classes = classes_of(meta)
     workers = o.workers if o.workers is not None else default_workers(o.device)
     if workers < 0:
@@ -238,7 +240,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     grid = Grid(height, width, o.window, o.overlap)
     digest = file_digest(ckpt)
     run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
-           "batch": batch, "classes": [c.name for c in classes]}
+           "batch": batch, "classes": [c.name for c in classes], "backend": backend}
 
     threads = o.threads or max(1, cpu_count() // max(workers, 1))
     t_start = time.perf_counter()
@@ -246,7 +248,12 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     # cost the labels already there
     with dask_client(workers, o.scheduler, echo, o.device, threads) as client, StoreLock(store):
         pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
-        spec = ModelSpec(str(ckpt.resolve()), digest, o.device, threads if o.device == "cpu" else 0, o.amp)
+        model_file, model_digest = ckpt.resolve(), digest
+        if backend == "onnxruntime" and kind == "checkpoint":
+            model_file = _onnx_export_in_store(ckpt, digest, store, echo)
+            model_digest = file_digest(model_file)
+        spec = ModelSpec(str(model_file), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
+                         backend=backend)
         plan = _plan(grid, store, pending, batch)
         n_windows, n_needed = plan.n_windows, plan.n_computed
         total_chunks = len(pending) + skipped_chunks
@@ -270,6 +277,45 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             "windows_computed": n_needed, "chunks": total_chunks, "chunks_skipped": skipped_chunks,
             "seconds": elapsed, "startup_seconds": t0 - t_start, "megapixels_per_second": computed_mpx / elapsed,
             "workers": workers, "device": o.device, "stats": stats, "run": run}
+
+
+def _model_and_backend(ckpt: Path, o: InferOptions) -> tuple[str, str, dict]:
+    """(file kind, backend, metadata) for a model file; errors for combinations that cannot run."""
+    from bigseg.export import model_kind, onnx_available, read_onnx_meta
+
+    kind = model_kind(ckpt)
+    backend = o.backend or ("onnxruntime" if kind == "onnx" else "torch")
+    if backend not in BACKENDS:
+        raise BigsegError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if kind == "torchscript":
+        raise BigsegError(f"{ckpt}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
+                          "checkpoint, or an ONNX export with --backend onnxruntime")
+    if kind == "onnx" and backend != "onnxruntime":
+        raise BigsegError(f"{ckpt}: an ONNX file runs with --backend onnxruntime, not {backend}")
+    if backend == "onnxruntime":
+        onnx_available()
+        if o.device == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BigsegError("--backend onnxruntime --device cuda needs the onnxruntime-gpu package "
+                                  "(this onnxruntime has no CUDA provider); or use --backend torch")
+    if kind == "onnx":
+        return kind, backend, read_onnx_meta(ckpt)
+    _, meta = load(ckpt)  # safe load; refuses pickles, non-bigseg files and weights that don't fit
+    return kind, backend, meta
+
+
+def _onnx_export_in_store(ckpt: Path, digest: str, store: Path, echo) -> Path:
+    """The checkpoint's verified ONNX export, made once and kept in the store's .bigseg/models/."""
+    from bigseg.export import export
+
+    path = store / ".bigseg" / "models" / f"{digest[:16]}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        echo(f"exporting {ckpt.name} to ONNX for onnxruntime ({path})")
+        export(ckpt, path, "onnx", echo=echo)
+    return path
 
 
 def _prepare_outputs(group, store: Path, run: dict, classes, o: InferOptions, chunks, echo):

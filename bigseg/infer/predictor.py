@@ -1,8 +1,11 @@
 """Per-process model cache and batched forward passes (runs inside dask workers).
 
-A model is loaded once per worker process, keyed by checkpoint digest and device, and reused by every task
-that worker runs. CPU workers pin torch's intra-op threads so that N workers on C cores don't oversubscribe;
-CUDA workers run in bf16 autocast with channels_last memory layout.
+A model is loaded once per worker process, keyed by model file digest, backend and device, and reused by every
+task that worker runs. CPU workers pin torch's (or ONNX Runtime's) intra-op threads so that N workers on C cores
+don't oversubscribe; CUDA workers run in bf16 autocast with channels_last memory layout.
+
+Backends: ``torch`` runs a bigseg checkpoint; ``onnxruntime`` runs an ONNX export (see :mod:`bigseg.export`)
+on ONNX Runtime's CPU provider (or CUDA's, with the onnxruntime-gpu package).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class ModelSpec:
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True
+    backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
 
 
 def _device_for_worker(kind: str) -> torch.device:
@@ -48,6 +52,8 @@ def get_model(spec: ModelSpec):
     """(model, meta, device) for this process, loaded on first use."""
     with _LOCK:
         hit = _CACHE.get(spec)
+        if hit is None and spec.backend == "onnxruntime":
+            hit = _CACHE[spec] = _ort_session(spec)
         if hit is None:
             if spec.device == "cpu" and spec.threads > 0:
                 torch.set_num_threads(spec.threads)
@@ -58,6 +64,24 @@ def get_model(spec: ModelSpec):
                 model = model.to(memory_format=torch.channels_last)
             hit = _CACHE[spec] = (model, meta, device)
         return hit
+
+
+def _ort_session(spec: ModelSpec):
+    import onnxruntime as ort
+
+    from bigseg.export import read_onnx_meta
+
+    meta = read_onnx_meta(spec.checkpoint)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.inter_op_num_threads = 1
+    if spec.threads > 0:
+        opts.intra_op_num_threads = spec.threads
+    providers = ["CPUExecutionProvider"]
+    if spec.device == "cuda":
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": _device_for_worker("cuda").index}))
+    session = ort.InferenceSession(spec.checkpoint, opts, providers=providers)
+    return session, meta, torch.device("cpu")
 
 
 _WEIGHTS: dict = {}
@@ -76,6 +100,13 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
 
     Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window."""
     model, _, device = get_model(spec)
+    if spec.backend == "onnxruntime":
+        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+        x /= np.float32(255)
+        out = model.run(None, {model.get_inputs()[0].name: x})[0]
+        if weight is not None:
+            out *= weight
+        return out.astype(np.float16)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)

@@ -101,6 +101,28 @@ def _store_without_pixel_size(tmp: Path, world: Path) -> Path:
     return tmp / "nopx.zarr"
 
 
+def _plain_onnx(tmp: Path) -> Path:
+    """A valid ONNX model that is not a bigseg export (no metadata)."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.nn.Conv2d(3, 3, 1), (torch.rand(1, 3, 8, 8),), str(tmp / "plain.onnx"),
+                          dynamo=False, input_names=["image"])
+    return tmp / "plain.onnx"
+
+
+def _torchscript(tmp: Path) -> Path:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(torch.nn.Conv2d(3, 3, 1), torch.rand(1, 3, 8, 8)), str(tmp / "ts.pt"))
+    return tmp / "ts.pt"
+
+
 W = "{world}"
 T = "{tmp}"
 # (case, command line with {world}/{tmp} placeholders or a callable(tmp, world) -> args, expected message part)
@@ -167,8 +189,32 @@ CASES = [
     ("infer: overlap too large for the window", ["infer", W + "/good.zarr", "--overwrite", "--overlap", "800"],
      "--overlap must be"),
     ("infer: unknown device", ["infer", W + "/good.zarr", "--overwrite", "--device", "tpu"], "unknown device"),
+    ("infer: ONNX file that is not a bigseg export (no metadata)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _plain_onnx(t)],
+     "not a bigseg export: the ONNX file has no 'bigseg' metadata"),
+    ("infer: truncated ONNX file", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model",
+        _write(t / "cut.onnx", _plain_onnx(t).read_bytes()[:60])], "not a readable ONNX file"),
+    ("infer: ONNX file with --backend torch", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--backend", "torch", "--model", _plain_onnx(t)],
+     "runs with --backend onnxruntime"),
+    ("infer: a TorchScript file as the model", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _torchscript(t)],
+     "a TorchScript export"),
     ("infer: unreachable scheduler", ["infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
      "cannot reach the dask scheduler"),
+    # export
+    ("export: existing file without --overwrite", lambda t, w: [
+        "export", BUNDLED, "-o", _write(t / "o.onnx", "keep me")], "exists; pass --overwrite"),
+    ("export: --int8 without --calibrate", ["export", str(BUNDLED), "-o", T + "/o.onnx", "--int8"],
+     "--int8 needs --calibrate"),
+    ("export: checkpoint with a pickle payload (refused, not run)", lambda t, w: [
+        "export", _pickle_checkpoint(t, w), "-o", t / "o.onnx"], "refused"),
+    ("export: export differs from PyTorch beyond --tolerance (nothing written)", [
+        "export", str(BUNDLED), "-o", T + "/o.onnx", "--exporter", "legacy", "--tolerance", "0"],
+     "differs from PyTorch by up to"),
+    ("export: --int8 calibrated on a path that is not a store", [
+        "export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", T + "/none.zarr"], "no such store"),
     # train
     ("train: config that does not exist", ["train", "--config", T + "/none.yaml"], "no such config file"),
     ("train: malformed YAML", lambda t, w: ["train", "--config", _write(t / "c.yaml", "train: [a\nmodel: :")],
@@ -217,5 +263,6 @@ def test_bad_input(tmp_path, world, record_property, case, args, expected):
     assert expected.lower() in line.lower(), line
     assert snapshot(world / "good.zarr", world / "good-report") == before
     assert not (tmp_path / "pwned").exists()
-    leftovers = [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name == "o.zarr"]
+    leftovers = [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name == "o.zarr"
+                 or (p.name == "o.onnx" and p.read_bytes() != b"keep me") or p.name.startswith(".o.onnx")]
     assert not leftovers, leftovers

@@ -1,0 +1,349 @@
+"""Portable models: export a checkpoint to ONNX (fp32 or int8) or TorchScript, verified against PyTorch.
+
+An export carries the checkpoint's metadata (architecture, class table, training window, normalisation, the
+checkpoint's sha256) so that it is self-contained: in ONNX as the ``bigseg`` metadata property (JSON), in
+TorchScript as the extra file ``bigseg.json``. The normalisation is part of the exported graph (see
+:mod:`bigseg.models`): input is RGB float in [0, 1], shape (B, 3, H, W), any B, H, W; output logits (B, C, H, W).
+
+Every export is checked before it is written: the exported model and PyTorch run on the same inputs (random
+images of two sizes other than the tracing size, so a size baked into the graph is caught) and the largest
+absolute logit difference is printed; above ``tolerance`` the export fails and nothing is written. An int8
+model (ONNX Runtime static quantization, QDQ, per-channel weights, calibrated on windows of the user's own
+stores) is checked on held-out windows of those stores: label agreement with PyTorch is printed and must
+reach ``min_agreement``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bigseg.errors import BigsegError
+
+FORMATS = ("onnx", "torchscript")
+EXPORTERS = ("dynamo", "legacy")
+"""torch's ONNX exporters: ``dynamo`` (torch.export-based, torch's default and future; 20-30 s for a torchvision
+model) and ``legacy`` (TorchScript-based, deprecated by torch, ~30x faster). bigseg falls back to the legacy one
+when the dynamo exporter fails on a model."""
+META_KEY = "bigseg"
+EXPORT_FORMAT = "bigseg-export"
+TRACE_SHAPE = (1, 3, 192, 256)
+CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
+
+
+def onnx_available() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise BigsegError(f"ONNX support needs onnx and onnxruntime ({exc}); pip install onnx onnxruntime "
+                          "onnxscript") from exc
+
+
+def model_kind(path: str | os.PathLike) -> str:
+    """'checkpoint', 'onnx' or 'torchscript' by content; BigsegError for a missing or unknown file."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise BigsegError(f"{path}: no such model file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile:
+            return "checkpoint"  # checkpoint.read names the problem
+        if any(n.endswith("/code/") or "/code/__torch__" in n for n in names) or \
+                any(n.endswith("extra/bigseg.json") for n in names):
+            return "torchscript"
+        return "checkpoint"
+    if head[:1] == b"\x80":
+        return "checkpoint"
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # ONNX: protobuf, field 1 (ir_version) first
+        return "onnx"
+    return "checkpoint"
+
+
+def model_meta(path: str | os.PathLike) -> tuple[str, dict]:
+    """(kind, meta) of a model file bigseg can run: a checkpoint or an ONNX export."""
+    from bigseg.checkpoint import read
+
+    kind = model_kind(path)
+    if kind == "onnx":
+        return kind, read_onnx_meta(path)
+    if kind == "torchscript":
+        raise BigsegError(f"{path}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
+                          "checkpoint, or an ONNX export with --backend onnxruntime")
+    return kind, read(path)["meta"]
+
+
+def read_onnx_meta(path: str | os.PathLike) -> dict:
+    """The bigseg metadata of an ONNX export; BigsegError naming what is missing for any other file."""
+    onnx_available()
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise BigsegError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                          ) from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_KEY not in props:
+        raise BigsegError(f"{path}: not a bigseg export: the ONNX file has no '{META_KEY}' metadata property "
+                          "(class table, architecture, window); export models with 'bigseg export'")
+    try:
+        meta = json.loads(props[META_KEY])
+    except ValueError as exc:
+        raise BigsegError(f"{path}: the '{META_KEY}' metadata property is not JSON ({exc})") from exc
+    missing = [k for k in ("format", "arch", "classes") if k not in meta]
+    if meta.get("format") != EXPORT_FORMAT or missing:
+        raise BigsegError(f"{path}: the '{META_KEY}' metadata property is not a bigseg export's "
+                          f"(missing: {', '.join(missing) or 'format ' + EXPORT_FORMAT})")
+    from bigseg.classes import table_from_attrs
+
+    table_from_attrs(meta["classes"])  # validates
+    names = [i.name for i in model.graph.input]
+    if len(names) != 1:
+        raise BigsegError(f"{path}: a bigseg export has one input (the image), this file has {len(names)}")
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# exporting
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx", *, int8: bool = False,
+           calibrate: list | tuple = (), tolerance: float = 1e-3, min_agreement: float = 0.99,
+           calibration_windows: int = 32, exporter: str = "dynamo", overwrite: bool = False, echo=print) -> dict:
+    """Export ``checkpoint`` to ``out`` (ONNX or TorchScript), verified; returns what was written and checked."""
+    import torch
+
+    from bigseg.checkpoint import file_digest, load
+
+    if fmt not in FORMATS:
+        raise BigsegError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if exporter not in EXPORTERS:
+        raise BigsegError(f"unknown ONNX exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    if int8 and fmt != "onnx":
+        raise BigsegError("--int8 applies to ONNX exports (ONNX Runtime quantization); use --format onnx")
+    if int8 and not calibrate:
+        raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
+                          "will segment): int8 ranges are measured on real windows, not guessed")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BigsegError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise BigsegError(f"{out.parent}: no such folder")
+    if fmt == "onnx":
+        onnx_available()
+    model, meta = load(checkpoint)  # safe load; errors name what does not fit
+    window = int(meta.get("window") or 512)
+    calib = _store_windows(calibrate, calibration_windows * 2, min(window, 512)) if int8 else None
+    export_meta = {k: v for k, v in meta.items() if k not in ("config",)}
+    export_meta.update({
+        "format": EXPORT_FORMAT, "version": 1, "precision": "int8" if int8 else "fp32",
+        "source_checkpoint_sha256": file_digest(checkpoint), "window": window,
+        "input": "RGB float32 in [0, 1], shape (batch, 3, height, width); normalisation is inside the model",
+        "output": "logits float32, shape (batch, classes, height, width)",
+    })
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        tmp_out = Path(tmp) / out.name
+        if fmt == "onnx":
+            fp32 = Path(tmp) / "fp32.onnx"
+            export_meta["exporter"] = _export_onnx(model, fp32, exporter)
+            check = _compare(model, _onnx_runner(fp32), tolerance, str(checkpoint))
+            echo(f"ONNX export matches PyTorch: max abs logit difference {check['max_abs_diff']:.2e} "
+                 f"(tolerance {tolerance:g}) on inputs {check['shapes']}")
+            verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
+            if int8:
+                held_out = calib[calibration_windows:]
+                _quantize_int8(fp32, tmp_out, calib[:calibration_windows], Path(tmp))
+                agree = _label_agreement(model, _onnx_runner(tmp_out), held_out)
+                echo(f"int8 model: labels agree with PyTorch fp32 on {100 * agree['agreement']:.2f} % of pixels of "
+                     f"{len(held_out)} held-out windows (max abs logit difference {agree['max_abs_diff']:.3f})")
+                if agree["agreement"] < min_agreement:
+                    raise BigsegError(f"int8 quantization changes {100 * (1 - agree['agreement']):.2f} % of labels "
+                                      f"(more than {100 * (1 - min_agreement):.2f} %); use the fp32 export")
+                verified.update({"int8_label_agreement": agree["agreement"], "int8_check_windows": len(held_out),
+                                 "calibration_windows": calibration_windows,
+                                 "calibration_stores": [str(s) for s in calibrate]})
+            else:
+                os.replace(fp32, tmp_out)
+            export_meta["verified"] = verified
+            _set_onnx_meta(tmp_out, export_meta)
+        else:
+            _export_torchscript(model, tmp_out, export_meta)
+            check = _compare(model, _torchscript_runner(tmp_out), tolerance, str(checkpoint))
+            echo(f"TorchScript export matches PyTorch: max abs logit difference {check['max_abs_diff']:.2e} "
+                 f"(tolerance {tolerance:g}) on inputs {check['shapes']}")
+            verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
+        os.replace(tmp_out, out)
+    return {"path": str(out), "format": fmt, "precision": export_meta["precision"], "arch": meta["arch"],
+            "bytes": out.stat().st_size, "verified": verified}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and deprecation warnings; keep the CLI's output to bigseg's own lines."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _export_onnx(model, path: Path, exporter: str = "dynamo") -> str:
+    """Write ``model`` as ONNX with dynamic batch, height and width; returns the exporter that did it."""
+    import torch
+
+    x = torch.rand(*TRACE_SHAPE)
+    names = {"input_names": ["image"], "output_names": ["logits"]}
+    dynamo_error = None
+    if exporter == "dynamo":
+        try:
+            from torch.export import Dim
+
+            dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=32, max=8192),
+                    3: Dim("width", min=32, max=8192)}
+            with _quiet():
+                torch.onnx.export(model, (x,), str(path), dynamo=True, dynamic_shapes=(dims,), external_data=False,
+                                  verbose=False, **names)
+            return "dynamo"
+        except Exception as exc:  # the torch.export-based exporter can't take every model: try TorchScript's
+            dynamo_error = f"{str(exc).splitlines()[0][:200]}; then "
+    axes = {0: "batch", 2: "height", 3: "width"}
+    try:
+        with _quiet():
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17,
+                              dynamic_axes={"image": axes, "logits": axes}, **names)
+    except Exception as exc:
+        raise BigsegError(f"ONNX export failed ({dynamo_error or ''}{str(exc).splitlines()[0][:200]})") from exc
+    return "legacy"
+
+
+def _set_onnx_meta(path: Path, meta: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    model.doc_string = f"bigseg export of {meta['arch']} ({meta['precision']}); metadata in '{META_KEY}'"
+    onnx.save(model, str(path))
+
+
+def _export_torchscript(model, path: Path, meta: dict) -> None:
+    import torch
+
+    with _quiet(), torch.no_grad():  # torch.jit is deprecated in favour of torch.export, but libtorch loads it
+        traced = torch.jit.trace(model, torch.rand(*TRACE_SHAPE), check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={"bigseg.json": json.dumps(meta)})
+
+
+def _onnx_runner(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _torchscript_runner(path: Path):
+    import torch
+
+    with _quiet():
+        loaded = torch.jit.load(str(path), map_location="cpu")
+
+    def run(x):
+        with torch.no_grad():
+            return loaded(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def _compare(model, runner, tolerance: float, source: str) -> dict:
+    import torch
+
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for shape in CHECK_SHAPES:
+        x = rng.random(shape, dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = runner(x)
+        if got.shape != ref.shape:
+            raise BigsegError(f"{source}: the export gives logits of shape {got.shape} for input {shape}, "
+                              f"PyTorch {ref.shape}; not written")
+        worst = max(worst, float(np.abs(got - ref).max()))
+    if not worst <= tolerance:
+        raise BigsegError(f"{source}: the export differs from PyTorch by up to {worst:.3g} in the logits (tolerance "
+                          f"{tolerance:g}); not written")
+    return {"max_abs_diff": worst, "shapes": [list(s) for s in CHECK_SHAPES]}
+
+
+def _store_windows(stores, n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` random ``size`` x ``size`` windows (float NCHW in [0, 1], batch 1) from the stores' images."""
+    from bigseg import store as st
+
+    images = []
+    for s in stores:
+        group = st.open_store(s)
+        images.append(group["image"])
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        image = images[i % len(images)]
+        h, w = image.shape[:2]
+        sh, sw = min(size, h), min(size, w)
+        y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+        crop = np.asarray(image[y : y + sh, x : x + sw])
+        out.append(np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0)
+    return out
+
+
+def _quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], tmp: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(windows)
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {"image": x}
+
+    prepared = tmp / "prepared.onnx"
+    with _quiet():
+        try:
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        except Exception:  # pre-processing is an optimisation; quantize the plain export if it fails
+            prepared = fp32
+        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+def _label_agreement(model, runner, windows: list[np.ndarray]) -> dict:
+    import torch
+
+    same = total = 0
+    worst = 0.0
+    for x in windows:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = runner(x)
+        same += int((got.argmax(1) == ref.argmax(1)).sum())
+        total += ref.shape[0] * ref.shape[2] * ref.shape[3]
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return {"agreement": same / total, "max_abs_diff": worst}

@@ -1,0 +1,147 @@
+"""Exports (ONNX, TorchScript, int8) checked against PyTorch, and the ONNX Runtime backend on real stores."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import zarr
+
+from bigseg import checkpoint
+from bigseg.checkpoint import BUNDLED, file_digest
+from bigseg.classes import CONCRETE
+from bigseg.errors import BigsegError
+from bigseg.export import export, read_onnx_meta
+from bigseg.infer import InferOptions, infer
+from bigseg.ingest import ingest
+from bigseg.models import ARCHITECTURES, build
+from bigseg.synth import SynthParams, synthesize
+from tests.conftest import run_cli
+
+QUIET = {"echo": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """Two small slabs with truth: one to calibrate int8 on, one held out to measure it on."""
+    d = tmp_path_factory.mktemp("export")
+    out = []
+    for name, seed in (("calib", 31), ("held", 32)):
+        s = synthesize(d / f"{name}.png", SynthParams(900, 700, seed=seed, pixel_size_um=12))
+        ingest(s["image"], d / f"{name}.zarr", truth=s["truth"], chunk=256)
+        out.append(d / f"{name}.zarr")
+    return out
+
+
+def _ort(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+# torch's dynamo exporter takes 20-30 s per torchvision model: the default suite runs it on the two smallest
+# models and the legacy exporter on the others; -m slow runs the dynamo exporter on all of them
+ROUND_TRIPS = [
+    ("light_unet", "dynamo"), ("light_unet", "legacy"), ("lraspp_mobilenet_v3_large", "dynamo"),
+    ("deeplabv3_mobilenet_v3_large", "legacy"), ("deeplabv3_resnet50", "legacy"),
+    pytest.param("deeplabv3_mobilenet_v3_large", "dynamo", marks=pytest.mark.slow),
+    pytest.param("deeplabv3_resnet50", "dynamo", marks=pytest.mark.slow),
+]
+assert {a for a, _ in ROUND_TRIPS[:5]} == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch,exporter", ROUND_TRIPS)
+def test_each_registry_model_round_trips_through_onnx_and_torchscript(tmp_path, arch, exporter):
+    torch.manual_seed(1)
+    model = build(arch, 4).eval()
+    classes = (*CONCRETE, CONCRETE[0].__class__(3, "crack", (255, 0, 0)))
+    ckpt = tmp_path / "m.pt"
+    checkpoint.save(ckpt, model, arch=arch, classes=classes, extra_meta={"window": 320})
+    x = torch.rand(1, 3, 96, 136)  # a size neither the tracer nor the export's own check used
+    with torch.no_grad():
+        ref = model(x).numpy()
+
+    r = export(ckpt, tmp_path / "m.onnx", "onnx", exporter=exporter, **QUIET)
+    meta = read_onnx_meta(tmp_path / "m.onnx")
+    assert meta["arch"] == arch and meta["precision"] == "fp32" and meta["window"] == 320
+    assert meta["exporter"] == exporter
+    assert [c["name"] for c in meta["classes"]] == ["paste", "stone", "void", "crack"]
+    assert meta["source_checkpoint_sha256"] == file_digest(ckpt)
+    assert r["verified"]["fp32_max_abs_logit_diff"] <= 1e-3
+    got = _ort(tmp_path / "m.onnx").run(None, {"image": x.numpy()})[0]
+    assert got.shape == ref.shape == (1, 4, 96, 136)
+    np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
+
+    export(ckpt, tmp_path / "m.ts", "torchscript", **QUIET)
+    extra = {"bigseg.json": ""}
+    loaded = torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    assert json.loads(extra["bigseg.json"])["arch"] == arch
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), ref, atol=1e-5, rtol=0)
+
+
+def test_an_export_beyond_the_tolerance_is_not_written(tmp_path):
+    with pytest.raises(BigsegError, match="differs from PyTorch"):
+        export(BUNDLED, tmp_path / "b.onnx", tolerance=0.0, **QUIET)  # fp32 ONNX differs by ~1e-6, never 0
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary folder
+
+
+def test_onnxruntime_backend_from_a_checkpoint_matches_torch(tmp_path, stores):
+    """--backend onnxruntime with a checkpoint exports it once into the store and gives torch's labels."""
+    opts = dict(window=256, overlap=64, workers=0)
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    for s in (a, b):
+        ingest(stores[1].with_suffix(".png"), s, chunk=256)
+    infer(a, options=InferOptions(**opts), **QUIET)
+    r = infer(b, options=InferOptions(backend="onnxruntime", **opts), **QUIET)
+    exported = list((b / ".bigseg" / "models").glob("*.onnx"))
+    assert len(exported) == 1 and read_onnx_meta(exported[0])["source_checkpoint_sha256"] == file_digest(BUNDLED)
+    assert r["run"]["backend"] == "onnxruntime"
+    la, lb = (zarr.open_group(str(s), mode="r")["labels"][:] for s in (a, b))
+    assert (la == lb).mean() >= 0.999
+    # a rerun with --overwrite reuses the export
+    mtime = exported[0].stat().st_mtime_ns
+    infer(b, options=InferOptions(backend="onnxruntime", overwrite=True, **opts), **QUIET)
+    assert exported[0].stat().st_mtime_ns == mtime
+
+
+def test_int8_export_is_calibrated_checked_and_runs(tmp_path, stores):
+    calib, held = stores
+    proc = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--int8", "--calibrate", calib)
+    assert proc.returncode == 0, proc.stderr
+    assert "int8 model: labels agree with PyTorch fp32 on" in proc.stdout and "int8" in proc.stdout
+    meta = read_onnx_meta(tmp_path / "q.onnx")
+    assert meta["precision"] == "int8" and meta["verified"]["int8_label_agreement"] >= 0.99
+    assert meta["verified"]["calibration_stores"] == [str(calib)]
+    ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "q.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert (tmp_path / "q.onnx").stat().st_size < BUNDLED.stat().st_size / 2  # int8 weights
+
+    # infer on the held-out slab with fp32 torch and with int8 onnxruntime
+    fp, q = tmp_path / "fp.zarr", tmp_path / "q.zarr"
+    for s in (fp, q):
+        ingest(held.with_suffix(".png"), s, truth=held.with_suffix(".truth.png"), chunk=256)
+    infer(fp, options=InferOptions(window=256, overlap=64, workers=0), **QUIET)
+    r = infer(q, model=tmp_path / "q.onnx", options=InferOptions(window=256, overlap=64, workers=1), **QUIET)
+    assert r["run"]["backend"] == "onnxruntime"
+    g_fp, g_q = zarr.open_group(str(fp), mode="r"), zarr.open_group(str(q), mode="r")
+    assert (g_fp["labels"][:] == g_q["labels"][:]).mean() >= 0.99
+    truth, labels = g_q["truth"][:], g_q["labels"][:]
+    for k in (1, 2):
+        iou = ((labels == k) & (truth == k)).sum() / ((labels == k) | (truth == k)).sum()
+        assert iou > 0.85, (k, iou)
+
+
+def test_cli_export_and_infer_an_onnx_file(tmp_path, stores):
+    proc = run_cli("export", BUNDLED, "-o", tmp_path / "m.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert "ONNX export matches PyTorch: max abs logit difference" in proc.stdout
+    assert "wrote" in proc.stdout and "fp32" in proc.stdout
+    store = tmp_path / "s.zarr"
+    ingest(stores[1].with_suffix(".png"), store, chunk=256)
+    proc = run_cli("infer", store, "--model", tmp_path / "m.onnx", "--workers", "0", "--window", "256",
+                   "--overlap", "64")
+    assert proc.returncode == 0, proc.stderr
+    run = zarr.open_group(str(store), mode="r")["labels"].attrs["run"]
+    assert run["backend"] == "onnxruntime" and run["checkpoint_sha256"] == file_digest(tmp_path / "m.onnx")
+    assert Path(tmp_path / "m.onnx").exists()
