@@ -133,3 +133,20 @@ def test_epochs_instead_of_iterations(tmp_path, stores):
     with pytest.raises(BigsegError, match="iterations or epochs, not both"):
         _config(tmp_path, stores, "both", epochs=1, iterations=5)
     assert _config(tmp_path, stores, "default", iterations=None).iterations == 1000
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3, 10, 25])
+def test_schedules_work_for_short_runs(tmp_path, stores, iterations):
+    """One-cycle and poly schedules on runs of a few steps (one-cycle divided by zero at 10 steps)."""
+    from bigseg.train.loop import _schedule
+
+    for name in ("onecycle", "poly"):
+        cfg = _config(tmp_path, stores, f"s{name}", iterations=iterations, schedule={"name": name})
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optimizer.lr)
+        sched = _schedule(cfg, opt)
+        lrs = []
+        for _ in range(iterations):
+            opt.step()
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        assert all(np.isfinite(lrs)) and max(lrs) <= cfg.optimizer.lr * 1.0001, (name, lrs)

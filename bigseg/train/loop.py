@@ -46,9 +46,10 @@ def _classes(stores: list[str]):
 def _schedule(cfg: TrainConfig, opt):
     n = cfg.iterations
     s = cfg.schedule
-    if s.name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optimizer.lr, total_steps=n,
-                                                   pct_start=max(s.warmup_fraction, 1e-3))
+    if s.name == "onecycle" and n >= 3:
+        # OneCycleLR divides by (pct_start * n - 1) and by (n - pct_start * n): keep both phases >= 1 step
+        pct = min(max(s.warmup_fraction, 2 / n), 1 - 1 / n)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optimizer.lr, total_steps=n, pct_start=pct)
     if s.name == "poly":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (1 - min(k, n - 1) / n) ** s.power)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
