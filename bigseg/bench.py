@@ -28,13 +28,14 @@ import numpy as np
 from bigseg.errors import BigsegError
 
 
-def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, device: str, threads: int) -> dict:
+def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, device: str, threads: int,
+                backend: str = "torch") -> dict:
     """Seconds for the model alone to predict ``n_windows`` random windows in batches of ``batch``."""
     import torch
 
     from bigseg.infer.predictor import ModelSpec, get_model, predict
 
-    spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True)
+    spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True, backend)
     get_model(spec)
     x = np.random.default_rng(0).integers(0, 256, (batch, window[0], window[1], 3), dtype=np.uint8)
     for _ in range(3 if device == "cuda" else 1):  # warm-up (cuDNN autotuning, allocator)
@@ -176,7 +177,7 @@ def label_agreement(store: Path, labels_npy: Path) -> float:
 
 def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
-          workdir=None, store=None, monai: bool = False, echo=print) -> dict:
+          workdir=None, store=None, monai: bool = False, backend: str = "torch", echo=print) -> dict:
     """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc)."""
     import torch
 
@@ -214,21 +215,28 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             else:
                 store = made
         prep = time.perf_counter() - t0
+        model_file = ckpt
+        if backend == "onnxruntime":  # the limit and the job run the same verified export
+            from bigseg.export import export
+
+            model_file = str(tmp / "model.onnx")
+            export(ckpt, model_file, echo=lambda *a: None)
         grid = Grid(h, w, window, overlap)
         n_windows = len(grid.windows())
         echo(f"the limit: the model alone over the job's {n_windows} windows")
-        limit = _in_subprocess("model_limit", [ckpt, n_windows, [grid.win_h, grid.win_w], batch, device,
-                                               threads if device == "cpu" else 0])
+        limit = _in_subprocess("model_limit", [model_file, n_windows, [grid.win_h, grid.win_w], batch, device,
+                                               threads if device == "cpu" else 0, backend])
         # rescaled to the job's worker count (CPU workers run in parallel on their share of the cores)
         limit_seconds = limit["seconds"] / (max(workers, 1) if device == "cpu" else 1)
         echo(f"bigseg infer with {workers} workers")
         with PeakRSS() as rss:
-            r = infer(store, model=ckpt, options=InferOptions(window=window, overlap=overlap, batch=batch,
-                                                              device=device, workers=workers, overwrite=True),
+            r = infer(store, model=model_file, options=InferOptions(window=window, overlap=overlap, batch=batch,
+                                                                    device=device, workers=workers, overwrite=True,
+                                                                    backend=backend),
                       echo=lambda *a: None)
         mpx = w * h / 1e6
         result = {
-            "arch": arch, "device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "arch": arch, "backend": backend, "device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
             "batch": batch, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
             "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,

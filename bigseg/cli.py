@@ -301,17 +301,19 @@ def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, 
 @click.option("--workers", type=int)
 @click.option("--store", type=click.Path(), help="Keep (or reuse) the test store here.")
 @click.option("--monai", is_flag=True, help="Also run MONAI's sliding_window_inference (pip install monai).")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="Backend of bigseg's run and of the limit (MONAI always runs torch).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, as_json):
+def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, as_json):
     """Throughput and memory: bigseg end to end vs the model alone (and MONAI) on one synthetic image."""
     from bigseg.bench import bench as run
 
     r = run(arch, checkpoint, _parse_size(size), device, window, overlap, batch, workers, None, store, monai,
-            echo=lambda m: click.echo(m, err=True))
+            backend=backend, echo=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
-    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} on {device}"
+    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({backend}) on {device}"
                + (f" ({r['gpu']})" if r["gpu"] else f", {r['workers']} workers x {r['threads_per_worker']} threads"))
     click.echo(f"  model alone      {r['limit_mpx_per_s']:8.2f} Mpx/s")
     click.echo(f"  bigseg infer     {r['end_to_end_mpx_per_s']:8.2f} Mpx/s   efficiency {r['efficiency']:.2f}; "

@@ -17,3 +17,15 @@ def test_bench_with_monai_beside(tmp_path):
     # same model, window, overlap and Gaussian-like blending: the two tilings agree almost everywhere
     assert r["label_agreement_with_monai"] > 0.99
     assert (tmp_path / "b.zarr" / "labels").is_dir()
+
+
+def test_bench_with_the_onnxruntime_backend(tmp_path):
+    """The limit and the job both run the ONNX export; the job's labels say which backend made them."""
+    import zarr
+
+    proc = run_cli("bench", "--size", "600x400", "--window", "256", "--overlap", "64", "--workers", "0",
+                   "--backend", "onnxruntime", "--json", "--store", tmp_path / "b.zarr")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["backend"] == "onnxruntime" and r["limit_mpx_per_s"] > 0 and r["end_to_end_mpx_per_s"] > 0
+    assert zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["labels"].attrs["run"]["backend"] == "onnxruntime"
