@@ -236,7 +236,8 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
                       echo=lambda *a: None)
         mpx = w * h / 1e6
         result = {
-            "arch": arch, "backend": backend, "device": device, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "arch": arch, "backend": backend, "device": device,
+            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
             "batch": batch, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
             "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,

@@ -21,6 +21,7 @@ from bigseg.checkpoint import load
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()
+_CPU_FORWARD = threading.Lock()  # one CPU forward pass at a time per process: it already uses all its threads
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
     if spec.backend == "onnxruntime":
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
         x /= np.float32(255)
-        out = model.run(None, {model.get_inputs()[0].name: x})[0]
+        with _CPU_FORWARD:
+            out = model.run(None, {model.get_inputs()[0].name: x})[0]
         if weight is not None:
             out *= weight
         return out.astype(np.float16)
@@ -117,7 +119,8 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = model(x)
     else:
-        out = model(x)
+        with _CPU_FORWARD:
+            out = model(x)
     out = out.float()
     if weight is not None:
         out.mul_(_weight_on(weight, device))
