@@ -153,6 +153,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         "format": EXPORT_FORMAT, "version": 1, "precision": "int8" if int8 else "fp32",
         "source_checkpoint_sha256": file_digest(checkpoint), "window": window,
         "input": "RGB float32 in [0, 1], shape (batch, 3, height, width); normalisation is inside the model",
+        "normalisation": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
+                          "applied": "inside the model: (x - mean) / std"},
         "output": "logits float32, shape (batch, classes, height, width)",
     })
     torch.manual_seed(0)

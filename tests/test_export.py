@@ -65,6 +65,7 @@ def test_each_registry_model_round_trips_through_onnx_and_torchscript(tmp_path, 
     meta = read_onnx_meta(tmp_path / "m.onnx")
     assert meta["arch"] == arch and meta["precision"] == "fp32" and meta["window"] == 320
     assert meta["exporter"] == exporter
+    assert meta["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert [c["name"] for c in meta["classes"]] == ["paste", "stone", "void", "crack"]
     assert meta["source_checkpoint_sha256"] == file_digest(ckpt)
     assert r["verified"]["fp32_max_abs_logit_diff"] <= 1e-3
