@@ -1,8 +1,9 @@
 """Stream an image file (JPEG, PNG, TIFF/BigTIFF, anything libvips reads) into a slab store.
 
-The image is decoded by libvips with sequential access, one strip of rows at a time; each strip is written to
-the zarr ``image`` array and pooled into the preview pyramid before the next is decoded. Peak memory is a
-strip (image width x strip height x 3 bytes) plus libvips' read-ahead, whatever the image height.
+The image is decoded by libvips with sequential access, one strip of rows at a time, in a thread of its own;
+each strip is written to the zarr ``image`` array and pooled into the preview pyramid while the next one is
+decoded. Peak memory is two strips (image width x strip height x 3 bytes each) plus libvips' read-ahead,
+whatever the image height.
 
 Input conversions (documented in the README):
 
@@ -238,6 +239,36 @@ def _fetch(region, y0: int, width: int, h: int, path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(h, width, -1)
 
 
+def _decode_ahead(img, truth_img, strips, strip_h: int, height: int, width: int, path: Path, truth_path):
+    """Yield (y0, h, strip, truth strip) top to bottom, decoding the next strip in a thread while the caller
+    writes this one (libvips releases the GIL). At most two strips are held: the one being written and the next.
+
+    One Region per pipeline, made and fetched in the decoding thread only, top to bottom: libvips' sequential
+    mode needs the rows in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pyvips = _vips()
+    regions = []
+
+    def fetch(y0: int):
+        if not regions:
+            regions.extend([pyvips.Region.new(img), pyvips.Region.new(truth_img) if truth_img is not None else None])
+        h = min(strip_h, height - y0)
+        block = _fetch(regions[0], y0, width, h, path)
+        tblock = _fetch(regions[1], y0, width, h, truth_path) if regions[1] is not None else None
+        return y0, h, block, tblock
+
+    with ThreadPoolExecutor(1, thread_name_prefix="bigseg-decode") as pool:
+        pending = None
+        for y0 in strips:
+            following = pool.submit(fetch, y0)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
 def _rgb_key(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.uint32)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -331,7 +362,6 @@ def ingest(
     strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
     factors = pyramid_factors(height, width, strip_h)
 
-    pyvips = _vips()
     with st.staged_output(store, overwrite) as tmp:
         group = st.zarr_open_new(tmp)
         st.init_root_attrs(group, source=info.to_attrs(), pixel_size=px, classes=classes)
@@ -353,18 +383,15 @@ def ingest(
             from tqdm import tqdm
 
             strips = tqdm(strips, desc=f"ingest {image.name}", unit="strip", leave=False)
-        # one Region per pipeline, fetched top to bottom: libvips' sequential mode needs the rows in order
-        region = pyvips.Region.new(rgb)
-        truth_region = pyvips.Region.new(truth_dec.img) if truth_dec else None
-        for y0 in strips:
-            h = min(strip_h, height - y0)
-            block = _fetch(region, y0, width, h, image)
-            tblock = _fetch(truth_region, y0, width, h, truth) if truth_region else None
+        decoded = _decode_ahead(rgb, truth_dec.img if truth_dec else None, strips, strip_h, height, width,
+                                image, truth)
+        for y0, h, block, tblock in decoded:
             img_arr[y0 : y0 + h] = block
             if truth_arr is not None:
                 truth_arr[y0 : y0 + h] = truth_dec.decode(tblock, y0)
             for f, pooled in _pyramid(block, factors).items():
                 levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
+            del block, tblock  # before the next strip arrives: two strips in memory, not three
         for arr in [img_arr, truth_arr, *levels.values()]:
             if arr is not None:
                 st.set_complete(arr)
