@@ -108,7 +108,7 @@ def test_onnxruntime_backend_from_a_checkpoint_matches_torch(tmp_path, stores):
 
 def test_int8_export_is_calibrated_checked_and_runs(tmp_path, stores):
     calib, held = stores
-    proc = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--int8", "--calibrate", calib)
+    proc = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--int8", "--calibrate", calib, "--exporter", "legacy")
     assert proc.returncode == 0, proc.stderr
     assert "int8 model: labels agree with PyTorch fp32 on" in proc.stdout and "int8" in proc.stdout
     meta = read_onnx_meta(tmp_path / "q.onnx")
