@@ -73,19 +73,6 @@ def model_kind(path: str | os.PathLike) -> str:
     return "checkpoint"
 
 
-def model_meta(path: str | os.PathLike) -> tuple[str, dict]:
-    """(kind, meta) of a model file bigseg can run: a checkpoint or an ONNX export."""
-    from bigseg.checkpoint import read
-
-    kind = model_kind(path)
-    if kind == "onnx":
-        return kind, read_onnx_meta(path)
-    if kind == "torchscript":
-        raise BigsegError(f"{path}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
-                          "checkpoint, or an ONNX export with --backend onnxruntime")
-    return kind, read(path)["meta"]
-
-
 def read_onnx_meta(path: str | os.PathLike) -> dict:
     """The bigseg metadata of an ONNX export; BigsegError naming what is missing for any other file."""
     onnx_available()
