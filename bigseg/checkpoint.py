@@ -40,13 +40,18 @@ def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes,
     os.replace(tmp, path)
 
 
+def file_head(path: Path, what: str) -> bytes:
+    """The first 4 bytes of a model file (its format's signature); BigsegError if there is no such file."""
+    if not path.is_file():
+        raise BigsegError(f"{path}: no such {what} file")
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
 def read(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded with weights_only=True; BigsegError for anything else."""
     path = Path(path)
-    if not path.is_file():
-        raise BigsegError(f"{path}: no such checkpoint file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    head = file_head(path, "checkpoint")
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a bare pickle (refused below)
         raise BigsegError(f"{path}: not a checkpoint file (neither torch's zip format nor a pickle); "
                           "train one with 'bigseg train'")

@@ -51,11 +51,10 @@ def model_kind(path: str | os.PathLike) -> str:
     """'checkpoint', 'onnx' or 'torchscript' by content; BigsegError for a missing or unknown file."""
     import zipfile
 
+    from bigseg.checkpoint import file_head
+
     path = Path(path)
-    if not path.is_file():
-        raise BigsegError(f"{path}: no such model file")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    head = file_head(path, "model")
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:
@@ -150,10 +149,15 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         if fmt == "onnx":
             fp32 = Path(tmp) / "fp32.onnx"
             export_meta["exporter"] = _export_onnx(model, fp32, exporter)
-            check = _compare(model, _onnx_runner(fp32), tolerance, str(checkpoint))
-            echo(f"ONNX export matches PyTorch: max abs logit difference {check['max_abs_diff']:.2e} "
-                 f"(tolerance {tolerance:g}) on inputs {check['shapes']}")
-            verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
+            runner, label = _onnx_runner(fp32), "ONNX"
+        else:
+            _export_torchscript(model, tmp_out, export_meta)
+            runner, label = _torchscript_runner(tmp_out), "TorchScript"
+        check = _compare(model, runner, tolerance, str(checkpoint))
+        echo(f"{label} export matches PyTorch: max abs logit difference {check['max_abs_diff']:.2e} "
+             f"(tolerance {tolerance:g}) on inputs {check['shapes']}")
+        verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
+        if fmt == "onnx":
             if int8:
                 held_out = calib[calibration_windows:]
                 _quantize_int8(fp32, tmp_out, calib[:calibration_windows], Path(tmp))
@@ -170,12 +174,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
                 os.replace(fp32, tmp_out)
             export_meta["verified"] = verified
             _set_onnx_meta(tmp_out, export_meta)
-        else:
-            _export_torchscript(model, tmp_out, export_meta)
-            check = _compare(model, _torchscript_runner(tmp_out), tolerance, str(checkpoint))
-            echo(f"TorchScript export matches PyTorch: max abs logit difference {check['max_abs_diff']:.2e} "
-                 f"(tolerance {tolerance:g}) on inputs {check['shapes']}")
-            verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
         os.replace(tmp_out, out)
     return {"path": str(out), "format": fmt, "precision": export_meta["precision"], "arch": meta["arch"],
             "bytes": out.stat().st_size, "verified": verified}
@@ -237,12 +235,20 @@ def _export_torchscript(model, path: Path, meta: dict) -> None:
         torch.jit.save(traced, str(path), _extra_files={"bigseg.json": json.dumps(meta)})
 
 
-def _onnx_runner(path: Path):
+def ort_session(path: str | os.PathLike, threads: int = 0, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session for an export: quiet, one inter-op thread, ``threads`` intra-op (0: ORT's)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    opts.inter_op_num_threads = 1
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=list(providers))
+
+
+def _onnx_runner(path: Path):
+    session = ort_session(path)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 

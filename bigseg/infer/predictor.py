@@ -68,21 +68,13 @@ def get_model(spec: ModelSpec):
 
 
 def _ort_session(spec: ModelSpec):
-    import onnxruntime as ort
-
-    from bigseg.export import read_onnx_meta
+    from bigseg.export import ort_session, read_onnx_meta
 
     meta = read_onnx_meta(spec.checkpoint)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.inter_op_num_threads = 1
-    if spec.threads > 0:
-        opts.intra_op_num_threads = spec.threads
     providers = ["CPUExecutionProvider"]
     if spec.device == "cuda":
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": _device_for_worker("cuda").index}))
-    session = ort.InferenceSession(spec.checkpoint, opts, providers=providers)
-    return session, meta, torch.device("cpu")
+    return ort_session(spec.checkpoint, spec.threads, providers), meta, torch.device("cpu")
 
 
 _WEIGHTS: dict = {}
