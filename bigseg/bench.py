@@ -177,7 +177,8 @@ def label_agreement(store: Path, labels_npy: Path) -> float:
 
 def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
-          workdir=None, store=None, monai: bool = False, backend: str = "torch", echo=print) -> dict:
+          workdir=None, store=None, monai: bool = False, backend: str = "torch", stripe: int | None = None,
+          echo=print) -> dict:
     """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc)."""
     import torch
 
@@ -232,14 +233,14 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
         with PeakRSS() as rss:
             r = infer(store, model=model_file, options=InferOptions(window=window, overlap=overlap, batch=batch,
                                                                     device=device, workers=workers, overwrite=True,
-                                                                    backend=backend),
+                                                                    backend=backend, stripe=stripe),
                       echo=lambda *a: None)
         mpx = w * h / 1e6
         result = {
             "arch": arch, "backend": backend, "device": device,
             "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
-            "batch": batch, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
+            "batch": batch, "stripe": stripe, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
             "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,
             "end_to_end_seconds": r["seconds"], "end_to_end_mpx_per_s": mpx / r["seconds"],
             "efficiency": limit_seconds / r["seconds"], "cluster_startup_seconds": r["startup_seconds"],

@@ -151,19 +151,21 @@ def train(config_path, resume, stop_at):
 @click.option("--overlap", default=128, show_default=True, type=int, help="Overlap between windows (px).")
 @click.option("--batch", type=int, help="Windows per forward pass [default: 2 on CPU, 8 on CUDA].")
 @click.option("--threads", type=int, help="Torch threads per CPU worker [default: cores / workers].")
+@click.option("--stripe", type=int, help="Width (px) of the column stripes processed at a time; memory grows with "
+              "it, not with the image [default: 8192, at least 4 batches of windows].")
 @click.option("--probabilities", is_flag=True, help="Also write class probabilities (uint8, x255).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
 @click.option("--overwrite", is_flag=True, help="Recompute labels that already exist.")
-def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, probabilities,
-          stats_path, overwrite):
+def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
+          probabilities, stats_path, overwrite):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
     from bigseg.infer import infer as run
     from bigseg.report.stats import format_table
 
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
-                        scheduler=scheduler, threads=threads, probabilities=probabilities, overwrite=overwrite,
-                        progress=sys.stderr.isatty(), backend=backend)
+                        scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
+                        overwrite=overwrite, progress=sys.stderr.isatty(), backend=backend)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     click.echo(f"labels written to {s['store']}/labels: {s['width']}x{s['height']} px, {s['windows_computed']} "
                f"windows in {s['seconds']:.1f} s ({s['megapixels_per_second']:.2f} Mpx/s, {s['workers']} workers)")
@@ -303,13 +305,14 @@ def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, 
 @click.option("--monai", is_flag=True, help="Also run MONAI's sliding_window_inference (pip install monai).")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
               help="Backend of bigseg's run and of the limit (MONAI always runs torch).")
+@click.option("--stripe", type=int, help="bigseg infer's --stripe [default: its default].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, as_json):
+def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, stripe, as_json):
     """Throughput and memory: bigseg end to end vs the model alone (and MONAI) on one synthetic image."""
     from bigseg.bench import bench as run
 
     r = run(arch, checkpoint, _parse_size(size), device, window, overlap, batch, workers, None, store, monai,
-            backend=backend, echo=lambda m: click.echo(m, err=True))
+            backend=backend, stripe=stripe, echo=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return

@@ -34,15 +34,35 @@ def _conv_bn(cin, cout, stride=1):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class EdgeRefine(nn.Module):
+    """A full-resolution residual correction of upsampled logits from the input image.
+
+    Two 3x3 convolutions over (logits, RGB) at the input's resolution move class boundaries onto the image's
+    edges, which logits upsampled from half resolution place only to within a pixel or two. The last convolution
+    starts at zero, so a model fine-tuned from one without the head starts from exactly its predictions.
+    """
+
+    def __init__(self, num_classes: int, hidden: int = 8):
+        super().__init__()
+        self.mix = _conv_bn(num_classes + 3, hidden)
+        self.out = nn.Conv2d(hidden, num_classes, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, logits, image):
+        return logits + self.out(self.mix(torch.cat([logits, image], dim=1)))
+
+
 class LightUNet(nn.Module):
     """A small U-Net for real-time CPU inference (~0.6 M parameters at width 16).
 
     A stride-2 stem, then four stride-2 stages (receptive field ~200 px), nearest upsampling with skip
     connections back to half resolution, and logits upsampled bilinearly to the input size: the half-resolution
-    trunk costs a quarter of a full-resolution one, and voids a few pixels across are still resolved.
+    trunk costs a quarter of a full-resolution one, and voids a few pixels across are still resolved. With
+    ``refine`` an :class:`EdgeRefine` head corrects the boundaries at full resolution (~15 % more CPU time).
     """
 
-    def __init__(self, num_classes: int, width: int = 16):
+    def __init__(self, num_classes: int, width: int = 16, refine: bool = False):
         super().__init__()
         c = [width, width * 2, width * 4, width * 8]
         self.stem = nn.Sequential(_conv_bn(3, c[0], 2), _conv_bn(c[0], c[0]))
@@ -52,6 +72,7 @@ class LightUNet(nn.Module):
         self.bottom = nn.Sequential(_conv_bn(c[3], c[3], 2), _conv_bn(c[3], c[3]))
         self.up = nn.ModuleList([_conv_bn(c[i] + c[min(i + 1, 3)], c[i]) for i in range(3, -1, -1)])
         self.head = nn.Conv2d(c[0], num_classes, 1)
+        self.refine = EdgeRefine(num_classes) if refine else None
 
     def forward(self, x):
         size = x.shape[-2:]
@@ -62,7 +83,8 @@ class LightUNet(nn.Module):
         for up, skip in zip(self.up, reversed(skips), strict=True):
             y = nn.functional.interpolate(y, size=skip.shape[-2:], mode="nearest")
             y = up(torch.cat([y, skip], dim=1))
-        return nn.functional.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
+        logits = nn.functional.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
+        return self.refine(logits, x) if self.refine is not None else logits
 
 
 def _torchvision(name: str, num_classes: int, pretrained_backbone: bool):
@@ -105,14 +127,15 @@ ARCHITECTURES = {
 }
 
 
-def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16) -> nn.Module:
+def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16,
+          refine: bool = False) -> nn.Module:
     """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1]."""
     if arch not in ARCHITECTURES:
         raise BigsegError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if not 2 <= num_classes <= 255:
         raise BigsegError(f"num_classes must be between 2 and 255, got {num_classes}")
     if arch == "light_unet":
-        net = LightUNet(num_classes, width)
+        net = LightUNet(num_classes, width, refine)
     else:
         net = _torchvision(arch, num_classes, pretrained_backbone)
     return Normalized(net)

@@ -138,11 +138,13 @@ def test_deterministic_across_workers_and_chunkings(tmp_path, slab, backend, req
     b = _store(tmp_path, slab, "b.zarr", chunk=384)
     c = _store(tmp_path, slab, "c.zarr", chunk=256)
     model = _model_for(backend, request)
-    infer(a, model=model, options=_opts(workers=1))
-    infer(b, model=model, options=_opts(workers=2))
-    infer(c, model=model, options=_opts(workers=0))
+    infer(a, model=model, options=_opts(workers=1))  # one column stripe
+    infer(b, model=model, options=_opts(workers=2, stripe=400))  # stripes of 2 chunks (768 px): 2 stripes
+    infer(c, model=model, options=_opts(workers=0, stripe=256))  # 5 stripes of 1 chunk, in this process
     la, lb, lc = _labels(a), _labels(b), _labels(c)
     assert la.tobytes() == lb.tobytes() == lc.tobytes()
+    for s in (a, b, c):
+        assert not (s / ".bigseg" / "spill").exists()  # the border windows kept for the next stripe are gone
 
 
 def test_probabilities_and_small_images(tmp_path, slab):
@@ -194,7 +196,7 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, slab, record_property):
     infer(ref, options=_opts(workers=1, window=128, overlap=32))
     store = _store(tmp_path, slab, "s.zarr", chunk=128)
     args = [sys.executable, "-m", "bigseg", "infer", str(store), "--workers", "1", "--window", "128", "--overlap",
-            "32", "--batch", "1"]
+            "32", "--batch", "1", "--stripe", "256"]  # resumes with border windows on disk from the killed run
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for_markers(store, 8, proc)
@@ -233,7 +235,7 @@ def test_external_cluster_and_a_worker_killed_mid_run(tmp_path, slab, record_pro
         with Client(address, timeout="30s") as c:
             c.wait_for_workers(2, timeout=60)
         run = subprocess.Popen([sys.executable, "-m", "bigseg", "infer", str(store), "--scheduler", address,
-                                "--window", "128", "--overlap", "32", "--batch", "1"],
+                                "--window", "128", "--overlap", "32", "--batch", "1", "--stripe", "384"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for_markers(store, 6, run)
         procs[2].kill()  # one of the two workers dies mid-run

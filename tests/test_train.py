@@ -8,9 +8,10 @@ import yaml
 from bigseg import checkpoint
 from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
+from bigseg.models import build
 from bigseg.synth import SynthParams, synthesize
 from bigseg.train.config import load_config
-from bigseg.train.loop import train
+from bigseg.train.loop import _init_from, train
 from tests.conftest import error_line, run_cli
 
 
@@ -123,6 +124,33 @@ def test_fine_tuning_starts_from_a_checkpoint(tmp_path, stores):
     bad = _config(tmp_path, stores, "ft2", model={"arch": "light_unet", "width": 8, "init": str(BUNDLED)})
     with pytest.raises(BigsegError, match="but the config builds light_unet"):
         train(bad, progress=False, echo=lambda *a: None)
+
+
+def test_edge_refinement_head_fine_tunes_from_a_model_without_it(tmp_path, stores):
+    """model.refine adds a full-resolution head; initialised from the bundled model (which has none) it starts
+    from exactly the bundled model's logits, then trains; the result loads and exports like any checkpoint."""
+    from bigseg.checkpoint import BUNDLED
+    from bigseg.export import export
+
+    bundled, _ = checkpoint.load(BUNDLED)
+    cfg = _config(tmp_path, stores, "refine", iterations=3, val=[], crop=96,
+                  model={"arch": "light_unet", "width": 16, "refine": True, "init": str(BUNDLED)})
+    start = build("light_unet", 3, width=16, refine=True)
+    lines = []
+    _init_from(start, cfg, lines.append)  # what train does before step 1
+    assert any("left fresh" in line for line in lines)
+    x = torch.rand(1, 3, 120, 152)
+    with torch.inference_mode():
+        assert torch.equal(start.eval()(x), bundled(x))
+    train(cfg, progress=False, echo=lambda *a: None)
+    assert checkpoint.read(tmp_path / "refine" / "model.pt")["meta"]["arch_kwargs"] == {"width": 16, "refine": True}
+    tuned, _ = checkpoint.load(tmp_path / "refine" / "model.pt")
+    assert tuned.net.refine.out.weight.abs().sum() > 0  # the head learned something
+    r = export(tmp_path / "refine" / "model.pt", tmp_path / "refine.onnx", exporter="legacy", echo=lambda *a: None)
+    assert r["verified"]["fp32_max_abs_logit_diff"] <= 1e-3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": stores, "model": {"arch": "deeplabv3_resnet50", "refine": True}}))
+    assert "refine applies to light_unet only" in error_line(run_cli("train", "--config", bad))
 
 
 def test_epochs_instead_of_iterations(tmp_path, stores):

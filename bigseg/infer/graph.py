@@ -47,6 +47,7 @@ class InferOptions:
     workers: int | None = None  # None: a default from the core count; 0: in this process
     scheduler: str | None = None
     threads: int | None = None  # torch threads per CPU worker; None: cores // workers
+    stripe: int | None = None  # width (px) of the column stripes processed at a time; None: STRIPE_PX
     probabilities: bool = False
     overwrite: bool = False
     progress: bool = False
@@ -70,9 +71,15 @@ def _array(path: str, name: str, mode: str = "r"):
 
 
 def predict_batch(spec: ModelSpec, store: str, origins: list[tuple[int, int]], grid: Grid):
-    """Blend-weighted float16 logits (n, C, win_h, win_w) of the windows at ``origins``."""
+    """Blend-weighted float16 logits (n, C, win_h, win_w) of the windows at ``origins``.
+
+    The windows of a batch lie in one window row; their bounding box is read in one call, so each image chunk
+    is decoded once per batch rather than once per window touching it."""
     image = _array(store, "image")
-    batch = np.stack([image[y : y + grid.win_h, x : x + grid.win_w] for (y, x) in origins])
+    y0, y1 = min(y for y, _ in origins), max(y for y, _ in origins) + grid.win_h
+    x0, x1 = min(x for _, x in origins), max(x for _, x in origins) + grid.win_w
+    box = image[y0:y1, x0:x1]
+    batch = np.stack([box[y - y0 : y - y0 + grid.win_h, x - x0 : x - x0 + grid.win_w] for (y, x) in origins])
     return predict(spec, batch, grid.weight())
 
 
@@ -207,6 +214,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         raise BigsegError(f"--window must be between {MIN_WINDOW} and {MAX_WINDOW} pixels, got {o.window}")
     if not 0 <= o.overlap <= o.window // 2:
         raise BigsegError(f"--overlap must be between 0 and half the window ({o.window // 2}), got {o.overlap}")
+    if o.stripe is not None and o.stripe < 1:
+        raise BigsegError(f"--stripe must be a positive width in pixels, got {o.stripe}")
     if o.device not in ("cpu", "cuda"):
         raise BigsegError(f"unknown device {o.device!r}; use cpu or cuda")
     if o.device == "cuda":
@@ -254,7 +263,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             model_digest = file_digest(model_file)
         spec = ModelSpec(str(model_file), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                          backend=backend)
-        plan = _plan(grid, store, pending, batch)
+        plan = _plan(grid, store, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
         n_windows, n_needed = plan.n_windows, plan.n_computed
         total_chunks = len(pending) + skipped_chunks
         if skipped_chunks:
@@ -270,6 +279,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         stats = class_statistics(store, client=client)
         labels.attrs["stats"] = stats
         shutil.rmtree(_progress_dir(store), ignore_errors=True)
+        shutil.rmtree(_spill_dir(store), ignore_errors=True)
         st.consolidate(store)
     mpx = height * width / 1e6
     computed_mpx = mpx * len(pending) / max(total_chunks, 1)
@@ -335,6 +345,7 @@ def _prepare_outputs(group, store: Path, run: dict, classes, o: InferOptions, ch
         resume = True
     if not resume:
         shutil.rmtree(_progress_dir(store), ignore_errors=True)
+        shutil.rmtree(_spill_dir(store), ignore_errors=True)
         for name in ("labels", "probabilities"):
             if name in group:
                 del group[name]
@@ -358,24 +369,55 @@ def _prepare_outputs(group, store: Path, run: dict, classes, o: InferOptions, ch
     return pending, skipped
 
 
+STRIPE_PX = 8192
+"""Default width of the column stripes the image is processed in (rounded up to whole chunks, and to at least four
+batches of windows). Memory holds a few window rows of one stripe, so it is bounded by the stripe's width, not the
+image's; the windows on a stripe's right border are also needed by the next stripe and are kept on disk
+(``.bigseg/spill``) for it, trimmed to the columns it needs."""
+
+ROWS_IN_FLIGHT = 2
+"""Chunk rows of a stripe submitted at a time (more when many workers need feeding). A window row's logits are
+kept only until the last chunk row of the stripe needing them is blended. (Letting dask order one big graph held
+far more: 5.9 GB for a 40000 x 25000 image on one CPU worker; whole-width chunk rows held memory proportional to
+the image's width.)"""
+
+
 @dataclass
 class _Plan:
-    """What to compute, in the order to compute it: predict batches and the chunk blends that use them."""
+    """What to compute, in the order to compute it: predict batches and the chunk blends that use them.
+
+    The pending chunks are grouped by (stripe, chunk row) and run stripe by stripe, top to bottom. A batch used by
+    several stripes is computed by the first, which writes the columns the later ones need to a spill file; the
+    later stripes read it back (or compute it again if the file is gone)."""
 
     batches: dict  # (window row, k) -> window origins of that batch
-    blends: list  # (bi, bounds, sources, deps, marker) in raster order of chunks
-    last_row: dict  # (window row, k) -> the last chunk row (bi) whose blends need that batch
+    groups: list  # [(stripe, chunk row, [(bounds, sources, deps, marker), ...])] in execution order
+    last_use: dict  # ((window row, k), stripe) -> index in ``groups`` of the last group needing it in that stripe
+    first_stripe: dict  # (window row, k) -> the first stripe that needs it (the one that computes it)
+    spill: dict  # (window row, k) -> (spill file, first column kept): batches needed by more than one stripe
     n_windows: int
     n_computed: int
 
+    def source(self, key, stripe) -> tuple:
+        """batch_logits's (spill, keep_from, reuse) for ``key`` in ``stripe``."""
+        path, keep_from = self.spill.get(key, (None, 0))
+        return path, keep_from, stripe != self.first_stripe[key]
 
-def _plan(grid: Grid, store: Path, pending, batch: int) -> _Plan:
+
+def stripe_columns(grid: Grid, chunk_w: int, batch: int, stripe_px: int | None) -> int:
+    """Chunk columns per stripe: ``stripe_px`` rounded up to whole chunks; by default STRIPE_PX, but at least four
+    batches of windows wide (so that few batches straddle a stripe's border)."""
+    want = stripe_px or max(STRIPE_PX, 4 * batch * (grid.window - grid.overlap))
+    return max(1, -(-want // chunk_w))
+
+
+def _plan(grid: Grid, store: Path, pending, batch: int, chunk_w: int, stripe_cols: int) -> _Plan:
     """Batches of windows for the pending chunks; each window is computed once, in one batch."""
     windows = grid.windows()
     n_x = len(grid.xs)
     # the batch partition depends on the grid only: batch k of a window row holds its windows k*B .. k*B+B-1
     batch_of = {idx: (idx // n_x, (idx % n_x) // batch, (idx % n_x) % batch) for idx in range(len(windows))}
-    batches, blends, last_row = {}, [], {}
+    batches, by_group = {}, {}
     for bi, bj, bounds in pending:
         touching = grid.windows_touching(*bounds)
         deps = sorted({batch_of[w][:2] for w in touching})
@@ -385,75 +427,119 @@ def _plan(grid: Grid, store: Path, pending, batch: int) -> _Plan:
             if (row, k) not in batches:
                 cols = range(k * batch, min((k + 1) * batch, n_x))
                 batches[(row, k)] = [windows[row * n_x + c] for c in cols]
-            last_row[(row, k)] = bi
-        blends.append((bi, bounds, sources, deps, str(_marker(store, bi, bj))))
+        by_group.setdefault((bj // stripe_cols, bi), []).append((bounds, sources, deps, str(_marker(store, bi, bj))))
+    groups = [(stripe, bi, by_group[(stripe, bi)]) for stripe, bi in sorted(by_group)]
+    last_use, stripes_of = {}, {}
+    for gi, (stripe, _, blends) in enumerate(groups):
+        for _, _, deps, _ in blends:
+            for key in deps:
+                last_use[(key, stripe)] = gi
+                stripes_of.setdefault(key, []).append(stripe)
+    first_stripe = {key: min(ss) for key, ss in stripes_of.items()}
+    spill_dir = _spill_dir(store)
+    spill = {}
+    for key, ss in stripes_of.items():
+        later = sorted(set(ss) - {first_stripe[key]})
+        if later:
+            spill[key] = (str(spill_dir / f"{key[0]}.{key[1]}.npz"), later[0] * stripe_cols * chunk_w)
     n_computed = sum(len(origins) for origins in batches.values())
-    return _Plan(batches, blends, last_row, len(windows), n_computed)
+    return _Plan(batches, groups, last_use, first_stripe, spill, len(windows), n_computed)
 
 
-ROWS_IN_FLIGHT = 2
-"""Chunk rows submitted at a time. A window row's logits are kept only until the last chunk row needing them is
-blended, so memory holds ~(ROWS_IN_FLIGHT + 1) window rows' logits, whatever the image's height. (Letting dask
-order one big graph instead held far more: 5.9 GB for a 40000 x 25000 image on one CPU worker.)"""
+def _spill_dir(store: Path) -> Path:
+    return store / ".bigseg" / "spill"
+
+
+def batch_logits(spec: ModelSpec, store: str, origins: list[tuple[int, int]], grid: Grid, spill: str | None = None,
+                 keep_from: int = 0, reuse: bool = False):
+    """A batch's weighted logits: read back from its spill file (``reuse``, when the file is there), else computed
+    (and, when ``spill`` is given, written there: each window's columns from image column ``keep_from`` on)."""
+    if reuse and spill and os.path.exists(spill):
+        saved = np.load(spill)
+        out = None
+        for i in range(len(origins)):
+            part = saved[f"w{i}"]
+            if out is None:
+                out = np.zeros((len(origins), part.shape[0], grid.win_h, grid.win_w), part.dtype)
+            out[i, :, :, grid.win_w - part.shape[2] :] = part
+        return out
+    out = predict_batch(spec, store, origins, grid)
+    if spill:
+        parts = {f"w{i}": out[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
+        tmp = f"{spill}.{os.getpid()}.tmp.npz"
+        try:
+            np.savez(tmp, **parts)
+            os.replace(tmp, spill)
+        except OSError as exc:
+            raise BigsegError(f"{store}: writing window logits for the next stripe to {spill} failed ({exc})") from exc
+    return out
 
 
 def _execute(plan: _Plan, grid: Grid, store: Path, spec: ModelSpec, client, probabilities: bool, n_classes: int,
              progress: bool):
-    """Run the plan chunk row by chunk row, in this process (client None) or on the dask cluster."""
+    """Run the plan group by group (stripe by stripe, chunk row by chunk row), in this process (client None) or
+    on the dask cluster."""
     from tqdm import tqdm
 
     store_s = str(store)
-    rows: dict[int, list] = {}
-    for blend in plan.blends:
-        rows.setdefault(blend[0], []).append(blend)
-    bar = tqdm(total=len(plan.blends), desc="infer", unit="chunk", disable=not progress, leave=False)
+    if plan.spill:
+        _spill_dir(store).mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=sum(len(g[2]) for g in plan.groups), desc="infer", unit="chunk", disable=not progress,
+               leave=False)
     try:
         if client is None:
             results = {}
-            for bi, row in rows.items():
-                for _, bounds, sources, deps, marker in row:
+            for gi, (stripe, _, blends) in enumerate(plan.groups):
+                for bounds, sources, deps, marker in blends:
                     for key in deps:
-                        if key not in results:
-                            results[key] = predict_batch(spec, store_s, plan.batches[key], grid)
+                        if (key, stripe) not in results:
+                            results[(key, stripe)] = batch_logits(spec, store_s, plan.batches[key], grid,
+                                                                  *plan.source(key, stripe))
                     blend_block(store_s, bounds, grid, sources, marker, probabilities, n_classes,
-                                *[results[d] for d in deps])
+                                *[results[(d, stripe)] for d in deps])
                     bar.update(1)
-                for key in [k for k in results if plan.last_row[k] <= bi]:
-                    del results[key]  # no later chunk row needs these logits
+                for inst in [i for i in results if plan.last_use[i] <= gi]:
+                    del results[inst]  # no later chunk row of this stripe needs these logits
             return
-        _execute_on_cluster(plan, rows, grid, store_s, spec, client, probabilities, n_classes, bar)
+        _execute_on_cluster(plan, grid, store_s, spec, client, probabilities, n_classes, bar)
     finally:
         bar.close()
 
 
-def _execute_on_cluster(plan, rows, grid, store_s, spec, client, probabilities, n_classes, bar):
+def _execute_on_cluster(plan, grid, store_s, spec, client, probabilities, n_classes, bar):
     from distributed import as_completed
 
-    batch_futures, in_flight = {}, []  # in_flight: (bi, blend futures) in row order
+    futures_of, in_flight = {}, []  # in_flight: (group index, blend futures) in order
+    threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+    batches_per_group = max(1, len(plan.batches) // max(1, len(plan.groups)))
+    rows_in_flight = max(ROWS_IN_FLIGHT, -(-2 * threads // batches_per_group))
 
-    def submit_row(bi, row):
+    def submit(gi):
+        stripe, _, blends = plan.groups[gi]
         futures = []
-        for _, bounds, sources, deps, marker in row:
+        for bounds, sources, deps, marker in blends:
             for key in deps:
-                if key not in batch_futures:
-                    batch_futures[key] = client.submit(predict_batch, spec, store_s, plan.batches[key], grid,
-                                                       key=f"predict-{key[0]}-{key[1]}-{spec.digest[:8]}")
+                if (key, stripe) not in futures_of:
+                    futures_of[(key, stripe)] = client.submit(
+                        batch_logits, spec, store_s, plan.batches[key], grid, *plan.source(key, stripe),
+                        key=f"predict-{key[0]}-{key[1]}-{stripe}-{spec.digest[:8]}")
             futures.append(client.submit(blend_block, store_s, bounds, grid, sources, marker, probabilities,
-                                         n_classes, *[batch_futures[d] for d in deps],
+                                         n_classes, *[futures_of[(d, stripe)] for d in deps],
                                          key=f"blend-{os.path.basename(marker)}-{spec.digest[:8]}"))
-        in_flight.append((bi, futures))
+        in_flight.append((gi, futures))
 
-    pending_rows = list(rows.items())
+    next_group = 0
     try:
-        while pending_rows or in_flight:
-            while pending_rows and len(in_flight) < ROWS_IN_FLIGHT:
-                submit_row(*pending_rows.pop(0))
-            bi, futures = in_flight.pop(0)
+        while next_group < len(plan.groups) or in_flight:
+            while next_group < len(plan.groups) and len(in_flight) < rows_in_flight:
+                submit(next_group)
+                next_group += 1
+            gi, futures = in_flight.pop(0)
             for fut in as_completed(futures):
                 fut.result()  # re-raises a task's exception here
                 bar.update(1)
-            for key in [k for k in batch_futures if plan.last_row[k] <= bi]:
-                del batch_futures[key]  # releases the logits on the workers
+            for inst in [i for i in futures_of if plan.last_use[i] <= gi]:
+                del futures_of[inst]  # releases the logits on the workers
     except BaseException:
-        client.cancel([f for _, fs in in_flight for f in fs] + list(batch_futures.values()))
+        client.cancel([f for _, fs in in_flight for f in fs] + list(futures_of.values()))
         raise

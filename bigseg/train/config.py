@@ -23,6 +23,7 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     arch: str = "deeplabv3_resnet50"
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
+    refine: bool = Field(False, description="light_unet only: a full-resolution edge-refinement head")
     pretrained_backbone: bool = False
     init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning)")
 
@@ -33,10 +34,18 @@ class ModelConfig(_Strict):
             raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(ARCHITECTURES)}")
         return v
 
+    @model_validator(mode="after")
+    def _refine_needs_light_unet(self):
+        if self.refine and self.arch != "light_unet":
+            raise ValueError(f"refine applies to light_unet only, not {self.arch}")
+        return self
+
     def kwargs(self) -> dict:
         kw = {}
         if self.arch == "light_unet" and self.width is not None:
             kw["width"] = self.width
+        if self.refine:
+            kw["refine"] = True
         if self.pretrained_backbone:
             kw["pretrained_backbone"] = True
         return kw

@@ -95,17 +95,23 @@ class _Log:
 
 def _init_from(model, cfg: TrainConfig, echo) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model`` (same architecture); tensors whose shapes differ
-    (the classifier, when the class count changed) keep their fresh initialisation, and the count is said."""
+    (the classifier, when the class count changed) or that the checkpoint lacks (an edge-refinement head added
+    with ``refine``) keep their fresh initialisation, and the count is said."""
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
-    if meta["arch"] != cfg.model.arch or meta.get("arch_kwargs", {}) != cfg.model.kwargs():
+
+    def trunk(kwargs: dict) -> dict:
+        return {k: v for k, v in kwargs.items() if k != "refine"}
+
+    if meta["arch"] != cfg.model.arch or trunk(meta.get("arch_kwargs", {})) != trunk(cfg.model.kwargs()):
         raise BigsegError(f"model.init {cfg.model.init}: a {meta['arch']} {meta.get('arch_kwargs', {})} checkpoint, "
                           f"but the config builds {cfg.model.arch} {cfg.model.kwargs()}")
     own = model.state_dict()
     fits = {k: v for k, v in blob["state_dict"].items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fits, strict=False)
     skipped = len(own) - len(fits)
-    echo(f"initialised from {cfg.model.init}" + (f" ({skipped} tensors of other shapes left fresh)" if skipped else ""))
+    echo(f"initialised from {cfg.model.init}"
+         + (f" ({skipped} tensors of other shapes or not in it left fresh)" if skipped else ""))
 
 
 def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: int, device, amp: bool):
