@@ -49,7 +49,28 @@ def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, 
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "windows": n_batches * batch, "windows_per_second": n_batches * batch / seconds}
+    return {"seconds": seconds, "windows": n_batches * batch, "windows_per_second": n_batches * batch / seconds,
+            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "torch": torch.__version__}
+
+
+def random_checkpoint(arch: str, path: str) -> dict:
+    """A checkpoint of ``arch`` with random weights (seed 0), for speed measurements of untrained models."""
+    import torch
+
+    from bigseg import checkpoint
+    from bigseg.classes import CONCRETE
+    from bigseg.models import build
+
+    torch.manual_seed(0)
+    checkpoint.save(path, build(arch, 3), arch=arch, classes=CONCRETE)
+    return {"path": path}
+
+
+def export_onnx(ckpt: str, path: str) -> dict:
+    from bigseg.export import export
+
+    export(ckpt, path, echo=lambda *a: None)
+    return {"path": path}
 
 
 class PeakRSS:
@@ -179,16 +200,16 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
           workdir=None, store=None, monai: bool = False, backend: str = "torch", stripe: int | None = None,
           echo=print) -> dict:
-    """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc)."""
-    import torch
+    """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc).
 
+    This process runs bigseg's client as ``bigseg infer`` does, without importing torch (the model runs in the
+    workers; the limit, random checkpoints and exports run in subprocesses), so its memory counts as a real
+    client's."""
     from bigseg import checkpoint as ckpt_mod
-    from bigseg.classes import CONCRETE
     from bigseg.infer import InferOptions, infer
     from bigseg.infer.cluster import cpu_count
     from bigseg.infer.graph import default_workers
     from bigseg.infer.windows import Grid
-    from bigseg.models import build
 
     w, h = size
     batch = batch or (8 if device == "cuda" else 2)
@@ -201,9 +222,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             if arch == "light_unet":
                 ckpt = str(ckpt_mod.BUNDLED)
             else:
-                torch.manual_seed(0)
-                ckpt = str(tmp / f"{arch}.pt")
-                ckpt_mod.save(ckpt, build(arch, 3), arch=arch, classes=CONCRETE)
+                ckpt = _in_subprocess("random_checkpoint", [arch, str(tmp / f"{arch}.pt")])["path"]
         t0 = time.perf_counter()
         if store and Path(store).exists():
             store = Path(store)
@@ -218,10 +237,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
         prep = time.perf_counter() - t0
         model_file = ckpt
         if backend == "onnxruntime":  # the limit and the job run the same verified export
-            from bigseg.export import export
-
-            model_file = str(tmp / "model.onnx")
-            export(ckpt, model_file, echo=lambda *a: None)
+            model_file = _in_subprocess("export_onnx", [str(ckpt), str(tmp / "model.onnx")])["path"]
         grid = Grid(h, w, window, overlap)
         n_windows = len(grid.windows())
         echo(f"the limit: the model alone over the job's {n_windows} windows")
@@ -238,7 +254,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
         mpx = w * h / 1e6
         result = {
             "arch": arch, "backend": backend, "device": device,
-            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "gpu": limit["gpu"],
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
             "batch": batch, "stripe": stripe, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
             "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,
@@ -246,7 +262,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             "efficiency": limit_seconds / r["seconds"], "cluster_startup_seconds": r["startup_seconds"],
             "prep_seconds": prep, "peak_worker_rss_mb": rss.peak_child / 2**20,
             "peak_client_rss_mb": rss.peak_self / 2**20, "peak_total_rss_mb": rss.peak_tree / 2**20,
-            "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
+            "python": sys.version.split()[0], "torch": limit["torch"], "machine": platform.machine(),
         }
         if monai:
             if device != "cpu":

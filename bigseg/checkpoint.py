@@ -14,12 +14,16 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from bigseg.classes import ClassInfo, table_from_attrs, table_to_attrs
 from bigseg.errors import BigsegError
-from bigseg.models import build
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: a ``bigseg infer`` client only hashes checkpoints (its
+# workers load them), and importing torch costs a process ~470 MB.
 
 FORMAT = "bigseg-checkpoint"
 BUNDLED = Path(__file__).parent / "weights" / "concrete-light-unet.pt"
@@ -28,6 +32,8 @@ BUNDLED = Path(__file__).parent / "weights" / "concrete-light-unet.pt"
 def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes, arch_kwargs=None,
          extra_meta=None, train_state=None) -> None:
     """Write atomically (temporary file + rename), so an interrupted save never leaves a broken checkpoint."""
+    import torch
+
     path = Path(path)
     meta = {"arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "classes": table_to_attrs(classes),
             **(extra_meta or {})}
@@ -50,6 +56,8 @@ def file_head(path: Path, what: str) -> bytes:
 
 def read(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded with weights_only=True; BigsegError for anything else."""
+    import torch
+
     path = Path(path)
     head = file_head(path, "checkpoint")
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a bare pickle (refused below)
@@ -77,6 +85,8 @@ def read(path: str | os.PathLike) -> dict:
 
 def load(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on CPU, meta) from a checkpoint; errors name what does not fit."""
+    from bigseg.models import build
+
     blob = read(path)
     meta = blob["meta"]
     classes = table_from_attrs(meta.get("classes", []))

@@ -7,6 +7,10 @@ Two kinds of task:
 - ``blend``: one chunk of the ``labels`` array: the weighted logits of every window touching it, summed in
   window order, arg-maxed, written to the chunk (and ``probabilities``), then a completion marker is written.
 
+Chunks run in column stripes (``--stripe``, default 8192 px), each top to bottom, a few chunk rows in flight, so
+memory is bounded by the stripe's width whatever the image's size; a batch on a stripe's border is kept on disk
+(``STORE/.bigseg/spill``, trimmed to the columns the next stripe needs) rather than in memory for a whole stripe.
+
 Each window is computed once (a batch feeds every chunk it touches). Summing in window order makes a pixel's
 value independent of which chunk it falls in, so labels are byte-identical for any chunking, any number of
 workers, and across an interruption: a rerun skips chunks whose marker exists, and computes only the batches
@@ -207,7 +211,6 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     the store's truth), the window, the device, the scheduler, an existing result, a concurrent run.
     """
     from bigseg.infer.cluster import cpu_count, dask_client
-    from bigseg.report.stats import class_statistics
 
     o = options or InferOptions()
     if not MIN_WINDOW <= o.window <= MAX_WINDOW:
@@ -230,67 +233,96 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     if model is None:
         echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
     kind, backend, meta = _model_and_backend(ckpt, o)
-    classes = classes_of(meta)
     workers = o.workers if o.workers is not None else default_workers(o.device)
     if workers < 0:
         raise BigsegError(f"--workers must be 0 or more, got {workers}")
-
-    store = resolve_input(input_path, out, echo, o.progress)
-    group = st.open_store(store, mode="r+")
-    if "truth" in group:
-        store_classes = st.class_table(group)
-        if [c.name for c in store_classes] != [c.name for c in classes]:
-            raise BigsegError(
-                f"{ckpt}: the model's classes ({', '.join(c.name for c in classes)}) differ from the store's "
-                f"({', '.join(c.name for c in store_classes)})"
-            )
-    height, width = group["image"].shape[:2]
-    cy, cx = group["image"].chunks[:2]
-    grid = Grid(height, width, o.window, o.overlap)
-    digest = file_digest(ckpt)
-    run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
-           "batch": batch, "classes": [c.name for c in classes], "backend": backend}
-
     threads = o.threads or max(1, cpu_count() // max(workers, 1))
     t_start = time.perf_counter()
     # the cluster is reached (or started) before the store is touched: an unreachable scheduler must not
     # cost the labels already there
-    with dask_client(workers, o.scheduler, echo, o.device, threads) as client, StoreLock(store):
-        pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
-        model_file, model_digest = ckpt.resolve(), digest
-        if backend == "onnxruntime" and kind == "checkpoint":
-            model_file = _onnx_export_in_store(ckpt, digest, store, echo)
-            model_digest = file_digest(model_file)
-        spec = ModelSpec(str(model_file), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
-                         backend=backend)
-        plan = _plan(grid, store, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
-        n_windows, n_needed = plan.n_windows, plan.n_computed
-        total_chunks = len(pending) + skipped_chunks
-        if skipped_chunks:
-            echo(f"resuming: {skipped_chunks} of {total_chunks} chunks already done; "
-                 f"skipping {n_windows - n_needed} of {n_windows} windows")
-        t0 = time.perf_counter()
-        _execute(plan, grid, store, spec, client, o.probabilities, len(classes), o.progress)
-        elapsed = time.perf_counter() - t0
-        labels = group["labels"]
-        st.set_complete(labels)
-        if o.probabilities:
-            st.set_complete(group["probabilities"])
-        stats = class_statistics(store, client=client)
-        labels.attrs["stats"] = stats
-        shutil.rmtree(_progress_dir(store), ignore_errors=True)
-        shutil.rmtree(_spill_dir(store), ignore_errors=True)
-        st.consolidate(store)
+    with dask_client(workers, o.scheduler, echo, o.device, threads) as client:
+        t_ready = time.perf_counter()
+        if meta is None:  # a checkpoint: loaded safely where the model runs (this process needs no torch)
+            meta = _on_a_worker(client, _checkpoint_meta, ckpt)
+        classes = classes_of(meta)
+        store = resolve_input(input_path, out, echo, o.progress)
+        group = st.open_store(store, mode="r+")
+        if "truth" in group:
+            store_classes = st.class_table(group)
+            if [c.name for c in store_classes] != [c.name for c in classes]:
+                raise BigsegError(
+                    f"{ckpt}: the model's classes ({', '.join(c.name for c in classes)}) differ from the store's "
+                    f"({', '.join(c.name for c in store_classes)})"
+                )
+        height, width = group["image"].shape[:2]
+        cy, cx = group["image"].chunks[:2]
+        grid = Grid(height, width, o.window, o.overlap)
+        digest = file_digest(ckpt)
+        run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
+               "batch": batch, "classes": [c.name for c in classes], "backend": backend}
+        with StoreLock(store):
+            summary = _run(group, store, run, classes, o, grid, (cy, cx), batch, threads, ckpt, kind, backend,
+                           digest, client, echo)
     mpx = height * width / 1e6
-    computed_mpx = mpx * len(pending) / max(total_chunks, 1)
-    return {"store": str(store), "width": width, "height": height, "windows": n_windows,
-            "windows_computed": n_needed, "chunks": total_chunks, "chunks_skipped": skipped_chunks,
-            "seconds": elapsed, "startup_seconds": t0 - t_start, "megapixels_per_second": computed_mpx / elapsed,
-            "workers": workers, "device": o.device, "stats": stats, "run": run}
+    computed_mpx = mpx * summary["pending"] / max(summary["chunks"], 1)
+    return {"store": str(store), "width": width, "height": height, "windows": summary["windows"],
+            "windows_computed": summary["windows_computed"], "chunks": summary["chunks"],
+            "chunks_skipped": summary["chunks"] - summary["pending"], "seconds": summary["seconds"],
+            "startup_seconds": t_ready - t_start, "megapixels_per_second": computed_mpx / summary["seconds"],
+            "workers": workers, "device": o.device, "stats": summary["stats"], "run": run}
 
 
-def _model_and_backend(ckpt: Path, o: InferOptions) -> tuple[str, str, dict]:
-    """(file kind, backend, metadata) for a model file; errors for combinations that cannot run."""
+def _on_a_worker(client, function, *args):
+    """``function(*args)`` on a dask worker (in this process without a cluster); its exceptions re-raised here."""
+    if client is None:
+        return function(*args)
+    return client.submit(function, *args, pure=False).result()
+
+
+def _checkpoint_meta(ckpt: Path) -> dict:
+    """The checkpoint's metadata, after a full safe load (weights only, and they must fit the architecture)."""
+    _, meta = load(ckpt)
+    return meta
+
+
+def _run(group, store: Path, run: dict, classes, o: InferOptions, grid: Grid, chunks, batch: int, threads: int,
+         ckpt: Path, kind: str, backend: str, digest: str, client, echo) -> dict:
+    """Prepare the outputs, plan and execute; mark the outputs complete and add their statistics."""
+    from bigseg.report.stats import class_statistics
+
+    cy, cx = chunks
+    pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
+    model_file, model_digest = ckpt.resolve(), digest
+    if backend == "onnxruntime" and kind == "checkpoint":
+        model_file = _onnx_export_in_store(ckpt, digest, store, client, echo)
+        model_digest = file_digest(model_file)
+    spec = ModelSpec(str(model_file), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
+                     backend=backend)
+    plan = _plan(grid, store, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
+    n_windows, n_needed = plan.n_windows, plan.n_computed
+    total_chunks = len(pending) + skipped_chunks
+    if skipped_chunks:
+        echo(f"resuming: {skipped_chunks} of {total_chunks} chunks already done; "
+             f"skipping {n_windows - n_needed} of {n_windows} windows")
+    t0 = time.perf_counter()
+    _execute(plan, grid, store, spec, client, o.probabilities, len(classes), o.progress)
+    elapsed = time.perf_counter() - t0
+    labels = group["labels"]
+    st.set_complete(labels)
+    if o.probabilities:
+        st.set_complete(group["probabilities"])
+    stats = class_statistics(store, client=client)
+    labels.attrs["stats"] = stats
+    shutil.rmtree(_progress_dir(store), ignore_errors=True)
+    shutil.rmtree(_spill_dir(store), ignore_errors=True)
+    st.consolidate(store)
+    return {"pending": len(pending), "chunks": total_chunks, "windows": n_windows, "windows_computed": n_needed,
+            "seconds": elapsed, "stats": stats}
+
+
+def _model_and_backend(ckpt: Path, o: InferOptions) -> tuple[str, str, dict | None]:
+    """(file kind, backend, metadata or None for a checkpoint) for a model file; errors for combinations that
+    cannot run. Needs no torch."""
     from bigseg.export import model_kind, onnx_available, read_onnx_meta
 
     kind = model_kind(ckpt)
@@ -312,20 +344,25 @@ def _model_and_backend(ckpt: Path, o: InferOptions) -> tuple[str, str, dict]:
                                   "(this onnxruntime has no CUDA provider); or use --backend torch")
     if kind == "onnx":
         return kind, backend, read_onnx_meta(ckpt)
-    _, meta = load(ckpt)  # safe load; refuses pickles, non-bigseg files and weights that don't fit
-    return kind, backend, meta
+    return kind, backend, None  # a checkpoint: _checkpoint_meta loads it where torch is (a worker)
 
 
-def _onnx_export_in_store(ckpt: Path, digest: str, store: Path, echo) -> Path:
-    """The checkpoint's verified ONNX export, made once and kept in the store's .bigseg/models/."""
-    from bigseg.export import export
-
+def _onnx_export_in_store(ckpt: Path, digest: str, store: Path, client, echo) -> Path:
+    """The checkpoint's verified ONNX export, made once (on a worker: it needs torch) and kept in the store's
+    .bigseg/models/."""
     path = store / ".bigseg" / "models" / f"{digest[:16]}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         echo(f"exporting {ckpt.name} to ONNX for onnxruntime ({path})")
-        export(ckpt, path, "onnx", echo=echo)
+        r = _on_a_worker(client, _export_onnx, ckpt, path)
+        echo(f"  checked against PyTorch: max |logit difference| {r['verified']['fp32_max_abs_logit_diff']:.1e}")
     return path
+
+
+def _export_onnx(ckpt: Path, path: Path) -> dict:
+    from bigseg.export import export
+
+    return export(ckpt, path, "onnx", echo=lambda *_: None)
 
 
 def _prepare_outputs(group, store: Path, run: dict, classes, o: InferOptions, chunks, echo):

@@ -15,9 +15,10 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from bigseg.checkpoint import load
+
+# torch is imported on first use: a worker running an ONNX export never needs it (~470 MB less per process)
 
 _CACHE: dict = {}
 _LOCK = threading.Lock()
@@ -35,7 +36,9 @@ class ModelSpec:
     backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
 
 
-def _device_for_worker(kind: str) -> torch.device:
+def _device_for_worker(kind: str):
+    import torch
+
     if kind != "cuda":
         return torch.device("cpu")
     n = torch.cuda.device_count()
@@ -56,6 +59,8 @@ def get_model(spec: ModelSpec):
         if hit is None and spec.backend == "onnxruntime":
             hit = _CACHE[spec] = _ort_session(spec)
         if hit is None:
+            import torch
+
             if spec.device == "cpu" and spec.threads > 0:
                 torch.set_num_threads(spec.threads)
             model, meta = load(spec.checkpoint)
@@ -74,20 +79,21 @@ def _ort_session(spec: ModelSpec):
     providers = ["CPUExecutionProvider"]
     if spec.device == "cuda":
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": _device_for_worker("cuda").index}))
-    return ort_session(spec.checkpoint, spec.threads, providers), meta, torch.device("cpu")
+    return ort_session(spec.checkpoint, spec.threads, providers), meta, "cpu"
 
 
 _WEIGHTS: dict = {}
 
 
-def _weight_on(weight: np.ndarray, device: torch.device) -> torch.Tensor:
+def _weight_on(weight: np.ndarray, device):
+    import torch
+
     key = (hashlib.sha1(weight.tobytes()).hexdigest(), str(device))
     if key not in _WEIGHTS:
         _WEIGHTS[key] = torch.from_numpy(weight).to(device)
     return _WEIGHTS[key]
 
 
-@torch.inference_mode()
 def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3), times ``weight`` (h, w) if given.
 
@@ -101,6 +107,15 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
         if weight is not None:
             out *= weight
         return out.astype(np.float16)
+    import torch
+
+    with torch.inference_mode():
+        return _predict_torch(spec, model, device, images, weight)
+
+
+def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
