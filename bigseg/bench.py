@@ -125,6 +125,10 @@ def make_store(size: tuple[int, int], workdir: Path) -> Path:
     return store
 
 
+def make_store_in(width: int, height: int, workdir: str) -> dict:
+    return {"path": str(make_store((width, height), Path(workdir)))}
+
+
 def _in_subprocess(function: str, args: list) -> dict:
     """Call ``bigseg.bench.<function>(*args)`` in a fresh Python process (keeps this one's memory lean, as a
     real ``bigseg infer`` client is); returns its dict result."""
@@ -228,7 +232,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             store = Path(store)
         else:
             echo(f"making a {w}x{h} test store")
-            made = make_store((w, h), tmp)
+            made = Path(_in_subprocess("make_store_in", [w, h, str(tmp)])["path"])  # keeps this process lean
             if store:
                 os.replace(made, store)
                 store = Path(store)

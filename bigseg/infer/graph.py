@@ -431,9 +431,16 @@ class _Plan:
     groups: list  # [(stripe, chunk row, [(bounds, sources, deps, marker), ...])] in execution order
     last_use: dict  # ((window row, k), stripe) -> index in ``groups`` of the last group needing it in that stripe
     first_stripe: dict  # (window row, k) -> the first stripe that needs it (the one that computes it)
+    last_stripe: dict  # (window row, k) -> the last stripe that needs it
     spill: dict  # (window row, k) -> (spill file, first column kept): batches needed by more than one stripe
     n_windows: int
     n_computed: int
+
+    def release(self, inst) -> None:
+        """After the last use of (batch, stripe): the spill file goes once the last stripe needing it is done."""
+        key, stripe = inst
+        if key in self.spill and stripe == self.last_stripe[key]:
+            Path(self.spill[key][0]).unlink(missing_ok=True)
 
     def source(self, key, stripe) -> tuple:
         """batch_logits's (spill, keep_from, reuse) for ``key`` in ``stripe``."""
@@ -473,6 +480,7 @@ def _plan(grid: Grid, store: Path, pending, batch: int, chunk_w: int, stripe_col
                 last_use[(key, stripe)] = gi
                 stripes_of.setdefault(key, []).append(stripe)
     first_stripe = {key: min(ss) for key, ss in stripes_of.items()}
+    last_stripe = {key: max(ss) for key, ss in stripes_of.items()}
     spill_dir = _spill_dir(store)
     spill = {}
     for key, ss in stripes_of.items():
@@ -480,7 +488,7 @@ def _plan(grid: Grid, store: Path, pending, batch: int, chunk_w: int, stripe_col
         if later:
             spill[key] = (str(spill_dir / f"{key[0]}.{key[1]}.npz"), later[0] * stripe_cols * chunk_w)
     n_computed = sum(len(origins) for origins in batches.values())
-    return _Plan(batches, groups, last_use, first_stripe, spill, len(windows), n_computed)
+    return _Plan(batches, groups, last_use, first_stripe, last_stripe, spill, len(windows), n_computed)
 
 
 def _spill_dir(store: Path) -> Path:
@@ -537,6 +545,7 @@ def _execute(plan: _Plan, grid: Grid, store: Path, spec: ModelSpec, client, prob
                     bar.update(1)
                 for inst in [i for i in results if plan.last_use[i] <= gi]:
                     del results[inst]  # no later chunk row of this stripe needs these logits
+                    plan.release(inst)
             return
         _execute_on_cluster(plan, grid, store_s, spec, client, probabilities, n_classes, bar)
     finally:
@@ -577,6 +586,7 @@ def _execute_on_cluster(plan, grid, store_s, spec, client, probabilities, n_clas
                 bar.update(1)
             for inst in [i for i in futures_of if plan.last_use[i] <= gi]:
                 del futures_of[inst]  # releases the logits on the workers
+                plan.release(inst)
     except BaseException:
         client.cancel([f for _, fs in in_flight for f in fs] + list(futures_of.values()))
         raise
