@@ -327,3 +327,33 @@ def test_evaluate_matches_numpy(tmp_path, slab):
     bare = tmp_path / "bare.zarr"
     ingest(slab[0], bare)
     assert "no complete labels" in error_line(run_cli("evaluate", bare))
+
+
+def _peak_live_windows(width, height, stripe, batch=2, chunk=1024):
+    """Replays the plan's order and releases (as _execute does): the most window logits held at once."""
+    from bigseg.infer.graph import _plan, stripe_columns
+
+    grid = Grid(height, width, 900, 128)
+    pending = [(bi, bj, (y, min(y + chunk, height), x, min(x + chunk, width)))
+               for bi, y in enumerate(range(0, height, chunk)) for bj, x in enumerate(range(0, width, chunk))]
+    plan = _plan(grid, Path("/nonexistent"), pending, batch, chunk, stripe_columns(grid, chunk, batch, stripe))
+    live, peak = set(), 0
+    for gi, (stripe_i, _, blends) in enumerate(plan.groups):
+        for _, _, deps, _ in blends:
+            live |= {(key, stripe_i) for key in deps}
+        peak = max(peak, sum(len(plan.batches[key]) for key, _ in live))
+        live = {inst for inst in live if plan.last_use[inst] > gi}
+    return peak, len(plan.spill)
+
+
+def test_memory_is_bounded_by_the_stripe_not_the_image():
+    """The logits held at once depend on the stripe's width, not the image's: a 40k-wide image holds about what a
+    24k-wide one does (3 and 5 stripes; stripes differ by a window column), a 40k-tall one exactly what a 4k-tall
+    one does; with whole-width rows (the engine before stripes) they grow with the width."""
+    narrow, _ = _peak_live_windows(24576, 4096, None)
+    wide, spilled = _peak_live_windows(40960, 4096, None)
+    tall, _ = _peak_live_windows(40960, 40960, None)
+    assert tall == wide <= 1.25 * narrow and spilled > 0
+    whole_narrow, _ = _peak_live_windows(8192, 4096, 10**6)
+    whole_wide, _ = _peak_live_windows(40960, 4096, 10**6)
+    assert whole_wide > 4 * whole_narrow
