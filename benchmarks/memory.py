@@ -18,21 +18,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bigseg.bench import PeakRSS
+from bigseg.bench import measure_command
 
 
 def measure(cmd: list[str]) -> dict:
     """Run ``cmd``; its wall time and the peak RSS of it and its children together (sampled every 50 ms)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    with PeakRSS(proc.pid) as rss:
-        _, err = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"{cmd} failed: {err}")
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": rss.peak_tree / 2**20}
+    r = measure_command(cmd)
+    return {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
 
 
 COPY_TRUTH = """

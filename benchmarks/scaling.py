@@ -15,28 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bigseg.bench import PeakRSS, make_store
+from bigseg.bench import make_store, measure_command
 
 
 def run_infer(store: Path, stripe: int | None, workers: int) -> dict:
     cmd = [sys.executable, "-m", "bigseg", "infer", str(store), "--workers", str(workers), "--overwrite"]
     if stripe:
         cmd += ["--stripe", str(stripe)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with PeakRSS(proc.pid) as rss:
-        out, err = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed: {err.strip()}")
-    line = next(t for t in out.splitlines() if t.startswith("labels written"))
+    r = measure_command(cmd)
+    line = next(t for t in r["stdout"].splitlines() if t.startswith("labels written"))
     seconds = float(line.split(" windows in ")[1].split(" s ")[0])  # the job itself, not the cluster start
-    return {"wall_seconds": time.perf_counter() - t0, "infer_seconds": seconds, "peak_rss_mb": rss.peak_tree / 2**20}
+    return {"wall_seconds": r["seconds"], "infer_seconds": seconds, "peak_rss_mb": r["peak_rss_mb"]}
 
 
 def main(argv=None):

@@ -107,6 +107,18 @@ class PeakRSS:
         self._thread.join()
 
 
+def measure_command(cmd: list[str]) -> dict:
+    """Run ``cmd``: its wall time, stdout, and the peak RSS of it and its children together (every 50 ms).
+    A failure raises SystemExit with its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with PeakRSS(proc.pid) as rss:
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {err.strip()}")
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": rss.peak_tree / 2**20, "stdout": out}
+
+
 def make_store(size: tuple[int, int], workdir: Path) -> Path:
     """A store of ``size`` (width, height): a 2048 px synthetic slab tile replicated, ingested."""
     import pyvips
