@@ -290,14 +290,14 @@ def _run(group, store: Path, run: dict, classes, o: InferOptions, grid: Grid, ch
     """Prepare the outputs, plan and execute; mark the outputs complete and add their statistics."""
     from bigseg.report.stats import class_statistics
 
-    cy, cx = chunks
-    pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, (cy, cx), echo)
+    pending, skipped_chunks = _prepare_outputs(group, store, run, classes, o, chunks, echo)
     model_file, model_digest = ckpt.resolve(), digest
     if backend == "onnxruntime" and kind == "checkpoint":
         model_file = _onnx_export_in_store(ckpt, digest, store, client, echo)
         model_digest = file_digest(model_file)
     spec = ModelSpec(str(model_file), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                      backend=backend)
+    cx = chunks[1]
     plan = _plan(grid, store, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
     n_windows, n_needed = plan.n_windows, plan.n_computed
     total_chunks = len(pending) + skipped_chunks
