@@ -14,6 +14,14 @@ from bigseg.errors import BigsegError
 
 class _Ctx:
     debug = False
+    progress: bool | None = None
+
+
+def _progress() -> bool:
+    """--progress / --no-progress, else on unless BIGSEG_PROGRESS=0 (a bar on a terminal, log lines elsewhere)."""
+    from bigseg.progress import default_enabled
+
+    return default_enabled() if _Ctx.progress is None else _Ctx.progress
 
 
 def _fail(message: str, code: int = 2):
@@ -49,10 +57,13 @@ def main(argv=None):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show progress: a bar on a terminal, a line every 10 s in logs [default: on].")
 @click.version_option(package_name="bigseg")
-def cli(debug):
+def cli(debug, progress):
     """bigseg: semantic segmentation of gigapixel images (concrete sections, road scenes, slides, maps)."""
     _Ctx.debug = debug
+    _Ctx.progress = progress
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -62,27 +73,37 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _style_help() -> str:
+    from bigseg.synth.styles import HELD_OUT, STYLES
+
+    trained = [n for n in STYLES if n not in HELD_OUT]
+    return ("classic (the original generator), random (every parameter drawn from --seed), "
+            f"{', '.join(trained)}, or a held-out style: {', '.join(HELD_OUT)}.")
+
+
 @cli.command()
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--size", default="4000x3000", show_default=True, help="WIDTHxHEIGHT in pixels.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--style", default="classic", show_default=True, help="Look of the section: " + _style_help())
 @click.option("--truth", type=click.Path(dir_okay=False), help="Truth mask path [default: beside OUT].")
-@click.option("--pixel-size", default=10.0, show_default=True, type=float, help="Micrometres per pixel.")
-@click.option("--aggregate", default=0.68, show_default=True, type=float, help="Target stone area fraction.")
-@click.option("--air", default=0.05, show_default=True, type=float, help="Target air-void area fraction.")
-def synth(out, size, seed, truth, pixel_size, aggregate, air):
+@click.option("--pixel-size", type=float, help="Micrometres per pixel [default: the style's; classic 10].")
+@click.option("--aggregate", type=float, help="Target stone area fraction [default: the style's; classic 0.68].")
+@click.option("--air", type=float, help="Target air-void area fraction [default: the style's; classic 0.05].")
+def synth(out, size, seed, style, truth, pixel_size, aggregate, air):
     """Write a synthetic polished concrete section OUT (.tif/.png/.jpg) and its exact truth mask."""
     from bigseg.synth import SynthParams, synthesize
 
     w, h = _parse_size(size)
     params = SynthParams(w, h, seed=seed, pixel_size_um=pixel_size, aggregate_fraction=aggregate,
-                         air_fraction=air)
-    s = synthesize(out, params, truth=truth, progress=sys.stderr.isatty())
-    click.echo(f"wrote {s['image']} ({w}x{h}, seed {seed}, {pixel_size} um/px) and truth {s['truth']}")
-    f = s["fractions"]
+                         air_fraction=air, style=style)
+    s = synthesize(out, params, truth=truth, progress=_progress())
+    click.echo(f"wrote {s['image']} ({w}x{h}, seed {seed}, style {s['style']}, {s['pixel_size_um']:.3g} um/px) "
+               f"and truth {s['truth']}")
+    f, t = s["fractions"], s["targets"]
     click.echo(
         f"truth fractions: paste {f['paste']:.4f}  stone {f['stone']:.4f}  void {f['void']:.4f}  "
-        f"(targets: stone {aggregate}, void {air})"
+        f"(targets: stone {t['stone']:.3g}, void {t['void']:.3g})"
     )
 
 
@@ -98,7 +119,7 @@ def ingest(image, store, truth, pixel_size, chunk, overwrite):
     from bigseg.ingest import ingest as run
 
     s = run(image, store, truth=truth, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
-            progress=sys.stderr.isatty())
+            progress=_progress())
     px = f"{s['pixel_size_um']:.3g} um/px" if s["pixel_size_um"] else "pixel size unknown (use --pixel-size)"
     click.echo(f"ingested {s['image']} -> {s['store']}: {s['width']}x{s['height']}, chunk {s['chunk']}, {px}"
                + (f", truth {s['truth']}" if s["truth"] else ""))
@@ -110,12 +131,14 @@ def ingest(image, store, truth, pixel_size, chunk, overwrite):
 @click.option("--val", "n_val", default=2, show_default=True, type=int, help="Number of validation slabs.")
 @click.option("--size", default=2048, show_default=True, type=int, help="Side of each square slab (px).")
 @click.option("--seed", default=100, show_default=True, type=int)
+@click.option("--style", default="classic", show_default=True,
+              help="classic, random (a style drawn per slab) or a named training style.")
 @click.option("--overwrite", is_flag=True)
-def synth_set(out_dir, n_train, n_val, size, seed, overwrite):
+def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
     """Make a synthetic training set: OUT_DIR/train/*.zarr and OUT_DIR/val/*.zarr with truth."""
     from bigseg.synth import make_training_set
 
-    make_training_set(out_dir, n_train, n_val, size, seed, overwrite, echo=click.echo)
+    make_training_set(out_dir, n_train, n_val, size, seed, overwrite, style=style, echo=click.echo)
 
 
 @cli.command()
@@ -128,7 +151,7 @@ def train(config_path, resume, stop_at):
     from bigseg.train.loop import train as run
 
     cfg = load_config(config_path)
-    s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=sys.stderr.isatty())
+    s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=_progress())
     click.echo(f"trained {s['iterations']}/{s['of']} iterations in {s['seconds']:.0f} s "
                f"({s['it_per_second']:.2f} it/s); loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}")
     if s["val"]:
@@ -165,7 +188,7 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
 
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
-                        overwrite=overwrite, progress=sys.stderr.isatty(), backend=backend)
+                        overwrite=overwrite, progress=_progress(), backend=backend)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     click.echo(f"labels written to {s['store']}/labels: {s['width']}x{s['height']} px, {s['windows_computed']} "
                f"windows in {s['seconds']:.1f} s ({s['megapixels_per_second']:.2f} Mpx/s, {s['workers']} workers)")
@@ -335,7 +358,7 @@ def demo(out, size, workers):
     """The whole job on a bundled default: synthetic slab -> ingest -> infer -> report."""
     from bigseg.demo import run_demo
 
-    run_demo(out, _parse_size(size), workers=workers, echo=click.echo, progress=sys.stderr.isatty())
+    run_demo(out, _parse_size(size), workers=workers, echo=click.echo, progress=_progress())
 
 
 @cli.command()

@@ -378,11 +378,10 @@ def ingest(
             levels[f] = st.create_array(previews, f"x{f}", (ph, pw, 3), (min(ph, 1024), min(pw, 1024), 3),
                                         ("y", "x", "band"), compressors=st.image_compressors(),
                                         attrs={"factor": f})
-        strips = range(0, height, strip_h)
-        if progress:
-            from tqdm import tqdm
+        from bigseg.progress import progress_bar
 
-            strips = tqdm(strips, desc=f"ingest {image.name}", unit="strip", leave=False)
+        strips = progress_bar(range(0, height, strip_h), total=-(-height // strip_h), desc=f"ingest {image.name}",
+                              unit="strip", enabled=progress)
         decoded = _decode_ahead(rgb, truth_dec.img if truth_dec else None, strips, strip_h, height, width,
                                 image, truth)
         for y0, h, block, tblock in decoded:

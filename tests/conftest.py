@@ -9,6 +9,8 @@ from bigseg.synth import SynthParams, synthesize
 
 # keep torch and BLAS from oversubscribing the 2 CI cores when tests start clusters
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# progress lines (every 10 s when stderr is not a terminal) are tested on their own (tests/test_progress.py)
+os.environ.setdefault("BIGSEG_PROGRESS", "0")
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

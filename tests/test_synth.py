@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -75,3 +76,97 @@ def test_cli_prints_fractions(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "truth fractions: paste" in proc.stdout
     assert (tmp_path / "s.tif").exists() and (tmp_path / "s.truth.tif").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# styles
+
+from bigseg.synth import HELD_OUT, STYLES, make_training_set, resolve  # noqa: E402
+from bigseg.synth.scene import Scene  # noqa: E402
+
+EVERYTHING = dataclasses.replace(
+    resolve("random", 7), name="everything", stone_shapes=(1, 1, 1), stone_textures=(1, 1, 1, 1),
+    sand_fraction=0.4, void_looks=(1, 1, 1, 1), cracks_per_cm2=40.0, scratches_per_cm=6.0, pullouts_per_cm2=60.0,
+    vignetting=0.3, field_px=300, stone_rim=-0.2, pixel_size_um=12.0, blur_sigma_px=1.7)
+
+
+@pytest.mark.parametrize("style", ["probe-angular", "contrast-ink", "random", "everything"])
+def test_styled_tiles_do_not_depend_on_the_tiling(style):
+    """Every phenomenon (stones of each shape and texture, sand, voids of each look, cracks, scratches,
+    pull-outs, vignetting, blur) renders the same pixels whatever region is asked for."""
+    s = EVERYTHING if style == "everything" else resolve(style, 5)
+    scene = Scene(s, 5, 1500, 1200)
+    big_rgb, big_truth = scene.render(100, 200, 700, 900)
+    for (y, x, h, w) in [(100, 200, 300, 300), (333, 517, 211, 389), (600, 1000, 200, 100)]:
+        rgb, truth = Scene(s, 5, 1500, 1200).render(y, x, h, w)
+        np.testing.assert_array_equal(rgb, big_rgb[y - 100 : y - 100 + h, x - 200 : x - 200 + w])
+        np.testing.assert_array_equal(truth, big_truth[y - 100 : y - 100 + h, x - 200 : x - 200 + w])
+        _, truth_only = scene.render(y, x, h, w, want_image=False)
+        np.testing.assert_array_equal(truth_only, truth)
+
+
+def test_defects_and_sand_change_the_picture_not_the_truth():
+    """Sand, cracks, scratches and pull-outs are paste (or stone) in the 3-class table: the truth is that of
+    the same slab without them."""
+    plain = dataclasses.replace(EVERYTHING, sand_fraction=0.0, cracks_per_cm2=0.0, scratches_per_cm=0.0,
+                                pullouts_per_cm2=0.0)
+    rgb_a, truth_a = Scene(EVERYTHING, 3, 800, 800).render(0, 0, 800, 800)
+    rgb_b, truth_b = Scene(plain, 3, 800, 800).render(0, 0, 800, 800)
+    np.testing.assert_array_equal(truth_a, truth_b)
+    assert np.abs(rgb_a.astype(int) - rgb_b.astype(int)).mean() > 3
+
+
+def test_styled_slab_is_deterministic_and_fractions_are_the_truths(tmp_path):
+    p = SynthParams(900, 700, seed=21, style="random")
+    a = synthesize(tmp_path / "a.png", p)
+    b = synthesize(tmp_path / "b.png", p)
+    assert _digest(tmp_path / "a.png") == _digest(tmp_path / "b.png")
+    assert a["style_parameters"] == b["style_parameters"] and a["style"] == "random-21"
+    truth = np.asarray(Image.open(a["truth"]))
+    counts = np.bincount(truth.ravel(), minlength=3)
+    assert a["pixel_counts"] == {"paste": counts[0], "stone": counts[1], "void": counts[2]}
+    c = synthesize(tmp_path / "c.png", SynthParams(900, 700, seed=22, style="random"))
+    assert c["style_parameters"] != a["style_parameters"]
+
+
+def test_styled_fractions_are_near_the_targets():
+    """Stone and air intensities are set from the style's targets (small stones so the fraction settles)."""
+    s = dataclasses.replace(resolve("crushed"), stone_radius_mm=(1.2, 2.5), pixel_size_um=20.0,
+                            aggregate_fraction=0.5, air_fraction=0.06, void_median_diameter_mm=0.3)
+    frac = np.mean([np.bincount(Scene(s, seed, 1500, 1500).render(0, 0, 1500, 1500, want_image=False)[1].ravel(),
+                                minlength=3) / 1500**2 for seed in (4, 5)], axis=0)
+    assert abs(frac[1] - 0.5) < 0.05  # a Boolean model of stones up to 250 px across: a few % from slab to slab
+    assert abs(frac[2] - 0.06) < 0.02
+
+
+@pytest.mark.parametrize("name", ["probe-angular", "contrast-ink", "blue-epoxy", "gravel"])
+def test_named_styles_have_voids_that_differ_from_the_paste(name):
+    s = STYLES[name]
+    rgb, truth = Scene(s, 2, 900, 900).render(0, 0, 900, 900)
+    lum = rgb.astype(float).mean(axis=2)
+    assert (truth == 2).sum() > 500
+    assert abs(lum[truth == 2].mean() - lum[truth == 0].mean()) > 40
+
+
+def test_random_styles_span_the_range():
+    styles = [resolve("random", k) for k in range(200)]
+    pixel = [s.pixel_size_um for s in styles]
+    assert min(pixel) < 4 and max(pixel) > 15
+    assert any(s.void_looks[3] == 1 for s in styles)  # contrast-enhanced ones
+    assert any(s.sand_fraction == 0 for s in styles) and any(s.sand_fraction > 0.3 for s in styles)
+    assert len({s.stone_palette for s in styles}) == 200
+
+
+def test_held_out_styles_cannot_make_a_training_set(tmp_path):
+    assert set(HELD_OUT) <= set(STYLES)
+    with pytest.raises(BigsegError, match="held out"):
+        make_training_set(tmp_path / "set", 1, 1, 256, style=HELD_OUT[0])
+
+
+def test_cli_styles(tmp_path):
+    proc = run_cli("synth", tmp_path / "s.jpg", "--size", "300x200", "--seed", "1", "--style", "random")
+    assert proc.returncode == 0, proc.stderr
+    assert "style random-1" in proc.stdout
+    assert "unknown style" in error_line(run_cli("synth", tmp_path / "t.png", "--style", "marble"))
+    assert "must be a finite number" in error_line(run_cli("synth", tmp_path / "t.png", "--style", "gravel",
+                                                           "--pixel-size", "nan"))

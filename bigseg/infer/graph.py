@@ -524,13 +524,14 @@ def _execute(plan: _Plan, grid: Grid, store: Path, spec: ModelSpec, client, prob
              progress: bool):
     """Run the plan group by group (stripe by stripe, chunk row by chunk row), in this process (client None) or
     on the dask cluster."""
-    from tqdm import tqdm
+    from bigseg.progress import make_bar
 
     store_s = str(store)
     if plan.spill:
         _spill_dir(store).mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=sum(len(g[2]) for g in plan.groups), desc="infer", unit="chunk", disable=not progress,
-               leave=False)
+    n_chunks = sum(len(g[2]) for g in plan.groups)
+    mpx_per_chunk = grid.height * grid.width / 1e6 / max(1, n_chunks)
+    bar = make_bar(n_chunks, "infer", "chunk", enabled=progress, scale=mpx_per_chunk, scaled_unit="Mpx")
     try:
         if client is None:
             results = {}

@@ -190,9 +190,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": cfg.train}
     colors = np.array([c.color for c in classes], np.uint8)
     log = _Log(out)
-    from tqdm import tqdm
+    from bigseg.progress import make_bar
 
-    bar = tqdm(total=end - start, desc="train", unit="it", disable=not progress, leave=False)
+    bar = make_bar(end - start, "train", "it", enabled=progress)
     step = start
     losses = []
     t0 = time.perf_counter()
