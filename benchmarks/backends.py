@@ -36,9 +36,9 @@ import torch
 
 from bigseg import checkpoint
 from bigseg.classes import CONCRETE
+from bigseg.cluster import cpu_count
 from bigseg.export import export
 from bigseg.infer import InferOptions, infer
-from bigseg.infer.cluster import cpu_count
 from bigseg.infer.predictor import ModelSpec, get_model, predict
 from bigseg.infer.windows import Grid
 from bigseg.models import ARCHITECTURES, build
@@ -91,8 +91,8 @@ def end_to_end(models: dict, held_out: list[str], tmp: Path, trained: bool) -> d
         seconds = mpx = 0.0
         for s in stores:
             r = infer(s, model=model_file, options=InferOptions(workers=1, backend=backend, overwrite=True), **QUIET)
-            seconds += r["seconds"]
-            mpx += r["width"] * r["height"] / 1e6
+            seconds += r.seconds
+            mpx += r.width * r.height / 1e6
         row = {"infer_mpx_per_s": mpx / seconds}
         labels = [_labels(s) for s in stores]
         if reference is None:

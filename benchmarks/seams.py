@@ -60,7 +60,7 @@ def main(argv=None):
             labels = zarr.open_group(str(store), mode="r")["labels"][:]
             diff = labels != one_shot
             band = border_band(Grid(h, w, args.window, overlap), labels.shape)
-            print(json.dumps({"overlap": overlap, "windows": r["windows"], "seconds": round(r["seconds"], 2),
+            print(json.dumps({"overlap": overlap, "windows": r.windows, "seconds": round(r.seconds, 2),
                               "disagreement": float(diff.mean()), "near_borders": float(diff[band].mean()),
                               "elsewhere": float(diff[~band].mean())}), flush=True)
 

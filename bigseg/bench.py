@@ -222,9 +222,9 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
     workers; the limit, random checkpoints and exports run in subprocesses), so its memory counts as a real
     client's."""
     from bigseg import checkpoint as ckpt_mod
+    from bigseg.cluster import cpu_count
     from bigseg.infer import InferOptions, infer
-    from bigseg.infer.cluster import cpu_count
-    from bigseg.infer.graph import default_workers
+    from bigseg.infer.options import default_workers
     from bigseg.infer.windows import Grid
 
     w, h = size
@@ -274,8 +274,8 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
             "batch": batch, "stripe": stripe, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
             "limit_seconds": limit_seconds, "limit_mpx_per_s": mpx / limit_seconds,
-            "end_to_end_seconds": r["seconds"], "end_to_end_mpx_per_s": mpx / r["seconds"],
-            "efficiency": limit_seconds / r["seconds"], "cluster_startup_seconds": r["startup_seconds"],
+            "end_to_end_seconds": r.seconds, "end_to_end_mpx_per_s": mpx / r.seconds,
+            "efficiency": limit_seconds / r.seconds, "cluster_startup_seconds": r.startup_seconds,
             "prep_seconds": prep, "peak_worker_rss_mb": rss.peak_child / 2**20,
             "peak_client_rss_mb": rss.peak_self / 2**20, "peak_total_rss_mb": rss.peak_tree / 2**20,
             "python": sys.version.split()[0], "torch": limit["torch"], "machine": platform.machine(),
@@ -288,7 +288,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             result.update({
                 "monai_seconds": m["seconds"], "monai_load_seconds": m["load_seconds"],
                 "monai_mpx_per_s": mpx / m["seconds"], "monai_peak_rss_mb": m["peak_rss_mb"],
-                "speed_vs_monai": m["seconds"] / r["seconds"],
+                "speed_vs_monai": m["seconds"] / r.seconds,
                 "rss_vs_monai": result["peak_total_rss_mb"] / m["peak_rss_mb"],
                 "label_agreement_with_monai": label_agreement(store, tmp / "monai-labels.npy"),
             })

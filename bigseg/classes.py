@@ -47,3 +47,12 @@ def validate_table(classes) -> None:
         raise BigsegError(f"class ids must be 0..{len(ids) - 1} in order, got {ids}")
     if len(ids) > IGNORE_LABEL:
         raise BigsegError(f"at most {IGNORE_LABEL} classes are supported, got {len(ids)}")
+
+
+def concrete_ids(classes) -> dict[str, int] | None:
+    """Ids of paste, stone and void in a class table (in any order, beside any other classes), or None when the
+    table lacks one of them. The one test of "is this a concrete table?" for every figure that needs it."""
+    by_name = {c.name: c.id for c in classes}
+    if all(k in by_name for k in ("paste", "stone", "void")):
+        return {k: by_name[k] for k in ("paste", "stone", "void")}
+    return None

@@ -190,11 +190,11 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
                         overwrite=overwrite, progress=_progress(), backend=backend)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
-    click.echo(f"labels written to {s['store']}/labels: {s['width']}x{s['height']} px, {s['windows_computed']} "
-               f"windows in {s['seconds']:.1f} s ({s['megapixels_per_second']:.2f} Mpx/s, {s['workers']} workers)")
-    click.echo(format_table(s["stats"]))
+    click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {s.windows_computed} "
+               f"windows in {s.seconds:.1f} s ({s.megapixels_per_second:.2f} Mpx/s, {s.workers} workers)")
+    click.echo(format_table(s.stats))
     if stats_path:
-        Path(stats_path).write_text(json.dumps(s["stats"], indent=2))
+        Path(stats_path).write_text(json.dumps(s.stats, indent=2))
         click.echo(f"statistics written to {stats_path}")
 
 

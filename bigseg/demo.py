@@ -25,12 +25,12 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", size=(3000, 2000), seed
     ingest(image, store, truth=s["truth"], overwrite=True)
     echo(f"[2/4] ingested into {store}")
     r = infer(store, options=InferOptions(workers=workers, overwrite=True, progress=progress), echo=echo)
-    echo(f"[3/4] segmented {r['windows_computed']} windows in {r['seconds']:.1f} s "
-         f"({r['megapixels_per_second']:.2f} Mpx/s)")
+    echo(f"[3/4] segmented {r.windows_computed} windows in {r.seconds:.1f} s "
+         f"({r.megapixels_per_second:.2f} Mpx/s)")
     doc = make_report(store, out / "report", truth=True, overwrite=True, echo=lambda *_: None)
     echo(f"[4/4] report written to {doc['output']}/report.html (stats.json, stats.csv, quicklook.png)")
     echo("")
     echo("predicted (bundled model) vs truth:")
     echo(format_summary(doc))
-    return {"image": str(image), "store": str(store), "report": doc["output"], "stats": r["stats"],
+    return {"image": str(image), "store": str(store), "report": doc["output"], "stats": r.stats,
             "truth": doc["truth"]["areas"]}

@@ -26,81 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from bigseg.errors import BigsegError
+from bigseg.modelfile import EXPORT_FORMAT, META_KEY, onnx_available, ort_session
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("dynamo", "legacy")
 """torch's ONNX exporters: ``dynamo`` (torch.export-based, torch's default and future; 20-30 s for a torchvision
 model) and ``legacy`` (TorchScript-based, deprecated by torch, ~30x faster). bigseg falls back to the legacy one
 when the dynamo exporter fails on a model."""
-META_KEY = "bigseg"
-EXPORT_FORMAT = "bigseg-export"
 TRACE_SHAPE = (1, 3, 192, 256)
 CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
-
-
-def onnx_available() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise BigsegError(f"ONNX support needs onnx and onnxruntime ({exc}); pip install onnx onnxruntime "
-                          "onnxscript") from exc
-
-
-def model_kind(path: str | os.PathLike) -> str:
-    """'checkpoint', 'onnx' or 'torchscript' by content; BigsegError for a missing or unknown file."""
-    import zipfile
-
-    from bigseg.checkpoint import file_head
-
-    path = Path(path)
-    head = file_head(path, "model")
-    if head[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except zipfile.BadZipFile:
-            return "checkpoint"  # checkpoint.read names the problem
-        if any(n.endswith("/code/") or "/code/__torch__" in n for n in names) or \
-                any(n.endswith("extra/bigseg.json") for n in names):
-            return "torchscript"
-        return "checkpoint"
-    if head[:1] == b"\x80":
-        return "checkpoint"
-    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":  # ONNX: protobuf, field 1 (ir_version) first
-        return "onnx"
-    return "checkpoint"
-
-
-def read_onnx_meta(path: str | os.PathLike) -> dict:
-    """The bigseg metadata of an ONNX export; BigsegError naming what is missing for any other file."""
-    onnx_available()
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise BigsegError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
-                          ) from exc
-    props = {p.key: p.value for p in model.metadata_props}
-    if META_KEY not in props:
-        raise BigsegError(f"{path}: not a bigseg export: the ONNX file has no '{META_KEY}' metadata property "
-                          "(class table, architecture, window); export models with 'bigseg export'")
-    try:
-        meta = json.loads(props[META_KEY])
-    except ValueError as exc:
-        raise BigsegError(f"{path}: the '{META_KEY}' metadata property is not JSON ({exc})") from exc
-    missing = [k for k in ("format", "arch", "classes") if k not in meta]
-    if meta.get("format") != EXPORT_FORMAT or missing:
-        raise BigsegError(f"{path}: the '{META_KEY}' metadata property is not a bigseg export's "
-                          f"(missing: {', '.join(missing) or 'format ' + EXPORT_FORMAT})")
-    from bigseg.classes import table_from_attrs
-
-    table_from_attrs(meta["classes"])  # validates
-    names = [i.name for i in model.graph.input]
-    if len(names) != 1:
-        raise BigsegError(f"{path}: a bigseg export has one input (the image), this file has {len(names)}")
-    return meta
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,18 +167,6 @@ def _export_torchscript(model, path: Path, meta: dict) -> None:
     with _quiet(), torch.no_grad():  # torch.jit is deprecated in favour of torch.export, but libtorch loads it
         traced = torch.jit.trace(model, torch.rand(*TRACE_SHAPE), check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={"bigseg.json": json.dumps(meta)})
-
-
-def ort_session(path: str | os.PathLike, threads: int = 0, providers=("CPUExecutionProvider",)):
-    """An ONNX Runtime session for an export: quiet, one inter-op thread, ``threads`` intra-op (0: ORT's)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.inter_op_num_threads = 1
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=list(providers))
 
 
 def _onnx_runner(path: Path):

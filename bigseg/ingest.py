@@ -366,7 +366,7 @@ def ingest(
         group = st.zarr_open_new(tmp)
         st.init_root_attrs(group, source=info.to_attrs(), pixel_size=px, classes=classes)
         img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
-                                  compressors=st.image_compressors())
+                                  compressors=st.compressor())
         truth_arr = None
         if truth_dec is not None:
             truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
@@ -376,7 +376,7 @@ def ingest(
         for f in factors:
             ph, pw = -(-height // f), -(-width // f)
             levels[f] = st.create_array(previews, f"x{f}", (ph, pw, 3), (min(ph, 1024), min(pw, 1024), 3),
-                                        ("y", "x", "band"), compressors=st.image_compressors(),
+                                        ("y", "x", "band"), compressors=st.compressor(),
                                         attrs={"factor": f})
         from bigseg.progress import progress_bar
 

@@ -7,6 +7,8 @@ used only when torchvision already has them cached (see :func:`build`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -17,17 +19,26 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalized(nn.Module):
-    """Wraps a network: normalises the input, unwraps torchvision's {'out': ...} dicts."""
+    """Wraps a network: takes RGB in [0, 1], reorders the channels for a network trained on BGR (OpenCV),
+    normalises, unwraps torchvision's {'out': ...} dicts, and (``refine``) corrects the logits' boundaries at
+    full resolution from the image (:class:`EdgeRefine`)."""
 
-    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr: bool = False,
+                 refine: nn.Module | None = None):
         super().__init__()
         self.net = net
+        self.bgr = bool(bgr)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.refine = refine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x
+        if self.bgr:
+            x = x.flip(1)  # the network's channel order (mean and std are in that order too)
         out = self.net((x - self.mean) / self.std)
-        return out["out"] if isinstance(out, dict) else out
+        out = out["out"] if isinstance(out, dict) else out
+        return self.refine(out, rgb) if self.refine is not None else out
 
 
 def _conv_bn(cin, cout, stride=1):
@@ -87,19 +98,25 @@ class LightUNet(nn.Module):
         return self.refine(logits, x) if self.refine is not None else logits
 
 
+_TORCHVISION = {
+    "deeplabv3_resnet50": ("deeplabv3_resnet50", "resnet50"),
+    "deeplabv3_resnet101": ("deeplabv3_resnet101", "resnet101"),
+    "deeplabv3_mobilenet_v3_large": ("deeplabv3_mobilenet_v3_large", "mobilenet_v3_large"),
+    "lraspp_mobilenet_v3_large": ("lraspp_mobilenet_v3_large", "mobilenet_v3_large"),
+    "fcn_resnet50": ("fcn_resnet50", "resnet50"),
+    "fcn_resnet101": ("fcn_resnet101", "resnet101"),
+}
+
+
 def _torchvision(name: str, num_classes: int, pretrained_backbone: bool):
     from torchvision.models import segmentation as seg
 
-    builders = {
-        "deeplabv3_resnet50": seg.deeplabv3_resnet50,
-        "deeplabv3_mobilenet_v3_large": seg.deeplabv3_mobilenet_v3_large,
-        "lraspp_mobilenet_v3_large": seg.lraspp_mobilenet_v3_large,
-    }
+    builder = getattr(seg, _TORCHVISION[name][0])
     kwargs = {"weights": None, "num_classes": num_classes}
-    if name != "lraspp_mobilenet_v3_large":
+    if not name.startswith("lraspp"):
         kwargs["aux_loss"] = False
     kwargs["weights_backbone"] = _cached_backbone_weights(name) if pretrained_backbone else None
-    return builders[name](**kwargs)
+    return builder(**kwargs)
 
 
 def _cached_backbone_weights(name: str):
@@ -107,9 +124,10 @@ def _cached_backbone_weights(name: str):
     import os
 
     from torch.hub import get_dir
-    from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights
+    from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, ResNet101_Weights
 
-    weights = ResNet50_Weights.IMAGENET1K_V1 if "resnet50" in name else MobileNet_V3_Large_Weights.IMAGENET1K_V1
+    weights = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1,
+               "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1}[_TORCHVISION[name][1]]
     cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
     if not os.path.exists(cached):
         raise BigsegError(
@@ -124,18 +142,36 @@ ARCHITECTURES = {
     "lraspp_mobilenet_v3_large": "LR-ASPP, MobileNetV3-Large backbone (torchvision)",
     "deeplabv3_mobilenet_v3_large": "DeepLabV3, MobileNetV3-Large backbone (torchvision)",
     "deeplabv3_resnet50": "DeepLabV3, ResNet-50 backbone (torchvision)",
+    "deeplabv3_resnet101": "DeepLabV3, ResNet-101 backbone (torchvision)",
+    "fcn_resnet50": "FCN, ResNet-50 backbone (torchvision)",
+    "fcn_resnet101": "FCN, ResNet-101 backbone (torchvision)",
 }
 
 
-def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16,
-          refine: bool = False) -> nn.Module:
-    """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1]."""
+def _triple(values, what: str) -> tuple[float, float, float]:
+    v = [float(x) for x in (values if isinstance(values, list | tuple) else [values])]
+    if len(v) == 1:
+        v = v * 3
+    if len(v) != 3 or not all(map(math.isfinite, v)):
+        raise BigsegError(f"{what} needs one value or three finite values, got {values!r}")
+    return tuple(v)
+
+
+def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16, refine: bool = False,
+          mean=None, std=None, bgr: bool = False) -> nn.Module:
+    """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1].
+
+    ``mean``/``std`` (one value or three, in the network's channel order) default to ImageNet's; ``bgr``: the
+    network was trained on BGR input (OpenCV). ``refine`` adds a full-resolution edge-refinement head."""
     if arch not in ARCHITECTURES:
         raise BigsegError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if not 2 <= num_classes <= 255:
         raise BigsegError(f"num_classes must be between 2 and 255, got {num_classes}")
-    if arch == "light_unet":
-        net = LightUNet(num_classes, width, refine)
-    else:
-        net = _torchvision(arch, num_classes, pretrained_backbone)
-    return Normalized(net)
+    mean = _triple(mean, "mean") if mean is not None else IMAGENET_MEAN
+    std = _triple(std, "std") if std is not None else IMAGENET_STD
+    if min(std) <= 0:
+        raise BigsegError(f"std must be positive, got {list(std)}")
+    if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
+        return Normalized(LightUNet(num_classes, int(width), refine), mean, std, bgr)
+    net = _torchvision(arch, num_classes, pretrained_backbone)
+    return Normalized(net, mean, std, bgr, EdgeRefine(num_classes) if refine else None)

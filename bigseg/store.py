@@ -19,6 +19,7 @@ temporary name and renamed).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import time
@@ -41,13 +42,16 @@ is ~1000 chunks per array, few enough files for any filesystem. Smaller chunks (
 quadruple the file count; the model costs ~1000x more than decoding either way."""
 
 
-def image_compressors():
+def compressor():
+    """zstd level 3 for every array: images at ~2:1, label masks (long runs of few values) to a few percent."""
     return zarr.codecs.ZstdCodec(level=3)
 
 
-def label_compressors():
-    # label masks are long runs of few values: zstd squeezes them to a few percent
-    return zarr.codecs.ZstdCodec(level=3)
+ALL_CHUNKS = "all_chunks_written"
+"""Array attribute: every chunk is stored, even one equal to the fill value (zarr skips those by default), so a
+missing chunk file means damage, not zeros. Arrays bigseg creates carry it; older stores are read as before."""
+
+WRITE_EVERY_CHUNK = {"array.write_empty_chunks": True}
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -125,12 +129,99 @@ def create_array(group: zarr.Group, name: str, shape, chunks, dims, dtype="uint8
         chunks=tuple(int(c) for c in chunks),
         dtype=dtype,
         fill_value=fill_value,
-        compressors=compressors if compressors is not None else label_compressors(),
+        compressors=compressors if compressors is not None else compressor(),
+        config={"write_empty_chunks": True},
         dimension_names=tuple(dims),
         overwrite=overwrite,
     )
-    arr.attrs.update({"complete": False, **(attrs or {})})
+    arr.attrs.update({"complete": False, ALL_CHUNKS: True, **(attrs or {})})
     return arr
+
+
+_OPEN: dict = {}
+
+
+def open_array(store: str | os.PathLike, name: str, mode: str = "r") -> zarr.Array:
+    """``store/name`` as a zarr array, opened once per process (dask workers read and write many blocks of the
+    same arrays); reopened when the array's metadata file changes (a store replaced by --overwrite). Arrays
+    opened for writing store every chunk (see ALL_CHUNKS)."""
+    path = os.path.join(str(store), name)
+    try:
+        st = os.stat(os.path.join(path, "zarr.json"))
+        key = (path, mode, st.st_ino, st.st_mtime_ns)
+    except OSError:
+        key = (path, mode, None, None)
+    hit = _OPEN.get(key)
+    if hit is None:
+        try:
+            with zarr.config.set(WRITE_EVERY_CHUNK if mode != "r" else {}):
+                hit = zarr.open_array(path, mode=mode, zarr_format=3)
+        except Exception as exc:  # missing, truncated or malformed metadata
+            raise BigsegError(f"{path}: cannot open the zarr array ({_first_line(exc)})") from exc
+        _OPEN[key] = hit
+    return hit
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _chunk_file(array: zarr.Array, index: tuple[int, ...]) -> str | None:
+    root = getattr(array.store_path.store, "root", None)
+    if root is None:  # not a local store (s3://...): existence is not checked
+        return None
+    key = array.metadata.chunk_key_encoding.encode_chunk_key(index)
+    return os.path.join(str(root), array.store_path.path, key)
+
+
+def read(array: zarr.Array, *region: slice):
+    """``array[region]`` (slices along the leading axes), with damage named: a chunk file missing from an array
+    that stores every chunk, or a chunk that does not decode, is a BigsegError naming the array and the chunk."""
+    name = array.store_path.path or str(array.store_path)
+    chunks = array.chunks
+    ranges = []
+    for axis, sl in enumerate(region):
+        start, stop, _ = sl.indices(array.shape[axis])
+        ranges.append(range(start // chunks[axis], max(start, stop - 1) // chunks[axis] + 1))
+    tail = (0,) * (array.ndim - len(region))
+    indices = [(*idx, *tail) for idx in itertools.product(*ranges)]
+    if array.attrs.get(ALL_CHUNKS):
+        for idx in indices:
+            f = _chunk_file(array, idx)
+            if f is not None and not os.path.exists(f):
+                raise BigsegError(f"{array.store_path.store.root}: chunk {'.'.join(map(str, idx))} of '{name}' is "
+                                  f"missing (the store is damaged: {f}); 'bigseg info --check' lists every bad chunk")
+    try:
+        return array[region]
+    except Exception as exc:
+        bad = next((idx for idx in indices if not _decodes(array, idx)), None)
+        where = f"chunk {'.'.join(map(str, bad))}" if bad is not None else f"the chunks under {region}"
+        raise BigsegError(f"{array.store_path}: {where} of '{name}' cannot be read ({_first_line(exc)}); the "
+                          "store is damaged") from exc
+
+
+def _decodes(array: zarr.Array, idx: tuple[int, ...]) -> bool:
+    sel = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, array.chunks, array.shape, strict=True))
+    try:
+        array[sel]
+    except Exception:
+        return False
+    return True
+
+
+def check_chunks(array: zarr.Array) -> list[str]:
+    """Every chunk of ``array`` read once: a line per missing or undecodable chunk (empty when all is well)."""
+    problems = []
+    grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
+    every = bool(array.attrs.get(ALL_CHUNKS))
+    for idx in itertools.product(*grid):
+        f = _chunk_file(array, idx) if every else None
+        if f is not None and not os.path.exists(f):
+            problems.append(f"chunk {'.'.join(map(str, idx))}: missing")
+        elif not _decodes(array, idx):
+            problems.append(f"chunk {'.'.join(map(str, idx))}: cannot be decoded")
+    return problems
 
 
 def zarr_open_new(path: str | os.PathLike) -> zarr.Group:

@@ -14,9 +14,10 @@ from bigseg import checkpoint
 from bigseg.checkpoint import BUNDLED, file_digest
 from bigseg.classes import CONCRETE
 from bigseg.errors import BigsegError
-from bigseg.export import export, read_onnx_meta
+from bigseg.export import export
 from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
+from bigseg.modelfile import read_onnx_meta
 from bigseg.models import ARCHITECTURES, build
 from bigseg.synth import SynthParams, synthesize
 from tests.conftest import run_cli
@@ -44,12 +45,15 @@ def _ort(path):
 # and the legacy exporter on every model; -m slow runs the dynamo exporter on the torchvision models too
 ROUND_TRIPS = [
     ("light_unet", "dynamo"), ("light_unet", "legacy"), ("lraspp_mobilenet_v3_large", "legacy"),
-    ("deeplabv3_mobilenet_v3_large", "legacy"), ("deeplabv3_resnet50", "legacy"),
+    ("deeplabv3_mobilenet_v3_large", "legacy"), ("deeplabv3_resnet50", "legacy"), ("fcn_resnet50", "legacy"),
     pytest.param("lraspp_mobilenet_v3_large", "dynamo", marks=pytest.mark.slow),
     pytest.param("deeplabv3_mobilenet_v3_large", "dynamo", marks=pytest.mark.slow),
     pytest.param("deeplabv3_resnet50", "dynamo", marks=pytest.mark.slow),
+    # ResNet-101 variants: the ResNet-50 ones with more blocks (the same export path), heavier to run
+    pytest.param("deeplabv3_resnet101", "legacy", marks=pytest.mark.slow),
+    pytest.param("fcn_resnet101", "legacy", marks=pytest.mark.slow),
 ]
-assert {a for a, _ in ROUND_TRIPS[:5]} == set(ARCHITECTURES)
+assert {tuple(getattr(p, "values", p)) for p in ROUND_TRIPS} >= {(a, "legacy") for a in ARCHITECTURES}
 
 
 @pytest.mark.parametrize("arch,exporter", ROUND_TRIPS)
@@ -101,7 +105,7 @@ def test_onnxruntime_backend_from_a_checkpoint_matches_torch(tmp_path, stores):
     r = infer(b, options=InferOptions(backend="onnxruntime", **opts), **QUIET)
     exported = list((b / ".bigseg" / "models").glob("*.onnx"))
     assert len(exported) == 1 and read_onnx_meta(exported[0])["source_checkpoint_sha256"] == file_digest(BUNDLED)
-    assert r["run"]["backend"] == "onnxruntime"
+    assert r.run["backend"] == "onnxruntime"
     la, lb = (zarr.open_group(str(s), mode="r")["labels"][:] for s in (a, b))
     assert (la == lb).mean() >= 0.999
     # a rerun with --overwrite reuses the export
@@ -128,7 +132,7 @@ def test_int8_export_is_calibrated_checked_and_runs(tmp_path, stores):
         ingest(held.with_suffix(".png"), s, truth=held.with_suffix(".truth.png"), chunk=256)
     infer(fp, options=InferOptions(window=256, overlap=64, workers=0), **QUIET)
     r = infer(q, model=tmp_path / "q.onnx", options=InferOptions(window=256, overlap=64, workers=1), **QUIET)
-    assert r["run"]["backend"] == "onnxruntime"
+    assert r.run["backend"] == "onnxruntime"
     g_fp, g_q = zarr.open_group(str(fp), mode="r"), zarr.open_group(str(q), mode="r")
     assert (g_fp["labels"][:] == g_q["labels"][:]).mean() >= 0.99
     truth, labels = g_q["truth"][:], g_q["labels"][:]

@@ -84,7 +84,7 @@ def test_tiled_equals_one_shot_and_seams_are_invisible(tmp_path, slab, backend, 
     store = _store(tmp_path, slab)
     model_file = _model_for(backend, request)
     r = infer(store, model=model_file, options=_opts())
-    assert r["windows"] == len(Grid(900, 1100, WINDOW, OVERLAP).windows()) and r["run"]["backend"] == backend
+    assert r.windows == len(Grid(900, 1100, WINDOW, OVERLAP).windows()) and r.run["backend"] == backend
     tiled = _labels(store)
     image = zarr.open_group(str(store), mode="r")["image"][:]
     one_shot = _one_shot(backend, model_file, image)
@@ -121,7 +121,7 @@ def test_stats_match_numpy_exactly(tmp_path, slab):
     r = infer(store, options=_opts())
     labels = _labels(store)
     counts = np.bincount(labels.ravel(), minlength=3)
-    got = r["stats"]
+    got = r.stats
     assert [got["classes"][c.name]["pixels"] for c in CONCRETE] == counts.tolist()
     assert got["concrete"]["void_fraction"] == counts[2] / labels.size
     assert got["concrete"]["stone_void_ratio"] == counts[1] / counts[2]
@@ -160,7 +160,7 @@ def test_probabilities_and_small_images(tmp_path, slab):
     small = tmp_path / "small.png"
     synthesize(small, SynthParams(150, 90, seed=3))
     r = infer(small, options=_opts(window=900, overlap=128))
-    assert r["windows"] == 1 and _labels(r["store"]).shape == (90, 150)
+    assert r.windows == 1 and _labels(r.store).shape == (90, 150)
 
 
 def test_cli_infer_on_an_image_and_reruns(tmp_path, slab):
@@ -330,20 +330,20 @@ def test_evaluate_matches_numpy(tmp_path, slab):
 
 
 def _peak_live_windows(width, height, stripe, batch=2, chunk=1024):
-    """Replays the plan's order and releases (as _execute does): the most window logits held at once."""
-    from bigseg.infer.graph import _plan, stripe_columns
+    """Replays the plan's order and releases (as the scheduling loop does): the most window logits held at once."""
+    from bigseg.infer.plan import make_plan, stripe_columns
 
     grid = Grid(height, width, 900, 128)
     pending = [(bi, bj, (y, min(y + chunk, height), x, min(x + chunk, width)))
                for bi, y in enumerate(range(0, height, chunk)) for bj, x in enumerate(range(0, width, chunk))]
-    plan = _plan(grid, Path("/nonexistent"), pending, batch, chunk, stripe_columns(grid, chunk, batch, stripe))
+    plan = make_plan(grid, pending, batch, chunk, stripe_columns(grid, chunk, batch, stripe))
     live, peak = set(), 0
-    for gi, (stripe_i, _, blends) in enumerate(plan.groups):
-        for _, _, deps, _ in blends:
-            live |= {(key, stripe_i) for key in deps}
+    for gi, group in enumerate(plan.groups):
+        for blend in group.blends:
+            live |= {(key, group.stripe) for key in blend.deps}
         peak = max(peak, sum(len(plan.batches[key]) for key, _ in live))
-        live = {inst for inst in live if plan.last_use[inst] > gi}
-    return peak, len(plan.spill)
+        live -= set(plan.done_after(gi, live))
+    return peak, len(plan.spill_from)
 
 
 def test_memory_is_bounded_by_the_stripe_not_the_image():

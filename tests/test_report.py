@@ -275,3 +275,18 @@ def test_quicklook_mask_is_the_block_majority_whatever_the_chunks(tmp_path):
     assert small.shape == (88, 125)
     assert np.array_equal(small, _majority(mask, 8, 3))
     assert (small == V).sum() == pytest.approx((mask == V).sum() / 64, rel=0.1)
+
+
+def test_concrete_figures_for_a_concrete_table_in_any_order():
+    """Area statistics and air-void figures agree on what a concrete table is: paste, stone and void by name,
+    in any order (a table listing stone, paste, void got air-void figures but no concrete statistics)."""
+    from bigseg.classes import ClassInfo, concrete_ids
+    from bigseg.report.stats import statistics_from_counts
+
+    table = (ClassInfo(0, "stone", (1, 1, 1)), ClassInfo(1, "paste", (2, 2, 2)), ClassInfo(2, "void", (3, 3, 3)))
+    stats = statistics_from_counts(np.array([60, 30, 10]), table, 10.0)
+    assert concrete_ids(table) == {"paste": 1, "stone": 0, "void": 2}
+    assert stats["concrete"] == {"void_fraction": 0.1, "stone_fraction": 0.6, "paste_fraction": 0.3,
+                                 "stone_void_ratio": 6.0}
+    other = (ClassInfo(0, "road", (1, 1, 1)), ClassInfo(1, "sky", (2, 2, 2)))
+    assert concrete_ids(other) is None and "concrete" not in statistics_from_counts(np.array([5, 5]), other, None)

@@ -73,7 +73,7 @@ def get_model(spec: ModelSpec):
 
 
 def _ort_session(spec: ModelSpec):
-    from bigseg.export import ort_session, read_onnx_meta
+    from bigseg.modelfile import ort_session, read_onnx_meta
 
     meta = read_onnx_meta(spec.checkpoint)
     providers = ["CPUExecutionProvider"]

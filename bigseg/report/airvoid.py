@@ -354,14 +354,6 @@ def airvoid_parameters(m: MaskMeasurements, ids: dict[str, int], pixel_size_um: 
     }
 
 
-def concrete_ids(classes) -> dict[str, int] | None:
-    """Ids of paste, stone and void in a class table, or None when it is not a concrete table."""
-    by_name = {c.name: c.id for c in classes}
-    if all(k in by_name for k in ("paste", "stone", "void")):
-        return {k: by_name[k] for k in ("paste", "stone", "void")}
-    return None
-
-
 def check_mask(group, array: str, store) -> None:
     if array not in group:
         hint = "run 'bigseg infer " + str(store) + "' first" if array == "labels" else "ingest it with --truth"

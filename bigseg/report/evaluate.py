@@ -13,11 +13,11 @@ import numpy as np
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL
 from bigseg.errors import BigsegError
-from bigseg.train.metrics import scores
+from bigseg.metrics import scores
 
 
 def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
-    from bigseg.train.metrics import confusion
+    from bigseg.metrics import confusion
 
     return confusion(truth, labels, n, IGNORE_LABEL)[None, None]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import store as st
+from bigseg.classes import concrete_ids
 from bigseg.errors import BigsegError
 from bigseg.report import airvoid, render
 from bigseg.report.stats import statistics_from_counts
@@ -43,7 +44,7 @@ def _area_parameters(stats: dict) -> dict:
 def analyse(store, array: str, classes, px: float | None, spacing_mm: float, entrapped_mm: float,
             client=None) -> dict:
     """Area statistics and (for concrete class tables) air-void parameters of one mask in the store."""
-    ids = airvoid.concrete_ids(classes)
+    ids = concrete_ids(classes)
     if ids:
         m = airvoid.measure_mask(store, array, ids["void"], len(classes), spacing_mm * 1000.0 / px, client=client)
     else:  # not a concrete class table: area statistics only
@@ -159,13 +160,13 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
         airvoid.check_mask(group, "truth", store)
     classes = st.class_table(group)
     px = pixel_size or st.pixel_size_um(group)
-    if px is None and airvoid.concrete_ids(classes):
+    if px is None and concrete_ids(classes):
         raise BigsegError(f"{store} has no pixel size, which the air-void parameters need: pass --pixel-size UM "
                           "(micrometres per pixel)")
     out = Path(out) if out else default_output(store)
     h, w = group["labels"].shape
 
-    from bigseg.infer.cluster import dask_client
+    from bigseg.cluster import dask_client
 
     # without --scheduler: dask's threads in this process (reading and labelling chunks release the GIL)
     with dask_client(0, scheduler, echo=echo) as client, st.staged_output(out, overwrite) as tmp:

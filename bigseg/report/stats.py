@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from bigseg import store as st
+from bigseg.classes import concrete_ids
 
 
 def _chunk_hist(block: np.ndarray, n: int) -> np.ndarray:
@@ -52,8 +53,7 @@ def statistics_from_counts(counts: np.ndarray, classes, px: float | None, array:
            "pixel_size_um": px}
     if px:
         out["area_mm2"] = labelled * (px / 1000.0) ** 2
-    names = [c.name for c in classes]
-    if names[:3] == ["paste", "stone", "void"]:
+    if concrete_ids(classes):
         stone, void = per_class["stone"]["pixels"], per_class["void"]["pixels"]
         out["concrete"] = {
             "void_fraction": per_class["void"]["fraction"],

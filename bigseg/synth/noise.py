@@ -28,29 +28,31 @@ def hash01(iy: np.ndarray, ix: np.ndarray, salt: int) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def value_noise(y0: int, x0: int, h: int, w: int, scale: float, salt: int) -> np.ndarray:
-    """Smooth value noise in [0, 1) over the global pixel block [y0, y0+h) x [x0, x0+w)."""
+def value_noise(y0: int, x0: int, h: int, w: int, scale: float, salt: int, dtype=np.float64) -> np.ndarray:
+    """Smooth value noise in [0, 1) over the global pixel block [y0, y0+h) x [x0, x0+w).
+
+    ``dtype`` float32 halves the cost; the classic generator keeps float64 (its bytes must not change)."""
     gy = (np.arange(y0, y0 + h) + 0.5) / scale
     gx = (np.arange(x0, x0 + w) + 0.5) / scale
     iy, ix = np.floor(gy).astype(np.int64), np.floor(gx).astype(np.int64)
     fy, fx = gy - iy, gx - ix
-    fy, fx = fy * fy * (3 - 2 * fy), fx * fx * (3 - 2 * fx)
+    fy, fx = (fy * fy * (3 - 2 * fy)).astype(dtype), (fx * fx * (3 - 2 * fx)).astype(dtype)
     ly = np.arange(iy[0], iy[-1] + 2)
     lx = np.arange(ix[0], ix[-1] + 2)
-    lattice = hash01(ly[:, None], lx[None, :], salt)
+    lattice = hash01(ly[:, None], lx[None, :], salt).astype(dtype)
     ry, rx = iy - ly[0], ix - lx[0]
     top = lattice[ry][:, rx] * (1 - fx) + lattice[ry][:, rx + 1] * fx
     bottom = lattice[ry + 1][:, rx] * (1 - fx) + lattice[ry + 1][:, rx + 1] * fx
     return top * (1 - fy)[:, None] + bottom * fy[:, None]
 
 
-def fbm(y0, x0, h, w, scales, salt) -> np.ndarray:
+def fbm(y0, x0, h, w, scales, salt, dtype=np.float64) -> np.ndarray:
     """Fractal sum of value noise at ``scales`` (coarse to fine, amplitudes 1, 1/2, 1/3, ...), in [0, 1)."""
-    out = np.zeros((h, w))
+    out = np.zeros((h, w), dtype)
     total = 0.0
     for i, s in enumerate(scales):
         amp = 1.0 / (i + 1)
-        out += amp * value_noise(y0, x0, h, w, s, salt + 7919 * (i + 1))
+        out += amp * value_noise(y0, x0, h, w, s, salt + 7919 * (i + 1), dtype)
         total += amp
     return out / total
 

@@ -310,11 +310,14 @@ class Scene:
         s, px_mm, salt = self.style, self.px_mm, self.salt
         fine = lambda mm: max(1.5, mm * px_mm)  # noqa: E731 - a texture scale in mm, at least 1.5 px
         # paste: base colour drifting across the slab, mottling, fine speckle
-        drift = np.stack([fbm(Y0, X0, H, W, (fine(25.0), fine(8.0)), salt + 41 + c) - 0.5 for c in range(3)], -1)
-        mottle = fbm(Y0, X0, H, W, (fine(1.0), fine(0.25), fine(0.06)), salt + 11) - 0.5
-        speck = value_noise(Y0, X0, H, W, 1.7, salt + 13) - 0.5
-        rgb = np.asarray(s.paste_color, float) + 2 * s.paste_drift * drift \
-            + (s.paste_mottle * mottle + s.paste_speckle * speck)[..., None]
+        f32 = np.float32
+        drift = fbm(Y0, X0, H, W, (fine(25.0), fine(8.0)), salt + 41, f32) - 0.5  # brightness
+        tint = value_noise(Y0, X0, H, W, fine(15.0), salt + 43, f32) - 0.5  # and hue, across the slab
+        mottle = fbm(Y0, X0, H, W, (fine(1.0), fine(0.25), fine(0.06)), salt + 11, f32) - 0.5
+        speck = value_noise(Y0, X0, H, W, 1.7, salt + 13, f32) - 0.5
+        rgb = (np.asarray(s.paste_color, float) + (2 * s.paste_drift * drift + s.paste_mottle * mottle
+                                                   + s.paste_speckle * speck)[..., None]
+               + (s.paste_drift * tint)[..., None] * np.array([1.0, -0.2, -0.8]))
         paste = label == 0
         # sand grains (paste in the truth): drawn over the paste only
         if s.sand_fraction > 0 and paste.any():
@@ -330,7 +333,7 @@ class Scene:
             is_sand = grain_idx >= 0
             if is_sand.any():
                 gi = grain_idx[is_sand]
-                tex = value_noise(Y0, X0, H, W, fine(0.04), salt + 61)[is_sand] - 0.5
+                tex = value_noise(Y0, X0, H, W, fine(0.04), salt + 61, np.float32)[is_sand] - 0.5
                 rgb[is_sand] = sand.color[gi] + (18 * tex)[:, None]
         # stones: base colour and texture by kind
         is_stone = label == 1
@@ -370,9 +373,9 @@ class Scene:
         kinds = stones.texture[idx]
         amp = stones.texture_amp[idx]
         col = stones.color[idx].copy()
-        grain = value_noise(Y0, X0, H, W, fine(0.03), self.salt + 17)[is_stone] - 0.5
+        grain = value_noise(Y0, X0, H, W, fine(0.03), self.salt + 17, np.float32)[is_stone] - 0.5
         col += (10 * amp * grain)[:, None]
-        shade = fbm(Y0, X0, H, W, (fine(3.0), fine(1.0)), self.salt + 19)[is_stone] - 0.5
+        shade = fbm(Y0, X0, H, W, (fine(3.0), fine(1.0)), self.salt + 19, np.float32)[is_stone] - 0.5
         col += (14 * amp * shade)[:, None]
         for t, name in enumerate(STONE_TEXTURES):
             sel = kinds == t
@@ -386,7 +389,8 @@ class Scene:
                 edge = np.clip(1.5 - seam[is_stone][sel], 0, 1) * -25
                 col[sel] += ((shift + edge) * amp[sel])[:, None] + tint * amp[sel][:, None]
             elif name == "veins":
-                f = fbm(Y0, X0, H, W, (fine(6 * s.grain_mm), fine(2 * s.grain_mm)), self.salt + 37)[is_stone][sel]
+                f = fbm(Y0, X0, H, W, (fine(6 * s.grain_mm), fine(2 * s.grain_mm)), self.salt + 37,
+                        np.float32)[is_stone][sel]
                 vein = np.exp(-(((f - 0.5) / 0.035) ** 2))
                 sign = np.where(stones.salt[idx[sel]] < 0.5, -1.0, 1.0)
                 col[sel] += (55 * sign * vein * amp[sel])[:, None]
@@ -505,7 +509,7 @@ class Scene:
         span = abs(self.width * math.cos(a)) + abs(self.height * math.sin(a)) or 1.0
         proj = ((xx - self.width / 2) * math.cos(a) + (yy - self.height / 2) * math.sin(a)) / span
         light = 1.0 + s.illumination_gradient * proj
-        light = light + 0.03 * (fbm(Y0, X0, H, W, (700.0, 230.0), self.salt + 53) - 0.5)
+        light = light + 0.03 * (fbm(Y0, X0, H, W, (700.0, 230.0), self.salt + 53, np.float32) - 0.5)
         if s.vignetting > 0:
             f = float(s.field_px)
             fy = np.mod(yy, f) / f - 0.5

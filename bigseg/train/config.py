@@ -17,13 +17,13 @@ from bigseg.models import ARCHITECTURES
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # lr: .inf is refused, not trained on
 
 
 class ModelConfig(_Strict):
     arch: str = "deeplabv3_resnet50"
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
-    refine: bool = Field(False, description="light_unet only: a full-resolution edge-refinement head")
+    refine: bool = Field(False, description="a full-resolution edge-refinement head on the logits")
     pretrained_backbone: bool = False
     init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning)")
 
@@ -33,12 +33,6 @@ class ModelConfig(_Strict):
         if v not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(ARCHITECTURES)}")
         return v
-
-    @model_validator(mode="after")
-    def _refine_needs_light_unet(self):
-        if self.refine and self.arch != "light_unet":
-            raise ValueError(f"refine applies to light_unet only, not {self.arch}")
-        return self
 
     def kwargs(self) -> dict:
         kw = {}
@@ -64,12 +58,69 @@ class ScheduleConfig(_Strict):
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="onecycle: fraction of steps rising")
 
 
+class PhotometricConfig(_Strict):
+    """Photometric augmentation (bigseg.train.augment): each operation applied with ``probability``."""
+
+    probability: float = Field(0.5, ge=0, le=1)
+    brightness: float = Field(0.2, ge=0, le=0.9, description="max relative brightness change")
+    contrast: float = Field(0.2, ge=0, le=0.9, description="max relative contrast change")
+    gamma: float = Field(0.25, ge=0, le=1.5, description="gamma drawn log-uniformly in exp(+-gamma)")
+    colour: float = Field(0.08, ge=0, le=0.5, description="max relative change of each channel's gain")
+    saturation: float = Field(0.3, ge=0, le=1, description="max relative saturation change")
+    blur: float = Field(1.5, ge=0, le=5, description="largest Gaussian blur sigma (px); 0: none")
+    noise: float = Field(6.0, ge=0, le=50, description="largest noise sigma (grey levels of 255); 0: none")
+    jpeg: tuple[int, int] | None = Field((50, 95), description="JPEG re-encoding quality range; null: none")
+
+    @field_validator("jpeg")
+    @classmethod
+    def _quality(cls, v):
+        if v is not None and not 1 <= v[0] <= v[1] <= 100:
+            raise ValueError(f"jpeg quality range must be 1 <= low <= high <= 100, got {list(v)}")
+        return v
+
+
 class AugmentConfig(_Strict):
     hflip: bool = True
     vflip: bool = True
     rot90: bool = False
     color_jitter: float = Field(0.0, ge=0, le=0.5, description="max relative brightness/contrast change")
     scale: tuple[float, float] | None = Field(None, description="random rescale range, e.g. [0.75, 1.25]")
+    photometric: PhotometricConfig | None = Field(None, description="brightness, contrast, gamma, colour, blur, "
+                                                  "noise, JPEG (bigseg.train.augment)")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v):
+        if v is not None and not 0 < v[0] <= v[1] <= 10:
+            raise ValueError(f"scale range must be 0 < low <= high <= 10, got {list(v)}")
+        return v
+
+
+class SyntheticConfig(_Strict):
+    """Crops rendered on the fly from synthetic sections (bigseg.train.synthetic), instead of or beside stores."""
+
+    styles: dict[str, float] = Field(default_factory=lambda: {"random": 1.0},
+                                     description="style name -> weight (random: a new style per region)")
+    region: int = Field(1024, ge=64, le=4096, description="side (px) of each rendered region")
+    crops_per_region: int = Field(8, ge=1, le=64, description="crops taken from one rendered region")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of synthetic crops when stores are given too")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("styles")
+    @classmethod
+    def _styles(cls, v):
+        from bigseg.synth.styles import HELD_OUT, style_names
+
+        if not v:
+            raise ValueError("give at least one style")
+        for name, weight in v.items():
+            if name in HELD_OUT:
+                raise ValueError(f"{name!r} is a held-out style (benchmarks/generalization.py); never train on it")
+            if name not in style_names():
+                raise ValueError(f"unknown style {name!r}; choose from {', '.join(style_names())}")
+            if not (weight > 0 and math.isfinite(weight)):
+                raise ValueError(f"style weights must be positive, got {name}: {weight}")
+        return v
 
 
 class RareClassConfig(_Strict):
@@ -78,8 +129,9 @@ class RareClassConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    train: list[str] = Field(..., min_length=1, description="slab stores or globs with image + truth")
+    train: list[str] = Field(default_factory=list, description="slab stores or globs with image + truth")
     val: list[str] = Field(default_factory=list)
+    synthetic: SyntheticConfig | None = Field(None, description="train on synthetic crops rendered on the fly")
     model: ModelConfig = ModelConfig()
     crop: int = Field(900, ge=32, le=4096)
     batch_size: int = Field(4, ge=1)
@@ -96,7 +148,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     val_every: int = Field(200, ge=1)
     val_crops: int = Field(16, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     out: str = "runs/train"
     num_workers: int = Field(2, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -104,6 +156,10 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if not self.train and self.synthetic is None:
+            raise ValueError("give training stores (train: [...]) or synthetic: {...} (or both)")
+        if self.synthetic is not None and self.epochs is not None and not self.train:
+            raise ValueError("epochs count passes over training stores; with synthetic crops only, give iterations")
         if self.class_weights is not None and any(w < 0 for w in self.class_weights):
             raise ValueError("class_weights must be non-negative")
         if self.iterations is not None and self.epochs is not None:
@@ -147,7 +203,9 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
     if not path.is_file():
         raise BigsegError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise BigsegError(f"{path}: not a text file (a YAML config is UTF-8 text; is this an image?)") from exc
     except yaml.YAMLError as exc:
         raise BigsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
@@ -160,7 +218,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].replace("Extra inputs are not permitted", "unknown key")
         raise BigsegError(f"{path}: {key}: {msg}") from exc
-    cfg.train = _resolve(cfg.train, Path("."))
+    cfg.train = _resolve(cfg.train, Path(".")) if cfg.train else []
     cfg.val = _resolve(cfg.val, Path(".")) if cfg.val else []
     resolve_epochs(cfg)
     return cfg
@@ -168,7 +226,7 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
 
 def resolve_epochs(cfg: TrainConfig) -> None:
     """Set ``iterations`` from ``epochs`` and the training stores' image area (when epochs is used)."""
-    if cfg.iterations is None:
+    if cfg.iterations is None and cfg.train:
         from bigseg import store as st
 
         area = sum(int(np.prod(st.open_store(p)["image"].shape[:2])) for p in cfg.train)

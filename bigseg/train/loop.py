@@ -19,9 +19,9 @@ import torch
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
 from bigseg.errors import BigsegError
+from bigseg.metrics import confusion, scores
 from bigseg.models import build
 from bigseg.train.config import TrainConfig, resolve_epochs
-from bigseg.train.metrics import confusion, scores
 from bigseg.train.sampler import CropDataset, IndexRange
 
 
@@ -33,14 +33,51 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _classes(stores: list[str]):
+def _classes(cfg: TrainConfig):
+    """The class table of the training (and validation) stores; synthetic crops are concrete."""
+    from bigseg.classes import CONCRETE
+
+    stores = cfg.train + cfg.val
+    if not stores:
+        return CONCRETE
     tables = [st.class_table(st.open_store(p)) for p in stores]
     first = tables[0]
     for p, t in zip(stores, tables, strict=True):
         if [c.name for c in t] != [c.name for c in first]:
             raise BigsegError(f"{p}: its classes ({', '.join(c.name for c in t)}) differ from {stores[0]}'s "
                               f"({', '.join(c.name for c in first)})")
+    if cfg.synthetic is not None and [c.name for c in first] != [c.name for c in CONCRETE]:
+        raise BigsegError(f"synthetic crops are concrete (paste, stone, void); the stores' classes are "
+                          f"{', '.join(c.name for c in first)}")
     return first
+
+
+def _datasets(cfg: TrainConfig, n_classes: int):
+    """(training set, validation set or None): crops from stores, synthetic crops, or a mix of both."""
+    from bigseg.train.synthetic import Mixed, SyntheticCrops
+
+    stores = CropDataset(cfg.train, cfg.crop, cfg.augment, cfg.seed, cfg.rare_class, n_classes) if cfg.train else None
+    synthetic = SyntheticCrops(cfg.synthetic, cfg.crop, cfg.augment, cfg.seed) if cfg.synthetic else None
+    if stores is not None and synthetic is not None:
+        train = Mixed(stores, synthetic, cfg.synthetic.fraction, cfg.seed)
+    else:
+        train = stores or synthetic
+    if cfg.val:
+        val = CropDataset(cfg.val, cfg.crop, None, cfg.seed + 1)
+    elif cfg.synthetic:  # other slabs and styles (another seed), one crop per rendered region
+        val = SyntheticCrops(cfg.synthetic.model_copy(update={"crops_per_region": 1, "region": cfg.crop}),
+                             cfg.crop, None, cfg.seed + 1)
+    else:
+        val = None
+    return train, val
+
+
+def _provenance(cfg: TrainConfig) -> list[str]:
+    out = list(cfg.train)
+    if cfg.synthetic is not None:
+        styles = ", ".join(f"{k} {v:g}" for k, v in cfg.synthetic.styles.items())
+        out.append(f"synthetic sections rendered on the fly (styles: {styles}; seed {cfg.seed}/{cfg.synthetic.seed})")
+    return out
 
 
 def _schedule(cfg: TrainConfig, opt):
@@ -142,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     if resume and not last.exists():
         raise BigsegError(f"--resume: no checkpoint at {last}")
     resolve_epochs(cfg)
-    classes = _classes(cfg.train + cfg.val)
+    classes = _classes(cfg)
     n_classes = len(classes)
     if cfg.class_weights is not None and len(cfg.class_weights) != n_classes:
         raise BigsegError(f"class_weights has {len(cfg.class_weights)} entries for {n_classes} classes")
@@ -176,8 +213,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         start = int(state["step"])
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
     end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-    dataset = CropDataset(cfg.train, cfg.crop, cfg.augment, cfg.seed, cfg.rare_class, n_classes)
-    val_set = CropDataset(cfg.val, cfg.crop, None, cfg.seed + 1) if cfg.val else None
+    dataset, val_set = _datasets(cfg, n_classes)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=IndexRange(start * cfg.batch_size, end * cfg.batch_size),
         num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
@@ -187,7 +223,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": cfg.train}
+    meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
     colors = np.array([c.color for c in classes], np.uint8)
     log = _Log(out)
     from bigseg.progress import make_bar

@@ -117,6 +117,10 @@ class CropDataset(torch.utils.data.Dataset):
                 c = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
                 mean = image.mean()
                 image = ((image - mean) * c + mean * b).clamp_(0, 1)
+            if a.photometric is not None:
+                from bigseg.train.augment import photometric
+
+                image = photometric(image, rng, a.photometric)
         return image.contiguous(), truth.contiguous()
 
 

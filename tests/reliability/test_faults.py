@@ -157,7 +157,7 @@ def test_no_shell_commands_from_user_strings(record_property):
 def test_local_cluster_listens_on_localhost_only(record_property):
     record_property("reliability", ("security", "the dask cluster bigseg starts",
                                     "scheduler, workers and dashboard bound to 127.0.0.1"))
-    from bigseg.infer.cluster import dask_client
+    from bigseg.cluster import dask_client
 
     with dask_client(1, None, echo=lambda *_: None) as client:
         info = client.scheduler_info()

@@ -1,0 +1,35 @@
+"""The store a run works on: INPUT itself when it is a store, else the store its image is (or will be) ingested to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bigseg import store as st
+from bigseg.errors import BigsegError
+
+
+def resolve_input(input_path, out: str | None, echo=print, progress: bool | None = False) -> Path:
+    """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
+    from bigseg.ingest import ingest
+
+    p = Path(input_path)
+    if st.is_store(p):
+        if out and Path(out).resolve() != p.resolve():
+            raise BigsegError(f"{p} is already a store; -o applies only when INPUT is an image file")
+        return p
+    if p.is_dir():
+        raise BigsegError(f"{p}: a folder but not a zarr store")
+    store = Path(out) if out else p.with_suffix(".zarr")
+    if store.exists():
+        group = st.open_store(store)
+        src = group.attrs.get("source", {})
+        same = src.get("path") == str(p.resolve()) and p.exists() and src.get("file_size") == p.stat().st_size \
+            and src.get("mtime") == int(p.stat().st_mtime)
+        if not same:
+            raise BigsegError(f"{store} exists but was not ingested from {p} as it is now; "
+                              f"choose another store with -o or delete it")
+        echo(f"using {store} (already ingested from {p})")
+        return store
+    s = ingest(p, store, progress=progress)
+    echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})")
+    return store

@@ -1,0 +1,84 @@
+"""Inference options, their defaults and their checks (one home for each default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bigseg.errors import BigsegError
+
+BACKENDS = ("torch", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+MAX_WINDOW = 4096
+MIN_WINDOW = 32
+DEFAULT_WINDOW = 900
+DEFAULT_OVERLAP = 128
+MAX_WORKERS = 256
+"""Local worker processes at most: each holds a model (0.5-1.5 GB with torch) and dask opens a dozen files per
+worker; far beyond any machine's cores it only ends in 'Too many open files'."""
+
+STRIPE_PX = 8192
+"""Default width of the column stripes the image is processed in (rounded up to whole chunks, and to at least four
+batches of windows). Memory holds a few window rows of one stripe, so it is bounded by the stripe's width, not the
+image's; the windows on a stripe's right border are also needed by the next stripe and are kept on disk
+(``.bigseg/spill``) for it, trimmed to the columns it needs."""
+
+
+def default_batch(device: str) -> int:
+    """Windows per forward pass: 2 on a CPU (two task threads already overlap reads with the model), 8 on CUDA."""
+    return 8 if device == "cuda" else 2
+
+
+def default_workers(device: str) -> int:
+    """Local workers: one per GPU with cuda; on a CPU half the cores (each worker runs two task threads and
+    sets its torch threads to cores / workers)."""
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    from bigseg.cluster import cpu_count
+
+    return max(1, cpu_count() // 2)
+
+
+@dataclass
+class InferOptions:
+    window: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
+    batch: int | None = None  # None: default_batch(device)
+    device: str = "cpu"
+    workers: int | None = None  # None: default_workers(device); 0: in this process
+    scheduler: str | None = None
+    threads: int | None = None  # torch threads per CPU worker; None: cores // workers
+    stripe: int | None = None  # width (px) of the column stripes processed at a time; None: STRIPE_PX
+    probabilities: bool = False
+    overwrite: bool = False
+    progress: bool | None = False
+    amp: bool = True
+    backend: str | None = None  # "torch" or "onnxruntime"; None: onnxruntime for an ONNX file, else torch
+
+    def check(self) -> None:
+        """Every option in range, before anything is started or touched (parameter names as in the CLI)."""
+        if not MIN_WINDOW <= self.window <= MAX_WINDOW:
+            raise BigsegError(f"--window must be between {MIN_WINDOW} and {MAX_WINDOW} pixels, got {self.window}")
+        if not 0 <= self.overlap <= self.window // 2:
+            raise BigsegError(f"--overlap must be between 0 and half the window ({self.window // 2}), "
+                              f"got {self.overlap}")
+        if self.stripe is not None and self.stripe < 1:
+            raise BigsegError(f"--stripe must be a positive width in pixels, got {self.stripe}")
+        if self.device not in DEVICES:
+            raise BigsegError(f"unknown device {self.device!r}; use cpu or cuda")
+        if self.batch is not None and self.batch < 1:
+            raise BigsegError(f"--batch must be at least 1, got {self.batch}")
+        if self.threads is not None and self.threads < 1:
+            raise BigsegError(f"--threads must be at least 1, got {self.threads}")
+        if self.workers is not None and not 0 <= self.workers <= MAX_WORKERS:
+            raise BigsegError(f"--workers must be between 0 and {MAX_WORKERS}, got {self.workers}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise BigsegError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+
+    def batch_size(self) -> int:
+        return self.batch or default_batch(self.device)
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else default_workers(self.device)
+

@@ -1,0 +1,151 @@
+"""What inference writes besides the chunks themselves: the store lock, per-chunk completion markers (resume),
+spill files (window logits kept for the next stripe), and the creation and completion of the output arrays.
+
+Layout under ``STORE/.bigseg/``: ``infer.lock`` (pid, host), ``labels-done/BI.BJ`` (one per finished label chunk;
+its content is the chunk's measurements, JSON), ``spill/ROW.K.npz``. Markers and spill files are removed when
+the run completes; a killed run leaves them for the next run to resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from bigseg import store as st
+from bigseg.errors import BigsegError
+from bigseg.infer.plan import BatchKey, Bounds
+
+
+def progress_dir(store: Path) -> Path:
+    return store / ".bigseg" / "labels-done"
+
+
+def marker(store: Path, bi: int, bj: int) -> Path:
+    return progress_dir(store) / f"{bi}.{bj}"
+
+
+def spill_dir(store: Path) -> Path:
+    return store / ".bigseg" / "spill"
+
+
+def spill_file(store: Path, key: BatchKey) -> str:
+    return str(spill_dir(store) / f"{key.row}.{key.k}.npz")
+
+
+def clear_run_files(store: Path) -> None:
+    shutil.rmtree(progress_dir(store), ignore_errors=True)
+    shutil.rmtree(spill_dir(store), ignore_errors=True)
+
+
+def read_markers(store: Path) -> list[dict]:
+    """The measurements every finished chunk recorded ({} for a marker without them: an older bigseg's)."""
+    out = []
+    for p in progress_dir(store).iterdir():
+        if p.name.endswith(".tmp"):
+            continue
+        try:
+            out.append(json.loads(p.read_text() or "{}"))
+        except (OSError, ValueError):
+            out.append({})
+    return out
+
+
+class StoreLock:
+    """An exclusive lock file in the store: a second ``infer`` on the same store refuses to start."""
+
+    def __init__(self, store: Path):
+        self.path = store / ".bigseg" / "infer.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                other = self._read()
+                if other and other.get("host") == me["host"] and not st.pid_alive(other.get("pid", -1)):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone (killed run)
+                    continue
+                who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another process"
+                raise BigsegError(f"{self.path.parent.parent}: another 'bigseg infer' is running on this store "
+                                  f"({who}); wait for it, or remove {self.path} if it is gone") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise BigsegError(f"{self.path}: cannot take the store lock")
+
+    def _read(self):
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,
+            chunks: tuple[int, int]) -> tuple[list[tuple[int, int, Bounds]], int]:
+    """Create (or validate for resume) labels / probabilities / confidence; return (pending chunks, skipped)."""
+    from bigseg.infer.confidence import create_array as create_confidence
+
+    cy, cx = chunks
+    height, width = group["image"].shape[:2]
+    existing = group.get("labels")
+    resume = False
+    if existing is not None and not overwrite:
+        same = existing.attrs.get("run") == run and existing.shape == (height, width) \
+            and existing.chunks == (cy, cx) and (not probabilities or "probabilities" in group)
+        if st.is_complete(existing):
+            raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+        if not same:
+            raise BigsegError(f"{store}: holds unfinished labels of a different run (model, window, overlap or batch "
+                              f"differ); rerun with the same options to resume, or pass --overwrite")
+        resume = True
+    if not resume:
+        clear_run_files(store)
+        for name in ("labels", "probabilities", "confidence"):
+            if name in group:
+                del group[name]
+        st.create_array(group, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run})
+        if probabilities:
+            st.create_array(group, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
+                            ("class", "y", "x"), attrs={"encoding": "round(255 * softmax(blended logits))"})
+        create_confidence(group, (height, width), (cy, cx))
+        if "truth" not in group:
+            from bigseg.classes import table_to_attrs
+
+            group.attrs["classes"] = table_to_attrs(classes)
+        st.consolidate(store)
+    progress_dir(store).mkdir(parents=True, exist_ok=True)
+    pending, skipped = [], 0
+    for bi, y0 in enumerate(range(0, height, cy)):
+        for bj, x0 in enumerate(range(0, width, cx)):
+            if resume and marker(store, bi, bj).exists():
+                skipped += 1
+            else:
+                pending.append((bi, bj, (y0, min(y0 + cy, height), x0, min(x0 + cx, width))))
+    return pending, skipped
+
+
+def finish(group, store: Path, probabilities: bool, client) -> dict:
+    """Mark the outputs complete, attach the statistics and the confidence summary, remove the run's files."""
+    from bigseg.infer.confidence import summarize
+    from bigseg.report.stats import class_statistics
+
+    summary = summarize(read_markers(store), group)
+    stats = class_statistics(store, client=client)
+    labels = group["labels"]  # one Array object per array: each holds its own copy of the attributes
+    labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
+    st.set_complete(labels)
+    for name in ["confidence"] + (["probabilities"] if probabilities else []):
+        if name in group:
+            st.set_complete(group[name])
+    clear_run_files(store)
+    st.consolidate(store)
+    return stats

@@ -1,0 +1,249 @@
+"""``infer``: check everything, reach the cluster, plan, and run the plan in one scheduling loop.
+
+The loop submits the plan's groups (one chunk row of one stripe) a few at a time, waits for the oldest, and
+releases the window logits no later group needs (and the spill files no later stripe needs). The same loop runs
+on a dask cluster and, with ``workers=0``, in this process (:class:`InProcess` runs each task when submitted).
+
+Each window is computed once (a batch feeds every chunk it touches). Summing in window order makes a pixel's
+value independent of which chunk it falls in, so labels are byte-identical for any chunking, any number of
+workers, and across an interruption: a rerun skips chunks whose marker exists and computes only the batches that
+pending chunks need.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bigseg import store as st
+from bigseg.checkpoint import BUNDLED, classes_of, file_digest
+from bigseg.errors import BigsegError
+from bigseg.infer import backend as be
+from bigseg.infer import outputs
+from bigseg.infer.inputs import resolve_input
+from bigseg.infer.options import InferOptions
+from bigseg.infer.plan import Plan, make_plan, stripe_columns
+from bigseg.infer.predictor import ModelSpec
+from bigseg.infer.tasks import batch_logits, blend_block
+from bigseg.infer.windows import Grid
+
+ROWS_IN_FLIGHT = 2
+"""Groups (chunk rows of a stripe) submitted at a time (more when many workers need feeding). A window row's logits
+are kept only until the last chunk row of the stripe needing them is blended. (Letting dask order one big graph held
+far more: 5.9 GB for a 40000 x 25000 image on one CPU worker; whole-width chunk rows held memory proportional to
+the image's width.)"""
+
+
+@dataclass(frozen=True)
+class InferResult:
+    store: str
+    width: int
+    height: int
+    windows: int
+    windows_computed: int
+    chunks: int
+    chunks_skipped: int
+    seconds: float
+    startup_seconds: float
+    megapixels_per_second: float
+    workers: int
+    device: str
+    stats: dict
+    confidence: dict | None
+    run: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Done:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class InProcess:
+    """The few dask Client calls the loop makes, run at once in this process (``workers=0``)."""
+
+    threads = 1
+
+    def submit(self, fn, *args, key=None, pure=None):
+        return _Done(fn(*[a.value if isinstance(a, _Done) else a for a in args]))
+
+    @staticmethod
+    def completed(futures):
+        return futures
+
+    def cancel(self, futures):
+        pass
+
+
+class OnCluster:
+    """A dask Client with the same three calls."""
+
+    def __init__(self, client):
+        self.client = client
+        self.threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
+
+    def submit(self, fn, *args, key=None, pure=None):
+        return self.client.submit(fn, *args, key=key, pure=pure)
+
+    @staticmethod
+    def completed(futures):
+        from distributed import as_completed
+
+        return as_completed(futures)
+
+    def cancel(self, futures):
+        self.client.cancel(futures)
+
+
+def executor(client):
+    return InProcess() if client is None else OnCluster(client)
+
+
+def on_a_worker(client, function, *args):
+    """``function(*args)`` on a dask worker (in this process without a cluster); its exceptions re-raised here."""
+    return executor(client).submit(function, *args, pure=False).result()
+
+
+def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress) -> None:
+    """Run the plan group by group: submit a few groups ahead, wait for the oldest, release what no later group
+    needs."""
+    from bigseg.progress import make_bar
+
+    store_s = str(store)
+    grid = plan.grid
+    if plan.spill_from:
+        outputs.spill_dir(store).mkdir(parents=True, exist_ok=True)
+    mpx_per_chunk = grid.height * grid.width / 1e6 / max(1, plan.n_chunks)
+    bar = make_bar(plan.n_chunks, "infer", "chunk", enabled=progress, scale=mpx_per_chunk, scaled_unit="Mpx")
+    held: dict = {}  # (batch, stripe) -> future of its logits
+    in_flight: list = []  # (group index, blend futures), oldest first
+    batches_per_group = max(1, len(plan.batches) // max(1, len(plan.groups)))
+    ahead = 1 if isinstance(ex, InProcess) else max(ROWS_IN_FLIGHT, -(-2 * ex.threads // batches_per_group))
+    tag = spec.digest[:8]
+
+    def submit(gi: int) -> None:
+        g = plan.groups[gi]
+        futures = []
+        for blend in g.blends:
+            for key in blend.deps:
+                if (key, g.stripe) not in held:
+                    spill = outputs.spill_file(store, key) if key in plan.spill_from else None
+                    held[(key, g.stripe)] = ex.submit(
+                        batch_logits, spec, store_s, plan.batches[key], grid, spill, plan.spill_from.get(key, 0),
+                        plan.reuse(key, g.stripe), key=f"predict-{key.row}-{key.k}-{g.stripe}-{tag}")
+            marker = str(outputs.marker(store, *blend.chunk))
+            futures.append(ex.submit(blend_block, store_s, blend.bounds, grid, blend.sources, marker, probabilities,
+                                     n_classes, *[held[(d, g.stripe)] for d in blend.deps],
+                                     key=f"blend-{blend.chunk[0]}.{blend.chunk[1]}-{tag}"))
+        in_flight.append((gi, futures))
+
+    next_group = 0
+    try:
+        while next_group < len(plan.groups) or in_flight:
+            while next_group < len(plan.groups) and len(in_flight) < ahead:
+                submit(next_group)
+                next_group += 1
+            gi, futures = in_flight.pop(0)
+            for fut in ex.completed(futures):
+                fut.result()  # re-raises a task's exception here
+                bar.update(1)
+            for inst in plan.done_after(gi, list(held)):
+                del held[inst]  # releases the logits on the workers
+                key, stripe = inst
+                if key in plan.spill_from and stripe == plan.last_stripe[key]:
+                    Path(outputs.spill_file(store, key)).unlink(missing_ok=True)
+    except BaseException:
+        ex.cancel([f for _, fs in in_flight for f in fs] + list(held.values()))
+        raise
+    finally:
+        bar.close()
+
+
+def infer(input_path, out: str | None = None, model: str | None = None, options: InferOptions | None = None,
+          echo=print) -> InferResult:
+    """Segment INPUT (image file or slab store) into the store's ``labels``; returns what was done, with the
+    class statistics and the confidence summary.
+
+    Everything that can be checked is checked before any compute: the options, the model file and backend, the
+    device, the scheduler, an existing result, a concurrent run; the checkpoint (safe load, classes against the
+    store's truth) is validated on a worker before the store is touched.
+    """
+    from bigseg.cluster import cpu_count, dask_client
+
+    o = options or InferOptions()
+    o.check()
+    if o.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BigsegError("--device cuda: no CUDA device is visible to torch on this machine")
+    batch = o.batch_size()
+    ckpt = Path(model) if model else BUNDLED
+    if model is None:
+        echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
+    kind, backend, meta = be.model_and_backend(ckpt, o)
+    workers = o.worker_count()
+    threads = o.threads or max(1, cpu_count() // max(workers, 1))
+    t_start = time.perf_counter()
+    # the cluster is reached (or started) before the store is touched: an unreachable scheduler must not
+    # cost the labels already there
+    with dask_client(workers, o.scheduler, echo, o.device, threads) as client:
+        t_ready = time.perf_counter()
+        if meta is None:  # a checkpoint: loaded safely where the model runs (this process needs no torch)
+            meta = on_a_worker(client, be.checkpoint_meta, ckpt)
+        classes = classes_of(meta)
+        store = resolve_input(input_path, out, echo, o.progress)
+        group = st.open_store(store, mode="r+")
+        if "truth" in group:
+            store_classes = st.class_table(group)
+            if [c.name for c in store_classes] != [c.name for c in classes]:
+                raise BigsegError(
+                    f"{ckpt}: the model's classes ({', '.join(c.name for c in classes)}) differ from the store's "
+                    f"({', '.join(c.name for c in store_classes)})"
+                )
+        height, width = group["image"].shape[:2]
+        cy, cx = group["image"].chunks[:2]
+        grid = Grid(height, width, o.window, o.overlap)
+        digest = file_digest(ckpt)
+        run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
+               "batch": batch, "classes": [c.name for c in classes], "backend": backend}
+        with outputs.StoreLock(store):
+            pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
+                                               probabilities=o.probabilities, chunks=(cy, cx))
+            group["labels"].attrs["model"] = _provenance(ckpt, digest, meta)
+            path, model_digest = be.model_file(ckpt, digest, kind, backend, store,
+                                               lambda f, *a: on_a_worker(client, f, *a), echo)
+            spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
+                             backend=backend)
+            plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
+            total = len(pending) + skipped
+            if skipped:
+                echo(f"resuming: {skipped} of {total} chunks already done; "
+                     f"skipping {plan.n_windows - plan.n_computed} of {plan.n_windows} windows")
+            t0 = time.perf_counter()
+            execute(plan, store, spec, executor(client), o.probabilities, len(classes), o.progress)
+            seconds = time.perf_counter() - t0
+            stats = outputs.finish(group, store, o.probabilities, client)
+    computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)
+    return InferResult(store=str(store), width=width, height=height, windows=plan.n_windows,
+                       windows_computed=plan.n_computed, chunks=total, chunks_skipped=skipped, seconds=seconds,
+                       startup_seconds=t_ready - t_start, megapixels_per_second=computed_mpx / seconds,
+                       workers=workers, device=o.device, stats=stats,
+                       confidence=group["labels"].attrs.get("confidence"), run=run)
+
+
+def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
+    """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
+    range it showed on its validation styles (when it was calibrated)."""
+    return {"file": os.path.abspath(ckpt), "sha256": digest, "arch": meta.get("arch"),
+            "bundled": Path(ckpt).resolve() == BUNDLED.resolve(), "trained_on": meta.get("trained_on"),
+            "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference")}

@@ -1,0 +1,108 @@
+"""What runs on the workers: window batches through the model, and label chunks blended from them.
+
+- :func:`batch_logits`: one batch of windows read from the store's ``image`` and run through the model; the
+  blend-weighted float16 logits come back (or are read back from a spill file written by an earlier stripe).
+- :func:`blend_block`: one label chunk: the weighted logits of every window touching it summed in window order
+  (so a pixel's value does not depend on the chunk it falls in), arg-maxed, written with its confidence (and
+  probabilities), then its completion marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.errors import BigsegError
+from bigseg.infer import confidence
+from bigseg.infer.plan import Bounds, Origin, Source
+from bigseg.infer.predictor import ModelSpec, predict
+from bigseg.infer.windows import Grid
+
+
+def read_windows(store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndarray:
+    """The uint8 windows (n, win_h, win_w, 3) at ``origins`` (one window row): their bounding box is read in one
+    call, so each image chunk is decoded once per batch rather than once per window touching it."""
+    image = st.open_array(store, "image")
+    y0, y1 = min(y for y, _ in origins), max(y for y, _ in origins) + grid.win_h
+    x0, x1 = min(x for _, x in origins), max(x for _, x in origins) + grid.win_w
+    box = st.read(image, slice(y0, y1), slice(x0, x1))
+    return np.stack([box[y - y0 : y - y0 + grid.win_h, x - x0 : x - x0 + grid.win_w] for (y, x) in origins])
+
+
+def predict_batch(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndarray:
+    """Blend-weighted float16 logits (n, C, win_h, win_w) of the windows at ``origins``."""
+    return predict(spec, read_windows(store, origins, grid), grid.weight())
+
+
+def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid: Grid, spill: str | None = None,
+                 keep_from: int = 0, reuse: bool = False) -> np.ndarray:
+    """A batch's weighted logits: read back from its spill file (``reuse``, when the file is there), else computed
+    (and, when ``spill`` is given, written there: each window's columns from image column ``keep_from`` on)."""
+    if reuse and spill and os.path.exists(spill):
+        saved = np.load(spill)
+        out = None
+        for i in range(len(origins)):
+            part = saved[f"w{i}"]
+            if out is None:
+                out = np.zeros((len(origins), part.shape[0], grid.win_h, grid.win_w), part.dtype)
+            out[i, :, :, grid.win_w - part.shape[2] :] = part
+        return out
+    out = predict_batch(spec, store, origins, grid)
+    if spill:
+        parts = {f"w{i}": out[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
+        tmp = f"{spill}.{os.getpid()}.tmp.npz"
+        try:
+            np.savez(tmp, **parts)
+            os.replace(tmp, spill)
+        except OSError as exc:
+            raise BigsegError(f"{store}: writing window logits for the next stripe to {spill} failed ({exc})") from exc
+    return out
+
+
+def blend_sum(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_classes: int, batches) -> tuple:
+    """(sum of weighted logits (C, h, w) float32, sum of weights (h, w)) over the chunk, in window order.
+
+    The batches hold logits already multiplied by the window weight, so blending is a sum (float32, ascending
+    window order: the same order for every chunking)."""
+    y0, y1, x0, x1 = bounds
+    acc = np.zeros((n_classes, y1 - y0, x1 - x0), np.float32)
+    wsum = np.zeros((y1 - y0, x1 - x0), np.float32)
+    weight = grid.weight()
+    for src in sources:
+        wy, wx = src.origin
+        a0, a1 = max(y0, wy), min(y1, wy + grid.win_h)
+        b0, b1 = max(x0, wx), min(x1, wx + grid.win_w)
+        target = acc[:, a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+        np.add(target, batches[src.dep][src.slot, :, a0 - wy : a1 - wy, b0 - wx : b1 - wx], out=target)
+        wsum[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += weight[a0 - wy : a1 - wy, b0 - wx : b1 - wx]
+    return acc, wsum
+
+
+def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, ...], marker: str,
+                probabilities: bool, n_classes: int, *batches) -> None:
+    """Blend the windows touching ``bounds`` and write the chunk: labels, confidence (and probabilities), then
+    its completion marker holding the chunk's measurements."""
+    y0, y1, x0, x1 = bounds
+    acc, wsum = blend_sum(bounds, grid, sources, n_classes, batches)
+    if not np.isfinite(acc).all():
+        raise BigsegError(f"{store}: the model gave non-finite logits (NaN or inf) around y={y0}, x={x0}; its "
+                          "weights are broken (a checkpoint of a diverged training?)")
+    labels = np.argmax(acc, axis=0).astype(np.uint8)
+    prob = confidence.softmax(acc, wsum)
+    conf = st.open_array(store, "confidence", "r+")
+    f = int(conf.attrs["factor"])
+    conf_map, measured = confidence.measure(prob, labels, f)
+    try:
+        st.open_array(store, "labels", "r+")[y0:y1, x0:x1] = labels
+        conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
+        if probabilities:
+            st.open_array(store, "probabilities", "r+")[:, y0:y1, x0:x1] = np.rint(prob * 255).astype(np.uint8)
+        tmp = Path(f"{marker}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(measured))
+        os.replace(tmp, marker)  # a marker is whole or absent: the chunk counts as done only with its figures
+    except OSError as exc:
+        raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc

@@ -1,0 +1,69 @@
+"""Photometric augmentation of training crops: what differs between scanners, lights and files.
+
+Each operation is drawn per crop from an RNG the sampler seeds with (seed, sample number), so augmented crops
+are as reproducible as the crops themselves. Operations, in order (each with its own probability):
+
+- brightness (multiplicative), contrast (around the crop's mean), gamma (log-uniform);
+- colour cast: independent channel gains, and saturation (mixing with the grey value);
+- defocus: a Gaussian blur of random sigma;
+- sensor noise: Gaussian, of random sigma;
+- JPEG re-encoding at a random quality (torchvision's encoder, in memory).
+
+Geometry (flips, rotations, scale) stays in :mod:`bigseg.train.sampler`: only the picture changes here, never
+the truth.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(3, H, W) blurred by a separable Gaussian (reflecting the edges)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(image.dtype)
+    x = torch.nn.functional.pad(image[None], (r, r, r, r), mode="reflect")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    return x[0]
+
+
+def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1] through a JPEG encoder and decoder at ``quality``."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    u8 = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+    return decode_jpeg(encode_jpeg(u8, quality=int(quality))).float().div_(255.0)
+
+
+def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Tensor:
+    """Augment a (3, H, W) float crop in [0, 1] as ``cfg`` (a PhotometricConfig) allows."""
+    p = cfg.probability
+    x = image
+    if cfg.brightness and rng.random() < p:
+        x = x * float(1 + rng.uniform(-cfg.brightness, cfg.brightness))
+    if cfg.contrast and rng.random() < p:
+        mean = x.mean()
+        x = (x - mean) * float(1 + rng.uniform(-cfg.contrast, cfg.contrast)) + mean
+    if cfg.gamma and rng.random() < p:
+        x = x.clamp(0, 1) ** float(math.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
+    if cfg.colour and rng.random() < p:
+        gains = torch.tensor(1 + rng.uniform(-cfg.colour, cfg.colour, 3), dtype=x.dtype).view(3, 1, 1)
+        x = x * gains
+    if cfg.saturation and rng.random() < p:
+        grey = x.mean(dim=0, keepdim=True)
+        x = grey + (x - grey) * float(1 + rng.uniform(-cfg.saturation, cfg.saturation))
+    if cfg.blur and rng.random() < p:
+        x = gaussian_blur(x.clamp(0, 1), float(rng.uniform(0.3, cfg.blur)))
+    if cfg.noise and rng.random() < p:
+        sigma = float(rng.uniform(0, cfg.noise)) / 255.0
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        x = x + torch.randn(x.shape, generator=g, dtype=x.dtype) * sigma
+    x = x.clamp(0, 1)
+    if cfg.jpeg and rng.random() < p:
+        x = jpeg(x, int(rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1)))
+    return x
