@@ -29,28 +29,34 @@ from bigseg.errors import BigsegError
 
 
 def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, device: str, threads: int,
-                backend: str = "torch") -> dict:
-    """Seconds for the model alone to predict ``n_windows`` random windows in batches of ``batch``."""
+                backend: str = "torch", compile: bool = False) -> dict:
+    """Seconds for the model alone to predict ``n_windows`` random windows in batches of ``batch`` (after a
+    warm-up: cuDNN autotuning, the allocator, and torch.compile's compilation, timed apart)."""
     import torch
 
     from bigseg.infer.predictor import ModelSpec, get_model, predict
 
-    spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True, backend)
+    spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True, backend, compile)
     get_model(spec)
     x = np.random.default_rng(0).integers(0, 256, (batch, window[0], window[1], 3), dtype=np.uint8)
-    for _ in range(3 if device == "cuda" else 1):  # warm-up (cuDNN autotuning, allocator)
+    t_warm = time.perf_counter()
+    for _ in range(3 if device == "cuda" else 1):  # warm-up (cuDNN autotuning, allocator, compilation)
         predict(spec, x)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    warmup = time.perf_counter() - t_warm
     if device == "cuda":
         torch.cuda.synchronize()
     n_batches = -(-n_windows // batch)
     t0 = time.perf_counter()
     for _ in range(n_batches):
-        predict(spec, x)  # includes host->device copy and the float16 logits back to host, as in the job
+        predict(spec, x)  # includes the host->device copy; the float16 logits stay where the job keeps them
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "windows": n_batches * batch, "windows_per_second": n_batches * batch / seconds,
-            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, "torch": torch.__version__}
+            "warmup_seconds": warmup, "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+            "torch": torch.__version__}
 
 
 def random_checkpoint(arch: str, path: str) -> dict:

@@ -26,19 +26,44 @@ if TYPE_CHECKING:
 # workers load them), and importing torch costs a process ~470 MB.
 
 FORMAT = "bigseg-checkpoint"
-BUNDLED = Path(__file__).parent / "weights" / "concrete-light-unet.pt"
+WEIGHTS = Path(__file__).parent / "weights"
+BUNDLED = WEIGHTS / "concrete-light-unet.pt"
+BUNDLED_MODELS = {
+    "light_unet": BUNDLED,  # the default: real-time on a CPU
+    "deeplabv3": WEIGHTS / "concrete-deeplabv3-mobilenet.pt",  # DeepLabV3, MobileNetV3-Large backbone
+}
+"""Models shipped with bigseg, by the name ``--model`` takes (a file of that name in the current folder wins)."""
+
+
+def model_path(model: str | os.PathLike | None) -> Path:
+    """The model file for ``--model``: None is the bundled default, a bundled model's name its file (unless a
+    file of that name exists here), anything else a path."""
+    if model is None:
+        return BUNDLED
+    p = Path(model)
+    if str(model) in BUNDLED_MODELS and not p.exists():
+        path = BUNDLED_MODELS[str(model)]
+        if not path.is_file():
+            raise BigsegError(f"the bundled model {model!r} is not installed ({path} is missing)")
+        return path
+    return p
 
 
 def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes, arch_kwargs=None,
-         extra_meta=None, train_state=None) -> None:
-    """Write atomically (temporary file + rename), so an interrupted save never leaves a broken checkpoint."""
+         extra_meta=None, train_state=None, half: bool = False) -> None:
+    """Write atomically (temporary file + rename), so an interrupted save never leaves a broken checkpoint.
+
+    ``half``: floating-point tensors stored as float16 (half the file; loading casts them back to float32)."""
     import torch
 
     path = Path(path)
     meta = {"arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "classes": table_to_attrs(classes),
             **(extra_meta or {})}
-    blob = {"format": FORMAT, "version": 1, "meta": meta,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        meta["stored_as"] = "float16"
+    blob = {"format": FORMAT, "version": 1, "meta": meta, "state_dict": state}
     if train_state is not None:
         blob["train_state"] = train_state
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

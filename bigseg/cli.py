@@ -145,13 +145,14 @@ def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
 @click.option("--config", "config_path", required=True, type=click.Path(), help="YAML training config.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--stop-at", type=int, help="Checkpoint and stop after this many iterations.")
-def train(config_path, resume, stop_at):
-    """Train a model on slab stores with truth (see configs/*.yaml)."""
+@click.option("--time-limit", type=float, help="Checkpoint and stop after this many seconds.")
+def train(config_path, resume, stop_at, time_limit):
+    """Train a model on slab stores with truth, or on synthetic sections (see configs/*.yaml)."""
     from bigseg.train.config import load_config
     from bigseg.train.loop import train as run
 
     cfg = load_config(config_path)
-    s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=_progress())
+    s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=_progress(), time_limit=time_limit)
     click.echo(f"trained {s['iterations']}/{s['of']} iterations in {s['seconds']:.0f} s "
                f"({s['it_per_second']:.2f} it/s); loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}")
     if s["val"]:
@@ -164,7 +165,8 @@ def train(config_path, resume, stop_at):
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.option("-o", "--out", type=click.Path(), help="Store for an image INPUT [default: INPUT with .zarr].")
-@click.option("--model", type=click.Path(), help="Checkpoint or ONNX export [default: the bundled concrete model].")
+@click.option("--model", type=click.Path(), help="Checkpoint or ONNX export, or a bundled model: light_unet (the "
+              "default) or deeplabv3.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
               help="Run the model with torch or ONNX Runtime [default: onnxruntime for a .onnx model, else torch].")
 @click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
@@ -217,6 +219,23 @@ def export(checkpoint, out, fmt, int8, calibrate, tolerance, exporter, overwrite
     r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), tolerance=tolerance, exporter=exporter,
             overwrite=overwrite, echo=click.echo)
     click.echo(f"wrote {r['path']} ({r['format']}, {r['precision']}, {r['arch']}, {r['bytes'] / 1e6:.1f} MB)")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Calibrated checkpoint [default: MODEL in place].")
+@click.option("--slabs", default=16, show_default=True, type=int, help="Validation slabs (random styles).")
+@click.option("--size", default=2048, show_default=True, type=int, help="Side of each slab (px).")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Keep (and reuse) the validation slabs here.")
+@click.option("--workers", default=0, show_default=True, type=int, help="dask workers (0: this process).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def calibrate(model, out, slabs, size, workdir, workers, overwrite):
+    """Record how confident MODEL is on validation styles, so that reports can warn outside that range."""
+    from bigseg.checkpoint import model_path
+    from bigseg.trust import calibrate as run
+
+    run(model_path(model), out, slabs=slabs, size=size, workdir=workdir, workers=workers, overwrite=overwrite,
+        echo=click.echo)
 
 
 @cli.command()

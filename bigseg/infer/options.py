@@ -55,6 +55,7 @@ class InferOptions:
     progress: bool | None = False
     amp: bool = True
     backend: str | None = None  # "torch" or "onnxruntime"; None: onnxruntime for an ONNX file, else torch
+    compile: bool = False  # torch.compile the model in each worker (pays off on large jobs on a GPU)
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""

@@ -34,6 +34,7 @@ class ModelSpec:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True
     backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
+    compile: bool = False  # torch.compile the model (CUDA; compiles on the first batch of each worker)
 
 
 def _device_for_worker(kind: str):
@@ -68,6 +69,10 @@ def get_model(spec: ModelSpec):
             model = model.to(device)
             if spec.channels_last:
                 model = model.to(memory_format=torch.channels_last)
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = True  # fixed window shapes: pick the fastest kernels once
+            if spec.compile:
+                model = torch.compile(model, dynamic=False)
             hit = _CACHE[spec] = (model, meta, device)
         return hit
 
@@ -85,7 +90,8 @@ def _ort_session(spec: ModelSpec):
 _WEIGHTS: dict = {}
 
 
-def _weight_on(weight: np.ndarray, device):
+def weight_on(weight: np.ndarray, device):
+    """``weight`` as a float32 tensor on ``device``, made once per process."""
     import torch
 
     key = (hashlib.sha1(weight.tobytes()).hexdigest(), str(device))
@@ -94,10 +100,12 @@ def _weight_on(weight: np.ndarray, device):
     return _WEIGHTS[key]
 
 
-def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None):
     """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3), times ``weight`` (h, w) if given.
 
-    Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window."""
+    Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window. The
+    torch backend returns a torch tensor on the model's device (a GPU's logits stay there: the blend runs there
+    too, :func:`bigseg.infer.tasks.blend_block`); ONNX Runtime returns a numpy array."""
     model, _, device = get_model(spec)
     if spec.backend == "onnxruntime":
         x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
@@ -113,7 +121,7 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
         return _predict_torch(spec, model, device, images, weight)
 
 
-def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
@@ -130,5 +138,5 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
             out = model(x)
     out = out.float()
     if weight is not None:
-        out.mul_(_weight_on(weight, device))
-    return out.to(torch.float16).cpu().numpy()
+        out.mul_(weight_on(weight, device))
+    return out.to(torch.float16)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bigseg import store as st
-from bigseg.checkpoint import BUNDLED, classes_of, file_digest
+from bigseg.checkpoint import BUNDLED, WEIGHTS, classes_of, file_digest, model_path
 from bigseg.errors import BigsegError
 from bigseg.infer import backend as be
 from bigseg.infer import outputs
@@ -187,9 +187,9 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         if not torch.cuda.is_available():
             raise BigsegError("--device cuda: no CUDA device is visible to torch on this machine")
     batch = o.batch_size()
-    ckpt = Path(model) if model else BUNDLED
-    if model is None:
-        echo(f"model: the bundled default {BUNDLED.name} (trained on synthetic slabs; see README)")
+    ckpt = model_path(model)
+    if ckpt.parent == WEIGHTS:
+        echo(f"model: the bundled {ckpt.name} (trained on synthetic sections only; see README)")
     kind, backend, meta = be.model_and_backend(ckpt, o)
     workers = o.worker_count()
     threads = o.threads or max(1, cpu_count() // max(workers, 1))
@@ -223,7 +223,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             path, model_digest = be.model_file(ckpt, digest, kind, backend, store,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
-                             backend=backend)
+                             backend=backend, compile=o.compile and backend == "torch")
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
             total = len(pending) + skipped
             if skipped:

@@ -53,7 +53,8 @@ def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid:
         return out
     out = predict_batch(spec, store, origins, grid)
     if spill:
-        parts = {f"w{i}": out[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
+        host = out.cpu().numpy() if type(out).__module__.startswith("torch") else out
+        parts = {f"w{i}": host[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
         tmp = f"{spill}.{os.getpid()}.tmp.npz"
         try:
             np.savez(tmp, **parts)
@@ -67,7 +68,7 @@ def blend_sum(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_classes
     """(sum of weighted logits (C, h, w) float32, sum of weights (h, w)) over the chunk, in window order.
 
     The batches hold logits already multiplied by the window weight, so blending is a sum (float32, ascending
-    window order: the same order for every chunking)."""
+    window order: the same order for every chunking). numpy arrays (ONNX Runtime's logits, spill files)."""
     y0, y1, x0, x1 = bounds
     acc = np.zeros((n_classes, y1 - y0, x1 - x0), np.float32)
     wsum = np.zeros((y1 - y0, x1 - x0), np.float32)
@@ -82,25 +83,84 @@ def blend_sum(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_classes
     return acc, wsum
 
 
+def blend_torch(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_classes: int, batches, f: int,
+                probabilities: bool) -> tuple:
+    """:func:`blend_sum`, arg-max, probabilities and confidence with torch on the logits' device (a GPU's logits
+    never leave it: only uint8 labels, the small confidence map and a few sums come back). The same additions in
+    the same order as the numpy path, so the labels are the same bytes.
+
+    Returns (labels uint8, confidence map uint8, measurements, probabilities uint8 or None) as numpy arrays."""
+    import torch
+
+    from bigseg.infer.predictor import weight_on
+
+    device = next(b.device for b in batches if isinstance(b, torch.Tensor))
+    batches = [b if isinstance(b, torch.Tensor) else torch.from_numpy(b).to(device) for b in batches]
+    y0, y1, x0, x1 = bounds
+    with torch.inference_mode():
+        acc = torch.zeros((n_classes, y1 - y0, x1 - x0), dtype=torch.float32, device=device)
+        wsum = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=device)
+        weight = weight_on(grid.weight(), device)
+        for src in sources:
+            wy, wx = src.origin
+            a0, a1 = max(y0, wy), min(y1, wy + grid.win_h)
+            b0, b1 = max(x0, wx), min(x1, wx + grid.win_w)
+            acc[:, a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += batches[src.dep][src.slot, :, a0 - wy : a1 - wy,
+                                                                             b0 - wx : b1 - wx]
+            wsum[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] += weight[a0 - wy : a1 - wy, b0 - wx : b1 - wx]
+        if not bool(torch.isfinite(acc).all()):
+            raise BigsegError(_NON_FINITE.format(y=y0, x=x0))
+        labels = acc.argmax(dim=0).to(torch.uint8)
+        prob = torch.softmax(acc / wsum, dim=0)
+        top = prob.amax(dim=0)
+        conf_map = torch.nn.functional.avg_pool2d(top[None, None], f, ceil_mode=True, count_include_pad=False)[0, 0]
+        measured = {
+            "pixels": int(top.numel()),
+            "sum_confidence": float(top.sum(dtype=torch.float64)),
+            "uncertain": int((top < confidence.UNCERTAIN_BELOW).sum()),
+            "soft_counts": [float(v) for v in prob.sum(dim=(1, 2), dtype=torch.float64).tolist()],
+            "hard_counts": [int(v) for v in torch.bincount(labels.flatten().long(), minlength=n_classes)[:n_classes]],
+        }
+        probs = (prob * 255).round().to(torch.uint8).cpu().numpy() if probabilities else None
+        return (labels.cpu().numpy(), (conf_map * 255).round().to(torch.uint8).cpu().numpy(), measured, probs)
+
+
+_NON_FINITE = ("the model gave non-finite logits (NaN or inf) around y={y}, x={x}; its weights are broken (a "
+               "checkpoint of a diverged training?)")
+
+
+def blend_numpy(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_classes: int, batches, f: int,
+                probabilities: bool) -> tuple:
+    """:func:`blend_torch` with numpy (ONNX Runtime workers never import torch)."""
+    y0, _, x0, _ = bounds
+    acc, wsum = blend_sum(bounds, grid, sources, n_classes, batches)
+    if not np.isfinite(acc).all():
+        raise BigsegError(_NON_FINITE.format(y=y0, x=x0))
+    labels = np.argmax(acc, axis=0).astype(np.uint8)
+    prob = confidence.softmax(acc, wsum)
+    conf_map, measured = confidence.measure(prob, labels, f)
+    return labels, conf_map, measured, (np.rint(prob * 255).astype(np.uint8) if probabilities else None)
+
+
 def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, ...], marker: str,
                 probabilities: bool, n_classes: int, *batches) -> None:
     """Blend the windows touching ``bounds`` and write the chunk: labels, confidence (and probabilities), then
-    its completion marker holding the chunk's measurements."""
+    its completion marker holding the chunk's measurements. Torch tensors (the torch backend, CPU or GPU) blend
+    with torch on their device, numpy arrays with numpy."""
     y0, y1, x0, x1 = bounds
-    acc, wsum = blend_sum(bounds, grid, sources, n_classes, batches)
-    if not np.isfinite(acc).all():
-        raise BigsegError(f"{store}: the model gave non-finite logits (NaN or inf) around y={y0}, x={x0}; its "
-                          "weights are broken (a checkpoint of a diverged training?)")
-    labels = np.argmax(acc, axis=0).astype(np.uint8)
-    prob = confidence.softmax(acc, wsum)
     conf = st.open_array(store, "confidence", "r+")
     f = int(conf.attrs["factor"])
-    conf_map, measured = confidence.measure(prob, labels, f)
+    on_device = any(type(b).__module__.startswith("torch") for b in batches)  # without importing torch
+    blend = blend_torch if on_device else blend_numpy
+    try:
+        labels, conf_map, measured, probs = blend(bounds, grid, sources, n_classes, batches, f, probabilities)
+    except BigsegError as exc:
+        raise BigsegError(f"{store}: {exc}") from None
     try:
         st.open_array(store, "labels", "r+")[y0:y1, x0:x1] = labels
         conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
-        if probabilities:
-            st.open_array(store, "probabilities", "r+")[:, y0:y1, x0:x1] = np.rint(prob * 255).astype(np.uint8)
+        if probs is not None:
+            st.open_array(store, "probabilities", "r+")[:, y0:y1, x0:x1] = probs
         tmp = Path(f"{marker}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(measured))
         os.replace(tmp, marker)  # a marker is whole or absent: the chunk counts as done only with its figures

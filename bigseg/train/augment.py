@@ -7,7 +7,7 @@ are as reproducible as the crops themselves. Operations, in order (each with its
 - colour cast: independent channel gains, and saturation (mixing with the grey value);
 - defocus: a Gaussian blur of random sigma;
 - sensor noise: Gaussian, of random sigma;
-- JPEG re-encoding at a random quality (torchvision's encoder, in memory).
+- JPEG re-encoding at a random quality (Pillow's libjpeg, in memory).
 
 Geometry (flips, rotations, scale) stays in :mod:`bigseg.train.sampler`: only the picture changes here, never
 the truth.
@@ -33,11 +33,16 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """(3, H, W) in [0, 1] through a JPEG encoder and decoder at ``quality``."""
-    from torchvision.io import decode_jpeg, encode_jpeg
+    """(3, H, W) in [0, 1] through a JPEG encoder and decoder (Pillow's libjpeg) at ``quality``."""
+    import io
 
-    u8 = (image.clamp(0, 1) * 255).round().to(torch.uint8)
-    return decode_jpeg(encode_jpeg(u8, quality=int(quality))).float().div_(255.0)
+    from PIL import Image
+
+    u8 = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
 def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Tensor:

@@ -97,13 +97,12 @@ class AugmentConfig(_Strict):
 
 
 class SyntheticConfig(_Strict):
-    """Crops rendered on the fly from synthetic sections (bigseg.train.synthetic), instead of or beside stores."""
+    """Crops rendered on the fly from synthetic sections (bigseg.train.synthetic), instead of stores."""
 
     styles: dict[str, float] = Field(default_factory=lambda: {"random": 1.0},
                                      description="style name -> weight (random: a new style per region)")
     region: int = Field(1024, ge=64, le=4096, description="side (px) of each rendered region")
     crops_per_region: int = Field(8, ge=1, le=64, description="crops taken from one rendered region")
-    fraction: float = Field(1.0, gt=0, le=1, description="share of synthetic crops when stores are given too")
     seed: int = Field(0, ge=0)
 
     @field_validator("styles")
@@ -131,7 +130,8 @@ class RareClassConfig(_Strict):
 class TrainConfig(_Strict):
     train: list[str] = Field(default_factory=list, description="slab stores or globs with image + truth")
     val: list[str] = Field(default_factory=list)
-    synthetic: SyntheticConfig | None = Field(None, description="train on synthetic crops rendered on the fly")
+    synthetic: SyntheticConfig | None = Field(None, description="instead of stores: synthetic crops rendered on "
+                                              "the fly")
     model: ModelConfig = ModelConfig()
     crop: int = Field(900, ge=32, le=4096)
     batch_size: int = Field(4, ge=1)
@@ -156,8 +156,8 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if not self.train and self.synthetic is None:
-            raise ValueError("give training stores (train: [...]) or synthetic: {...} (or both)")
+        if bool(self.train) == (self.synthetic is not None):
+            raise ValueError("give training stores (train: [...]) or synthetic: {...}, one of the two")
         if self.synthetic is not None and self.epochs is not None and not self.train:
             raise ValueError("epochs count passes over training stores; with synthetic crops only, give iterations")
         if self.class_weights is not None and any(w < 0 for w in self.class_weights):

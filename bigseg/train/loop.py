@@ -52,24 +52,40 @@ def _classes(cfg: TrainConfig):
     return first
 
 
-def _datasets(cfg: TrainConfig, n_classes: int):
-    """(training set, validation set or None): crops from stores, synthetic crops, or a mix of both."""
-    from bigseg.train.synthetic import Mixed, SyntheticCrops
+def _loader(cfg: TrainConfig, start: int, end: int, n_classes: int, device):
+    """(training loader over steps start .. end - 1, validation set or None)."""
+    from bigseg.train.synthetic import SyntheticBatches, SyntheticCrops
 
-    stores = CropDataset(cfg.train, cfg.crop, cfg.augment, cfg.seed, cfg.rare_class, n_classes) if cfg.train else None
-    synthetic = SyntheticCrops(cfg.synthetic, cfg.crop, cfg.augment, cfg.seed) if cfg.synthetic else None
-    if stores is not None and synthetic is not None:
-        train = Mixed(stores, synthetic, cfg.synthetic.fraction, cfg.seed)
+    common = {"num_workers": cfg.num_workers, "persistent_workers": False, "pin_memory": device.type == "cuda"}
+    if cfg.synthetic is not None:
+        dataset = SyntheticCrops(cfg.synthetic, cfg.crop, cfg.augment, cfg.seed, cache=2 * cfg.batch_size)
+        batches = SyntheticBatches(start, end, cfg.batch_size, cfg.num_workers, cfg.synthetic.crops_per_region)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, **common)
     else:
-        train = stores or synthetic
+        dataset = CropDataset(cfg.train, cfg.crop, cfg.augment, cfg.seed, cfg.rare_class, n_classes)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, sampler=IndexRange(start * cfg.batch_size, end * cfg.batch_size),
+            generator=torch.Generator().manual_seed(cfg.seed), **common)
     if cfg.val:
         val = CropDataset(cfg.val, cfg.crop, None, cfg.seed + 1)
-    elif cfg.synthetic:  # other slabs and styles (another seed), one crop per rendered region
-        val = SyntheticCrops(cfg.synthetic.model_copy(update={"crops_per_region": 1, "region": cfg.crop}),
-                             cfg.crop, None, cfg.seed + 1)
+    elif cfg.synthetic is not None:  # other slabs and styles (another seed), one crop per rendered region
+        val = _SyntheticVal(SyntheticCrops(cfg.synthetic.model_copy(update={"region": cfg.crop}), cfg.crop, None,
+                                           cfg.seed + 1, cache=1))
     else:
         val = None
-    return train, val
+    return loader, val
+
+
+class _SyntheticVal:
+    """Validation crops: crop 0 of regions 2^40, 2^40 + 1, ... (one style each), as ``validate`` indexes them."""
+
+    def __init__(self, crops):
+        self.crops = crops
+
+    def __getitem__(self, i: int):
+        from bigseg.train.synthetic import CROP_BITS
+
+        return self.crops[int(i) << CROP_BITS]
 
 
 def _provenance(cfg: TrainConfig) -> list[str]:
@@ -169,8 +185,10 @@ def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: 
     return cm, first
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True) -> dict:
-    """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations."""
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True,
+          time_limit: float | None = None) -> dict:
+    """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations;
+    ``time_limit``: checkpoint and stop after that many seconds (``--resume`` continues either way)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
@@ -213,12 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         start = int(state["step"])
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
     end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-    dataset, val_set = _datasets(cfg, n_classes)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=IndexRange(start * cfg.batch_size, end * cfg.batch_size),
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-        persistent_workers=False, pin_memory=device.type == "cuda",
-    )
+    loader, val_set = _loader(cfg, start, end, n_classes, device)
     weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
     if device.type == "cuda":
@@ -262,8 +275,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             log.scalars(step, {"loss": losses[-1], "lr": sched.get_last_lr()[0]})
-            if step % cfg.checkpoint_every == 0 or step == end:
+            out_of_time = time_limit is not None and time.perf_counter() - t0 > time_limit
+            if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
                 save_checkpoint(last, True)
+            if out_of_time:
+                bar.write(f"time limit of {time_limit:g} s reached at iteration {step}; continue with --resume")
+                break
             if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
                 cm, sample = validate(model, val_set, cfg.val_crops, n_classes, cfg.ignore_label, device, cfg.amp)
                 last_metrics = scores(cm, [c.name for c in classes])

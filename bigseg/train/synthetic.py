@@ -1,13 +1,17 @@
 """Training crops rendered on the fly from synthetic sections: an unending supply of new styles.
 
-Sample ``i`` belongs to region ``r = i // crops_per_region``. Region ``r`` is a ``region`` x ``region`` block of a
-slab drawn from (seed, r): its style (``random`` draws a new style per region; weights pick among the configured
-styles), the slab's size (1 to 6 regions a side, so illumination gradients and vignetting show as on real
-slabs) and the block's position on it. The crop's position in the region, its flips and rotation and its
-photometric augmentation come from (seed, i). A loader process keeps the last region it rendered, and the
-sampler hands out consecutive sample numbers, so a batch renders ``batch / crops_per_region`` regions rather
-than one per crop. Every sample is a pure function of (seed, i): resumed runs and any number of loader
-processes see the same crops, as with store crops (:mod:`bigseg.train.sampler`).
+A sample number encodes (region, crop). Region ``r`` is a ``region`` x ``region`` block of a slab drawn from
+(seed, r): its style (``random`` draws a new style per region; weights pick among the configured styles), the
+slab's size (1 to 6 regions a side, so illumination gradients and vignetting show as on real slabs) and the
+block's position on it. The crop's position in the region, its flips and rotation and its photometric
+augmentation come from (seed, sample number): every sample is a pure function of its number.
+
+Rendering a region costs ~1 s on one core, a training step far less, so each region yields ``crops_per_region``
+crops. :class:`SyntheticBatches` forms the batches so that a batch holds crops of ``batch_size`` *different*
+regions (batch-norm statistics over one style per batch would not be those of the population), while each loader
+process reuses the regions it rendered for its next ``crops_per_region`` batches (the loader hands batch ``j`` to
+process ``j % num_workers``). The batches therefore depend on the number of loader processes, and a resumed run
+must keep it (it is in the config).
 
 A styled region is also passed through a JPEG encoder at its style's quality (the file a lab would have). The
 held-out styles (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn here.
@@ -22,21 +26,24 @@ from bigseg.synth.slab import SynthParams, renderer
 from bigseg.synth.styles import HELD_OUT
 from bigseg.train.augment import jpeg, photometric
 
+CROP_BITS = 16  # sample number = region * 2**16 + crop number within the region
+
 
 class SyntheticCrops(torch.utils.data.Dataset):
-    def __init__(self, cfg, crop: int, augment=None, seed: int = 0):
-        """``cfg``: a SyntheticConfig; ``augment``: an AugmentConfig (flips, rot90, photometric) or None."""
+    def __init__(self, cfg, crop: int, augment=None, seed: int = 0, cache: int = 64):
+        """``cfg``: a SyntheticConfig; ``augment``: an AugmentConfig (flips, rot90, photometric) or None;
+        ``cache``: regions kept per process (at least the batch size)."""
         self.names = list(cfg.styles)
         if set(self.names) & set(HELD_OUT):
             raise ValueError("held-out styles are never trained on")
         w = np.array([cfg.styles[n] for n in self.names], float)
         self.weights = w / w.sum()
         self.region = max(cfg.region, crop)
-        self.per_region = cfg.crops_per_region
         self.crop = crop
         self.augment = augment
         self.seed = seed * 1_000_003 + cfg.seed
-        self._cached = (None, None)
+        self.cache_size = cache
+        self._cache: dict = {}
 
     def __len__(self):
         return 1 << 62
@@ -45,8 +52,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         """The slab of region ``r`` and the region's top-left corner on it."""
         rng = np.random.default_rng([self.seed, int(r), 0x5EED])
         name = self.names[int(rng.choice(len(self.names), p=self.weights))]
-        side = self.region * int(rng.integers(1, 7))
-        width, height = side, self.region * int(rng.integers(1, 7))
+        width, height = self.region * int(rng.integers(1, 7)), self.region * int(rng.integers(1, 7))
         slab_seed = int(rng.integers(1 << 40))
         if name == "classic":  # the original generator, over the range make_training_set draws
             params = SynthParams(width, height, seed=slab_seed, pixel_size_um=float(rng.uniform(6, 16)),
@@ -59,22 +65,28 @@ class SyntheticCrops(torch.utils.data.Dataset):
         return params, y, x
 
     def render(self, r: int):
-        if self._cached[0] != r:
+        """(image uint8 (3, R, R), truth uint8 (R, R)) of region ``r``, kept for this process's next batches."""
+        hit = self._cache.get(r)
+        if hit is None:
             params, y, x = self.params(r)
             rgb, truth = renderer(params)(y, x, self.region, self.region, True)
-            image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+            image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
             style = params.resolved_style()
             if style is not None and style.jpeg_quality < 100:
-                image = jpeg(image, style.jpeg_quality)
-            self._cached = (r, (image, torch.from_numpy(truth.astype(np.int64))))
-        return self._cached[1]
+                image = (jpeg(image.float().div_(255.0), style.jpeg_quality) * 255).round().to(torch.uint8)
+            hit = self._cache[r] = (image, torch.from_numpy(truth))
+            while len(self._cache) > self.cache_size:
+                self._cache.pop(next(iter(self._cache)))  # the oldest
+        return hit
 
     def __getitem__(self, i: int):
-        image, truth = self.render(int(i) // self.per_region)
-        rng = np.random.default_rng([self.seed, int(i)])
+        i = int(i)
+        image, truth = self.render(i >> CROP_BITS)
+        rng = np.random.default_rng([self.seed, i])
         c = self.crop
         y, x = (int(v) for v in rng.integers(0, self.region - c + 1, 2))
-        image, truth = image[:, y : y + c, x : x + c], truth[y : y + c, x : x + c]
+        image = image[:, y : y + c, x : x + c].float().div_(255.0)
+        truth = truth[y : y + c, x : x + c].long()
         a = self.augment
         if a is not None:
             if a.hflip and rng.random() < 0.5:
@@ -89,15 +101,25 @@ class SyntheticCrops(torch.utils.data.Dataset):
         return image.contiguous(), truth.contiguous()
 
 
-class Mixed(torch.utils.data.Dataset):
-    """Sample ``i`` from ``synthetic`` with probability ``fraction`` (drawn from (seed, i)), else from ``stores``."""
+class SyntheticBatches(torch.utils.data.Sampler):
+    """Batches ``start`` .. ``stop`` - 1 of sample numbers for :class:`SyntheticCrops`.
 
-    def __init__(self, stores, synthetic, fraction: float, seed: int):
-        self.stores, self.synthetic, self.fraction, self.seed = stores, synthetic, fraction, seed
+    Batch ``j`` goes to loader process ``w = j % workers`` as that process's ``m = j // workers``-th batch; its
+    ``batch_size`` samples are crop ``m % crops_per_region`` of regions ``(g * workers + w) * batch_size + p``
+    (``g = m // crops_per_region``, ``p`` its position in the batch): every batch mixes ``batch_size`` regions, and
+    each process renders ``batch_size`` regions per ``crops_per_region`` batches."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, workers: int, crops_per_region: int):
+        self.start, self.stop = start, stop
+        self.b, self.w, self.cpr = batch_size, max(1, workers), crops_per_region
+
+    def batch(self, j: int) -> list[int]:
+        w, m = j % self.w, j // self.w
+        g, c = divmod(m, self.cpr)
+        return [(((g * self.w + w) * self.b + p) << CROP_BITS) + c for p in range(self.b)]
+
+    def __iter__(self):
+        return (self.batch(j) for j in range(self.start, self.stop))
 
     def __len__(self):
-        return 1 << 62
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, int(i), 0x313])
-        return (self.synthetic if rng.random() < self.fraction else self.stores)[i]
+        return self.stop - self.start

@@ -1,0 +1,199 @@
+"""How far to trust a model: measured on synthetic slabs with exact truth, and a confidence reference.
+
+- :func:`measure_slab`: one model on one synthetic slab (made once per style and seed, kept in a work folder):
+  per-class IoU, air content and spacing factor from the labels and from the truth (same traverse), and the
+  confidence figures the inference pass recorded.
+- :func:`calibrate`: the model on slabs of **validation styles** (random styles drawn from seeds no training
+  config uses, never a held-out style) -> ``confidence_reference`` in the checkpoint: for each candidate figure
+  of doubt, its range on those slabs and its rank correlation with the air-content error there; the figure that
+  tracks the error best is the one ``bigseg report`` checks. A slab whose figure lies above everything the
+  model showed on its validation slabs gets the warning.
+- :func:`doubt`: that check, for a store's confidence summary and a model's reference.
+
+Nothing here is tuned on the held-out styles (benchmarks/generalization.py only reports on them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bigseg.errors import BigsegError
+
+CALIBRATION_SEED = 7_000_000
+"""Seeds of the validation slabs (random styles drawn from them); far from every seed a config draws from."""
+
+FIGURES = {
+    "uncertain_fraction": "share of pixels whose most likely class has a probability below 0.9",
+    "one_minus_confidence": "1 - mean probability of the chosen class",
+    "air_soft_hard_gap": "|air content from summed probabilities - air content from labels| / air content from "
+                         "labels (pixels torn between void and another class)",
+}
+
+
+def figures(confidence: dict) -> dict[str, float]:
+    """The candidate figures of doubt from a labels' confidence summary."""
+    out = {"uncertain_fraction": confidence["uncertain_fraction"],
+           "one_minus_confidence": 1.0 - confidence["mean_confidence"]}
+    if "air_content_hard" in confidence:
+        hard = confidence["air_content_hard"]
+        out["air_soft_hard_gap"] = abs(confidence["air_content_soft"] - hard) / max(hard, 1e-4)
+    return out
+
+
+def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
+    """A slab of ``style`` (seed ``seed``, ``size`` px square) written as the JPEG a lab would have (at the
+    style's JPEG quality) and ingested with its truth; made once, reused."""
+    from bigseg.ingest import ingest
+    from bigseg.synth import SynthParams, synthesize
+
+    store = workdir / f"{style}-{seed}-{size}.zarr"
+    if store.exists():
+        return store
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = SynthParams(size, size, seed=seed, style=style)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        s = synthesize(Path(tmp) / "slab.jpg", params)
+        ingest(s["image"], store, truth=s["truth"], pixel_size=params.pixel_size)
+    return store
+
+
+def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str | None = None) -> dict:
+    """``model`` (None: the bundled one) on ``store``: IoU per class, air content and spacing factor (labels and
+    truth), confidence. Overwrites the store's labels."""
+    from bigseg import store as st
+    from bigseg.infer import InferOptions, infer
+    from bigseg.metrics import scores
+    from bigseg.report.evaluate import confusion_matrix
+    from bigseg.report.report import analyse
+
+    r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend),
+              echo=lambda *a: None)
+    cm, names = confusion_matrix(store)
+    group = st.open_store(store)
+    classes, px = st.class_table(group), st.pixel_size_um(group)
+    got = {s: analyse(store, s, classes, px, 1.0, 1.0)["parameters"] for s in ("labels", "truth")}
+
+    def both(key):
+        return got["labels"][key]["value"], got["truth"][key]["value"]
+
+    air, air_truth = both("air_content")
+    sf, sf_truth = both("spacing_factor")
+    return {
+        "store": str(store), "confusion": cm.tolist(), "iou": scores(cm, names)["iou"],
+        "air_content": air, "air_content_truth": air_truth, "air_error_points": air - air_truth,
+        "spacing_factor": sf, "spacing_factor_truth": sf_truth,
+        "spacing_factor_error": (sf - sf_truth) / sf_truth if sf is not None and sf_truth else None,
+        "confidence": r.confidence, "figures": figures(r.confidence) if r.confidence else {},
+        "megapixels_per_second": r.megapixels_per_second,
+    }
+
+
+def spearman(a, b) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None for fewer than three pairs."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3:
+        return None
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, slabs: int = 16, size: int = 2048,
+              workdir: str | os.PathLike | None = None, workers: int = 0, overwrite: bool = False,
+              echo=print) -> dict:
+    """Measure ``model`` on ``slabs`` validation-style slabs and write it with ``confidence_reference`` in its
+    metadata to ``out`` (default: in place). Returns the reference."""
+    from bigseg import checkpoint
+    from bigseg.modelfile import model_kind
+
+    model = Path(model)
+    if model_kind(model) != "checkpoint":
+        raise BigsegError(f"{model}: calibrate a bigseg checkpoint (exports take the reference from it)")
+    out = Path(out) if out else model
+    if out.exists() and out != model and not overwrite:
+        raise BigsegError(f"{out} exists; pass --overwrite to replace it")
+    if slabs < 3:
+        raise BigsegError(f"--slabs must be at least 3 (a range and a correlation need several), got {slabs}")
+    blob = checkpoint.read(model)  # refuses anything but a safe bigseg checkpoint, before hours of work
+    own_tmp = workdir is None
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bigseg-calibrate-"))
+    rows = []
+    try:
+        for k in range(slabs):
+            store = synthetic_store(work, "random", CALIBRATION_SEED + k, size)
+            row = measure_slab(store, str(model), workers)
+            rows.append(row)
+            echo(f"validation slab {k + 1}/{slabs} ({store.name}): air {row['air_content']:.2f} % vs truth "
+                 f"{row['air_content_truth']:.2f} %, uncertain {row['figures'].get('uncertain_fraction', 0):.4f}")
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+    errors = [abs(r["air_error_points"]) for r in rows]
+    seeds = f"{CALIBRATION_SEED}..{CALIBRATION_SEED + slabs - 1}"
+    reference = {"slabs": slabs, "size": size, "styles": f"random, seeds {seeds}",
+                 "air_error_points": {"median": float(np.median(errors)), "max": float(np.max(errors))},
+                 "figures": {}}
+    for name, text in FIGURES.items():
+        values = [r["figures"][name] for r in rows if name in r["figures"]]
+        if len(values) != len(rows):
+            continue
+        reference["figures"][name] = {
+            "description": text, "median": float(np.median(values)), "max": float(np.max(values)),
+            "spearman_with_air_error": spearman(values, errors)}
+    usable = {k: v for k, v in reference["figures"].items() if v["spearman_with_air_error"] is not None}
+    if not usable:
+        raise BigsegError("no confidence figure varied over the validation slabs; use more --slabs")
+    best = max(usable, key=lambda k: usable[k]["spearman_with_air_error"])
+    reference["figure"] = best
+    reference["threshold"] = reference["figures"][best]["max"]
+    meta = dict(blob["meta"])
+    meta["confidence_reference"] = reference
+    from bigseg.checkpoint import classes_of
+    from bigseg.models import build
+
+    net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
+    net.load_state_dict(blob["state_dict"])
+    extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
+    checkpoint.save(out, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+                    extra_meta=extra, half=meta.get("stored_as") == "float16")
+    echo(f"confidence reference: {best} (Spearman {usable[best]['spearman_with_air_error']:.2f} with the air-content "
+         f"error on {slabs} validation slabs); warn above {reference['threshold']:.4g}; written to {out}")
+    return reference
+
+
+def doubt(confidence: dict | None, reference: dict | None) -> dict:
+    """Whether a store's labels lie outside the confidence range the model showed on its validation styles:
+    {"flag": bool or None, "figure", "value", "threshold", "message"}."""
+    if not confidence:
+        return {"flag": None, "message": "no confidence figures (labels from an older bigseg): rerun infer"}
+    values = figures(confidence)
+    if not reference or reference.get("figure") not in values:
+        v = values["uncertain_fraction"]
+        return {"flag": None, "figure": "uncertain_fraction", "value": v,
+                "message": f"{100 * v:.2f} % of pixels uncertain; the model has no confidence reference (run "
+                           "'bigseg calibrate MODEL'), so no range to compare with"}
+    name = reference["figure"]
+    v, limit = values[name], reference["threshold"]
+    flag = bool(v > limit) if math.isfinite(v) else True
+    msg = (f"low confidence: {FIGURES[name]} is {v:.4g}, above the {limit:.4g} the model reached on any of its "
+           f"{reference['slabs']} validation slabs; these figures may be wrong -- look at the quicklook, or train on "
+           "your own annotations" if flag else
+           f"{FIGURES[name]} is {v:.4g}, within the model's range on its validation slabs (up to {limit:.4g})")
+    return {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": msg}

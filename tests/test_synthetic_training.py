@@ -1,0 +1,100 @@
+"""Training on synthetic sections rendered on the fly: pure crops, batches that mix regions, augmentation, resume,
+and the held-out styles refused."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bigseg import checkpoint
+from bigseg.train.augment import photometric
+from bigseg.train.config import AugmentConfig, PhotometricConfig, SyntheticConfig, load_config
+from bigseg.train.loop import train
+from bigseg.train.synthetic import CROP_BITS, SyntheticBatches, SyntheticCrops
+from tests.conftest import error_line, run_cli
+
+
+def _crops(**kw):
+    cfg = SyntheticConfig(styles={"random": 3, "classic": 1}, region=128, crops_per_region=3, **kw)
+    return SyntheticCrops(cfg, 64, AugmentConfig(rot90=True, photometric=PhotometricConfig(probability=1.0)), seed=2)
+
+
+def test_a_crop_is_a_pure_function_of_its_number():
+    a, b = _crops(), _crops()
+    for i in [5, (7 << CROP_BITS) + 2, 5]:  # out of order, repeated, from a fresh dataset: the same crop
+        x, t = a[i]
+        y, u = b[i]
+        assert torch.equal(x, y) and torch.equal(t, u)
+        assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+        assert t.dtype == torch.int64 and set(t.unique().tolist()) <= {0, 1, 2}
+    assert not torch.equal(a[0][0], a[1][0])  # two crops of one region differ (position, flips, photometric)
+
+
+def test_batches_mix_regions_and_each_loader_process_reuses_its_own():
+    s = SyntheticBatches(0, 24, batch_size=4, workers=2, crops_per_region=3)
+    batches = list(s)
+    assert len(batches) == 24 and all(len(b) == 4 for b in batches)
+    for b in batches:
+        assert len({i >> CROP_BITS for i in b}) == 4  # four different regions in every batch
+    for w in range(2):  # process w gets batches w, w + 2, ...: 3 in a row on the same regions, then new ones
+        mine = [{i >> CROP_BITS for i in b} for b in batches[w::2]]
+        assert mine[0] == mine[1] == mine[2] != mine[3]
+        assert not mine[0] & {i >> CROP_BITS for i in batches[1 - w]}  # never another process's regions
+    assert list(SyntheticBatches(5, 9, 4, 2, 3)) == batches[5:9]  # a resumed run picks up the same batches
+
+
+def test_photometric_augmentation_is_seeded_and_changes_only_the_picture():
+    image = torch.rand(3, 48, 48)
+    cfg = PhotometricConfig(probability=1.0)
+    a = photometric(image, np.random.default_rng(1), cfg)
+    b = photometric(image, np.random.default_rng(1), cfg)
+    c = photometric(image, np.random.default_rng(2), cfg)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == image.shape and 0 <= a.min() and a.max() <= 1
+    assert (a - image).abs().mean() > 0.01
+    assert torch.equal(photometric(image, np.random.default_rng(1), PhotometricConfig(probability=0.0)), image)
+
+
+def _write(tmp_path, name, **kw):
+    cfg = {"synthetic": {"styles": {"random": 1.0}, "region": 128, "crops_per_region": 2},
+           "model": {"arch": "light_unet", "width": 4}, "crop": 64, "batch_size": 2, "iterations": 4,
+           "checkpoint_every": 2, "val_every": 4, "val_crops": 2, "num_workers": 0, "device": "cpu",
+           "deterministic": True, "seed": 1, "out": str(tmp_path / name),
+           "augment": {"rot90": True, "photometric": {}}}
+    cfg.update(kw)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_training_on_synthetic_sections_resumes_exactly_and_records_provenance(tmp_path):
+    torch.set_num_threads(1)
+    full = train(load_config(_write(tmp_path, "full")), progress=False, echo=lambda *a: None)
+    assert full["iterations"] == 4 and full["val"]["iou"]["paste"] is not None
+    train(load_config(_write(tmp_path, "split")), stop_at=2, progress=False, echo=lambda *a: None)
+    train(load_config(_write(tmp_path, "split")), resume=True, progress=False, echo=lambda *a: None)
+    a = checkpoint.read(tmp_path / "full" / "model.pt")
+    b = checkpoint.read(tmp_path / "split" / "model.pt")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert any("synthetic sections" in t for t in a["meta"]["trained_on"])
+
+
+def test_time_limit_checkpoints_and_stops(tmp_path):
+    s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=0.0, progress=False,
+              echo=lambda *a: None)
+    assert s["iterations"] == 1 and s["model"] is None
+    assert checkpoint.read(tmp_path / "timed" / "last.pt")["train_state"]["step"] == 1
+
+
+def test_held_out_styles_and_bad_synthetic_configs_are_refused(tmp_path):
+    bad = _write(tmp_path, "heldout", synthetic={"styles": {"random": 1.0, "blue-epoxy": 0.1}})
+    assert "held-out style" in error_line(run_cli("train", "--config", bad))
+    both = _write(tmp_path, "both", train=["x.zarr"])
+    assert "one of the two" in error_line(run_cli("train", "--config", both))
+    unknown = _write(tmp_path, "unknown", synthetic={"styles": {"marble": 1.0}})
+    assert "unknown style" in error_line(run_cli("train", "--config", unknown))
+    inf = _write(tmp_path, "inf", optimizer={"lr": float("inf")})
+    assert "optimizer.lr" in error_line(run_cli("train", "--config", inf))
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe" * 10)
+    assert "not a text file" in error_line(run_cli("train", "--config", tmp_path / "x.png"))
