@@ -97,7 +97,8 @@ def table(results: dict) -> str:
             sf = f"{100 * s['spacing_factor_error']:+.1f} %" if s["spacing_factor_error"] is not None else "n/a"
             lines.append(
                 f"| {name} | {style} | {iou['paste']:.3f} | "
-                f"{iou['stone']:.3f}{_met(iou['stone'] >= TARGETS['stone_iou'])} | {iou['void']:.3f}{_met(iou['void'] >= TARGETS['void_iou'])} | {s['air_content_truth']:.2f} % | "
+                f"{iou['stone']:.3f}{_met(iou['stone'] >= TARGETS['stone_iou'])} | "
+                f"{iou['void']:.3f}{_met(iou['void'] >= TARGETS['void_iou'])} | {s['air_content_truth']:.2f} % | "
                 f"{s['air_error_points']:+.2f}{_met(s['air_abs_error_points'] <= TARGETS['air_points'])} | {sf} | "
                 f"{s['flagged']}/{len(s['slabs'])} |")
     lines.append("")
