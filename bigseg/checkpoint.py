@@ -97,15 +97,39 @@ def read(path: str | os.PathLike) -> dict:
         if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
             raise BigsegError(
                 f"{path}: refused: the file holds pickled Python objects (which could run code), not just "
-                "tensors; bigseg loads weights only"
+                "tensors; bigseg loads weights only (for a whole model saved with torch.save(net), save "
+                "net.state_dict() instead and import it with 'bigseg import weights')"
             ) from exc
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise BigsegError(f"{path}: not a readable checkpoint ({first})") from exc
+    if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise BigsegError(f"{path}: a plain state dict (weights without bigseg's metadata); import it with "
+                          f"'bigseg import weights {path} -o MODEL.pt'")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise BigsegError(
             f"{path}: not a bigseg checkpoint (no 'format: {FORMAT}' entry); train one with 'bigseg train'"
         )
+    _check_structure(path, blob)
     return blob
+
+
+def _check_structure(path, blob: dict) -> None:
+    """The checkpoint's parts have the types bigseg writes (a safely loadable file can still hold anything)."""
+    import torch
+
+    meta, state = blob.get("meta"), blob.get("state_dict")
+    if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
+        raise BigsegError(f"{path}: malformed bigseg checkpoint: 'meta' lacks the architecture ('arch')")
+    if not isinstance(meta.get("arch_kwargs", {}), dict):
+        raise BigsegError(f"{path}: malformed bigseg checkpoint: 'meta.arch_kwargs' is not a mapping")
+    if not isinstance(meta.get("classes"), list):
+        raise BigsegError(f"{path}: malformed bigseg checkpoint: 'meta.classes' (the class table) is missing")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BigsegError(f"{path}: malformed bigseg checkpoint: 'state_dict' is not a mapping of names to tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise BigsegError(f"{path}: {len(bad)} weight tensors hold NaN or inf (first: {bad[0]}); a diverged "
+                          "training? Use an earlier checkpoint")
 
 
 def load(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
@@ -115,7 +139,11 @@ def load(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     blob = read(path)
     meta = blob["meta"]
     classes = table_from_attrs(meta.get("classes", []))
-    model = build(meta["arch"], len(classes), **meta.get("arch_kwargs", {}))
+    try:
+        model = build(meta["arch"], len(classes), **meta.get("arch_kwargs", {}))
+    except (TypeError, ValueError) as exc:
+        raise BigsegError(f"{path}: its arch_kwargs {meta.get('arch_kwargs')} do not build {meta['arch']} "
+                          f"({str(exc).splitlines()[0]})") from exc
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 import click
 
+from bigseg.defaults import DEFAULT_CHUNK
 from bigseg.errors import BigsegError
+from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 
 class _Ctx:
@@ -64,6 +67,9 @@ def cli(debug, progress):
     """bigseg: semantic segmentation of gigapixel images (concrete sections, road scenes, slides, maps)."""
     _Ctx.debug = debug
     _Ctx.progress = progress
+    from bigseg.cluster import set_debug
+
+    set_debug(debug)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -112,14 +118,19 @@ def synth(out, size, seed, style, truth, pixel_size, aggregate, air):
 @click.argument("store", type=click.Path())
 @click.option("--truth", type=click.Path(), help="Ground-truth mask of the same size.")
 @click.option("--pixel-size", type=float, help="Micrometres per pixel [default: from the file's resolution].")
-@click.option("--chunk", default=1024, show_default=True, type=int, help="Chunk side in pixels.")
+@click.option("--chunk", default=DEFAULT_CHUNK, show_default=True, type=int, help="Chunk side in pixels.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-def ingest(image, store, truth, pixel_size, chunk, overwrite):
+@click.option("--autorotate/--no-autorotate", default=True, show_default=True,
+              help="Turn the picture as its EXIF/TIFF orientation tag says (as viewers do), or keep the file's order.")
+def ingest(image, store, truth, pixel_size, chunk, overwrite, autorotate):
     """Stream IMAGE (JPEG/PNG/TIFF/BigTIFF) into the zarr slab store STORE."""
     from bigseg.ingest import ingest as run
 
     s = run(image, store, truth=truth, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
-            progress=_progress())
+            progress=_progress(), autorotate=autorotate)
+    if s["autorotated"]:
+        click.echo(f"turned as the file's orientation tag ({s['orientation']}) says; --no-autorotate keeps the "
+                   "file's order")
     px = f"{s['pixel_size_um']:.3g} um/px" if s["pixel_size_um"] else "pixel size unknown (use --pixel-size)"
     click.echo(f"ingested {s['image']} -> {s['store']}: {s['width']}x{s['height']}, chunk {s['chunk']}, {px}"
                + (f", truth {s['truth']}" if s["truth"] else ""))
@@ -172,8 +183,8 @@ def train(config_path, resume, stop_at, time_limit):
 @click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
 @click.option("--scheduler", help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--window", default=900, show_default=True, type=int, help="Window side (px).")
-@click.option("--overlap", default=128, show_default=True, type=int, help="Overlap between windows (px).")
+@click.option("--window", default=DEFAULT_WINDOW, show_default=True, type=int, help="Window side (px).")
+@click.option("--overlap", default=DEFAULT_OVERLAP, show_default=True, type=int, help="Overlap between windows (px).")
 @click.option("--batch", type=int, help="Windows per forward pass [default: 2 on CPU, 8 on CUDA].")
 @click.option("--threads", type=int, help="Torch threads per CPU worker [default: cores / workers].")
 @click.option("--stripe", type=int, help="Width (px) of the column stripes processed at a time; memory grows with "
@@ -188,6 +199,13 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
     from bigseg.infer import infer as run
     from bigseg.report.stats import format_table
 
+    if stats_path:  # checked before hours of work, not after
+        from bigseg.paths import refuse_overlap
+
+        refuse_overlap(stats_path, "--stats", ("input", input_path), ("store", out))
+        folder = Path(stats_path).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise BigsegError(f"--stats {stats_path}: the folder {folder} does not exist or is not writable")
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
                         overwrite=overwrite, progress=_progress(), backend=backend)
@@ -259,7 +277,7 @@ def import_():
 
 def _import_options(f):
     f = click.option("--overwrite", is_flag=True, help="Replace existing stores.")(f)
-    f = click.option("--chunk", default=1024, show_default=True, type=int, help="Chunk side (px).")(f)
+    f = click.option("--chunk", default=DEFAULT_CHUNK, show_default=True, type=int, help="Chunk side (px).")(f)
     f = click.option("--pixel-size", type=float, help="Micrometres per pixel [default: from the files].")(f)
     return f
 
@@ -339,8 +357,8 @@ def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, 
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint to measure.")
 @click.option("--size", default="6000x6000", show_default=True, help="WIDTHxHEIGHT of the test image.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--window", default=900, show_default=True, type=int)
-@click.option("--overlap", default=128, show_default=True, type=int)
+@click.option("--window", default=DEFAULT_WINDOW, show_default=True, type=int)
+@click.option("--overlap", default=DEFAULT_OVERLAP, show_default=True, type=int)
 @click.option("--batch", type=int)
 @click.option("--workers", type=int)
 @click.option("--store", type=click.Path(), help="Keep (or reuse) the test store here.")
@@ -383,19 +401,28 @@ def demo(out, size, workers):
 @cli.command()
 @click.argument("store", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def info(store, as_json):
+@click.option("--check", is_flag=True, help="Read every chunk of every array; list missing or damaged ones (exit 2).")
+def info(store, as_json, check):
     """Print a summary of the slab store STORE: arrays, completeness, class table, statistics."""
     from bigseg.summary import store_summary
 
-    s = store_summary(store)
+    s = store_summary(store, check=check, echo=click.echo if check and not as_json else None)
+    damaged = {name: a["problems"] for name, a in s["arrays"].items() if a.get("problems")}
     if as_json:
         click.echo(json.dumps(s, indent=2))
+    if damaged:
+        first = next(iter(damaged))
+        raise BigsegError(f"{store}: damaged: " + "; ".join(f"{n}: {len(p)} bad chunks" for n, p in damaged.items())
+                          + f" (first: {first} {damaged[first][0]}); ingest or infer again with --overwrite")
+    if as_json:
         return
     click.echo(f"{s['path']}: {s['width']}x{s['height']} px, pixel size "
                + (f"{s['pixel_size_um']:.3g} um" if s["pixel_size_um"] else "unknown"))
     click.echo("classes: " + ", ".join(f"{c['id']} {c['name']}" for c in s["classes"]))
     for name, a in s["arrays"].items():
         state = "complete" if a["complete"] else "INCOMPLETE"
+        if check:
+            state += ", every chunk readable"
         click.echo(f"  {name:14s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  {state}")
     if s.get("stats"):
         from bigseg.report.stats import format_table

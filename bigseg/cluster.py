@@ -27,6 +27,67 @@ CALM_WORKERS = {
 }
 
 
+DEBUG = False
+"""``bigseg --debug``: dask's own log lines (worker errors with their tracebacks) reach stderr. Otherwise they are
+silenced: an error raised in a worker reaches the user once, as bigseg's one line."""
+
+
+def set_debug(on: bool) -> None:
+    global DEBUG
+    DEBUG = bool(on)
+    logging.getLogger("distributed").setLevel(logging.DEBUG if on else logging.CRITICAL)
+
+
+def compute(obj, client=None):
+    """A dask collection, or a list of delayed objects, computed on ``client`` (or with threads in this process
+    without one)."""
+    if isinstance(obj, list | tuple):
+        if client is not None:
+            return client.gather(client.compute(list(obj)))
+        import dask
+
+        return list(dask.compute(*obj, scheduler="threads"))
+    if client is not None:
+        return client.compute(obj).result()
+    return obj.compute(scheduler="threads")
+
+
+SCHEDULER_TIMEOUT = 15.0
+"""Seconds to wait for a dask scheduler to answer. A server that accepts the connection but never speaks dask's
+protocol (a dashboard's HTTP port given by mistake) would otherwise hold the command for ever."""
+
+
+def connect(scheduler: str, timeout: float = SCHEDULER_TIMEOUT):
+    """A Client of the dask scheduler at ``scheduler`` (tcp://HOST:PORT, tls://, ws://, wss://, ucx://), or one
+    line saying why not, within ``timeout`` seconds whatever listens there."""
+    import re
+    import threading
+
+    from distributed import Client
+
+    if not re.fullmatch(r"(tcp|tls|ws|wss|ucx)://[^\s/]+", scheduler):
+        raise BigsegError(f"--scheduler {scheduler}: not a dask scheduler address; give tcp://HOST:PORT (the "
+                          "scheduler's port, 8786 by default, not its dashboard's web address)")
+    result: dict = {}
+
+    def attempt():
+        try:
+            result["client"] = Client(scheduler, timeout=f"{timeout}s")
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=attempt, daemon=True, name="bigseg-connect")
+    thread.start()
+    thread.join(timeout + 5)
+    if "client" in result:
+        return result["client"]
+    if thread.is_alive():
+        raise BigsegError(f"the server at {scheduler} did not answer as a dask scheduler within {timeout:g} s; is that "
+                          "the scheduler's port (8786 by default), not its dashboard's?")
+    exc = result.get("error")
+    raise BigsegError(f"cannot reach the dask scheduler at {scheduler} ({exc}); is it running?") from exc
+
+
 @contextlib.contextmanager
 def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "cpu", threads: int = 1):
     """Yield a distributed Client, or None for ``workers == 0`` (run in this process).
@@ -40,10 +101,7 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
     from distributed import Client, LocalCluster
 
     if scheduler:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise BigsegError(f"cannot reach the dask scheduler at {scheduler} ({exc}); is it running?") from exc
+        client = connect(scheduler)
         try:
             n = len(client.scheduler_info()["workers"])
             echo(f"connected to {scheduler} ({n} workers); dashboard {client.dashboard_link}")
@@ -68,7 +126,7 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
+            silence_logs=logging.INFO if DEBUG else logging.CRITICAL,
         )
     try:
         client = Client(cluster)

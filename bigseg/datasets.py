@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bigseg import store as st
 from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo, validate_table
 from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
@@ -65,7 +67,11 @@ def _palette(i: int) -> tuple[int, int, int]:
 def read_colour_table(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int]]]:
     """``R G B name`` per line (``label_colors.txt``); blank lines and ``#`` comments skipped."""
     entries = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BigsegError(f"{path}: not a text file (a colour table is 'R G B name' per line)") from exc
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -139,16 +145,33 @@ def _check_sizes(pairs) -> None:
 
 
 def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo, **maps) -> list[Path]:
-    _check_outputs([store for _, _, store in jobs], overwrite, outdir)
+    """Ingest every (image, mask, store) job, all or nothing: the stores are written into a staging folder in
+    OUTDIR and moved into place only when every one of them succeeded (an existing store is replaced then, with
+    ``overwrite``). A failure, or a kill, leaves OUTDIR as it was (a killed run's staging folder is removed by the
+    next run)."""
+    from bigseg.paths import refuse_overlap
+
+    stores = [store for _, _, store in jobs]
+    _check_outputs(stores, overwrite, outdir)
+    for image, mask, _ in jobs:
+        refuse_overlap(outdir, "OUTDIR", ("image", image), ("mask", mask))
     _check_sizes([(image, [mask]) for image, mask, _ in jobs])
     outdir.mkdir(parents=True, exist_ok=True)
-    stores = []
-    for image, mask, store in jobs:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        ingest(image, store, truth=mask, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite, classes=classes,
-               **maps)
-        echo(f"{image.name} + {mask.name} -> {store}")
-        stores.append(store)
+    st.remove_stale_partials(outdir, "import")
+    stage = outdir / f".import.partial-{os.getpid()}"
+    try:
+        for image, mask, store in jobs:
+            staged = stage / store.relative_to(outdir)
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            ingest(image, staged, truth=mask, pixel_size=pixel_size, chunk=chunk, classes=classes, **maps)
+            echo(f"{image.name} + {mask.name} -> {store}")
+        for store in stores:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            if store.exists():
+                shutil.rmtree(store)
+            os.replace(stage / store.relative_to(outdir), store)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return stores
 
 
@@ -194,7 +217,7 @@ def _compose_layers(layer_files: list[tuple[int, Path]], size: tuple[int, int], 
     composed.write_to_file(str(out), compression="deflate", tile=True, bigtiff=True)
 
 
-def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None = None, chunk: int = 1024,
+def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None = None, chunk: int = st.DEFAULT_CHUNK,
                 overwrite: bool = False, echo=print) -> Imported:
     """GIMP per-class layer exports -> ``OUTDIR/<name>.zarr`` (image + truth); see the module docstring."""
     folder, outdir = Path(folder), Path(outdir)
@@ -258,7 +281,7 @@ def _find_mask(masks: Path, stem: str, suffixes=MASK_SUFFIXES) -> Path | None:
 
 
 def import_camvid(folder, outdir, void_name: str | None = None, pixel_size: float | None = None,
-                  chunk: int = 1024, overwrite: bool = False, echo=print) -> Imported:
+                  chunk: int = st.DEFAULT_CHUNK, overwrite: bool = False, echo=print) -> Imported:
     """A CamVid dataset (SegNet or fastai layout) -> ``OUTDIR/<split>/<stem>.zarr``; see the module docstring."""
     folder, outdir = Path(folder), Path(outdir)
     if not folder.is_dir():
@@ -311,7 +334,7 @@ def import_camvid(folder, outdir, void_name: str | None = None, pixel_size: floa
 
 
 def import_pairs(images, masks, outdir, colour_table=None, void_name: str | None = None,
-                 pixel_size: float | None = None, chunk: int = 1024, overwrite: bool = False,
+                 pixel_size: float | None = None, chunk: int = st.DEFAULT_CHUNK, overwrite: bool = False,
                  echo=print) -> Imported:
     """Image and mask folders matched by stem -> ``OUTDIR/<stem>.zarr``; see the module docstring.
 

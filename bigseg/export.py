@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -58,11 +57,16 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
     if int8 and not calibrate:
         raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
                           "will segment): int8 ranges are measured on real windows, not guessed")
+    from bigseg import store as st
+    from bigseg.paths import refuse_overlap
+
     out = Path(out)
+    refuse_overlap(out, "-o", ("checkpoint", checkpoint), *[("calibration store", s) for s in calibrate])
     if out.exists() and not overwrite:
         raise BigsegError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise BigsegError(f"{out.parent}: no such folder")
+    st.remove_stale_partials(out.parent, out.name)  # what an export killed with -9 left
     if fmt == "onnx":
         onnx_available()
     model, meta = load(checkpoint)  # safe load; errors name what does not fit
@@ -78,7 +82,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         "output": "logits float32, shape (batch, classes, height, width)",
     })
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+    with st.output_lock(out), _partial_dir(out) as tmp:
         tmp_out = Path(tmp) / out.name
         if fmt == "onnx":
             fp32 = Path(tmp) / "fp32.onnx"
@@ -111,6 +115,20 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         os.replace(tmp_out, out)
     return {"path": str(out), "format": fmt, "precision": export_meta["precision"], "arch": meta["arch"],
             "bytes": out.stat().st_size, "verified": verified}
+
+
+@contextlib.contextmanager
+def _partial_dir(out: Path):
+    """A working folder ``.NAME.partial-PID`` beside ``out``, removed afterwards (and by the next export, if this
+    one is killed)."""
+    import shutil
+
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

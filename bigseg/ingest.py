@@ -18,6 +18,7 @@ PNG (palette index = class id) or RGB whose colours are the class table's colour
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -56,12 +57,27 @@ def open_image(path: str | os.PathLike, what: str = "image"):
     if p.stat().st_size == 0:
         raise BigsegError(f"{p}: empty file (0 bytes)")
     try:
-        img = pyvips.Image.new_from_file(str(p), access="sequential", fail_on="truncated")
+        img = _load(pyvips, p)
     except pyvips.Error as exc:
         raise BigsegError(f"{p}: not a readable {what} ({_first_line(exc)})") from exc
     if "tiff" in (img.get("vips-loader") if "vips-loader" in img.get_fields() else ""):
         check_tiff_complete(p)
     return img
+
+
+def _load(pyvips, p: Path):
+    """libvips' loader for ``p``. A legal file name that is not UTF-8 (café in Latin-1) cannot pass through
+    pyvips' strings: such a file is opened here and handed to libvips as a descriptor (which libvips duplicates)."""
+    try:
+        os.fsencode(p).decode("utf-8")
+    except UnicodeDecodeError:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            source = pyvips.Source.new_from_descriptor(fd)
+            return pyvips.Image.new_from_source(source, "", access="sequential", fail_on="truncated")
+        finally:
+            os.close(fd)
+    return pyvips.Image.new_from_file(str(p), access="sequential", fail_on="truncated")
 
 
 def check_tiff_complete(path: Path) -> None:
@@ -317,6 +333,51 @@ def _pyramid(block: np.ndarray, factors: list[int]) -> dict[int, np.ndarray]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+ORIENTATIONS = range(1, 9)
+"""EXIF/TIFF orientation values: 1 as stored; 2-4 mirrored or turned by 180 degrees; 5-8 turned by 90 degrees
+(width and height swap)."""
+
+
+def orientation_of(img) -> int:
+    """The file's orientation tag (EXIF for JPEG, the TIFF tag for TIFF), 1 when it has none."""
+    try:
+        value = int(img.get("orientation")) if "orientation" in img.get_fields() else 1
+    except (TypeError, ValueError):
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
+def orient(block: np.ndarray, orientation: int) -> np.ndarray:
+    """A strip of rows in file order turned as a viewer shows it (see :func:`oriented_place`)."""
+    if orientation == 2:
+        return block[:, ::-1]
+    if orientation == 3:
+        return block[::-1, ::-1]
+    if orientation == 4:
+        return block[::-1]
+    if orientation == 5:
+        return np.swapaxes(block, 0, 1)
+    if orientation == 6:
+        return np.rot90(block, -1)
+    if orientation == 7:
+        return np.rot90(block, -1)[::-1]
+    if orientation == 8:
+        return np.rot90(block, 1)
+    return block
+
+
+def oriented_place(y0: int, y1: int, height: int, orientation: int) -> tuple[slice, slice]:
+    """Where rows y0..y1 of a file of ``height`` rows land in the viewer's picture: (rows, columns)."""
+    whole = slice(None)
+    if orientation in (3, 4):
+        return slice(height - y1, height - y0), whole
+    if orientation in (5, 8):
+        return whole, slice(y0, y1)
+    if orientation in (6, 7):
+        return whole, slice(height - y1, height - y0)
+    return slice(y0, y1), whole
+
+
 def ingest(
     image: str | os.PathLike,
     store: str | os.PathLike,
@@ -325,72 +386,76 @@ def ingest(
     chunk: int = st.DEFAULT_CHUNK,
     overwrite: bool = False,
     classes: tuple[ClassInfo, ...] = CONCRETE,
-    progress: bool = False,
+    progress: bool | None = False,
     truth_values: np.ndarray | None = None,
     truth_colours: dict[tuple[int, int, int], int] | None = None,
+    autorotate: bool = True,
 ) -> dict:
     """Stream ``image`` (and optionally its ``truth`` mask) into a new slab store at ``store``.
 
     The mask's values are class ids (grey or palette index) or class colours (RGB); importers of other
     conventions pass ``truth_values`` (mask value -> class id or 255 = unlabelled; larger values are errors) or
-    ``truth_colours`` (RGB colour -> class id or 255).
+    ``truth_colours`` (RGB colour -> class id or 255). ``autorotate``: follow the file's orientation tag (EXIF,
+    TIFF) as viewers do, so the store holds the picture people see (and traverse lines run as they see them); the
+    mask must be in that orientation too (an annotation program shows the turned picture).
 
     The store is written under a temporary name and moved into place when complete; an existing store is
-    refused unless ``overwrite``. Returns a summary dict (size, chunk, pixel size, preview levels).
+    refused unless ``overwrite``, and so is a store another ingest is writing. Returns a summary dict (size,
+    chunk, pixel size, preview levels, orientation).
     """
+    from bigseg.paths import refuse_overlap
+
     image = Path(image)
     if chunk < 64 or chunk > 8192:
         raise BigsegError(f"--chunk must be between 64 and 8192 pixels, got {chunk}")
-    if pixel_size is not None and pixel_size <= 0:
-        raise BigsegError(f"--pixel-size must be positive, got {pixel_size}")
+    if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise BigsegError(f"--pixel-size must be a positive number, got {pixel_size}")
+    refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
     if Path(store).exists() and not overwrite:
         raise BigsegError(f"{store} exists; pass --overwrite to replace it")
     src = open_image(image)
     info = _source_info(image, src)
+    orientation = orientation_of(src) if autorotate else 1
     rgb = to_rgb8(src, image)
-    height, width = rgb.height, rgb.width
+    height, width = (rgb.width, rgb.height) if orientation >= 5 else (rgb.height, rgb.width)
     truth_dec = None
     if truth is not None:
         truth = Path(truth)
         timg = open_image(truth, "truth mask")
         if (timg.width, timg.height) != (width, height):
+            turned = " (the image as its orientation tag turns it)" if orientation >= 5 else ""
             raise BigsegError(
-                f"{truth}: truth mask is {timg.width}x{timg.height} but the image is {width}x{height}"
+                f"{truth}: truth mask is {timg.width}x{timg.height} but the image is {width}x{height}{turned}"
             )
         truth_dec = TruthDecoder(truth, timg, classes, truth_values, truth_colours)
     px = pixel_size if pixel_size is not None else pixel_size_from_file(src)
     strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
     factors = pyramid_factors(height, width, strip_h)
+    source = {**info.to_attrs(), "orientation": orientation_of(src), "autorotated": orientation != 1}
 
     with st.staged_output(store, overwrite) as tmp:
         group = st.zarr_open_new(tmp)
-        st.init_root_attrs(group, source=info.to_attrs(), pixel_size=px, classes=classes)
+        st.init_root_attrs(group, source=source, pixel_size=px, classes=classes)
         img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
                                   compressors=st.compressor())
         truth_arr = None
         if truth_dec is not None:
             truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
                                         attrs={"source": str(truth.resolve()), "encoding": truth_dec.mode})
-        previews = group.create_group("preview")
-        levels = {}
-        for f in factors:
-            ph, pw = -(-height // f), -(-width // f)
-            levels[f] = st.create_array(previews, f"x{f}", (ph, pw, 3), (min(ph, 1024), min(pw, 1024), 3),
-                                        ("y", "x", "band"), compressors=st.compressor(),
-                                        attrs={"factor": f})
+        levels = _pyramid_arrays(group, height, width, factors)
         from bigseg.progress import progress_bar
 
-        strips = progress_bar(range(0, height, strip_h), total=-(-height // strip_h), desc=f"ingest {image.name}",
+        file_h, file_w = rgb.height, rgb.width
+        strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {image.name}",
                               unit="strip", enabled=progress)
-        decoded = _decode_ahead(rgb, truth_dec.img if truth_dec else None, strips, strip_h, height, width,
-                                image, truth)
-        for y0, h, block, tblock in decoded:
-            img_arr[y0 : y0 + h] = block
-            if truth_arr is not None:
-                truth_arr[y0 : y0 + h] = truth_dec.decode(tblock, y0)
-            for f, pooled in _pyramid(block, factors).items():
-                levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
-            del block, tblock  # before the next strip arrives: two strips in memory, not three
+        if orientation == 1:
+            _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth)
+        else:
+            _write_oriented(rgb, img_arr, strips, strip_h, file_h, file_w, orientation, image)
+            if truth_dec is not None:
+                _write_strips(None, truth_dec, None, truth_arr, {}, [], range(0, height, strip_h), strip_h, image,
+                              truth)
+            _pyramid_from_store(img_arr, levels, factors, strip_h)
         for arr in [img_arr, truth_arr, *levels.values()]:
             if arr is not None:
                 st.set_complete(arr)
@@ -405,4 +470,55 @@ def ingest(
         "pixel_size_um": px,
         "truth": str(truth) if truth is not None else None,
         "preview_factors": factors,
+        "orientation": source["orientation"],
+        "autorotated": source["autorotated"],
     }
+
+
+def _pyramid_arrays(group, height: int, width: int, factors: list[int]) -> dict:
+    previews = group.create_group("preview")
+    levels = {}
+    for f in factors:
+        ph, pw = -(-height // f), -(-width // f)
+        levels[f] = st.create_array(previews, f"x{f}", (ph, pw, 3), (min(ph, 1024), min(pw, 1024), 3),
+                                    ("y", "x", "band"), compressors=st.compressor(), attrs={"factor": f})
+    return levels
+
+
+def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth) -> None:
+    """The file's strips, decoded a strip ahead, into the image (and truth) arrays and the pyramid, as they come:
+    the file's orientation is the store's."""
+    height = truth_dec.img.height if rgb is None else rgb.height
+    width = truth_dec.img.width if rgb is None else rgb.width
+    if rgb is None:  # the truth alone (after an oriented image): its strips stand in for the image's
+        decoded = ((y0, h, None, t) for y0, h, t, _ in _decode_ahead(truth_dec.img, None, strips, strip_h, height,
+                                                                       width, truth, None))
+    else:
+        decoded = _decode_ahead(rgb, truth_dec.img if truth_dec else None, strips, strip_h, height, width, image,
+                                truth)
+    for y0, h, block, tblock in decoded:
+        if img_arr is not None:
+            img_arr[y0 : y0 + h] = block
+        if truth_arr is not None:
+            truth_arr[y0 : y0 + h] = truth_dec.decode(tblock, y0)
+        for f, pooled in _pyramid(block, factors).items() if block is not None else ():
+            levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
+        del block, tblock  # before the next strip arrives: two strips in memory, not three
+
+
+def _write_oriented(rgb, img_arr, strips, strip_h: int, file_h: int, file_w: int, orientation: int, image) -> None:
+    """The file's strips turned as its orientation tag says, each written where it lands (a band of columns for
+    a quarter turn): memory stays two strips."""
+    for y0, h, block, _ in _decode_ahead(rgb, None, strips, strip_h, file_h, file_w, image, None):
+        rows, cols = oriented_place(y0, y0 + h, file_h, orientation)
+        img_arr[rows, cols] = orient(block, orientation)
+        del block
+
+
+def _pyramid_from_store(img_arr, levels: dict, factors: list[int], strip_h: int) -> None:
+    """The preview pyramid from the written image, a strip at a time (a turned image arrives in columns)."""
+    height = img_arr.shape[0]
+    for y0 in range(0, height, strip_h):
+        block = st.read(img_arr, slice(y0, min(y0 + strip_h, height)))
+        for f, pooled in _pyramid(block, factors).items():
+            levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled

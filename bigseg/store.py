@@ -30,16 +30,10 @@ import zarr
 import zarr.codecs
 
 from bigseg.classes import CONCRETE, ClassInfo, table_from_attrs, table_to_attrs
+from bigseg.defaults import DEFAULT_CHUNK  # noqa: F401 - re-exported: part of the store's layout
 from bigseg.errors import BigsegError
 
 FORMAT_VERSION = 1
-DEFAULT_CHUNK = 1024
-"""Default chunk side (pixels) for image, truth and labels.
-
-A 900 px window at any offset touches at most 2 x 2 chunks of 1024 (the fewest possible: chunks at least as
-large as the window), each 3 MB of RGB uncompressed, so a window read decodes at most 12 MB; a gigapixel slab
-is ~1000 chunks per array, few enough files for any filesystem. Smaller chunks (512) read less per window but
-quadruple the file count; the model costs ~1000x more than decoding either way."""
 
 
 def compressor():
@@ -86,12 +80,28 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
         raise BigsegError(f"{p}: no such store")
     if not is_store(p):
         raise BigsegError(f"{p}: not a zarr store (no zarr.json); make one with 'bigseg ingest IMAGE {p}'")
+    _check_metadata(p)
     try:
         # never through consolidated metadata (kept for xarray's benefit; stale while a writer works)
         group = zarr.open_group(str(p), mode=mode, zarr_format=3, use_consolidated=False)
     except Exception as exc:  # zarr raises many kinds for broken metadata
         raise BigsegError(f"{p}: cannot open as a zarr v3 group ({exc})") from exc
     return _check_slab(group, p)
+
+
+def _check_metadata(p: Path) -> None:
+    """Every metadata file of the store (group and arrays, two levels down) parses: a truncated or edited one is
+    named here, in one line, rather than failing somewhere inside zarr."""
+    import json
+
+    files = [p / "zarr.json", *p.glob("*/zarr.json"), *p.glob("*/*/zarr.json")]
+    for f in files:
+        try:
+            meta = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise BigsegError(f"{f}: unreadable zarr metadata ({_first_line(exc)}); the store is damaged") from exc
+        if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
+            raise BigsegError(f"{f}: not zarr v3 metadata; the store is damaged")
 
 
 def _check_slab(group: zarr.Group, p) -> zarr.Group:
@@ -175,10 +185,16 @@ def _chunk_file(array: zarr.Array, index: tuple[int, ...]) -> str | None:
     return os.path.join(str(root), array.store_path.path, key)
 
 
+def _location(array: zarr.Array) -> str:
+    root = getattr(array.store_path.store, "root", None)
+    if root is None:
+        return str(array.store_path)
+    return os.path.normpath(os.path.join(str(root), array.store_path.path))
+
+
 def read(array: zarr.Array, *region: slice):
     """``array[region]`` (slices along the leading axes), with damage named: a chunk file missing from an array
     that stores every chunk, or a chunk that does not decode, is a BigsegError naming the array and the chunk."""
-    name = array.store_path.path or str(array.store_path)
     chunks = array.chunks
     ranges = []
     for axis, sl in enumerate(region):
@@ -190,15 +206,15 @@ def read(array: zarr.Array, *region: slice):
         for idx in indices:
             f = _chunk_file(array, idx)
             if f is not None and not os.path.exists(f):
-                raise BigsegError(f"{array.store_path.store.root}: chunk {'.'.join(map(str, idx))} of '{name}' is "
-                                  f"missing (the store is damaged: {f}); 'bigseg info --check' lists every bad chunk")
+                raise BigsegError(f"{_location(array)}: chunk {'.'.join(map(str, idx))} is missing (the store is "
+                                  "damaged); 'bigseg info --check STORE' lists every bad chunk")
     try:
         return array[region]
     except Exception as exc:
         bad = next((idx for idx in indices if not _decodes(array, idx)), None)
         where = f"chunk {'.'.join(map(str, bad))}" if bad is not None else f"the chunks under {region}"
-        raise BigsegError(f"{array.store_path}: {where} of '{name}' cannot be read ({_first_line(exc)}); the "
-                          "store is damaged") from exc
+        raise BigsegError(f"{_location(array)}: {where} cannot be read ({_first_line(exc)}); the store is "
+                          "damaged") from exc
 
 
 def _decodes(array: zarr.Array, idx: tuple[int, ...]) -> bool:
@@ -208,6 +224,28 @@ def _decodes(array: zarr.Array, idx: tuple[int, ...]) -> bool:
     except Exception:
         return False
     return True
+
+
+class Checked:
+    """``store/name`` read through :func:`read` (damage named), shaped like an array for ``dask.array.from_array``;
+    pickles as its path, so dask workers reopen it themselves."""
+
+    def __init__(self, store, name: str):
+        self.store, self.name = str(store), name
+        a = open_array(self.store, name)
+        self.shape, self.dtype, self.ndim, self.chunks = a.shape, a.dtype, a.ndim, a.chunks
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return read(open_array(self.store, self.name), *key)
+
+
+def dask_array(store, name: str):
+    """``store/name`` as a dask array, one task per zarr chunk, every read checked for damage."""
+    import dask.array as da
+
+    c = Checked(store, name)
+    return da.from_array(c, chunks=c.chunks, asarray=True, fancy=False, name=f"bigseg-{c.store}-{name}")
 
 
 def check_chunks(array: zarr.Array) -> list[str]:
@@ -259,7 +297,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_partials(parent: Path, name: str) -> None:
+def remove_stale_partials(parent: Path, name: str) -> None:
     """Temporary outputs left by killed runs (``.NAME.partial-PID`` whose process is gone)."""
     for p in parent.glob(f".{name}.partial-*"):
         pid = p.name.rsplit("-", 1)[-1]
@@ -292,22 +330,52 @@ def staged_output(final: str | os.PathLike, overwrite: bool):
         raise BigsegError(f"{parent}: output folder does not exist")
     if not os.access(parent, os.W_OK):
         raise BigsegError(f"{parent}: output folder is not writable")
-    _remove_stale_partials(parent, final.name)
-    tmp = parent / f".{final.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        _remove_settled(tmp)
-        raise
-    if final.exists():
-        old = parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+    with output_lock(final):
+        remove_stale_partials(parent, final.name)
+        tmp = parent / f".{final.name}.partial-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        try:
+            yield tmp
+        except BaseException:
+            _remove_settled(tmp)
+            raise
+        if final.exists():
+            old = parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def output_lock(final: Path):
+    """``.NAME.lock`` beside an output while it is written: a second writer of the same output is refused (never
+    last-writer-wins); the lock of a killed writer (its pid gone) is taken over."""
+    lock = final.parent / f".{final.name}.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or "-1")
+            except (OSError, ValueError):
+                pid = -1
+            if pid > 0 and pid_alive(pid):
+                raise BigsegError(f"{final}: another bigseg process (pid {pid}) is writing it; wait for it, or remove "
+                                  f"{lock} if it is gone") from None
+            lock.unlink(missing_ok=True)  # stale (or unreadable): its writer is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
     else:
-        os.replace(tmp, final)
+        raise BigsegError(f"{lock}: cannot take the lock")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def open_dataset(path: str | os.PathLike):

@@ -7,19 +7,23 @@ import os
 from bigseg import store as st
 
 
-def store_summary(path: str | os.PathLike) -> dict:
+def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> dict:
+    """Size, pixel size, class table, arrays (shape, chunks, completeness), statistics; with ``check`` every chunk
+    of every array is read once and the damaged ones listed per array (``problems``)."""
     group = st.open_store(path)
     image = group["image"]
     arrays = {}
-    for name in ("image", "truth", "labels", "probabilities"):
-        if name in group:
-            a = group[name]
-            arrays[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),
-                            "complete": st.is_complete(a)}
+    names = [n for n in ("image", "truth", "labels", "probabilities", "confidence") if n in group]
     if "preview" in group:
-        for name, a in sorted(group["preview"].arrays()):
-            arrays[f"preview/{name}"] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),
-                                         "complete": st.is_complete(a)}
+        names += [f"preview/{n}" for n, _ in sorted(group["preview"].arrays())]
+    for name in names:
+        a = st.open_array(path, name)
+        arrays[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),
+                        "complete": st.is_complete(a)}
+        if check:
+            if echo:
+                echo(f"checking {name} ...")
+            arrays[name]["problems"] = st.check_chunks(a)
     return {
         "path": str(path),
         "height": image.shape[0],
@@ -29,4 +33,5 @@ def store_summary(path: str | os.PathLike) -> dict:
         "source": group.attrs.get("source"),
         "arrays": arrays,
         "stats": group["labels"].attrs.get("stats") if "labels" in group else None,
+        "checked": check,
     }

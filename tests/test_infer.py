@@ -169,7 +169,7 @@ def test_cli_infer_on_an_image_and_reruns(tmp_path, slab):
     proc = run_cli("infer", img, "--workers", "1", "--window", WINDOW, "--overlap", OVERLAP, "--stats",
                    tmp_path / "stats.json")
     assert proc.returncode == 0, proc.stderr
-    assert "bundled default" in proc.stdout and "dashboard http://127.0.0.1:" in proc.stdout
+    assert "model: the bundled concrete-light-unet.pt" in proc.stdout and "dashboard http://127.0.0.1:" in proc.stdout
     assert "void (air) fraction" in proc.stdout
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["classes"]["void"]["pixels"] == int((_labels(tmp_path / "slab.zarr") == 2).sum())
@@ -204,7 +204,8 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, slab, record_property):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     g = zarr.open_group(str(store), mode="r")
-    assert g["labels"].attrs["complete"] is False  # a killed run never looks finished
+    assert "labels" not in g  # a killed run never looks finished: its labels are staged until complete
+    assert zarr.open_group(str(store / ".bigseg" / "staged"), mode="r")["labels"].attrs["complete"] is False
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming:" in rerun.stdout and "skipping" in rerun.stdout

@@ -183,3 +183,60 @@ def test_pixel_size_option_and_placeholder_resolution(tmp_path, slab_png):
     s = ingest(tmp_path / "cam.jpg", tmp_path / "b.zarr", pixel_size=4.2)
     assert s["pixel_size_um"] == 4.2
     shutil.rmtree(tmp_path / "a.zarr")
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "tif"])
+@pytest.mark.parametrize("orientation", [3, 6, 7, 8])
+def test_orientation_tag_is_followed_as_viewers_do(tmp_path, fmt, orientation):
+    """A phone photo (EXIF) or a TIFF with an orientation tag is stored as every viewer shows it (libvips'
+    autorot as the reference), streamed strip by strip with chunks smaller than the picture; the truth mask is
+    in the viewer's orientation; --no-autorotate keeps the file's order."""
+    import pyvips
+
+    rng = np.random.default_rng(orientation)
+    pixels = rng.integers(0, 256, (300, 430, 3), dtype=np.uint8)
+    img = pyvips.Image.new_from_array(pixels, interpretation="srgb").copy()
+    img.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    src = tmp_path / f"photo.{fmt}"
+    if fmt == "jpg":
+        img.jpegsave(str(src), Q=100, subsample_mode="off")
+    else:
+        img.tiffsave(str(src), tile=True, tile_width=64, tile_height=64, compression="deflate")
+    shown = pyvips.Image.new_from_file(str(src)).autorot().numpy()
+    truth = tmp_path / "mask.png"
+    Image.fromarray(np.arange(shown.shape[0] * shown.shape[1], dtype=np.uint32).reshape(shown.shape[:2]).__mod__(3)
+                    .astype(np.uint8)).save(truth)
+    s = ingest(src, tmp_path / "o.zarr", truth=truth, chunk=64)
+    g = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
+    np.testing.assert_array_equal(g["image"][:], shown)
+    np.testing.assert_array_equal(g["truth"][:], _pil(truth))
+    assert s["autorotated"] and g.attrs["source"]["orientation"] == orientation
+    assert g["preview/x4"][:].shape[:2] == (-(-shown.shape[0] // 4), -(-shown.shape[1] // 4))
+    np.testing.assert_array_equal(g["preview/x4"][0, 0], np.rint(shown[:4, :4].reshape(16, 3).mean(0)))
+    kept = ingest(src, tmp_path / "k.zarr", chunk=64, autorotate=False)
+    assert not kept["autorotated"]
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "k.zarr"), mode="r")["image"][:],
+                                  pyvips.Image.new_from_file(str(src)).numpy())
+    if orientation in (6, 7, 8):  # a mask in the file's order does not fit the turned picture
+        Image.fromarray(np.zeros((300, 430), np.uint8)).save(tmp_path / "file-order.png")
+        with pytest.raises(BigsegError, match="as its orientation tag turns it"):
+            ingest(src, tmp_path / "x.zarr", truth=tmp_path / "file-order.png")
+
+
+def test_outputs_never_overwrite_inputs_and_concurrent_writers_are_refused(tmp_path, slab_png):
+    img = tmp_path / "slab.png"
+    shutil.copy(slab_png, img)
+    before = img.read_bytes()
+    for target, how in [(img, "is the image"), (tmp_path, "contains the image")]:
+        line = error_line(run_cli("ingest", img, target, "--overwrite"))
+        assert how in line, line
+    assert img.read_bytes() == before
+    from bigseg.store import output_lock
+
+    out = tmp_path / "s.zarr"
+    with output_lock(out), pytest.raises(BigsegError, match="another bigseg process"):
+        ingest(img, out)
+    assert not out.exists()
+    (tmp_path / ".s.zarr.lock").write_text("999999999")  # a killed writer's lock is taken over
+    ingest(img, out)
+    assert out.exists() and not (tmp_path / ".s.zarr.lock").exists()

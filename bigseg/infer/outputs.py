@@ -89,39 +89,58 @@ class StoreLock:
         self.path.unlink(missing_ok=True)
 
 
+STAGED = ".bigseg/staged"
+"""Where a run writes its outputs (a zarr group inside the store's .bigseg folder, invisible to the store's own
+hierarchy and to xarray): they replace the store's ``labels`` / ``confidence`` / ``probabilities`` only when the
+run is complete, so a failed or interrupted run (a bad model, a full disk, a kill) never costs the results that
+were there. A rerun with the same options resumes the staged arrays."""
+
+OUTPUTS = ("labels", "confidence", "probabilities")
+
+
+def staged(name: str) -> str:
+    """The path, relative to the store, of a run's output array ``name`` while the run writes it."""
+    return f"{STAGED}/{name}"
+
+
 def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,
-            chunks: tuple[int, int]) -> tuple[list[tuple[int, int, Bounds]], int]:
-    """Create (or validate for resume) labels / probabilities / confidence; return (pending chunks, skipped)."""
+            chunks: tuple[int, int], model: dict | None = None) -> tuple[list[tuple[int, int, Bounds]], int]:
+    """Create (or validate for resume) the staged labels / confidence / probabilities; return (pending chunks,
+    skipped count). Refuses finished labels without ``overwrite``, before anything is touched."""
+    import zarr
+
     from bigseg.infer.confidence import create_array as create_confidence
 
     cy, cx = chunks
     height, width = group["image"].shape[:2]
     existing = group.get("labels")
+    if existing is not None and st.is_complete(existing) and not overwrite:
+        raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+    stage_path = store / STAGED
+    stage = zarr.open_group(str(stage_path), mode="r+", zarr_format=3) if (stage_path / "zarr.json").exists() \
+        else None
     resume = False
-    if existing is not None and not overwrite:
-        same = existing.attrs.get("run") == run and existing.shape == (height, width) \
-            and existing.chunks == (cy, cx) and (not probabilities or "probabilities" in group)
-        if st.is_complete(existing):
-            raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
-        if not same:
+    if stage is not None and "labels" in stage and not overwrite:
+        old = stage["labels"]
+        resume = old.attrs.get("run") == run and old.shape == (height, width) and old.chunks == (cy, cx) \
+            and (not probabilities or "probabilities" in stage)
+        if not resume:
             raise BigsegError(f"{store}: holds unfinished labels of a different run (model, window, overlap or batch "
                               f"differ); rerun with the same options to resume, or pass --overwrite")
-        resume = True
     if not resume:
         clear_run_files(store)
-        for name in ("labels", "probabilities", "confidence"):
-            if name in group:
-                del group[name]
-        st.create_array(group, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run})
+        shutil.rmtree(stage_path, ignore_errors=True)
+        stage = zarr.open_group(str(stage_path), mode="w", zarr_format=3)
+        st.create_array(stage, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run, "model": model})
         if probabilities:
-            st.create_array(group, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
+            st.create_array(stage, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
                             ("class", "y", "x"), attrs={"encoding": "round(255 * softmax(blended logits))"})
-        create_confidence(group, (height, width), (cy, cx))
+        create_confidence(stage, (height, width), (cy, cx))
         if "truth" not in group:
             from bigseg.classes import table_to_attrs
 
             group.attrs["classes"] = table_to_attrs(classes)
-        st.consolidate(store)
+            st.consolidate(store)
     progress_dir(store).mkdir(parents=True, exist_ok=True)
     pending, skipped = [], 0
     for bi, y0 in enumerate(range(0, height, cy)):
@@ -133,19 +152,34 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     return pending, skipped
 
 
-def finish(group, store: Path, probabilities: bool, client) -> dict:
-    """Mark the outputs complete, attach the statistics and the confidence summary, remove the run's files."""
+def finish(group, store: Path, client) -> dict:
+    """Attach the statistics and the confidence summary to the staged labels, mark the staged outputs complete,
+    move them into the store in place of the old ones, remove the run's files."""
+    import zarr
+
     from bigseg.infer.confidence import summarize
     from bigseg.report.stats import class_statistics
 
     summary = summarize(read_markers(store), group)
-    stats = class_statistics(store, client=client)
-    labels = group["labels"]  # one Array object per array: each holds its own copy of the attributes
+    stats = class_statistics(store, client=client, array=staged("labels"))
+    stats["array"] = "labels"
+    stage = zarr.open_group(str(store / STAGED), mode="r+", zarr_format=3)
+    labels = stage["labels"]  # one Array object per array: each holds its own copy of the attributes
     labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
     st.set_complete(labels)
-    for name in ["confidence"] + (["probabilities"] if probabilities else []):
-        if name in group:
-            st.set_complete(group[name])
+    for name in OUTPUTS[1:]:
+        if name in stage:
+            st.set_complete(stage[name])
+    trash = store / ".bigseg" / f"replaced-{os.getpid()}"
+    trash.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:  # the old outputs go, all of them: old probabilities would not match the new labels
+        if (store / name).exists():
+            os.replace(store / name, trash / name)
+    for name in OUTPUTS:
+        if (store / STAGED / name).exists():
+            os.replace(store / STAGED / name, store / name)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(store / STAGED, ignore_errors=True)
     clear_run_files(store)
     st.consolidate(store)
     return stats

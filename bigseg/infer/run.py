@@ -218,8 +218,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                "batch": batch, "classes": [c.name for c in classes], "backend": backend}
         with outputs.StoreLock(store):
             pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
-                                               probabilities=o.probabilities, chunks=(cy, cx))
-            group["labels"].attrs["model"] = _provenance(ckpt, digest, meta)
+                                               probabilities=o.probabilities, chunks=(cy, cx),
+                                               model=_provenance(ckpt, digest, meta))
             path, model_digest = be.model_file(ckpt, digest, kind, backend, store,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
@@ -232,13 +232,13 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             t0 = time.perf_counter()
             execute(plan, store, spec, executor(client), o.probabilities, len(classes), o.progress)
             seconds = time.perf_counter() - t0
-            stats = outputs.finish(group, store, o.probabilities, client)
+            stats = outputs.finish(group, store, client)
     computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)
     return InferResult(store=str(store), width=width, height=height, windows=plan.n_windows,
                        windows_computed=plan.n_computed, chunks=total, chunks_skipped=skipped, seconds=seconds,
                        startup_seconds=t_ready - t_start, megapixels_per_second=computed_mpx / seconds,
                        workers=workers, device=o.device, stats=stats,
-                       confidence=group["labels"].attrs.get("confidence"), run=run)
+                       confidence=st.open_store(store)["labels"].attrs.get("confidence"), run=run)
 
 
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:

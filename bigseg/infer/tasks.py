@@ -18,6 +18,7 @@ import numpy as np
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer import confidence
+from bigseg.infer.outputs import staged
 from bigseg.infer.plan import Bounds, Origin, Source
 from bigseg.infer.predictor import ModelSpec, predict
 from bigseg.infer.windows import Grid
@@ -148,7 +149,7 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
     its completion marker holding the chunk's measurements. Torch tensors (the torch backend, CPU or GPU) blend
     with torch on their device, numpy arrays with numpy."""
     y0, y1, x0, x1 = bounds
-    conf = st.open_array(store, "confidence", "r+")
+    conf = st.open_array(store, staged("confidence"), "r+")
     f = int(conf.attrs["factor"])
     on_device = any(type(b).__module__.startswith("torch") for b in batches)  # without importing torch
     blend = blend_torch if on_device else blend_numpy
@@ -157,10 +158,10 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
     except BigsegError as exc:
         raise BigsegError(f"{store}: {exc}") from None
     try:
-        st.open_array(store, "labels", "r+")[y0:y1, x0:x1] = labels
+        st.open_array(store, staged("labels"), "r+")[y0:y1, x0:x1] = labels
         conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
         if probs is not None:
-            st.open_array(store, "probabilities", "r+")[:, y0:y1, x0:x1] = probs
+            st.open_array(store, staged("probabilities"), "r+")[:, y0:y1, x0:x1] = probs
         tmp = Path(f"{marker}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(measured))
         os.replace(tmp, marker)  # a marker is whole or absent: the chunk counts as done only with its figures

@@ -91,11 +91,9 @@ def _runs(mask_rows: np.ndarray):
 def _analyse_chunk(path: str, array: str, y0: int, y1: int, x0: int, x1: int, rows: np.ndarray,
                    void_id: int | None, n_classes: int):
     """Everything one chunk contributes; reads only this chunk."""
-    import zarr
     from scipy import ndimage
 
-    z = zarr.open_array(os.path.join(path, array), mode="r", zarr_format=3)
-    block = np.asarray(z[y0:y1, x0:x1])
+    block = np.asarray(st.read(st.open_array(path, array), slice(y0, y1), slice(x0, x1)))
     h, w = block.shape
     out = {"pos": (y0, x0), "shape": (h, w)}
     counts = np.bincount(block.ravel(), minlength=256)
@@ -225,10 +223,11 @@ def measure_mask(store: str | os.PathLike, array: str, void_id: int | None, n_cl
 
     With ``void_id`` None only the class counts are measured."""
     import dask
-    import zarr
+
+    from bigseg.cluster import compute
 
     path = str(store)
-    z = zarr.open_array(os.path.join(path, array), mode="r", zarr_format=3)
+    z = st.open_array(path, array)
     height, width = z.shape
     ch, cw = z.chunks
     rows = traverse_rows(height, spacing_px) if void_id is not None else np.zeros(0, np.int64)
@@ -240,8 +239,7 @@ def measure_mask(store: str | os.PathLike, array: str, void_id: int | None, n_cl
         for x0 in grid_x:
             tasks.append(dask.delayed(_analyse_chunk, pure=True)(path, array, y0, y1, x0, min(x0 + cw, width),
                                                                   in_band, void_id, n_classes))
-    computed = (client.gather(client.compute(tasks)) if client is not None
-                else dask.compute(*tasks, scheduler="threads"))
+    computed = compute(tasks, client)
     results = {r["pos"]: r for r in computed}
 
     chords: Counter = Counter()

@@ -25,6 +25,8 @@ def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarra
 def confusion_matrix(store: str | os.PathLike, client=None) -> tuple[np.ndarray, list[str]]:
     import dask.array as da
 
+    from bigseg.cluster import compute
+
     group = st.open_store(store)
     for name in ("labels", "truth"):
         if name not in group or not st.is_complete(group[name]):
@@ -32,11 +34,11 @@ def confusion_matrix(store: str | os.PathLike, client=None) -> tuple[np.ndarray,
                               + (" (run 'bigseg infer' first)" if name == "labels" else " (ingest with --truth)"))
     names = [c.name for c in st.class_table(group)]
     n = len(names)
-    labels = da.from_zarr(os.path.join(str(store), "labels"))
-    truth = da.from_zarr(os.path.join(str(store), "truth")).rechunk(labels.chunks)
+    labels = st.dask_array(store, "labels")
+    truth = st.dask_array(store, "truth").rechunk(labels.chunks)
     cm = da.map_blocks(_chunk_confusion, labels, truth, n, dtype=np.int64, new_axis=[2, 3],
                        chunks=((1,) * labels.numblocks[0], (1,) * labels.numblocks[1], (n,), (n,))).sum(axis=(0, 1))
-    cm = client.compute(cm).result() if client is not None else cm.compute(scheduler="threads")
+    cm = compute(cm, client)
     return np.asarray(cm, np.int64), names
 
 

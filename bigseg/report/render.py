@@ -7,7 +7,6 @@ by a majority vote over each f x f block, chunk by chunk with dask (the full mas
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 
@@ -50,19 +49,17 @@ def downsampled_mask(store, array: str, f: int, n_classes: int, threads: int = 2
     Read one chunk-aligned block at a time (``threads`` at once); only the reduced mask is kept."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import zarr
-
-    z = zarr.open_array(os.path.join(str(store), array), mode="r", zarr_format=3)
+    z = st.open_array(store, array)
     h, w = z.shape
     if f == 1:
-        return np.asarray(z[:])  # the small-image path: at most QUICKLOOK_MAX_SIDE a side
+        return np.asarray(st.read(z, slice(0, h)))  # the small-image path: at most QUICKLOOK_MAX_SIDE a side
     bh, bw = (-(-c // f) * f for c in z.chunks)  # blocks: whole chunks, a multiple of f
     out = np.empty((-(-h // f), -(-w // f)), np.uint8)
 
     def reduce(pos):
         y0, x0 = pos
         out[y0 // f: -(-min(y0 + bh, h) // f), x0 // f: -(-min(x0 + bw, w) // f)] = _majority(
-            np.asarray(z[y0: y0 + bh, x0: x0 + bw]), f, n_classes)
+            np.asarray(st.read(z, slice(y0, y0 + bh), slice(x0, x0 + bw))), f, n_classes)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(reduce, [(y, x) for y in range(0, h, bh) for x in range(0, w, bw)]))

@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from bigseg import store as st
 from bigseg.classes import concrete_ids
 from bigseg.errors import BigsegError
+from bigseg.paths import display, refuse_overlap
 from bigseg.report import airvoid, render
 from bigseg.report.stats import statistics_from_counts
 
@@ -148,12 +150,10 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
     """Analyse STORE's labels (and with ``truth`` its truth) and write the report folder; returns stats.json."""
     from bigseg import __version__
 
-    if pixel_size is not None and pixel_size <= 0:
-        raise BigsegError(f"--pixel-size must be positive, got {pixel_size}")
-    if spacing_mm <= 0:
-        raise BigsegError(f"--traverse-spacing must be positive, got {spacing_mm}")
-    if entrapped_mm <= 0:
-        raise BigsegError(f"--entrapped-diameter must be positive, got {entrapped_mm}")
+    for flag, value in (("--pixel-size", pixel_size), ("--traverse-spacing", spacing_mm),
+                        ("--entrapped-diameter", entrapped_mm)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise BigsegError(f"{flag} must be a positive number, got {value}")
     group = st.open_store(store)
     airvoid.check_mask(group, "labels", store)
     if truth:
@@ -164,6 +164,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
         raise BigsegError(f"{store} has no pixel size, which the air-void parameters need: pass --pixel-size UM "
                           "(micrometres per pixel)")
     out = Path(out) if out else default_output(store)
+    refuse_overlap(out, "-o", ("store", store))
     h, w = group["labels"].shape
 
     from bigseg.cluster import dask_client
@@ -172,7 +173,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
     with dask_client(0, scheduler, echo=echo) as client, st.staged_output(out, overwrite) as tmp:
         tmp.mkdir()
         doc = {"bigseg_version": __version__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-               "store": str(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
+               "store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
                "classes": [c.to_dict() for c in classes]}
         echo(f"analysing {store}/labels ({w}x{h} px)")
         doc["labels"] = analyse(store, "labels", classes, px, spacing_mm, entrapped_mm, client)
@@ -180,7 +181,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
             echo(f"analysing {store}/truth")
             doc["truth"] = analyse(store, "truth", classes, px, spacing_mm, entrapped_mm, client)
             doc["difference"] = _difference(doc["labels"]["parameters"], doc["truth"]["parameters"])
-        (tmp / "stats.json").write_text(json.dumps(doc, indent=2))
+        (tmp / "stats.json").write_text(json.dumps(doc, indent=2, allow_nan=False))  # always valid JSON
         write_csv(tmp / "stats.csv", doc)
         pictures = _pictures(store, doc, classes)
         for name, png in pictures.items():

@@ -20,14 +20,13 @@ def _chunk_hist(block: np.ndarray, n: int) -> np.ndarray:
 
 def label_counts(store: str | os.PathLike, array: str = "labels", n_bins: int = 256, client=None) -> np.ndarray:
     """Pixel count of every label value 0..n_bins-1 in ``array``, summed chunk by chunk with dask."""
-    import dask.array as da
+    from bigseg.cluster import compute
 
-    arr = da.from_zarr(os.path.join(str(store), array))
+    arr = st.dask_array(store, array)
     hist = arr.map_blocks(_chunk_hist, n_bins, dtype=np.int64, new_axis=2,
                           chunks=((1,) * arr.numblocks[0], (1,) * arr.numblocks[1], (n_bins,)))
     total = hist.sum(axis=(0, 1))
-    return (client.compute(total).result() if client is not None else total.compute(scheduler="threads")).astype(
-        np.int64)
+    return np.asarray(compute(total, client), np.int64)
 
 
 def class_statistics(store: str | os.PathLike, client=None, array: str = "labels") -> dict:

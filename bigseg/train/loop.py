@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -185,17 +186,47 @@ def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: 
     return cm, first
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True,
-          time_limit: float | None = None) -> dict:
-    """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations;
-    ``time_limit``: checkpoint and stop after that many seconds (``--resume`` continues either way)."""
+@dataclass
+class _State:
+    """What the steps of a run share: model, optimizer, schedule, where the run is."""
+
+    cfg: TrainConfig
+    classes: tuple
+    device: torch.device
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    step: int
+    out: Path
+
+    def save(self, path: Path, with_state: bool) -> None:
+        """A checkpoint (weights + metadata, with the training state for ``last.pt``); never one of non-finite
+        weights: the run stops instead and the previous checkpoint stays."""
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise BigsegError(f"the weights became non-finite at iteration {self.step} ({bad[0]}); lower "
+                              f"optimizer.lr. {self.out / 'last.pt'} keeps the last good checkpoint")
+        cfg = self.cfg
+        state = None
+        if with_state:
+            state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "torch_rng": torch.get_rng_state()}
+        meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
+        ckpt.save(path, self.model, arch=cfg.model.arch, classes=self.classes, arch_kwargs=cfg.model.kwargs(),
+                  extra_meta=meta, train_state=state)
+
+
+def _checked(cfg: TrainConfig, resume: bool) -> tuple:
+    """Everything about the config that can fail, before any folder is made: (classes, device)."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     if last.exists() and not resume:
         raise BigsegError(f"{last} exists; pass --resume to continue that run, or set another 'out'")
     if resume and not last.exists():
         raise BigsegError(f"--resume: no checkpoint at {last}")
+    from bigseg.paths import refuse_overlap
+
+    refuse_overlap(out, "out", *[("training store", s) for s in cfg.train + cfg.val], ("model.init", cfg.model.init))
     resolve_epochs(cfg)
     classes = _classes(cfg)
     n_classes = len(classes)
@@ -203,11 +234,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         raise BigsegError(f"class_weights has {len(cfg.class_weights)} entries for {n_classes} classes")
     if cfg.rare_class is not None and cfg.rare_class.class_id >= n_classes:
         raise BigsegError(f"rare_class.class_id {cfg.rare_class.class_id} is not a class (0..{n_classes - 1})")
-    device = _device(cfg)
+    return classes, _device(cfg)
+
+
+def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
+    """The model (fresh, fine-tuned from model.init, or resumed from last.pt), optimizer and schedule."""
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
-    model = build(cfg.model.arch, n_classes, **cfg.model.kwargs())
+    out = Path(cfg.out)
+    model = build(cfg.model.arch, len(classes), **cfg.model.kwargs())
     if cfg.model.init and not resume:
         _init_from(model, cfg, echo)
     model = model.to(device)
@@ -216,6 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     sched = _schedule(cfg, opt)
     start = 0
     if resume:
+        last = out / "last.pt"
         blob = ckpt.read(last)
         state = blob.get("train_state")
         if state is None:
@@ -230,73 +267,98 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         torch.set_rng_state(state["torch_rng"])
         start = int(state["step"])
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
-    end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-    loader, val_set = _loader(cfg, start, end, n_classes, device)
-    weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
-    colors = np.array([c.color for c in classes], np.uint8)
-    log = _Log(out)
+    return _State(cfg, classes, device, model, opt, sched, start, out)
+
+
+def _step(s: _State, loss_fn, image, truth) -> float:
+    """One optimizer step; a non-finite loss stops the run (the last checkpoint stays)."""
+    device, cfg = s.device, s.cfg
+    image = image.to(device, non_blocking=True)
+    truth = truth.to(device, non_blocking=True)
+    if device.type == "cuda":
+        image = image.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        logits = s.model(image)
+        loss = loss_fn(logits.float(), truth)
+    if not torch.isfinite(loss):
+        raise BigsegError(f"loss became {loss.item()} at iteration {s.step}; lower optimizer.lr")
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    s.opt.step()
+    s.sched.step()
+    s.step += 1
+    return loss.item()
+
+
+def _validation(s: _State, val_set, log, bar) -> dict:
+    cfg, names = s.cfg, [c.name for c in s.classes]
+    cm, sample = validate(s.model, val_set, cfg.val_crops, len(names), cfg.ignore_label, s.device, cfg.amp)
+    metrics = scores(cm, names)
+    log.scalars(s.step, {"val/mean_iou": metrics["mean_iou"], "val/pixel_accuracy": metrics["pixel_accuracy"],
+                         **{f"val/iou_{k}": v for k, v in metrics["iou"].items() if v is not None}})
+    log.images(s.step, "val/overlay", sample[0], sample[1], np.array([c.color for c in s.classes], np.uint8))
+    bar.write(f"iteration {s.step}: val mean IoU {metrics['mean_iou']:.4f} "
+              + " ".join(f"{k} {v:.4f}" for k, v in metrics["iou"].items() if v is not None))
+    return metrics
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True,
+          time_limit: float | None = None) -> dict:
+    """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations;
+    ``time_limit``: checkpoint and stop after that many seconds (``--resume`` continues either way).
+
+    Everything that can be checked is checked before the run folder is made; a run that fails before its first
+    checkpoint removes the folder it made."""
+    import shutil
+
     from bigseg.progress import make_bar
 
-    bar = make_bar(end - start, "train", "it", enabled=progress)
-    step = start
-    losses = []
+    classes, device = _checked(cfg, resume)
+    out = Path(cfg.out)
+    created = not out.exists()
+    s = _setup(cfg, classes, device, resume, echo)
+    end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        loader, val_set = _loader(cfg, s.step, end, len(classes), device)
+        weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
+        log = _Log(out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    bar = make_bar(end - s.step, "train", "it", enabled=progress)
+    losses, metrics = [], None
     t0 = time.perf_counter()
-    last_metrics = None
-
-    def save_checkpoint(path: Path, with_state: bool):
-        state = None
-        if with_state:
-            state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "torch_rng": torch.get_rng_state()}
-        ckpt.save(path, model, arch=cfg.model.arch, classes=classes, arch_kwargs=cfg.model.kwargs(),
-                  extra_meta=meta, train_state=state)
-
     try:
         for image, truth in loader:
-            image = image.to(device, non_blocking=True)
-            truth = truth.to(device, non_blocking=True)
-            if device.type == "cuda":
-                image = image.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-                logits = model(image)
-                loss = loss_fn(logits.float(), truth)
-            if not torch.isfinite(loss):
-                raise BigsegError(f"loss became {loss.item()} at iteration {step}; lower optimizer.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
+            losses.append(_step(s, loss_fn, image, truth))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            log.scalars(step, {"loss": losses[-1], "lr": sched.get_last_lr()[0]})
+            log.scalars(s.step, {"loss": losses[-1], "lr": s.sched.get_last_lr()[0]})
             out_of_time = time_limit is not None and time.perf_counter() - t0 > time_limit
-            if step % cfg.checkpoint_every == 0 or step == end or out_of_time:
-                save_checkpoint(last, True)
+            if s.step % cfg.checkpoint_every == 0 or s.step == end or out_of_time:
+                s.save(out / "last.pt", True)
             if out_of_time:
-                bar.write(f"time limit of {time_limit:g} s reached at iteration {step}; continue with --resume")
+                bar.write(f"time limit of {time_limit:g} s reached at iteration {s.step}; continue with --resume")
                 break
-            if val_set is not None and (step % cfg.val_every == 0 or step == cfg.iterations):
-                cm, sample = validate(model, val_set, cfg.val_crops, n_classes, cfg.ignore_label, device, cfg.amp)
-                last_metrics = scores(cm, [c.name for c in classes])
-                log.scalars(step, {"val/mean_iou": last_metrics["mean_iou"],
-                                   "val/pixel_accuracy": last_metrics["pixel_accuracy"],
-                                   **{f"val/iou_{k}": v for k, v in last_metrics["iou"].items() if v is not None}})
-                log.images(step, "val/overlay", sample[0], sample[1], colors)
-                bar.write(f"iteration {step}: val mean IoU {last_metrics['mean_iou']:.4f} "
-                          + " ".join(f"{k} {v:.4f}" for k, v in last_metrics["iou"].items() if v is not None))
+            if val_set is not None and (s.step % cfg.val_every == 0 or s.step == cfg.iterations):
+                metrics = _validation(s, val_set, log, bar)
+    except BaseException:
+        if created and not (out / "last.pt").exists():
+            shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: a failure before the first checkpoint
+        raise
     finally:
         bar.close()
         log.close()
-    if step == cfg.iterations:
-        save_checkpoint(out / "model.pt", False)
+    if s.step == cfg.iterations:
+        s.save(out / "model.pt", False)
     seconds = time.perf_counter() - t0
-    return {"out": str(out), "iterations": step, "of": cfg.iterations, "seconds": seconds,
+    done = s.step == cfg.iterations
+    return {"out": str(out), "iterations": s.step, "of": cfg.iterations, "seconds": seconds,
             "first_loss": losses[0] if losses else None, "last_loss": float(np.mean(losses[-10:])) if losses else None,
-            "val": last_metrics, "model": str(out / "model.pt") if step == cfg.iterations else None,
+            "val": metrics, "model": str(out / "model.pt") if done else None,
             "it_per_second": (len(losses) / seconds) if seconds > 0 and losses else math.nan}

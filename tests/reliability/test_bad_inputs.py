@@ -239,7 +239,7 @@ CASES = [
     ("report: existing report without --overwrite", ["report", W + "/good.zarr", "-o", W + "/good-report"],
      "exists; pass --overwrite"),
     ("report: negative traverse spacing", ["report", W + "/good.zarr", "-o", T + "/r", "--traverse-spacing", "-1"],
-     "--traverse-spacing must be positive"),
+     "--traverse-spacing must be a positive number"),
     ("evaluate: store without labels", lambda t, w: [
         "evaluate", t / "nl.zarr" if ingest(w / "slab.png", t / "nl.zarr", truth=w / "slab.truth.png") else None],
      "labels"),
