@@ -191,9 +191,13 @@ def train(config_path, resume, stop_at, time_limit):
               "it, not with the image [default: 8192, at least 4 batches of windows].")
 @click.option("--probabilities", is_flag=True, help="Also write class probabilities (uint8, x255).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False), help="Write the statistics as JSON here.")
-@click.option("--overwrite", is_flag=True, help="Recompute labels that already exist.")
+@click.option("--overwrite", is_flag=True, help="Recompute labels that already exist (they stay until the new ones "
+              "are complete).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Where ONNX exports of checkpoints are kept [default: $XDG_CACHE_HOME/bigseg/exports].")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model in each worker (large GPU jobs).")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
-          probabilities, stats_path, overwrite):
+          probabilities, stats_path, overwrite, cache_dir, compile_):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
     from bigseg.infer import infer as run
@@ -208,7 +212,8 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
             raise BigsegError(f"--stats {stats_path}: the folder {folder} does not exist or is not writable")
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
-                        overwrite=overwrite, progress=_progress(), backend=backend)
+                        overwrite=overwrite, progress=_progress(), backend=backend, cache_dir=cache_dir,
+                        compile=compile_)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {s.windows_computed} "
                f"windows in {s.seconds:.1f} s ({s.megapixels_per_second:.2f} Mpx/s, {s.workers} workers)")

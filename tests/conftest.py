@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from bigseg.synth import SynthParams, synthesize
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # progress lines (every 10 s when stderr is not a terminal) are tested on their own (tests/test_progress.py)
 os.environ.setdefault("BIGSEG_PROGRESS", "0")
+# ONNX exports of checkpoints go to a cache folder of the test session, not the user's
+os.environ.setdefault("BIGSEG_CACHE", tempfile.mkdtemp(prefix="bigseg-test-cache-"))
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

@@ -46,24 +46,64 @@ def checkpoint_meta(ckpt: Path) -> dict:
 def export_onnx(ckpt: Path, path: Path) -> dict:
     from bigseg.export import export
 
-    return export(ckpt, path, "onnx", echo=lambda *_: None)
+    return export(ckpt, path, "onnx", overwrite=True, echo=lambda *_: None)
 
 
-def onnx_export_in_store(ckpt: Path, digest: str, store: Path, on_worker, echo) -> Path:
-    """The checkpoint's verified ONNX export, made once (on a worker: it needs torch) and kept in the store's
-    .bigseg/models/."""
-    path = store / ".bigseg" / "models" / f"{digest[:16]}.onnx"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        echo(f"exporting {ckpt.name} to ONNX for onnxruntime ({path})")
-        r = on_worker(export_onnx, ckpt, path)
-        echo(f"  checked against PyTorch: max |logit difference| {r['verified']['fp32_max_abs_logit_diff']:.1e}")
+def cache_dir() -> Path:
+    """Where exports of users' checkpoints are kept: ``$BIGSEG_CACHE``, else ``$XDG_CACHE_HOME/bigseg``, else
+    ``~/.cache/bigseg``."""
+    import os
+
+    if os.environ.get("BIGSEG_CACHE"):
+        return Path(os.environ["BIGSEG_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bigseg"
+
+
+def _usable_export(path: Path, digest: str) -> bool:
+    """An export in the cache is used only if it reads as a bigseg export of exactly this checkpoint (a truncated
+    or foreign file is made again)."""
+    from bigseg.modelfile import read_onnx_meta
+
+    if not path.is_file():
+        return False
+    try:
+        return read_onnx_meta(path).get("source_checkpoint_sha256") == digest
+    except BigsegError:
+        return False
+
+
+def onnx_export(ckpt: Path, digest: str, folder: Path, on_worker, echo, wait: float = 900.0) -> Path:
+    """The checkpoint's verified ONNX export, made once per checkpoint (by its sha256, on a worker: it needs
+    torch) in ``folder``. Concurrent runs wait for the one that makes it."""
+    import time
+
+    from bigseg import store as st
+
+    path = folder / f"{digest[:16]}.onnx"
+    lock = folder / f".{path.name}.lock"
+    deadline = time.monotonic() + wait
+    while lock.exists() and time.monotonic() < deadline:  # another run is exporting it
+        try:
+            pid = int(lock.read_text().strip() or "-1")
+        except (OSError, ValueError):
+            pid = -1
+        if pid <= 0 or not st.pid_alive(pid):
+            break
+        time.sleep(0.5)
+    if _usable_export(path, digest):
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    echo(f"exporting {ckpt.name} to ONNX for onnxruntime ({path})")
+    r = on_worker(export_onnx, ckpt, path)
+    echo(f"  checked against PyTorch: max |logit difference| {r['verified']['fp32_max_abs_logit_diff']:.1e}")
     return path
 
 
-def model_file(ckpt: Path, digest: str, kind: str, backend: str, store: Path, on_worker, echo) -> tuple[Path, str]:
-    """(the file the workers load, its sha256); ``digest``: the model file's own sha256."""
+def model_file(ckpt: Path, digest: str, kind: str, backend: str, folder: Path, on_worker, echo) -> tuple[Path, str]:
+    """(the file the workers load, its sha256); ``digest``: the model file's own sha256; ``folder``: where an
+    export for ONNX Runtime is kept."""
     if backend == "onnxruntime" and kind == "checkpoint":
-        path = onnx_export_in_store(ckpt, digest, store, on_worker, echo)
+        path = onnx_export(ckpt, digest, folder, on_worker, echo)
         return path, file_digest(path)
     return ckpt.resolve(), digest

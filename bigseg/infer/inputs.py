@@ -8,6 +8,22 @@ from bigseg import store as st
 from bigseg.errors import BigsegError
 
 
+def check_input(input_path, out: str | None) -> None:
+    """What can be said about INPUT and -o before a cluster is started: cheap, and never a traceback."""
+    from bigseg.paths import refuse_overlap
+
+    p = Path(input_path)
+    if not p.exists():
+        raise BigsegError(f"{p}: no such image or store")
+    if st.is_store(p):
+        if out and Path(out).resolve() != p.resolve():
+            raise BigsegError(f"{p} is already a store; -o applies only when INPUT is an image file")
+        return
+    if p.is_dir():
+        raise BigsegError(f"{p}: a folder but not a zarr store")
+    refuse_overlap(out, "-o", ("image", p))
+
+
 def resolve_input(input_path, out: str | None, echo=print, progress: bool | None = False) -> Path:
     """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
     from bigseg.ingest import ingest

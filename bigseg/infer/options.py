@@ -56,6 +56,7 @@ class InferOptions:
     amp: bool = True
     backend: str | None = None  # "torch" or "onnxruntime"; None: onnxruntime for an ONNX file, else torch
     compile: bool = False  # torch.compile the model in each worker (pays off on large jobs on a GPU)
+    cache_dir: str | None = None  # ONNX exports of checkpoints; None: bigseg.infer.backend.cache_dir()
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""

@@ -152,6 +152,15 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     return pending, skipped
 
 
+def discard_if_empty(store: Path) -> None:
+    """After a failed run: its staged outputs and run files go when no chunk was finished (nothing to resume;
+    a model that fails on its first batch leaves the store as it was)."""
+    done = progress_dir(store)
+    if not done.is_dir() or not any(p.suffix != ".tmp" for p in done.iterdir()):
+        shutil.rmtree(store / STAGED, ignore_errors=True)
+        clear_run_files(store)
+
+
 def finish(group, store: Path, client) -> dict:
     """Attach the statistics and the confidence summary to the staged labels, mark the staged outputs complete,
     move them into the store in place of the old ones, remove the run's files."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bigseg.checkpoint import load
+from bigseg.errors import BigsegError
 
 # torch is imported on first use: a worker running an ONNX export never needs it (~470 MB less per process)
 
@@ -106,19 +107,32 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
     Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window. The
     torch backend returns a torch tensor on the model's device (a GPU's logits stay there: the blend runs there
     too, :func:`bigseg.infer.tasks.blend_block`); ONNX Runtime returns a numpy array."""
-    model, _, device = get_model(spec)
+    model, meta, device = get_model(spec)
+    n = len(meta["classes"])
+    try:
+        if spec.backend == "onnxruntime":
+            x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+            x /= np.float32(255)
+            with _CPU_FORWARD:
+                out = model.run(None, {model.get_inputs()[0].name: x})[0]
+        else:
+            import torch
+
+            with torch.inference_mode():
+                out = _predict_torch(spec, model, device, images, weight)
+    except BigsegError:
+        raise
+    except Exception as exc:  # a model that does not take bigseg's input (an export of another shape, ...)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise BigsegError(f"{spec.checkpoint}: the model failed on a batch of windows ({first})") from None
+    if tuple(out.shape) != (len(images), n, *images.shape[1:3]):
+        raise BigsegError(f"{spec.checkpoint}: the model gave logits of shape {tuple(out.shape)} for "
+                          f"{len(images)} windows of {images.shape[1]}x{images.shape[2]} and {n} classes")
     if spec.backend == "onnxruntime":
-        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-        x /= np.float32(255)
-        with _CPU_FORWARD:
-            out = model.run(None, {model.get_inputs()[0].name: x})[0]
         if weight is not None:
             out *= weight
         return out.astype(np.float16)
-    import torch
-
-    with torch.inference_mode():
-        return _predict_torch(spec, model, device, images, weight)
+    return out
 
 
 def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None):

@@ -22,7 +22,7 @@ from bigseg.checkpoint import BUNDLED, WEIGHTS, classes_of, file_digest, model_p
 from bigseg.errors import BigsegError
 from bigseg.infer import backend as be
 from bigseg.infer import outputs
-from bigseg.infer.inputs import resolve_input
+from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
 from bigseg.infer.predictor import ModelSpec
@@ -181,6 +181,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
 
     o = options or InferOptions()
     o.check()
+    check_input(input_path, out)
     if o.device == "cuda":
         import torch
 
@@ -212,6 +213,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                 )
         height, width = group["image"].shape[:2]
         cy, cx = group["image"].chunks[:2]
+        if o.stripe is not None and o.stripe < cx:
+            raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
         digest = file_digest(ckpt)
         run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
@@ -220,7 +223,11 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
                                                probabilities=o.probabilities, chunks=(cy, cx),
                                                model=_provenance(ckpt, digest, meta))
-            path, model_digest = be.model_file(ckpt, digest, kind, backend, store,
+            # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
+            # machine's cache, but they see the store
+            exports = Path(o.cache_dir) if o.cache_dir else (store / ".bigseg" / "models" if o.scheduler
+                                                             else be.cache_dir() / "exports")
+            path, model_digest = be.model_file(ckpt, digest, kind, backend, exports,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                              backend=backend, compile=o.compile and backend == "torch")
@@ -230,7 +237,11 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                 echo(f"resuming: {skipped} of {total} chunks already done; "
                      f"skipping {plan.n_windows - plan.n_computed} of {plan.n_windows} windows")
             t0 = time.perf_counter()
-            execute(plan, store, spec, executor(client), o.probabilities, len(classes), o.progress)
+            try:
+                execute(plan, store, spec, executor(client), o.probabilities, len(classes), o.progress)
+            except BaseException:
+                outputs.discard_if_empty(store)  # keep a partial run only when a rerun can resume something
+                raise
             seconds = time.perf_counter() - t0
             stats = outputs.finish(group, store, client)
     computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)

@@ -123,6 +123,77 @@ def _torchscript(tmp: Path) -> Path:
     return tmp / "ts.pt"
 
 
+def _nan_checkpoint(tmp: Path) -> Path:
+    blob = torch.load(BUNDLED, weights_only=True)
+    first = next(k for k, v in blob["state_dict"].items() if v.is_floating_point())
+    blob["state_dict"][first] = torch.full_like(blob["state_dict"][first], float("nan"))
+    torch.save(blob, tmp / "nan.pt")
+    return tmp / "nan.pt"
+
+
+def _malformed_checkpoint(tmp: Path, how: str) -> Path:
+    blob = torch.load(BUNDLED, weights_only=True)
+    if how == "no arch":
+        del blob["meta"]["arch"]
+    elif how == "list":
+        blob["state_dict"] = list(blob["state_dict"].values())
+    elif how == "wide":
+        blob["meta"]["arch_kwargs"] = {"width": "wide"}
+    torch.save(blob, tmp / "bad.pt")
+    return tmp / "bad.pt"
+
+
+def _rank3_onnx(tmp: Path) -> Path:
+    """An ONNX file with bigseg's metadata whose model takes a single (3, H, W) image, not a batch."""
+    import contextlib
+    import io
+    import warnings
+
+    from bigseg.export import _set_onnx_meta
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.nn.Conv2d(3, 3, 1), (torch.rand(3, 8, 8),), str(tmp / "r3.onnx"), dynamo=False,
+                          input_names=["image"], dynamic_axes={"image": {1: "h", 2: "w"}})
+    _set_onnx_meta(tmp / "r3.onnx", {"format": "bigseg-export", "version": 1, "arch": "light_unet",
+                                     "classes": [c.to_dict() for c in CONCRETE], "precision": "fp32"})
+    return tmp / "r3.onnx"
+
+
+def _damaged(tmp: Path, world: Path, how: str) -> Path:
+    import shutil
+
+    store = tmp / "damaged.zarr"
+    shutil.copytree(world / "good.zarr", store)
+    if how == "missing image chunk":
+        (store / "image" / "c" / "1" / "1" / "0").unlink()
+    elif how.startswith("flipped"):
+        chunk = store / how.split()[1] / "c" / "1" / "1"
+        if how.split()[1] == "image":
+            chunk = chunk / "0"
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    elif how == "truncated labels metadata":
+        meta = store / "labels" / "zarr.json"
+        meta.write_text(meta.read_text()[:200])
+    return store
+
+
+def _second_mask_bad(tmp: Path, world: Path) -> list:
+    images, masks = tmp / "images", tmp / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b"):
+        (images / f"{name}.png").write_bytes((world / "slab.png").read_bytes())
+    (masks / "a.png").write_bytes((world / "slab.truth.png").read_bytes())
+    Image.fromarray(np.full((300, 400), 7, np.uint8)).save(masks / "b.png")
+    return ["import", "pairs", images, masks, tmp / "out"]
+
+
+LOCAL = ["--workers", "1"]  # checkpoints are validated on a worker: its errors must reach stderr as one line
+
+
 W = "{world}"
 T = "{tmp}"
 # (case, command line with {world}/{tmp} placeholders or a callable(tmp, world) -> args, expected message part)
@@ -203,6 +274,67 @@ CASES = [
      "a TorchScript export"),
     ("infer: unreachable scheduler", ["infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
      "cannot reach the dask scheduler"),
+    ("infer: checkpoint with NaN weights", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _nan_checkpoint(t)], "NaN or inf"),
+    ("infer: checkpoint whose meta lacks the architecture", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _malformed_checkpoint(t, "no arch")],
+     "lacks the architecture"),
+    ("infer: checkpoint whose state_dict is a list", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _malformed_checkpoint(t, "list")],
+     "not a mapping of names to tensors"),
+    ("infer: checkpoint with arch_kwargs width 'wide'", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _malformed_checkpoint(t, "wide")],
+     "do not build"),
+    ("infer: bigseg ONNX export of a rank-3 model, --overwrite (finished labels kept)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _rank3_onnx(t)],
+     "the model failed on a batch of windows"),
+    ("infer (local cluster): checkpoint with a pickle payload (refused, not run)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", *LOCAL, "--model", _pickle_checkpoint(t, w)], "refused"),
+    ("infer (local cluster): checkpoint that is a text file", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", *LOCAL, "--model", _write(t / "m.pt", "hello")],
+     "not a checkpoint file"),
+    ("infer (local cluster): checkpoint of another architecture size", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", *LOCAL, "--model", _wrong_shape_checkpoint(t)], "do not fit"),
+    ("infer (local cluster): checkpoint for other classes", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", *LOCAL, "--model", _other_classes_checkpoint(t)],
+     "differ from the store's"),
+    ("infer: a missing image chunk", lambda t, w: [
+        "infer", _damaged(t, w, "missing image chunk"), "--overwrite", "--workers", "0"], "chunk 1.1.0 is missing"),
+    ("infer: a flipped byte in an image chunk", lambda t, w: [
+        "infer", _damaged(t, w, "flipped image"), "--overwrite", "--workers", "0"], "chunk 1.1.0 cannot be read"),
+    ("infer: an image file as its own output (-o)", ["infer", W + "/good.jpg", "-o", W + "/good.jpg"],
+     "is the image"),
+    ("infer: --batch 0", ["infer", W + "/good.zarr", "--overwrite", "--batch", "0"], "--batch must be at least 1"),
+    ("infer: --threads 0", ["infer", W + "/good.zarr", "--overwrite", "--threads", "0"],
+     "--threads must be at least 1"),
+    ("infer: --stripe below one chunk", ["infer", W + "/good.zarr", "--overwrite", "--workers", "0", "--stripe", "64"],
+     "at least one chunk"),
+    ("infer: --workers 10000", ["infer", W + "/good.zarr", "--overwrite", "--workers", "10000"],
+     "--workers must be between"),
+    ("infer: --scheduler an http URL", ["infer", W + "/good.zarr", "--overwrite", "--scheduler",
+                                        "http://127.0.0.1:8787/status"], "not a dask scheduler address"),
+    ("infer: --stats in a folder that does not exist (checked before the work)", [
+        "infer", W + "/good.zarr", "--overwrite", "--stats", T + "/no/such/s.json"], "does not exist"),
+    ("report: -o the store itself, --overwrite (the store kept)", [
+        "report", W + "/good.zarr", "-o", W + "/good.zarr", "--overwrite"], "is the store"),
+    ("report: a flipped byte in a labels chunk", lambda t, w: [
+        "report", _damaged(t, w, "flipped labels"), "-o", t / "r"], "chunk 1.1 cannot be read"),
+    ("report: --traverse-spacing nan", ["report", W + "/good.zarr", "-o", T + "/r", "--traverse-spacing", "nan"],
+     "--traverse-spacing must be a positive number"),
+    ("report: --entrapped-diameter nan", ["report", W + "/good.zarr", "-o", T + "/r", "--entrapped-diameter", "nan"],
+     "--entrapped-diameter must be a positive number"),
+    ("report: --pixel-size nan", ["report", W + "/good.zarr", "-o", T + "/r", "--pixel-size", "nan"],
+     "--pixel-size must be a positive number"),
+    ("evaluate: a truncated array metadata file", lambda t, w: [
+        "evaluate", _damaged(t, w, "truncated labels metadata")], "unreadable zarr metadata"),
+    ("info --check: a missing image chunk", lambda t, w: ["info", "--check", _damaged(t, w, "missing image chunk")],
+     "damaged: image: 1 bad chunks"),
+    ("ingest: --pixel-size nan", ["ingest", W + "/slab.png", T + "/o.zarr", "--pixel-size", "nan"],
+     "--pixel-size must be a positive number"),
+    ("import pairs: the second mask bad (nothing imported)", _second_mask_bad, "outside the class table"),
+    ("import pairs: a binary --colours file", lambda t, w: [
+        "import", "pairs", w, w, t / "out", "--colours", _write(t / "c.txt", b"\xff\xfe\x00binary")],
+     "not a text file"),
     # export
     ("export: existing file without --overwrite", lambda t, w: [
         "export", BUNDLED, "-o", _write(t / "o.onnx", "keep me")], "exists; pass --overwrite"),
@@ -229,6 +361,12 @@ CASES = [
     ("train: store without truth", lambda t, w: [
         "train", "--config", _config(t, w, train=[str(t / "nt.zarr")])
         if ingest(w / "slab.png", t / "nt.zarr") else None], "no complete truth mask"),
+    ("train: optimizer.lr .inf", lambda t, w: ["train", "--config", _config(t, w, optimizer={"lr": float("inf")})],
+     "optimizer.lr"),
+    ("train: --config an image file", lambda t, w: ["train", "--config", w / "slab.png"], "not a text file"),
+    ("train: seed -1", lambda t, w: ["train", "--config", _config(t, w, seed=-1)], "seed"),
+    ("train: augment.scale [0, 0]", lambda t, w: ["train", "--config", _config(t, w, augment={"scale": [0, 0]})],
+     "scale range"),
     ("train: model.init of another architecture", lambda t, w: [
         "train", "--config", _config(t, w, model={"arch": "light_unet", "width": 4, "init": str(BUNDLED)})],
      "but the config builds"),
@@ -263,6 +401,7 @@ def test_bad_input(tmp_path, world, record_property, case, args, expected):
     assert expected.lower() in line.lower(), line
     assert snapshot(world / "good.zarr", world / "good-report") == before
     assert not (tmp_path / "pwned").exists()
-    leftovers = [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name == "o.zarr"
-                 or (p.name == "o.onnx" and p.read_bytes() != b"keep me") or p.name.startswith(".o.onnx")]
+    leftovers = [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name == "o.zarr" or p.suffix == ".lock"
+                 or (p.name == "o.onnx" and p.read_bytes() != b"keep me") or p.name.startswith(".o.onnx")
+                 or (p.parent.name == "out" and p.suffix == ".zarr") or p.name == "run"]
     assert not leftovers, leftovers
