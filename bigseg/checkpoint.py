@@ -67,7 +67,13 @@ def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes,
     if train_state is not None:
         blob["train_state"] = train_state
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(blob, tmp)
+    try:
+        torch.save(blob, tmp)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a refused write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BigsegError(f"{path}: the file system refused to write the checkpoint ({first}); disk full or a "
+                          "file size limit? The previous checkpoint is intact") from exc
     os.replace(tmp, path)
 
 

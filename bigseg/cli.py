@@ -32,12 +32,28 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's kill, ``kill PID``): unwinds like Ctrl-C, so the cluster is closed, the store lock
+    released and staged outputs left resumable."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     """Entry point: BigsegError becomes one line on stderr and exit status 2 (traceback with --debug)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="bigseg", standalone_mode=False)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
+    except Terminated:
+        _fail("terminated (SIGTERM); run the same command again to resume", 143)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C (and our SIGTERM) into Abort
+        if isinstance(exc.__cause__, Terminated):
+            _fail("terminated (SIGTERM); run the same command again to resume", 143)
+        _fail("interrupted; run the same command again to resume", 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -46,7 +62,7 @@ def main(argv=None):
             raise
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted; run the same command again to resume", 130)
     except OSError as exc:  # disk full, file too large, permissions, I/O errors: the system's words, one line
         if _Ctx.debug:
             raise

@@ -19,7 +19,7 @@ os.environ.setdefault("BIGSEG_CACHE", tempfile.mkdtemp(prefix="bigseg-test-cache
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run the real `bigseg` command in a subprocess; returns CompletedProcess with text output."""
     return subprocess.run([sys.executable, "-m", "bigseg", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env)
+                          errors="replace", cwd=cwd, timeout=timeout, env=env)
 
 
 def error_line(proc) -> str:

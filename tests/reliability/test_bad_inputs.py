@@ -6,6 +6,7 @@ left looking complete.
 """
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -405,3 +406,35 @@ def test_bad_input(tmp_path, world, record_property, case, args, expected):
                  or (p.name == "o.onnx" and p.read_bytes() != b"keep me") or p.name.startswith(".o.onnx")
                  or (p.parent.name == "out" and p.suffix == ".zarr") or p.name == "run"]
     assert not leftovers, leftovers
+
+
+def test_scheduler_address_that_is_not_a_dask_scheduler(tmp_path, world, record_property):
+    """A dashboard's HTTP port given as --scheduler accepts the connection and never speaks dask: the command
+    gives up with one line instead of waiting for ever."""
+    import http.server
+    import threading
+
+    record_property("reliability", ("bad input", "infer: --scheduler the port of an HTTP server (silent to dask)",
+                                    "one line within ~20 s, nothing touched"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        before = snapshot(world / "good.zarr")
+        proc = run_cli("infer", world / "good.zarr", "--overwrite", "--scheduler",
+                       f"tcp://127.0.0.1:{server.server_address[1]}", timeout=120)
+        assert "did not answer as a dask scheduler" in error_line(proc)
+        assert snapshot(world / "good.zarr") == before
+    finally:
+        server.shutdown()
+
+
+def test_a_file_name_that_is_not_utf8_goes_through(tmp_path, world, record_property):
+    record_property("reliability", ("bad input", "a legal non-UTF-8 file name (café in Latin-1)",
+                                    "ingest, infer and report work; names shown with U+FFFD in reports"))
+    name = os.fsdecode(b"caf\xe9")
+    image = tmp_path / f"{name}.png"
+    image.write_bytes((world / "slab.png").read_bytes())
+    assert run_cli("infer", image, "--workers", "0", "--window", "256", "--overlap", "64").returncode == 0
+    proc = run_cli("report", tmp_path / f"{name}.zarr")
+    assert proc.returncode == 0, proc.stderr
+    assert "caf\ufffd.zarr" in (tmp_path / f"{name}-report" / "report.html").read_text(encoding="utf-8")

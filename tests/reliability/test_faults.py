@@ -97,6 +97,30 @@ def test_full_disk_during_ingest_and_infer(tmp_path, noise_png, record_property)
     assert zarr.open_group(str(out), mode="r")["labels"].attrs["complete"] is True
 
 
+def test_full_disk_during_report_and_train_checkpoints(tmp_path, slab_png, record_property):
+    record_property("reliability", ("fault", "file system refuses writes (file size limit) during `report` and "
+                                             "`train` checkpointing",
+                                    "one line with the system's error; the previous report and last.pt intact"))
+    store = tmp_path / "t.zarr"
+    ingest(slab_png, store, truth=slab_png.with_name("slab.truth.png"), chunk=256)
+    assert run_cli("infer", store, "--workers", "0", "--window", "256", "--overlap", "64").returncode == 0
+    assert run_cli("report", store, "-o", tmp_path / "rep").returncode == 0
+    before = _tree(tmp_path / "rep")
+    proc = subprocess.run([sys.executable, "-m", "bigseg", "report", store, "-o", tmp_path / "rep", "--overwrite"],
+                          capture_output=True, text=True, preexec_fn=_limited(20_000))
+    assert "File too large" in error_line(proc)
+    assert _tree(tmp_path / "rep") == before and not list(tmp_path.glob(".rep.*"))
+
+    cfg = _train_config(tmp_path, [str(store)], "full", 10)
+    assert run_cli("train", "--config", cfg, "--stop-at", "5").returncode == 0
+    last = tmp_path / "full" / "last.pt"
+    saved = last.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "bigseg", "train", "--config", cfg, "--resume"],
+                          capture_output=True, text=True, preexec_fn=_limited(len(saved) // 2))
+    assert "refused to write the checkpoint" in error_line(proc)
+    assert last.read_bytes() == saved and not list(last.parent.glob(".last.pt.tmp-*"))
+
+
 def _train_config(tmp_path, stores, name, iterations):
     cfg = {"train": stores, "model": {"arch": "light_unet", "width": 4}, "crop": 64, "batch_size": 2,
            "iterations": iterations, "checkpoint_every": 5, "num_workers": 0, "device": "cpu",

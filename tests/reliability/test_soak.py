@@ -1,0 +1,89 @@
+"""A soak of interruptions: ``bigseg infer`` on one store, killed again and again at random moments by SIGKILL,
+SIGTERM or SIGINT, then run to the end: the labels are the bytes of an uninterrupted run, no process of a killed
+run is left, no lock is held, no spill file or staged output remains. The default suite runs a short soak; the
+20-kill version is ``pytest -m slow``."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+import zarr
+
+from bigseg.infer import InferOptions, infer
+from bigseg.ingest import ingest
+from bigseg.synth import SynthParams, synthesize
+
+ARGS = ["--window", "128", "--overlap", "32", "--batch", "1", "--stripe", "256"]
+
+
+@pytest.fixture(scope="module")
+def slab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("soak")
+    s = synthesize(d / "slab.png", SynthParams(900, 700, seed=33, pixel_size_um=12))
+    ref = d / "ref.zarr"
+    ingest(s["image"], ref, chunk=128)
+    infer(ref, options=InferOptions(window=128, overlap=32, batch=1, workers=0), echo=lambda *a: None)
+    return s["image"], zarr.open_group(str(ref), mode="r")["labels"][:]
+
+
+def _soak(tmp_path, slab, kills: int, seed: int):
+    image, reference = slab
+    store = tmp_path / "s.zarr"
+    ingest(image, store, chunk=128)
+    rng = np.random.default_rng(seed)
+    signals = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
+    orphans = []
+    for k in range(kills):
+        proc = subprocess.Popen([sys.executable, "-m", "bigseg", "infer", str(store), "--workers", "1", *ARGS],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(float(rng.uniform(1.0, 7.0)))  # from start-up to deep inside the run
+        sig = signals[k % 3]
+        try:
+            orphans += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:  # finished before the signal: start over so that every round interrupts a run
+            zarr.open_group(str(store), mode="r+")  # (the labels are complete; the next run needs --overwrite)
+            assert "labels written" in out
+            return _finish(store, reference, orphans, overwrite=True)
+        if sig != signal.SIGKILL:  # a clean interruption: one line, the right exit status
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert len(lines) == 1 and lines[0].startswith("bigseg: error:"), err
+            assert proc.returncode == (143 if sig == signal.SIGTERM else 130), (sig, proc.returncode, err)
+    return _finish(store, reference, orphans)
+
+
+def _finish(store, reference, orphans, overwrite=False):
+    final = subprocess.run([sys.executable, "-m", "bigseg", "infer", str(store), "--workers", "1", *ARGS,
+                            *(["--overwrite"] if overwrite else [])], capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    assert zarr.open_group(str(store), mode="r")["labels"][:].tobytes() == reference.tobytes()
+    deadline = time.time() + 30  # processes of killed runs (their workers) go on their own, soon
+    while time.time() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans):
+        time.sleep(0.5)
+    alive = [p for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.cmdline() for p in alive]
+    left = store / ".bigseg"
+    assert not (left / "infer.lock").exists()
+    assert not (left / "spill").exists() or not any((left / "spill").iterdir())
+    assert not (left / "staged").exists() and not (left / "labels-done").exists()
+
+
+def test_infer_soak_short(tmp_path, slab, record_property):
+    record_property("reliability", ("fault", "`infer` interrupted 4 times at random moments (SIGKILL, SIGTERM, "
+                                             "SIGINT), then run to the end",
+                                    "labels byte-identical to an uninterrupted run; one line and exit 143/130 for "
+                                    "SIGTERM/SIGINT; no process, lock, spill or staged output left"))
+    _soak(tmp_path, slab, kills=4, seed=1)
+
+
+@pytest.mark.slow
+def test_infer_soak_20_kills(tmp_path, slab):
+    _soak(tmp_path, slab, kills=20, seed=2)
