@@ -293,7 +293,8 @@ def evaluate(stores, json_path):
 
 @cli.group("import")
 def import_():
-    """Import annotated images (GIMP layers, CamVid, image/mask folders) as slab stores with truth."""
+    """Import annotated images (GIMP layers, CamVid, image/mask folders) as slab stores with truth, or trained
+    weights (a torchvision state dict) as a bigseg checkpoint."""
 
 
 def _import_options(f):
@@ -308,18 +309,53 @@ def _imported(r):
                + ", ".join(f"{c.id} {c.name}" for c in r.classes))
 
 
+def _floats(text: str | None, flag: str):
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise BigsegError(f"{flag} takes one number or three (e.g. 0.35 or 0.485,0.456,0.406), got {text!r}") from None
+    if len(values) not in (1, 3):
+        raise BigsegError(f"{flag} takes one number or three, got {len(values)}")
+    return values
+
+
+@import_.command("weights")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The bigseg checkpoint to write.")
+@click.option("--arch", default="auto", show_default=True, help="Architecture, or auto (from the names and shapes).")
+@click.option("--classes", "classes", default=None, help="concrete (0 paste, 1 stone, 2 void; the default for 3 "
+              "classes) or a colour table file (R G B name per line).")
+@click.option("--mean", help="Normalisation mean the network was trained with: one value or three (its channel "
+              "order) [default: ImageNet's].")
+@click.option("--std", help="Normalisation std: one value or three [default: ImageNet's].")
+@click.option("--bgr", is_flag=True, help="The network was trained on BGR input (OpenCV's channel order).")
+@click.option("--window", default=DEFAULT_WINDOW, show_default=True, type=int, help="Crop size it was trained on.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def import_weights(file, out, arch, classes, mean, std, bgr, window, overwrite):
+    """A torchvision segmentation state dict (DeepLabV3, LR-ASPP, FCN) -> a bigseg checkpoint."""
+    from bigseg.weights_import import import_weights as run
+
+    r = run(file, out, arch=arch, classes=classes, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+            bgr=bgr, window=window, overwrite=overwrite, echo=click.echo)
+    click.echo(f"wrote {r['path']}: bigseg infer IMAGE --model {r['path']}")
+
+
 @import_.command("gimp")
 @click.argument("folder", type=click.Path())
 @click.argument("outdir", type=click.Path(file_okay=False))
 @click.option("--threshold", default=0.2, show_default=True, type=float,
               help="A layer marks its class where it is brighter than this fraction of white.")
+@click.option("--precedence", help="Class that wins where layers overlap [default: the higher id, void over stone]; "
+              "'stone' is the original air-void trainer's rule.")
 @_import_options
-def import_gimp(folder, outdir, threshold, pixel_size, chunk, overwrite):
+def import_gimp(folder, outdir, threshold, precedence, pixel_size, chunk, overwrite):
     """FOLDER/Image/<name>.png + FOLDER/Semantic/<id>_<class>/<name>.png -> OUTDIR/<name>.zarr."""
     from bigseg.datasets import import_gimp as run
 
     _imported(run(folder, outdir, threshold=threshold, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
-                  echo=click.echo))
+                  precedence=precedence, echo=click.echo))
 
 
 @import_.command("camvid")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +143,7 @@ def _check_sizes(pairs) -> None:
                 raise BigsegError(f"{mask}: mask is {mw}x{mh} but the image {image.name} is {w}x{h}")
 
 
-def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo, **maps) -> list[Path]:
+def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo, inputs=None, **maps) -> list[Path]:
     """Ingest every (image, mask, store) job, all or nothing: the stores are written into a staging folder in
     OUTDIR and moved into place only when every one of them succeeded (an existing store is replaced then, with
     ``overwrite``). A failure, or a kill, leaves OUTDIR as it was (a killed run's staging folder is removed by the
@@ -153,8 +152,8 @@ def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo,
 
     stores = [store for _, _, store in jobs]
     _check_outputs(stores, overwrite, outdir)
-    for image, mask, _ in jobs:
-        refuse_overlap(outdir, "OUTDIR", ("image", image), ("mask", mask))
+    for path in inputs if inputs is not None else [p for image, mask, _ in jobs for p in (image, mask)]:
+        refuse_overlap(outdir, "OUTDIR", ("input", path))
     _check_sizes([(image, [mask]) for image, mask, _ in jobs])
     outdir.mkdir(parents=True, exist_ok=True)
     st.remove_stale_partials(outdir, "import")
@@ -191,15 +190,17 @@ def _gimp_classes(semantic: Path) -> list[tuple[int, str, Path]]:
     return sorted(layers)
 
 
-def _compose_layers(layer_files: list[tuple[int, Path]], size: tuple[int, int], threshold: float, out: Path):
-    """Stream the class layers into one grey mask (class id per pixel, higher id on top) at ``out``."""
+def _compose_layers(layer_files: list[tuple[int, Path]], size: tuple[int, int], threshold: float, out: Path,
+                    on_top: int | None = None):
+    """Stream the class layers into one grey mask (class id per pixel, higher id on top, or class ``on_top``
+    above all) at ``out``."""
     import pyvips
 
     from bigseg.ingest import open_image
 
     w, h = size
     composed = pyvips.Image.black(w, h).cast("uchar")
-    for class_id, path in sorted(layer_files):
+    for class_id, path in sorted(layer_files, key=lambda item: (item[0] == on_top, item[0])):
         layer = open_image(path, "class layer")
         if (layer.width, layer.height) != (w, h):
             raise BigsegError(f"{path}: layer is {layer.width}x{layer.height} but the image is {w}x{h}")
@@ -218,8 +219,11 @@ def _compose_layers(layer_files: list[tuple[int, Path]], size: tuple[int, int], 
 
 
 def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None = None, chunk: int = st.DEFAULT_CHUNK,
-                overwrite: bool = False, echo=print) -> Imported:
-    """GIMP per-class layer exports -> ``OUTDIR/<name>.zarr`` (image + truth); see the module docstring."""
+                overwrite: bool = False, precedence: str | None = None, echo=print) -> Imported:
+    """GIMP per-class layer exports -> ``OUTDIR/<name>.zarr`` (image + truth); see the module docstring.
+
+    Where layers overlap the higher class id wins (void over stone in the concrete table), or the class named by
+    ``precedence`` wins over every other (``stone``: the rule of the original air-void trainer's loader)."""
     folder, outdir = Path(folder), Path(outdir)
     if not 0 <= threshold < 1:
         raise BigsegError(f"--threshold must be in [0, 1), got {threshold}")
@@ -237,6 +241,12 @@ def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None
     classes = tuple(ClassInfo(i, names[i], by_name[names[i]].color if names[i] in by_name else _palette(i))
                     for i in range(n_classes))
     validate_table(classes)
+    on_top = None
+    if precedence is not None:
+        on_top = next((c.id for c in classes if c.name == precedence), None)
+        if on_top is None or on_top == 0:
+            layer_names = ", ".join(names[i] for i in sorted(names) if i)
+            raise BigsegError(f"--precedence {precedence}: not a layer class ({layer_names})")
     images = _images(folder / "Image")
     jobs, layer_sets = [], []
     for image in images:
@@ -252,18 +262,26 @@ def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None
         layer_sets.append(files)
         jobs.append((image, None, outdir / f"{image.stem}.zarr"))
     _check_outputs([s for _, _, s in jobs], overwrite, outdir)
+    from bigseg.paths import refuse_overlap
+
+    refuse_overlap(outdir, "OUTDIR", ("annotation folder", folder))
     _check_sizes([(image, [f for _, f in files]) for (image, _, _), files in zip(jobs, layer_sets, strict=True)])
     outdir.mkdir(parents=True, exist_ok=True)
-    stores = []
-    with tempfile.TemporaryDirectory(dir=outdir, prefix=".import-") as tmp:
+    st.remove_stale_partials(outdir, "import-masks")
+    masks = outdir / f".import-masks.partial-{os.getpid()}"
+    masks.mkdir()
+    try:
+        composed = []
         for (image, _, store), files in zip(jobs, layer_sets, strict=True):
-            mask = Path(tmp) / f"{image.stem}.mask.tif"
-            _compose_layers(files, _size(image, "image"), threshold, mask)
-            ingest(image, store, truth=mask, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
-                   classes=classes)
-            mask.unlink()
-            echo(f"{image.name} + {len(files)} layers -> {store}")
-            stores.append(store)
+            mask = masks / f"{image.stem}.mask.tif"
+            _compose_layers(files, _size(image, "image"), threshold, mask, on_top)
+            composed.append((image, mask, store))
+        stores = _ingest_all(composed, classes, outdir, pixel_size, chunk, overwrite, lambda *a: None,
+                             inputs=[folder])
+    finally:
+        shutil.rmtree(masks, ignore_errors=True)
+    for (image, _, store), files in zip(jobs, layer_sets, strict=True):
+        echo(f"{image.name} + {len(files)} layers -> {store}")
     return Imported(stores, classes, {"all": len(stores)})
 
 

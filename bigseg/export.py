@@ -78,7 +78,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         "source_checkpoint_sha256": file_digest(checkpoint), "window": window,
         "input": "RGB float32 in [0, 1], shape (batch, 3, height, width); normalisation is inside the model",
         "normalisation": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
-                          "applied": "inside the model: (x - mean) / std"},
+                          "channel_order": "BGR" if model.bgr else "RGB",
+                          "applied": "inside the model: RGB input reordered to the channel order, then "
+                                     "(x - mean) / std"},
         "output": "logits float32, shape (batch, classes, height, width)",
     })
     torch.manual_seed(0)

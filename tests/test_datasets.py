@@ -65,6 +65,24 @@ def test_gimp_layers(tmp_path):
     assert (_store(tmp_path / "out" / "a.zarr")["truth"][60:80, 10:40] == 1).all()  # 40 > 10 % of white
 
 
+def test_gimp_precedence_stone_as_the_original_trainer(tmp_path):
+    """--precedence stone: where the stone and void layers overlap, stone wins (the original air-void trainer's
+    loader); elsewhere the layers read as before."""
+    expected = _gimp_dataset(tmp_path / "gimp")
+    proc = run_cli("import", "gimp", tmp_path / "gimp", tmp_path / "out", "--precedence", "stone")
+    assert proc.returncode == 0, proc.stderr
+    stone = np.zeros((H, W), np.uint8)
+    stone[10:50, 10:70] = 200
+    stone[60:80, 50:70] = 60
+    for name in ["a", "b"]:
+        want = expected[name].copy()
+        want[stone > 51] = 1
+        np.testing.assert_array_equal(_store(tmp_path / "out" / f"{name}.zarr")["truth"][:], want)
+        assert (want != expected[name]).sum() > 0  # the overlap changed hands
+    assert "not a layer class" in error_line(run_cli("import", "gimp", tmp_path / "gimp", tmp_path / "o2",
+                                                     "--precedence", "rock"))
+
+
 def test_gimp_errors(tmp_path):
     _gimp_dataset(tmp_path / "g")
     Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(tmp_path / "g" / "Semantic" / "2_void" / "b.png")

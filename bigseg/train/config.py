@@ -162,6 +162,9 @@ class TrainConfig(_Strict):
             raise ValueError("epochs count passes over training stores; with synthetic crops only, give iterations")
         if self.class_weights is not None and any(w < 0 for w in self.class_weights):
             raise ValueError("class_weights must be non-negative")
+        if self.model.arch.startswith("deeplabv3") and self.batch_size < 2:
+            raise ValueError("DeepLabV3's image pooling branch normalises over the batch: batch_size must be at "
+                             "least 2")
         if self.iterations is not None and self.epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         if self.iterations is None and self.epochs is None:

@@ -147,6 +147,20 @@ class _Log:
             self.tb.close()
 
 
+INPUT_CONVENTION = ("mean", "std", "bgr")
+"""Model arguments that describe the input a network was trained on; a fine-tuned model inherits them from its
+model.init checkpoint (an imported model trained on BGR crops stays a BGR model)."""
+
+
+def model_kwargs(cfg: TrainConfig) -> dict:
+    """The arguments the run builds its model with: the config's, and model.init's input convention."""
+    kw = cfg.model.kwargs()
+    if cfg.model.init:
+        init = ckpt.read(cfg.model.init)["meta"].get("arch_kwargs", {})
+        kw.update({k: init[k] for k in INPUT_CONVENTION if k in init})
+    return kw
+
+
 def _init_from(model, cfg: TrainConfig, echo) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model`` (same architecture); tensors whose shapes differ
     (the classifier, when the class count changed) or that the checkpoint lacks (an edge-refinement head added
@@ -154,8 +168,8 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
 
-    def trunk(kwargs: dict) -> dict:
-        return {k: v for k, v in kwargs.items() if k != "refine"}
+    def trunk(kwargs: dict) -> dict:  # the layers; the refine head and the input convention may differ
+        return {k: v for k, v in kwargs.items() if k not in ("refine", *INPUT_CONVENTION)}
 
     if meta["arch"] != cfg.model.arch or trunk(meta.get("arch_kwargs", {})) != trunk(cfg.model.kwargs()):
         raise BigsegError(f"model.init {cfg.model.init}: a {meta['arch']} {meta.get('arch_kwargs', {})} checkpoint, "
@@ -198,6 +212,7 @@ class _State:
     sched: object
     step: int
     out: Path
+    kwargs: dict
 
     def save(self, path: Path, with_state: bool) -> None:
         """A checkpoint (weights + metadata, with the training state for ``last.pt``); never one of non-finite
@@ -212,7 +227,7 @@ class _State:
             state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                      "torch_rng": torch.get_rng_state()}
         meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
-        ckpt.save(path, self.model, arch=cfg.model.arch, classes=self.classes, arch_kwargs=cfg.model.kwargs(),
+        ckpt.save(path, self.model, arch=cfg.model.arch, classes=self.classes, arch_kwargs=self.kwargs,
                   extra_meta=meta, train_state=state)
 
 
@@ -243,7 +258,8 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    model = build(cfg.model.arch, len(classes), **cfg.model.kwargs())
+    kwargs = model_kwargs(cfg)
+    model = build(cfg.model.arch, len(classes), **kwargs)
     if cfg.model.init and not resume:
         _init_from(model, cfg, echo)
     model = model.to(device)
@@ -269,7 +285,7 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    return _State(cfg, classes, device, model, opt, sched, start, out)
+    return _State(cfg, classes, device, model, opt, sched, start, out, kwargs)
 
 
 def _step(s: _State, loss_fn, image, truth) -> float:
