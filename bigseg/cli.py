@@ -173,12 +173,23 @@ def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--stop-at", type=int, help="Checkpoint and stop after this many iterations.")
 @click.option("--time-limit", type=float, help="Checkpoint and stop after this many seconds.")
-def train(config_path, resume, stop_at, time_limit):
+@click.option("--find-lr", is_flag=True, help="Only sweep the learning rate (a short run, no checkpoint): writes "
+              "OUT/lr-finder.png and prints a suggested optimizer.lr.")
+@click.option("--find-lr-steps", default=100, show_default=True, type=int, help="Steps of the --find-lr sweep.")
+def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
     """Train a model on slab stores with truth, or on synthetic sections (see configs/*.yaml)."""
     from bigseg.train.config import load_config
     from bigseg.train.loop import train as run
 
     cfg = load_config(config_path)
+    if find_lr:
+        from bigseg.train.lr_finder import find_lr as sweep
+
+        r = sweep(cfg, steps=find_lr_steps, echo=click.echo, progress=_progress())
+        click.echo(f"swept {len(r['lrs'])} steps from {r['lrs'][0]:.1e} to {r['lrs'][-1]:.1e}; plot: {r['plot']}")
+        click.echo(f"suggested optimizer.lr: {r['suggestion']:.2g}" if r["suggestion"] else
+                   "no suggestion: the loss did not fall; try more --find-lr-steps")
+        return
     s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=_progress(), time_limit=time_limit)
     click.echo(f"trained {s['iterations']}/{s['of']} iterations in {s['seconds']:.0f} s "
                f"({s['it_per_second']:.2f} it/s); loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}")

@@ -1,7 +1,10 @@
 """Training on synthetic sections rendered on the fly: pure crops, batches that mix regions, augmentation, resume,
 and the held-out styles refused."""
 
+import json
+
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -97,3 +100,20 @@ def test_held_out_styles_and_bad_synthetic_configs_are_refused(tmp_path):
     assert "optimizer.lr" in error_line(run_cli("train", "--config", inf))
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe" * 10)
     assert "not a text file" in error_line(run_cli("train", "--config", tmp_path / "x.png"))
+
+
+def test_lr_finder_sweeps_plots_and_suggests_without_checkpoints(tmp_path):
+    cfg = _write(tmp_path, "lr", crop=48, batch_size=4)
+    proc = run_cli("train", "--config", cfg, "--find-lr", "--find-lr-steps", "40")
+    assert proc.returncode == 0, proc.stderr
+    assert "suggested optimizer.lr" in proc.stdout or "no suggestion" in proc.stdout
+    out = tmp_path / "lr"
+    r = json.loads((out / "lr-finder.json").read_text())
+    assert 10 <= len(r["lrs"]) <= 40 and r["lrs"] == sorted(r["lrs"]) and r["lrs"][0] == pytest.approx(1e-6)
+    assert (out / "lr-finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "last.pt").exists() and not (out / "model.pt").exists()
+    from bigseg.train.lr_finder import suggest
+
+    lrs = list(np.logspace(-5, 0, 50))
+    losses = [2.0 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 3)) for lr in lrs]  # falls fastest at lr 1e-3
+    assert suggest(lrs, losses) == pytest.approx(1e-3, rel=0.3)

@@ -3,7 +3,7 @@ SIGTERM or SIGINT, then run to the end: the labels are the bytes of an uninterru
 run is left, no lock is held, no spill file or staged output remains. The default suite runs a short soak; the
 20-kill version is ``pytest -m slow``."""
 
-import os
+import contextlib
 import signal
 import subprocess
 import sys
@@ -43,10 +43,8 @@ def _soak(tmp_path, slab, kills: int, seed: int):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(float(rng.uniform(1.0, 7.0)))  # from start-up to deep inside the run
         sig = signals[k % 3]
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             orphans += psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            pass
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
         if proc.returncode == 0:  # finished before the signal: start over so that every round interrupts a run
