@@ -399,24 +399,50 @@ def import_pairs(images, masks, outdir, colour_table, void_name, pixel_size, chu
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder [default: STORE-report beside it].")
-@click.option("--pixel-size", type=float, help="Micrometres per pixel [default: the store's].")
+@click.argument("stores", metavar="STORE...", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Report folder [default: STORE-report beside it; required for several slabs].")
+@click.option("--pixel-size", type=float, help="Micrometres per pixel [default: each store's].")
 @click.option("--traverse-spacing", default=1.0, show_default=True, type=float, help="Traverse line spacing (mm).")
+@click.option("--traverse-direction", default="horizontal", show_default=True,
+              type=click.Choice(["horizontal", "vertical", "both"]), help="Direction of the traverse lines.")
+@click.option("--region", help="Only the specimen counts: a mask file (non-zero inside) or 'auto' (the slab found "
+              "against a plain background); kept in the store.")
+@click.option("--paste-content", type=float, help="Paste content (%% of the concrete) from the mix design: used for "
+              "p/A and the spacing factors beside the measured one.")
+@click.option("--max-aggregate", type=float, help="Nominal maximum aggregate size (mm): warns when the traverse is "
+              "shorter than ASTM C457 Table 1 asks.")
 @click.option("--entrapped-diameter", default=1.0, show_default=True, type=float,
-              help="Voids wider than this (mm, equivalent diameter) count as entrapped air.")
+              help="Voids above this size (mm) count as entrapped air.")
+@click.option("--entrapped-criterion", default="diameter", show_default=True, type=click.Choice(["diameter", "chord"]),
+              help="Size by the void's equivalent diameter in the section, or by chord length on the traverse.")
+@click.option("--edge-chords", default="left-end", show_default=True, type=click.Choice(["left-end", "all"]),
+              help="Chords cut by an edge: counted when they start inside (unbiased), or all.")
+@click.option("--aggregate-voids", default="exclude", show_default=True, type=click.Choice(["exclude", "include"]),
+              help="Voids lying in aggregate (pores): not air (EN 480-11), or counted as air.")
+@click.option("--min-void-diameter", default=0.0, show_default=True, type=float,
+              help="Ignore voids smaller than this equivalent diameter (um); 0: every void.")
 @click.option("--truth", is_flag=True, help="Also analyse the store's truth and show the differences.")
+@click.option("--specimen", help="Specimen name or number, for the report's header.")
+@click.option("--operator", help="Who made the analysis, for the report's header.")
+@click.option("--notes", help="Free text for the report's header.")
 @click.option("--scheduler", help="Address of an existing dask scheduler [default: threads in this process].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
-def report(store, out, pixel_size, traverse_spacing, entrapped_diameter, truth, scheduler, overwrite):
-    """Area statistics, air-void parameters (ASTM C457-style) and pictures for STORE's labels."""
+def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region, paste_content, max_aggregate,
+           entrapped_diameter, entrapped_criterion, edge_chords, aggregate_voids, min_void_diameter, truth, specimen,
+           operator, notes, scheduler, overwrite):
+    """Air-void report (ASTM C457, EN 480-11) of one slab store, or of the slabs of one specimen."""
     from bigseg.report.report import format_summary, make_report
 
-    doc = make_report(store, out, pixel_size=pixel_size, spacing_mm=traverse_spacing,
-                      entrapped_mm=entrapped_diameter, truth=truth, overwrite=overwrite, scheduler=scheduler,
-                      echo=click.echo)
+    doc = make_report(list(stores) if len(stores) > 1 else stores[0], out, pixel_size=pixel_size,
+                      spacing_mm=traverse_spacing, entrapped_mm=entrapped_diameter, truth=truth, overwrite=overwrite,
+                      scheduler=scheduler, echo=click.echo, direction=traverse_direction, region=region,
+                      paste_content=paste_content, max_aggregate_mm=max_aggregate,
+                      entrapped_criterion=entrapped_criterion, edge_chords=edge_chords, aggregate_voids=aggregate_voids,
+                      min_void_diameter_um=min_void_diameter, specimen=specimen, operator=operator, notes=notes,
+                      command="bigseg " + " ".join(sys.argv[1:]))
     click.echo(format_summary(doc))
-    click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, quicklook.png)")
+    click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, pictures)")
 
 
 @cli.command()

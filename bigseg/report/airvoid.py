@@ -1,270 +1,58 @@
-"""Air-void analysis of a label mask (ASTM C457 / EN 480-11 style), chunk by chunk with dask.
+"""Air-void figures of a label mask (ASTM C457 Procedures A and B; EN 480-11 in :mod:`bigseg.report.en480`).
 
-One pass over the zarr mask, one task per chunk, each returning a few kilobytes:
-
-* class pixel counts (areal fractions: the limit of a point count with every pixel a point);
-* a simulated linear traverse: horizontal lines every ``spacing`` mm (the first half a spacing from the top),
-  across the whole width; every run of void pixels on a line is a chord. A chord cut by a chunk border is
-  handed on as a partial run and joined in the driver, so chords do not depend on the chunking;
-* the individual voids: 4-connected components of void pixels (``scipy.ndimage.label`` per chunk); components
-  touching a chunk border are joined with their neighbours across it (union of the labels that meet on the two
-  sides of each border, ``scipy.sparse.csgraph.connected_components``), so a void is counted once whatever the
-  chunking.
-
-Memory: one chunk per task (plus its int32 component labels), and in the driver the chord-length histogram
-(exact, one count per length in pixels), the void areas (4 bytes per void) and the border strips of the chunks
-(16 bytes per border pixel of void). None of it grows with the image's area except through the number of voids.
-
-Formulas (A, p as fractions; lengths in mm; ASTM C457-16, sections 12-13 "Calculation"):
+The mask is measured by :mod:`bigseg.report.measure` (class counts, traverse chords, individual voids; see there for
+how edges, unlabelled pixels, pores of the aggregate and small voids are handled). This module turns the
+measurements into the figures a lab reports, each with its unit, formula and source (A, p as fractions in the
+formulas; lengths in mm; ASTM C457/C457M-16 sections 12-13 "Calculation"):
 
 * air content A = void area / analysed area (Delesse: area fraction = volume fraction); paste content p and
-  aggregate content likewise from the areal counts -- the whole-mask version of Procedure B (point count);
-* traverse length T_t = lines x width x pixel size; void chords N; voids per mm n = N / T_t;
-* average chord length l = A / n (Procedure B, eq. "l = A / (100 n)" with A in percent); the chord mean
-  measured directly on the traverse, T_a / N, is reported beside it (Procedure A);
-* specific surface alpha = 4 / l (mm^-1) -- for spheres the mean chord is 2/3 of the diameter, 4/l = 6/d;
-* paste-to-air ratio p/A;
+  aggregate content likewise from the areal counts -- Procedure B (point count) with every pixel a point;
+* traverse length T_t = labelled pixels on the traverse lines x pixel size (unlabelled pixels, outside the specimen,
+  are not traversed); void chords N (counted under the edge rule); voids per mm n = N / T_t;
+* Procedure B: average chord length l = A / n, specific surface alpha = 4 / l, spacing factor from p, A and n;
+* Procedure A: the traverse's own fractions A_t = T_a / T_t, p_t = T_p / T_t, mean chord T_a / N, alpha_A = 4 N / T_a
+  and its spacing factor from them;
 * Powers spacing factor (ASTM C457 eq. 13/14): L = p / (4 n) when p/A <= 4.342, otherwise
   L = (3 / alpha) * (1.4 * (1 + p/A)^(1/3) - 1); the two branches meet at p/A = 4.342 when l = A / n;
-* void equivalent diameter d = 2 sqrt(area / pi) (the circle of the same area, in the section plane); voids
-  with d <= the entrapped threshold (default 1 mm, EN 480-11 / common practice) are entrained air, larger ones
-  entrapped; each group's air content is its area over the analysed area.
+* entrained / entrapped air: by the void's equivalent diameter in the section (d = 2 sqrt(area / pi)) against a
+  threshold (default 1 mm: the usual practice, e.g. ACI 116R's distinction of entrapped voids as 1 mm and larger;
+  neither ASTM C457 nor EN 480-11 fixes a limit), or by chord length on the traverse (``chord``). A section through
+  a sphere is smaller than the sphere (its mean section diameter is pi/4 of it), so the diameter criterion
+  calls entrained part of the air in voids a little above the threshold; the chord criterion shares the bias
+  differently (chords are shorter still). The report says which is used.
 
-Edge cases: with no voids every count and fraction is 0 and the ratios that divide by them (l, alpha, L,
-p/A) are None ("not defined: no voids"), never NaN. Chords and voids cut by the image edge are counted as they
-are (a slab's edge is the specimen's edge).
+Edge cases: with no voids every count and fraction is 0 and the ratios that divide by them are None ("not
+defined: no voids"), never NaN.
 """
 
 from __future__ import annotations
 
-import os
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from bigseg import store as st
 from bigseg.errors import BigsegError
+from bigseg.report.measure import MaskMeasurements
 
 SPACING_FACTOR_BRANCH = 4.342
 """p/A at which ASTM C457 switches between the two branches of Powers' spacing factor."""
 
 CHORD_BINS_UM = (0, 10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
                  3000, 4000)
-"""Upper edges (um) of the chord-length histogram classes; one more class holds everything above the last."""
+"""Class limits (um) of the chord-length picture; classes are upper-inclusive (lo, hi], one more above the last."""
 
 DIAMETER_BINS_UM = (0, 20, 40, 60, 80, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000)
 
-
-@dataclass
-class MaskMeasurements:
-    """What one pass over a mask measures (pixels and pixel counts; no units yet)."""
-
-    height: int
-    width: int
-    class_pixels: np.ndarray  # per class id 0..n-1
-    unlabelled_pixels: int
-    line_rows: np.ndarray  # the traverse rows
-    line_class_pixels: np.ndarray  # pixels of each class on the traverse lines
-    chord_lengths: dict[int, int] = field(default_factory=dict)  # chord length (px) -> count
-    void_areas: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # px, one per void
-
-
-# -----------------------------------------------------------------------------------------------------------
-# per-chunk work
-
-
-EDGES = ("top", "bottom", "left", "right")
-
-
-def _runs(mask_rows: np.ndarray):
-    """Runs of True along each row: (row index, start, end) arrays, end exclusive."""
-    k, w = mask_rows.shape
-    padded = np.zeros((k, w + 2), np.int8)
-    padded[:, 1:-1] = mask_rows
-    d = np.diff(padded, axis=1)
-    sr, sc = np.nonzero(d == 1)
-    _, ec = np.nonzero(d == -1)  # same row order: every run starts and ends on its row
-    return sr, sc, ec
-
-
-def _analyse_chunk(path: str, array: str, y0: int, y1: int, x0: int, x1: int, rows: np.ndarray,
-                   void_id: int | None, n_classes: int):
-    """Everything one chunk contributes; reads only this chunk."""
-    from scipy import ndimage
-
-    block = np.asarray(st.read(st.open_array(path, array), slice(y0, y1), slice(x0, x1)))
-    h, w = block.shape
-    out = {"pos": (y0, x0), "shape": (h, w)}
-    counts = np.bincount(block.ravel(), minlength=256)
-    out["class_pixels"] = counts[:n_classes]
-    out["unlabelled"] = int(counts[n_classes:].sum())
-
-    if void_id is None:  # area counts only
-        rows = rows[:0]
-        out.update(chords=Counter(), line_left=np.zeros(0, np.int64), line_right=np.zeros(0, np.int64),
-                   line_class_pixels=np.zeros(n_classes, np.int64), n_components=0,
-                   inner_areas=np.zeros(0, np.int64), border_ids=np.zeros(0, np.int64),
-                   border_areas=np.zeros(0, np.int64), edges={k: np.zeros(0, np.int64) for k in EDGES})
-        return out
-
-    # traverse: chords inside the chunk, and the runs that touch its left / right edge (to be joined)
-    local = rows - y0
-    on_lines = block[local] if len(local) else np.zeros((0, w), block.dtype)
-    out["line_class_pixels"] = np.bincount(on_lines.ravel(), minlength=256)[:n_classes]
-    r, s, e = _runs(on_lines == void_id)
-    lengths = e - s
-    touches_left, touches_right = s == 0, e == w
-    inner = ~touches_left & ~touches_right
-    out["chords"] = Counter()
-    if inner.any():
-        bc = np.bincount(lengths[inner])
-        out["chords"] = Counter({int(L): int(bc[L]) for L in np.nonzero(bc)[0]})
-    left = np.zeros(len(local), np.int64)
-    right = np.zeros(len(local), np.int64)
-    left[r[touches_left]] = lengths[touches_left]
-    right[r[touches_right]] = lengths[touches_right]
-    out["line_left"], out["line_right"] = left, right  # a full-width run shows in both, length w
-
-    # voids: 4-connected components; those on the chunk border are joined across borders later
-    lab, n = ndimage.label(block == void_id)
-    areas = np.bincount(lab.ravel(), minlength=n + 1)
-    areas[0] = 0
-    border = np.zeros(n + 1, bool)
-    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
-        border[edge] = True
-    border[0] = False
-    ids = np.arange(n + 1)
-    out["n_components"] = n
-    out["inner_areas"] = areas[(ids > 0) & ~border].astype(np.int64)
-    out["border_ids"] = ids[border]
-    out["border_areas"] = areas[border].astype(np.int64)
-    out["edges"] = dict(zip(EDGES, (lab[0].copy(), lab[-1].copy(), lab[:, 0].copy(), lab[:, -1].copy()),
-                            strict=True))
-    return out
-
-
-# -----------------------------------------------------------------------------------------------------------
-# joining the chunks
-
-
-def _join_chords(results: dict, chunk_h: int, grid_x: list[int], rows: np.ndarray, chords: Counter) -> None:
-    """Walk every traverse line across the chunks, joining runs that continue over a chunk border."""
-    band_start = (rows // chunk_h) * chunk_h  # the chunk row of each line
-    first_in_band = np.searchsorted(rows, band_start)  # lines are numbered from 0 within each chunk row
-    for y0, k in zip(band_start.tolist(), (np.arange(len(rows)) - first_in_band).tolist(), strict=True):
-        carry = 0
-        for x0 in grid_x:
-            res = results[(y0, x0)]
-            w = res["shape"][1]
-            left, right = int(res["line_left"][k]), int(res["line_right"][k])
-            if left == w:  # void all across this chunk
-                carry += w
-                continue
-            if carry or left:
-                chords[carry + left] += 1
-            carry = right
-        if carry:
-            chords[carry] += 1
-
-
-def _join_voids(results: dict, grid_y: list[int], grid_x: list[int]) -> np.ndarray:
-    """Areas of the voids that touch chunk borders, joined into whole voids."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    base, offset = {}, 0
-    for key in sorted(results):
-        base[key] = offset
-        offset += results[key]["n_components"] + 1
-    node_ids = np.concatenate([results[k]["border_ids"] + base[k] for k in sorted(results)] or [np.zeros(0, int)])
-    node_areas = np.concatenate([results[k]["border_areas"] for k in sorted(results)] or [np.zeros(0, int)])
-    if node_ids.size == 0:
-        return np.zeros(0, np.int64)
-    a_list, b_list = [], []
-
-    def link(key_a, edge_a, key_b, edge_b):
-        ea, eb = results[key_a]["edges"][edge_a], results[key_b]["edges"][edge_b]
-        both = (ea > 0) & (eb > 0)
-        if both.any():
-            a_list.append(ea[both] + base[key_a])
-            b_list.append(eb[both] + base[key_b])
-
-    for iy, y0 in enumerate(grid_y):
-        for ix, x0 in enumerate(grid_x):
-            if ix + 1 < len(grid_x):
-                link((y0, x0), "right", (y0, grid_x[ix + 1]), "left")
-            if iy + 1 < len(grid_y):
-                link((y0, x0), "bottom", (grid_y[iy + 1], x0), "top")
-    index = {int(g): i for i, g in enumerate(node_ids)}
-    m = len(node_ids)
-    if a_list:
-        a = np.array([index[int(v)] for v in np.concatenate(a_list)])
-        b = np.array([index[int(v)] for v in np.concatenate(b_list)])
-    else:
-        a = b = np.zeros(0, int)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(m, m))
-    n, comp = connected_components(graph, directed=False)
-    return np.bincount(comp, weights=node_areas, minlength=n).astype(np.int64)
-
-
-def traverse_rows(height: int, spacing_px: float) -> np.ndarray:
-    """Rows of the traverse lines: every ``spacing_px`` rows, the first half a spacing from the top."""
-    if spacing_px < 1:
-        raise BigsegError(f"traverse spacing of {spacing_px:.3g} px is below one pixel; pass a larger "
-                          "--traverse-spacing")
-    rows = np.floor(spacing_px / 2 + spacing_px * np.arange(int(np.ceil(height / spacing_px)) + 1)).astype(np.int64)
-    return np.unique(rows[rows < height])
-
-
-def measure_mask(store: str | os.PathLike, array: str, void_id: int | None, n_classes: int,
-                 spacing_px: float | None, client=None) -> MaskMeasurements:
-    """One dask pass over ``store/array`` (a (y, x) uint8 mask): class counts, traverse chords, void areas.
-
-    With ``void_id`` None only the class counts are measured."""
-    import dask
-
-    from bigseg.cluster import compute
-
-    path = str(store)
-    z = st.open_array(path, array)
-    height, width = z.shape
-    ch, cw = z.chunks
-    rows = traverse_rows(height, spacing_px) if void_id is not None else np.zeros(0, np.int64)
-    grid_y, grid_x = list(range(0, height, ch)), list(range(0, width, cw))
-    tasks = []
-    for y0 in grid_y:
-        y1 = min(y0 + ch, height)
-        in_band = rows[(rows >= y0) & (rows < y1)]
-        for x0 in grid_x:
-            tasks.append(dask.delayed(_analyse_chunk, pure=True)(path, array, y0, y1, x0, min(x0 + cw, width),
-                                                                  in_band, void_id, n_classes))
-    computed = compute(tasks, client)
-    results = {r["pos"]: r for r in computed}
-
-    chords: Counter = Counter()
-    for r in results.values():
-        chords.update(r["chords"])
-    _join_chords(results, ch, grid_x, rows, chords)
-    inner = [r["inner_areas"] for r in results.values()]
-    areas = np.concatenate([*inner, _join_voids(results, grid_y, grid_x)])
-    return MaskMeasurements(
-        height=height, width=width,
-        class_pixels=sum(r["class_pixels"] for r in results.values()).astype(np.int64),
-        unlabelled_pixels=sum(r["unlabelled"] for r in results.values()),
-        line_rows=rows,
-        line_class_pixels=sum(r["line_class_pixels"] for r in results.values()).astype(np.int64),
-        chord_lengths=dict(sorted(chords.items())),
-        void_areas=np.sort(areas),
-    )
-
-
-# -----------------------------------------------------------------------------------------------------------
-# parameters
+PLAUSIBLE = {"air_content_max": 20.0, "paste_content_min": 10.0}
+"""Figures outside these are flagged (a mask more often than a concrete is that wrong): air above 20 %, paste
+below 10 %."""
 
 
 def powers_spacing_factor(p: float, A: float, n: float, alpha: float | None) -> float | None:
-    """Powers spacing factor (mm), ASTM C457 eq. 13 (p/A <= 4.342) and 14 (above); None without voids."""
+    """Powers spacing factor (mm), ASTM C457 eq. 13 (p/A <= 4.342) and 14 (above); None without voids.
+
+    (Procedure A calls it with the traverse's fractions; eq. 13's p/(4n) is then T_p/(4N), its form there.)"""
     if A <= 0 or n <= 0 or not alpha:
         return None
     if p / A <= SPACING_FACTOR_BRANCH:
@@ -272,11 +60,17 @@ def powers_spacing_factor(p: float, A: float, n: float, alpha: float | None) -> 
     return 3.0 / alpha * (1.4 * (1.0 + p / A) ** (1.0 / 3.0) - 1.0)
 
 
-def _histogram(values_um: np.ndarray, weights: np.ndarray, edges_um) -> list[dict]:
-    edges = [*edges_um, float("inf")]
-    counts, _ = np.histogram(values_um, bins=np.asarray(edges, float), weights=weights)
-    return [{"from_um": float(lo), "to_um": (None if np.isinf(hi) else float(hi)), "count": int(round(c))}
-            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+def histogram(values_um: np.ndarray, weights: np.ndarray, edges_um) -> list[dict]:
+    """Counts in upper-inclusive classes (lo, hi] (a value on a limit belongs to the class below it, as EN
+    480-11's chord classes), the first class [0, e1], and one open class above the last limit."""
+    values = np.asarray(values_um, float)
+    edges = np.asarray(edges_um, float)
+    index = np.searchsorted(edges, values, side="left")  # (e[i-1], e[i]] -> i
+    index = np.clip(index, 1, len(edges))
+    counts = np.bincount(index - 1, weights=weights, minlength=len(edges))[: len(edges)]
+    limits = [*edges_um, None]
+    return [{"from_um": float(lo), "to_um": (None if hi is None else float(hi)), "count": int(round(c))}
+            for lo, hi, c in zip(limits[:-1], limits[1:], counts, strict=True)]
 
 
 def _param(value, unit: str, description: str) -> dict:
@@ -285,71 +79,245 @@ def _param(value, unit: str, description: str) -> dict:
     return {"value": value, "unit": unit, "description": description}
 
 
-def airvoid_parameters(m: MaskMeasurements, ids: dict[str, int], pixel_size_um: float, spacing_mm: float,
-                       entrapped_mm: float) -> dict:
-    """The air-void figures (with units and descriptions) from one mask's measurements."""
-    px_mm = pixel_size_um / 1000.0
-    analysed = int(m.class_pixels.sum())
-    if analysed == 0:
-        raise BigsegError("the mask has no labelled pixels")
-    frac = m.class_pixels / analysed
-    A, p, agg = float(frac[ids["void"]]), float(frac[ids["paste"]]), float(frac[ids["stone"]])
-    n_lines = len(m.line_rows)
-    T_t = n_lines * m.width * px_mm
-    lengths = np.fromiter(m.chord_lengths.keys(), np.int64, len(m.chord_lengths))
-    counts = np.fromiter(m.chord_lengths.values(), np.int64, len(m.chord_lengths))
-    N = int(counts.sum())
-    T_a = float((lengths * counts).sum()) * px_mm
-    line_total = int(m.line_class_pixels.sum())
-    A_t = float(m.line_class_pixels[ids["void"]] / line_total) if line_total else 0.0
-    p_t = float(m.line_class_pixels[ids["paste"]] / line_total) if line_total else 0.0
+@dataclass
+class Totals:
+    """A mask's measurements in physical units (mm, mm2, um), which add up over the slabs of one specimen (their
+    pixel sizes may differ): traverse lengths, chords and voids are summed, never ratios averaged."""
+
+    analysed_mm2: float
+    class_mm2: dict  # class name -> area
+    void_areas_mm2: np.ndarray
+    traverse_mm: float
+    void_on_lines_mm: float
+    paste_on_lines_mm: float
+    chords_um: dict  # chord length (um) -> count, every chord
+    counted_chords_um: dict  # chords counted under the edge rule
+    lines: np.ndarray  # (n lines, 4): labelled, void, paste (mm), chords counted
+    bands: np.ndarray  # (n lines, 3): paste, stone, void area (mm2) of the band each line stands for
+    aggregate_pores: int = 0
+    pixel_size_um: float | None = None  # the slab's; None for slabs of different pixel sizes
+
+    @staticmethod
+    def of(m: MaskMeasurements, ids: dict[str, int], pixel_size_um: float, spacing_px: float) -> Totals:
+        px_mm = pixel_size_um / 1000.0
+        a = px_mm**2
+        names = {"paste": ids["paste"], "stone": ids["stone"], "void": ids["void"]}
+        ls = m.line_stats
+        lines = np.stack([ls.labelled * px_mm, ls.void * px_mm, ls.paste * px_mm, ls.chords.astype(float)], 1) \
+            if len(m.lines) else np.zeros((0, 4))
+        return Totals(
+            analysed_mm2=float(m.class_pixels.sum()) * a,
+            class_mm2={k: float(m.class_pixels[i]) * a for k, i in names.items()},
+            void_areas_mm2=m.void_areas.astype(float) * a,
+            traverse_mm=float(ls.labelled.sum()) * px_mm,
+            void_on_lines_mm=float(ls.void.sum()) * px_mm,
+            paste_on_lines_mm=float(ls.paste.sum()) * px_mm,
+            chords_um={k * pixel_size_um: v for k, v in m.chord_lengths.items()},
+            counted_chords_um={k * pixel_size_um: v for k, v in m.counted_chord_lengths.items()},
+            lines=lines, bands=_bands(m, [names["paste"], names["stone"], names["void"]], spacing_px) * a,
+            aggregate_pores=m.excluded_aggregate_voids, pixel_size_um=pixel_size_um)
+
+    def __add__(self, o: Totals) -> Totals:
+        def merged(x: dict, y: dict) -> dict:
+            out = dict(x)
+            for k, v in y.items():
+                out[k] = out.get(k, 0) + v
+            return out
+
+        return Totals(self.analysed_mm2 + o.analysed_mm2, merged(self.class_mm2, o.class_mm2),
+                      np.concatenate([self.void_areas_mm2, o.void_areas_mm2]), self.traverse_mm + o.traverse_mm,
+                      self.void_on_lines_mm + o.void_on_lines_mm, self.paste_on_lines_mm + o.paste_on_lines_mm,
+                      merged(self.chords_um, o.chords_um), merged(self.counted_chords_um, o.counted_chords_um),
+                      np.concatenate([self.lines, o.lines]), np.concatenate([self.bands, o.bands]),
+                      self.aggregate_pores + o.aggregate_pores,
+                      max(self.pixel_size_um or 0, o.pixel_size_um or 0) or None)
+
+
+def _bands(m: MaskMeasurements, classes: list[int], spacing_px: float) -> np.ndarray:
+    """Class pixels of the band of rows (or columns) each traverse line stands for: the lines are the sampling
+    units of the uncertainty, and their bands carry the areal counts with them."""
+    half = spacing_px / 2.0
+    out = np.zeros((len(m.lines), 3))
+    for i, (kind, pos) in enumerate(m.lines):
+        counts = m.row_class_pixels if kind == "row" else m.col_class_pixels
+        lo, hi = int(np.floor(pos - half + 0.5)), int(np.floor(pos + half + 0.5))
+        out[i] = counts[max(lo, 0) : max(hi, lo + 1)][:, classes].sum(axis=0)
+    return out
+
+
+def _figures(A: float, p: float, T_t: float, T_a: float, T_p: float, N: float) -> dict:
+    """The core figures from the sums (fractions, mm, counts): shared by the report and each bootstrap sample."""
     n = N / T_t if T_t else 0.0
+    alpha = 4.0 * n / A if A and n else None
+    A_t, p_t = (T_a / T_t, T_p / T_t) if T_t else (0.0, 0.0)
+    alpha_a = 4.0 * N / T_a if T_a and N else None
+    return {"air_content": 100 * A, "voids_per_mm": n, "spacing_factor": powers_spacing_factor(p, A, n, alpha),
+            "traverse_air_content": 100 * A_t,
+            "spacing_factor_procedure_a": powers_spacing_factor(p_t, A_t, n, alpha_a)}
+
+
+def uncertainty(t: Totals, samples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Confidence intervals from the traverse itself: the lines (with the band of the section each stands for)
+    resampled with replacement (a bootstrap over lines; Efron and Tibshirani 1993), every figure recomputed from
+    the resampled sums. Intervals of the percentile method at ``level``."""
+    k = len(t.lines)
+    if k < 5:
+        return {"method": "bootstrap over traverse lines", "note": f"{k} lines: too few for an interval"}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list] = {}
+    for _ in range(samples):
+        pick = rng.integers(0, k, k)
+        lines, bands = t.lines[pick].sum(axis=0), t.bands[pick].sum(axis=0)
+        area = bands.sum()
+        A, p = (bands[2] / area, bands[0] / area) if area else (0.0, 0.0)
+        for key, value in _figures(A, p, lines[0], lines[1], lines[2], lines[3]).items():
+            draws.setdefault(key, []).append(value)
+    q = (1 - level) / 2
+    out = {"method": f"bootstrap over the {k} traverse lines and their bands, {samples} resamples, "
+                     f"{100 * level:g} % percentile intervals", "level": level}
+    for key, values in draws.items():
+        v = np.array([x for x in values if x is not None], float)
+        if len(v) < samples * 0.9:
+            out[key] = None
+            continue
+        out[key] = {"low": float(np.quantile(v, q)), "high": float(np.quantile(v, 1 - q)),
+                    "standard_error": float(v.std(ddof=1))}
+    return out
+
+
+ASTM_MIN_TRAVERSE = ((4.75, 1397.0), (9.5, 1524.0), (12.5, 1905.0), (19.0, 2286.0), (25.0, 2286.0),
+                     (37.5, 2540.0), (75.0, 3048.0), (150.0, 4064.0))
+"""ASTM C457 Table 1: nominal maximum aggregate size (mm) -> minimum length of traverse (mm) (the table's metric
+values; check them against your edition). A size between two rows takes the larger one's traverse."""
+
+
+def minimum_traverse(max_aggregate_mm: float) -> float:
+    for size, length in ASTM_MIN_TRAVERSE:
+        if max_aggregate_mm <= size:
+            return length
+    return ASTM_MIN_TRAVERSE[-1][1]
+
+
+def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrapped_criterion: str = "diameter",
+                       paste_from_mix: float | None = None, settings: dict | None = None) -> dict:
+    """The air-void figures (with units and descriptions) of one mask's (or one specimen's) totals."""
+    if t.analysed_mm2 <= 0:
+        raise BigsegError("the mask has no labelled pixels")
+    A = t.class_mm2["void"] / t.analysed_mm2
+    p = t.class_mm2["paste"] / t.analysed_mm2
+    agg = t.class_mm2["stone"] / t.analysed_mm2
+    T_t, T_a, T_p = t.traverse_mm, t.void_on_lines_mm, t.paste_on_lines_mm
+    counted = np.array(sorted(t.counted_chords_um.items()), float).reshape(-1, 2)
+    N = int(counted[:, 1].sum())
+    core = _figures(A, p, T_t, T_a, T_p, N)
+    n = core["voids_per_mm"]
     l_mean = A / n if n else None
     alpha = 4.0 / l_mean if l_mean else None
-    diam_mm = 2.0 * np.sqrt(m.void_areas / np.pi) * px_mm
-    entrapped = diam_mm > entrapped_mm
-    area_mm2 = analysed * px_mm**2
-    void_area_px = m.void_areas.astype(float)
+    alpha_a = 4.0 * N / T_a if T_a and N else None
+    diam_mm = 2.0 * np.sqrt(t.void_areas_mm2 / np.pi)
+    every = np.array(sorted(t.chords_um.items()), float).reshape(-1, 2)
+    if entrapped_criterion == "chord":
+        long = every[:, 0] / 1000.0 > entrapped_mm
+        trapped = 100 * float((every[long, 0] * every[long, 1]).sum()) / 1000.0 / T_t if T_t else 0.0
+        entrapped_air, entrained_air = trapped, core["traverse_air_content"] - trapped
+        criterion = f"air in chords longer than {entrapped_mm:g} mm on the traverse / T_t"
+    else:
+        trapped_voids = diam_mm > entrapped_mm
+        entrapped_air = 100 * float(t.void_areas_mm2[trapped_voids].sum()) / t.analysed_mm2
+        entrained_air = 100 * float(t.void_areas_mm2[~trapped_voids].sum()) / t.analysed_mm2
+        criterion = (f"area of voids whose section's equivalent diameter is > {entrapped_mm:g} mm / analysed area "
+                     "(a section under-sizes a sphere: some air of voids a little above the limit counts here "
+                     "as entrained)")
+    settings = dict(settings or {})
+    direction = settings.get("direction", "horizontal")
     params = {
-        "analysed_area": _param(area_mm2, "mm2", "area of the labelled pixels analysed"),
+        "analysed_area": _param(t.analysed_mm2, "mm2", "area of the labelled pixels analysed"),
         "air_content": _param(100 * A, "%", "A: void area fraction (= volume fraction, Delesse)"),
-        "paste_content": _param(100 * p, "%", "p: paste area fraction"),
-        "aggregate_content": _param(100 * agg, "%", "stone (aggregate) area fraction"),
+        "paste_content": _param(100 * p, "%", "p: paste area fraction (fine aggregate counts as paste)"),
+        "aggregate_content": _param(100 * agg, "%", "stone (coarse aggregate) area fraction"),
         "paste_air_ratio": _param(p / A if A else None, "1", "p/A"),
-        "traverse_lines": _param(n_lines, "1", f"horizontal lines every {spacing_mm:g} mm"),
-        "traverse_length": _param(T_t, "mm", "T_t: total length of the traverse lines"),
-        "traverse_air_content": _param(100 * A_t, "%", "T_a/T_t: void fraction of the traverse (Procedure A)"),
-        "traverse_paste_content": _param(100 * p_t, "%", "T_p/T_t: paste fraction of the traverse (Procedure A)"),
-        "chord_count": _param(N, "1", "N: void chords on the traverse"),
+        "traverse_lines": _param(len(t.lines), "1", f"{direction} lines every {spacing_mm:g} mm"),
+        "traverse_length": _param(T_t, "mm", "T_t: labelled length of the traverse lines"),
+        "traverse_air_content": _param(core["traverse_air_content"], "%",
+                                       "T_a/T_t: void fraction of the traverse (Procedure A)"),
+        "traverse_paste_content": _param(100 * T_p / T_t if T_t else 0.0, "%",
+                                         "T_p/T_t: paste fraction of the traverse (Procedure A)"),
+        "chord_count": _param(N, "1", "N: void chords counted on the traverse (" + (
+            "every chord" if settings.get("edge_chords") == "all" else
+            "a chord cut by an edge only when it starts inside") + ")"),
         "voids_per_mm": _param(n, "1/mm", "n = N/T_t: voids intercepted per mm of traverse"),
         "average_chord_length": _param(l_mean, "mm", "l = A/n (ASTM C457 Procedure B)"),
         "measured_chord_length": _param(T_a / N if N else None, "mm",
                                         "T_a/N: mean chord measured on the traverse (Procedure A)"),
-        "specific_surface": _param(alpha, "1/mm", "alpha = 4/l"),
-        "spacing_factor": _param(powers_spacing_factor(p, A, n, alpha), "mm",
-                                 "Powers spacing factor L (ASTM C457 eq. 13 if p/A <= 4.342, else eq. 14)"
-                                ),
-        "void_count": _param(len(m.void_areas), "1", "individual voids (4-connected components)"),
-        "voids_per_area": _param(len(m.void_areas) / area_mm2, "1/mm2", "voids per mm2 of analysed area"),
-        "entrained_void_count": _param(int((~entrapped).sum()), "1",
+        "specific_surface": _param(alpha, "1/mm", "alpha = 4/l (Procedure B)"),
+        "spacing_factor": _param(core["spacing_factor"], "mm",
+                                 "Powers spacing factor L, Procedure B: from A, p and n (ASTM C457 eq. 13 if p/A "
+                                 "<= 4.342, else eq. 14)"),
+        "specific_surface_procedure_a": _param(alpha_a, "1/mm", "alpha = 4 N / T_a (Procedure A)"),
+        "spacing_factor_procedure_a": _param(core["spacing_factor_procedure_a"], "mm",
+                                             "Powers spacing factor L, Procedure A: from T_a/T_t, T_p/T_t and N"),
+        "void_count": _param(len(t.void_areas_mm2), "1", "individual voids (4-connected components)"),
+        "voids_per_area": _param(len(t.void_areas_mm2) / t.analysed_mm2, "1/mm2", "voids per mm2 of analysed area"),
+        "entrained_air_content": _param(entrained_air, "%", "entrained air: " + criterion.replace("> ", "<= ")
+                                        .replace("longer than", "up to")),
+        "entrapped_air_content": _param(entrapped_air, "%", "entrapped air: " + criterion),
+        "entrained_void_count": _param(int((diam_mm <= entrapped_mm).sum()), "1",
                                        f"voids with equivalent diameter <= {entrapped_mm:g} mm"),
-        "entrapped_void_count": _param(int(entrapped.sum()), "1",
+        "entrapped_void_count": _param(int((diam_mm > entrapped_mm).sum()), "1",
                                        f"voids with equivalent diameter > {entrapped_mm:g} mm"),
-        "entrained_air_content": _param(100 * float(void_area_px[~entrapped].sum()) / analysed, "%",
-                                        "area of entrained voids / analysed area"),
-        "entrapped_air_content": _param(100 * float(void_area_px[entrapped].sum()) / analysed, "%",
-                                        "area of entrapped voids / analysed area"),
         "mean_void_diameter": _param(float(diam_mm.mean()) if len(diam_mm) else None, "mm",
                                      "mean equivalent diameter 2 sqrt(area/pi)"),
+        "aggregate_pores_excluded": _param(t.aggregate_pores, "1",
+                                           "voids lying in aggregate (over 90 % of their boundary against stone), "
+                                           "counted as stone: not air voids (EN 480-11 section 3.1)"),
     }
-    chord_um = lengths * pixel_size_um
+    if paste_from_mix is not None:
+        params["paste_content_mix"] = _param(100 * paste_from_mix, "%", "paste content from the mix design "
+                                                                        "(--paste-content), used below")
+        params["paste_air_ratio_mix"] = _param(paste_from_mix / A if A else None, "1", "P/A with the mix's paste")
+        params["spacing_factor_mix"] = _param(powers_spacing_factor(paste_from_mix, A, n, alpha), "mm",
+                                              "Powers spacing factor with the mix design's paste content (ASTM C457 "
+                                              "allows p from the mix proportions)")
+    from bigseg.report.en480 import en480_figures
+
+    en = en480_figures(counted[:, 0], counted[:, 1], T_t, p, paste_from_mix, t.pixel_size_um)
+    params.update(en["parameters"])
+    warnings = plausibility(100 * A, 100 * p)
+    if settings.get("max_aggregate_mm"):
+        need = minimum_traverse(settings["max_aggregate_mm"])
+        if T_t < need:
+            warnings.append(f"the traverse is {T_t:.0f} mm, below the {need:.0f} mm ASTM C457 Table 1 asks for with "
+                            f"{settings['max_aggregate_mm']:g} mm maximum aggregate: lower --traverse-spacing, use "
+                            "--traverse-direction both, or add slabs")
+    if en["misfit"] > 0.25:
+        warnings.append(f"the chord classes fit spheres poorly ({100 * en['misfit']:.0f} % of the chords unexplained):"
+                        " A300 is approximate")
     return {
         "parameters": params,
-        "settings": {"pixel_size_um": pixel_size_um, "traverse_spacing_mm": spacing_mm,
-                     "entrapped_diameter_mm": entrapped_mm, "connectivity": 4},
-        "chord_length_histogram": _histogram(chord_um, counts, CHORD_BINS_UM),
-        "void_diameter_histogram": _histogram(diam_mm * 1000.0, np.ones(len(diam_mm)), DIAMETER_BINS_UM),
+        "settings": {"traverse_spacing_mm": spacing_mm, "entrapped_diameter_mm": entrapped_mm,
+                     "entrapped_criterion": entrapped_criterion, "connectivity": 4,
+                     "paste_content_mix": paste_from_mix, **settings},
+        "chord_length_histogram": histogram(counted[:, 0], counted[:, 1], CHORD_BINS_UM),
+        "void_diameter_histogram": histogram(diam_mm * 1000.0, np.ones(len(diam_mm)), DIAMETER_BINS_UM),
+        "en480_chord_classes": en["class_table"],
+        "chord_lengths_um": {"every": {f"{k:g}": int(v) for k, v in sorted(t.chords_um.items())},
+                             "counted": {f"{k:g}": int(v) for k, v in sorted(t.counted_chords_um.items())},
+                             "note": "the exact chord-length histogram: chord length (um) -> number of chords"},
+        "uncertainty": uncertainty(t),
+        "warnings": warnings,
     }
+
+
+def plausibility(air_percent: float, paste_percent: float) -> list[str]:
+    """Warnings for figures a concrete seldom has and a wrong mask often gives."""
+    out = []
+    if air_percent > PLAUSIBLE["air_content_max"]:
+        out.append(f"air content {air_percent:.1f} % is above {PLAUSIBLE['air_content_max']:g} %: check the mask "
+                   "(dark stones or shadows taken for voids?)")
+    if paste_percent < PLAUSIBLE["paste_content_min"]:
+        out.append(f"paste content {paste_percent:.1f} % is below {PLAUSIBLE['paste_content_min']:g} %: check the "
+                   "mask (paste taken for stone?)")
+    return out
 
 
 def check_mask(group, array: str, store) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from bigseg import store as st
 
 QUICKLOOK_MAX_SIDE = 2000
-"""Longest side (px) of the quicklook: the finest preview level that fits, or the image itself when it fits."""
+"""Longest side (px) of the quicklook at most (the scale is a power of two)."""
 
 OVERLAY_ALPHA = 0.45
 
@@ -66,84 +66,290 @@ def downsampled_mask(store, array: str, f: int, n_classes: int, threads: int = 2
     return out
 
 
+QUICKLOOK_SMALL_PX = 16_000_000
+"""Images up to this many pixels are drawn from the image itself (the small-image path: 48 MB of RGB at most);
+larger ones from the preview pyramid."""
+
+
 def quicklook_scale(group) -> int:
-    """The reduction factor of the quicklook: 1 for images that fit, else the finest preview level that fits."""
+    """The reduction factor of the quicklook: the smallest power of two that brings the longer side to at most
+    QUICKLOOK_MAX_SIDE (1 or 2 from the image itself, for images of at most QUICKLOOK_SMALL_PX; from 4 on, the
+    preview pyramid's levels)."""
     h, w = group["image"].shape[:2]
-    if max(h, w) <= QUICKLOOK_MAX_SIDE:
-        return 1
+    f = 1
+    while max(h, w) / f > QUICKLOOK_MAX_SIDE:
+        f *= 2
+    if f <= 2 and h * w <= QUICKLOOK_SMALL_PX:
+        return f
     levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
-    for f in levels:
-        if max(h, w) / f <= QUICKLOOK_MAX_SIDE:
-            return f
-    return levels[-1] if levels else 1
+    for level in levels:
+        if level >= f:
+            return level
+    return levels[-1] if levels else f
 
 
-def _legend_rgba(classes, fractions: dict[str, float] | None, title: str) -> np.ndarray:
-    """A small legend (class colour, name, area fraction) as an RGBA array, drawn by matplotlib."""
+def _picture(group, f: int) -> np.ndarray:
+    """The image reduced by ``f`` (block means): from the image for f <= 2, else the preview level."""
+    if f == 1:
+        return np.asarray(group["image"][:])
+    if f == 2:
+        img = np.asarray(group["image"][:]).astype(np.uint16)
+        h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+        mean = (img[:h:2, :w:2] + img[1:h:2, :w:2] + img[:h:2, 1:w:2] + img[1:h:2, 1:w:2] + 2) // 4
+        return mean.astype(np.uint8)
+    return np.asarray(group[f"preview/x{f}"][:])
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a 4-neighbour outside it."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
+
+
+VOID_FILL = (40, 110, 255)
+STONE_LINE = (255, 214, 0)
+REGION_LINE = (230, 40, 40)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, ids: dict | None, classes, region: np.ndarray | None = None,
+            alpha: float = 0.7) -> np.ndarray:
+    """The picture with the mask drawn so that the rock stays readable: voids filled (blue), stones outlined
+    (yellow), paste untouched; other class tables tinted in their colours. The region's edge in red."""
+    out = image.astype(np.float32).copy()
+    if ids is not None:
+        void = mask == ids["void"]
+        out[void] = (1 - alpha) * out[void] + alpha * np.array(VOID_FILL, np.float32)
+        out[_outline(mask == ids["stone"])] = STONE_LINE
+    else:
+        for c in classes:
+            sel = mask == c.id
+            out[sel] = (1 - OVERLAY_ALPHA) * out[sel] + OVERLAY_ALPHA * np.array(c.color, np.float32)
+    if region is not None:
+        out[_outline(region.astype(bool))] = REGION_LINE
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _with_legend(picture: np.ndarray, legend_rgba: np.ndarray) -> bytes:
+    from PIL import Image
+
+    pic = Image.fromarray(picture)
+    legend = Image.fromarray(legend_rgba)
+    h, w = picture.shape[:2]
+    if legend.width > w // 2 or legend.height > h - 8:  # small images: shrink the legend to fit
+        legend.thumbnail((max(w // 2, 16), max(h - 8, 16)))
+    pic.paste(legend, (w - legend.width - 4, 4), legend)
+    buf = io.BytesIO()
+    pic.save(buf, format="png")
+    return buf.getvalue()
+
+
+def _legend_entries(handles_spec, title: str) -> np.ndarray:
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from PIL import Image
 
-    handles = []
-    for c in classes:
-        label = c.name if not fractions or c.name not in fractions else f"{c.name} {100 * fractions[c.name]:.2f} %"
-        handles.append(Patch(facecolor=np.array(c.color) / 255.0, edgecolor="black", label=label))
-    fig = _figure(2.4, 0.45 + 0.24 * len(classes))
-    fig.legend(handles=handles, loc="center", fontsize=9, framealpha=0.9, title=title, title_fontsize=9)
+    handles = [Patch(facecolor=np.array(c) / 255.0, edgecolor="black", label=t) if kind == "fill" else
+               Line2D([0], [0], color=np.array(c) / 255.0, lw=2.5, label=t) for kind, c, t in handles_spec]
+    fig = _figure(2.8, 0.45 + 0.24 * len(handles))
+    fig.legend(handles=handles, loc="center", fontsize=9, framealpha=0.92, title=title, title_fontsize=9)
     fig.patch.set_alpha(0.0)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.02, transparent=True)
-    from PIL import Image
-
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA"))
 
 
 def quicklook_png(store, array: str = "labels", fractions: dict[str, float] | None = None) -> bytes:
-    """The image at preview scale with ``array`` overlaid in the class colours, and a legend (upper right).
-
-    Integer blending on the preview-sized arrays only (a few bytes per quicklook pixel)."""
-    from PIL import Image
+    """The picture at quicklook scale with ``array`` drawn over it (see :func:`overlay`), and a legend."""
+    from bigseg.classes import concrete_ids
 
     group = st.open_store(store)
     classes = st.class_table(group)
+    ids = concrete_ids(classes)
     f = quicklook_scale(group)
-    image = np.asarray(group["image"][:] if f == 1 else group[f"preview/x{f}"][:])
+    image = _picture(group, f)
     mask = downsampled_mask(store, array, f, len(classes))[: image.shape[0], : image.shape[1]]
-    colours = np.zeros((256, 3), np.uint16)
-    alpha = np.zeros(256, np.uint16)  # in 1/256; unlabelled values keep the image
-    for c in classes:
-        colours[c.id] = c.color
-        alpha[c.id] = round(OVERLAY_ALPHA * 256)
-    a = alpha[mask][..., None]
-    overlay = ((image * (256 - a) + colours[mask] * a) >> 8).astype(np.uint8)
-    del a
+    region = downsampled_mask(store, "region", f, 2)[: image.shape[0], : image.shape[1]] if "region" in group \
+        else None
+    picture = overlay(image, mask, ids, classes, region)
 
-    legend = Image.fromarray(_legend_rgba(classes, fractions, f"{array} (1:{f})" if f > 1 else array))
-    h, w = overlay.shape[:2]
-    if legend.width > w // 2 or legend.height > h - 8:  # small images: shrink the legend to fit
-        legend.thumbnail((max(w // 2, 16), max(h - 8, 16)))
-    picture = Image.fromarray(overlay)
-    picture.paste(legend, (w - legend.width - 4, 4), legend)
+    def pct(name):
+        return f" {100 * fractions[name]:.2f} %" if fractions and name in fractions else ""
+
+    if ids:
+        spec = [("fill", VOID_FILL, "void" + pct("void")), ("line", STONE_LINE, "stone edge" + pct("stone")),
+                ("fill", (200, 200, 200), "paste (as it is)" + pct("paste"))]
+        if region is not None:
+            spec.append(("line", REGION_LINE, "specimen region"))
+    else:
+        spec = [("fill", c.color, c.name + pct(c.name)) for c in classes]
+    return _with_legend(picture, _legend_entries(spec, f"{array} (1:{f})" if f > 1 else array))
+
+
+def _windows_with_most(count_map: np.ndarray, size: int, n: int) -> list[tuple[int, int]]:
+    """Top-left corners (in ``count_map`` pixels) of ``n`` non-overlapping size x size windows with the largest
+    sums, by a summed-area table."""
+    h, w = count_map.shape
+    if h < size or w < size:
+        return [(0, 0)]
+    sat = np.pad(count_map.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
+    picks = []
+    for _ in range(n):
+        y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        if sums[y, x] <= 0 and picks:
+            break
+        picks.append((int(y), int(x)))
+        sums[max(0, y - size + 1) : y + size, max(0, x - size + 1) : x + size] = -1
+    return picks
+
+
+CROP = 384
+
+
+def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2) -> tuple[bytes, list[dict]]:
+    """Full-resolution crops (CROP px) of the windows with the most voids, and with ``truth`` the most
+    disagreement: picture | labels drawn over it (| truth drawn over it). Returns (png, where each crop is)."""
+    from PIL import Image
+
+    group = st.open_store(store)
+    f = max(1, quicklook_scale(group))
+    small = downsampled_mask(store, "labels", f, len(classes))
+    size = max(1, CROP // f)
+    wanted = [("most voids", (small == ids["void"]) if ids else np.ones(small.shape, bool))]
+    if truth:
+        tsmall = downsampled_mask(store, "truth", f, len(classes))[: small.shape[0], : small.shape[1]]
+        wanted.append(("most disagreement with the truth", (tsmall != small) & (tsmall != 255)))
+    h, w = group["image"].shape[:2]
+    rows, where = [], []
+    image, labels = st.open_array(store, "image"), st.open_array(store, "labels")
+    for why, counts in wanted:
+        for y, x in _windows_with_most(counts, size, n if why == "most voids" else 1):
+            y0, x0 = min(y * f, max(0, h - CROP)), min(x * f, max(0, w - CROP))
+            sl = (slice(y0, min(y0 + CROP, h)), slice(x0, min(x0 + CROP, w)))
+            img = np.asarray(st.read(image, *sl))
+            panels = [img, overlay(img, np.asarray(st.read(labels, *sl)), ids, classes)]
+            if truth:
+                panels.append(overlay(img, np.asarray(st.read(st.open_array(store, "truth"), *sl)), ids, classes))
+            gap = np.full((img.shape[0], 6, 3), 255, np.uint8)
+            rows.append(np.concatenate([p for q in panels for p in (q, gap)][:-1], axis=1))
+            where.append({"why": why, "y": int(y0), "x": int(x0), "size": CROP})
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     buf = io.BytesIO()
-    picture.save(buf, format="png")
-    return buf.getvalue()
+    Image.fromarray(np.concatenate(rows, axis=0)).save(buf, format="png")
+    return buf.getvalue(), where
+
+
+ERROR_COLOURS = {"missed void": (230, 30, 30), "false void": (235, 0, 235), "stone / paste": (255, 200, 0)}
+
+
+def error_map_png(store, ids: dict, classes) -> bytes:
+    """Where the labels and the truth disagree, at quicklook scale: voids the model missed (red), voids it made up
+    (magenta), stone and paste confused (amber), over a faded picture."""
+    group = st.open_store(store)
+    f = quicklook_scale(group)
+    image = _picture(group, f)
+    lab = downsampled_mask(store, "labels", f, len(classes))[: image.shape[0], : image.shape[1]]
+    tru = downsampled_mask(store, "truth", f, len(classes))[: image.shape[0], : image.shape[1]]
+    grey = image.mean(axis=2, keepdims=True)
+    out = (0.35 * grey + 165).repeat(3, axis=2)
+    v = ids["void"]
+    known = tru != 255
+    from scipy import ndimage
+
+    for name, sel in (("stone / paste", known & (lab != tru) & (lab != v) & (tru != v)),
+                      ("false void", known & (lab == v) & (tru != v)),
+                      ("missed void", known & (tru == v) & (lab != v))):
+        out[ndimage.binary_dilation(sel, iterations=1)] = ERROR_COLOURS[name]  # thickened: one pixel is too thin
+    spec = [("fill", c, n) for n, c in ERROR_COLOURS.items()]
+    return _with_legend(np.clip(out, 0, 255).astype(np.uint8), _legend_entries(spec, "labels vs truth"))
+
+
+def confidence_png(store) -> bytes | None:
+    """The model's confidence (mean probability of the chosen class over 16 px blocks) at quicklook scale, with
+    its colour bar; None for labels without a confidence layer."""
+    group = st.open_store(store)
+    if "confidence" not in group:
+        return None
+    conf = group["confidence"]
+    cf = int(conf.attrs.get("factor", 16))
+    f = quicklook_scale(group)
+    step = max(1, f // cf)
+    values = np.asarray(conf[::step, ::step]).astype(float) / 255.0
+    fig = _figure(7.5, 7.5 * values.shape[0] / max(values.shape[1], 1) * 0.85 + 0.6)
+    ax = fig.add_axes((0.02, 0.1, 0.85, 0.85))
+    im = ax.imshow(values, cmap="viridis", vmin=0.5, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title("model confidence (probability of the chosen class)", fontsize=10)
+    cax = fig.add_axes((0.89, 0.15, 0.03, 0.7))
+    fig.colorbar(im, cax=cax)
+    return _png(fig)
 
 
 def histogram_png(series: dict[str, list[dict]], title: str, xlabel: str) -> bytes:
-    """Grouped bar chart of one or more histograms sharing classes (``{"from_um", "to_um", "count"}`` rows)."""
+    """One or more histograms sharing classes ({"from_um", "to_um", "count"} rows), each bar as wide as its class
+    on a logarithmic axis (classes of unequal width are not drawn equal); the open top class is noted, not drawn."""
     names = list(series)
-    first = series[names[0]]
-    labels = [f"{r['from_um']:g}-{r['to_um']:g}" if r["to_um"] is not None else f">{r['from_um']:g}" for r in first]
-    x = np.arange(len(labels))
     fig = _figure(9, 3.8)
-    ax = fig.add_axes((0.08, 0.25, 0.9, 0.65))
-    width = 0.8 / len(names)
+    ax = fig.add_axes((0.08, 0.17, 0.9, 0.72))
     colours = ["#1f5fbf", "#d98c1a", "#555555"]
+    above = []
     for i, name in enumerate(names):
-        counts = [r["count"] for r in series[name]]
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, counts, width, label=name, color=colours[i % len(colours)])
-    ax.set_xticks(x, labels, rotation=60, fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    ax.set_title(title)
+        rows = [r for r in series[name] if r["to_um"] is not None]
+        lo = np.array([max(r["from_um"], 1.0) for r in rows])
+        hi = np.array([r["to_um"] for r in rows], float)
+        counts = np.array([r["count"] for r in rows], float)
+        ax.bar(lo, counts, width=hi - lo, align="edge", alpha=0.55 if len(names) > 1 else 0.85,
+               color=colours[i % len(colours)], edgecolor="white", linewidth=0.5, label=name)
+        top = [r for r in series[name] if r["to_um"] is None]
+        if top and top[0]["count"]:
+            above.append(f"{name}: {top[0]['count']} above {top[0]['from_um']:g} um")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel + " (log scale; bars span their class)")
+    ax.set_ylabel("count in class")
+    ax.set_title(title + (" -- " + "; ".join(above) if above else ""), fontsize=10)
     if len(names) > 1:
         ax.legend()
     return _png(fig)
+
+
+def pictures(stores: list, doc: dict, classes) -> dict[str, bytes]:
+    """Every picture of the report, by file name."""
+    from bigseg.classes import concrete_ids
+
+    ids = concrete_ids(classes)
+    truth = "truth" in doc
+    out = {}
+    for k, store in enumerate(stores):
+        suffix = "" if len(stores) == 1 else f"-{k + 1}"
+        slab = doc["slabs"][k]
+        fractions = {c["name"]: None for c in doc["classes"]}
+        fractions = {name: slab["parameters"].get(f"{name}_fraction", {}).get("value") for name in fractions}
+        if ids:
+            p = slab["parameters"]
+            fractions = {"void": p["air_content"]["value"] / 100, "paste": p["paste_content"]["value"] / 100,
+                         "stone": p["aggregate_content"]["value"] / 100}
+        else:
+            fractions = {k2: v / 100 for k2, v in fractions.items() if v is not None}
+        out[f"quicklook{suffix}.png"] = quicklook_png(store, "labels", fractions)
+        if truth:
+            out[f"quicklook-truth{suffix}.png"] = quicklook_png(store, "truth")
+            if ids:
+                out[f"errors{suffix}.png"] = error_map_png(store, ids, classes)
+        png, where = crops_png(store, ids, classes, truth)
+        out[f"crops{suffix}.png"] = png
+        slab["crops"] = where
+        conf = confidence_png(store)
+        if conf is not None:
+            out[f"confidence{suffix}.png"] = conf
+    if "airvoid" in doc["labels"]:
+        sources = [s for s in ("labels", "truth") if s in doc]
+        out["chords.png"] = histogram_png({s: doc[s]["airvoid"]["chord_length_histogram"] for s in sources},
+                                          "chords on the traverse", "chord length (um)")
+        out["voids.png"] = histogram_png({s: doc[s]["airvoid"]["void_diameter_histogram"] for s in sources},
+                                         "void sizes in the section", "equivalent diameter (um)")
+    return out

@@ -1,19 +1,22 @@
-"""``bigseg report``: statistics, air-void parameters and pictures for one slab store, written to a folder.
+"""``bigseg report``: the air-void report of a specimen (one slab store, or several slabs of one specimen).
 
-Outputs (all in one folder, written under a temporary name and moved into place only when complete):
-``stats.json`` (everything, with units and the bigseg version), ``stats.csv`` (one row per parameter),
-``quicklook.png`` (image + mask overlay + legend), ``chords.png`` / ``voids.png`` (histograms, concrete
-classes only) and ``report.html`` (self-contained: the pictures are embedded, it opens offline).
+Outputs (one folder, written under a temporary name and moved into place only when complete):
+``stats.json`` (everything: each figure with its unit, formula and source, uncertainty intervals, the exact chord
+histogram, the EN 480-11 class table, provenance), ``stats.csv`` (one row per figure), pictures (the quicklook,
+full-resolution crops, the confidence map and, with ``--truth``, the error map; histograms) and ``report.html``
+(self-contained: pictures embedded, methods appendix included; opens offline, prints as the lab's document).
+
+Several slabs of one specimen: traverse lengths, chords, void counts and areas are summed over the slabs (their
+pixel sizes may differ), never ratios averaged; each slab's own figures are kept beside the total.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
-import html
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +25,53 @@ from bigseg import store as st
 from bigseg.classes import concrete_ids
 from bigseg.errors import BigsegError
 from bigseg.paths import display, refuse_overlap
-from bigseg.report import airvoid, render
+from bigseg.report import airvoid
+from bigseg.report.measure import AGGREGATE_VOIDS, DIRECTIONS, EDGE_RULES, measure_mask
 from bigseg.report.stats import statistics_from_counts
 
 DEFAULT_SPACING_MM = 1.0
 DEFAULT_ENTRAPPED_MM = 1.0
+ENTRAPPED_CRITERIA = ("diameter", "chord")
+
+
+@dataclass
+class ReportOptions:
+    """How the figures are measured (every choice is recorded in the report's settings)."""
+
+    pixel_size: float | None = None  # um; None: each store's own
+    spacing_mm: float = DEFAULT_SPACING_MM
+    entrapped_mm: float = DEFAULT_ENTRAPPED_MM
+    entrapped_criterion: str = "diameter"
+    direction: str = "horizontal"
+    edge_chords: str = "left-end"
+    aggregate_voids: str = "exclude"
+    min_void_diameter_um: float = 0.0
+    paste_content: float | None = None  # % of the concrete, from the mix design
+    max_aggregate_mm: float | None = None
+    region: str | None = None  # "auto" or a mask file; None: the store's region if it has one, else the image
+    truth: bool = False
+    specimen: str | None = None
+    operator: str | None = None
+    notes: str | None = None
+    command: str | None = None
+
+    def check(self) -> None:
+        for flag, value in (("--pixel-size", self.pixel_size), ("--traverse-spacing", self.spacing_mm),
+                            ("--entrapped-diameter", self.entrapped_mm), ("--max-aggregate", self.max_aggregate_mm)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise BigsegError(f"{flag} must be a positive number, got {value}")
+        if not (math.isfinite(self.min_void_diameter_um) and self.min_void_diameter_um >= 0):
+            raise BigsegError(f"--min-void-diameter must be 0 or more, got {self.min_void_diameter_um}")
+        if self.paste_content is not None and not (math.isfinite(self.paste_content)
+                                                   and 0 < self.paste_content < 100):
+            raise BigsegError(f"--paste-content is a percentage of the concrete, between 0 and 100; got "
+                              f"{self.paste_content}")
+        for flag, value, allowed in (("--traverse-direction", self.direction, DIRECTIONS),
+                                     ("--edge-chords", self.edge_chords, EDGE_RULES),
+                                     ("--aggregate-voids", self.aggregate_voids, AGGREGATE_VOIDS),
+                                     ("--entrapped-criterion", self.entrapped_criterion, ENTRAPPED_CRITERIA)):
+            if value not in allowed:
+                raise BigsegError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def default_output(store) -> Path:
@@ -44,21 +89,33 @@ def _area_parameters(stats: dict) -> dict:
 
 
 def analyse(store, array: str, classes, px: float | None, spacing_mm: float, entrapped_mm: float,
-            client=None) -> dict:
-    """Area statistics and (for concrete class tables) air-void parameters of one mask in the store."""
+            client=None, options: ReportOptions | None = None) -> dict:
+    """Area statistics and (for concrete class tables) air-void figures of one mask in the store: {areas,
+    parameters, airvoid, totals}."""
+    o = options or ReportOptions(spacing_mm=spacing_mm, entrapped_mm=entrapped_mm)
     ids = concrete_ids(classes)
-    if ids:
-        m = airvoid.measure_mask(store, array, ids["void"], len(classes), spacing_mm * 1000.0 / px, client=client)
-    else:  # not a concrete class table: area statistics only
-        m = airvoid.measure_mask(store, array, None, len(classes), None, client=client)
+    group = st.open_store(store)
+    region = "region" if "region" in group else None
+    spacing_px = spacing_mm * 1000.0 / px if ids else None
+    min_px = math.ceil(math.pi * (o.min_void_diameter_um / 2 / px) ** 2) if ids and o.min_void_diameter_um else 1
+    m = measure_mask(store, array, ids, len(classes), spacing_px, client=client, direction=o.direction,
+                     edge_chords=o.edge_chords, aggregate_voids=o.aggregate_voids, min_void_px=max(1, min_px),
+                     region=region)
     counts = np.concatenate([m.class_pixels, [m.unlabelled_pixels]])
     stats = statistics_from_counts(counts, classes, px, array)
     result = {"areas": stats, "parameters": {}}
-    if ids:  # the air-void figures first: they are what a lab reports
-        av = airvoid.airvoid_parameters(m, ids, px, spacing_mm, entrapped_mm)
+    if ids:
+        t = airvoid.Totals.of(m, ids, px, spacing_px)
+        result["totals"] = t
+        settings = {"direction": o.direction, "edge_chords": o.edge_chords, "aggregate_voids": o.aggregate_voids,
+                    "min_void_diameter_um": o.min_void_diameter_um, "max_aggregate_mm": o.max_aggregate_mm,
+                    "region": region is not None}
+        av = airvoid.airvoid_parameters(t, spacing_mm, entrapped_mm, o.entrapped_criterion,
+                                        o.paste_content / 100 if o.paste_content else None, settings)
         result["parameters"].update(av.pop("parameters"))
         result["airvoid"] = av
-    result["parameters"].update(_area_parameters(stats))
+    else:  # not a concrete table: the area figures are the report
+        result["parameters"].update(_area_parameters(stats))
     return result
 
 
@@ -72,6 +129,183 @@ def _difference(a: dict, b: dict) -> dict:
     return out
 
 
+def _value(doc: dict, source: str, key: str):
+    """A parameter's value for ``source`` (labels, truth or difference); None where it has none."""
+    params = doc[source] if source == "difference" else doc[source]["parameters"]
+    return params.get(key, {}).get("value")
+
+
+def write_csv(path: Path, doc: dict) -> None:
+    from bigseg.report.glossary import figure
+
+    sources = [s for s in ("labels", "truth", "difference") if s in doc]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["parameter", "name", "group", "unit", *sources, "low 95 %", "high 95 %", "formula", "source"])
+        ci = doc["labels"].get("airvoid", {}).get("uncertainty", {})
+        for key, p in doc["labels"]["parameters"].items():
+            f = figure(key)
+            row = [key, f.name, f.group, p["unit"]]
+            for s in sources:
+                v = _value(doc, s, key)
+                row.append("" if v is None else v)
+            interval = ci.get(key) if isinstance(ci.get(key), dict) else None
+            row += [interval["low"] if interval else "", interval["high"] if interval else "", f.formula, f.source]
+            w.writerow(row)
+
+
+def _slab(store, options: ReportOptions, client, echo) -> dict:
+    """One slab: checks, region, the labels (and truth) measured, provenance and confidence."""
+    from bigseg.trust import doubt
+
+    group = st.open_store(store)
+    airvoid.check_mask(group, "labels", store)
+    if options.truth:
+        airvoid.check_mask(group, "truth", store)
+    classes = st.class_table(group)
+    px = options.pixel_size or st.pixel_size_um(group)
+    if px is None and concrete_ids(classes):
+        raise BigsegError(f"{store} has no pixel size, which the air-void parameters need: pass --pixel-size UM "
+                          "(micrometres per pixel)")
+    if options.region:
+        from bigseg.report.region import set_region
+
+        info = set_region(store, options.region)
+        echo(f"region of {store}: {info['method']}, {info['inside_pixels']} pixels inside")
+    group = st.open_store(store)
+    h, w = group["labels"].shape
+    labels_attrs = dict(group["labels"].attrs)
+    confidence = labels_attrs.get("confidence")
+    model = labels_attrs.get("model") or {}
+    slab = {"store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
+            "classes": [c.to_dict() for c in classes],
+            "region": dict(group["region"].attrs) if "region" in group else None,
+            "model": model, "confidence": confidence,
+            "doubt": doubt(confidence, model.get("confidence_reference")) if concrete_ids(classes) else None}
+    echo(f"analysing {store}/labels ({w}x{h} px)")
+    slab["labels"] = analyse(store, "labels", classes, px, options.spacing_mm, options.entrapped_mm, client, options)
+    if options.truth:
+        echo(f"analysing {store}/truth")
+        slab["truth"] = analyse(store, "truth", classes, px, options.spacing_mm, options.entrapped_mm, client,
+                                options)
+    return slab
+
+
+def _specimen(slabs: list[dict], source: str, options: ReportOptions) -> dict:
+    """The figures of the slabs together (sums of totals) for ``source`` (labels or truth)."""
+    total = slabs[0][source]["totals"]
+    for s in slabs[1:]:
+        total = total + s[source]["totals"]
+    settings = dict(slabs[0][source]["airvoid"]["settings"])
+    av = airvoid.airvoid_parameters(total, options.spacing_mm, options.entrapped_mm, options.entrapped_criterion,
+                                    options.paste_content / 100 if options.paste_content else None, settings)
+    return {"parameters": av.pop("parameters"), "airvoid": av, "totals": total,
+            "areas": {"classes": {k: {"area_mm2": v, "fraction": v / total.analysed_mm2}
+                                  for k, v in total.class_mm2.items()}, "area_mm2": total.analysed_mm2}}
+
+
+def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: float = DEFAULT_SPACING_MM,
+                entrapped_mm: float = DEFAULT_ENTRAPPED_MM, truth: bool = False, overwrite: bool = False,
+                scheduler: str | None = None, echo=print, **more) -> dict:
+    """Analyse the store's labels (and with ``truth`` its truth) and write the report folder; returns stats.json.
+
+    ``store`` may be a list of the slab stores of one specimen; ``more``: the other :class:`ReportOptions`
+    (direction, edge_chords, aggregate_voids, min_void_diameter_um, paste_content, max_aggregate_mm, region,
+    entrapped_criterion, specimen, operator, notes, command)."""
+    from bigseg import __version__
+
+    options = ReportOptions(pixel_size=pixel_size, spacing_mm=spacing_mm, entrapped_mm=entrapped_mm, truth=truth,
+                            **more)
+    options.check()
+    stores = list(store) if isinstance(store, list | tuple) else [store]
+    if not stores:
+        raise BigsegError("give at least one store")
+    if len(set(map(lambda s: Path(s).resolve(), stores))) != len(stores):
+        raise BigsegError("a store is given twice: each slab counts once")
+    if options.region not in (None, "auto") and len(stores) > 1:
+        raise BigsegError("--region MASK applies to one store; with several slabs use --region auto or set each "
+                          "slab's region with a report of its own")
+    for s in stores:
+        st.open_store(s)  # clear errors for non-stores before anything is written
+    out = Path(out) if out else (default_output(stores[0]) if len(stores) == 1 else None)
+    if out is None:
+        raise BigsegError("several slabs: name the specimen's report folder with -o")
+    refuse_overlap(out, "-o", *[("store", s) for s in stores])
+
+    from bigseg.cluster import dask_client
+
+    # without --scheduler: dask's threads in this process (reading and labelling chunks release the GIL)
+    with dask_client(0, scheduler, echo=echo) as client, st.staged_output(out, overwrite) as tmp:
+        tmp.mkdir()
+        slabs = [_slab(s, options, client, echo) for s in stores]
+        classes = st.class_table(st.open_store(stores[0]))
+        concrete = concrete_ids(classes) is not None
+        if len(slabs) > 1 and not concrete:
+            raise BigsegError("several slabs make one report for concrete class tables only")
+        doc = {"title": "Air-void analysis of hardened concrete" if concrete else "Segmentation report",
+               "bigseg_version": __version__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+               "specimen": options.specimen, "operator": options.operator, "notes": options.notes,
+               "command": options.command, "settings": _settings(options), "classes": slabs[0]["classes"],
+               "slabs": [_slab_summary(s) for s in slabs]}
+        first = slabs[0]
+        doc.update({k: first[k] for k in ("store", "width", "height", "pixel_size_um")})
+        for source in ("labels", "truth") if options.truth else ("labels",):
+            if len(slabs) == 1 or not concrete:
+                doc[source] = {k: v for k, v in first[source].items() if k != "totals"}
+            else:
+                doc[source] = {k: v for k, v in _specimen(slabs, source, options).items() if k != "totals"}
+        if options.truth:
+            doc["difference"] = _difference(doc["labels"]["parameters"], doc["truth"]["parameters"])
+        doc["warnings"] = _warnings(doc, slabs)
+        from bigseg.report import html, render
+
+        pictures = render.pictures(stores, doc, classes)  # (records where its crops are in the doc)
+        for name, png in pictures.items():
+            (tmp / name).write_bytes(png)
+        (tmp / "stats.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False))  # valid JSON
+        write_csv(tmp / "stats.csv", doc)
+        (tmp / "report.html").write_text(html.document(doc, pictures), encoding="utf-8")
+    doc["output"] = str(out)
+    return doc
+
+
+def _settings(o: ReportOptions) -> dict:
+    keep = ("spacing_mm", "entrapped_mm", "entrapped_criterion", "direction", "edge_chords", "aggregate_voids",
+            "min_void_diameter_um", "paste_content", "max_aggregate_mm", "pixel_size")
+    return {k: v for k, v in asdict(o).items() if k in keep}
+
+
+def _slab_summary(s: dict) -> dict:
+    out = {k: s[k] for k in ("store", "width", "height", "pixel_size_um", "region", "model", "confidence", "doubt")}
+    out["parameters"] = s["labels"]["parameters"]
+    if "truth" in s:
+        out["truth_parameters"] = s["truth"]["parameters"]
+    return out
+
+
+def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
+    out = []
+    for s in slabs:
+        d = s.get("doubt")
+        if d and d.get("flag"):
+            out.append(f"{Path(s['store']).name}: {d['message']}")
+    out += doc["labels"].get("airvoid", {}).get("warnings", [])
+    return out
+
+
+def _jsonable(value):
+    """stats.json holds plain JSON: numpy numbers become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
 def _fmt(v) -> str:
     if v is None:
         return "n/a"
@@ -80,147 +314,30 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.6g}"
 
 
-def _value(doc: dict, source: str, key: str):
-    """A parameter's value for ``source`` (labels, truth or difference); None where it has none."""
-    params = doc[source] if source == "difference" else doc[source]["parameters"]
-    return params.get(key, {}).get("value")
-
-
-def write_csv(path: Path, doc: dict) -> None:
-    sources = [s for s in ("labels", "truth", "difference") if s in doc]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["parameter", "unit", *sources, "description"])
-        for key, p in doc["labels"]["parameters"].items():
-            row = [key, p["unit"]]
-            for s in sources:
-                v = _value(doc, s, key)
-                row.append("" if v is None else v)
-            w.writerow([*row, p["description"]])
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _settings_text(settings: dict) -> str:
-    if not settings:
-        return ""
-    return (f"Traverse lines every {settings['traverse_spacing_mm']:g} mm; voids are "
-            f"{settings['connectivity']}-connected components, entrapped above "
-            f"{settings['entrapped_diameter_mm']:g} mm equivalent diameter.")
-
-
-def write_html(path: Path, doc: dict, pictures: dict[str, bytes]) -> None:
-    sources = [s for s in ("labels", "truth", "difference") if s in doc]
-    head = "".join(f"<th>{s}</th>" for s in sources)
-    rows = []
-    for key, p in doc["labels"]["parameters"].items():
-        cells = []
-        for s in sources:
-            v = _value(doc, s, key)
-            cells.append(f"<td>{_fmt(v)}</td>")
-        rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(p['unit'])}</td>{''.join(cells)}"
-                    f"<td class=d>{html.escape(p['description'])}</td></tr>")
-    settings = doc["labels"].get("airvoid", {}).get("settings", {})
-    figs = "".join(f"<figure>{_img(png, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
-                   for name, png in pictures.items())
-    text = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>bigseg report: {html.escape(doc['store'])}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} td.d{{text-align:left;color:#555}}
-th{{text-align:left}} img{{max-width:100%}} figure{{margin:1em 0}}</style></head><body>
-<h1>bigseg report</h1>
-<p>Store <code>{html.escape(doc['store'])}</code>: {doc['width']} &times; {doc['height']} px,
-pixel size {_fmt(doc['pixel_size_um'])} &micro;m. bigseg {html.escape(doc['bigseg_version'])}, {doc['created']}.
-{_settings_text(settings)}</p>
-<table><tr><th>parameter</th><th>unit</th>{head}<th>description</th></tr>
-{chr(10).join(rows)}
-</table>
-{figs}
-<p>Formulas and their sources: bigseg's docs/report.md (ASTM C457/C457M-16, Powers 1949).</p>
-</body></html>
-"""
-    path.write_text(text, encoding="utf-8")
-
-
-def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: float = DEFAULT_SPACING_MM,
-                entrapped_mm: float = DEFAULT_ENTRAPPED_MM, truth: bool = False, overwrite: bool = False,
-                scheduler: str | None = None, echo=print) -> dict:
-    """Analyse STORE's labels (and with ``truth`` its truth) and write the report folder; returns stats.json."""
-    from bigseg import __version__
-
-    for flag, value in (("--pixel-size", pixel_size), ("--traverse-spacing", spacing_mm),
-                        ("--entrapped-diameter", entrapped_mm)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise BigsegError(f"{flag} must be a positive number, got {value}")
-    group = st.open_store(store)
-    airvoid.check_mask(group, "labels", store)
-    if truth:
-        airvoid.check_mask(group, "truth", store)
-    classes = st.class_table(group)
-    px = pixel_size or st.pixel_size_um(group)
-    if px is None and concrete_ids(classes):
-        raise BigsegError(f"{store} has no pixel size, which the air-void parameters need: pass --pixel-size UM "
-                          "(micrometres per pixel)")
-    out = Path(out) if out else default_output(store)
-    refuse_overlap(out, "-o", ("store", store))
-    h, w = group["labels"].shape
-
-    from bigseg.cluster import dask_client
-
-    # without --scheduler: dask's threads in this process (reading and labelling chunks release the GIL)
-    with dask_client(0, scheduler, echo=echo) as client, st.staged_output(out, overwrite) as tmp:
-        tmp.mkdir()
-        doc = {"bigseg_version": __version__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-               "store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
-               "classes": [c.to_dict() for c in classes]}
-        echo(f"analysing {store}/labels ({w}x{h} px)")
-        doc["labels"] = analyse(store, "labels", classes, px, spacing_mm, entrapped_mm, client)
-        if truth:
-            echo(f"analysing {store}/truth")
-            doc["truth"] = analyse(store, "truth", classes, px, spacing_mm, entrapped_mm, client)
-            doc["difference"] = _difference(doc["labels"]["parameters"], doc["truth"]["parameters"])
-        (tmp / "stats.json").write_text(json.dumps(doc, indent=2, allow_nan=False))  # always valid JSON
-        write_csv(tmp / "stats.csv", doc)
-        pictures = _pictures(store, doc, classes)
-        for name, png in pictures.items():
-            (tmp / name).write_bytes(png)
-        write_html(tmp / "report.html", doc, pictures)
-    doc["output"] = str(out)
-    return doc
-
-
-def _pictures(store, doc: dict, classes) -> dict[str, bytes]:
-    fractions = {c.name: doc["labels"]["areas"]["classes"][c.name]["fraction"] for c in classes}
-    pictures = {"quicklook.png": render.quicklook_png(store, "labels", fractions)}
-    if "truth" in doc:
-        fractions = {c.name: doc["truth"]["areas"]["classes"][c.name]["fraction"] for c in classes}
-        pictures["quicklook-truth.png"] = render.quicklook_png(store, "truth", fractions)
-    if "airvoid" in doc["labels"]:
-        sources = [s for s in ("labels", "truth") if s in doc]
-        pictures["chords.png"] = render.histogram_png(
-            {s: doc[s]["airvoid"]["chord_length_histogram"] for s in sources}, "chord lengths on the traverse",
-            "chord length (um)")
-        pictures["voids.png"] = render.histogram_png(
-            {s: doc[s]["airvoid"]["void_diameter_histogram"] for s in sources}, "void sizes",
-            "equivalent diameter (um)")
-    return pictures
+SUMMARY_KEYS = ["air_content", "spacing_factor", "spacing_factor_procedure_a", "specific_surface", "voids_per_mm",
+                "paste_air_ratio", "micro_air_content_a300", "paste_content", "aggregate_content",
+                "average_chord_length", "void_count", "entrained_air_content", "entrapped_air_content",
+                "traverse_length"]
 
 
 def format_summary(doc: dict) -> str:
     """The key figures for the terminal."""
-    keys = ["air_content", "paste_content", "aggregate_content", "paste_air_ratio", "voids_per_mm",
-            "average_chord_length", "specific_surface", "spacing_factor", "void_count", "entrained_air_content",
-            "entrapped_air_content", "traverse_length"]
+    from bigseg.report.glossary import figure
+
     params = doc["labels"]["parameters"]
-    if "air_content" not in params:
-        keys = list(params)
+    keys = [k for k in SUMMARY_KEYS if k in params] if "air_content" in params else list(params)
+    ci = doc["labels"].get("airvoid", {}).get("uncertainty", {})
     lines = []
     for k in keys:
         p = params[k]
-        line = f"{k:24s} {_fmt(p['value']):>10s} {p['unit']:6s}"
+        line = f"{figure(k).name:42s} {_fmt(p['value']):>10s} {p['unit']:6s}"
+        interval = ci.get(k) if isinstance(ci.get(k), dict) else None
+        if interval:
+            line += f" [{_fmt(interval['low'])}, {_fmt(interval['high'])}]"
         if "truth" in doc:
             line += f"  truth {_fmt(doc['truth']['parameters'][k]['value']):>10s}"
         lines.append(line)
+    for w in doc.get("warnings", []):
+        lines.append(f"WARNING: {w}")
     return "\n".join(lines)
+
