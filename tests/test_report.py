@@ -19,6 +19,7 @@ from bigseg.classes import CONCRETE
 from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
 from bigseg.report import airvoid
+from bigseg.report.measure import measure_mask
 from bigseg.report.report import make_report
 from bigseg.synth import SynthParams, synthesize
 from tests.conftest import error_line, run_cli
@@ -59,40 +60,72 @@ def _hand_mask():
     return np.array([[{".": P, "S": S, "V": V}[c] for c in r] for r in rows], np.uint8)
 
 
+IDS = {"paste": P, "stone": S, "void": V}
+
+
+def _figures(m, spacing_mm=0.2, entrapped_mm=0.3, pixel_size_um=100.0, spacing_px=2.0, **kw):
+    t = airvoid.Totals.of(m, IDS, pixel_size_um, spacing_px)
+    r = airvoid.airvoid_parameters(t, spacing_mm, entrapped_mm, settings=m.settings, **kw)
+    return {k: p["value"] for k, p in r["parameters"].items()}, r
+
+
 @pytest.mark.parametrize("chunks", [(4, 4), (3, 5), (8, 12), (2, 7)])
-def test_hand_computed_mask_any_chunking(tmp_path, chunks):
+@pytest.mark.parametrize("rule", ["left-end", "all"])
+def test_hand_computed_mask_any_chunking(tmp_path, chunks, rule):
     store = mask_store(tmp_path / "hand.zarr", _hand_mask(), chunks)
-    m = airvoid.measure_mask(store, "labels", V, 3, spacing_px=2.0)
+    m = measure_mask(store, "labels", IDS, 3, spacing_px=2.0, edge_chords=rule)
     assert m.line_rows.tolist() == [1, 3, 5, 7]
-    # row 1: 6 (crosses a chunk border) and 1; row 3: 2 (at the right edge); row 5: 2 (left edge); row 7: 12
+    # row 1: 6 (crosses a chunk border) and 1; row 3: 2 (at the right edge); row 5: 2 (at the left edge, so it
+    # starts outside); row 7: 12 (all across: starts outside)
     assert m.chord_lengths == {1: 1, 2: 2, 6: 1, 12: 1}
+    assert m.counted_chord_lengths == ({1: 1, 2: 1, 6: 1} if rule == "left-end" else m.chord_lengths)
     assert m.void_areas.tolist() == [1, 4, 4, 12, 12]  # 5 voids; the 12-px one on rows 1-2 crosses chunks
     assert m.class_pixels.tolist() == [51, 12, 33]
 
-    r = airvoid.airvoid_parameters(m, {"paste": P, "stone": S, "void": V}, pixel_size_um=100.0, spacing_mm=0.2,
-                                   entrapped_mm=0.3)
-    v = {k: p["value"] for k, p in r["parameters"].items()}
-    A, p, n = 33 / 96, 51 / 96, 5 / 4.8  # traverse: 4 lines x 12 px x 0.1 mm = 4.8 mm, 5 chords
+    v, r = _figures(m)
+    N = 3 if rule == "left-end" else 5
+    A, p, n = 33 / 96, 51 / 96, N / 4.8  # traverse: 4 lines x 12 px x 0.1 mm = 4.8 mm
     assert v["traverse_length"] == pytest.approx(4.8)
-    assert v["chord_count"] == 5
+    assert v["chord_count"] == N
     assert v["air_content"] == pytest.approx(100 * A)
     assert v["paste_content"] == pytest.approx(100 * p)
     assert v["aggregate_content"] == pytest.approx(100 * 12 / 96)
     assert v["paste_air_ratio"] == pytest.approx(51 / 33)
     assert v["voids_per_mm"] == pytest.approx(n)
-    assert v["average_chord_length"] == pytest.approx(0.33)  # A / n
-    assert v["measured_chord_length"] == pytest.approx(0.46)  # 23 px of chords / 5
+    assert v["average_chord_length"] == pytest.approx(A / n)  # 0.55 mm (left-end), 0.33 mm (all)
+    assert v["measured_chord_length"] == pytest.approx(2.3 / N)  # 23 px of chords / N
     assert v["traverse_air_content"] == pytest.approx(100 * 23 / 48)
-    assert v["specific_surface"] == pytest.approx(4 / 0.33)
+    assert v["traverse_paste_content"] == pytest.approx(100 * 17 / 48)
+    assert v["specific_surface"] == pytest.approx(4 * n / A)
     assert v["spacing_factor"] == pytest.approx(p / (4 * n))  # p/A = 1.55 <= 4.342: eq. 13
-    assert v["spacing_factor"] == pytest.approx(0.1275)
+    assert v["spacing_factor"] == pytest.approx(0.2125 if rule == "left-end" else 0.1275)
+    # Procedure A: T_p / (4 N) with T_p = 17 px = 1.7 mm (T_p/T_a = 0.74 <= 4.342)
+    assert v["spacing_factor_procedure_a"] == pytest.approx(1.7 / (4 * N))
+    assert v["specific_surface_procedure_a"] == pytest.approx(4 * N / 2.3)
     # equivalent diameters 2 sqrt(a / pi) x 0.1 mm: 0.113, 0.226, 0.226, 0.391, 0.391 -> two above 0.3 mm
     assert v["void_count"] == 5 and v["entrapped_void_count"] == 2 and v["entrained_void_count"] == 3
     assert v["entrapped_air_content"] == pytest.approx(100 * 24 / 96)
     assert v["entrained_air_content"] == pytest.approx(100 * 9 / 96)
     hist = {(h["from_um"], h["to_um"]): h["count"] for h in r["chord_length_histogram"]}
-    assert hist[(100.0, 120.0)] == 1 and hist[(200.0, 250.0)] == 2 and hist[(500.0, 750.0)] == 1
-    assert hist[(1000.0, 1500.0)] == 1 and sum(hist.values()) == 5
+    assert hist[(0.0, 10.0)] == 0 and sum(hist.values()) == N
+    assert r["chord_lengths_um"]["every"] == {"100": 1, "200": 2, "600": 1, "1200": 1}
+
+
+def test_an_unlabelled_rim_changes_nothing(tmp_path):
+    """A specimen surrounded by unlabelled pixels (255: what a region mask produces) has the figures of its
+    labelled part alone: the traverse runs over labelled pixels only, and a chord ending at an unlabelled pixel is
+    handled as at the image edge (it read 95 % too high a spacing factor when the rim was traversed)."""
+    hand = _hand_mask()
+    rim = np.full((hand.shape[0] + 8, hand.shape[1] + 6), 255, np.uint8)
+    rim[4:-4, 3:-3] = hand  # lines every 2 rows from row 1: rows 5, 7, 9, 11 are the mask's 1, 3, 5, 7
+    for rule in ("left-end", "all"):
+        alone, _ = _figures(measure_mask(mask_store(tmp_path / f"a-{rule}.zarr", hand, (4, 4)), "labels", IDS, 3,
+                                         2.0, edge_chords=rule))
+        rimmed, _ = _figures(measure_mask(mask_store(tmp_path / f"r-{rule}.zarr", rim, (5, 7)), "labels", IDS, 3,
+                                          2.0, edge_chords=rule))
+        for key in ("traverse_length", "voids_per_mm", "spacing_factor", "spacing_factor_procedure_a", "air_content",
+                    "chord_count", "traverse_air_content", "average_chord_length", "measured_chord_length"):
+            assert rimmed[key] == pytest.approx(alone[key]), (rule, key)
 
 
 def test_powers_spacing_factor_branches():
@@ -142,7 +175,7 @@ def test_discs_of_known_geometry(tmp_path):
     assert len(placed) == 406
     store = mask_store(tmp_path / "discs.zarr", mask, (256, 256), pixel_size=10.0)
     spacing_px = 7.0
-    m = airvoid.measure_mask(store, "labels", V, 3, spacing_px)
+    m = measure_mask(store, "labels", IDS, 3, spacing_px, edge_chords="all", aggregate_voids="include")
 
     # exact: whole-array reference implementations (discs cross many of the 256 px chunk borders)
     assert m.chord_lengths == _reference_chords(mask, m.line_rows)
@@ -158,8 +191,7 @@ def test_discs_of_known_geometry(tmp_path):
     breadth_sum = sum((2 * r + 1) * k for r, k in counts.items())
     area_sum = sum(area[r] * k for r, k in counts.items())
     px_mm = 0.01
-    r = airvoid.airvoid_parameters(m, {"paste": P, "stone": S, "void": V}, 10.0, spacing_px * px_mm, entrapped_mm=0.5)
-    v = {k: p["value"] for k, p in r["parameters"].items()}
+    v, r = _figures(m, spacing_px * px_mm, 0.5, 10.0, spacing_px)
     assert v["air_content"] == pytest.approx(100 * area_sum / (h * w))  # exact
     n_expected = breadth_sum / (h * w) / px_mm  # chords per mm
     assert v["voids_per_mm"] == pytest.approx(n_expected, rel=0.06)
@@ -169,7 +201,7 @@ def test_discs_of_known_geometry(tmp_path):
     assert v["entrapped_void_count"] == 6 and v["entrained_void_count"] == 400
     assert v["entrapped_air_content"] == pytest.approx(100 * 6 * area[r_big] / (h * w))
     d_hist = {h_["from_um"]: h_["count"] for h_ in r["void_diameter_histogram"]}
-    assert d_hist[200.0] == 400 and d_hist[750.0] == 6  # 0.24 mm in 200-300, 0.90 mm in 750-1000
+    assert d_hist[200.0] == 400 and d_hist[750.0] == 6  # 0.24 mm in (200, 300], 0.90 mm in (750, 1000]
     p_ = v["paste_content"] / 100
     assert p_ / (v["air_content"] / 100) > 4.342  # eq. 14 applies
     alpha = 4 / v["average_chord_length"]
@@ -204,41 +236,50 @@ def inferred(tmp_path_factory):
 
 def test_report_cli_writes_a_report_people_can_open(tmp_path, inferred):
     out = tmp_path / "rep"
-    proc = run_cli("report", inferred, "-o", out, "--truth", "--traverse-spacing", "0.5")
+    proc = run_cli("report", inferred, "-o", out, "--truth", "--traverse-spacing", "0.5", "--specimen", "B-17",
+                   "--operator", "J. Smith")
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"air_content\s+[\d.]+ %\s+truth\s+[\d.]+", proc.stdout), proc.stdout
+    assert re.search(r"Air content A\s+[\d.]+ %\s+\[[\d.]+, [\d.]+\]\s+truth\s+[\d.]+", proc.stdout), proc.stdout
     doc = json.loads((out / "stats.json").read_text())
     assert doc["bigseg_version"] and doc["pixel_size_um"] == 10
+    assert doc["specimen"] == "B-17" and doc["operator"] == "J. Smith" and "bigseg report" in doc["command"]
+    assert doc["slabs"][0]["model"]["sha256"] and doc["slabs"][0]["confidence"]["mean_confidence"] > 0.5
     lab, tru = doc["labels"]["parameters"], doc["truth"]["parameters"]
-    # the truth's areal figures agree with the mask itself
+    # the truth's areal figures agree with the mask itself (but for voids walled in by stone: pores, not air)
     truth = zarr.open_group(str(inferred), mode="r")["truth"][:]
-    assert tru["air_content"]["value"] == pytest.approx(100 * (truth == V).mean())
+    assert tru["air_content"]["value"] == pytest.approx(100 * (truth == V).mean(), rel=1e-3)
+    assert tru["air_content"]["value"] <= 100 * (truth == V).mean()
     assert tru["traverse_lines"]["value"] == math.ceil(700 / 50 - 0.5)  # rows 25, 75, ..., 675
     assert abs(lab["air_content"]["value"] - tru["air_content"]["value"]) < 1.0  # the bundled model is good
     assert doc["difference"]["air_content"]["value"] == pytest.approx(
         lab["air_content"]["value"] - tru["air_content"]["value"])
+    assert "void_fraction" not in lab and "paste_fraction" not in lab  # no duplicates of air/paste content
+    ci = doc["labels"]["airvoid"]["uncertainty"]["air_content"]
+    assert ci["low"] < lab["air_content"]["value"] < ci["high"]
     rows = list(csv.DictReader((out / "stats.csv").read_text().splitlines()))
     assert [r["parameter"] for r in rows] == list(lab)
     air = next(r for r in rows if r["parameter"] == "air_content")
     assert air["unit"] == "%" and float(air["labels"]) == pytest.approx(lab["air_content"]["value"])
+    assert air["name"] == "Air content A" and "Delesse" in air["source"]
 
-    # quicklook: 2300 px wide > 2000, so the finest preview level that fits (x4), with the mask tinted over it
+    # quicklook: 2300 px wide > 2000, so at 1:2 from the image itself; voids filled blue, paste left as it is
     ql = np.asarray(Image.open(out / "quicklook.png").convert("RGB"))
-    assert ql.shape[:2] == (math.ceil(700 / 4), math.ceil(2300 / 4))
-    preview = zarr.open_group(str(inferred), mode="r")["preview/x4"][:]
-    labels4 = zarr.open_group(str(inferred), mode="r")["labels"][::4, ::4]
+    assert ql.shape[:2] == (700 // 2, 2300 // 2)
+    image = zarr.open_group(str(inferred), mode="r")["image"][:].astype(np.uint16)
+    half = ((image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2] + 2) // 4)
+    labels2 = zarr.open_group(str(inferred), mode="r")["labels"][::2, ::2]
     away_from_legend = np.zeros(ql.shape[:2], bool)
     away_from_legend[:, : ql.shape[1] // 2] = True
-    void_px = (labels4 == V) & away_from_legend
-    blue_shift = ql[..., 2].astype(int) - preview[..., 2].astype(int)
-    assert blue_shift[void_px].mean() > 20  # voids are tinted blue
-    assert abs(blue_shift[(labels4 == P) & away_from_legend].mean()) < 15  # paste is tinted grey
-    for name in ("chords.png", "voids.png", "quicklook-truth.png"):
-        assert Image.open(out / name).size[0] > 300
+    blue_shift = ql[..., 2].astype(int) - half[..., 2].astype(int)
+    assert blue_shift[(labels2 == V) & away_from_legend].mean() > 60  # voids are filled blue
+    assert abs(blue_shift[(labels2 == P) & away_from_legend].mean()) < 3  # paste is left as it is
+    for name in ("chords.png", "voids.png", "quicklook-truth.png", "errors.png", "crops.png", "confidence.png"):
+        assert Image.open(out / name).size[0] > 300, name
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 7
     assert not re.search(r"(src|href)=\"(?!data:)", html)  # nothing outside the file
-    assert "spacing_factor" in html and "<table>" in html
+    assert "Spacing factor L (Procedure B)" in html and "B-17" in html and "Methods" in html
+    assert doc["slabs"][0]["crops"][0]["why"] == "most voids"
 
     # an existing report is kept without --overwrite
     before = (out / "stats.json").read_bytes()
