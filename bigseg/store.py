@@ -25,6 +25,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import zarr
 import zarr.codecs
@@ -58,7 +59,10 @@ def is_url(path) -> bool:
     return "://" in str(path)
 
 
-def _open_url(url: str, mode: str) -> zarr.Group:
+Mode = Literal["r", "r+", "a", "w", "w-"]
+
+
+def _open_url(url: str, mode: Mode) -> zarr.Group:
     try:
         return zarr.open_group(url, mode=mode, zarr_format=3, use_consolidated=False)
     except FileNotFoundError as exc:
@@ -67,7 +71,7 @@ def _open_url(url: str, mode: str) -> zarr.Group:
         raise BigsegError(f"{url}: cannot open as a zarr v3 group ({type(exc).__name__}: {exc})") from exc
 
 
-def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
+def open_store(path: str | os.PathLike, mode: Mode = "r") -> zarr.Group:
     """Open an existing slab store (``mode`` 'r' or 'r+'); clear error if it is not one.
 
     ``path`` may be an fsspec URL (read by training and ``info``; the backend package, e.g. s3fs, must be
@@ -112,13 +116,26 @@ def _check_slab(group: zarr.Group, p) -> zarr.Group:
     return group
 
 
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (an error naming it when it is a group)."""
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise BigsegError(f"{group.store_path}/{name}: a group where an array belongs; the store is damaged")
+    return member
+
+
+def attr(obj, key: str, default: Any = None) -> Any:
+    """An attribute of a zarr group or array as plain JSON data (zarr types them as a JSON union)."""
+    return cast(Any, obj.attrs.get(key, default))
+
+
 def class_table(group: zarr.Group) -> tuple[ClassInfo, ...]:
-    items = group.attrs.get("classes")
+    items = attr(group, "classes")
     return table_from_attrs(items) if items else CONCRETE
 
 
 def pixel_size_um(group: zarr.Group) -> float | None:
-    v = group.attrs.get("pixel_size_um")
+    v = attr(group, "pixel_size_um")
     return float(v) if v else None
 
 
@@ -151,7 +168,7 @@ def create_array(group: zarr.Group, name: str, shape, chunks, dims, dtype="uint8
 _OPEN: dict = {}
 
 
-def open_array(store: str | os.PathLike, name: str, mode: str = "r") -> zarr.Array:
+def open_array(store: str | os.PathLike, name: str, mode: Mode = "r") -> zarr.Array:
     """``store/name`` as a zarr array, opened once per process (dask workers read and write many blocks of the
     same arrays); reopened when the array's metadata file changes (a store replaced by --overwrite). Arrays
     opened for writing store every chunk (see ALL_CHUNKS)."""
@@ -160,7 +177,7 @@ def open_array(store: str | os.PathLike, name: str, mode: str = "r") -> zarr.Arr
         st = os.stat(os.path.join(path, "zarr.json"))
         key = (path, mode, st.st_ino, st.st_mtime_ns)
     except OSError:
-        key = (path, mode, None, None)
+        key = (path, mode, -1, -1)
     hit = _OPEN.get(key)
     if hit is None:
         try:
@@ -181,7 +198,7 @@ def _chunk_file(array: zarr.Array, index: tuple[int, ...]) -> str | None:
     root = getattr(array.store_path.store, "root", None)
     if root is None:  # not a local store (s3://...): existence is not checked
         return None
-    key = array.metadata.chunk_key_encoding.encode_chunk_key(index)
+    key = cast(Any, array.metadata).chunk_key_encoding.encode_chunk_key(index)
     return os.path.join(str(root), array.store_path.path, key)
 
 

@@ -1,6 +1,4 @@
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,22 +12,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("BIGSEG_PROGRESS", "0")
 # ONNX exports of checkpoints go to a cache folder of the test session, not the user's
 os.environ.setdefault("BIGSEG_CACHE", tempfile.mkdtemp(prefix="bigseg-test-cache-"))
-
-
-def run_cli(*args, cwd=None, timeout=600, env=None):
-    """Run the real `bigseg` command in a subprocess; returns CompletedProcess with text output."""
-    return subprocess.run([sys.executable, "-m", "bigseg", *map(str, args)], capture_output=True, text=True,
-                          errors="replace", cwd=cwd, timeout=timeout, env=env)
-
-
-def error_line(proc) -> str:
-    """The one-line error a failed command printed (asserts there is exactly one, and no traceback)."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("bigseg: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="session")

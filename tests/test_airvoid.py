@@ -11,8 +11,8 @@ from bigseg.report import airvoid, en480
 from bigseg.report.measure import measure_mask
 from bigseg.report.report import make_report
 from bigseg.synth import SynthParams, renderer
-from tests.conftest import error_line, run_cli
-from tests.test_report import IDS, P, S, V, _figures, _hand_mask, mask_store
+from tests.helpers import error_line, mask_store, run_cli
+from tests.test_report import IDS, P, S, V, _figures, _hand_mask
 
 
 def _disc(mask, cy, cx, r, value=V):
@@ -175,7 +175,8 @@ def test_paste_content_from_the_mix_and_the_traverse_length_warning(tmp_path):
     A = p["air_content"]["value"] / 100
     n = p["voids_per_mm"]["value"]
     alpha = p["specific_surface"]["value"]
-    assert p["paste_content_mix"]["value"] == pytest.approx(28.0) and p["paste_air_ratio_mix"]["value"] == pytest.approx(0.28 / A)
+    assert p["paste_content_mix"]["value"] == pytest.approx(28.0)
+    assert p["paste_air_ratio_mix"]["value"] == pytest.approx(0.28 / A)
     assert p["spacing_factor_mix"]["value"] == pytest.approx(airvoid.powers_spacing_factor(0.28, A, n, alpha))
     assert p["spacing_factor"]["value"] != p["spacing_factor_mix"]["value"]  # both shown
     assert any("2286 mm ASTM C457 Table 1" in w for w in doc["warnings"])

@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_bench_with_monai_beside(tmp_path):

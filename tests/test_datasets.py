@@ -5,7 +5,7 @@ import zarr
 from PIL import Image
 
 from bigseg.datasets import import_camvid, import_gimp, import_pairs
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 H, W = 90, 120
 

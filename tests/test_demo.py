@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_demo_runs_the_whole_job(tmp_path):

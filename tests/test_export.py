@@ -20,7 +20,7 @@ from bigseg.ingest import ingest
 from bigseg.modelfile import read_onnx_meta
 from bigseg.models import ARCHITECTURES, build
 from bigseg.synth import SynthParams, synthesize
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 QUIET = {"echo": lambda *_: None}
 

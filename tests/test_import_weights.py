@@ -11,7 +11,7 @@ from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
 from bigseg.synth import SynthParams, render_region
 from bigseg.weights_import import import_weights
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 MEAN, STD = 0.35, 0.18  # the original trainer's Normalize, on every channel
 

@@ -23,7 +23,7 @@ from bigseg.ingest import ingest
 from bigseg.models import build
 from bigseg.report.stats import class_statistics
 from bigseg.synth import SynthParams, synthesize
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 WINDOW, OVERLAP = 256, 64  # small windows, so that a small slab has many seams
 

@@ -10,7 +10,7 @@ from PIL import Image
 from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
 from bigseg.store import open_dataset
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 def _pil(path):

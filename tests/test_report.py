@@ -6,7 +6,6 @@ import json
 import math
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,31 +14,15 @@ from PIL import Image
 from scipy import ndimage
 
 from bigseg import store as st
-from bigseg.classes import CONCRETE
 from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
 from bigseg.report import airvoid
 from bigseg.report.measure import measure_mask
 from bigseg.report.report import make_report
 from bigseg.synth import SynthParams, synthesize
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, mask_store, run_cli
 
 P, S, V = 0, 1, 2
-
-
-def mask_store(path: Path, labels: np.ndarray, chunks, pixel_size=100.0, truth: np.ndarray | None = None) -> Path:
-    """A slab store on disk whose labels (and truth) are the given masks; the image is a grey rendering."""
-    group = st.zarr_open_new(path)
-    st.init_root_attrs(group, source={"file": "test"}, pixel_size=pixel_size, classes=CONCRETE)
-    grey = np.array([150, 200, 40], np.uint8)[np.minimum(labels, 2)]
-    for name, data, dims, ch in (("image", np.repeat(grey[..., None], 3, axis=2), ("y", "x", "band"), (*chunks, 3)),
-                                 ("labels", labels, ("y", "x"), chunks), ("truth", truth, ("y", "x"), chunks)):
-        if data is None:
-            continue
-        arr = st.create_array(group, name, data.shape, ch, dims)
-        arr[...] = data
-        st.set_complete(arr)
-    return path
 
 
 # the hand-computed mask: 8 x 12 px of 0.1 mm; traverse lines every 0.2 mm = rows 1, 3, 5, 7

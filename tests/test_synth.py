@@ -7,7 +7,7 @@ from PIL import Image
 
 from bigseg.errors import BigsegError
 from bigseg.synth import SynthParams, render_region, synthesize
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 def _digest(path):

@@ -13,7 +13,7 @@ from bigseg.train.augment import photometric
 from bigseg.train.config import AugmentConfig, PhotometricConfig, SyntheticConfig, load_config
 from bigseg.train.loop import train
 from bigseg.train.synthetic import CROP_BITS, SyntheticBatches, SyntheticCrops
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 def _crops(**kw):

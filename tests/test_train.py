@@ -12,7 +12,7 @@ from bigseg.models import build
 from bigseg.synth import SynthParams, synthesize
 from bigseg.train.config import load_config
 from bigseg.train.loop import _init_from, train
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def resolve_input(input_path, out: str | None, echo=print, progress: bool | None
     store = Path(out) if out else p.with_suffix(".zarr")
     if store.exists():
         group = st.open_store(store)
-        src = group.attrs.get("source", {})
+        src = st.attr(group, "source", {})
         same = src.get("path") == str(p.resolve()) and p.exists() and src.get("file_size") == p.stat().st_size \
             and src.get("mtime") == int(p.stat().st_mtime)
         if not same:
@@ -46,6 +46,24 @@ def resolve_input(input_path, out: str | None, echo=print, progress: bool | None
                               f"choose another store with -o or delete it")
         echo(f"using {store} (already ingested from {p})")
         return store
-    s = ingest(p, store, progress=progress)
-    echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})")
+    truth = truth_beside(p)
+    s = ingest(p, store, truth=truth, progress=progress)
+    echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})"
+         + (f", with the truth mask found beside it ({truth.name}; 'bigseg evaluate' and 'report --truth' use it)"
+            if truth else ""))
     return store
+
+
+TRUTH_SUFFIXES = (".truth", "_truth", "_mask", ".mask", "_gt")
+"""Names of a truth mask beside an image (``slab.jpg`` -> ``slab.truth.png``: what ``bigseg synth`` writes; the
+importers' ``_mask``, ``_gt``...)."""
+
+
+def truth_beside(image: Path) -> Path | None:
+    """A truth mask next to ``image`` by the names bigseg and the importers use, or None."""
+    for suffix in TRUTH_SUFFIXES:
+        for ext in (".png", ".tif", ".tiff"):
+            candidate = image.with_name(image.stem + suffix + ext)
+            if candidate.is_file() and candidate != image:
+                return candidate
+    return None

@@ -112,8 +112,8 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     from bigseg.infer.confidence import create_array as create_confidence
 
     cy, cx = chunks
-    height, width = group["image"].shape[:2]
-    existing = group.get("labels")
+    height, width = st.array(group, "image").shape[:2]
+    existing = st.array(group, "labels") if "labels" in group else None
     if existing is not None and st.is_complete(existing) and not overwrite:
         raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
     stage_path = store / STAGED
@@ -121,7 +121,7 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
         else None
     resume = False
     if stage is not None and "labels" in stage and not overwrite:
-        old = stage["labels"]
+        old = st.array(stage, "labels")
         resume = old.attrs.get("run") == run and old.shape == (height, width) and old.chunks == (cy, cx) \
             and (not probabilities or "probabilities" in stage)
         if not resume:
@@ -173,12 +173,12 @@ def finish(group, store: Path, client) -> dict:
     stats = class_statistics(store, client=client, array=staged("labels"))
     stats["array"] = "labels"
     stage = zarr.open_group(str(store / STAGED), mode="r+", zarr_format=3)
-    labels = stage["labels"]  # one Array object per array: each holds its own copy of the attributes
+    labels = st.array(stage, "labels")  # one Array object per array: each holds its own copy of the attributes
     labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
     st.set_complete(labels)
     for name in OUTPUTS[1:]:
         if name in stage:
-            st.set_complete(stage[name])
+            st.set_complete(st.array(stage, name))
     trash = store / ".bigseg" / f"replaced-{os.getpid()}"
     trash.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:  # the old outputs go, all of them: old probabilities would not match the new labels

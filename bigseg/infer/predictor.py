@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def get_model(spec: ModelSpec):
             if device.type == "cuda":
                 torch.backends.cudnn.benchmark = True  # fixed window shapes: pick the fastest kernels once
             if spec.compile:
-                model = torch.compile(model, dynamic=False)
+                model = cast(Any, torch.compile(model, dynamic=False))
             hit = _CACHE[spec] = (model, meta, device)
         return hit
 
@@ -82,7 +83,7 @@ def _ort_session(spec: ModelSpec):
     from bigseg.modelfile import ort_session, read_onnx_meta
 
     meta = read_onnx_meta(spec.checkpoint)
-    providers = ["CPUExecutionProvider"]
+    providers: list[Any] = ["CPUExecutionProvider"]
     if spec.device == "cuda":
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": _device_for_worker("cuda").index}))
     return ort_session(spec.checkpoint, spec.threads, providers), meta, "cpu"

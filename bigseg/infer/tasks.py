@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -34,13 +35,13 @@ def read_windows(store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndar
     return np.stack([box[y - y0 : y - y0 + grid.win_h, x - x0 : x - x0 + grid.win_w] for (y, x) in origins])
 
 
-def predict_batch(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndarray:
+def predict_batch(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid: Grid) -> Any:
     """Blend-weighted float16 logits (n, C, win_h, win_w) of the windows at ``origins``."""
     return predict(spec, read_windows(store, origins, grid), grid.weight())
 
 
 def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid: Grid, spill: str | None = None,
-                 keep_from: int = 0, reuse: bool = False) -> np.ndarray:
+                 keep_from: int = 0, reuse: bool = False) -> Any:
     """A batch's weighted logits: read back from its spill file (``reuse``, when the file is there), else computed
     (and, when ``spill`` is given, written there: each window's columns from image column ``keep_from`` on)."""
     if reuse and spill and os.path.exists(spill):
@@ -58,7 +59,7 @@ def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid:
         parts = {f"w{i}": host[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
         tmp = f"{spill}.{os.getpid()}.tmp.npz"
         try:
-            np.savez(tmp, **parts)
+            np.savez(tmp, **cast(dict[str, Any], parts))
             os.replace(tmp, spill)
         except OSError as exc:
             raise BigsegError(f"{store}: writing window logits for the next stripe to {spill} failed ({exc})") from exc
@@ -150,7 +151,7 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
     with torch on their device, numpy arrays with numpy."""
     y0, y1, x0, x1 = bounds
     conf = st.open_array(store, staged("confidence"), "r+")
-    f = int(conf.attrs["factor"])
+    f = int(st.attr(conf, "factor"))
     on_device = any(type(b).__module__.startswith("torch") for b in batches)  # without importing torch
     blend = blend_torch if on_device else blend_numpy
     try:

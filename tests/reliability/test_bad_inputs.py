@@ -25,7 +25,7 @@ from bigseg.ingest import ingest
 from bigseg.models import build
 from bigseg.report.report import make_report
 from bigseg.synth import SynthParams, synthesize
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 def snapshot(*roots: Path) -> dict[str, str]:

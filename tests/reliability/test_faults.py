@@ -23,7 +23,7 @@ from PIL import Image
 
 from bigseg import checkpoint
 from bigseg.ingest import ingest
-from tests.conftest import error_line, run_cli
+from tests.helpers import error_line, run_cli
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -1,0 +1,41 @@
+"""What the tests share: running the real command, reading its one error line, and making stores from arrays."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.classes import CONCRETE
+
+
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """Run the real `bigseg` command in a subprocess; returns CompletedProcess with text output."""
+    return subprocess.run([sys.executable, "-m", "bigseg", *map(str, args)], capture_output=True, text=True,
+                          errors="replace", cwd=cwd, timeout=timeout, env=env)
+
+
+def error_line(proc) -> str:
+    """The one-line error a failed command printed (asserts there is exactly one, and no traceback)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bigseg: error: "), lines[0]
+    return lines[0]
+
+
+def mask_store(path: Path, labels: np.ndarray, chunks, pixel_size=100.0, truth: np.ndarray | None = None) -> Path:
+    """A slab store on disk whose labels (and truth) are the given masks; the image is a grey rendering."""
+    group = st.zarr_open_new(path)
+    st.init_root_attrs(group, source={"file": "test"}, pixel_size=pixel_size, classes=CONCRETE)
+    grey = np.array([150, 200, 40], np.uint8)[np.minimum(labels, 2)]
+    for name, data, dims, ch in (("image", np.repeat(grey[..., None], 3, axis=2), ("y", "x", "band"), (*chunks, 3)),
+                                 ("labels", labels, ("y", "x"), chunks), ("truth", truth, ("y", "x"), chunks)):
+        if data is None:
+            continue
+        arr = st.create_array(group, name, data.shape, ch, dims)
+        arr[...] = data
+        st.set_complete(arr)
+    return path
