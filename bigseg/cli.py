@@ -492,6 +492,48 @@ def demo(out, size, workers):
     run_demo(out, _parse_size(size), workers=workers, echo=click.echo, progress=_progress())
 
 
+@cli.command("export-ome")
+@click.argument("store", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="The OME-Zarr to write "
+              "(name it .ome.zarr).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def export_ome(store, out, overwrite):
+    """Copy STORE's image, labels and truth as OME-Zarr 0.5 (NGFF) multiscales, for napari, vizarr and other NGFF
+    viewers."""
+    from bigseg.formats.ome_zarr import export_ome as run
+
+    run(store, out, overwrite=overwrite, echo=click.echo)
+
+
+@cli.command("export-tiff")
+@click.argument("store", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The TIFF to write.")
+@click.option("--layer", default="labels", show_default=True, type=click.Choice(["labels", "image", "truth",
+              "probabilities"]), help="What to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def export_tiff(store, out, layer, overwrite):
+    """Write one layer of STORE as a tiled, pyramidal, compressed BigTIFF (class colours as a palette), for GIS,
+    QuPath and ImageJ."""
+    from bigseg.formats.tiff import export_tiff as run
+
+    run(store, out, layer=layer, overwrite=overwrite, echo=click.echo)
+
+
+@cli.command()
+@click.argument("paths", metavar="STORE_OR_FOLDER...", nargs=-1, required=True, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets other machines see these stores.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--cache-mb", default=128, show_default=True, type=click.IntRange(1, 65536),
+              help="Memory for rendered tiles (MB).")
+def serve(paths, host, port, cache_mb):
+    """Look at results in a browser: a viewer and Deep Zoom tiles of image, labels, truth, errors and confidence of
+    the stores given (a folder: the stores in it). Read-only; a store being inferred shows its progress."""
+    from bigseg.serve import serve as run
+
+    run(list(paths), host=host, port=port, cache_bytes=cache_mb * 2**20, echo=click.echo)
+
+
 @cli.command()
 @click.argument("store", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

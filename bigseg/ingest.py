@@ -443,20 +443,24 @@ def ingest(
             truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
                                         attrs={"source": str(truth.resolve()), "encoding": truth_dec.mode})
         levels = _pyramid_arrays(group, height, width, factors)
+        from bigseg import pyramid
+
+        truth_levels = pyramid.create_levels(group, "preview-truth", height, width, factors) if truth_dec else {}
         from bigseg.progress import progress_bar
 
         file_h, file_w = rgb.height, rgb.width
         strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {image.name}",
                               unit="strip", enabled=progress)
         if orientation == 1:
-            _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth)
+            _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth,
+                          truth_levels)
         else:
             _write_oriented(rgb, img_arr, strips, strip_h, file_h, file_w, orientation, image)
             if truth_dec is not None:
-                _write_strips(None, truth_dec, None, truth_arr, {}, [], range(0, height, strip_h), strip_h, image,
-                              truth)
+                _write_strips(None, truth_dec, None, truth_arr, {}, factors, range(0, height, strip_h), strip_h, image,
+                              truth, truth_levels)
             _pyramid_from_store(img_arr, levels, factors, strip_h)
-        for arr in [img_arr, truth_arr, *levels.values()]:
+        for arr in [img_arr, truth_arr, *levels.values(), *truth_levels.values()]:
             if arr is not None:
                 st.set_complete(arr)
         st.consolidate(tmp)
@@ -485,9 +489,12 @@ def _pyramid_arrays(group, height: int, width: int, factors: list[int]) -> dict:
     return levels
 
 
-def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth) -> None:
-    """The file's strips, decoded a strip ahead, into the image (and truth) arrays and the pyramid, as they come:
-    the file's orientation is the store's."""
+def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth,
+                  truth_levels) -> None:
+    """The file's strips, decoded a strip ahead, into the image (and truth) arrays and their pyramids, as they
+    come: the file's orientation is the store's."""
+    from bigseg import pyramid
+
     height = truth_dec.img.height if rgb is None else rgb.height
     width = truth_dec.img.width if rgb is None else rgb.width
     if rgb is None:  # the truth alone (after an oriented image): its strips stand in for the image's
@@ -500,7 +507,9 @@ def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, s
         if img_arr is not None:
             img_arr[y0 : y0 + h] = block
         if truth_arr is not None:
-            truth_arr[y0 : y0 + h] = truth_dec.decode(tblock, y0)
+            ids = truth_dec.decode(tblock, y0)
+            truth_arr[y0 : y0 + h] = ids
+            pyramid.write_strip(truth_levels, factors, y0, ids, truth_dec.n_classes)
         for f, pooled in _pyramid(block, factors).items() if block is not None else ():
             levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
         del block, tblock  # before the next strip arrives: two strips in memory, not three

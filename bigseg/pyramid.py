@@ -1,0 +1,75 @@
+"""Label pyramids: a mask reduced by 4, 8, 16, ... (the levels the image's preview pyramid has), each pixel the most
+frequent class of the block it stands for, computed a strip of chunk rows at a time (memory: one strip).
+
+Each level is the mode of 2 x 2 (or 4 x 4, for the first) blocks of the level below: for a level of factor f it
+is the mode of modes rather than the exact mode of f x f pixels, which costs one pass over the mask whatever the
+number of levels. Viewers (``bigseg serve``, NGFF viewers through ``bigseg export-ome``) draw from it at every
+zoom without reading the full-resolution mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bigseg import store as st
+
+LABEL_PYRAMIDS = {"labels": "preview-labels", "truth": "preview-truth"}
+
+
+def majority(block: np.ndarray, f: int, n_classes: int) -> np.ndarray:
+    """The most frequent class of each f x f block (edges padded by replication); 255 where a block holds only
+    unlabelled pixels; ties go to the lower class id."""
+    h, w = block.shape
+    ph, pw = -h % f, -w % f
+    if ph or pw:
+        block = np.pad(block, [(0, ph), (0, pw)], mode="edge")
+    hb, wb = block.shape[0] // f, block.shape[1] // f
+    tiles = block.reshape(hb, f, wb, f)
+    votes = np.stack([(tiles == c).sum(axis=(1, 3), dtype=np.int32) for c in range(n_classes)])
+    out = votes.argmax(axis=0).astype(np.uint8)
+    out[votes.max(axis=0) == 0] = 255  # nothing but unlabelled pixels
+    return out
+
+
+def factors_for(height: int, width: int, chunk: int) -> tuple[list[int], int]:
+    """(pyramid factors, strip height) as ingest uses them for the image's preview pyramid."""
+    from bigseg.ingest import pyramid_factors
+
+    strip = chunk * max(1, -(-1024 // chunk))
+    return pyramid_factors(height, width, strip), strip
+
+
+def create_levels(group, name: str, height: int, width: int, factors: list[int]) -> dict:
+    if name in group:
+        del group[name]
+    levels = group.create_group(name)
+    out = {}
+    for f in factors:
+        ph, pw = -(-height // f), -(-width // f)
+        out[f] = st.create_array(levels, f"x{f}", (ph, pw), (min(ph, 1024), min(pw, 1024)), ("y", "x"),
+                                 attrs={"factor": f, "reduction": "mode of the level below"})
+    return out
+
+
+def write_strip(levels: dict, factors: list[int], y0: int, block: np.ndarray, n_classes: int) -> None:
+    """The pyramid levels of one strip of the mask (rows y0.., full width; y0 a multiple of the largest factor)."""
+    level, prev = block, 1
+    for f in factors:
+        level = majority(level, f // prev, n_classes)
+        levels[f][y0 // f : y0 // f + level.shape[0]] = level
+        prev = f
+
+
+def build(store, array: str, n_classes: int) -> list[int]:
+    """The pyramid of ``store/array`` into ``preview-<array>``; returns its factors."""
+    group = st.open_store(store, mode="r+")
+    z = st.open_array(store, array)
+    h, w = z.shape
+    factors, strip = factors_for(h, w, z.chunks[0])
+    levels = create_levels(group, LABEL_PYRAMIDS[array], h, w, factors)
+    for y0 in range(0, h, strip):
+        write_strip(levels, factors, y0, np.asarray(st.read(z, slice(y0, min(y0 + strip, h)))), n_classes)
+    for a in levels.values():
+        st.set_complete(a)
+    st.consolidate(store)
+    return factors

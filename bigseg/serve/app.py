@@ -1,0 +1,214 @@
+"""``bigseg serve``: a small read-only HTTP service of Deep Zoom tiles and a viewer page, on tornado (which comes
+with dask's distributed).
+
+Routes (``{store}`` is a store's id: its folder name without ``.zarr``):
+
+* ``/`` -- the viewer page; ``/static/...`` -- its script (OpenSeadragon, vendored with its licence);
+* ``/api/stores`` -- the stores served (size, pixel size, classes, layers);
+* ``/api/stores/{store}/stats`` -- the labels' statistics and confidence, and the report's figures if one exists;
+* ``/api/stores/{store}/pixel?x=&y=`` -- the class (labels, truth) and confidence at a pixel;
+* ``/dzi/{store}/{layer}.dzi`` and ``/dzi/{store}/{layer}_files/{level}/{col}_{row}.{jpg|png}`` -- Deep Zoom;
+* ``/report/{store}/`` -- the store's report (``STORE-report/report.html``), when there is one.
+
+Only the stores given are served, nothing else on disk: ids are looked up, never joined into paths, and static
+files come from a fixed set. Anything missing is a 404 with a JSON body; nothing is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bigseg.serve import tiles
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"openseadragon.min.js": "application/javascript", "viewer.js": "application/javascript",
+                "viewer.css": "text/css", "openseadragon-LICENSE.txt": "text/plain"}
+TILE_PATH = re.compile(r"^(\d{1,2})/(\d{1,7})_(\d{1,7})\.(jpg|png)$")
+
+
+def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
+    import tornado.web
+
+    cache = tiles.TileCache(cache_bytes)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="bigseg-tile")
+
+    class Base(tornado.web.RequestHandler):
+        def write_error(self, status_code, **kwargs):
+            self.set_header("Content-Type", "application/json")
+            reason = self._reason if status_code != 500 else "internal error"
+            self.finish(json.dumps({"error": reason, "status": status_code}))
+
+        def fail(self, status: int, message: str):
+            raise tornado.web.HTTPError(status, reason=message[:200])
+
+        def slab(self, key: str) -> tiles.Slab:
+            slab = slabs.get(key)
+            if slab is None:
+                self.fail(404, "no such store")
+            return slab
+
+        def set_default_headers(self):
+            self.set_header("X-Content-Type-Options", "nosniff")
+            self.set_header("Cache-Control", "no-store")
+
+    class Index(Base):
+        def get(self):
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.write((STATIC / "index.html").read_bytes())
+
+    class Static(Base):
+        def get(self, name):
+            if name not in STATIC_FILES:
+                self.fail(404, "no such file")
+            self.set_header("Content-Type", STATIC_FILES[name])
+            self.set_header("Cache-Control", "max-age=3600")
+            self.write((STATIC / name).read_bytes())
+
+    class Stores(Base):
+        def get(self):
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps([s.info() for s in slabs.values()]))
+
+    class Stats(Base):
+        def get(self, key):
+            slab = self.slab(key)
+            from bigseg import store as st
+
+            group = st.open_store(slab.path)
+            out = {"store": slab.info()}
+            if "labels" in group:
+                labels = st.array(group, "labels")
+                out["stats"] = st.attr(labels, "stats")
+                out["confidence"] = st.attr(labels, "confidence")
+            report = _report_path(slab)
+            if report is not None:
+                try:
+                    doc = json.loads((report.parent / "stats.json").read_text())
+                    out["report"] = doc["labels"]["parameters"] if len(doc.get("slabs", [])) == 1 else {}
+                except (OSError, ValueError, KeyError, TypeError):
+                    out["report"] = {}
+                out["report_url"] = f"/report/{key}/"
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps(out))
+
+    class Pixel(Base):
+        def get(self, key):
+            slab = self.slab(key)
+            try:
+                x, y = int(self.get_argument("x")), int(self.get_argument("y"))
+                value = tiles.value_at(slab, x, y)
+            except (ValueError, tornado.web.MissingArgumentError):
+                self.fail(404, "give integer x and y")
+            except tiles.NotFound as exc:
+                self.fail(404, str(exc))
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps(value))
+
+    class Dzi(Base):
+        def get(self, key, layer):
+            slab = self.slab(key)
+            slab.refresh()
+            if layer not in slab.layers:
+                self.fail(404, "no such layer")
+            self.set_header("Content-Type", "application/xml")
+            self.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<Image xmlns="http://schemas.microsoft.com/deepzoom/'
+                       f'2008" TileSize="{tiles.TILE}" Overlap="0" Format="{tiles.FORMAT[layer]}"><Size '
+                       f'Width="{slab.width}" Height="{slab.height}"/></Image>')
+
+    class Tile(Base):
+        async def get(self, key, layer, rest):
+            slab = self.slab(key)
+            m = TILE_PATH.match(rest)
+            if m is None or layer not in tiles.LAYERS:
+                self.fail(404, "no such tile")
+            level, col, row, ext = int(m[1]), int(m[2]), int(m[3]), m[4]
+            if ext != tiles.FORMAT[layer]:
+                self.fail(404, "no such tile")
+            ident = (key, layer, level, col, row, tiles.slab_stamp(slab))
+            hit = cache.get(ident)
+            if hit is None:
+                import tornado.ioloop
+
+                try:
+                    hit = await tornado.ioloop.IOLoop.current().run_in_executor(pool, tiles.render, slab, layer,
+                                                                                level, col, row)
+                except tiles.NotFound as exc:
+                    self.fail(404, str(exc))
+                cache.put(ident, hit)
+            data, fmt = hit
+            self.set_header("Content-Type", "image/jpeg" if fmt == "jpg" else "image/png")
+            self.write(data)
+
+    class Report(Base):
+        def get(self, key):
+            report = _report_path(self.slab(key))
+            if report is None:
+                self.fail(404, "no report for this store (bigseg report STORE)")
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.write(report.read_bytes())
+
+    class Missing(Base):
+        def prepare(self):
+            self.fail(404, "not found")
+
+    return tornado.web.Application([
+        (r"/", Index),
+        (r"/static/([A-Za-z0-9._-]+)", Static),
+        (r"/api/stores", Stores),
+        (r"/api/stores/([A-Za-z0-9._-]+)/stats", Stats),
+        (r"/api/stores/([A-Za-z0-9._-]+)/pixel", Pixel),
+        (r"/dzi/([A-Za-z0-9._-]+)/([a-z]+)\.dzi", Dzi),
+        (r"/dzi/([A-Za-z0-9._-]+)/([a-z]+)_files/(.+)", Tile),
+        (r"/report/([A-Za-z0-9._-]+)/?", Report),
+        (r".*", Missing),
+    ], compress_response=False)
+
+
+def _report_path(slab: tiles.Slab) -> Path | None:
+    """The store's report: ``STORE-report/`` (bigseg report's default) or ``report/`` beside it (bigseg demo's),
+    when its stats.json names this store."""
+    base = slab.path.name[:-5] if slab.path.name.endswith(".zarr") else slab.path.name
+    for folder in (slab.path.with_name(base + "-report"), slab.path.with_name("report")):
+        try:
+            doc = json.loads((folder / "stats.json").read_text())
+            stores = [Path(s["store"]).resolve() for s in doc.get("slabs", [])]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if slab.path in stores and (folder / "report.html").is_file():
+            return folder / "report.html"
+    return None
+
+
+def serve(paths: list, host: str = "127.0.0.1", port: int = 8000, cache_bytes: int = 128 * 2**20, echo=print,
+          ready=None) -> None:
+    """Serve ``paths`` (stores, or folders of stores) until interrupted. ``ready(port)`` is called once listening."""
+    import asyncio
+
+    import tornado.httpserver
+
+    from bigseg.errors import BigsegError
+
+    slabs = tiles.discover(paths)
+    app = make_app(slabs, cache_bytes=cache_bytes)
+
+    async def main():
+        server = tornado.httpserver.HTTPServer(app)
+        try:
+            sockets = tornado.netutil.bind_sockets(port, address=host)
+        except OSError as exc:
+            raise BigsegError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+        server.add_sockets(sockets)
+        bound = sockets[0].getsockname()[1]
+        echo(f"serving {len(slabs)} store(s) ({', '.join(slabs)}) at http://{host}:{bound}/ (Ctrl-C to stop)")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            echo(f"note: listening on {host}: anyone who can reach this machine can view these stores")
+        if ready:
+            ready(bound)
+        await asyncio.Event().wait()
+
+    import tornado.netutil
+
+    asyncio.run(main())
