@@ -35,6 +35,12 @@ BUNDLED_MODELS = {
 """Models shipped with bigseg, by the name ``--model`` takes (a file of that name in the current folder wins)."""
 
 
+RECIPES = {"deeplabv3": "bigseg train --config configs/generalization-deeplabv3-mobilenet.yaml (on a GPU) "
+                        "&& python benchmarks/pack_checkpoint.py runs/generalization-deeplabv3-mobilenet/model.pt "
+                        f"{BUNDLED_MODELS['deeplabv3']} --half && bigseg calibrate deeplabv3"}
+"""How to make a named model that a release does not ship (README, "Classes and the bundled model")."""
+
+
 def model_path(model: str | os.PathLike | None) -> Path:
     """The model file for ``--model``: None is the bundled default, a bundled model's name its file (unless a
     file of that name exists here), anything else a path."""
@@ -44,7 +50,9 @@ def model_path(model: str | os.PathLike | None) -> Path:
     if str(model) in BUNDLED_MODELS and not p.exists():
         path = BUNDLED_MODELS[str(model)]
         if not path.is_file():
-            raise BigsegError(f"the bundled model {model!r} is not installed ({path} is missing)")
+            how = RECIPES.get(str(model))
+            raise BigsegError(f"the model {model!r} is not shipped with this bigseg ({path} is missing)"
+                              + (f"; make it with: {how}" if how else ""))
         return path
     return p
 

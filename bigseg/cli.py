@@ -83,6 +83,8 @@ def cli(debug, progress):
     """bigseg: semantic segmentation of gigapixel images (concrete sections, road scenes, slides, maps)."""
     _Ctx.debug = debug
     _Ctx.progress = progress
+    if progress is not None:  # for everything this command runs, in this process or its workers
+        os.environ["BIGSEG_PROGRESS"] = "1" if progress else "0"
     from bigseg.cluster import set_debug
 
     set_debug(debug)
@@ -206,7 +208,8 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
 @click.option("--model", type=click.Path(), help="Checkpoint or ONNX export, or a bundled model: light_unet (the "
               "default) or deeplabv3.")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
-              help="Run the model with torch or ONNX Runtime [default: onnxruntime for a .onnx model, else torch].")
+              help="Run the model with torch or ONNX Runtime [default: onnxruntime for a .onnx model, and on a CPU for "
+              "a checkpoint whose verified export is ready (the bundled models ship one); else torch].")
 @click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
 @click.option("--scheduler", help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
@@ -242,8 +245,10 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
                         overwrite=overwrite, progress=_progress(), backend=backend, cache_dir=cache_dir,
                         compile=compile_)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
-    click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {s.windows_computed} "
-               f"windows in {s.seconds:.1f} s ({s.megapixels_per_second:.2f} Mpx/s, {s.workers} workers)")
+    n, w = s.windows_computed, s.workers
+    click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {n} window{'s' * (n != 1)} in "
+               f"{s.seconds:.1f} s ({s.megapixels_per_second:.2f} Mpx/s, "
+               + (f"{w} worker{'s' * (w != 1)})" if w else "in this process)"))
     click.echo(format_table(s.stats))
     if stats_path:
         Path(stats_path).write_text(json.dumps(s.stats, indent=2))
@@ -457,8 +462,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--workers", type=int)
 @click.option("--store", type=click.Path(), help="Keep (or reuse) the test store here.")
 @click.option("--monai", is_flag=True, help="Also run MONAI's sliding_window_inference (pip install monai).")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
-              help="Backend of bigseg's run and of the limit (MONAI always runs torch).")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
+              help="Backend of bigseg's run and of the limit (MONAI always runs torch) [default: what bigseg infer "
+              "chooses].")
 @click.option("--stripe", type=int, help="bigseg infer's --stripe [default: its default].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, stripe, as_json):
@@ -470,15 +476,19 @@ def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
-    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({backend}) on {device}"
+    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({r['backend']}) on {device}"
                + (f" ({r['gpu']})" if r["gpu"] else f", {r['workers']} workers x {r['threads_per_worker']} threads"))
     click.echo(f"  model alone      {r['limit_mpx_per_s']:8.2f} Mpx/s")
     click.echo(f"  bigseg infer     {r['end_to_end_mpx_per_s']:8.2f} Mpx/s   efficiency {r['efficiency']:.2f}; "
                f"peak RSS {r['peak_total_rss_mb']:.0f} MB (largest worker {r['peak_worker_rss_mb']:.0f} MB)")
+    click.echo(f"  whole call       {r['whole_mpx_per_s']:8.2f} Mpx/s   ({r['whole_seconds']:.1f} s with cluster "
+               f"start, model load and finishing)")
     if monai:
         click.echo(f"  MONAI sliding    {r['monai_mpx_per_s']:8.2f} Mpx/s   peak RSS {r['monai_peak_rss_mb']:.0f} MB; "
-                   f"bigseg is {r['speed_vs_monai']:.2f}x as fast with {r['rss_vs_monai']:.2f}x the memory; "
-                   f"labels agree on {100 * r['label_agreement_with_monai']:.2f} % of pixels")
+                   f"bigseg is {r['speed_vs_monai']:.2f}x as fast computing, {r['whole_speed_vs_monai']:.2f}x whole "
+                   f"(with start-up and model load: {r['whole_seconds']:.1f} s vs {r['monai_whole_seconds']:.1f} s), "
+                   f"with {r['rss_vs_monai']:.2f}x the memory; labels agree on "
+                   f"{100 * r['label_agreement_with_monai']:.2f} % of pixels")
 
 
 @cli.command()

@@ -38,18 +38,64 @@ def set_debug(on: bool) -> None:
     logging.getLogger("distributed").setLevel(logging.DEBUG if on else logging.CRITICAL)
 
 
-def compute(obj, client=None):
+def compute(obj, client=None, desc: str | None = None):
     """A dask collection, or a list of delayed objects, computed on ``client`` (or with threads in this process
-    without one)."""
+    without one). With ``desc``, progress is shown (a bar on a terminal, log lines elsewhere) for a list."""
     if isinstance(obj, list | tuple):
         if client is not None:
-            return client.gather(client.compute(list(obj)))
+            futures = client.compute(list(obj))
+            if desc:
+                from distributed import as_completed
+
+                from bigseg.progress import make_bar
+
+                bar = make_bar(len(futures), desc, "task")
+                try:
+                    for _ in as_completed(futures):
+                        bar.update(1)
+                finally:
+                    bar.close()
+            return client.gather(futures)
         import dask
 
+        if desc:
+            with _TaskBar(desc):
+                return list(dask.compute(*obj, scheduler="threads"))
         return list(dask.compute(*obj, scheduler="threads"))
     if client is not None:
         return client.compute(obj).result()
     return obj.compute(scheduler="threads")
+
+
+def _task_bar_class():
+    from dask.callbacks import Callback
+
+    class TaskBar(Callback):
+        """Progress over the tasks of a local (threaded) dask computation."""
+
+        def __init__(self, desc: str):
+            super().__init__()
+            self.desc, self.bar = desc, None
+
+        def _start_state(self, dsk, state):
+            from bigseg.progress import make_bar
+
+            self.bar = make_bar(len(state["ready"]) + len(state["waiting"]) + len(state["running"]), self.desc,
+                                "task")
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if self.bar is not None:
+                self.bar.update(1)
+
+        def _finish(self, dsk, state, errored):
+            if self.bar is not None:
+                self.bar.close()
+
+    return TaskBar
+
+
+def _TaskBar(desc: str):  # noqa: N802 (a class made on first use: dask is imported lazily)
+    return _task_bar_class()(desc)
 
 
 SCHEDULER_TIMEOUT = 15.0

@@ -25,7 +25,7 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", size=(3000, 2000), seed
     ingest(image, store, truth=s["truth"], overwrite=True)
     echo(f"[2/4] ingested into {store}")
     r = infer(store, options=InferOptions(workers=workers, overwrite=True, progress=progress), echo=echo)
-    echo(f"[3/4] segmented {r.windows_computed} windows in {r.seconds:.1f} s "
+    echo(f"[3/4] segmented {r.windows_computed} window{'s' if r.windows_computed != 1 else ''} in {r.seconds:.1f} s "
          f"({r.megapixels_per_second:.2f} Mpx/s)")
     doc = make_report(store, out / "report", truth=True, overwrite=True, echo=lambda *_: None)
     echo(f"[4/4] report written to {doc['output']}/report.html (stats.json, stats.csv, quicklook.png)")

@@ -69,6 +69,13 @@ class LogProgress:
         pass
 
 
+def _has_width() -> bool:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
+
+
 class _Off:
     def update(self, k: int = 1) -> None:
         pass
@@ -92,9 +99,18 @@ def make_bar(total: int | None, desc: str, unit: str, enabled: bool | None = Non
     if not on:
         return _Off()
     if sys.stderr.isatty():
+        import shutil
+
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, leave=False)
+        # a terminal that reports no size (a pseudo-terminal without a window size: `script`, `docker run -t`)
+        # would get a bar of zero columns, i.e. nothing: COLUMNS/LINES, else 100 x 24
+        # (tqdm then also draws nothing unless it is told the number of rows)
+        if _has_width():
+            return tqdm(total=total, desc=desc, unit=unit, leave=False)
+        size = shutil.get_terminal_size((100, 24))
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, ncols=size.columns or 100,
+                    nrows=size.lines or 24)
     return LogProgress(total, desc, unit, scale, scaled_unit)
 
 

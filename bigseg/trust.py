@@ -27,6 +27,7 @@ from bigseg.errors import BigsegError
 
 CALIBRATION_SEED = 7_000_000
 """Seeds of the validation slabs (random styles drawn from them); far from every seed a config draws from."""
+ACCURATE_POINTS = 0.3  # air content within this many percentage points of the truth: "right" (the issue's target)
 
 FIGURES = {
     "uncertain_fraction": "share of pixels whose most likely class has a probability below 0.9",
@@ -162,7 +163,18 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         raise BigsegError("no confidence figure varied over the validation slabs; use more --slabs")
     best = max(usable, key=lambda k: usable[k]["spearman_with_air_error"])
     reference["figure"] = best
-    reference["threshold"] = reference["figures"][best]["max"]
+    # the range the model showed where it was right: the largest value of the figure on the validation slabs whose
+    # air content was within ACCURATE_POINTS of the truth (the whole range when fewer than three were)
+    right = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e <= ACCURATE_POINTS]
+    if len(right) >= 3:
+        reference["threshold"] = float(np.max(right))
+        reference["rule"] = (f"the largest {best} on the {len(right)} of {slabs} validation slabs whose air content "
+                             f"was within {ACCURATE_POINTS} points of the truth")
+    else:  # right too rarely for a range of its own: anything less sure than the typical validation slab
+        reference["threshold"] = reference["figures"][best]["median"]
+        reference["rule"] = (f"the median {best} of the {slabs} validation slabs (only {len(right)} had an air "
+                             f"content within {ACCURATE_POINTS} points of the truth: too few for a range where it "
+                             "was right)")
     meta = dict(blob["meta"])
     meta["confidence_reference"] = reference
     from bigseg.checkpoint import classes_of
@@ -192,8 +204,11 @@ def doubt(confidence: dict | None, reference: dict | None) -> dict:
     name = reference["figure"]
     v, limit = values[name], reference["threshold"]
     flag = bool(v > limit) if math.isfinite(v) else True
-    msg = (f"low confidence: {FIGURES[name]} is {v:.4g}, above the {limit:.4g} the model reached on any of its "
-           f"{reference['slabs']} validation slabs; these figures may be wrong -- look at the quicklook, or train on "
-           "your own annotations" if flag else
-           f"{FIGURES[name]} is {v:.4g}, within the model's range on its validation slabs (up to {limit:.4g})")
+    rule = reference.get("rule", "")
+    where = ("the most it reached on validation slabs where its air content was right" if rule.startswith("the largest")
+             and "within" in rule else "the median of its validation slabs" if rule.startswith("the median")
+             else f"the most it reached on its {reference['slabs']} validation slabs")
+    msg = (f"low confidence: {FIGURES[name]} is {v:.4g}, above {limit:.4g}, {where}; these figures may be wrong -- "
+           "look at the quicklook, or train on your own annotations"
+           if flag else f"{FIGURES[name]} is {v:.4g}, within {limit:.4g}, {where}")
     return {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": msg}

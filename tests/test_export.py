@@ -96,22 +96,29 @@ def test_an_export_beyond_the_tolerance_is_not_written(tmp_path):
 
 
 def test_onnxruntime_backend_from_a_checkpoint_matches_torch(tmp_path, stores):
-    """--backend onnxruntime with a checkpoint exports it once into the store and gives torch's labels."""
+    """--backend onnxruntime with a user's checkpoint (no export beside it) exports it once into the export cache
+    and gives torch's labels; the next run, without --backend, finds the cached export and runs it by default."""
+    import shutil
+
+    from bigseg.infer.backend import cache_dir
+
+    mine = tmp_path / "mine.pt"
+    shutil.copy(BUNDLED, mine)
     opts = dict(window=256, overlap=64, workers=0)
     a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
     for s in (a, b):
         ingest(stores[1].with_suffix(".png"), s, chunk=256)
-    infer(a, options=InferOptions(**opts), **QUIET)
-    r = infer(b, options=InferOptions(backend="onnxruntime", **opts), **QUIET)
-    exported = list((b / ".bigseg" / "models").glob("*.onnx"))
-    assert len(exported) == 1 and read_onnx_meta(exported[0])["source_checkpoint_sha256"] == file_digest(BUNDLED)
+    infer(a, model=str(mine), options=InferOptions(backend="torch", **opts), **QUIET)
+    r = infer(b, model=str(mine), options=InferOptions(backend="onnxruntime", **opts), **QUIET)
+    exported = cache_dir() / "exports" / f"{file_digest(mine)[:16]}.onnx"
+    assert read_onnx_meta(exported)["source_checkpoint_sha256"] == file_digest(mine)
     assert r.run["backend"] == "onnxruntime"
     la, lb = (zarr.open_group(str(s), mode="r")["labels"][:] for s in (a, b))
     assert (la == lb).mean() >= 0.999
-    # a rerun with --overwrite reuses the export
-    mtime = exported[0].stat().st_mtime_ns
-    infer(b, options=InferOptions(backend="onnxruntime", overwrite=True, **opts), **QUIET)
-    assert exported[0].stat().st_mtime_ns == mtime
+    # a rerun reuses the export; without --backend it is the default now that it is there
+    mtime = exported.stat().st_mtime_ns
+    r = infer(b, model=str(mine), options=InferOptions(overwrite=True, **opts), **QUIET)
+    assert exported.stat().st_mtime_ns == mtime and r.run["backend"] == "onnxruntime"
 
 
 def test_int8_export_is_calibrated_checked_and_runs(tmp_path, stores):

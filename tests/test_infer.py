@@ -83,7 +83,7 @@ def _opts(**kw):
 def test_tiled_equals_one_shot_and_seams_are_invisible(tmp_path, slab, backend, request):
     store = _store(tmp_path, slab)
     model_file = _model_for(backend, request)
-    r = infer(store, model=model_file, options=_opts())
+    r = infer(store, model=model_file, options=_opts(backend=backend))
     assert r.windows == len(Grid(900, 1100, WINDOW, OVERLAP).windows()) and r.run["backend"] == backend
     tiled = _labels(store)
     image = zarr.open_group(str(store), mode="r")["image"][:]
@@ -138,9 +138,9 @@ def test_deterministic_across_workers_and_chunkings(tmp_path, slab, backend, req
     b = _store(tmp_path, slab, "b.zarr", chunk=384)
     c = _store(tmp_path, slab, "c.zarr", chunk=256)
     model = _model_for(backend, request)
-    infer(a, model=model, options=_opts(workers=1))  # one column stripe
-    infer(b, model=model, options=_opts(workers=2, stripe=400))  # stripes of 2 chunks (768 px): 2 stripes
-    infer(c, model=model, options=_opts(workers=0, stripe=256))  # 5 stripes of 1 chunk, in this process
+    infer(a, model=model, options=_opts(workers=1, backend=backend))  # one column stripe
+    infer(b, model=model, options=_opts(workers=2, stripe=400, backend=backend))  # stripes of 2 chunks: 2 stripes
+    infer(c, model=model, options=_opts(workers=0, stripe=256, backend=backend))  # 5 stripes of 1 chunk, threads
     la, lb, lc = _labels(a), _labels(b), _labels(c)
     assert la.tobytes() == lb.tobytes() == lc.tobytes()
     for s in (a, b, c):

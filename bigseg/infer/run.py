@@ -104,6 +104,41 @@ class OnCluster:
         self.client.cancel(futures)
 
 
+class InThreads:
+    """The loop's tasks on a small pool of threads in this process (``workers=0``): reading windows and blending
+    and writing chunks overlap the forward passes (one at a time on a CPU: the predictor's lock), as on a worker,
+    with no worker process to start. Tasks are queued in submission order and a task's inputs are always queued
+    before it, so a task waiting for its inputs waits only for tasks already running: no deadlock."""
+
+    def __init__(self, threads: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="bigseg-task")
+
+    def submit(self, fn, *args, key=None, pure=None):
+        return self.pool.submit(_with_inputs, fn, args)
+
+    @staticmethod
+    def completed(futures):
+        from concurrent.futures import as_completed
+
+        return as_completed(futures)
+
+    def cancel(self, futures):
+        for f in futures:
+            f.cancel()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _with_inputs(fn, args):
+    from concurrent.futures import Future
+
+    return fn(*[a.result() if isinstance(a, Future) else a for a in args])
+
+
 def executor(client):
     return InProcess() if client is None else OnCluster(client)
 
@@ -191,7 +226,12 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     ckpt = model_path(model)
     if ckpt.parent == WEIGHTS:
         echo(f"model: the bundled {ckpt.name} (trained on synthetic sections only; see README)")
-    kind, backend, meta = be.model_and_backend(ckpt, o)
+    digest = file_digest(ckpt)
+    choice = be.model_and_backend(ckpt, o, digest)
+    backend, meta = choice.backend, choice.meta
+    if choice.ready is not None and o.backend is None:
+        echo(f"backend: onnxruntime, with {'the shipped' if choice.ready.parent == ckpt.parent else 'a cached'} "
+             f"export of this checkpoint ({choice.ready.name}; --backend torch to run it on torch)")
     workers = o.worker_count()
     if o.device == "cpu" and not o.scheduler and workers > cpu_count():
         echo(f"warning: {workers} workers on {cpu_count()} cores: each worker holds a model and its threads share the "
@@ -221,7 +261,6 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         if o.stripe is not None and o.stripe < cx:
             raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
-        digest = file_digest(ckpt)
         run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
                "batch": batch, "classes": [c.name for c in classes], "backend": backend}
         with outputs.StoreLock(store):
@@ -230,9 +269,9 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                                                model=_provenance(ckpt, digest, meta))
             # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
             # machine's cache, but they see the store
-            exports = Path(o.cache_dir) if o.cache_dir else (store / ".bigseg" / "models" if o.scheduler
-                                                             else be.cache_dir() / "exports")
-            path, model_digest = be.model_file(ckpt, digest, kind, backend, exports,
+            exports = be.export_folder(o, store)
+            assert exports is not None
+            path, model_digest = be.model_file(ckpt, digest, choice, exports,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                              backend=backend, compile=o.compile and backend == "torch")
@@ -243,7 +282,12 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                      f"skipping {plan.n_windows - plan.n_computed} of {plan.n_windows} windows")
             t0 = time.perf_counter()
             try:
-                execute(plan, store, spec, executor(client), o.probabilities, len(classes), o.progress)
+                ex = OnCluster(client) if client is not None else InThreads(4 if o.device == "cuda" else 2)
+                try:
+                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress)
+                finally:
+                    if isinstance(ex, InThreads):
+                        ex.close()
             except BaseException:
                 outputs.discard_if_empty(store)  # keep a partial run only when a rerun can resume something
                 raise

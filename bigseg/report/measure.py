@@ -358,7 +358,8 @@ def measure_mask(store, array: str, ids: dict | None, n_classes: int, spacing_px
         return dask.delayed(analyse_chunk, pure=True)(path, array, y0, y1, x0, x1, rows[(rows >= y0) & (rows < y1)],
                                                       cols[(cols >= x0) & (cols < x1)], ids, n_classes, region, amend)
 
-    results = {r["pos"]: r for r in compute([task(y0, x0) for y0 in grid_y for x0 in grid_x], client)}
+    results = {r["pos"]: r for r in compute([task(y0, x0) for y0 in grid_y for x0 in grid_x], client,
+                                            desc=f"measure {array}")}
     excluded = {"aggregate": 0, "aggregate_px": 0, "small": 0}
     if ids is not None:
         areas, rings, members = _components(results, grid_y, grid_x)

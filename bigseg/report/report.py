@@ -139,7 +139,7 @@ def write_csv(path: Path, doc: dict) -> None:
     from bigseg.report.glossary import figure
 
     sources = [s for s in ("labels", "truth", "difference") if s in doc]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="replace") as fh:
         w = csv.writer(fh)
         w.writerow(["parameter", "name", "group", "unit", *sources, "low 95 %", "high 95 %", "formula", "source"])
         ci = doc["labels"].get("airvoid", {}).get("uncertainty", {})
@@ -264,7 +264,9 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
             (tmp / name).write_bytes(png)
         (tmp / "stats.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False))  # valid JSON
         write_csv(tmp / "stats.csv", doc)
-        (tmp / "report.html").write_text(html.document(doc, pictures), encoding="utf-8")
+        # any text from a non-UTF-8 file name shows U+FFFD where its odd bytes are (as paths.display does)
+        page = html.document(doc, pictures).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        (tmp / "report.html").write_text(page, encoding="utf-8")
     doc["output"] = str(out)
     return doc
 

@@ -211,4 +211,7 @@ def serve(paths: list, host: str = "127.0.0.1", port: int = 8000, cache_bytes: i
 
     import tornado.netutil
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop a service
+        echo("stopped")

@@ -1,0 +1,50 @@
+"""The shipped models: the ONNX export beside each checkpoint is an export of exactly that checkpoint, it is what
+`bigseg infer` runs by default on a CPU, and its labels are the checkpoint's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from helpers import run_cli
+
+from bigseg.checkpoint import BUNDLED, BUNDLED_MODELS, file_digest, read
+from bigseg.modelfile import read_onnx_meta
+from bigseg.synth import SynthParams, synthesize
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_shipped_onnx_is_the_checkpoints_export(name):
+    ckpt = BUNDLED_MODELS[name]
+    if not ckpt.is_file():
+        pytest.skip(f"{name} is not shipped in this release (bigseg infer --model {name} says how to make it)")
+    onnx = ckpt.with_suffix(".onnx")
+    if name != "light_unet" and not onnx.exists():
+        pytest.skip(f"{name}: no export shipped (made once per machine, then cached)")
+    meta = read_onnx_meta(onnx)
+    assert meta["source_checkpoint_sha256"] == file_digest(ckpt), (
+        f"{onnx.name} is not an export of {ckpt.name}: after changing the checkpoint, run bigseg export {ckpt} "
+        f"-o {onnx} --exporter legacy --overwrite")
+    own = read(ckpt)["meta"]
+    assert meta["classes"] == own["classes"] and meta["arch"] == own["arch"]
+    assert meta.get("confidence_reference") == own.get("confidence_reference")  # the report's warning travels
+    assert meta["verified"]["fp32_max_abs_logit_diff"] < 1e-3
+
+
+def test_default_on_cpu_is_onnxruntime_with_the_shipped_export(tmp_path):
+    synthesize(tmp_path / "s.png", SynthParams(640, 480, seed=4))
+    proc = run_cli("infer", tmp_path / "s.png", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert f"backend: onnxruntime, with the shipped export of this checkpoint ({BUNDLED.with_suffix('.onnx').name}" \
+        in proc.stdout
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    ort_labels = g["labels"][:]
+    run = json.loads(json.dumps(g["labels"].attrs.asdict()))
+    assert run["model"]["sha256"] == file_digest(BUNDLED)  # provenance names the checkpoint, not the export
+    proc = run_cli("infer", tmp_path / "s.zarr", "--workers", "0", "--backend", "torch", "--overwrite")
+    assert proc.returncode == 0 and "backend: onnxruntime" not in proc.stdout, proc.stderr
+    torch_labels = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["labels"][:]
+    assert (ort_labels == torch_labels).mean() >= 0.999
+    assert np.unique(ort_labels).size >= 2

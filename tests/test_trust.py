@@ -1,0 +1,76 @@
+"""The confidence figure and its warning: calibration on validation styles (the range where the model was right),
+the flag against that range, and the warning a report carries -- on real stores and real checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_cli
+
+from bigseg import checkpoint
+from bigseg.checkpoint import BUNDLED, classes_of
+from bigseg.models import build
+from bigseg.synth import SynthParams, synthesize
+from bigseg.trust import ACCURATE_POINTS, FIGURES, calibrate, doubt
+
+
+def _with_reference(tmp_path, name, reference):
+    """The bundled weights saved as another checkpoint whose confidence reference is ``reference``."""
+    blob = checkpoint.read(BUNDLED)
+    meta = dict(blob["meta"])
+    net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
+    net.load_state_dict(blob["state_dict"])
+    meta["confidence_reference"] = reference
+    extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
+    path = tmp_path / name
+    checkpoint.save(path, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+                    extra_meta=extra)
+    return path
+
+
+def test_doubt_against_a_reference():
+    conf = {"uncertain_fraction": 0.2, "mean_confidence": 0.9}
+    ref = {"figure": "uncertain_fraction", "threshold": 0.1, "slabs": 16,
+           "rule": "the largest uncertain_fraction on the 5 of 16 validation slabs whose air content was within 0.3"}
+    d = doubt(conf, ref)
+    assert d["flag"] is True and d["message"].startswith("low confidence") and "0.1" in d["message"]
+    assert doubt(conf, {**ref, "threshold": 0.25})["flag"] is False
+    assert doubt(conf, None)["flag"] is None and "bigseg calibrate" in doubt(conf, None)["message"]
+    assert doubt(None, ref)["flag"] is None
+    assert doubt({**conf, "uncertain_fraction": float("nan")}, ref)["flag"] is True  # never silently fine
+
+
+def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):
+    out = tmp_path / "calibrated.pt"
+    before = BUNDLED.read_bytes()
+    ref = calibrate(BUNDLED, out, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None)
+    assert BUNDLED.read_bytes() == before  # -o: the bundled file is left alone
+    assert checkpoint.read(out)["meta"]["confidence_reference"] == json.loads(json.dumps(ref))
+    assert ref["slabs"] == 3 and ref["figure"] in FIGURES and set(ref["figures"]) <= set(FIGURES)
+    errors = ref["air_error_points"]
+    assert errors["median"] <= errors["max"]
+    fig = ref["figures"][ref["figure"]]
+    if ref["rule"].startswith("the largest"):  # enough slabs were right: the most it showed on those
+        assert f"within {ACCURATE_POINTS} points" in ref["rule"] and ref["threshold"] <= fig["max"]
+    else:  # too few right: the median of all
+        assert ref["rule"].startswith("the median") and ref["threshold"] == fig["median"]
+    proc = run_cli("calibrate", BUNDLED, "-o", tmp_path / "x.pt", "--slabs", "2")
+    assert proc.returncode == 2 and "--slabs must be at least 3" in proc.stderr
+
+
+@pytest.mark.parametrize("threshold,flagged", [(0.0, True), (1.0, False)])
+def test_report_warns_when_outside_the_models_range(tmp_path, threshold, flagged):
+    model = _with_reference(tmp_path, "m.pt", {"figure": "uncertain_fraction", "threshold": threshold, "slabs": 16,
+                                               "rule": "the median uncertain_fraction of the 16 validation slabs"})
+    synthesize(tmp_path / "s.png", SynthParams(600, 400, seed=8))
+    assert run_cli("infer", tmp_path / "s.png", "--model", model, "--workers", "0").returncode == 0
+    proc = run_cli("report", tmp_path / "s.zarr")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "s-report" / "stats.json").read_text())
+    html = (tmp_path / "s-report" / "report.html").read_text()
+    text = " ".join(doc["warnings"])
+    if flagged:
+        assert "low confidence" in text and "low confidence" in proc.stdout and "low confidence" in html
+    else:
+        assert "low confidence" not in text and "within 1" in json.dumps(doc["slabs"][0]["doubt"])
