@@ -167,7 +167,8 @@ def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
     """Make a synthetic training set: OUT_DIR/train/*.zarr and OUT_DIR/val/*.zarr with truth."""
     from bigseg.synth import make_training_set
 
-    make_training_set(out_dir, n_train, n_val, size, seed, overwrite, style=style, echo=click.echo)
+    make_training_set(out_dir, n_train, n_val, size, seed, overwrite, style=style, echo=click.echo,
+                      progress=_progress())
 
 
 @cli.command()

@@ -82,6 +82,8 @@ def open_store(path: str | os.PathLike, mode: Mode = "r") -> zarr.Group:
     p = Path(path)
     if not p.exists():
         raise BigsegError(f"{p}: no such store")
+    if p.is_file():
+        raise BigsegError(f"{p}: a file, not a zarr store; a store is a folder made by 'bigseg ingest IMAGE STORE'")
     if not is_store(p):
         raise BigsegError(f"{p}: not a zarr store (no zarr.json); make one with 'bigseg ingest IMAGE {p}'")
     _check_metadata(p)

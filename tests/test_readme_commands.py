@@ -63,6 +63,9 @@ def run_in_pty(args: list[str], cwd: Path, timeout: float, until: str | None = N
     if pid == 0:  # the child
         try:
             os.chdir(cwd)
+            # as in an interactive shell: Ctrl-C interrupts (a test run started in the background, e.g. with
+            # nohup or '&', would otherwise pass SIGINT on as ignored, and Python keeps it ignored)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execve(args[0], args, env)
         finally:
             os._exit(127)
@@ -140,7 +143,8 @@ def test_every_readme_command_runs_in_a_terminal(tmp_path):
             shutil.copy(tmp_path / "slab.jpg", tmp_path / "scan.jpg")
         for args in for_the_test(command, port):
             serve = args[3] == "serve"
-            code, out = run_in_pty(args, tmp_path, timeout=600, until="(Ctrl-C to stop)" if serve else None)
+            code, out = run_in_pty(args, tmp_path, timeout=60 if serve else 600,
+                                   until="(Ctrl-C to stop)" if serve else None)
             assert code == 0, f"{command}\nexit {code}:\n{out[-4000:]}"
             assert "Traceback" not in out and "bigseg: error" not in out, out
             if args[3] in ("synth", "ingest", "infer", "synth-set", "report"):

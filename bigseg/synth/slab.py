@@ -236,7 +236,8 @@ def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.Path
 
 
 def make_training_set(out_dir: str | os.PathLike, n_train: int = 6, n_val: int = 2, size: int = 2048,
-                      seed: int = 100, overwrite: bool = False, style: str = "classic", echo=print) -> dict:
+                      seed: int = 100, overwrite: bool = False, style: str = "classic", echo=print,
+                      progress: bool | None = False) -> dict:
     """Synthetic slabs ingested as stores ``OUT/train/slab-K.zarr`` and ``OUT/val/slab-K.zarr``.
 
     Classic slabs: pixel size (6-16 um), aggregate (0.55-0.75) and air (0.02-0.09) fractions vary from slab to
@@ -249,23 +250,27 @@ def make_training_set(out_dir: str | os.PathLike, n_train: int = 6, n_val: int =
     if style in HELD_OUT:
         raise BigsegError(f"style {style!r} is held out for evaluation (benchmarks/generalization.py); train on "
                           "random or another style")
+    from bigseg.progress import progress_bar
+
     out = Path(out_dir)
-    made = {"train": [], "val": []}
-    for split, n, base in (("train", n_train, seed), ("val", n_val, seed + 10_000)):
+    made: dict[str, list[str]] = {"train": [], "val": []}
+    jobs = [(split, base, k) for split, n, base in (("train", n_train, seed), ("val", n_val, seed + 10_000))
+            for k in range(n)]
+    for split, base, k in progress_bar(jobs, total=len(jobs), desc="synthetic slabs", unit="slab",
+                                        enabled=progress):
         (out / split).mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            if style == "classic":
-                rng = np.random.default_rng([base, k])
-                params = SynthParams(size, size, seed=base + k, pixel_size_um=float(rng.uniform(6, 16)),
-                                     aggregate_fraction=float(rng.uniform(0.55, 0.75)),
-                                     air_fraction=float(rng.uniform(0.02, 0.09)))
-            else:
-                params = SynthParams(size, size, seed=base + k, style=style)
-            store = out / split / f"slab-{k}.zarr"
-            with tempfile.TemporaryDirectory(dir=out) as tmp:
-                s = synthesize(Path(tmp) / "slab.png", params)
-                ingest(s["image"], store, truth=s["truth"], pixel_size=params.pixel_size, overwrite=overwrite)
-            made[split].append(str(store))
-            echo(f"{store}: {size}x{size}, {s['style']}, {params.pixel_size:.1f} um/px, "
-                 f"stone {s['fractions']['stone']:.3f}, void {s['fractions']['void']:.3f}")
+        if style == "classic":
+            rng = np.random.default_rng([base, k])
+            params = SynthParams(size, size, seed=base + k, pixel_size_um=float(rng.uniform(6, 16)),
+                                 aggregate_fraction=float(rng.uniform(0.55, 0.75)),
+                                 air_fraction=float(rng.uniform(0.02, 0.09)))
+        else:
+            params = SynthParams(size, size, seed=base + k, style=style)
+        store = out / split / f"slab-{k}.zarr"
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            s = synthesize(Path(tmp) / "slab.png", params)
+            ingest(s["image"], store, truth=s["truth"], pixel_size=params.pixel_size, overwrite=overwrite)
+        made[split].append(str(store))
+        echo(f"{store}: {size}x{size}, {s['style']}, {params.pixel_size:.1f} um/px, "
+             f"stone {s['fractions']['stone']:.3f}, void {s['fractions']['void']:.3f}")
     return made

@@ -241,6 +241,8 @@ CASES = [
     # infer
     ("infer: a folder that is not a store", lambda t, w: ["infer", (t / "d.zarr").mkdir() or t / "d.zarr"],
      "not a zarr store"),
+    ("info: a file (a checkpoint) given as a store: no advice to write a store over it",
+     lambda t, w: ["info", _write(t / "m.pt", "x")], "a file, not a zarr store"),
     ("infer: checkpoint that is a text file", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _write(t / "m.pt", "hello")],
      "not a checkpoint file"),
