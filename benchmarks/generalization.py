@@ -32,8 +32,9 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["light_unet", "deeplabv3"])
     ap.add_argument("--styles", nargs="+", default=None, help="default: every held-out style")
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--first-seed", type=int, default=2000,
-                    help="seeds first-seed.. (2000: seed 1000 was looked at while the confidence rule was chosen)")
+    ap.add_argument("--first-seed", type=int, default=3000,
+                    help="seeds first-seed.. (1000 was looked at while the confidence rule was chosen, 2000 while "
+                         "the shipped model was chosen between two candidates; 3000 is the clean figure)")
     ap.add_argument("--size", type=int, default=3072)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--workdir", default="benchmarks/work/generalization")

@@ -211,7 +211,8 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
               help="Run the model with torch or ONNX Runtime [default: onnxruntime for a .onnx model, and on a CPU for "
               "a checkpoint whose verified export is ready (the bundled models ship one); else torch].")
-@click.option("--workers", type=int, help="Local worker processes [default: cores/2; GPUs with cuda]; 0: this process.")
+@click.option("--workers", type=int, help="Local worker processes [default: cores/2, or 0 where that is 1; GPUs "
+              "with cuda]; 0: this process (threads).")
 @click.option("--scheduler", help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--window", default=DEFAULT_WINDOW, show_default=True, type=int, help="Window side (px).")
@@ -495,7 +496,7 @@ def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store
 @cli.command()
 @click.option("--out", default="demo-output", show_default=True, type=click.Path(file_okay=False))
 @click.option("--size", default="3000x2000", show_default=True, help="WIDTHxHEIGHT of the synthetic slab.")
-@click.option("--workers", type=int, help="Local dask worker processes [default: cores/2].")
+@click.option("--workers", type=int, help="Local dask worker processes [default: as bigseg infer].")
 def demo(out, size, workers):
     """The whole job on a bundled default: synthetic slab -> ingest -> infer -> report."""
     from bigseg.demo import run_demo

@@ -177,7 +177,8 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
     try:
         client = Client(cluster)
         try:
-            echo(f"local dask cluster: {workers} worker processes on {device}; dashboard {client.dashboard_link}")
+            processes = "1 worker process" if workers == 1 else f"{workers} worker processes"
+            echo(f"local dask cluster: {processes} on {device}; dashboard {client.dashboard_link}")
             yield client
         finally:
             client.close()

@@ -30,14 +30,17 @@ def default_batch(device: str) -> int:
 
 def default_workers(device: str) -> int:
     """Local workers: one per GPU with cuda; on a CPU half the cores (each worker runs two task threads and
-    sets its torch threads to cores / workers)."""
+    sets its torch threads to cores / workers) -- or 0, this process, where that would be a single worker: one
+    worker process adds only start-up and copies (48 Mpx on 2 cores, whole command 13.5 s with one worker
+    process, 11.0 s in this process; benchmarks/startup.py)."""
     if device == "cuda":
         import torch
 
         return max(1, torch.cuda.device_count())
     from bigseg.cluster import cpu_count
 
-    return max(1, cpu_count() // 2)
+    n = cpu_count() // 2
+    return n if n >= 2 else 0
 
 
 @dataclass
