@@ -445,7 +445,8 @@ def ingest(
         levels = _pyramid_arrays(group, height, width, factors)
         from bigseg import pyramid
 
-        truth_levels = pyramid.create_levels(group, "preview-truth", height, width, factors) if truth_dec else {}
+        truth_levels = (pyramid.create_levels(group, pyramid.LABEL_PYRAMIDS["truth"], height, width, factors)
+                        if truth_dec else {})
         from bigseg.progress import progress_bar
 
         file_h, file_w = rgb.height, rgb.width

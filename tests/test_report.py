@@ -291,13 +291,14 @@ def test_report_bad_inputs(tmp_path, slab_png):
 
 
 def test_quicklook_mask_is_the_block_majority_whatever_the_chunks(tmp_path):
-    from bigseg.report.render import _majority, downsampled_mask
+    from bigseg.pyramid import majority
+    from bigseg.report.render import downsampled_mask
 
     mask, _ = _discs(700, 1000, [30] * 20 + [6] * 200, seed=5)
     store = mask_store(tmp_path / "q.zarr", mask, (96, 160), pixel_size=10.0)
     small = downsampled_mask(store, "labels", 8, 3)
     assert small.shape == (88, 125)
-    assert np.array_equal(small, _majority(mask, 8, 3))
+    assert np.array_equal(small, majority(mask, 8, 3))
     assert (small == V).sum() == pytest.approx((mask == V).sum() / 64, rel=0.1)
 
 

@@ -181,7 +181,10 @@ def finish(group, store: Path, client) -> dict:
             st.set_complete(st.array(stage, name))
     trash = store / ".bigseg" / f"replaced-{os.getpid()}"
     trash.mkdir(parents=True, exist_ok=True)
-    for name in (*OUTPUTS, "preview-labels"):  # the old outputs go, all of them: they would not match the new labels
+    from bigseg import pyramid
+
+    # the old outputs go, all of them: they would not match the new labels
+    for name in (*OUTPUTS, pyramid.LABEL_PYRAMIDS["labels"]):
         if (store / name).exists():
             os.replace(store / name, trash / name)
     for name in OUTPUTS:
@@ -191,7 +194,5 @@ def finish(group, store: Path, client) -> dict:
     shutil.rmtree(store / STAGED, ignore_errors=True)
     clear_run_files(store)
     st.consolidate(store)
-    from bigseg import pyramid
-
     pyramid.build(store, "labels", len(st.class_table(group)))  # for viewers (bigseg serve, export-ome)
     return stats

@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from bigseg import store as st
+from bigseg.pyramid import majority
 
 QUICKLOOK_MAX_SIDE = 2000
 """Longest side (px) of the quicklook at most (the scale is a power of two)."""
@@ -30,19 +31,6 @@ def _png(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def _majority(block: np.ndarray, f: int, n_classes: int) -> np.ndarray:
-    h, w = block.shape
-    ph, pw = -h % f, -w % f
-    if ph or pw:
-        block = np.pad(block, [(0, ph), (0, pw)], mode="edge")
-    hb, wb = block.shape[0] // f, block.shape[1] // f
-    tiles = block.reshape(hb, f, wb, f)
-    votes = np.stack([(tiles == c).sum(axis=(1, 3), dtype=np.int32) for c in range(n_classes)])
-    out = votes.argmax(axis=0).astype(np.uint8)
-    out[votes.max(axis=0) == 0] = 255  # nothing but unlabelled pixels
-    return out
-
-
 def downsampled_mask(store, array: str, f: int, n_classes: int, threads: int = 2) -> np.ndarray:
     """``array`` reduced by ``f`` (majority class of each f x f block), shape ceil(H/f) x ceil(W/f).
 
@@ -58,7 +46,7 @@ def downsampled_mask(store, array: str, f: int, n_classes: int, threads: int = 2
 
     def reduce(pos):
         y0, x0 = pos
-        out[y0 // f: -(-min(y0 + bh, h) // f), x0 // f: -(-min(x0 + bw, w) // f)] = _majority(
+        out[y0 // f: -(-min(y0 + bh, h) // f), x0 // f: -(-min(x0 + bw, w) // f)] = majority(
             np.asarray(st.read(z, slice(y0, y0 + bh), slice(x0, x0 + bw))), f, n_classes)
 
     with ThreadPoolExecutor(threads) as pool:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import store as st
+from bigseg.pyramid import LABEL_PYRAMIDS
 
 TILE = 256
 LAYERS = ("image", "labels", "truth", "errors", "confidence", "progress")
@@ -80,7 +81,7 @@ class Slab:
         self.classes = [c.to_dict() for c in st.class_table(group)]
         self.image_levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
         self.mask_levels = {}
-        for name, pyramid in (("labels", "preview-labels"), ("truth", "preview-truth")):
+        for name, pyramid in LABEL_PYRAMIDS.items():
             if pyramid in group:
                 self.mask_levels[name] = sorted(int(k[1:]) for k in group[pyramid].array_keys())
         layers = ["image"]
@@ -178,7 +179,7 @@ def _mask_at(slab: Slab, name: str, scale: int, bounds) -> np.ndarray:
     array = slab.labels_array if name == "labels" else name
     levels = slab.mask_levels.get(name, []) if array in ("labels", "truth") else []
     f = _source(levels, scale)
-    pyramid = {"labels": "preview-labels", "truth": "preview-truth"}.get(name)
+    pyramid = LABEL_PYRAMIDS.get(name)
     return _read(slab.path, array if f == 1 else f"{pyramid}/x{f}", f, bounds, scale, picture=False)
 
 
