@@ -190,6 +190,17 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     return reference
 
 
+def _threshold_basis(reference: dict) -> str:
+    """What the threshold is, in words, from the rule :func:`calibrate` recorded (none before rules were recorded:
+    the most over all validation slabs)."""
+    rule = reference.get("rule", "")
+    if rule.startswith("the largest") and "within" in rule:
+        return "the most it reached on validation slabs where its air content was right"
+    if rule.startswith("the median"):
+        return "the median of its validation slabs"
+    return f"the most it reached on its {reference['slabs']} validation slabs"
+
+
 def doubt(confidence: dict | None, reference: dict | None) -> dict:
     """Whether a store's labels lie outside the confidence range the model showed on its validation styles:
     {"flag": bool or None, "figure", "value", "threshold", "message"}."""
@@ -204,10 +215,7 @@ def doubt(confidence: dict | None, reference: dict | None) -> dict:
     name = reference["figure"]
     v, limit = values[name], reference["threshold"]
     flag = bool(v > limit) if math.isfinite(v) else True
-    rule = reference.get("rule", "")
-    where = ("the most it reached on validation slabs where its air content was right" if rule.startswith("the largest")
-             and "within" in rule else "the median of its validation slabs" if rule.startswith("the median")
-             else f"the most it reached on its {reference['slabs']} validation slabs")
+    where = _threshold_basis(reference)
     msg = (f"low confidence: {FIGURES[name]} is {v:.4g}, above {limit:.4g}, {where}; these figures may be wrong -- "
            "look at the quicklook, or train on your own annotations"
            if flag else f"{FIGURES[name]} is {v:.4g}, within {limit:.4g}, {where}")

@@ -52,14 +52,13 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
     from bigseg.modelfile import model_kind, onnx_available, read_onnx_meta
 
     kind = model_kind(ckpt)
-    if o.backend is None and kind == "checkpoint" and o.device == "cpu" and digest is not None:
-        ready = ready_export(ckpt, digest, export_folder(o, None))
-        if ready is not None:
-            return Choice(kind, "onnxruntime", read_onnx_meta(ready), ready)
-    backend = o.backend or ("onnxruntime" if kind == "onnx" else "torch")
     if kind == "torchscript":
         raise BigsegError(f"{ckpt}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
                           "checkpoint, or an ONNX export with --backend onnxruntime")
+    wants_onnx = o.backend == "onnxruntime" or (o.backend is None and o.device == "cpu")
+    ready = (ready_export(ckpt, digest, export_folder(o, None))
+             if kind == "checkpoint" and digest is not None and wants_onnx else None)
+    backend = "onnxruntime" if ready is not None else o.backend or ("onnxruntime" if kind == "onnx" else "torch")
     if kind == "onnx" and backend != "onnxruntime":
         raise BigsegError(f"{ckpt}: an ONNX file runs with --backend onnxruntime, not {backend}")
     if backend == "onnxruntime":
@@ -72,11 +71,9 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
                                   "(this onnxruntime has no CUDA provider); or use --backend torch")
     if kind == "onnx":
         return Choice(kind, backend, read_onnx_meta(ckpt))
-    if backend == "onnxruntime" and digest is not None:
-        ready = ready_export(ckpt, digest, export_folder(o, None))
-        if ready is not None:
-            return Choice(kind, backend, read_onnx_meta(ready), ready)
-    return Choice(kind, backend, None)  # a checkpoint: checkpoint_meta loads it where torch is (a worker)
+    # a checkpoint: with a ready export its metadata is the export's; without, checkpoint_meta loads it where
+    # torch is (a worker)
+    return Choice(kind, backend, read_onnx_meta(ready) if ready is not None else None, ready)
 
 
 def checkpoint_meta(ckpt: Path) -> dict:

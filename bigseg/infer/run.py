@@ -2,7 +2,8 @@
 
 The loop submits the plan's groups (one chunk row of one stripe) a few at a time, waits for the oldest, and
 releases the window logits no later group needs (and the spill files no later stripe needs). The same loop runs
-on a dask cluster and, with ``workers=0``, in this process (:class:`InProcess` runs each task when submitted).
+on a dask cluster and, with ``workers=0``, in this process (:class:`InThreads`, a small thread pool; one-off
+calls such as validating a checkpoint use :class:`InProcess`, which runs a task when it is submitted).
 
 Each window is computed once (a batch feeds every chunk it touches). Summing in window order makes a pixel's
 value independent of which chunk it falls in, so labels are byte-identical for any chunking, any number of
