@@ -214,6 +214,12 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, slab, record_property):
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming:" in rerun.stdout and "skipping" in rerun.stdout
     assert _labels(store).tobytes() == _labels(ref).tobytes()
+    # statistics summed from the chunks of both runs, and the label pyramid, as an uninterrupted run's
+    done, whole = zarr.open_group(str(store), mode="r"), zarr.open_group(str(ref), mode="r")
+    assert done["labels"].attrs["stats"] == whole["labels"].attrs["stats"]
+    assert done["labels"].attrs["stats"]["classes"]["void"]["pixels"] == int((_labels(store) == 2).sum())
+    for level in whole["preview-labels"]:
+        assert np.array_equal(done["preview-labels"][level][:], whole["preview-labels"][level][:]), level
 
 
 def test_external_cluster_and_a_worker_killed_mid_run(tmp_path, slab, record_property):

@@ -15,6 +15,7 @@ import socket
 import time
 from pathlib import Path
 
+from bigseg import pyramid
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer.plan import BatchKey, Bounds
@@ -96,6 +97,8 @@ run is complete, so a failed or interrupted run (a bad model, a full disk, a kil
 were there. A rerun with the same options resumes the staged arrays."""
 
 OUTPUTS = ("labels", "confidence", "probabilities")
+LABEL_PYRAMID = pyramid.LABEL_PYRAMIDS["labels"]
+"""Built strip by strip during the run (:func:`bigseg.infer.tasks.pyramid_strip`), staged with the outputs."""
 
 
 def staged(name: str) -> str:
@@ -141,6 +144,8 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
 
             group.attrs["classes"] = table_to_attrs(classes)
             st.consolidate(store)
+    if LABEL_PYRAMID not in stage:  # also for a stage an older bigseg left without one
+        pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid.factors_for(height, width, cy)[0])
     progress_dir(store).mkdir(parents=True, exist_ok=True)
     pending, skipped = [], 0
     for bi, y0 in enumerate(range(0, height, cy)):
@@ -161,38 +166,54 @@ def discard_if_empty(store: Path) -> None:
         clear_run_files(store)
 
 
+def counted_by_chunks(chunks: list[dict], labels):
+    """The labels' class counts summed from the chunks' markers, or None unless every chunk of ``labels`` has one
+    with its counts (a run resumed from an older bigseg's markers is counted again from the labels)."""
+    import numpy as np
+
+    n_chunks = -(-labels.shape[0] // labels.chunks[0]) * -(-labels.shape[1] // labels.chunks[1])
+    if len(chunks) != n_chunks or any("hard_counts" not in c for c in chunks):
+        return None
+    return np.sum([c["hard_counts"] for c in chunks], axis=0, dtype=np.int64)
+
+
 def finish(group, store: Path, client) -> dict:
-    """Attach the statistics and the confidence summary to the staged labels, mark the staged outputs complete,
-    move them into the store in place of the old ones, remove the run's files."""
+    """Attach the statistics (summed from the chunks' markers: no second pass over the labels) and the confidence
+    summary to the staged labels, mark the staged outputs and label pyramid complete, move them into the store in
+    place of the old ones, remove the run's files."""
     import zarr
 
     from bigseg.infer.confidence import summarize
-    from bigseg.report.stats import class_statistics
+    from bigseg.report.stats import class_statistics, statistics_from_counts
 
-    summary = summarize(read_markers(store), group)
-    stats = class_statistics(store, client=client, array=staged("labels"))
-    stats["array"] = "labels"
+    chunks = read_markers(store)
+    summary = summarize(chunks, group)
     stage = zarr.open_group(str(store / STAGED), mode="r+", zarr_format=3)
     labels = st.array(stage, "labels")  # one Array object per array: each holds its own copy of the attributes
+    counts = counted_by_chunks(chunks, labels)
+    if counts is not None:  # every chunk counted its labels when it wrote them: no second pass over the mask
+        stats = statistics_from_counts(counts, st.class_table(group), st.pixel_size_um(group))
+    else:
+        stats = class_statistics(store, client=client, array=staged("labels"))
+    stats["array"] = "labels"
     labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
     st.set_complete(labels)
     for name in OUTPUTS[1:]:
         if name in stage:
             st.set_complete(st.array(stage, name))
+    for level in stage[LABEL_PYRAMID].array_values():
+        st.set_complete(level)
     trash = store / ".bigseg" / f"replaced-{os.getpid()}"
     trash.mkdir(parents=True, exist_ok=True)
-    from bigseg import pyramid
-
     # the old outputs go, all of them: they would not match the new labels
-    for name in (*OUTPUTS, pyramid.LABEL_PYRAMIDS["labels"]):
+    for name in (*OUTPUTS, LABEL_PYRAMID):
         if (store / name).exists():
             os.replace(store / name, trash / name)
-    for name in OUTPUTS:
+    for name in (*OUTPUTS, LABEL_PYRAMID):
         if (store / STAGED / name).exists():
             os.replace(store / STAGED / name, store / name)
     shutil.rmtree(trash, ignore_errors=True)
     shutil.rmtree(store / STAGED, ignore_errors=True)
     clear_run_files(store)
     st.consolidate(store)
-    pyramid.build(store, "labels", len(st.class_table(group)))  # for viewers (bigseg serve, export-ome)
     return stats

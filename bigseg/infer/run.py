@@ -27,8 +27,9 @@ from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
 from bigseg.infer.predictor import ModelSpec
-from bigseg.infer.tasks import batch_logits, blend_block
+from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip
 from bigseg.infer.windows import Grid
+from bigseg.pyramid import factors_for
 
 ROWS_IN_FLIGHT = 2
 """Groups (chunk rows of a stripe) submitted at a time (more when many workers need feeding). A window row's logits
@@ -149,9 +150,29 @@ def on_a_worker(client, function, *args):
     return executor(client).submit(function, *args, pure=False).result()
 
 
-def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress) -> None:
+@dataclass(frozen=True)
+class PyramidStrips:
+    """The label pyramid, built during the run a strip of whole chunk rows at a time."""
+
+    height: int  # image rows
+    strip: int  # rows per strip (whole chunk rows)
+    factors: list[int]
+
+    def of(self, bounds) -> int:
+        return bounds[0] // self.strip
+
+    @property
+    def count(self) -> int:
+        return -(-self.height // self.strip)
+
+
+def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress,
+            strips: PyramidStrips) -> None:
     """Run the plan group by group: submit a few groups ahead, wait for the oldest, release what no later group
-    needs."""
+    needs. A strip of the label pyramid is submitted as soon as its chunk rows are all written, after the one
+    above it (they share chunks of the coarser levels)."""
+    from collections import Counter
+
     from bigseg.progress import make_bar
 
     store_s = str(store)
@@ -165,6 +186,15 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
     batches_per_group = max(1, len(plan.batches) // max(1, len(plan.groups)))
     ahead = 1 if isinstance(ex, InProcess) else max(ROWS_IN_FLIGHT, -(-2 * ex.threads // batches_per_group))
     tag = spec.digest[:8]
+    unwritten = Counter(strips.of(b.bounds) for g in plan.groups for b in g.blends)  # pending chunks per strip
+    pyramid: list = []  # the strips' futures, in order
+
+    def submit_strips() -> None:
+        while len(pyramid) < strips.count and not unwritten[len(pyramid)]:
+            s = len(pyramid)
+            pyramid.append(ex.submit(pyramid_strip, store_s, s * strips.strip, min((s + 1) * strips.strip,
+                                                                                  strips.height),
+                                     strips.factors, n_classes, *pyramid[-1:], key=f"pyramid-{s}-{tag}"))
 
     def submit(gi: int) -> None:
         g = plan.groups[gi]
@@ -184,6 +214,7 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
 
     next_group = 0
     try:
+        submit_strips()  # those whose rows a resumed run had finished
         while next_group < len(plan.groups) or in_flight:
             while next_group < len(plan.groups) and len(in_flight) < ahead:
                 submit(next_group)
@@ -192,13 +223,18 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
             for fut in ex.completed(futures):
                 fut.result()  # re-raises a task's exception here
                 bar.update(1)
+            for blend in plan.groups[gi].blends:
+                unwritten[strips.of(blend.bounds)] -= 1
+            submit_strips()
             for inst in plan.done_after(gi, list(held)):
                 del held[inst]  # releases the logits on the workers
                 key, stripe = inst
                 if key in plan.spill_from and stripe == plan.last_stripe[key]:
                     Path(outputs.spill_file(store, key)).unlink(missing_ok=True)
+        for fut in pyramid:
+            fut.result()
     except BaseException:
-        ex.cancel([f for _, fs in in_flight for f in fs] + list(held.values()))
+        ex.cancel([f for _, fs in in_flight for f in fs] + list(held.values()) + pyramid)
         raise
     finally:
         bar.close()
@@ -277,6 +313,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                              backend=backend, compile=o.compile and backend == "torch")
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
+            factors, strip = factors_for(height, width, cy)
+            strips = PyramidStrips(height, strip, factors)
             total = len(pending) + skipped
             if skipped:
                 echo(f"resuming: {skipped} of {total} chunks already done; "
@@ -285,7 +323,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             try:
                 ex = OnCluster(client) if client is not None else InThreads(4 if o.device == "cuda" else 2)
                 try:
-                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress)
+                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips)
                 finally:
                     if isinstance(ex, InThreads):
                         ex.close()

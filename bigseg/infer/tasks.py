@@ -5,6 +5,7 @@
 - :func:`blend_block`: one label chunk: the weighted logits of every window touching it summed in window order
   (so a pixel's value does not depend on the chunk it falls in), arg-maxed, written with its confidence (and
   probabilities), then its completion marker.
+- :func:`pyramid_strip`: the label pyramid of a strip of chunk rows, once they are all written.
 """
 
 from __future__ import annotations
@@ -168,3 +169,15 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         os.replace(tmp, marker)  # a marker is whole or absent: the chunk counts as done only with its figures
     except OSError as exc:
         raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
+
+
+def pyramid_strip(store: str, y0: int, y1: int, factors: list[int], n_classes: int, *after) -> None:
+    """The staged label pyramid of rows y0:y1 (all their chunks written). ``after``: the previous strip's task
+    (its result is None), so that strips sharing chunks of the coarser levels are written one after another."""
+    from bigseg import pyramid
+
+    try:
+        pyramid.write_strip_of(store, staged("labels"), staged(pyramid.LABEL_PYRAMIDS["labels"]), y0, y1, factors,
+                               n_classes)
+    except OSError as exc:
+        raise BigsegError(f"{store}: writing the label pyramid at y={y0} failed ({exc})") from exc
