@@ -144,6 +144,7 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
 
             group.attrs["classes"] = table_to_attrs(classes)
             st.consolidate(store)
+    assert stage is not None
     if LABEL_PYRAMID not in stage:  # also for a stage an older bigseg left without one
         pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid.factors_for(height, width, cy)[0])
     progress_dir(store).mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,9 @@ def finish(group, store: Path, client) -> dict:
     for name in OUTPUTS[1:]:
         if name in stage:
             st.set_complete(st.array(stage, name))
-    for level in stage[LABEL_PYRAMID].array_values():
+    levels = stage[LABEL_PYRAMID]
+    assert isinstance(levels, zarr.Group)
+    for level in levels.array_values():
         st.set_complete(level)
     trash = store / ".bigseg" / f"replaced-{os.getpid()}"
     trash.mkdir(parents=True, exist_ok=True)
