@@ -43,6 +43,7 @@ def main(argv=None):
 
     from bigseg import checkpoint
     from bigseg.metrics import scores
+    from bigseg.modelfile import read_onnx_meta
     from bigseg.synth import HELD_OUT
     from bigseg.trust import doubt, measure_slab, spearman, synthetic_store
 
@@ -51,7 +52,7 @@ def main(argv=None):
     results = {"styles": styles, "seeds": args.seeds, "first_seed": args.first_seed, "size": args.size, "models": {}}
     for name in args.models:
         path = checkpoint.model_path(name)
-        meta = checkpoint.read(path)["meta"] if path.suffix == ".pt" else {}
+        meta = checkpoint.read(path)["meta"] if path.suffix == ".pt" else read_onnx_meta(path)
         reference = meta.get("confidence_reference")
         per_style, slabs = {}, []
         for style in styles:

@@ -48,3 +48,32 @@ def test_default_on_cpu_is_onnxruntime_with_the_shipped_export(tmp_path):
     torch_labels = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["labels"][:]
     assert (ort_labels == torch_labels).mean() >= 0.999
     assert np.unique(ort_labels).size >= 2
+
+
+def test_the_shipped_int8_export_passed_its_validation_and_runs_with_precision_int8(tmp_path):
+    """``--precision int8`` runs the int8 export shipped beside the bundled checkpoint: an export of exactly that
+    checkpoint, whose validation (benchmarks/ship_int8.py) allowed it; labels close to fp32's; the run and the
+    provenance say int8."""
+    from bigseg.infer.backend import int8_refusal
+
+    int8 = BUNDLED.with_suffix(".int8.onnx")
+    meta = read_onnx_meta(int8)
+    assert meta["source_checkpoint_sha256"] == file_digest(BUNDLED), (
+        f"{int8.name} is not an int8 export of {BUNDLED.name}: after changing the checkpoint, run "
+        "python benchmarks/ship_int8.py")
+    assert meta["precision"] == "int8" and int8_refusal(meta) is None
+    assert meta["validation"]["allowed"] and meta["validation"]["label_agreement"] >= 0.99
+    assert meta.get("confidence_reference") == read(BUNDLED)["meta"].get("confidence_reference")
+
+    synthesize(tmp_path / "s.png", SynthParams(640, 480, seed=4))
+    proc = run_cli("infer", tmp_path / "s.png", "--workers", "0", "--precision", "int8")
+    assert proc.returncode == 0, proc.stderr
+    assert f"precision: int8 (opt-in), the shipped int8 export of this checkpoint ({int8.name})" in proc.stdout
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    q = g["labels"][:]
+    assert g["labels"].attrs["run"]["precision"] == "int8" and g["labels"].attrs["model"]["precision"] == "int8"
+    proc = run_cli("infer", tmp_path / "s.zarr", "--workers", "0", "--overwrite")
+    assert proc.returncode == 0 and "precision: int8" not in proc.stdout, proc.stderr
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert "precision" not in g["labels"].attrs["run"]
+    assert (q == g["labels"][:]).mean() >= 0.98

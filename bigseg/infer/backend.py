@@ -24,13 +24,61 @@ class Choice:
     ready: Path | None = None
 
 
-def ready_export(ckpt: Path, digest: str, cache: Path | None) -> Path | None:
-    """An ONNX export of exactly this checkpoint (its metadata names the checkpoint's sha256) that needs no
-    exporting: shipped beside it (``NAME.onnx``, as the bundled models are) or in the export cache."""
-    for path in (ckpt.with_suffix(".onnx"), *([cache / f"{digest[:16]}.onnx"] if cache else [])):
-        if _usable_export(path, digest):
+INT8_MIN_AGREEMENT = 0.99
+"""An int8 export runs only if its labels equal PyTorch fp32's on at least this share of the pixels its export
+checked (``bigseg export --int8`` refuses to write one below it; a file edited since is refused here)."""
+
+
+def ready_export(ckpt: Path, digest: str, cache: Path | None, precision: str = "fp32") -> Path | None:
+    """An ONNX export of exactly this checkpoint (its metadata names the checkpoint's sha256) at ``precision`` that
+    needs no exporting: shipped beside it (``NAME.onnx``, ``NAME.int8.onnx``, as the bundled model's are) or in
+    the export cache (``DIGEST.onnx``, ``DIGEST.int8.onnx``)."""
+    suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
+    for path in (ckpt.with_suffix(suffix), *([cache / f"{digest[:16]}{suffix}"] if cache else [])):
+        if _usable_export(path, digest, precision):
             return path
     return None
+
+
+def int8_refusal(meta: dict) -> str | None:
+    """Why an export may not run as ``--precision int8`` (None: it may): not int8, or its measured accuracy does
+    not allow it (its export check, and the validation rule when it has one: benchmarks/ship_int8.py)."""
+    if meta.get("precision") != "int8":
+        return f"it is a {meta.get('precision', 'fp32')} export, not an int8 one"
+    agreement = (meta.get("verified") or {}).get("int8_label_agreement")
+    if agreement is None or agreement < INT8_MIN_AGREEMENT:
+        share = "an unrecorded share" if agreement is None else f"{agreement:.2%}"
+        return f"its labels equal PyTorch fp32's on {share} of its check windows ({INT8_MIN_AGREEMENT:.0%} needed)"
+    validation = meta.get("validation")
+    if validation is not None and not validation.get("allowed"):
+        failed = [k for k, ok in (validation.get("checks") or {}).items() if not ok]
+        return f"it failed its validation rule ({', '.join(failed) or 'not allowed'})"
+    return None
+
+
+def _int8_choice(ckpt: Path, kind: str, o: InferOptions, digest: str | None) -> Choice:
+    """``--precision int8``: the checkpoint's int8 export (beside it or cached), or the int8 ONNX file given, if its
+    measured accuracy allows; else one line saying why and how to make one."""
+    from bigseg.modelfile import onnx_available, read_onnx_meta
+
+    onnx_available()
+    if kind == "onnx":
+        meta = read_onnx_meta(ckpt)
+        why = int8_refusal(meta)
+        if why:
+            raise BigsegError(f"{ckpt}: --precision int8: {why}")
+        return Choice(kind, "onnxruntime", meta)
+    found = ready_export(ckpt, digest or "", export_folder(o, None), "int8") if digest else None
+    if found is None:
+        raise BigsegError(f"--precision int8: {ckpt.name} has no int8 export (none beside it as "
+                          f"{ckpt.with_suffix('.int8.onnx').name}, none in the cache); make one calibrated on images "
+                          f"like yours: bigseg export {ckpt} -o {ckpt.with_suffix('.int8.onnx')} --int8 "
+                          f"--calibrate STORE")
+    meta = read_onnx_meta(found)
+    why = int8_refusal(meta)
+    if why:
+        raise BigsegError(f"{found}: --precision int8: {why}")
+    return Choice(kind, "onnxruntime", meta, found)
 
 
 def export_folder(o: InferOptions, store: Path | None) -> Path | None:
@@ -55,6 +103,8 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
     if kind == "torchscript":
         raise BigsegError(f"{ckpt}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
                           "checkpoint, or an ONNX export with --backend onnxruntime")
+    if o.precision == "int8":
+        return _int8_choice(ckpt, kind, o, digest)
     wants_onnx = o.backend == "onnxruntime" or (o.backend is None and o.device == "cpu")
     ready = (ready_export(ckpt, digest, export_folder(o, None))
              if kind == "checkpoint" and digest is not None and wants_onnx else None)
@@ -70,7 +120,10 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
                 raise BigsegError("--backend onnxruntime --device cuda needs the onnxruntime-gpu package "
                                   "(this onnxruntime has no CUDA provider); or use --backend torch")
     if kind == "onnx":
-        return Choice(kind, backend, read_onnx_meta(ckpt))
+        meta = read_onnx_meta(ckpt)
+        if o.precision == "fp32" and meta.get("precision") == "int8":
+            raise BigsegError(f"{ckpt}: an int8 export; --precision fp32 runs its checkpoint or an fp32 export")
+        return Choice(kind, backend, meta)
     # a checkpoint: with a ready export its metadata is the export's; without, checkpoint_meta loads it where
     # torch is (a worker)
     return Choice(kind, backend, read_onnx_meta(ready) if ready is not None else None, ready)
@@ -99,17 +152,18 @@ def cache_dir() -> Path:
     return Path(base) / "bigseg"
 
 
-def _usable_export(path: Path, digest: str) -> bool:
-    """An export in the cache is used only if it reads as a bigseg export of exactly this checkpoint (a truncated
-    or foreign file is made again)."""
+def _usable_export(path: Path, digest: str, precision: str = "fp32") -> bool:
+    """An export in the cache is used only if it reads as a bigseg export of exactly this checkpoint at this
+    precision (a truncated or foreign file is made again)."""
     from bigseg.modelfile import read_onnx_meta
 
     if not path.is_file():
         return False
     try:
-        return read_onnx_meta(path).get("source_checkpoint_sha256") == digest
+        meta = read_onnx_meta(path)
     except BigsegError:
         return False
+    return meta.get("source_checkpoint_sha256") == digest and meta.get("precision", "fp32") == precision
 
 
 def onnx_export(ckpt: Path, digest: str, folder: Path, on_worker, echo, wait: float = 900.0) -> Path:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bigseg.errors import BigsegError
 
 BACKENDS = ("torch", "onnxruntime")
+PRECISIONS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda")
 MAX_WINDOW = 4096
 MIN_WINDOW = 32
@@ -60,6 +61,7 @@ class InferOptions:
     backend: str | None = None  # "torch" or "onnxruntime"; None: onnxruntime for an ONNX file, else torch
     compile: bool = False  # torch.compile the model in each worker (pays off on large jobs on a GPU)
     cache_dir: str | None = None  # ONNX exports of checkpoints; None: bigseg.infer.backend.cache_dir()
+    precision: str | None = None  # "int8": the checkpoint's validated int8 export (opt-in); None: the model file's
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""
@@ -80,6 +82,12 @@ class InferOptions:
             raise BigsegError(f"--workers must be between 0 and {MAX_WORKERS}, got {self.workers}")
         if self.backend is not None and self.backend not in BACKENDS:
             raise BigsegError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise BigsegError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.backend == "torch":
+            raise BigsegError("--precision int8 runs on ONNX Runtime (a calibrated int8 export); drop --backend torch")
+        if self.precision == "int8" and self.device == "cuda":
+            raise BigsegError("--precision int8 is for CPUs (ONNX Runtime int8 kernels); on a GPU torch runs bf16")
 
     def batch_size(self) -> int:
         return self.batch or default_batch(self.device)

@@ -266,7 +266,13 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     digest = file_digest(ckpt)
     choice = be.model_and_backend(ckpt, o, digest)
     backend, meta = choice.backend, choice.meta
-    if choice.ready is not None and o.backend is None:
+    precision = (meta or {}).get("precision", "fp32")
+    if precision == "int8":
+        where = (f"{'the shipped' if choice.ready.parent == ckpt.parent else 'a cached'} int8 export of this "
+                 f"checkpoint ({choice.ready.name})" if choice.ready is not None else ckpt.name)
+        echo(f"precision: int8 (opt-in), {where}: labels equal to fp32's on "
+             f"{_int8_agreement(meta or {}):.2%} of its checked pixels; see README before reporting figures from it")
+    elif choice.ready is not None and o.backend is None:
         echo(f"backend: onnxruntime, with {'the shipped' if choice.ready.parent == ckpt.parent else 'a cached'} "
              f"export of this checkpoint ({choice.ready.name}; --backend torch to run it on torch)")
     workers = o.worker_count()
@@ -300,6 +306,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         grid = Grid(height, width, o.window, o.overlap)
         run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
                "batch": batch, "classes": [c.name for c in classes], "backend": backend}
+        if precision != "fp32":  # (fp32 runs keep the record they had, so that their staged runs still resume)
+            run["precision"] = precision
         with outputs.StoreLock(store):
             pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
                                                probabilities=o.probabilities, chunks=(cy, cx),
@@ -340,9 +348,17 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                        confidence=st.attr(st.array(st.open_store(store), "labels"), "confidence"), run=run)
 
 
+def _int8_agreement(meta: dict) -> float:
+    """The share of labels equal to fp32's an int8 export was measured at: its validation slabs when it has them
+    (benchmarks/ship_int8.py), else its export check's windows."""
+    validation = meta.get("validation") or {}
+    return float(validation.get("label_agreement") or (meta.get("verified") or {}).get("int8_label_agreement", 0.0))
+
+
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
     return {"file": os.path.abspath(ckpt), "sha256": digest, "arch": meta.get("arch"),
             "bundled": Path(ckpt).resolve() == BUNDLED.resolve(), "trained_on": meta.get("trained_on"),
-            "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference")}
+            "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference"),
+            "precision": meta.get("precision", "fp32")}

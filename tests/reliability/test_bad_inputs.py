@@ -58,6 +58,24 @@ def _write(path: Path, data) -> Path:
     return path
 
 
+def _copy(src: Path, dst: Path) -> Path:
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def _int8_not_allowed(tmp: Path) -> Path:
+    """The shipped int8 export, its validation outcome edited to a failure (as an export whose rule failed)."""
+    from bigseg.export import _set_onnx_meta
+    from bigseg.modelfile import read_onnx_meta
+
+    path = _copy(BUNDLED.with_suffix(".int8.onnx"), tmp / "failed.int8.onnx")
+    meta = read_onnx_meta(path)
+    meta["validation"] = {**meta["validation"], "allowed": False,
+                          "checks": {**meta["validation"]["checks"], "void_iou": False}}
+    _set_onnx_meta(path, meta)
+    return path
+
+
 def _config(tmp: Path, world: Path, **kw) -> Path:
     cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
            "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
@@ -275,6 +293,21 @@ CASES = [
     ("infer: a TorchScript file as the model", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _torchscript(t)],
      "a TorchScript export"),
+    ("infer: --precision int8 with --backend torch", [
+        "infer", W + "/good.zarr", "--overwrite", "--precision", "int8", "--backend", "torch"],
+     "--precision int8 runs on ONNX Runtime"),
+    ("infer: --precision int8 for a checkpoint without an int8 export (says how to make one)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "int8", "--model",
+        _copy(BUNDLED, t / "mine.pt")], "has no int8 export"),
+    ("infer: --precision int8 with an fp32 ONNX export", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "int8", "--model",
+        BUNDLED.with_suffix(".onnx")], "not an int8 one"),
+    ("infer: --precision int8 with an int8 export whose validation failed", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "int8", "--model",
+        _int8_not_allowed(t)], "failed its validation rule"),
+    ("infer: --precision fp32 with an int8 export", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "fp32", "--model",
+        BUNDLED.with_suffix(".int8.onnx")], "an int8 export"),
     ("infer: unreachable scheduler", ["infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
      "cannot reach the dask scheduler"),
     ("infer: checkpoint with NaN weights", lambda t, w: [
