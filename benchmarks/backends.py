@@ -10,7 +10,8 @@ For each model:
   * end to end: ``bigseg infer`` (one worker, all cores) on the held-out synthetic slabs, Mpx/s;
   * accuracy (trained models): per-class and mean IoU of those labels against the slabs' truth
     (``bigseg evaluate``), and the share of pixels where the variant's labels equal torch fp32's.
-int8 models are calibrated on two training slabs (``--calibrate``), never on the held-out ones.
+int8 models are calibrated on two training slabs (``--calibrate``), never on the held-out ones; a model that ships an
+int8 export (the bundled one: benchmarks/ship_int8.py, calibrated on random-style slabs) is measured with it.
 
 Models: the bundled light_unet; lraspp_mobilenet_v3_large from runs/synthetic-concrete-lraspp/model.pt
 (configs/synthetic-concrete-lraspp.yaml) if it was trained; the others with random weights (speed only).
@@ -51,10 +52,18 @@ QUIET = {"echo": lambda *_: None}
 
 
 def variants(ckpt: Path, calibrate: list[str], tmp: Path) -> dict[str, tuple[str, str]]:
-    """name -> (model file, backend) for torch fp32, onnxruntime fp32 and onnxruntime int8."""
-    fp32, int8 = tmp / f"{ckpt.stem}.onnx", tmp / f"{ckpt.stem}.int8.onnx"
-    export(ckpt, fp32, **QUIET)
-    export(ckpt, int8, int8=True, calibrate=calibrate, min_agreement=0.0, **QUIET)  # measured below, not gated
+    """name -> (model file, backend) for torch fp32, onnxruntime fp32 and onnxruntime int8: the exports shipped
+    beside the checkpoint when there are (the bundled model's: what ``bigseg infer`` and ``--precision int8``
+    run), else made here."""
+    from bigseg.infer.backend import ready_export
+
+    digest = checkpoint.file_digest(ckpt)
+    fp32 = ready_export(ckpt, digest, None) or tmp / f"{ckpt.stem}.onnx"
+    int8 = ready_export(ckpt, digest, None, "int8") or tmp / f"{ckpt.stem}.int8.onnx"
+    if not fp32.exists():
+        export(ckpt, fp32, **QUIET)
+    if not int8.exists():
+        export(ckpt, int8, int8=True, calibrate=calibrate, min_agreement=0.0, **QUIET)  # measured below, not gated
     return {"torch fp32": (str(ckpt), "torch"), "onnxruntime fp32": (str(fp32), "onnxruntime"),
             "onnxruntime int8": (str(int8), "onnxruntime")}
 

@@ -129,6 +129,23 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
     return Choice(kind, backend, read_onnx_meta(ready) if ready is not None else None, ready)
 
 
+def describe(choice: Choice, ckpt: Path, asked_backend: str | None) -> str | None:
+    """The line ``infer`` prints about what runs, when it is not simply the file given on the backend asked for:
+    an int8 export (and how close to fp32 it was measured), or a ready ONNX export chosen by default."""
+    meta = choice.meta or {}
+    whose = "" if choice.ready is None else ("the shipped" if choice.ready.parent == ckpt.parent else "a cached")
+    if meta.get("precision") == "int8":
+        validation = meta.get("validation") or {}  # benchmarks/ship_int8.py's slabs, else the export's windows
+        agreement = validation.get("label_agreement") or (meta.get("verified") or {}).get("int8_label_agreement", 0)
+        where = f"{whose} int8 export of this checkpoint ({choice.ready.name})" if choice.ready else ckpt.name
+        return (f"precision: int8 (opt-in), {where}: labels equal to fp32's on {100 * agreement:.2f} % of its checked "
+                "pixels; see README before reporting figures from it")
+    if choice.ready is not None and asked_backend is None:
+        return (f"backend: onnxruntime, with {whose} export of this checkpoint ({choice.ready.name}; --backend torch "
+                "to run it on torch)")
+    return None
+
+
 def checkpoint_meta(ckpt: Path) -> dict:
     """The checkpoint's metadata, after a full safe load (weights only, and they must fit the architecture)."""
     _, meta = load(ckpt)

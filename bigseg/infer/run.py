@@ -267,14 +267,9 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     choice = be.model_and_backend(ckpt, o, digest)
     backend, meta = choice.backend, choice.meta
     precision = (meta or {}).get("precision", "fp32")
-    if precision == "int8":
-        where = (f"{'the shipped' if choice.ready.parent == ckpt.parent else 'a cached'} int8 export of this "
-                 f"checkpoint ({choice.ready.name})" if choice.ready is not None else ckpt.name)
-        echo(f"precision: int8 (opt-in), {where}: labels equal to fp32's on "
-             f"{_int8_agreement(meta or {}):.2%} of its checked pixels; see README before reporting figures from it")
-    elif choice.ready is not None and o.backend is None:
-        echo(f"backend: onnxruntime, with {'the shipped' if choice.ready.parent == ckpt.parent else 'a cached'} "
-             f"export of this checkpoint ({choice.ready.name}; --backend torch to run it on torch)")
+    line = be.describe(choice, ckpt, o.backend)
+    if line:
+        echo(line)
     workers = o.worker_count()
     if o.device == "cpu" and not o.scheduler and workers > cpu_count():
         echo(f"warning: {workers} workers on {cpu_count()} cores: each worker holds a model and its threads share the "
@@ -346,13 +341,6 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                        startup_seconds=t_ready - t_start, megapixels_per_second=computed_mpx / seconds,
                        workers=workers, device=o.device, stats=stats,
                        confidence=st.attr(st.array(st.open_store(store), "labels"), "confidence"), run=run)
-
-
-def _int8_agreement(meta: dict) -> float:
-    """The share of labels equal to fp32's an int8 export was measured at: its validation slabs when it has them
-    (benchmarks/ship_int8.py), else its export check's windows."""
-    validation = meta.get("validation") or {}
-    return float(validation.get("label_agreement") or (meta.get("verified") or {}).get("int8_label_agreement", 0.0))
 
 
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
