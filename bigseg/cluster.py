@@ -114,6 +114,7 @@ def connect(scheduler: str, timeout: float = SCHEDULER_TIMEOUT):
     if not re.fullmatch(r"(tcp|tls|ws|wss|ucx)://[^\s/]+", scheduler):
         raise BigsegError(f"--scheduler {scheduler}: not a dask scheduler address; give tcp://HOST:PORT (the "
                           "scheduler's port, 8786 by default, not its dashboard's web address)")
+    _refuse_if_nothing_listens(scheduler, timeout)
     result: dict = {}
 
     def attempt():
@@ -132,6 +133,31 @@ def connect(scheduler: str, timeout: float = SCHEDULER_TIMEOUT):
                           "the scheduler's port (8786 by default), not its dashboard's?")
     exc = result.get("error")
     raise BigsegError(f"cannot reach the dask scheduler at {scheduler} ({exc}); is it running?") from exc
+
+
+def _refuse_if_nothing_listens(scheduler: str, timeout: float) -> None:
+    """One TCP connection first: a refused one (no scheduler running there, a wrong port) or an unknown host is
+    said at once, where dask's client would keep retrying until its timeout."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(scheduler)
+    if url.scheme == "ucx" or not url.hostname:
+        return
+    try:
+        port = url.port or 8786
+    except ValueError:
+        raise BigsegError(f"--scheduler {scheduler}: the port is not a number from 1 to 65535") from None
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except ConnectionRefusedError:
+        raise BigsegError(f"cannot reach the dask scheduler at {scheduler} (connection refused: nothing listens on "
+                          f"port {port} of {url.hostname}); is it running?") from None
+    except socket.gaierror as exc:
+        raise BigsegError(f"cannot reach the dask scheduler at {scheduler} (unknown host {url.hostname}: "
+                          f"{exc.strerror})") from None
+    except OSError:
+        return  # unreachable or slow: dask's own attempt says so within the timeout
 
 
 @contextlib.contextmanager

@@ -293,7 +293,7 @@ def test_bad_inputs_fail_before_compute_and_leave_the_store_intact(tmp_path, sla
                                               "--workers", "0"))
     # unreachable scheduler, unknown device, window too large, overlap too large
     assert "cannot reach the dask scheduler" in error_line(
-        run_cli("infer", store, "--scheduler", "tcp://127.0.0.1:9", "--overwrite"))
+        run_cli("infer", store, "--scheduler", "tcp://127.0.0.1:9", "--overwrite", timeout=10))  # at once
     assert "unknown device" in error_line(run_cli("infer", store, "--device", "tpu", "--overwrite"))
     assert "--window must be" in error_line(run_cli("infer", store, "--window", "100000", "--overwrite"))
     assert "--overlap must be" in error_line(run_cli("infer", store, "--overlap", "800", "--overwrite"))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import store as st
+from bigseg.infer.outputs import STAGED, staged
 from bigseg.pyramid import LABEL_PYRAMIDS
 
 TILE = 256
@@ -85,11 +86,10 @@ class Slab:
             if pyramid in group:
                 self.mask_levels[name] = sorted(int(k[1:]) for k in group[pyramid].array_keys())
         layers = ["image"]
-        staged = self.path / ".bigseg" / "staged" / "labels" / "zarr.json"
         if "labels" in group and st.is_complete(st.array(group, "labels")):
             self.labels_array = "labels"
-        elif staged.exists():
-            self.labels_array = ".bigseg/staged/labels"  # a run in progress: the chunks it has finished
+        elif (self.path / staged("labels") / "zarr.json").exists():
+            self.labels_array = staged("labels")  # a run in progress: the chunks it has finished
         else:
             self.labels_array = None
         if self.labels_array:
@@ -99,8 +99,8 @@ class Slab:
             if self.labels_array == "labels":
                 layers.append("errors")
         conf = "confidence" if "confidence" in group and self.labels_array == "labels" else None
-        if conf is None and (self.path / ".bigseg" / "staged" / "confidence" / "zarr.json").exists():
-            conf = ".bigseg/staged/confidence"
+        if conf is None and (self.path / staged("confidence") / "zarr.json").exists():
+            conf = staged("confidence")
         self.conf_array = conf
         if conf:
             self.conf_factor = int(st.attr(st.open_array(self.path, conf), "factor", 16))
@@ -148,7 +148,7 @@ def _read(store: Path, array: str, f: int, bounds, scale: int, picture: bool) ->
     k = scale // f  # level pixels per tile pixel
     if k > 2 and not picture:  # a mask: the top-left pixel of each block, read with a stride (one chunk at a time)
         return np.asarray(a[ry0:ry1:k, rx0:rx1:k])
-    if array.startswith(".bigseg/"):  # a running job's staged output: chunks not written yet read as fill values
+    if array.startswith(STAGED):  # a running job's staged output: chunks not written yet read as fill values
         data = np.asarray(a[ry0:ry1, rx0:rx1])
     else:
         data = np.asarray(st.read(a, slice(ry0, ry1), slice(rx0, rx1)))

@@ -308,8 +308,12 @@ CASES = [
     ("infer: --precision fp32 with an int8 export", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "fp32", "--model",
         BUNDLED.with_suffix(".int8.onnx")], "an int8 export"),
-    ("infer: unreachable scheduler", ["infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
-     "cannot reach the dask scheduler"),
+    ("infer: --scheduler where nothing listens (said at once, not after dask's retries)", [
+        "infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://127.0.0.1:9"],
+     "connection refused: nothing listens on port 9"),
+    ("infer: --scheduler on an unknown host", [
+        "infer", W + "/good.zarr", "--overwrite", "--scheduler", "tcp://no-such-host.invalid:8786"],
+     "unknown host no-such-host.invalid"),
     ("infer: checkpoint with NaN weights", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _nan_checkpoint(t)], "NaN or inf"),
     ("infer: checkpoint whose meta lacks the architecture", lambda t, w: [
