@@ -146,12 +146,12 @@ def ingest(image, store, truth, pixel_size, chunk, overwrite, autorotate):
 
     s = run(image, store, truth=truth, pixel_size=pixel_size, chunk=chunk, overwrite=overwrite,
             progress=_progress(), autorotate=autorotate)
-    if s["autorotated"]:
-        click.echo(f"turned as the file's orientation tag ({s['orientation']}) says; --no-autorotate keeps the "
+    if s.autorotated:
+        click.echo(f"turned as the file's orientation tag ({s.orientation}) says; --no-autorotate keeps the "
                    "file's order")
-    px = f"{s['pixel_size_um']:.3g} um/px" if s["pixel_size_um"] else "pixel size unknown (use --pixel-size)"
-    click.echo(f"ingested {s['image']} -> {s['store']}: {s['width']}x{s['height']}, chunk {s['chunk']}, {px}"
-               + (f", truth {s['truth']}" if s["truth"] else ""))
+    px = f"{s.pixel_size_um:.3g} um/px" if s.pixel_size_um else "pixel size unknown (use --pixel-size)"
+    click.echo(f"ingested {s.image} -> {s.store}: {s.width}x{s.height}, chunk {s.chunk}, {px}"
+               + (f", truth {s.truth}" if s.truth else ""))
 
 
 @cli.command("synth-set")

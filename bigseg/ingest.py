@@ -23,6 +23,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -264,7 +265,7 @@ def _decode_ahead(img, truth_img, strips, strip_h: int, height: int, width: int,
     from concurrent.futures import ThreadPoolExecutor
 
     pyvips = _vips()
-    regions = []
+    regions: list[Any] = []
 
     def fetch(y0: int):
         if not regions:
@@ -378,6 +379,45 @@ def oriented_place(y0: int, y1: int, height: int, orientation: int) -> tuple[sli
     return slice(y0, y1), whole
 
 
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest` wrote: the store, its size and chunk, the pixel size, the pyramid's factors, and how the
+    picture was turned (``orientation``: the file's tag; ``autorotated``: whether it was followed)."""
+
+    store: str
+    image: str
+    width: int
+    height: int
+    bands_in_file: int
+    chunk: int
+    pixel_size_um: float | None
+    truth: str | None
+    preview_factors: list[int]
+    orientation: int
+    autorotated: bool
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class _Sources:
+    """The opened image (and truth mask), checked against each other, with what the store records about them."""
+
+    image: Path
+    rgb: object  # pyvips image, uint8 RGB, in the file's order
+    orientation: int  # what to apply (1: none)
+    source: dict  # the store's "source" attribute
+    bands: int
+    height: int  # as stored (turned)
+    width: int
+    pixel_size: float | None
+    truth: Path | None
+    truth_dec: TruthDecoder | None
+
+
 def ingest(
     image: str | os.PathLike,
     store: str | os.PathLike,
@@ -390,7 +430,7 @@ def ingest(
     truth_values: np.ndarray | None = None,
     truth_colours: dict[tuple[int, int, int], int] | None = None,
     autorotate: bool = True,
-) -> dict:
+) -> IngestResult:
     """Stream ``image`` (and optionally its ``truth`` mask) into a new slab store at ``store``.
 
     The mask's values are class ids (grey or palette index) or class colours (RGB); importers of other
@@ -400,12 +440,10 @@ def ingest(
     mask must be in that orientation too (an annotation program shows the turned picture).
 
     The store is written under a temporary name and moved into place when complete; an existing store is
-    refused unless ``overwrite``, and so is a store another ingest is writing. Returns a summary dict (size,
-    chunk, pixel size, preview levels, orientation).
+    refused unless ``overwrite``, and so is a store another ingest is writing.
     """
     from bigseg.paths import refuse_overlap
 
-    image = Path(image)
     if chunk < 64 or chunk > 8192:
         raise BigsegError(f"--chunk must be between 64 and 8192 pixels, got {chunk}")
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
@@ -413,6 +451,19 @@ def ingest(
     refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
     if Path(store).exists() and not overwrite:
         raise BigsegError(f"{store} exists; pass --overwrite to replace it")
+    src = _open_sources(Path(image), truth, pixel_size, classes, truth_values, truth_colours, autorotate)
+    with st.staged_output(store, overwrite) as tmp:
+        factors = _write_store(tmp, src, chunk, classes, progress)
+    return IngestResult(store=str(store), image=str(src.image), width=src.width, height=src.height,
+                        bands_in_file=src.bands, chunk=chunk, pixel_size_um=src.pixel_size,
+                        truth=str(src.truth) if src.truth is not None else None, preview_factors=factors,
+                        orientation=src.source["orientation"], autorotated=src.source["autorotated"])
+
+
+def _open_sources(image: Path, truth, pixel_size: float | None, classes, truth_values, truth_colours,
+                  autorotate: bool) -> _Sources:
+    """Open the image (and mask) and check them before anything is written: readable, RGB-convertible, the mask
+    the size of the (turned) picture."""
     src = open_image(image)
     info = _source_info(image, src)
     orientation = orientation_of(src) if autorotate else 1
@@ -429,55 +480,49 @@ def ingest(
             )
         truth_dec = TruthDecoder(truth, timg, classes, truth_values, truth_colours)
     px = pixel_size if pixel_size is not None else pixel_size_from_file(src)
+    source = {**info.to_attrs(), "orientation": orientation_of(src), "autorotated": orientation != 1}
+    return _Sources(image, rgb, orientation, source, info.bands, height, width, px, truth, truth_dec)
+
+
+def _write_store(tmp: Path, s: _Sources, chunk: int, classes, progress: bool | None) -> list[int]:
+    """The image (and truth) arrays and their pyramids into the new store at ``tmp``, strip by strip; returns the
+    pyramid's factors."""
+    from bigseg import pyramid
+    from bigseg.progress import progress_bar
+
+    height, width = s.height, s.width
     strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
     factors = pyramid_factors(height, width, strip_h)
-    source = {**info.to_attrs(), "orientation": orientation_of(src), "autorotated": orientation != 1}
-
-    with st.staged_output(store, overwrite) as tmp:
-        group = st.zarr_open_new(tmp)
-        st.init_root_attrs(group, source=source, pixel_size=px, classes=classes)
-        img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
-                                  compressors=st.compressor())
-        truth_arr = None
-        if truth_dec is not None:
-            truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
-                                        attrs={"source": str(truth.resolve()), "encoding": truth_dec.mode})
-        levels = _pyramid_arrays(group, height, width, factors)
-        from bigseg import pyramid
-
-        truth_levels = (pyramid.create_levels(group, pyramid.LABEL_PYRAMIDS["truth"], height, width, factors)
-                        if truth_dec else {})
-        from bigseg.progress import progress_bar
-
-        file_h, file_w = rgb.height, rgb.width
-        strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {image.name}",
-                              unit="strip", enabled=progress)
-        if orientation == 1:
-            _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, image, truth,
-                          truth_levels)
-        else:
-            _write_oriented(rgb, img_arr, strips, strip_h, file_h, file_w, orientation, image)
-            if truth_dec is not None:
-                _write_strips(None, truth_dec, None, truth_arr, {}, factors, range(0, height, strip_h), strip_h, image,
-                              truth, truth_levels)
-            _pyramid_from_store(img_arr, levels, factors, strip_h)
-        for arr in [img_arr, truth_arr, *levels.values(), *truth_levels.values()]:
-            if arr is not None:
-                st.set_complete(arr)
-        st.consolidate(tmp)
-    return {
-        "store": str(store),
-        "image": str(image),
-        "width": width,
-        "height": height,
-        "bands_in_file": info.bands,
-        "chunk": chunk,
-        "pixel_size_um": px,
-        "truth": str(truth) if truth is not None else None,
-        "preview_factors": factors,
-        "orientation": source["orientation"],
-        "autorotated": source["autorotated"],
-    }
+    group = st.zarr_open_new(tmp)
+    st.init_root_attrs(group, source=s.source, pixel_size=s.pixel_size, classes=classes)
+    img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
+                              compressors=st.compressor())
+    truth_arr = None
+    if s.truth_dec is not None:
+        assert s.truth is not None
+        truth_arr = st.create_array(group, "truth", (height, width), (chunk, chunk), ("y", "x"),
+                                    attrs={"source": str(s.truth.resolve()), "encoding": s.truth_dec.mode})
+    levels = _pyramid_arrays(group, height, width, factors)
+    truth_levels = (pyramid.create_levels(group, pyramid.LABEL_PYRAMIDS["truth"], height, width, factors)
+                    if s.truth_dec else {})
+    rgb: Any = s.rgb
+    file_h, file_w = rgb.height, rgb.width
+    strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {s.image.name}",
+                          unit="strip", enabled=progress)
+    if s.orientation == 1:
+        _write_strips(rgb, s.truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, s.image, s.truth,
+                      truth_levels)
+    else:
+        _write_oriented(rgb, img_arr, strips, strip_h, file_h, file_w, s.orientation, s.image)
+        if s.truth_dec is not None:
+            _write_strips(None, s.truth_dec, None, truth_arr, {}, factors, range(0, height, strip_h), strip_h,
+                          s.image, s.truth, truth_levels)
+        _pyramid_from_store(img_arr, levels, factors, strip_h)
+    for arr in [img_arr, truth_arr, *levels.values(), *truth_levels.values()]:
+        if arr is not None:
+            st.set_complete(arr)
+    st.consolidate(tmp)
+    return factors
 
 
 def _pyramid_arrays(group, height: int, width: int, factors: list[int]) -> dict:
@@ -511,8 +556,9 @@ def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, s
             ids = truth_dec.decode(tblock, y0)
             truth_arr[y0 : y0 + h] = ids
             pyramid.write_strip(truth_levels, factors, y0, ids, truth_dec.n_classes)
-        for f, pooled in _pyramid(block, factors).items() if block is not None else ():
-            levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
+        if block is not None:
+            for f, pooled in _pyramid(block, factors).items():
+                levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
         del block, tblock  # before the next strip arrives: two strips in memory, not three
 
 

@@ -23,7 +23,7 @@ def test_pixel_exact_against_pillow(tmp_path, slab_png, fmt):
     Image.open(slab_png).save(src, **({"quality": 90} if fmt == "jpg" else {}))
     out = tmp_path / "s.zarr"
     s = ingest(src, out, truth=slab_png.with_name("slab.truth.png"), chunk=256)
-    assert (s["width"], s["height"]) == (700, 1300)
+    assert (s.width, s.height) == (700, 1300)
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(g["image"][:], _pil(src)[..., :3])
     np.testing.assert_array_equal(g["truth"][:], _pil(slab_png.with_name("slab.truth.png")))
@@ -179,9 +179,9 @@ def test_unwritable_destination(tmp_path, slab_png):
 def test_pixel_size_option_and_placeholder_resolution(tmp_path, slab_png):
     Image.open(slab_png).save(tmp_path / "cam.jpg", dpi=(72, 72))
     s = ingest(tmp_path / "cam.jpg", tmp_path / "a.zarr")
-    assert s["pixel_size_um"] is None  # 72 dpi is a camera placeholder, not a scan resolution
+    assert s.pixel_size_um is None  # 72 dpi is a camera placeholder, not a scan resolution
     s = ingest(tmp_path / "cam.jpg", tmp_path / "b.zarr", pixel_size=4.2)
-    assert s["pixel_size_um"] == 4.2
+    assert s.pixel_size_um == 4.2
     shutil.rmtree(tmp_path / "a.zarr")
 
 
@@ -210,11 +210,11 @@ def test_orientation_tag_is_followed_as_viewers_do(tmp_path, fmt, orientation):
     g = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
     np.testing.assert_array_equal(g["image"][:], shown)
     np.testing.assert_array_equal(g["truth"][:], _pil(truth))
-    assert s["autorotated"] and g.attrs["source"]["orientation"] == orientation
+    assert s.autorotated and g.attrs["source"]["orientation"] == orientation
     assert g["preview/x4"][:].shape[:2] == (-(-shown.shape[0] // 4), -(-shown.shape[1] // 4))
     np.testing.assert_array_equal(g["preview/x4"][0, 0], np.rint(shown[:4, :4].reshape(16, 3).mean(0)))
     kept = ingest(src, tmp_path / "k.zarr", chunk=64, autorotate=False)
-    assert not kept["autorotated"]
+    assert not kept.autorotated
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "k.zarr"), mode="r")["image"][:],
                                   pyvips.Image.new_from_file(str(src)).numpy())
     if orientation in (6, 7, 8):  # a mask in the file's order does not fit the turned picture

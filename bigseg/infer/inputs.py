@@ -48,7 +48,7 @@ def resolve_input(input_path, out: str | None, echo=print, progress: bool | None
         return store
     truth = truth_beside(p)
     s = ingest(p, store, truth=truth, progress=progress)
-    echo(f"ingested {p} -> {store} ({s['width']}x{s['height']})"
+    echo(f"ingested {p} -> {store} ({s.width}x{s.height})"
          + (f", with the truth mask found beside it ({truth.name}; 'bigseg evaluate' and 'report --truth' use it)"
             if truth else ""))
     return store
