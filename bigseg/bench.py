@@ -218,10 +218,58 @@ def label_agreement(store: Path, labels_npy: Path) -> float:
     return same / (ours.shape[0] * ours.shape[1])
 
 
+def _test_store(store, w: int, h: int, tmp: Path, echo) -> Path:
+    """``store`` if it exists, else a new synthetic one of w x h (made in a subprocess: this process stays lean),
+    at ``store`` or in ``tmp``."""
+    if store and Path(store).exists():
+        return Path(store)
+    echo(f"making a {w}x{h} test store")
+    made = Path(_in_subprocess("make_store_in", [w, h, str(tmp)])["path"])
+    if store:
+        os.replace(made, store)
+        return Path(store)
+    return made
+
+
+def _model_to_run(ckpt: str, backend: str | None, device: str, workers: int, precision: str | None,
+                  tmp: Path) -> tuple[str, str]:
+    """(model file, backend) as ``bigseg infer`` would choose them: a ready ONNX export (or the int8 one) by
+    default on a CPU; an export made here when ONNX Runtime is asked for a checkpoint without one, so that the
+    limit and the job run the same file."""
+    from bigseg.infer import InferOptions
+
+    model_file = ckpt
+    if backend is None or precision is not None:
+        from bigseg.checkpoint import file_digest
+        from bigseg.infer import backend as be
+
+        options = InferOptions(device=device, workers=workers, backend=backend, precision=precision)
+        options.check()
+        choice = be.model_and_backend(Path(ckpt), options, file_digest(ckpt))
+        backend = choice.backend
+        if choice.ready is not None:
+            model_file = str(choice.ready)
+    if backend == "onnxruntime" and model_file == ckpt and not str(ckpt).endswith(".onnx"):
+        model_file = _in_subprocess("export_onnx", [str(ckpt), str(tmp / "model.onnx")])["path"]
+    return model_file, backend
+
+
+def _versus_monai(m: dict, seconds: float, whole: float, mpx: float, rss_mb: float, agreement: float) -> dict:
+    return {
+        "monai_seconds": m["seconds"], "monai_load_seconds": m["load_seconds"],
+        "monai_mpx_per_s": mpx / m["seconds"], "monai_peak_rss_mb": m["peak_rss_mb"],
+        "speed_vs_monai": m["seconds"] / seconds,
+        "monai_whole_seconds": m["seconds"] + m["load_seconds"],
+        "whole_speed_vs_monai": (m["seconds"] + m["load_seconds"]) / whole,
+        "rss_vs_monai": rss_mb / m["peak_rss_mb"],
+        "label_agreement_with_monai": agreement,
+    }
+
+
 def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
           workdir=None, store=None, monai: bool = False, backend: str | None = None, stripe: int | None = None,
-          echo=print) -> dict:
+          precision: str | None = None, echo=print) -> dict:
     """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc).
 
     This process runs bigseg's client as ``bigseg infer`` does, without importing torch (the model runs in the
@@ -246,30 +294,9 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             else:
                 ckpt = _in_subprocess("random_checkpoint", [arch, str(tmp / f"{arch}.pt")])["path"]
         t0 = time.perf_counter()
-        if store and Path(store).exists():
-            store = Path(store)
-        else:
-            echo(f"making a {w}x{h} test store")
-            made = Path(_in_subprocess("make_store_in", [w, h, str(tmp)])["path"])  # keeps this process lean
-            if store:
-                os.replace(made, store)
-                store = Path(store)
-            else:
-                store = made
+        store = _test_store(store, w, h, tmp, echo)
         prep = time.perf_counter() - t0
-        model_file = ckpt
-        if backend is None:  # what bigseg infer would choose: ONNX Runtime where a verified export is ready
-            from bigseg.checkpoint import file_digest
-            from bigseg.infer import backend as be
-
-            choice = be.model_and_backend(Path(ckpt), InferOptions(device=device, workers=workers),
-                                          file_digest(ckpt))
-            backend = choice.backend
-            if choice.ready is not None:
-                model_file = str(choice.ready)
-        if backend == "onnxruntime" and model_file == ckpt and not str(ckpt).endswith(".onnx"):
-            # the limit and the job run the same verified export
-            model_file = _in_subprocess("export_onnx", [str(ckpt), str(tmp / "model.onnx")])["path"]
+        model_file, backend = _model_to_run(ckpt, backend, device, workers, precision, tmp)
         grid = Grid(h, w, window, overlap)
         n_windows = len(grid.windows())
         echo(f"the limit: the model alone over the job's {n_windows} windows")
@@ -287,7 +314,7 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
         whole = time.perf_counter() - t_call  # cluster start, model load, the job, finishing (pyramid, stats)
         mpx = w * h / 1e6
         result = {
-            "arch": arch, "backend": backend, "device": device,
+            "arch": arch, "backend": backend, "precision": precision or "fp32", "device": device,
             "gpu": limit["gpu"],
             "cpu_cores": cpu_count(), "size": [w, h], "megapixels": mpx, "window": window, "overlap": overlap,
             "batch": batch, "stripe": stripe, "workers": workers, "threads_per_worker": threads, "windows": n_windows,
@@ -304,13 +331,6 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
                 raise BigsegError("the MONAI comparison runs on the CPU only (--device cpu)")
             echo("MONAI sliding_window_inference (gaussian) on the same image")
             m = monai_run(ckpt, store, window, overlap, batch, cpu_count(), tmp)
-            result.update({
-                "monai_seconds": m["seconds"], "monai_load_seconds": m["load_seconds"],
-                "monai_mpx_per_s": mpx / m["seconds"], "monai_peak_rss_mb": m["peak_rss_mb"],
-                "speed_vs_monai": m["seconds"] / r.seconds,
-                "monai_whole_seconds": m["seconds"] + m["load_seconds"],
-                "whole_speed_vs_monai": (m["seconds"] + m["load_seconds"]) / whole,
-                "rss_vs_monai": result["peak_total_rss_mb"] / m["peak_rss_mb"],
-                "label_agreement_with_monai": label_agreement(store, tmp / "monai-labels.npy"),
-            })
+            result.update(_versus_monai(m, r.seconds, whole, mpx, result["peak_total_rss_mb"],
+                                        label_agreement(store, tmp / "monai-labels.npy")))
     return result

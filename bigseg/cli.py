@@ -472,17 +472,21 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Backend of bigseg's run and of the limit (MONAI always runs torch) [default: what bigseg infer "
               "chooses].")
 @click.option("--stripe", type=int, help="bigseg infer's --stripe [default: its default].")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]),
+              help="bigseg infer's --precision (MONAI always runs the fp32 checkpoint) [default: fp32].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, stripe, as_json):
+def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, stripe, precision,
+          as_json):
     """Throughput and memory: bigseg end to end vs the model alone (and MONAI) on one synthetic image."""
     from bigseg.bench import bench as run
 
     r = run(arch, checkpoint, _parse_size(size), device, window, overlap, batch, workers, None, store, monai,
-            backend=backend, stripe=stripe, echo=lambda m: click.echo(m, err=True))
+            backend=backend, stripe=stripe, precision=precision, echo=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
-    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({r['backend']}) on {device}"
+    click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({r['backend']}"
+               + (f", {r['precision']}" if r["precision"] != "fp32" else "") + f") on {device}"
                + (f" ({r['gpu']})" if r["gpu"] else f", {r['workers']} workers x {r['threads_per_worker']} threads"))
     click.echo(f"  model alone      {r['limit_mpx_per_s']:8.2f} Mpx/s")
     click.echo(f"  bigseg infer     {r['end_to_end_mpx_per_s']:8.2f} Mpx/s   efficiency {r['efficiency']:.2f}; "

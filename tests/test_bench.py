@@ -29,3 +29,17 @@ def test_bench_with_the_onnxruntime_backend(tmp_path):
     r = json.loads(proc.stdout)
     assert r["backend"] == "onnxruntime" and r["limit_mpx_per_s"] > 0 and r["end_to_end_mpx_per_s"] > 0
     assert zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["labels"].attrs["run"]["backend"] == "onnxruntime"
+
+
+def test_bench_with_precision_int8_runs_the_int8_export(tmp_path):
+    """``--precision int8``: the limit and the job run the shipped int8 export (its labels say so)."""
+    import zarr
+
+    proc = run_cli("bench", "--size", "600x400", "--window", "256", "--overlap", "64", "--workers", "0",
+                   "--precision", "int8", "--json", "--store", tmp_path / "b.zarr")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["precision"] == "int8" and r["backend"] == "onnxruntime" and r["end_to_end_mpx_per_s"] > 0
+    assert zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["labels"].attrs["model"]["precision"] == "int8"
+    refused = run_cli("bench", "--size", "600x400", "--precision", "int8", "--backend", "torch")
+    assert refused.returncode == 2 and "--precision int8 runs on ONNX Runtime" in refused.stderr
