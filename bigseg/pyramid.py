@@ -3,7 +3,8 @@ frequent class of the block it stands for, computed a strip of chunk rows at a t
 
 Each level is the mode of 2 x 2 (or 4 x 4, for the first) blocks of the level below: for a level of factor f it
 is the mode of modes rather than the exact mode of f x f pixels, which costs one pass over the mask whatever the
-number of levels. Viewers (``bigseg serve``, NGFF viewers through ``bigseg export-ome``) draw from it at every
+number of levels. A strip is read and reduced in column blocks (:data:`COLUMNS` wide), so memory does not grow
+with the image's width. Viewers (``bigseg serve``, NGFF viewers through ``bigseg export-ome``) draw from it at every
 zoom without reading the full-resolution mask. ``bigseg infer`` builds the labels' pyramid during the run, a strip
 as soon as its chunk rows are written (:func:`write_strip_of`); ingest builds the truth's as it reads the file.
 """
@@ -61,20 +62,33 @@ def create_levels(group, name: str, height: int, width: int, factors: list[int])
     return out
 
 
-def write_strip(levels: dict, factors: list[int], y0: int, block: np.ndarray, n_classes: int) -> None:
-    """The pyramid levels of one strip of the mask (rows y0.., full width; y0 a multiple of the largest factor)."""
+COLUMNS = 8192
+"""Width (px) of the column blocks a strip is read and reduced in (rounded down to a multiple of the largest
+factor): memory is bounded by 1024 x COLUMNS, not by the image's width."""
+
+
+def write_strip(levels: dict, factors: list[int], y0: int, block: np.ndarray, n_classes: int, x0: int = 0) -> None:
+    """The pyramid levels of one block of the mask at (y0, x0), both multiples of the largest factor (the block
+    may end at the image's edges anywhere): the same levels whether a strip is reduced whole or block by block."""
     level, prev = block, 1
     for f in factors:
         level = majority(level, f // prev, n_classes)
-        levels[f][y0 // f : y0 // f + level.shape[0]] = level
+        levels[f][y0 // f : y0 // f + level.shape[0], x0 // f : x0 // f + level.shape[1]] = level
         prev = f
 
 
-def write_strip_of(store, source: str, target: str, y0: int, y1: int, factors: list[int], n_classes: int) -> None:
-    """Rows y0:y1 of ``store/source`` into the pyramid ``store/target`` (levels ``xF``); y0 a multiple of the
-    largest factor. Strips share the chunks of the coarser levels: write them one after another."""
+def write_strip_of(store, source: str, target: str, y0: int, y1: int, factors: list[int], n_classes: int,
+                   columns: int = COLUMNS) -> None:
+    """Rows y0:y1 of ``store/source`` into the pyramid ``store/target`` (levels ``xF``), a column block at a time;
+    y0 a multiple of the largest factor. Strips share the chunks of the coarser levels: write them one after
+    another."""
     levels = {f: st.open_array(store, f"{target}/x{f}", "r+") for f in factors}
-    write_strip(levels, factors, y0, np.asarray(st.read(st.open_array(store, source), slice(y0, y1))), n_classes)
+    z = st.open_array(store, source)
+    top = max(factors, default=1)
+    step = max(top, columns // top * top)
+    for x0 in range(0, z.shape[1], step):
+        block = np.asarray(st.read(z, slice(y0, y1), slice(x0, min(x0 + step, z.shape[1]))))
+        write_strip(levels, factors, y0, block, n_classes, x0)
 
 
 def build(store, array: str, n_classes: int) -> list[int]:
@@ -85,7 +99,7 @@ def build(store, array: str, n_classes: int) -> list[int]:
     factors, strip = factors_for(h, w, z.chunks[0])
     levels = create_levels(group, LABEL_PYRAMIDS[array], h, w, factors)
     for y0 in range(0, h, strip):
-        write_strip(levels, factors, y0, np.asarray(st.read(z, slice(y0, min(y0 + strip, h)))), n_classes)
+        write_strip_of(store, array, LABEL_PYRAMIDS[array], y0, min(y0 + strip, h), factors, n_classes)
     for a in levels.values():
         st.set_complete(a)
     st.consolidate(store)

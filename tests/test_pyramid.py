@@ -52,3 +52,29 @@ def test_the_pyramid_infer_builds_during_the_run_is_the_labels_pyramid(tmp_path,
     for k, level in during.items():
         assert np.array_equal(level, g["preview-labels"][k][:]), k
     assert np.array_equal(during["x4"], majority(g["labels"][:], 4, 3))
+
+
+def test_a_strip_reduced_block_by_block_is_the_strip_reduced_whole(tmp_path):
+    """Column blocks (memory bounded by the block, not the image's width) give the levels of the whole strip,
+    edges included: in memory, and through the store path infer and build use."""
+    from bigseg import pyramid
+    from tests.helpers import mask_store
+
+    rng = np.random.default_rng(3)
+    mask = rng.integers(0, 3, (70, 1001)).astype(np.uint8)
+    mask[:, 500:560] = 255
+    factors = [4, 8, 16]
+    shape = {f: (-(-70 // f), -(-1001 // f)) for f in factors}
+    whole = {f: np.zeros(shape[f], np.uint8) for f in factors}
+    parts = {f: np.zeros(shape[f], np.uint8) for f in factors}
+    pyramid.write_strip(whole, factors, 0, mask, 3)
+    for x0 in range(0, 1001, 48):
+        pyramid.write_strip(parts, factors, 0, mask[:, x0 : x0 + 48], 3, x0)
+    assert all(np.array_equal(whole[f], parts[f]) for f in factors)
+    store = mask_store(tmp_path / "m.zarr", mask, (32, 64), pixel_size=10.0)
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r+")
+    pyramid.create_levels(group, "preview-labels", 70, 1001, factors)
+    pyramid.write_strip_of(store, "labels", "preview-labels", 0, 70, factors, 3, columns=100)  # 96-px blocks
+    assert all(np.array_equal(group[f"preview-labels/x{f}"][:], whole[f]) for f in factors)
