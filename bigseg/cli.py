@@ -579,7 +579,11 @@ def info(store, as_json, check):
         state = "complete" if a["complete"] else "INCOMPLETE"
         if check:
             state += ", every chunk readable"
-        click.echo(f"  {name:14s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  {state}")
+        click.echo(f"  {name:20s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  {state}")
+    m = s.get("labels_made_by")
+    if m:
+        click.echo(f"labels made by {m['model'] or m['arch']} (sha256 {(m['sha256'] or '?')[:12]}, {m['arch']}; "
+                   f"{m['backend']}, {m['precision']}; window {m['window']}, overlap {m['overlap']})")
     if s.get("stats"):
         from bigseg.report.stats import format_table
 

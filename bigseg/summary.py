@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from bigseg import store as st
+from bigseg.pyramid import LABEL_PYRAMIDS
 
 
 def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> dict:
@@ -14,8 +15,10 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
     image = group["image"]
     arrays = {}
     names = [n for n in ("image", "truth", "labels", "probabilities", "confidence") if n in group]
-    if "preview" in group:
-        names += [f"preview/{n}" for n, _ in sorted(group["preview"].arrays())]
+    for pyramid in ("preview", *LABEL_PYRAMIDS.values()):  # the image's and the masks' pyramids, finest first
+        if pyramid in group:
+            levels = sorted(n for n, _ in group[pyramid].arrays())
+            names += [f"{pyramid}/{n}" for n in sorted(levels, key=lambda n: (len(n), n))]
     for name in names:
         a = st.open_array(path, name)
         arrays[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),
@@ -33,5 +36,17 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
         "source": group.attrs.get("source"),
         "arrays": arrays,
         "stats": group["labels"].attrs.get("stats") if "labels" in group else None,
+        "labels_made_by": made_by(group["labels"].attrs) if "labels" in group else None,
         "checked": check,
     }
+
+
+def made_by(attrs) -> dict | None:
+    """What made the labels: the model file and its sha256, the architecture, backend, precision, window and
+    overlap (None for labels without a run record, e.g. imported masks)."""
+    run, model = attrs.get("run"), attrs.get("model") or {}
+    if not run:
+        return None
+    return {"model": os.path.basename(model.get("file") or "") or None, "sha256": run.get("checkpoint_sha256"),
+            "arch": run.get("arch"), "backend": run.get("backend"), "precision": run.get("precision", "fp32"),
+            "window": run.get("window"), "overlap": run.get("overlap")}

@@ -72,6 +72,11 @@ def test_the_shipped_int8_export_passed_its_validation_and_runs_with_precision_i
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     q = g["labels"][:]
     assert g["labels"].attrs["run"]["precision"] == "int8" and g["labels"].attrs["model"]["precision"] == "int8"
+    info = run_cli("info", tmp_path / "s.zarr")  # says what made the labels, and lists their pyramid
+    assert info.returncode == 0, info.stderr
+    assert f"labels made by {BUNDLED.name} (sha256 {file_digest(BUNDLED)[:12]}, light_unet; onnxruntime, int8;" \
+        in info.stdout
+    assert "preview-labels/x4" in info.stdout
     proc = run_cli("infer", tmp_path / "s.zarr", "--workers", "0", "--overwrite")
     assert proc.returncode == 0 and "precision: int8" not in proc.stdout, proc.stderr
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
