@@ -136,7 +136,7 @@ def _model_block(doc: dict) -> str:
                                                       + (" (bundled)" if m.get("bundled") else "")),
                 ("architecture", _e(m.get("arch"))), ("sha256", f"<code>{_e(m.get('sha256', ''))}</code>"),
                 ("precision", "int8 (its calibrated export; labels differ from fp32 on a small share of pixels, "
-                              "mostly along void edges)" if m.get("precision") == "int8" else None),
+                              "mostly along class boundaries)" if m.get("precision") == "int8" else None),
                 ("trained on", _e(trained_text)),
                 ("mean confidence", _fmt(conf.get("mean_confidence")) if conf else None),
                 ("uncertain pixels", f"{100 * conf['uncertain_fraction']:.2f} %" if conf else None),
