@@ -58,8 +58,9 @@ def variants(ckpt: Path, calibrate: list[str], tmp: Path) -> dict[str, tuple[str
     from bigseg.infer.backend import ready_export
 
     digest = checkpoint.file_digest(ckpt)
-    fp32 = ready_export(ckpt, digest, None) or tmp / f"{ckpt.stem}.onnx"
-    int8 = ready_export(ckpt, digest, None, "int8") or tmp / f"{ckpt.stem}.int8.onnx"
+    shipped_fp32, shipped_int8 = ready_export(ckpt, digest, None), ready_export(ckpt, digest, None, "int8")
+    fp32 = shipped_fp32[0] if shipped_fp32 else tmp / f"{ckpt.stem}.onnx"
+    int8 = shipped_int8[0] if shipped_int8 else tmp / f"{ckpt.stem}.int8.onnx"
     if not fp32.exists():
         export(ckpt, fp32, **QUIET)
     if not int8.exists():

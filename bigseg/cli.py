@@ -230,7 +230,7 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model in each worker (large GPU jobs).")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]),
               help="int8: the checkpoint's calibrated int8 export (shipped for the bundled model, or made with "
-              "'bigseg export --int8'), ~1.4x faster on a CPU, run only when its measured accuracy allows "
+              "'bigseg export --int8'), ~1.2x faster whole on a 2-core CPU, run only when its measured accuracy allows "
               "[default: fp32, or what an .onnx model is].")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
           probabilities, stats_path, overwrite, cache_dir, compile_, precision):

@@ -407,7 +407,7 @@ class _Sources:
     """The opened image (and truth mask), checked against each other, with what the store records about them."""
 
     image: Path
-    rgb: object  # pyvips image, uint8 RGB, in the file's order
+    rgb: Any  # pyvips image, uint8 RGB, in the file's order
     orientation: int  # what to apply (1: none)
     source: dict  # the store's "source" attribute
     bands: int
@@ -505,7 +505,7 @@ def _write_store(tmp: Path, s: _Sources, chunk: int, classes, progress: bool | N
     levels = _pyramid_arrays(group, height, width, factors)
     truth_levels = (pyramid.create_levels(group, pyramid.LABEL_PYRAMIDS["truth"], height, width, factors)
                     if s.truth_dec else {})
-    rgb: Any = s.rgb
+    rgb = s.rgb
     file_h, file_w = rgb.height, rgb.width
     strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {s.image.name}",
                           unit="strip", enabled=progress)

@@ -17,8 +17,7 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
     names = [n for n in ("image", "truth", "labels", "probabilities", "confidence") if n in group]
     for pyramid in ("preview", *LABEL_PYRAMIDS.values()):  # the image's and the masks' pyramids, finest first
         if pyramid in group:
-            levels = sorted(n for n, _ in group[pyramid].arrays())
-            names += [f"{pyramid}/{n}" for n in sorted(levels, key=lambda n: (len(n), n))]
+            names += [f"{pyramid}/{n}" for n in sorted(group[pyramid].array_keys(), key=lambda n: int(n[1:]))]
     for name in names:
         a = st.open_array(path, name)
         arrays[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),

@@ -29,14 +29,15 @@ INT8_MIN_AGREEMENT = 0.99
 checked (``bigseg export --int8`` refuses to write one below it; a file edited since is refused here)."""
 
 
-def ready_export(ckpt: Path, digest: str, cache: Path | None, precision: str = "fp32") -> Path | None:
-    """An ONNX export of exactly this checkpoint (its metadata names the checkpoint's sha256) at ``precision`` that
-    needs no exporting: shipped beside it (``NAME.onnx``, ``NAME.int8.onnx``, as the bundled model's are) or in
-    the export cache (``DIGEST.onnx``, ``DIGEST.int8.onnx``)."""
+def ready_export(ckpt: Path, digest: str, cache: Path | None, precision: str = "fp32") -> tuple[Path, dict] | None:
+    """(path, metadata) of an ONNX export of exactly this checkpoint (its metadata names the checkpoint's sha256)
+    at ``precision`` that needs no exporting: shipped beside it (``NAME.onnx``, ``NAME.int8.onnx``, as the bundled
+    model's are) or in the export cache (``DIGEST.onnx``, ``DIGEST.int8.onnx``)."""
     suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
     for path in (ckpt.with_suffix(suffix), *([cache / f"{digest[:16]}{suffix}"] if cache else [])):
-        if _usable_export(path, digest, precision):
-            return path
+        meta = _export_meta(path, digest, precision)
+        if meta is not None:
+            return path, meta
     return None
 
 
@@ -62,23 +63,22 @@ def _int8_choice(ckpt: Path, kind: str, o: InferOptions, digest: str | None) -> 
     from bigseg.modelfile import onnx_available, read_onnx_meta
 
     onnx_available()
+    ready: Path | None
     if kind == "onnx":
-        meta = read_onnx_meta(ckpt)
-        why = int8_refusal(meta)
-        if why:
-            raise BigsegError(f"{ckpt}: --precision int8: {why}")
-        return Choice(kind, "onnxruntime", meta)
-    found = ready_export(ckpt, digest or "", export_folder(o, None), "int8") if digest else None
-    if found is None:
-        raise BigsegError(f"--precision int8: {ckpt.name} has no int8 export (none beside it as "
-                          f"{ckpt.with_suffix('.int8.onnx').name}, none in the cache); make one calibrated on images "
-                          f"like yours: bigseg export {ckpt} -o {ckpt.with_suffix('.int8.onnx')} --int8 "
-                          f"--calibrate STORE")
-    meta = read_onnx_meta(found)
+        path, ready, meta = ckpt, None, read_onnx_meta(ckpt)
+    else:
+        found = ready_export(ckpt, digest, export_folder(o, None), "int8") if digest else None
+        if found is None:
+            raise BigsegError(f"--precision int8: {ckpt.name} has no int8 export (none beside it as "
+                              f"{ckpt.with_suffix('.int8.onnx').name}, none in the cache); make one calibrated on "
+                              f"images like yours: bigseg export {ckpt} -o {ckpt.with_suffix('.int8.onnx')} --int8 "
+                              f"--calibrate STORE")
+        path, meta = found
+        ready = path
     why = int8_refusal(meta)
     if why:
-        raise BigsegError(f"{found}: --precision int8: {why}")
-    return Choice(kind, "onnxruntime", meta, found)
+        raise BigsegError(f"{path}: --precision int8: {why}")
+    return Choice(kind, "onnxruntime", meta, ready)
 
 
 def export_folder(o: InferOptions, store: Path | None) -> Path | None:
@@ -106,9 +106,9 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
     if o.precision == "int8":
         return _int8_choice(ckpt, kind, o, digest)
     wants_onnx = o.backend == "onnxruntime" or (o.backend is None and o.device == "cpu")
-    ready = (ready_export(ckpt, digest, export_folder(o, None))
+    found = (ready_export(ckpt, digest, export_folder(o, None))
              if kind == "checkpoint" and digest is not None and wants_onnx else None)
-    backend = "onnxruntime" if ready is not None else o.backend or ("onnxruntime" if kind == "onnx" else "torch")
+    backend = "onnxruntime" if found is not None else o.backend or ("onnxruntime" if kind == "onnx" else "torch")
     if kind == "onnx" and backend != "onnxruntime":
         raise BigsegError(f"{ckpt}: an ONNX file runs with --backend onnxruntime, not {backend}")
     if backend == "onnxruntime":
@@ -126,7 +126,10 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
         return Choice(kind, backend, meta)
     # a checkpoint: with a ready export its metadata is the export's; without, checkpoint_meta loads it where
     # torch is (a worker)
-    return Choice(kind, backend, read_onnx_meta(ready) if ready is not None else None, ready)
+    if found is None:
+        return Choice(kind, backend, None)
+    path, meta = found
+    return Choice(kind, backend, meta, path)
 
 
 def describe(choice: Choice, ckpt: Path, asked_backend: str | None) -> str | None:
@@ -169,18 +172,19 @@ def cache_dir() -> Path:
     return Path(base) / "bigseg"
 
 
-def _usable_export(path: Path, digest: str, precision: str = "fp32") -> bool:
-    """An export in the cache is used only if it reads as a bigseg export of exactly this checkpoint at this
-    precision (a truncated or foreign file is made again)."""
+def _export_meta(path: Path, digest: str, precision: str = "fp32") -> dict | None:
+    """The metadata of ``path`` if it reads as a bigseg export of exactly this checkpoint at this precision, else
+    None (a truncated or foreign file in the cache is made again)."""
     from bigseg.modelfile import read_onnx_meta
 
     if not path.is_file():
-        return False
+        return None
     try:
         meta = read_onnx_meta(path)
     except BigsegError:
-        return False
-    return meta.get("source_checkpoint_sha256") == digest and meta.get("precision", "fp32") == precision
+        return None
+    ok = meta.get("source_checkpoint_sha256") == digest and meta.get("precision", "fp32") == precision
+    return meta if ok else None
 
 
 def onnx_export(ckpt: Path, digest: str, folder: Path, on_worker, echo, wait: float = 900.0) -> Path:
@@ -201,7 +205,7 @@ def onnx_export(ckpt: Path, digest: str, folder: Path, on_worker, echo, wait: fl
         if pid <= 0 or not st.pid_alive(pid):
             break
         time.sleep(0.5)
-    if _usable_export(path, digest):
+    if _export_meta(path, digest) is not None:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     echo(f"exporting {ckpt.name} to ONNX for onnxruntime ({path})")

@@ -107,7 +107,8 @@ def staged(name: str) -> str:
 
 
 def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,
-            chunks: tuple[int, int], model: dict | None = None) -> tuple[list[tuple[int, int, Bounds]], int]:
+            chunks: tuple[int, int], pyramid_factors: list[int], model: dict | None = None
+            ) -> tuple[list[tuple[int, int, Bounds]], int]:
     """Create (or validate for resume) the staged labels / confidence / probabilities; return (pending chunks,
     skipped count). Refuses finished labels without ``overwrite``, before anything is touched."""
     import zarr
@@ -146,7 +147,7 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
             st.consolidate(store)
     assert stage is not None
     if LABEL_PYRAMID not in stage:  # also for a stage an older bigseg left without one
-        pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid.factors_for(height, width, cy)[0])
+        pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid_factors)
     progress_dir(store).mkdir(parents=True, exist_ok=True)
     pending, skipped = [], 0
     for bi, y0 in enumerate(range(0, height, cy)):

@@ -303,9 +303,11 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                "batch": batch, "classes": [c.name for c in classes], "backend": backend}
         if precision != "fp32":  # (fp32 runs keep the record they had, so that their staged runs still resume)
             run["precision"] = precision
+        factors, strip = factors_for(height, width, cy)
+        strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
             pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
-                                               probabilities=o.probabilities, chunks=(cy, cx),
+                                               probabilities=o.probabilities, chunks=(cy, cx), pyramid_factors=factors,
                                                model=_provenance(ckpt, digest, meta))
             # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
             # machine's cache, but they see the store
@@ -316,8 +318,6 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                              backend=backend, compile=o.compile and backend == "torch")
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
-            factors, strip = factors_for(height, width, cy)
-            strips = PyramidStrips(height, strip, factors)
             total = len(pending) + skipped
             if skipped:
                 echo(f"resuming: {skipped} of {total} chunks already done; "

@@ -20,7 +20,7 @@ import numpy as np
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer import confidence
-from bigseg.infer.outputs import staged
+from bigseg.infer.outputs import LABEL_PYRAMID, staged
 from bigseg.infer.plan import Bounds, Origin, Source
 from bigseg.infer.predictor import ModelSpec, predict
 from bigseg.infer.windows import Grid
@@ -174,10 +174,9 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
 def pyramid_strip(store: str, y0: int, y1: int, factors: list[int], n_classes: int, *after) -> None:
     """The staged label pyramid of rows y0:y1 (all their chunks written). ``after``: the previous strip's task
     (its result is None), so that strips sharing chunks of the coarser levels are written one after another."""
-    from bigseg import pyramid
+    from bigseg.pyramid import write_strip_of
 
     try:
-        pyramid.write_strip_of(store, staged("labels"), staged(pyramid.LABEL_PYRAMIDS["labels"]), y0, y1, factors,
-                               n_classes)
+        write_strip_of(store, staged("labels"), staged(LABEL_PYRAMID), y0, y1, factors, n_classes)
     except OSError as exc:
         raise BigsegError(f"{store}: writing the label pyramid at y={y0} failed ({exc})") from exc
