@@ -13,6 +13,7 @@ import click
 from bigseg.defaults import DEFAULT_CHUNK
 from bigseg.errors import BigsegError
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from bigseg.train.adapt_options import AdaptOptions
 
 
 class _Ctx:
@@ -364,6 +365,23 @@ def import_weights(file, out, arch, classes, mean, std, bgr, window, overwrite):
     click.echo(f"wrote {r['path']}: bigseg infer IMAGE --model {r['path']}")
 
 
+@import_.command("annotations")
+@click.argument("store", type=click.Path())
+@click.argument("mask", type=click.Path())
+@click.option("--none-colour", default="0,0,0", show_default=True,
+              help="For an RGB mask: the colour that means 'not annotated' (R,G,B); other colours are the class "
+              "colours. Grey or indexed masks: class ids, 255 = not annotated.")
+@click.option("--overwrite", is_flag=True, help="Replace annotations the store already holds.")
+def import_annotations(store, mask, none_colour, overwrite):
+    """A sparse mask MASK (PNG/TIFF, the store's size) -> STORE's annotations, for 'bigseg adapt'."""
+    from bigseg.annotations import import_mask
+
+    colour = _floats(none_colour, "--none-colour")
+    if colour is None or len(colour) != 3 or any(not (0 <= v <= 255 and v == int(v)) for v in colour):
+        raise BigsegError(f"--none-colour takes R,G,B of 0..255, got {none_colour!r}")
+    import_mask(store, mask, overwrite=overwrite, none_colour=tuple(int(v) for v in colour), echo=click.echo)
+
+
 @import_.command("gimp")
 @click.argument("folder", type=click.Path())
 @click.argument("outdir", type=click.Path(file_okay=False))
@@ -454,6 +472,46 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
                       command="bigseg " + " ".join(sys.argv[1:]))
     click.echo(format_summary(doc))
     click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, pictures)")
+
+
+@cli.command()
+@click.argument("stores", metavar="STORE...", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The adapted checkpoint (.pt); "
+              "its verified ONNX export is written beside it.")
+@click.option("--model", type=click.Path(), help="Base model: a checkpoint (an imported one too) or a bundled "
+              "model's name [default: the bundled light_unet].")
+@click.option("--minutes", default=10.0, show_default=True, type=float,
+              help="Time budget for fine-tuning; it stops earlier when the loss stops falling.")
+@click.option("--prior", default=AdaptOptions.prior, show_default=True, type=float,
+              help="Weight of the base model's own predictions on unpainted pixels (keeps boundaries and what it "
+              "knew; 0: strokes only).")
+@click.option("--crop", default=AdaptOptions.crop, show_default=True, type=int, help="Crop side (px).")
+@click.option("--batch", default=AdaptOptions.batch, show_default=True, type=int, help="Crops per step.")
+@click.option("--lr", default=AdaptOptions.lr, show_default=True, type=float, help="Peak learning rate (AdamW).")
+@click.option("--held-back", default=AdaptOptions.held_back, show_default=True, type=float,
+              help="Share of each class's strokes held back to score the result.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", type=int, help="Torch threads [default: all cores].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def adapt(stores, out, model, minutes, prior, crop, batch, lr, held_back, seed, threads, overwrite):
+    """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
+    import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
+
+    \b
+    How many strokes: ADAPT_STROKES_HELP
+    """
+    from bigseg.train.adapt import adapt as run
+
+    opts = AdaptOptions(minutes=minutes, prior=prior, crop=crop, batch=batch, lr=lr, held_back=held_back, seed=seed,
+                        threads=threads)
+    r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
+            command="bigseg " + " ".join(sys.argv[1:]))
+    if r.suggestions:
+        click.echo("where to paint next (the adapted model is least sure of itself there):")
+        for k, g in enumerate(r.suggestions, 1):
+            x1, y1 = g["x"] + g["width"], g["y"] + g["height"]
+            click.echo(f"  {k}. {Path(g['store']).name} x {g['x']}..{x1}, y {g['y']}..{y1}: flips change "
+                       f"{100 * g['flip_disagreement']:.1f} % of labels, {100 * g['unsure']:.1f} % unsure")
 
 
 @cli.command()

@@ -286,6 +286,20 @@ def _decode_ahead(img, truth_img, strips, strip_h: int, height: int, width: int,
             yield pending.result()
 
 
+def mask_strips(path: str | os.PathLike, height: int, width: int, classes: tuple[ClassInfo, ...], strip_h: int,
+                colour_ids: dict[tuple[int, int, int], int] | None = None, what: str = "mask"):
+    """Yield (y0, class ids) strips of a mask file of ``width`` x ``height`` (grey/indexed values are class ids,
+    255 = none; RGB in the class colours, or ``colour_ids``), decoded a strip ahead, checked as truth masks are:
+    the size first, then every value, named with its position."""
+    p = Path(path)
+    img = open_image(p, what)
+    if (img.width, img.height) != (width, height):
+        raise BigsegError(f"{p}: the {what} is {img.width}x{img.height} but the store's image is {width}x{height}")
+    dec = TruthDecoder(p, img, classes, None, colour_ids)
+    for y0, _h, strip, _ in _decode_ahead(dec.img, None, range(0, height, strip_h), strip_h, height, width, p, None):
+        yield y0, dec.decode(strip, y0)
+
+
 def _rgb_key(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.uint32)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]

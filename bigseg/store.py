@@ -196,7 +196,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _chunk_file(array: zarr.Array, index: tuple[int, ...]) -> str | None:
+def chunk_file(array: zarr.Array, index: tuple[int, ...]) -> str | None:
     root = getattr(array.store_path.store, "root", None)
     if root is None:  # not a local store (s3://...): existence is not checked
         return None
@@ -223,7 +223,7 @@ def read(array: zarr.Array, *region: slice):
     indices = [(*idx, *tail) for idx in itertools.product(*ranges)]
     if array.attrs.get(ALL_CHUNKS):
         for idx in indices:
-            f = _chunk_file(array, idx)
+            f = chunk_file(array, idx)
             if f is not None and not os.path.exists(f):
                 raise BigsegError(f"{_location(array)}: chunk {'.'.join(map(str, idx))} is missing (the store is "
                                   "damaged); 'bigseg info --check STORE' lists every bad chunk")
@@ -273,7 +273,7 @@ def check_chunks(array: zarr.Array) -> list[str]:
     grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
     every = bool(array.attrs.get(ALL_CHUNKS))
     for idx in itertools.product(*grid):
-        f = _chunk_file(array, idx) if every else None
+        f = chunk_file(array, idx) if every else None
         if f is not None and not os.path.exists(f):
             problems.append(f"chunk {'.'.join(map(str, idx))}: missing")
         elif not _decodes(array, idx):

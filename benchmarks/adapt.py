@@ -1,0 +1,208 @@
+"""bigseg adapt, measured: strokes simulated from an exact truth mask the way a person paints, adapt, infer, and
+the figures on the unpainted rest of the painted slab and on a sibling slab of the same style (another seed).
+
+For each style: a painted slab (seed S) and its sibling (seed S + 1), 3000 x 2000 px, written as the JPEG a lab
+would have and ingested with their truth; the base model measured on both; ``--per-class`` strokes per class
+painted on the first (bigseg.synth.strokes, through the viewer's own write path); ``bigseg adapt --minutes M``;
+the adapted model measured on both. Air content and spacing factor are the whole slab's (as a report gives
+them, one 1 mm traverse grid); IoU on the painted slab leaves its painted pixels out.
+
+    python benchmarks/adapt.py --styles gravel crushed contrast             # development styles
+    python benchmarks/adapt.py --held-out                                    # the final table (held-out styles)
+    python benchmarks/adapt.py --styles crushed --sweep 10 20 40 80          # figures against strokes per class
+
+Development styles are named styles no training config uses (gravel, crushed, contrast); the held-out styles
+(bigseg.synth.styles.HELD_OUT) are run only for the final table, with the options chosen on the development
+styles. Results: benchmarks/out/adapt/*.json and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from bigseg import annotations as ann  # noqa: E402
+from bigseg import store as st  # noqa: E402
+from bigseg.ingest import ingest  # noqa: E402
+from bigseg.synth import SynthParams, synthesize  # noqa: E402
+from bigseg.synth.strokes import simulate_strokes  # noqa: E402
+from bigseg.train.adapt import adapt  # noqa: E402
+from bigseg.train.adapt_options import AdaptOptions  # noqa: E402
+from bigseg.trust import measure_slab  # noqa: E402
+
+DEV_STYLES = ("gravel", "crushed", "contrast")
+TARGETS = {"stone_iou": 0.90, "void_iou": 0.85, "air_points": 0.3, "spacing_factor": 0.10, "minutes": 10}
+
+
+def make_slab(work: Path, style: str, seed: int, size: tuple[int, int]) -> Path:
+    store = work / f"{style}-{seed}.zarr"
+    if store.exists():
+        return store
+    params = SynthParams(size[0], size[1], seed=seed, style=style)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        s = synthesize(Path(tmp) / "slab.jpg", params)
+        ingest(s["image"], store, truth=s["truth"], pixel_size=s["pixel_size_um"])
+    return store
+
+
+def iou_outside_strokes(store: Path, n: int) -> dict:
+    """Per-class IoU of labels against truth on the pixels nobody painted."""
+    from bigseg.metrics import confusion, scores
+
+    labels = np.asarray(st.open_array(store, "labels")[:])
+    truth = np.asarray(st.open_array(store, "truth")[:]).copy()
+    if ann.has_layer(store):
+        truth[np.asarray(st.open_array(store, ann.LAYER)[:]) != ann.NONE] = 255
+    cm = confusion(truth, labels, n, 255)
+    return scores(cm, ["paste", "stone", "void"][:n])["iou"]
+
+
+def measured(store: Path, model: str | None, painted: bool) -> dict:
+    m = measure_slab(store, model)
+    iou = iou_outside_strokes(store, 3) if painted else m["iou"]
+    return {"iou": iou, "air": m["air_content"], "air_truth": m["air_content_truth"],
+            "air_error_points": m["air_error_points"], "spacing_factor": m["spacing_factor"],
+            "spacing_factor_truth": m["spacing_factor_truth"], "spacing_factor_error": m["spacing_factor_error"],
+            "entrapped": None}
+
+
+def paint(store: Path, per_class: int, seed: int) -> dict:
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    strokes = simulate_strokes(truth, 3, per_class, np.random.default_rng(seed))
+    for s in strokes:
+        ann.paint(store, s, source="benchmarks/adapt.py (simulated strokes)")
+    summary = ann.summary(store)
+    summary["share_of_pixels"] = sum(summary["painted"].values()) / truth.size
+    return summary
+
+
+def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, echo=print) -> dict:
+    painted = make_slab(work, style, seed, size)
+    sibling = make_slab(work, style, seed + 1, size)
+    row: dict = {"style": style, "seed": seed, "size": list(size), "per_class": per_class,
+                 "options": opts.__dict__}
+    row["base"] = {"painted": measured(painted, None, False), "sibling": measured(sibling, None, False)}
+    if ann.has_layer(painted):  # a store reused from an earlier run: paint afresh
+        import shutil
+
+        for name in (ann.LAYER, ann.PYRAMID):
+            shutil.rmtree(painted / name, ignore_errors=True)
+        st.consolidate(painted)
+    row["strokes"] = paint(painted, per_class, seed)
+    model = work / f"{style}-{seed}-{per_class}-adapted.pt"
+    t0 = time.perf_counter()
+    r = adapt([str(painted)], model, options=opts, overwrite=True, echo=echo, progress=False)
+    row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": r.seconds, "steps": r.steps,
+                    "stopped": r.stopped, "held_back_accuracy": r.held_back_accuracy,
+                    "held_back_accuracy_base": r.held_back_accuracy_base}
+    row["adapted"] = {"painted": measured(painted, str(model), True), "sibling": measured(sibling, str(model), False)}
+    return row
+
+
+def meets(m: dict) -> bool:
+    sf = m["spacing_factor_error"]
+    return (m["iou"]["stone"] >= TARGETS["stone_iou"] and m["iou"]["void"] >= TARGETS["void_iou"]
+            and abs(m["air_error_points"]) <= TARGETS["air_points"]
+            and sf is not None and abs(sf) <= TARGETS["spacing_factor"])
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| style | slab | model | stone IoU | void IoU | air (truth) % | air error (points) | spacing factor error "
+            "| targets |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        for which in ("painted", "sibling"):
+            for model in ("base", "adapted"):
+                m = r[model][which]
+                sf = m["spacing_factor_error"]
+                lines.append(f"| {r['style']} | {which} | {model} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} "
+                             f"| {m['air']:.2f} ({m['air_truth']:.2f}) | {m['air_error_points']:+.2f} | "
+                             + (f"{100 * sf:+.1f} %" if sf is not None else "n/a")
+                             + f" | {'met' if meets(m) else 'missed'} |")
+    return "\n".join(lines)
+
+
+def sweep_plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: r["per_class"])
+    n = [r["per_class"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for which, style in (("painted", "-o"), ("sibling", "--s")):
+        axes[0].plot(n, [r["adapted"][which]["iou"]["void"] for r in rows], style, label=f"void, {which}")
+        axes[0].plot(n, [r["adapted"][which]["iou"]["stone"] for r in rows], style, label=f"stone, {which}")
+        axes[1].plot(n, [abs(r["adapted"][which]["air_error_points"]) for r in rows], style, label=which)
+        axes[2].plot(n, [100 * abs(r["adapted"][which]["spacing_factor_error"] or 0) for r in rows], style,
+                     label=which)
+    base = rows[0]["base"]
+    axes[0].axhline(base["painted"]["iou"]["void"], color="grey", lw=0.8, ls=":", label="void, base")
+    axes[1].axhline(abs(base["painted"]["air_error_points"]), color="grey", lw=0.8, ls=":", label="base")
+    axes[2].axhline(100 * abs(base["painted"]["spacing_factor_error"] or 0), color="grey", lw=0.8, ls=":",
+                    label="base")
+    axes[0].axhline(0.85, color="red", lw=0.6)
+    axes[1].axhline(0.3, color="red", lw=0.6)
+    axes[2].axhline(10, color="red", lw=0.6)
+    for ax, title in zip(axes, ("IoU", "|air content error| (points)", "|spacing factor error| (%)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.set_xlabel("strokes per class")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"bigseg adapt on {rows[0]['style']}: figures against the number of strokes (red: targets)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    from bigseg.synth.styles import HELD_OUT
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--styles", nargs="*", default=list(DEV_STYLES))
+    ap.add_argument("--held-out", action="store_true", help="the held-out styles (final table only)")
+    ap.add_argument("--seed", type=int, default=4100)
+    ap.add_argument("--size", default="3000x2000")
+    ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--prior", type=float, default=AdaptOptions.prior)
+    ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
+    ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
+    ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args(argv)
+    work, out = Path(a.work), Path(a.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    size = tuple(int(v) for v in a.size.lower().split("x"))
+    styles = list(HELD_OUT) if a.held_out else a.styles
+    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr)
+    rows = []
+    for style in styles:
+        for per_class in a.sweep or [a.per_class]:
+            print(f"== {style}, {per_class} strokes per class, {a.minutes:g} min", flush=True)
+            row = run_style(work, style, a.seed, size, per_class, opts)
+            rows.append(row)
+            name = f"{style}-{per_class}-{a.minutes:g}min-prior{a.prior:g}{a.tag}.json"
+            (out / name).write_text(json.dumps(row, indent=2))
+            print(table([row]), flush=True)
+    print(table(rows))
+    if a.sweep:
+        plot = out / f"sweep-{styles[0]}{a.tag}.png"
+        sweep_plot(rows, plot)
+        print(f"plot: {plot}")
+
+
+if __name__ == "__main__":
+    main()

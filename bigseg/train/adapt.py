@@ -1,0 +1,554 @@
+"""``bigseg adapt``: fine-tune a model to one lab's concrete from strokes painted on its own slabs, in minutes on a
+CPU, and say how well it does on strokes it held back.
+
+What it does, in order:
+
+1. **Strokes** are read from each store's ``annotations`` layer (chunks holding painted pixels only). Each
+   stroke is a connected piece of one class's painted pixels (8-connected, found chunk by chunk: a stroke that
+   crosses a chunk border counts as two). A fifth of the strokes of every class (at least one where a class has
+   two or more) is **held back**, drawn from ``seed``: never trained on, scored at the end.
+2. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
+   few per cent of a slab and of its strokes), read through a small cache of decoded chunks; random flips and
+   quarter turns, and the photometric augmentation of training (brightness, contrast, gamma, colour, blur,
+   noise, JPEG).
+3. **Loss**: cross-entropy on the painted pixels of the crop, averaged per class (every painted class weighs the
+   same), plus ``prior`` x the KL divergence from the **base model's own soft prediction** on the pixels nobody
+   painted (computed on the crop before photometric changes): strokes sit inside regions, so without it nothing
+   says where a class ends, and the network forgets what it knew everywhere the strokes say nothing. BatchNorm
+   statistics stay the base's (a batch of crops around a few strokes is no estimate of a slab).
+4. **Stops** at the time budget (``minutes``) or when the loss has stopped falling (its moving average better by
+   less than 1 % over the last 150 steps), with a learning rate that decays as a cosine over the budget.
+5. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
+   seen with its context): per-class accuracy, before and after.
+6. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
+   itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
+   checkpoint and in the store's annotation attributes (the viewer lists them).
+7. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
+   back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
+   so ``bigseg infer --model OUT.pt`` runs at the default speed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import annotations as ann
+from bigseg import store as st
+from bigseg.classes import IGNORE_LABEL
+from bigseg.errors import BigsegError
+from bigseg.train.adapt_options import AdaptOptions
+
+MAX_COORDS = 400_000
+"""Painted pixels kept per class and store to draw crop centres from (a uniform subsample above it)."""
+MAX_HELD_WINDOWS = 400
+EVAL_WINDOW = 384
+
+
+@dataclass
+class Strokes:
+    """One store's painted pixels, split: crop centres to draw from (per class) and the held-back strokes."""
+
+    store: str
+    shape: tuple[int, int]
+    train: dict[int, np.ndarray]  # class id -> (n, 2) int32 (y, x) of painted pixels used for training
+    held: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # chunk origin -> flat held indices
+    held_strokes: list[dict] = field(default_factory=list)  # {class, box (y0, y1, x0, x1)}
+    n_strokes: dict[int, int] = field(default_factory=dict)
+    painted: dict[int, int] = field(default_factory=dict)
+    chunk: tuple[int, int] = (1024, 1024)
+
+
+def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator) -> Strokes:
+    """The store's strokes, a share of each class's held back (see the module's docstring)."""
+    from scipy import ndimage
+
+    arr = st.open_array(store, ann.LAYER)
+    out = Strokes(store, tuple(arr.shape[:2]), {}, chunk=tuple(arr.chunks[:2]))
+    pieces: dict[int, list] = {c: [] for c in range(n_classes)}  # class -> [(origin, block index, flat indices)]
+    blocks = {}
+    for (y0, x0), block in ann.read_painted(store):
+        blocks[(y0, x0)] = block.shape
+        for c in range(n_classes):
+            mask = block == c
+            if not mask.any():
+                continue
+            lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+            flat = lab.ravel()
+            order = np.argsort(flat, kind="stable")
+            bounds = np.searchsorted(flat[order], np.arange(1, n + 2))
+            for k in range(n):
+                pieces[c].append(((y0, x0), order[bounds[k] : bounds[k + 1]].astype(np.int64)))
+    held_flat: dict[tuple[int, int], list] = {}
+    train: dict[int, list] = {c: [] for c in range(n_classes)}
+    for c, items in pieces.items():
+        if not items:
+            continue
+        out.n_strokes[c] = len(items)
+        out.painted[c] = int(sum(len(i) for _, i in items))
+        n_held = int(round(held_back * len(items)))
+        n_held = min(max(n_held, 1), len(items) - 1) if len(items) >= 2 else 0
+        held_ids = set(rng.choice(len(items), size=n_held, replace=False).tolist()) if n_held else set()
+        for k, (origin, idx) in enumerate(items):
+            w = blocks[origin][1]
+            ys, xs = idx // w + origin[0], idx % w + origin[1]
+            if k in held_ids:
+                held_flat.setdefault(origin, []).append(idx)
+                out.held_strokes.append({"class": c, "box": (int(ys.min()), int(ys.max()) + 1, int(xs.min()),
+                                                             int(xs.max()) + 1), "origin": origin, "idx": idx})
+            else:
+                train[c].append(np.stack([ys, xs], axis=1).astype(np.int32))
+    for c, parts in train.items():
+        if parts:
+            coords = np.concatenate(parts)
+            if len(coords) > MAX_COORDS:
+                coords = coords[rng.choice(len(coords), MAX_COORDS, replace=False)]
+            out.train[c] = coords
+    out.held = {o: np.concatenate(v) for o, v in held_flat.items()}
+    return out
+
+
+class ChunkReader:
+    """Windows of a store's image and (training) annotations, from a bounded cache of decoded chunks: crops
+    around strokes come back to the same few chunks again and again."""
+
+    def __init__(self, strokes: Strokes, max_bytes: int = 512 * 2**20):
+        self.s = strokes
+        self.image = st.open_array(strokes.store, "image")
+        self.ann = st.open_array(strokes.store, ann.LAYER)
+        self.cache: OrderedDict = OrderedDict()
+        self.bytes = 0
+        self.max_bytes = max_bytes
+
+    def _chunk(self, name: str, cy: int, cx: int) -> np.ndarray:
+        key = (name, cy, cx)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.cache.move_to_end(key)
+            return hit
+        ch, cw = self.s.chunk
+        h, w = self.s.shape
+        ys, xs = slice(cy * ch, min((cy + 1) * ch, h)), slice(cx * cw, min((cx + 1) * cw, w))
+        if name == "image":
+            data = np.asarray(st.read(self.image, ys, xs))
+        else:
+            data = np.asarray(self.ann[ys, xs]).copy()
+            held = self.s.held.get((ys.start, xs.start))
+            if held is not None:
+                data.ravel()[held] = IGNORE_LABEL  # held back: never seen in training
+        self.cache[key] = data
+        self.bytes += data.nbytes
+        while self.bytes > self.max_bytes and len(self.cache) > 1:
+            _, old = self.cache.popitem(last=False)
+            self.bytes -= old.nbytes
+        return data
+
+    def window(self, name: str, y0: int, x0: int, size: int) -> np.ndarray:
+        """``size`` x ``size`` from (y0, x0), padded (image 0, annotations 255) beyond the edges."""
+        h, w = self.s.shape
+        ch, cw = self.s.chunk
+        shape = (size, size, 3) if name == "image" else (size, size)
+        out = np.zeros(shape, np.uint8) if name == "image" else np.full(shape, IGNORE_LABEL, np.uint8)
+        ya, yb, xa, xb = max(0, y0), min(h, y0 + size), max(0, x0), min(w, x0 + size)
+        for cy in range(ya // ch, (yb - 1) // ch + 1 if yb > ya else 0):
+            for cx in range(xa // cw, (xb - 1) // cw + 1 if xb > xa else 0):
+                data = self._chunk(name, cy, cx)
+                sy0, sy1 = max(ya, cy * ch), min(yb, (cy + 1) * ch)
+                sx0, sx1 = max(xa, cx * cw), min(xb, (cx + 1) * cw)
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = data[sy0 - cy * ch : sy1 - cy * ch,
+                                                                     sx0 - cx * cw : sx1 - cx * cw]
+        return out
+
+
+def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: AdaptOptions, rng, photometric):
+    """(clean images, augmented images, targets) of one batch: crops near painted pixels, classes in turn."""
+    import torch
+
+    from bigseg.train.augment import photometric as augment
+
+    clean, images, targets = [], [], []
+    size = opts.crop
+    for _ in range(opts.batch):
+        r, c = classes[int(rng.integers(len(classes)))]
+        reader = readers[r]
+        coords = reader.s.train[c]
+        y, x = coords[int(rng.integers(len(coords)))]
+        jitter = size // 3
+        cy, cx = int(y) + int(rng.integers(-jitter, jitter + 1)), int(x) + int(rng.integers(-jitter, jitter + 1))
+        h, w = reader.s.shape
+        y0 = int(np.clip(cy - size // 2, 0, max(h - size, 0)))
+        x0 = int(np.clip(cx - size // 2, 0, max(w - size, 0)))
+        img = torch.from_numpy(reader.window("image", y0, x0, size)).permute(2, 0, 1).float().div_(255.0)
+        tgt = torch.from_numpy(reader.window("annotations", y0, x0, size).astype(np.int64))
+        if rng.random() < 0.5:
+            img, tgt = img.flip(-1), tgt.flip(-1)
+        if rng.random() < 0.5:
+            img, tgt = img.flip(-2), tgt.flip(-2)
+        k = int(rng.integers(4))
+        if k:
+            img, tgt = torch.rot90(img, k, (-2, -1)), torch.rot90(tgt, k, (-2, -1))
+        clean.append(img.contiguous())
+        images.append(augment(img, rng, photometric) if photometric is not None else img)
+        targets.append(tgt.contiguous())
+    return torch.stack(clean), torch.stack(images), torch.stack(targets)
+
+
+def _loss(logits, targets, teacher, prior: float, n_classes: int):
+    """Per-class mean cross-entropy on painted pixels + prior x KL(base || model) on unpainted pixels."""
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, targets, ignore_index=IGNORE_LABEL, reduction="none")
+    terms = []
+    for c in range(n_classes):
+        m = targets == c
+        if m.any():
+            terms.append(ce[m].mean())
+    stroke = torch.stack(terms).mean() if terms else logits.sum() * 0
+    if teacher is None or prior == 0:
+        return stroke, stroke
+    free = targets == IGNORE_LABEL
+    if not free.any():
+        return stroke, stroke
+    logp = F.log_softmax(logits, 1)
+    q = F.softmax(teacher, 1)
+    kl = (q * (torch.log(q.clamp_min(1e-8)) - logp)).sum(1)
+    return stroke + prior * kl[free].mean(), stroke
+
+
+def _freeze_batchnorm(model) -> None:
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _predict(model, image: np.ndarray):
+    """Softmax (C, H, W) of one RGB uint8 window (padded to a multiple of 32 for the network)."""
+    import torch
+
+    h, w = image.shape[:2]
+    ph, pw = -h % 32, -w % 32
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    with torch.inference_mode():
+        return torch.softmax(model(x), 1)[0, :, :h, :w]
+
+
+def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng) -> dict:
+    """Per-class accuracy of each model on the held-back strokes (a window around each, with context)."""
+    counts = {name: np.zeros((n_classes, 2), np.int64) for name in models}  # [correct, total]
+    jobs = [(r, s) for r, reader in enumerate(readers) for s in reader.s.held_strokes]
+    if len(jobs) > MAX_HELD_WINDOWS:
+        jobs = [jobs[i] for i in sorted(rng.choice(len(jobs), MAX_HELD_WINDOWS, replace=False))]
+    for r, s in jobs:
+        reader = readers[r]
+        h, w = reader.s.shape
+        y0, y1, x0, x1 = s["box"]
+        size = max(EVAL_WINDOW, y1 - y0 + 64, x1 - x0 + 64)
+        wy = int(np.clip((y0 + y1) // 2 - size // 2, 0, max(h - size, 0)))
+        wx = int(np.clip((x0 + x1) // 2 - size // 2, 0, max(w - size, 0)))
+        size_y, size_x = min(size, h), min(size, w)
+        image = reader.window("image", wy, wx, size)[:size_y, :size_x]
+        origin, idx = s["origin"], s["idx"]
+        cw = min(reader.s.chunk[1], w - origin[1])
+        ys, xs = idx // cw + origin[0] - wy, idx % cw + origin[1] - wx
+        keep = (ys >= 0) & (ys < size_y) & (xs >= 0) & (xs < size_x)
+        for name, model in models.items():
+            pred = _predict(model, image).argmax(0).numpy()
+            hits = pred[ys[keep], xs[keep]] == s["class"]
+            counts[name][s["class"]] += (int(hits.sum()), int(keep.sum()))
+    return counts
+
+
+def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
+    """Windows where the model is least sure of itself: the share of pixels whose class changes when the window
+    is seen mirrored (left-right, up-down), plus the share whose chosen class has a probability below 0.7.
+    A grid of at most ``per_store`` windows per store; the ``n`` highest, with (x, y, width, height)."""
+    found = []
+    for store in stores:
+        image = st.open_array(store, "image")
+        h, w = image.shape[:2]
+        size = min(window, h, w)
+        cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
+        rows = max(1, per_store // cols)
+        for gy in range(rows):
+            for gx in range(cols):
+                y0 = int((h - size) * (gy + 0.5) / rows) if rows > 1 else (h - size) // 2
+                x0 = int((w - size) * (gx + 0.5) / cols) if cols > 1 else (w - size) // 2
+                win = np.asarray(st.read(image, slice(y0, y0 + size), slice(x0, x0 + size)))
+                p = _predict(model, win)
+                pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
+                pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
+                lab = p.argmax(0)
+                flips = ((pl.argmax(0) != lab) | (pu.argmax(0) != lab)).float().mean().item()
+                unsure = (p.max(0).values < 0.7).float().mean().item()
+                mean = ((p + pl + pu) / 3).mean((1, 2))
+                found.append({"store": str(store), "x": x0, "y": y0, "width": size, "height": size,
+                              "score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4),
+                              "unsure": round(unsure, 4),
+                              "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}})
+    found.sort(key=lambda r: -r["score"])
+    chosen: list[dict] = []
+    for r in found:  # the best first, none overlapping a better one by more than a quarter of its area
+        if all(r["store"] != c["store"] or _overlap(r, c) <= 0.25 * r["width"] * r["height"] for c in chosen):
+            chosen.append(r)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def _overlap(a: dict, b: dict) -> int:
+    w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+    h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+    return max(0, w) * max(0, h)
+
+
+def _accuracy(counts: np.ndarray, classes) -> dict:
+    return {c.name: (float(counts[c.id, 0] / counts[c.id, 1]) if counts[c.id, 1] else None) for c in classes}
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """What :func:`adapt` made and measured."""
+
+    checkpoint: str
+    onnx: str | None
+    steps: int
+    seconds: float
+    stopped: str
+    painted: dict
+    strokes: dict
+    held_back_strokes: dict
+    held_back_accuracy: dict
+    held_back_accuracy_base: dict
+    held_back_pixels: dict
+    suggestions: list
+    loss_first: float
+    loss_last: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: AdaptOptions):
+    """Everything that can fail before minutes of work: options, stores and their strokes, base model, output."""
+    from bigseg import checkpoint as ckpt
+    from bigseg.modelfile import model_kind
+    from bigseg.paths import refuse_overlap
+
+    opts.check()
+    if not stores:
+        raise BigsegError("give at least one store with annotations")
+    if len({os.path.realpath(s) for s in stores}) != len(stores):
+        raise BigsegError("a store is given twice")
+    if out.suffix != ".pt":
+        raise BigsegError(f"-o {out}: the adapted model is a checkpoint; name it .pt")
+    if out.exists() and not overwrite:
+        raise BigsegError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise BigsegError(f"-o {out}: the folder {out.parent} does not exist or is not writable")
+    refuse_overlap(out, "-o", *[("store", s) for s in stores], ("base model", base))
+    tables = []
+    for s in stores:
+        group = st.open_store(s)
+        ann.require(s)
+        tables.append(st.class_table(group))
+    names = [c.name for c in tables[0]]
+    for s, t in zip(stores, tables, strict=True):
+        if [c.name for c in t] != names:
+            raise BigsegError(f"{s}: its classes ({', '.join(c.name for c in t)}) differ from {stores[0]}'s")
+    painted_classes = set()
+    for s in stores:
+        painted_classes |= {k for k, v in ann.summary(s)["painted"].items() if v}
+    if len(painted_classes) < 2:
+        raise BigsegError(f"strokes of only one class ({', '.join(painted_classes)}); paint at least two classes "
+                          "(better: every class) so the model learns what tells them apart")
+    if model_kind(base) != "checkpoint":
+        raise BigsegError(f"--model {base}: adapt fine-tunes a bigseg checkpoint (an ONNX file has no weights to "
+                          "train); give the .pt it was exported from")
+    meta = ckpt.read(base)["meta"]
+    base_names = [c["name"] for c in meta["classes"]]
+    if base_names != names:
+        raise BigsegError(f"--model {base}: its classes ({', '.join(base_names)}) are not the stores' "
+                          f"({', '.join(names)}); adapt a model made for these classes")
+    return tables[0], meta
+
+
+def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | os.PathLike | None = None,
+          options: AdaptOptions | None = None, overwrite: bool = False, echo=print, progress: bool | None = None,
+          command: str | None = None) -> AdaptResult:
+    """Fine-tune ``base`` (default: the bundled model) on the strokes painted in ``stores``; write ``out`` (and
+    ``out`` with .onnx); see the module's docstring. Nothing in the stores changes but the list of suggested
+    regions in their annotation attributes."""
+    import torch
+
+    from bigseg import checkpoint as ckpt
+    from bigseg.progress import make_bar
+    from bigseg.train.config import PhotometricConfig
+
+    opts = options or AdaptOptions()
+    stores = [str(s) for s in stores]
+    out = Path(out)
+    base_path = ckpt.model_path(str(base) if base is not None else None)
+    classes, meta = _checks(stores, out, base_path, overwrite, opts)
+    n = len(classes)
+    threads = opts.threads or max(1, os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    strokes = [read_strokes(s, n, opts.held_back, rng) for s in stores]
+    readers = [ChunkReader(s) for s in strokes]
+    pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]
+    trained_classes = {c for _, c in pairs}
+    if len(trained_classes) < 2:
+        raise BigsegError("after holding strokes back, fewer than two classes are left to train on; paint more "
+                          "strokes")
+    painted = {c.name: sum(s.painted.get(c.id, 0) for s in strokes) for c in classes}
+    n_strokes = {c.name: sum(s.n_strokes.get(c.id, 0) for s in strokes) for c in classes}
+    held = {c.name: sum(1 for s in strokes for h in s.held_strokes if h["class"] == c.id) for c in classes}
+    echo("strokes: " + ", ".join(f"{k} {n_strokes[k]} ({painted[k]} px)" for k in n_strokes)
+         + "; held back: " + ", ".join(f"{k} {v}" for k, v in held.items()))
+    model, _ = ckpt.load(base_path)
+    teacher = copy.deepcopy(model).eval() if opts.prior > 0 else None
+    base_model = teacher if teacher is not None else copy.deepcopy(model).eval()
+    model.train()
+    _freeze_batchnorm(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
+                            weight_decay=opts.weight_decay)
+    photometric = PhotometricConfig() if opts.photometric else None
+    budget = opts.minutes * 60
+    echo(f"adapting {base_path.name} on {len(stores)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
+         f"crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
+    bar = make_bar(int(budget), "adapt", "s", enabled=progress)
+    t0 = time.perf_counter()
+    last_log, shown = t0, 0
+    ema, history, losses = None, [], []
+    step, stopped = 0, "time budget"
+    try:
+        while True:
+            elapsed = time.perf_counter() - t0
+            if elapsed >= budget:
+                break
+            frac = elapsed / budget
+            lr = opts.lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * frac))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            clean, images, targets = _batch(readers, pairs, opts, rng, photometric)
+            soft = None
+            if teacher is not None:
+                with torch.inference_mode():
+                    soft = teacher(clean)
+                soft = soft.clone()
+            logits = model(images)
+            loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n)
+            if not torch.isfinite(loss):
+                raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            value = float(loss.item())
+            losses.append(value)
+            ema = value if ema is None else 0.97 * ema + 0.03 * value
+            history.append(ema)
+            now = time.perf_counter()
+            bar.update(int(now - t0) - shown)
+            shown = int(now - t0)
+            bar.set_postfix(step=step, loss=f"{ema:.4f}")
+            if now - last_log >= 60:
+                bar.write(f"adapt: step {step}, {now - t0:.0f} s, loss {ema:.4f} (strokes {stroke_loss.item():.4f})")
+                last_log = now
+            if step >= opts.min_steps and len(history) > 150 and history[-1] > 0.99 * history[-151]:
+                stopped = "converged"
+                break
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if not step:
+        raise BigsegError("no training step fitted in the time budget; give more --minutes")
+    model.eval()
+    echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
+    counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng)
+    acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
+    held_px = {c.name: int(counts["adapted"][c.id, 1]) for c in classes}
+    echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
+        f"{k} {_pct(acc_base[k])} -> {_pct(acc[k])}" for k in acc if held_px[k]))
+    suggestions = suggest_regions(model, stores, classes, n=opts.suggestions)
+    result = _save(model, out, base_path, meta, classes, stores, opts, painted, n_strokes, held, acc, acc_base,
+                   held_px, suggestions, step, seconds, stopped, command, losses, echo)
+    for s in stores:
+        _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
+    return result
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
+          acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo) -> AdaptResult:
+    from bigseg import checkpoint as ckpt
+
+    record = {
+        "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
+                 "arch": meta["arch"], "description": meta.get("description")},
+        "stores": [os.path.abspath(s) for s in stores], "painted_pixels": painted, "strokes": n_strokes,
+        "held_back_strokes": held, "held_back_pixels": held_px, "held_back_accuracy": acc,
+        "held_back_accuracy_base": acc_base, "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
+        "steps": step, "stopped": stopped, "seed": opts.seed, "options": asdict(opts),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+        "suggestions": suggestions,
+    }
+    keep = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as",
+                                                        "confidence_reference", "adapted", "description")}
+    extra = {**keep, "adapted": record,
+             "trained_on": list(meta.get("trained_on") or []) + [f"strokes painted on {os.path.basename(s)}"
+                                                                  for s in stores],
+             "description": f"{meta['arch']} adapted by bigseg adapt to strokes on {len(stores)} slab(s), from "
+                            f"{base_path.name}"}
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}.pt")
+    ckpt.save(tmp, model, arch=meta["arch"], classes=classes, arch_kwargs=meta.get("arch_kwargs"), extra_meta=extra)
+    os.replace(tmp, out)
+    onnx = None
+    if opts.export:
+        from bigseg.export import export
+
+        target = out.with_suffix(".onnx")
+        r = export(out, target, "onnx", exporter="legacy", overwrite=True, echo=lambda *a: None)
+        onnx = r["path"]
+        echo(f"ONNX export verified against PyTorch: {onnx}")
+    echo(f"wrote {out}: bigseg infer STORE --model {out} --overwrite")
+    return AdaptResult(checkpoint=str(out), onnx=onnx, steps=step, seconds=seconds, stopped=stopped,
+                       painted=painted, strokes=n_strokes, held_back_strokes=held, held_back_accuracy=acc,
+                       held_back_accuracy_base=acc_base, held_back_pixels=held_px, suggestions=suggestions,
+                       loss_first=float(losses[0]), loss_last=float(np.mean(losses[-20:])))
+
+
+def _store_suggestions(store: str, regions: list, model: Path) -> None:
+    """The suggested regions of ``store`` into its annotation attributes, for the viewer."""
+    with ann.write_lock(store):
+        a = st.open_array(store, ann.LAYER, "r+")
+        a.attrs["suggestions"] = {"model": os.path.abspath(model), "regions": regions,
+                                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    st.consolidate(store)
+
+
+def held_back_summary(record: dict | None) -> str | None:
+    """One sentence for reports: how the adapted model did on the strokes it held back."""
+    if not record:
+        return None
+    acc = record.get("held_back_accuracy") or {}
+    parts = [f"{k} {100 * v:.1f} %" for k, v in acc.items() if v is not None]
+    return (f"adapted by bigseg adapt to {sum((record.get('strokes') or {}).values())} strokes on "
+            f"{len(record.get('stores') or [])} slab(s); on the strokes it held back it labels " + ", ".join(parts)
+            + " of the pixels right")

@@ -1,0 +1,49 @@
+"""Options of ``bigseg adapt`` (a module of its own, light to import: the CLI reads its defaults)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bigseg.errors import BigsegError
+
+HELD_BACK = 0.2
+"""Share of each class's strokes held back to score the adapted model."""
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """How ``bigseg adapt`` trains: time budget, crops, optimiser, the prior's weight, held-back share, seed."""
+
+    minutes: float = 10.0
+    crop: int = 256
+    batch: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    prior: float = 0.5
+    held_back: float = HELD_BACK
+    seed: int = 0
+    threads: int | None = None
+    min_steps: int = 300
+    photometric: bool = True
+    export: bool = True
+    suggestions: int = 5
+
+    def check(self) -> None:
+        """One line naming the option for anything out of range (before any work)."""
+        if not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise BigsegError(f"--minutes must be a positive number of minutes, got {self.minutes}")
+        if self.minutes > 24 * 60:
+            raise BigsegError(f"--minutes {self.minutes:g} is more than a day; adapt is meant to take minutes")
+        if not 32 <= self.crop <= 2048 or self.crop % 16:
+            raise BigsegError(f"--crop must be a multiple of 16 between 32 and 2048, got {self.crop}")
+        if not 1 <= self.batch <= 256:
+            raise BigsegError(f"--batch must be between 1 and 256, got {self.batch}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise BigsegError(f"--lr must be in (0, 1], got {self.lr}")
+        if not (math.isfinite(self.prior) and 0 <= self.prior <= 100):
+            raise BigsegError(f"--prior must be between 0 and 100, got {self.prior}")
+        if not 0 < self.held_back < 1:
+            raise BigsegError(f"--held-back must be a fraction between 0 and 1, got {self.held_back}")
+        if self.threads is not None and not 1 <= self.threads <= 256:
+            raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
