@@ -303,12 +303,15 @@ def calibrate(model, out, slabs, size, workdir, workers, overwrite):
 @cli.command()
 @click.argument("stores", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON.")
-def evaluate(stores, json_path):
-    """Compare labels with truth in STORES: confusion matrix, per-class IoU, pixel accuracy."""
+@click.option("--against", type=click.Choice(["truth", "annotations"]), default="truth", show_default=True,
+              help="What the labels are scored against: the truth mask, or the strokes painted in the store "
+              "(per-class accuracy on the painted pixels).")
+def evaluate(stores, json_path, against):
+    """Compare labels with truth (or painted strokes) in STORES: confusion matrix, per-class IoU, pixel accuracy."""
     from bigseg.report.evaluate import evaluate as run
     from bigseg.report.evaluate import format_confusion
 
-    r = run(list(stores))
+    r = run(list(stores), reference=against)
     click.echo(format_confusion(r))
     if json_path:
         Path(json_path).write_text(json.dumps(r, indent=2))
@@ -485,6 +488,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--prior", default=AdaptOptions.prior, show_default=True, type=float,
               help="Weight of the base model's own predictions on unpainted pixels (keeps boundaries and what it "
               "knew; 0: strokes only).")
+@click.option("--grow", default=AdaptOptions.grow, show_default=True, type=int,
+              help="Grow each stroke this far (px) over pixels of its class's colour, to the edge of its region, "
+              "so the fine-tune learns where classes end (0: the painted pixels only).")
 @click.option("--crop", default=AdaptOptions.crop, show_default=True, type=int, help="Crop side (px).")
 @click.option("--batch", default=AdaptOptions.batch, show_default=True, type=int, help="Crops per step.")
 @click.option("--lr", default=AdaptOptions.lr, show_default=True, type=float, help="Peak learning rate (AdamW).")
@@ -493,7 +499,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", type=int, help="Torch threads [default: all cores].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, prior, crop, batch, lr, held_back, seed, threads, overwrite):
+def adapt(stores, out, model, minutes, prior, grow, crop, batch, lr, held_back, seed, threads, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -502,8 +508,8 @@ def adapt(stores, out, model, minutes, prior, crop, batch, lr, held_back, seed, 
     """
     from bigseg.train.adapt import adapt as run
 
-    opts = AdaptOptions(minutes=minutes, prior=prior, crop=crop, batch=batch, lr=lr, held_back=held_back, seed=seed,
-                        threads=threads)
+    opts = AdaptOptions(minutes=minutes, prior=prior, grow=grow, crop=crop, batch=batch, lr=lr, held_back=held_back,
+                        seed=seed, threads=threads)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:
@@ -604,12 +610,15 @@ def export_tiff(store, out, layer, overwrite):
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @click.option("--cache-mb", default=128, show_default=True, type=click.IntRange(1, 65536),
               help="Memory for rendered tiles (MB).")
-def serve(paths, host, port, cache_mb):
+@click.option("--annotate", is_flag=True, help="Paint strokes per class in the viewer (brush, eraser, undo), saved "
+              "into each store's annotations as you paint; the only write the service then accepts.")
+def serve(paths, host, port, cache_mb, annotate):
     """Look at results in a browser: a viewer and Deep Zoom tiles of image, labels, truth, errors and confidence of
-    the stores given (a folder: the stores in it). Read-only; a store being inferred shows its progress."""
+    the stores given (a folder: the stores in it). Read-only unless --annotate; a store being inferred shows its
+    progress."""
     from bigseg.serve import serve as run
 
-    run(list(paths), host=host, port=port, cache_bytes=cache_mb * 2**20, echo=click.echo)
+    run(list(paths), host=host, port=port, cache_bytes=cache_mb * 2**20, echo=click.echo, annotate=annotate)
 
 
 @cli.command()
@@ -638,6 +647,10 @@ def info(store, as_json, check):
         if check:
             state += ", every chunk readable"
         click.echo(f"  {name:20s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  {state}")
+    a = s.get("annotations")
+    if a:
+        click.echo(f"annotations: {a['strokes']} strokes or imports; painted " + ", ".join(
+            f"{k} {v:,} px" for k, v in a["painted"].items()) + f" (last change {a['updated']})")
     m = s.get("labels_made_by")
     if m:
         click.echo(f"labels made by {m['model'] or m['arch']} (sha256 {(m['sha256'] or '?')[:12]}, {m['arch']}; "

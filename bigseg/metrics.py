@@ -18,8 +18,10 @@ def scores(cm: np.ndarray, names: list[str]) -> dict:
     union = cm.sum(0) + cm.sum(1) - tp
     iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
     total = cm.sum()
+    rows = cm.sum(1)
     return {
         "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)},
+        "accuracy": {n: (float(tp[k] / rows[k]) if rows[k] else None) for k, n in enumerate(names)},
         "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else None,
         "pixel_accuracy": float(tp.sum() / total) if total else None,
         "pixels": int(total),

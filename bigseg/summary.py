@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from bigseg import annotations as ann
 from bigseg import store as st
 from bigseg.pyramid import LABEL_PYRAMIDS
 
@@ -14,8 +15,8 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
     group = st.open_store(path)
     image = group["image"]
     arrays = {}
-    names = [n for n in ("image", "truth", "labels", "probabilities", "confidence") if n in group]
-    for pyramid in ("preview", *LABEL_PYRAMIDS.values()):  # the image's and the masks' pyramids, finest first
+    names = [n for n in ("image", "truth", "labels", "probabilities", "confidence", ann.LAYER) if n in group]
+    for pyramid in ("preview", *LABEL_PYRAMIDS.values(), ann.PYRAMID):  # the image's and masks' pyramids
         if pyramid in group:
             names += [f"{pyramid}/{n}" for n in sorted(group[pyramid].array_keys(), key=lambda n: int(n[1:]))]
     for name in names:
@@ -36,6 +37,7 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
         "arrays": arrays,
         "stats": group["labels"].attrs.get("stats") if "labels" in group else None,
         "labels_made_by": made_by(group["labels"].attrs) if "labels" in group else None,
+        "annotations": ann.summary(path),
         "checked": check,
     }
 

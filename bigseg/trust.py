@@ -201,9 +201,40 @@ def _threshold_basis(reference: dict) -> str:
     return f"the most it reached on its {reference['slabs']} validation slabs"
 
 
-def doubt(confidence: dict | None, reference: dict | None) -> dict:
+ADAPTED_MIN_ACCURACY = 0.95
+"""An adapted model whose labels are right on less than this share of any class's held-back stroke pixels gets the
+low-confidence warning."""
+
+
+def adapted_doubt(adapted: dict) -> dict:
+    """The confidence check of a model made by ``bigseg adapt``: its accuracy on the strokes it held back (painted
+    on this lab's own slabs) replaces the base model's synthetic validation range, which says nothing about it."""
+    acc = {k: v for k, v in (adapted.get("held_back_accuracy") or {}).items() if v is not None}
+    n = sum((adapted.get("held_back_strokes") or {}).values())
+    if not acc:
+        return {"flag": True, "figure": "held_back_accuracy", "value": None, "threshold": ADAPTED_MIN_ACCURACY,
+                "message": "low confidence: the adapted model was scored on no held-back strokes (paint more "
+                           "strokes per class and adapt again)"}
+    worst = min(acc, key=acc.get)
+    parts = ", ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items())
+    if acc[worst] < ADAPTED_MIN_ACCURACY:
+        return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
+                "message": f"low confidence: on {n} strokes it held back, the model adapted to this concrete (bigseg "
+                           f"adapt) labels only {parts} of the pixels right ({worst} below {100 * ADAPTED_MIN_ACCURACY:.0f} %); paint more {worst} "
+                           "strokes where it is wrong and adapt again"}
+    return {"flag": False, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
+            "note": True,
+            "message": f"labels from a model adapted to this concrete (bigseg adapt): on {n} strokes it held back it "
+                       f"labels {parts} of the pixels right; strokes lie inside regions, so class boundaries are not "
+                       "tested by this check: look at the quicklook and the crops before signing"}
+
+
+def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None = None) -> dict:
     """Whether a store's labels lie outside the confidence range the model showed on its validation styles:
-    {"flag": bool or None, "figure", "value", "threshold", "message"}."""
+    {"flag": bool or None, "figure", "value", "threshold", "message"}; for an adapted model, its held-back
+    strokes decide (:func:`adapted_doubt`)."""
+    if adapted:
+        return adapted_doubt(adapted)
     if not confidence:
         return {"flag": None, "message": "no confidence figures (labels from an older bigseg): rerun infer"}
     values = figures(confidence)

@@ -349,4 +349,13 @@ def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
     return {"file": os.path.abspath(ckpt), "sha256": digest, "arch": meta.get("arch"),
             "bundled": Path(ckpt).resolve() == BUNDLED.resolve(), "trained_on": meta.get("trained_on"),
             "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference"),
-            "precision": meta.get("precision", "fp32")}
+            "precision": meta.get("precision", "fp32"), "adapted": _adapted_record(meta.get("adapted"))}
+
+
+def _adapted_record(adapted: dict | None) -> dict | None:
+    """What a report says of a model made by ``bigseg adapt``: its base, stores, strokes and held-back accuracy."""
+    if not adapted:
+        return None
+    keep = ("base", "stores", "strokes", "painted_pixels", "held_back_strokes", "held_back_pixels",
+            "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when")
+    return {k: adapted.get(k) for k in keep}

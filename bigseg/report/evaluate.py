@@ -1,7 +1,10 @@
-"""Compare predicted ``labels`` with ``truth`` in slab stores: confusion matrix, per-class IoU, accuracy.
+"""Compare predicted ``labels`` with ``truth`` (or with the strokes painted in ``annotations``) in slab stores:
+confusion matrix, per-class IoU and accuracy.
 
 The confusion matrix is a dask reduction over matching chunks of the two arrays (memory bounded by chunks);
-truth pixels equal to 255 (unlabelled) are left out.
+reference pixels equal to 255 (unlabelled, not painted) are left out. Against strokes, IoU means little (only
+painted pixels count, so a class's false positives are only those on other classes' strokes): the per-class
+accuracy -- the share of each class's painted pixels labelled as that class -- is the figure.
 """
 
 from __future__ import annotations
@@ -22,38 +25,45 @@ def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarra
     return confusion(truth, labels, n, IGNORE_LABEL)[None, None]
 
 
-def confusion_matrix(store: str | os.PathLike, client=None) -> tuple[np.ndarray, list[str]]:
+HOW_TO_MAKE = {"labels": " (run 'bigseg infer' first)", "truth": " (ingest with --truth)",
+               "annotations": " (paint strokes with 'bigseg serve STORE --annotate' or 'bigseg import annotations')"}
+
+
+def confusion_matrix(store: str | os.PathLike, client=None, reference: str = "truth") -> tuple[np.ndarray, list[str]]:
     import dask.array as da
 
     from bigseg.cluster import compute
 
     group = st.open_store(store)
-    for name in ("labels", "truth"):
+    for name in ("labels", reference):
         if name not in group or not st.is_complete(group[name]):
-            raise BigsegError(f"{store}: no complete {name} array to evaluate"
-                              + (" (run 'bigseg infer' first)" if name == "labels" else " (ingest with --truth)"))
+            raise BigsegError(f"{store}: no complete {name} array to evaluate" + HOW_TO_MAKE.get(name, ""))
     names = [c.name for c in st.class_table(group)]
     n = len(names)
     labels = st.dask_array(store, "labels")
-    truth = st.dask_array(store, "truth").rechunk(labels.chunks)
+    truth = st.dask_array(store, reference).rechunk(labels.chunks)
     cm = da.map_blocks(_chunk_confusion, labels, truth, n, dtype=np.int64, new_axis=[2, 3],
                        chunks=((1,) * labels.numblocks[0], (1,) * labels.numblocks[1], (n,), (n,))).sum(axis=(0, 1))
     cm = compute(cm, client)
     return np.asarray(cm, np.int64), names
 
 
-def evaluate(stores: list[str | os.PathLike]) -> dict:
-    """Summed confusion matrix and scores over ``stores`` (class tables must agree)."""
+def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> dict:
+    """Summed confusion matrix and scores over ``stores`` (class tables must agree), against ``reference``
+    (``truth`` or ``annotations``)."""
+    if reference not in ("truth", "annotations"):
+        raise BigsegError(f"labels are scored against truth or annotations, not {reference!r}")
     total, names = None, None
     per_store = {}
     for s in stores:
-        cm, n = confusion_matrix(s)
+        cm, n = confusion_matrix(s, reference=reference)
         if names is not None and n != names:
             raise BigsegError(f"{s}: classes {n} differ from {names}")
         names = n
         total = cm if total is None else total + cm
         per_store[str(s)] = scores(cm, n)
-    return {"classes": names, "confusion": total.tolist(), **scores(total, names), "stores": per_store}
+    return {"classes": names, "reference": reference, "confusion": total.tolist(), **scores(total, names),
+            "stores": per_store}
 
 
 def format_confusion(result: dict) -> str:
@@ -62,6 +72,12 @@ def format_confusion(result: dict) -> str:
     lines = ["confusion matrix (rows: truth, columns: predicted)", " " * w + "".join(f"{n:>{w}s}" for n in names)]
     for n, row in zip(names, result["confusion"], strict=True):
         lines.append(f"{n:<{w}s}" + "".join(f"{v:>{w}d}" for v in row))
+    if result.get("reference") == "annotations":
+        lines[0] = "confusion matrix on the painted pixels (rows: strokes, columns: predicted)"
+        lines.append("accuracy on the strokes: " + ", ".join(
+            f"{k} {v:.4f}" if v is not None else f"{k} not painted" for k, v in result["accuracy"].items())
+                     + f"; all painted pixels {result['pixel_accuracy']:.4f}")
+        return "\n".join(lines)
     lines.append("IoU: " + ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in result["iou"].items())
                  + f"; mean IoU {result['mean_iou']:.4f}; pixel accuracy {result['pixel_accuracy']:.4f}")
     return "\n".join(lines)

@@ -138,11 +138,20 @@ def _model_block(doc: dict) -> str:
                 ("precision", "int8 (its calibrated export; labels differ from fp32 on a small share of pixels, "
                               "mostly along class boundaries)" if m.get("precision") == "int8" else None),
                 ("trained on", _e(trained_text)),
+                ("adapted", _e(_adapted_text(m.get("adapted"))) if m.get("adapted") else None),
                 ("mean confidence", _fmt(conf.get("mean_confidence")) if conf else None),
                 ("uncertain pixels", f"{100 * conf['uncertain_fraction']:.2f} %" if conf else None),
                 ("confidence check", _e(d.get("message")))]
         parts.append(f'<div class="meta">{_meta_rows(rows)}</div>')
     return "".join(parts)
+
+
+def _adapted_text(a: dict) -> str:
+    base = (a.get("base") or {}).get("file") or "?"
+    strokes = sum((a.get("strokes") or {}).values())
+    acc = ", ".join(f"{k} {100 * v:.1f} %" for k, v in (a.get("held_back_accuracy") or {}).items() if v is not None)
+    return (f"from {Path(base).name} by bigseg adapt on {strokes} strokes ({len(a.get('stores') or [])} slab(s), "
+            f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}")
 
 
 def _warnings(doc: dict) -> str:

@@ -181,7 +181,8 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
             "classes": [c.to_dict() for c in classes],
             "region": dict(group["region"].attrs) if "region" in group else None,
             "model": model, "confidence": confidence,
-            "doubt": doubt(confidence, model.get("confidence_reference")) if concrete_ids(classes) else None}
+            "doubt": doubt(confidence, model.get("confidence_reference"), model.get("adapted"))
+            if concrete_ids(classes) else None}
     echo(f"analysing {store}/labels ({w}x{h} px)")
     slab["labels"] = analyse(store, "labels", classes, px, options.spacing_mm, options.entrapped_mm, client, options)
     if options.truth:
@@ -289,7 +290,7 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
     out = []
     for s in slabs:
         d = s.get("doubt")
-        if d and d.get("flag"):
+        if d and (d.get("flag") or d.get("note")):
             out.append(f"{Path(s['store']).name}: {d['message']}")
     out += doc["labels"].get("airvoid", {}).get("warnings", [])
     return out

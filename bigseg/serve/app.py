@@ -8,19 +8,31 @@ Routes (``{store}`` is a store's id: its folder name without ``.zarr``):
 * ``/api/stores/{store}/stats`` -- the labels' statistics and confidence, and the report's figures if one exists;
 * ``/api/stores/{store}/pixel?x=&y=`` -- the class (labels, truth) and confidence at a pixel;
 * ``/dzi/{store}/{layer}.dzi`` and ``/dzi/{store}/{layer}_files/{level}/{col}_{row}.{jpg|png}`` -- Deep Zoom;
-* ``/report/{store}/`` -- the store's report (``STORE-report/report.html``), when there is one.
+* ``/report/{store}/`` -- the store's report (``STORE-report/report.html``), when there is one;
+* ``/api/stores/{store}/annotations`` -- painted pixels per class, strokes, regions ``bigseg adapt`` suggests.
+
+With ``--annotate`` (and only then) two writes are accepted, both into the store's ``annotations`` layer and
+nothing else: ``POST /api/stores/{store}/strokes`` ({"id", "stroke": {"class", "radius", "points"}}) paints a
+stroke, ``POST /api/stores/{store}/undo`` ({"id"}) takes back one of this service's strokes. A write must come
+as ``application/json`` from the viewer's own origin (a page elsewhere cannot post one).
 
 Only the stores given are served, nothing else on disk: ids are looked up, never joined into paths, and static
-files come from a fixed set. Anything missing is a 404 with a JSON body; nothing is ever written.
+files come from a fixed set. Anything missing is a 404 with a JSON body. A service listening on a loopback
+address answers only requests addressed to a loopback name (``Host: localhost``, ``127.0.0.1``, ``[::1]``), so
+that a web page cannot reach it through a DNS name it controls (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bigseg import annotations as ann
+from bigseg import store as st
+from bigseg.errors import BigsegError
 from bigseg.serve import tiles
 
 STATIC = Path(__file__).parent / "static"
@@ -29,13 +41,31 @@ STATIC_FILES = {"openseadragon.min.js": "application/javascript", "viewer.js": "
 TILE_PATH = re.compile(r"^(\d{1,2})/(\d{1,7})_(\d{1,7})\.(jpg|png)$")
 
 
-def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+UNDO_KEPT = 500
+"""Strokes per store this service can take back (the most recent ones)."""
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, annotate: bool = False,
+             loopback_only: bool = True):
     import tornado.web
 
     cache = tiles.TileCache(cache_bytes)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="bigseg-tile")
+    changes: dict = {key: OrderedDict() for key in slabs}  # per store: stroke id -> annotations.Change (undo)
 
     class Base(tornado.web.RequestHandler):
+        def prepare(self):
+            if loopback_only and _host_name(self.request.host) not in LOOPBACK_NAMES:
+                self.fail(403, "this service answers only requests to localhost")
+
         def write_error(self, status_code, **kwargs):
             self.set_header("Content-Type", "application/json")
             reason = self._reason if status_code != 500 else "internal error"
@@ -75,8 +105,6 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
     class Stats(Base):
         def get(self, key):
             slab = self.slab(key)
-            from bigseg import store as st
-
             group = st.open_store(slab.path)
             out = {"store": slab.info()}
             if "labels" in group:
@@ -127,7 +155,7 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
             level, col, row, ext = int(m[1]), int(m[2]), int(m[3]), m[4]
             if ext != tiles.FORMAT[layer]:
                 self.fail(404, "no such tile")
-            ident = (key, layer, level, col, row, tiles.slab_stamp(slab))
+            ident = (key, layer, level, col, row, tiles.slab_stamp(slab, layer))
             hit = cache.get(ident)
             if hit is None:
                 import tornado.ioloop
@@ -150,8 +178,76 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.write(report.read_bytes())
 
+    class Annotations(Base):
+        def get(self, key):
+            slab = self.slab(key)
+            summary = ann.summary(slab.path)
+            if summary is not None:
+                suggestions = st.attr(st.open_array(slab.path, ann.LAYER), "suggestions")
+                summary["suggestions"] = suggestions if isinstance(suggestions, dict) else None
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps({"annotate": annotate, "annotations": summary}))
+
+    class Write(Base):
+        """The only writes: strokes into (and undo from) a store's annotations, with --annotate."""
+
+        def body_json(self) -> dict:
+            if not annotate:
+                self.fail(403, "read-only: start the service with --annotate to paint")
+            if not self.request.headers.get("Content-Type", "").startswith("application/json"):
+                self.fail(415, "send JSON (Content-Type: application/json)")
+            origin = self.request.headers.get("Origin")
+            if origin is not None and origin.split("://", 1)[-1].lower() != self.request.host.lower():
+                self.fail(403, "writes are accepted from the viewer's own page only")
+            if len(self.request.body) > 4 * 2**20:
+                self.fail(413, "stroke too large")
+            try:
+                data = json.loads(self.request.body)
+            except ValueError:
+                self.fail(400, "not JSON")
+            if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not 0 < len(data["id"]) <= 64:
+                self.fail(400, "give an 'id' (a string of up to 64 characters)")
+            return data
+
+        def reply(self, slab, **more):
+            self.set_header("Content-Type", "application/json")
+            self.write(json.dumps({**more, "annotations": ann.summary(slab.path)}))
+
+    class Strokes(Write):
+        async def post(self, key):
+            slab = self.slab(key)
+            data = self.body_json()
+            slab.refresh()
+            try:
+                stroke = ann.Stroke.parse(data.get("stroke"), len(slab.classes))
+            except BigsegError as exc:
+                self.fail(400, str(exc))
+            import tornado.ioloop
+
+            change = await tornado.ioloop.IOLoop.current().run_in_executor(pool, ann.paint, slab.path, stroke)
+            if change is not None:
+                kept = changes[key]
+                kept[data["id"]] = change
+                while len(kept) > UNDO_KEPT:
+                    kept.popitem(last=False)
+            slab.refresh()
+            self.reply(slab, id=data["id"], pixels=change.pixels if change else 0)
+
+    class Undo(Write):
+        async def post(self, key):
+            slab = self.slab(key)
+            data = self.body_json()
+            change = changes[key].pop(data["id"], None)
+            if change is None:
+                self.fail(404, "no such stroke to undo (painted by another service, or undone already)")
+            import tornado.ioloop
+
+            restored = await tornado.ioloop.IOLoop.current().run_in_executor(pool, ann.undo, slab.path, change)
+            self.reply(slab, id=data["id"], restored=restored)
+
     class Missing(Base):
         def prepare(self):
+            super().prepare()
             self.fail(404, "not found")
 
     return tornado.web.Application([
@@ -163,6 +259,9 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8):
         (r"/dzi/([A-Za-z0-9._-]+)/([a-z]+)\.dzi", Dzi),
         (r"/dzi/([A-Za-z0-9._-]+)/([a-z]+)_files/(.+)", Tile),
         (r"/report/([A-Za-z0-9._-]+)/?", Report),
+        (r"/api/stores/([A-Za-z0-9._-]+)/annotations", Annotations),
+        (r"/api/stores/([A-Za-z0-9._-]+)/strokes", Strokes),
+        (r"/api/stores/([A-Za-z0-9._-]+)/undo", Undo),
         (r".*", Missing),
     ], compress_response=False)
 
@@ -183,16 +282,19 @@ def _report_path(slab: tiles.Slab) -> Path | None:
 
 
 def serve(paths: list, host: str = "127.0.0.1", port: int = 8000, cache_bytes: int = 128 * 2**20, echo=print,
-          ready=None) -> None:
-    """Serve ``paths`` (stores, or folders of stores) until interrupted. ``ready(port)`` is called once listening."""
+          ready=None, annotate: bool = False) -> None:
+    """Serve ``paths`` (stores, or folders of stores) until interrupted. ``ready(port)`` is called once listening.
+    ``annotate``: accept strokes painted in the viewer into each store's annotations (created when missing)."""
     import asyncio
 
     import tornado.httpserver
 
-    from bigseg.errors import BigsegError
-
     slabs = tiles.discover(paths)
-    app = make_app(slabs, cache_bytes=cache_bytes)
+    if annotate:
+        for slab in slabs.values():
+            ann.ensure_layer(slab.path, "bigseg serve --annotate")
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    app = make_app(slabs, cache_bytes=cache_bytes, annotate=annotate, loopback_only=loopback)
 
     async def main():
         server = tornado.httpserver.HTTPServer(app)
@@ -202,7 +304,8 @@ def serve(paths: list, host: str = "127.0.0.1", port: int = 8000, cache_bytes: i
             raise BigsegError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
         server.add_sockets(sockets)
         bound = sockets[0].getsockname()[1]
-        echo(f"serving {len(slabs)} store(s) ({', '.join(slabs)}) at http://{host}:{bound}/ (Ctrl-C to stop)")
+        echo(f"serving {len(slabs)} store(s) ({', '.join(slabs)}) at http://{host}:{bound}/ (Ctrl-C to stop)"
+             + ("; painting strokes into their annotations" if annotate else ""))
         if host not in ("127.0.0.1", "localhost", "::1"):
             echo(f"note: listening on {host}: anyone who can reach this machine can view these stores")
         if ready:

@@ -9,7 +9,8 @@ way (block means for the picture, the top-left pixel of each block for masks). N
 (2 x 256)^2 pixels of any array, except where a pyramid stops short of the zoom (then a level's pixels are read
 with a stride).
 
-Layers: ``image`` (JPEG), ``labels`` and ``truth`` (PNG, class colours, unlabelled transparent), ``errors`` (PNG:
+Layers: ``image`` (JPEG), ``labels``, ``truth`` and ``annotations`` (PNG, class colours, unlabelled / unpainted
+transparent; the painted strokes from their own pyramid, so they show at every zoom), ``errors`` (PNG:
 labels that differ from the truth, red; transparent elsewhere), ``confidence`` (PNG, a colour scale of the model's
 confidence), ``progress`` (PNG: the label chunks a running ``bigseg infer`` has finished, green, and those it has
 not, grey).
@@ -27,13 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
+from bigseg import annotations as ann
 from bigseg import store as st
 from bigseg.infer.outputs import STAGED, staged
 from bigseg.pyramid import LABEL_PYRAMIDS
 
 TILE = 256
-LAYERS = ("image", "labels", "truth", "errors", "confidence", "progress")
-FORMAT = {"image": "jpg", "labels": "png", "truth": "png", "errors": "png", "confidence": "png", "progress": "png"}
+LAYERS = ("image", "labels", "truth", "errors", "confidence", "progress", "annotations")
+FORMAT = {"image": "jpg", "labels": "png", "truth": "png", "errors": "png", "confidence": "png", "progress": "png",
+          "annotations": "png"}
+MASK_PYRAMIDS = {**LABEL_PYRAMIDS, "annotations": ann.PYRAMID}
+"""The pyramid each mask layer is drawn from when zoomed out."""
 
 
 class NotFound(Exception):
@@ -82,7 +87,7 @@ class Slab:
         self.classes = [c.to_dict() for c in st.class_table(group)]
         self.image_levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
         self.mask_levels = {}
-        for name, pyramid in LABEL_PYRAMIDS.items():
+        for name, pyramid in MASK_PYRAMIDS.items():
             if pyramid in group:
                 self.mask_levels[name] = sorted(int(k[1:]) for k in group[pyramid].array_keys())
         layers = ["image"]
@@ -107,6 +112,8 @@ class Slab:
             layers.append("confidence")
         if self.labels_array and self.labels_array != "labels":
             layers.append("progress")
+        if ann.has_layer(self.path):
+            layers.append("annotations")
         self.layers = layers
         self.stamp = stamp
 
@@ -177,9 +184,9 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
 
 def _mask_at(slab: Slab, name: str, scale: int, bounds) -> np.ndarray:
     array = slab.labels_array if name == "labels" else name
-    levels = slab.mask_levels.get(name, []) if array in ("labels", "truth") else []
+    levels = slab.mask_levels.get(name, []) if array in MASK_PYRAMIDS else []
     f = _source(levels, scale)
-    pyramid = LABEL_PYRAMIDS.get(name)
+    pyramid = MASK_PYRAMIDS.get(name)
     return _read(slab.path, array if f == 1 else f"{pyramid}/x{f}", f, bounds, scale, picture=False)
 
 
@@ -210,7 +217,7 @@ def render(slab: Slab, layer: str, level: int, col: int, row: int) -> tuple[byte
         pixels = _read(slab.path, "image" if f == 1 else f"preview/x{f}", f, bounds, scale, picture=True)
         return _encode(pixels, fmt), fmt
     colours = _colours(slab.classes)
-    if layer in ("labels", "truth"):
+    if layer in ("labels", "truth", "annotations"):
         if layer == "labels" and slab.labels_array != "labels" and scale > 8:
             return render(slab, "progress", level, col, row)  # a running job: the grid of finished chunks
         mask = _mask_at(slab, layer, scale, bounds)
@@ -318,8 +325,14 @@ class TileCache:
                 self.size -= len(old[0])
 
 
-def slab_stamp(slab: Slab) -> float:
-    """A value that changes when a running job finishes chunks (tiles of running jobs are not cached)."""
+def slab_stamp(slab: Slab, layer: str = "") -> float:
+    """A value that changes when a running job finishes chunks (tiles of running jobs are not cached) and, for the
+    annotations, with every stroke (each one rewrites the layer's attributes)."""
+    if layer == "annotations":
+        try:
+            return (slab.path / ann.LAYER / "zarr.json").stat().st_mtime_ns
+        except OSError:
+            return 0.0
     return time.time() if slab.labels_array not in (None, "labels") else slab.stamp
 
 

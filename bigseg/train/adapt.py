@@ -64,6 +64,7 @@ class Strokes:
     n_strokes: dict[int, int] = field(default_factory=dict)
     painted: dict[int, int] = field(default_factory=dict)
     chunk: tuple[int, int] = (1024, 1024)
+    grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
 
 
 def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator) -> Strokes:
@@ -143,6 +144,9 @@ class ChunkReader:
             held = self.s.held.get((ys.start, xs.start))
             if held is not None:
                 data.ravel()[held] = IGNORE_LABEL  # held back: never seen in training
+            grown = self.s.grown.get((ys.start, xs.start))
+            if grown is not None:
+                data.ravel()[grown[0]] = grown[1]
         self.cache[key] = data
         self.bytes += data.nbytes
         while self.bytes > self.max_bytes and len(self.cache) > 1:
@@ -165,6 +169,89 @@ class ChunkReader:
                 out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = data[sy0 - cy * ch : sy1 - cy * ch,
                                                                      sx0 - cx * cw : sx1 - cx * cw]
         return out
+
+
+GROW_PX = 12
+"""How far (px) a stroke is grown over pixels of its class's colour."""
+GROW_LIMIT = 9.0
+"""Squared Mahalanobis distance to the class's stroke colours within which a pixel may join a grown stroke (about
+the 97th percentile of a chi-square with three degrees of freedom)."""
+BAND_PX = 2
+
+
+def _colour_models(reader: ChunkReader, rng) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per class: mean and inverse covariance of the colours (3 x 3 means) under its training strokes."""
+    out = {}
+    for c, coords in reader.s.train.items():
+        pick = coords[rng.choice(len(coords), min(len(coords), 4000), replace=False)]
+        colours = [reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0) for y, x in pick]
+        v = np.asarray(colours, np.float64)
+        cov = np.cov(v.T) + np.eye(3) * 4.0  # at least 2 grey levels of spread per channel (JPEG, noise)
+        out[c] = (v.mean(axis=0), np.linalg.inv(cov))
+    return out
+
+
+def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
+    """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
+    and nearer to it than to any other class's, and label the thin band where two grown classes meet by the
+    nearer colour: strokes sit inside regions, and this puts labels on both sides of each edge they reach, so the
+    fine-tune learns where one class ends. Pixels near held-back strokes are left alone. Returns the pixels
+    added."""
+    from scipy import ndimage
+
+    strokes = reader.s
+    image = reader.image
+    models = _colour_models(reader, rng)
+    if len(models) < 2:
+        return 0
+    classes = sorted(models)
+    added = 0
+    for (y0, x0), block in ann.read_painted(strokes.store):
+        train = block.copy()
+        held = strokes.held.get((y0, x0))
+        near_held = np.zeros(block.shape, bool)
+        if held is not None:
+            train.ravel()[held] = IGNORE_LABEL
+            near_held.ravel()[held] = True
+            near_held = ndimage.distance_transform_edt(~near_held) <= distance + BAND_PX
+        if not (train != IGNORE_LABEL).any():
+            continue
+        pix = np.asarray(st.read(image, slice(y0, y0 + block.shape[0]), slice(x0, x0 + block.shape[1])), np.float32)
+        pix = ndimage.uniform_filter(pix, size=(3, 3, 1))
+        flat = pix.reshape(-1, 3).astype(np.float64)
+        d2 = np.stack([np.einsum("ij,jk,ik->i", flat - models[c][0], models[c][1], flat - models[c][0])
+                       for c in classes]).reshape(len(classes), *block.shape)
+        nearest = np.asarray(classes)[d2.argmin(axis=0)]
+        grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
+        claimed = np.zeros(block.shape, np.uint8)
+        for k, c in enumerate(classes):
+            seed = train == c
+            if not seed.any():
+                continue
+            zone = ndimage.distance_transform_edt(~seed) <= distance
+            similar = zone & (nearest == c) & (d2[k] < GROW_LIMIT) & ~near_held & (train == IGNORE_LABEL)
+            region = ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
+            grown[region] = c
+            claimed += region
+        grown[claimed > 1] = IGNORE_LABEL
+        labelled = (train != IGNORE_LABEL) | (grown != IGNORE_LABEL)
+        merged = np.where(train != IGNORE_LABEL, train, grown)
+        # the band between two grown classes: pixels within BAND_PX of both, labelled by the nearer colour
+        near = [ndimage.distance_transform_edt(merged != c) <= BAND_PX if (merged == c).any() else None
+                for c in classes]
+        count = sum(n.astype(np.uint8) for n in near if n is not None)
+        band = (count >= 2) & ~labelled & ~near_held
+        if band.any():
+            allowed = np.stack([n if n is not None else np.zeros(block.shape, bool) for n in near])
+            masked = np.where(allowed, d2, np.inf)
+            grown[band] = np.asarray(classes, np.uint8)[masked.argmin(axis=0)][band]
+        idx = np.flatnonzero(grown != IGNORE_LABEL)
+        if idx.size:
+            strokes.grown[(y0, x0)] = (idx.astype(np.int64), grown.ravel()[idx])
+            added += int(idx.size)
+    reader.cache.clear()
+    reader.bytes = 0
+    return added
 
 
 def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: AdaptOptions, rng, photometric):
@@ -408,6 +495,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     rng = np.random.default_rng(opts.seed)
     strokes = [read_strokes(s, n, opts.held_back, rng) for s in stores]
     readers = [ChunkReader(s) for s in strokes]
+    if opts.grow:
+        grown = sum(grow_strokes(r, rng, opts.grow) for r in readers)
+        echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]
     trained_classes = {c for _, c in pairs}
     if len(trained_classes) < 2:

@@ -22,6 +22,7 @@ class AdaptOptions:
     weight_decay: float = 1e-4
     prior: float = 0.5
     held_back: float = HELD_BACK
+    grow: int = 12
     seed: int = 0
     threads: int | None = None
     min_steps: int = 300
@@ -43,6 +44,8 @@ class AdaptOptions:
             raise BigsegError(f"--lr must be in (0, 1], got {self.lr}")
         if not (math.isfinite(self.prior) and 0 <= self.prior <= 100):
             raise BigsegError(f"--prior must be between 0 and 100, got {self.prior}")
+        if not 0 <= self.grow <= 64:
+            raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
             raise BigsegError(f"--held-back must be a fraction between 0 and 1, got {self.held_back}")
         if self.threads is not None and not 1 <= self.threads <= 256:

@@ -10,13 +10,15 @@
   const FIGURES = ["air_content", "paste_content", "aggregate_content", "spacing_factor", "specific_surface",
                    "voids_per_mm", "void_count", "traverse_length"];
   const state = {stores: [], store: null, layer: null, overlay: null, stats: null, pointer: 0, stamp: 0};
+  const paint = {annotate: false, tool: null, strokes: null, version: 0, undo: [], stroke: null, saving: 0,
+                 summary: null};
 
   const viewer = OpenSeadragon({
     id: "viewer", showNavigationControl: false, showNavigator: true, navigatorPosition: "TOP_RIGHT",
     maxZoomPixelRatio: 8, minZoomImageRatio: 0.5, visibilityRatio: 0.2, blendTime: 0.05, imageSmoothingEnabled: false,
     timeout: 60000, gestureSettingsMouse: {clickToZoom: false},
   });
-  window.bigseg = {viewer, state};  // for the browser tests
+  window.bigseg = {viewer, state, paint};  // for the browser tests
 
   function esc(s) { return String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";"); }
   function hex(c) { return "#" + c.map((v) => v.toString(16).padStart(2, "0")).join(""); }
@@ -58,17 +60,19 @@
     document.body.dataset.loaded = "";
     viewer.addOnceHandler("open", () => {
       setLayer($("layer").value);
+      if (paint.summary !== null) refreshStrokes();
       if (view) { viewer.viewport.zoomTo(view.zoom, null, true); viewer.viewport.panTo(view.center, true); }
       updateScale();
     });
     viewer.open({tileSource: `/dzi/${encodeURIComponent(id)}/image.dzi`});
-    const overlays = store.layers.filter((l) => l !== "image");
+    const overlays = store.layers.filter((l) => l !== "image" && l !== "annotations");
     const sel = $("layer");
     sel.innerHTML = [...overlays, "none"].map((l) => `<option value="${l}">${LAYER_NAMES[l] || l}</option>`).join("");
     sel.value = layer && overlays.includes(layer) ? layer
       : ["progress", "labels"].find((l) => overlays.includes(l)) || overlays[0] || "none";
     showStatus();
     await loadStats();
+    await loadAnnotations();
   }
 
   function showStatus() {
@@ -204,6 +208,237 @@
       setLayer(state.layer);
     }
   }
+
+  /* ---------------------------------------------------------------- painting strokes (serve --annotate) */
+
+  const ink = $("ink");
+  const ctx = ink.getContext("2d");
+
+  async function loadAnnotations() {
+    const id = state.store.id;
+    let r;
+    try { r = await getJSON(`/api/stores/${encodeURIComponent(id)}/annotations`); } catch (e) { return; }
+    paint.annotate = !!r.annotate;
+    paint.summary = r.annotations || {painted: {}, strokes: 0};
+    paint.undo = [];
+    $("annotate").hidden = !paint.annotate;
+    if (paint.annotate) tools();
+    showPainted();
+    showSuggestions(r.annotations && r.annotations.suggestions);
+    if (viewer.world.getItemCount()) refreshStrokes();
+  }
+
+  function tools() {
+    const box = $("tools");
+    const buttons = state.store.classes.map((c) =>
+      `<button data-tool="${c.id}" aria-pressed="false" title="paint ${esc(c.name)} (${c.id + 1})">` +
+      `<span class="swatch" style="background:${hex(c.color)}"></span>${esc(c.name)}</button>`);
+    buttons.push(`<button data-tool="255" aria-pressed="false" title="erase strokes (e)">eraser</button>`);
+    buttons.push(`<button data-tool="pan" aria-pressed="true" title="move and zoom the image (Esc)">pan</button>`);
+    box.innerHTML = buttons.join("");
+    box.querySelectorAll("button").forEach((b) => { b.onclick = () => setTool(b.dataset.tool); });
+    setTool("pan");
+    brushLabel();
+  }
+
+  function setTool(tool) {
+    paint.tool = tool === "pan" || tool === null ? null : Number(tool);
+    $("tools").querySelectorAll("button").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b.dataset.tool === String(paint.tool === null ? "pan" : paint.tool)));
+    });
+    ink.hidden = paint.tool === null;
+    if (!ink.hidden) placeInk();
+  }
+
+  function placeInk() {
+    const r = viewer.container.getBoundingClientRect(), m = viewer.container.parentElement.getBoundingClientRect();
+    ink.style.left = `${r.left - m.left}px`;
+    ink.style.top = `${r.top - m.top}px`;
+    if (ink.width !== Math.round(r.width) || ink.height !== Math.round(r.height)) {
+      ink.width = Math.round(r.width);
+      ink.height = Math.round(r.height);
+    }
+  }
+
+  function screenPerPx() {
+    const item = viewer.world.getItemAt(0);
+    return item ? item.viewportToImageZoom(viewer.viewport.getZoom(true)) : 1;
+  }
+
+  function brushRadiusPx() { return Math.max(0.5, $("brush").value / 2 / screenPerPx()); }
+
+  function brushLabel() { $("brush-px").textContent = `${(2 * brushRadiusPx()).toFixed(1)} px`; }
+  $("brush").oninput = brushLabel;
+  viewer.addHandler("animation", () => { if (paint.annotate) brushLabel(); });
+
+  function toImage(ev) {
+    const item = viewer.world.getItemAt(0);
+    const p = item.viewerElementToImageCoordinates(new OpenSeadragon.Point(ev.offsetX, ev.offsetY));
+    return [Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10];
+  }
+
+  function colourOf(tool) {
+    if (tool === 255) return "rgba(255,255,255,0.85)";
+    const c = state.store.classes.find((k) => k.id === tool).color;
+    return `rgba(${c[0]},${c[1]},${c[2]},0.75)`;
+  }
+
+  ink.addEventListener("pointerdown", (ev) => {
+    if (paint.tool === null || ev.button !== 0) return;
+    ink.setPointerCapture(ev.pointerId);
+    paint.stroke = {class: paint.tool, radius: brushRadiusPx(), points: [toImage(ev)], last: [ev.offsetX, ev.offsetY]};
+    ctx.strokeStyle = ctx.fillStyle = colourOf(paint.tool);
+    ctx.lineWidth = Number($("brush").value);
+    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.arc(ev.offsetX, ev.offsetY, ctx.lineWidth / 2, 0, 2 * Math.PI);
+    ctx.fill();
+  });
+
+  ink.addEventListener("pointermove", (ev) => {
+    const s = paint.stroke;
+    if (!s) return;
+    const [lx, ly] = s.last;
+    if (Math.hypot(ev.offsetX - lx, ev.offsetY - ly) < 2) return;
+    ctx.beginPath();
+    ctx.moveTo(lx, ly);
+    ctx.lineTo(ev.offsetX, ev.offsetY);
+    ctx.stroke();
+    s.last = [ev.offsetX, ev.offsetY];
+    s.points.push(toImage(ev));
+  });
+
+  function endStroke(ev) {
+    const s = paint.stroke;
+    if (!s) return;
+    paint.stroke = null;
+    if (ev && ev.type === "pointerup") s.points.push(toImage(ev));
+    send({class: s.class, radius: s.radius, points: s.points});
+  }
+  ink.addEventListener("pointerup", endStroke);
+  ink.addEventListener("pointercancel", endStroke);
+
+  ink.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const at = viewer.viewport.pointFromPixel(new OpenSeadragon.Point(ev.offsetX, ev.offsetY));
+    viewer.viewport.zoomBy(ev.deltaY < 0 ? 1.25 : 0.8, at);
+    viewer.viewport.applyConstraints();
+  }, {passive: false});
+
+  async function post(path, body) {
+    const r = await fetch(`/api/stores/${encodeURIComponent(state.store.id)}/${path}`, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    const data = await r.json();
+    if (!r.ok) throw new Error(data.error || String(r.status));
+    return data;
+  }
+
+  async function send(stroke) {
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    paint.saving++;
+    showPainted();
+    try {
+      const r = await post("strokes", {id, stroke});
+      if (r.pixels) { paint.undo.push(id); $("undo").disabled = false; }
+      paint.summary = r.annotations;
+      await ensureLayer();
+    } catch (e) {
+      $("painted").innerHTML = `<span class="error">not saved: ${esc(e.message)}</span>`;
+    } finally {
+      paint.saving--;
+      showPainted();
+      refreshStrokes();
+    }
+  }
+
+  async function undo() {
+    const id = paint.undo.pop();
+    $("undo").disabled = !paint.undo.length;
+    if (!id) return;
+    paint.saving++;
+    try {
+      const r = await post("undo", {id});
+      paint.summary = r.annotations;
+    } catch (e) {
+      $("painted").innerHTML = `<span class="error">undo failed: ${esc(e.message)}</span>`;
+    } finally {
+      paint.saving--;
+      showPainted();
+      refreshStrokes();
+    }
+  }
+  $("undo").onclick = undo;
+
+  async function ensureLayer() {  // the store's layer list gains "annotations" with the first stroke
+    if (state.store.layers.includes("annotations")) return;
+    try {
+      const stores = await getJSON("/api/stores");
+      const fresh = stores.find((s) => s.id === state.store.id);
+      if (fresh) { state.stores = stores; state.store = fresh; }
+    } catch (e) { /* shown on the next poll */ }
+  }
+
+  function showPainted() {
+    const box = $("painted"), s = paint.summary;
+    box.className = paint.saving ? "saving" : "";
+    if (!paint.annotate && !(s && s.strokes)) { box.textContent = ""; return; }
+    const parts = s ? Object.entries(s.painted).map(([k, v]) => `${esc(k)} ${v.toLocaleString()} px`) : [];
+    box.innerHTML = (paint.saving ? "saving\u2026 " : "saved: ") + (parts.join(", ") || "nothing painted yet") +
+      (s ? ` (${s.strokes} stroke${s.strokes === 1 ? "" : "s"})` : "");
+    box.dataset.strokes = s ? s.strokes : 0;
+    box.dataset.saving = paint.saving;
+  }
+
+  function showSuggestions(sug) {
+    const box = $("suggestions");
+    const regions = sug && sug.regions ? sug.regions : [];
+    if (!regions.length) { box.innerHTML = ""; return; }
+    box.innerHTML = "<h2>where to paint next</h2><ol>" + regions.map((g, k) =>
+      `<li><a data-k="${k}" title="flips change ${(100 * g.flip_disagreement).toFixed(1)} % of labels, ` +
+      `${(100 * g.unsure).toFixed(1)} % unsure">x ${g.x}, y ${g.y} (${g.width} px)</a></li>`).join("") + "</ol>";
+    box.querySelectorAll("a").forEach((a) => {
+      a.onclick = () => {
+        const g = regions[Number(a.dataset.k)], item = viewer.world.getItemAt(0);
+        viewer.viewport.fitBounds(item.imageToViewportRectangle(g.x, g.y, g.width, g.height));
+      };
+    });
+  }
+
+  /* the painted strokes as a layer on top of everything, reloaded (as a new version) after each change */
+  function refreshStrokes() {
+    const show = $("show-strokes").checked && state.store && state.store.layers.includes("annotations");
+    const old = paint.strokes;
+    if (!show) {
+      if (old) { viewer.world.removeItem(old); paint.strokes = null; }
+      ctx.clearRect(0, 0, ink.width, ink.height);
+      return;
+    }
+    const version = ++paint.version;
+    viewer.addTiledImage({
+      tileSource: `/dzi/${encodeURIComponent(state.store.id)}/annotations.dzi?v=${version}`,
+      opacity: 0.85,
+      success: (e) => {
+        if (version !== paint.version) { viewer.world.removeItem(e.item); return; }
+        paint.strokes = e.item;
+        const done = () => {
+          if (old && viewer.world.getIndexOfItem(old) >= 0) viewer.world.removeItem(old);
+          if (!paint.stroke && !paint.saving) ctx.clearRect(0, 0, ink.width, ink.height);
+          document.body.dataset.strokes = String(version);
+        };
+        if (e.item.getFullyLoaded()) done(); else e.item.addOnceHandler("fully-loaded-change", done);
+      },
+    });
+  }
+  $("show-strokes").onchange = refreshStrokes;
+
+  document.addEventListener("keydown", (ev) => {
+    if (!paint.annotate || ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") return;
+    if ((ev.ctrlKey || ev.metaKey) && ev.key === "z") { ev.preventDefault(); undo(); }
+    else if (ev.key === "Escape") setTool("pan");
+    else if (ev.key === "e") setTool(255);
+    else if (/^[1-9]$/.test(ev.key) && Number(ev.key) <= state.store.classes.length) setTool(Number(ev.key) - 1);
+  });
+  window.addEventListener("resize", () => { if (!ink.hidden) placeInk(); });
 
   viewer.world.addHandler("add-item", (e) => {
     e.item.addHandler("fully-loaded-change", () => {

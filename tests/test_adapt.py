@@ -1,0 +1,250 @@
+"""The annotations layer and ``bigseg adapt`` on real stores: strokes land where they are painted, the pyramid
+equals a full build, undo restores exactly, sparse masks import all or nothing, held-back strokes never reach
+training, and adapt -> infer -> report runs from the command line with the adapted model's record in the report.
+(What adapting is worth is measured by benchmarks/adapt.py, not here.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import error_line, mask_store, run_cli
+from PIL import Image
+
+from bigseg import annotations as ann
+from bigseg import checkpoint, pyramid
+from bigseg import store as st
+from bigseg.classes import CONCRETE, ClassInfo
+from bigseg.ingest import ingest
+from bigseg.synth import SynthParams, synthesize
+from bigseg.synth.strokes import simulate_strokes
+from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes
+
+
+def _ingested(tmp_path, size=(768, 640), seed=3, style="classic"):
+    synthesize(tmp_path / "slab.png", SynthParams(*size, seed=seed, style=style))
+    store = tmp_path / "slab.zarr"
+    ingest(tmp_path / "slab.png", store, truth=tmp_path / "slab.truth.png", chunk=256)
+    return store
+
+
+def _array(store, name=ann.LAYER) -> np.ndarray:
+    return np.asarray(st.open_array(store, name)[:])
+
+
+def _full_pyramid(a: np.ndarray, factors, n=3) -> dict:
+    out, level, prev = {}, a, 1
+    for f in factors:
+        level = pyramid.majority(level, f // prev, n)
+        out[f] = level
+        prev = f
+    return out
+
+
+def test_strokes_pyramid_counts_and_undo(tmp_path):
+    store = mask_store(tmp_path / "m.zarr", np.zeros((600, 900), np.uint8), (256, 256))
+    group = st.open_store(store, mode="r+")
+    pyramid.create_levels(group, "preview", 600, 900, [4, 8])  # the image's preview factors (an ingest makes them)
+    ann.ensure_layer(store)
+    assert (_array(store) == 255).all() and ann.summary(store)["painted"] == {"paste": 0, "stone": 0, "void": 0}
+    # a horizontal stroke of radius 5 from x 100 to 400 at y 300: a capsule
+    c1 = ann.paint(store, ann.Stroke(2, 5.0, ((100.5, 300.5), (400.5, 300.5))))
+    a = _array(store)
+    yy, xx = np.mgrid[0:600, 0:900] + 0.5
+    dx = np.clip(xx, 100.5, 400.5) - xx
+    capsule = dx**2 + (yy - 300.5) ** 2 <= 25
+    assert np.array_equal(a == 2, capsule) and c1.pixels == capsule.sum()
+    # a stone stroke crossing it and a chunk border, then an eraser dab
+    c2 = ann.paint(store, ann.Stroke(1, 3.0, ((250, 200), (260, 400), (600, 420))))
+    ann.paint(store, ann.Stroke(255, 8.0, ((380, 300),)))
+    a = _array(store)
+    assert ann.summary(store)["painted"] == {"paste": 0, "stone": int((a == 1).sum()), "void": int((a == 2).sum())}
+    assert ann.summary(store)["strokes"] == 3
+    for f, level in _full_pyramid(a, [4, 8]).items():  # updated stroke by stroke = built from scratch
+        assert np.array_equal(_array(store, f"{ann.PYRAMID}/x{f}"), level), f
+    # undo of the stone stroke: every pixel it changed back as it was (void where it crossed the void stroke)
+    before_erase = a.copy()
+    assert ann.undo(store, c2) == c2.pixels
+    a = _array(store)
+    assert not (a == 1).any() and (a[297:304, 250:262] == 2).any()
+    assert np.array_equal(a[before_erase != 1], before_erase[before_erase != 1])
+    for f, level in _full_pyramid(a, [4, 8]).items():
+        assert np.array_equal(_array(store, f"{ann.PYRAMID}/x{f}"), level), f
+    assert ann.summary(store)["painted"]["stone"] == 0
+    # only painted chunks are stored; truth and labels never touched
+    assert not st.check_chunks(st.open_array(store, ann.LAYER))
+    assert (_array(store, "labels") == 0).all()
+
+
+def test_stroke_json_is_checked():
+    for bad, word in (({"class": 3, "radius": 4, "points": [[1, 1]]}, "class"),
+                      ({"class": 0, "radius": 0, "points": [[1, 1]]}, "radius"),
+                      ({"class": 0, "radius": float("nan"), "points": [[1, 1]]}, "radius"),
+                      ({"class": 0, "radius": 4, "points": []}, "points"),
+                      ({"class": 0, "radius": 4, "points": [[1, "a"]]}, "points"),
+                      ({"class": True, "radius": 4, "points": [[1, 1]]}, "class")):
+        with pytest.raises(Exception, match=word):
+            ann.Stroke.parse(bad, 3)
+    assert ann.Stroke.parse({"class": 255, "radius": 2, "points": [[1, 2.5]]}, 3).class_id == 255
+
+
+def test_import_annotations_all_or_nothing(tmp_path):
+    store = _ingested(tmp_path)
+    truth_before = _array(store, "truth").tobytes()
+    h, w = 640, 768
+    mask = np.full((h, w), 255, np.uint8)
+    mask[10:20, 10:200] = 0
+    mask[100:110, 300:600] = 1
+    mask[400:405, 50:60] = 2
+    Image.fromarray(mask).save(tmp_path / "sparse.png")
+    r = run_cli("import", "annotations", store, tmp_path / "sparse.png")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(_array(store), mask)
+    assert ann.summary(store)["painted"] == {"paste": 1900, "stone": 3000, "void": 50}
+    # RGB in the class colours, black = none; refused over existing annotations without --overwrite
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[200:210, 200:300] = CONCRETE[2].color
+    rgb[300:310, 200:300] = CONCRETE[1].color
+    Image.fromarray(rgb).save(tmp_path / "sparse-rgb.png")
+    assert "--overwrite" in error_line(run_cli("import", "annotations", store, tmp_path / "sparse-rgb.png"))
+    assert run_cli("import", "annotations", store, tmp_path / "sparse-rgb.png", "--overwrite").returncode == 0
+    a = _array(store)
+    assert (a == 2).sum() == 1000 and (a == 1).sum() == 1000 and (a == 0).sum() == 0
+    for f, level in _full_pyramid(a, sorted(int(k[1:]) for k in st.open_store(store)["preview"].array_keys())).items():
+        assert np.array_equal(_array(store, f"{ann.PYRAMID}/x{f}"), level)
+    after_good = a.tobytes()
+    # wrong size, a value outside the class table (named with its position), a colour not in the table: one line,
+    # exit 2, the store's annotations as they were
+    Image.fromarray(mask[:-1]).save(tmp_path / "short.png")
+    assert "is 768x639 but the store's image is 768x640" in error_line(
+        run_cli("import", "annotations", store, tmp_path / "short.png", "--overwrite"))
+    bad = mask.copy()
+    bad[600, 700] = 7
+    Image.fromarray(bad).save(tmp_path / "bad.png")
+    line = error_line(run_cli("import", "annotations", store, tmp_path / "bad.png", "--overwrite"))
+    assert "label 7 at x=700, y=600" in line
+    rgb[5, 6] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "bad-rgb.png")
+    assert "colour (1, 2, 3) at x=6, y=5" in error_line(
+        run_cli("import", "annotations", store, tmp_path / "bad-rgb.png", "--overwrite"))
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(tmp_path / "empty.png")
+    assert "no annotated pixel" in error_line(run_cli("import", "annotations", store, tmp_path / "empty.png",
+                                                      "--overwrite"))
+    assert "is the colour of class void" in error_line(run_cli("import", "annotations", store, tmp_path / "bad.png",
+                                                               "--none-colour", "30,90,230", "--overwrite"))
+    assert _array(store).tobytes() == after_good and _array(store, "truth").tobytes() == truth_before
+    assert not list((store / ".bigseg").glob("import-annotations-*"))  # nothing half-made left behind
+    # info lists the layer; evaluate scores labels against the strokes
+    info = run_cli("info", store)
+    assert "annotations" in info.stdout and "painted paste 0 px, stone 1,000 px, void 1,000 px" in info.stdout
+
+
+def test_evaluate_against_annotations(tmp_path):
+    labels = np.zeros((300, 400), np.uint8)
+    labels[:, 200:] = 1
+    store = mask_store(tmp_path / "e.zarr", labels, (128, 128))
+    ann.ensure_layer(store)
+    ann.paint(store, ann.Stroke(0, 3.0, ((20, 20), (100, 20))))  # paste on paste: right
+    ann.paint(store, ann.Stroke(1, 3.0, ((150, 100), (190, 100))))  # stone on paste: wrong
+    ann.paint(store, ann.Stroke(1, 3.0, ((250, 200), (350, 200))))  # stone on stone: right
+    r = run_cli("evaluate", store, "--against", "annotations", "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "e.json").read_text())
+    a = _array(store)
+    wrong = int(((a == 1) & (labels == 0)).sum())
+    assert doc["reference"] == "annotations" and doc["accuracy"]["paste"] == 1.0
+    assert doc["accuracy"]["stone"] == pytest.approx(1 - wrong / (a == 1).sum())
+    assert doc["accuracy"]["void"] is None and "accuracy on the strokes" in r.stdout
+    assert "no complete annotations" in error_line(run_cli("evaluate", mask_store(tmp_path / "n.zarr", labels,
+                                                                                  (128, 128)), "--against",
+                                                           "annotations"))
+
+
+def test_held_back_strokes_never_reach_training(tmp_path):
+    store = _ingested(tmp_path, size=(900, 700))
+    truth = _array(store, "truth")
+    for s in simulate_strokes(truth, 3, 15, np.random.default_rng(0)):
+        ann.paint(store, s)
+    strokes = read_strokes(str(store), 3, 0.2, np.random.default_rng(1))
+    held = [h for h in strokes.held_strokes]
+    assert {h["class"] for h in held} == {0, 1, 2}
+    for c, n in strokes.n_strokes.items():  # a fifth of each class's strokes, at least one
+        assert sum(h["class"] == c for h in held) == max(1, round(0.2 * n))
+    reader = ChunkReader(strokes)
+    grown = grow_strokes(reader, np.random.default_rng(2))
+    assert grown > 0
+    a = _array(store)
+    seen = reader.window("annotations", 0, 0, 1024)[:700, :900]
+    for h in held:
+        ys, xs = h["idx"] // min(256, 900 - h["origin"][1]) + h["origin"][0], \
+            h["idx"] % min(256, 900 - h["origin"][1]) + h["origin"][1]
+        assert (a[ys, xs] == h["class"]).all()  # these are the stroke's pixels ...
+        assert (seen[ys, xs] == 255).all()  # ... and training never sees them, nor grown labels over them
+    # grown labels agree with the truth (they are what teaches where a class ends)
+    g = (seen != 255) & (a == 255)
+    assert g.sum() > 1000 and (seen[g] == truth[g]).mean() > 0.97
+    # training pixels are exactly the painted ones not held back
+    train = np.zeros_like(a, bool)
+    for coords in strokes.train.values():
+        train[coords[:, 0], coords[:, 1]] = True
+    assert np.array_equal(train, (a != 255) & (seen == a))
+
+
+def test_adapt_infer_report_from_the_command_line(tmp_path):
+    store = _ingested(tmp_path)
+    for s in simulate_strokes(_array(store, "truth"), 3, 10, np.random.default_rng(0)):
+        ann.paint(store, s)
+    out = tmp_path / "mine.pt"
+    r = run_cli("adapt", store, "-o", out, "--minutes", "0.15", "--crop", "128", "--batch", "4")
+    assert r.returncode == 0, r.stderr
+    assert "held-back strokes" in r.stdout and "where to paint next" in r.stdout
+    meta = checkpoint.read(out)["meta"]
+    a = meta["adapted"]
+    assert a["base"]["sha256"] == checkpoint.file_digest(checkpoint.BUNDLED)
+    assert a["painted_pixels"] == ann.summary(store)["painted"] and a["steps"] > 0
+    assert set(a["held_back_accuracy"]) == {"paste", "stone", "void"} and sum(a["held_back_strokes"].values()) >= 3
+    assert "confidence_reference" not in meta  # the base's synthetic validation range does not describe it
+    assert out.with_suffix(".onnx").is_file()
+    suggestions = st.attr(st.open_array(store, ann.LAYER), "suggestions")
+    assert suggestions["regions"] and suggestions["model"] == str(out)
+    # the next infer runs its verified ONNX export (the default speed), and the report says it was adapted
+    r = run_cli("infer", store, "--model", out, "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert "onnxruntime" in r.stdout + r.stderr
+    r = run_cli("report", store, "-o", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    assert "adapted to this concrete" in r.stdout
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "adapted to this concrete" in html and "No warnings" not in html
+    doc = json.loads((tmp_path / "rep" / "stats.json").read_text())
+    assert doc["slabs"][0]["model"]["adapted"]["held_back_accuracy"] == a["held_back_accuracy"]
+
+
+def test_adapt_bad_input_one_line_and_nothing_lost(tmp_path):
+    store = _ingested(tmp_path)
+    out = tmp_path / "m.pt"
+    assert "no annotations" in error_line(run_cli("adapt", store, "-o", out))
+    ann.paint(store, ann.Stroke(0, 4.0, ((50, 50), (150, 50))))
+    assert "only one class" in error_line(run_cli("adapt", store, "-o", out))
+    ann.paint(store, ann.Stroke(1, 4.0, ((50, 150), (150, 150))))
+    before = _array(store).tobytes()
+    for args, words in ((["--minutes", "0"], "--minutes must be a positive"),
+                        (["--minutes", "nan"], "--minutes must be a positive"),
+                        (["--minutes", "-1"], "--minutes must be a positive"),
+                        (["--crop", "100"], "--crop must be a multiple of 16"),
+                        (["--prior", "-1"], "--prior")):
+        assert words in error_line(run_cli("adapt", store, "-o", out, *args))
+    other = (*CONCRETE, ClassInfo(3, "crack", (255, 0, 0)))
+    from bigseg.models import build
+
+    checkpoint.save(tmp_path / "four.pt", build("light_unet", 4), arch="light_unet", classes=other)
+    assert "are not the stores'" in error_line(run_cli("adapt", store, "-o", out, "--model", tmp_path / "four.pt"))
+    assert "adapt fine-tunes a bigseg checkpoint" in error_line(run_cli(
+        "adapt", store, "-o", out, "--model", checkpoint.BUNDLED.with_suffix(".onnx")))
+    out.write_bytes(b"keep me")
+    assert "--overwrite" in error_line(run_cli("adapt", store, "-o", out))
+    assert out.read_bytes() == b"keep me"
+    assert "sit on top of an input" in error_line(run_cli("adapt", store, "-o", store / "m.pt"))
+    assert "name it .pt" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.onnx"))
+    assert _array(store).tobytes() == before and "labels" not in st.open_store(store)
