@@ -220,8 +220,9 @@ def adapted_doubt(adapted: dict) -> dict:
     if acc[worst] < ADAPTED_MIN_ACCURACY:
         return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
                 "message": f"low confidence: on {n} strokes it held back, the model adapted to this concrete (bigseg "
-                           f"adapt) labels only {parts} of the pixels right ({worst} below {100 * ADAPTED_MIN_ACCURACY:.0f} %); paint more {worst} "
-                           "strokes where it is wrong and adapt again"}
+                           f"adapt) labels only {parts} of the pixels right ({worst} below "
+                           f"{100 * ADAPTED_MIN_ACCURACY:.0f} %); paint more {worst} strokes where it is wrong "
+                           "and adapt again"}
     return {"flag": False, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
             "note": True,
             "message": f"labels from a model adapted to this concrete (bigseg adapt): on {n} strokes it held back it "

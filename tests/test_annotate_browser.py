@@ -132,7 +132,8 @@ def test_two_tabs_painting_one_chunk_lose_nothing(painting):
         const id = bigseg.state.store.id, posts = [];
         for (let k = 0; k < 15; k++) {
             const y = 20 + 8 * (first + 2 * k);
-            posts.push(fetch(`/api/stores/${id}/strokes`, {method: 'POST', headers: {'Content-Type': 'application/json'},
+            posts.push(fetch(`/api/stores/${id}/strokes`, {method: 'POST',
+              headers: {'Content-Type': 'application/json'},
               body: JSON.stringify({id: `t${first}-${k}`, stroke: {class: 0, radius: 3, points: [[20, y], [480, y]]}})})
               .then((r) => r.status));
         }
