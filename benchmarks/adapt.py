@@ -10,6 +10,13 @@ them, one 1 mm traverse grid); IoU on the painted slab leaves its painted pixels
     python benchmarks/adapt.py --styles gravel crushed contrast             # development styles
     python benchmarks/adapt.py --held-out                                    # the final table (held-out styles)
     python benchmarks/adapt.py --styles crushed --sweep 10 20 40 80          # figures against strokes per class
+    python benchmarks/adapt.py --protocol corrective                         # paint, look, correct, adapt again
+
+Protocols: ``blind`` paints every stroke at once, at random places inside each class (a person who paints
+before seeing any result); ``corrective`` paints half of them so, adapts for half the budget, infers the slab,
+then paints the other half over the mistakes the adapted labels show (bigseg.synth.strokes.simulate_corrections:
+what a person does in the viewer) and adapts again from the first round's model for the other half of the budget
+(the held-back strokes of the first round stay held back: the split hashes each stroke's position).
 
 Development styles are named styles no training config uses (gravel, crushed, contrast); the held-out styles
 (bigseg.synth.styles.HELD_OUT) are run only for the final table, with the options chosen on the development
@@ -34,7 +41,7 @@ from bigseg import annotations as ann  # noqa: E402
 from bigseg import store as st  # noqa: E402
 from bigseg.ingest import ingest  # noqa: E402
 from bigseg.synth import SynthParams, synthesize  # noqa: E402
-from bigseg.synth.strokes import simulate_strokes  # noqa: E402
+from bigseg.synth.strokes import simulate_corrections, simulate_strokes  # noqa: E402
 from bigseg.train.adapt import adapt  # noqa: E402
 from bigseg.train.adapt_options import AdaptOptions  # noqa: E402
 from bigseg.trust import measure_slab  # noqa: E402
@@ -75,9 +82,14 @@ def measured(store: Path, model: str | None, painted: bool) -> dict:
             "entrapped": None}
 
 
-def paint(store: Path, per_class: int, seed: int) -> dict:
+def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
+    """Simulated strokes into the store: blind ones, or (``labels``) over the mistakes of its current labels."""
     truth = np.asarray(st.open_array(store, "truth")[:])
-    strokes = simulate_strokes(truth, 3, per_class, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if labels:
+        strokes = simulate_corrections(truth, np.asarray(st.open_array(store, "labels")[:]), 3, per_class, rng)
+    else:
+        strokes = simulate_strokes(truth, 3, per_class, rng)
     for s in strokes:
         ann.paint(store, s, source="benchmarks/adapt.py (simulated strokes)")
     summary = ann.summary(store)
@@ -85,25 +97,37 @@ def paint(store: Path, per_class: int, seed: int) -> dict:
     return summary
 
 
-def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, echo=print) -> dict:
+def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
+              echo=print) -> dict:
+    import dataclasses
+    import shutil
+
     painted = make_slab(work, style, seed, size)
     sibling = make_slab(work, style, seed + 1, size)
-    row: dict = {"style": style, "seed": seed, "size": list(size), "per_class": per_class,
+    row: dict = {"style": style, "seed": seed, "size": list(size), "per_class": per_class, "protocol": protocol,
                  "options": opts.__dict__}
     row["base"] = {"painted": measured(painted, None, False), "sibling": measured(sibling, None, False)}
-    if ann.has_layer(painted):  # a store reused from an earlier run: paint afresh
-        import shutil
-
-        for name in (ann.LAYER, ann.PYRAMID):
-            shutil.rmtree(painted / name, ignore_errors=True)
-        st.consolidate(painted)
-    row["strokes"] = paint(painted, per_class, seed)
-    model = work / f"{style}-{seed}-{per_class}-adapted.pt"
+    for name in (ann.LAYER, ann.PYRAMID):  # a store reused from an earlier run: paint afresh
+        shutil.rmtree(painted / name, ignore_errors=True)
+    st.consolidate(painted)
+    model = work / f"{style}-{seed}-{per_class}-{protocol}-adapted.pt"
     t0 = time.perf_counter()
-    r = adapt([str(painted)], model, options=opts, overwrite=True, echo=echo, progress=False)
-    row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": r.seconds, "steps": r.steps,
-                    "stopped": r.stopped, "held_back_accuracy": r.held_back_accuracy,
-                    "held_back_accuracy_base": r.held_back_accuracy_base}
+    if protocol == "blind":
+        row["strokes"] = paint(painted, per_class, seed)
+        r = adapt([str(painted)], model, options=opts, overwrite=True, echo=echo, progress=False)
+        rounds = [r]
+    else:
+        half = dataclasses.replace(opts, minutes=opts.minutes / 2)
+        first = work / f"{style}-{seed}-{per_class}-{protocol}-round1.pt"
+        paint(painted, per_class // 2, seed)
+        r1 = adapt([str(painted)], first, options=half, overwrite=True, echo=echo, progress=False)
+        measure_slab(painted, str(first))  # the labels the person looks at
+        row["strokes"] = paint(painted, per_class - per_class // 2, seed + 1, labels=True)
+        r = adapt([str(painted)], model, base=first, options=half, overwrite=True, echo=echo, progress=False)
+        rounds = [r1, r]
+    row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": sum(x.seconds for x in rounds),
+                    "steps": [x.steps for x in rounds], "stopped": [x.stopped for x in rounds],
+                    "held_back_accuracy": r.held_back_accuracy, "held_back_accuracy_base": r.held_back_accuracy_base}
     row["adapted"] = {"painted": measured(painted, str(model), True), "sibling": measured(sibling, str(model), False)}
     return row
 
@@ -182,6 +206,7 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
     a = ap.parse_args(argv)
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -192,10 +217,10 @@ def main(argv=None) -> None:
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
-            print(f"== {style}, {per_class} strokes per class, {a.minutes:g} min", flush=True)
-            row = run_style(work, style, a.seed, size, per_class, opts)
+            print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
+            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol)
             rows.append(row)
-            name = f"{style}-{per_class}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}{a.tag}.json"
+            name = f"{style}-{per_class}-{a.protocol}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}{a.tag}.json"
             (out / name).write_text(json.dumps(row, indent=2))
             print(table([row]), flush=True)
     print(table(rows))

@@ -67,11 +67,17 @@ def has_layer(store: str | os.PathLike) -> bool:
     return (Path(store) / LAYER / "zarr.json").is_file()
 
 
+def level_factors(group, name: str) -> list[int]:
+    """The factors of the pyramid ``name`` (its arrays ``xF``) in ``group``, smallest first ([] without one)."""
+    import zarr
+
+    levels = group.get(name)
+    return sorted(int(k[1:]) for k in levels.array_keys()) if isinstance(levels, zarr.Group) else []
+
+
 def _factors(store: str | os.PathLike, height: int, width: int, chunk: int) -> list[int]:
-    group = st.open_store(store)
-    if "preview" in group:
-        return sorted(int(k[1:]) for k in group["preview"].array_keys())
-    return pyramid.factors_for(height, width, chunk)[0]
+    """The image preview's factors (the annotations' pyramid has the same levels)."""
+    return level_factors(st.open_store(store), "preview") or pyramid.factors_for(height, width, chunk)[0]
 
 
 def _create_in(group, store, height: int, width: int, chunk: int, classes, source: str) -> None:
@@ -99,9 +105,9 @@ def ensure_layer(store: str | os.PathLike, source: str = "bigseg") -> None:
         if has_layer(store):
             return
         group = st.open_store(store, mode="r+")
-        h, w = group["image"].shape[:2]
-        chunk = int(group["image"].chunks[0])
-        _create_in(group, store, h, w, chunk, st.class_table(group), source)
+        image = st.array(group, "image")
+        h, w = image.shape[:2]
+        _create_in(group, store, h, w, int(image.chunks[0]), st.class_table(group), source)
         st.consolidate(store)
 
 
@@ -193,10 +199,7 @@ def _counts(values: np.ndarray, n: int) -> np.ndarray:
 def _update_pyramid(store, box, n_classes: int) -> None:
     """The pyramid levels over ``box`` recomputed from the level below (the same mode of modes as a full build)."""
     y0, y1, x0, x1 = box
-    group = st.open_store(store)
-    if PYRAMID not in group:
-        return
-    factors = sorted(int(k[1:]) for k in group[PYRAMID].array_keys())
+    factors = level_factors(st.open_store(store), PYRAMID)
     below, prev = st.open_array(store, LAYER), 1
     for f in factors:
         level = st.open_array(store, f"{PYRAMID}/x{f}", "r+")
@@ -287,15 +290,17 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         if painted:
             raise BigsegError(f"{store}: already holds annotations ({painted} painted pixels); pass --overwrite to "
                               "replace them")
-    colour_ids = None
+    colour_ids: dict[tuple[int, int, int], int] | None = None
     if none_colour is not None:
-        colour_ids = {tuple(c.color): c.id for c in classes}
-        if tuple(none_colour) in colour_ids:
-            raise BigsegError(f"--none-colour {tuple(none_colour)} is the colour of class "
-                              f"{classes[colour_ids[tuple(none_colour)]].name}; choose another")
-        colour_ids[tuple(none_colour)] = NONE
-    h, w = group["image"].shape[:2]
-    chunk = int(group["image"].chunks[0])
+        none = (int(none_colour[0]), int(none_colour[1]), int(none_colour[2]))
+        colour_ids = {c.color: c.id for c in classes}
+        if none in colour_ids:
+            raise BigsegError(f"--none-colour {none} is the colour of class {classes[colour_ids[none]].name}; choose "
+                              "another")
+        colour_ids[none] = NONE
+    image = st.array(group, "image")
+    h, w = image.shape[:2]
+    chunk = int(image.chunks[0])
     import zarr
 
     tmp = store / ".bigseg" / f"import-annotations-{os.getpid()}"
@@ -306,8 +311,8 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         stage = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _create_in(stage, store, h, w, chunk, classes, "bigseg import annotations")
         arr = st.array(stage, LAYER)
-        factors = sorted(int(k[1:]) for k in stage[PYRAMID].array_keys())
-        levels = {f: st.array(stage[PYRAMID], f"x{f}") for f in factors}
+        factors = level_factors(stage, PYRAMID)
+        levels = {f: st.array(stage, f"{PYRAMID}/x{f}") for f in factors}
         strip_h = chunk * max(1, -(-max(factors, default=1) // chunk))
         for y0, ids in mask_strips(mask, h, w, classes, strip_h, colour_ids, "annotation mask"):
             arr[y0 : y0 + ids.shape[0]] = ids
@@ -329,9 +334,9 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
             st.consolidate(store)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"store": str(store), "mask": str(mask), "painted": {c.name: int(counts[c.id]) for c in classes}}
-    echo(f"annotations of {store}: " + ", ".join(f"{k} {v} px" for k, v in result["painted"].items()))
-    return result
+    painted = {c.name: int(counts[c.id]) for c in classes}
+    echo(f"annotations of {store}: " + ", ".join(f"{k} {v} px" for k, v in painted.items()))
+    return {"store": str(store), "mask": str(mask), "painted": painted}
 
 
 def summary(store: str | os.PathLike) -> dict | None:

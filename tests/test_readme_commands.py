@@ -50,6 +50,9 @@ def for_the_test(command: str, port: int) -> list[list[str]]:
             args += ["--stop-at", "2"]
         if sub == "serve":
             args += ["--port", str(port)]
+        if sub == "adapt":
+            args[args.index("--minutes") + 1] = "0.1"
+            args += ["--crop", "128", "--batch", "4"]
         out.append([sys.executable, "-m", "bigseg", *args[1:]])
     return out
 
@@ -141,6 +144,12 @@ def test_every_readme_command_runs_in_a_terminal(tmp_path):
     for command in commands:
         if command.startswith("bigseg ingest scan.jpg"):
             shutil.copy(tmp_path / "slab.jpg", tmp_path / "scan.jpg")
+        if command.startswith("bigseg import annotations"):  # a person's strokes: a few short lines per class
+            w, h = Image.open(tmp_path / "scan.jpg").size
+            strokes = np.full((h, w), 255, np.uint8)
+            for k in range(9):
+                strokes[20 + 50 * k : 24 + 50 * k, 30 + 40 * k : 90 + 40 * k] = k % 3
+            Image.fromarray(strokes).save(tmp_path / "strokes.png")
         for args in for_the_test(command, port):
             serve = args[3] == "serve"
             code, out = run_in_pty(args, tmp_path, timeout=60 if serve else 600,
@@ -154,3 +163,5 @@ def test_every_readme_command_runs_in_a_terminal(tmp_path):
                 assert f"http://127.0.0.1:{port}/" in out and "stopped" in out
     assert (tmp_path / "slab-report" / "report.html").is_file() and (tmp_path / "slab-labels.tif").is_file()
     assert (tmp_path / "mine.pt").is_file() and (tmp_path / "runs" / "synthetic-concrete" / "last.pt").is_file()
+    assert (tmp_path / "mine-adapted.pt").is_file() and (tmp_path / "scan-report" / "report.html").is_file()
+    assert "adapted to this concrete" in (tmp_path / "scan-report" / "report.html").read_text()

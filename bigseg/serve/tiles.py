@@ -10,10 +10,10 @@ way (block means for the picture, the top-left pixel of each block for masks). N
 with a stride).
 
 Layers: ``image`` (JPEG), ``labels``, ``truth`` and ``annotations`` (PNG, class colours, unlabelled / unpainted
-transparent; the painted strokes from their own pyramid, so they show at every zoom), ``errors`` (PNG:
-labels that differ from the truth, red; transparent elsewhere), ``confidence`` (PNG, a colour scale of the model's
-confidence), ``progress`` (PNG: the label chunks a running ``bigseg infer`` has finished, green, and those it has
-not, grey).
+transparent; the painted strokes from their own pyramid, so they show at every zoom, with a dark outline),
+``errors`` (PNG: labels that differ from the truth, red; transparent elsewhere), ``confidence`` (PNG, a colour
+scale of the model's confidence), ``progress`` (PNG: the label chunks a running ``bigseg infer`` has finished,
+green, and those it has not, grey).
 """
 
 from __future__ import annotations
@@ -223,7 +223,10 @@ def render(slab: Slab, layer: str, level: int, col: int, row: int) -> tuple[byte
         mask = _mask_at(slab, layer, scale, bounds)
         if layer == "labels" and slab.labels_array != "labels":
             mask = _only_finished(slab, mask, bounds, scale)
-        return _encode(colours[mask], fmt), fmt
+        pixels = colours[mask]
+        if layer == "annotations":
+            pixels[_halo(mask != 255)] = (15, 15, 15, 230)  # strokes stay visible over labels of their colour
+        return _encode(pixels, fmt), fmt
     if layer == "errors":
         lab, tru = _mask_at(slab, "labels", scale, bounds), _mask_at(slab, "truth", scale, bounds)
         h, w = min(lab.shape[0], tru.shape[0]), min(lab.shape[1], tru.shape[1])
@@ -256,6 +259,16 @@ def render(slab: Slab, layer: str, level: int, col: int, row: int) -> tuple[byte
     out[grid] = (40, 170, 70, 120)
     out[~grid] = (120, 120, 120, 150)
     return _encode(out, "png"), "png"
+
+
+def _halo(painted: np.ndarray) -> np.ndarray:
+    """The unpainted pixels next to painted ones (4-neighbours): a dark outline drawn around strokes."""
+    near = np.zeros_like(painted)
+    near[1:] |= painted[:-1]
+    near[:-1] |= painted[1:]
+    near[:, 1:] |= painted[:, :-1]
+    near[:, :-1] |= painted[:, 1:]
+    return near & ~painted
 
 
 def _only_finished(slab: Slab, mask: np.ndarray, bounds, scale: int) -> np.ndarray:

@@ -23,7 +23,8 @@ def simulate_strokes(truth: np.ndarray, n_classes: int, per_class: int, rng: np.
                      radius: float = 3.0, length: tuple[int, int] = (12, 60)) -> list[Stroke]:
     """``per_class`` strokes for every class present in ``truth`` (fewer where a class has too little room):
     each starts at a random pixel at least ``radius`` + 1 from the class's edge and walks in a slowly turning
-    direction for ``length`` px, stopping where it would leave that room."""
+    direction for ``length`` px, stopping where it would leave that room (``per_class`` is a count, not a promise
+    of distinct places: a class with little room gets strokes that overlap)."""
     from scipy import ndimage
 
     strokes = []
@@ -33,24 +34,56 @@ def simulate_strokes(truth: np.ndarray, n_classes: int, per_class: int, rng: np.
         ys, xs = np.nonzero(room)
         if not len(ys):
             continue
-        made, tries = 0, 0
-        while made < per_class and tries < per_class * 20:
-            tries += 1
+        for _ in range(per_class):
             k = int(rng.integers(len(ys)))
-            x, y = float(xs[k]) + 0.5, float(ys[k]) + 0.5
-            points = [(x, y)]
-            angle = float(rng.uniform(0, 2 * math.pi))
-            target = int(rng.integers(length[0], length[1] + 1))
-            walked = 0.0
-            while walked < target:
-                angle += float(rng.normal(0, 0.25))
-                nx, ny = x + 2 * math.cos(angle), y + 2 * math.sin(angle)
-                iy, ix = int(ny), int(nx)
-                if not (0 <= iy < room.shape[0] and 0 <= ix < room.shape[1]) or not room[iy, ix]:
-                    break
-                x, y = nx, ny
-                points.append((x, y))
-                walked += 2
-            strokes.append(Stroke(c, radius, tuple(points)))
-            made += 1
+            strokes.append(_walk(room, c, float(xs[k]) + 0.5, float(ys[k]) + 0.5, rng, radius, length))
     return strokes
+
+
+def simulate_corrections(truth: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int,
+                         rng: np.random.Generator, radius: float = 3.0, length: tuple[int, int] = (12, 60),
+                         min_error_px: int = 30) -> list[Stroke]:
+    """Strokes a person paints after looking at a model's labels: over the mistakes they see. For each class,
+    ``per_class`` strokes of that class inside regions of it that the labels get wrong (error blobs of at least
+    ``min_error_px`` pixels, chosen in proportion to their size; strokes stay inside the class as in
+    :func:`simulate_strokes`)."""
+    from scipy import ndimage
+
+    strokes = []
+    for c in range(n_classes):
+        wrong = (truth == c) & (labels != c)
+        lab, n = ndimage.label(wrong)
+        if not n:
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        keep = np.flatnonzero(sizes >= min_error_px) + 1
+        if not len(keep):
+            continue
+        blobs = np.isin(lab, keep)
+        # where the class has room for the brush, inside or touching a mistake
+        room = ndimage.binary_erosion(truth == c, structure=_disk(int(math.ceil(radius)) + 1), border_value=0)
+        target = room & ndimage.binary_dilation(blobs, iterations=2)
+        if not target.any():
+            continue
+        ys, xs = np.nonzero(target)  # strokes start in the mistakes and walk inside the class
+        for _ in range(per_class):
+            k = int(rng.integers(len(ys)))
+            strokes.append(_walk(room, c, float(xs[k]) + 0.5, float(ys[k]) + 0.5, rng, radius, length))
+    return strokes
+
+
+def _walk(room: np.ndarray, c: int, x: float, y: float, rng, radius: float, length) -> Stroke:
+    points = [(x, y)]
+    angle = float(rng.uniform(0, 2 * math.pi))
+    target = int(rng.integers(length[0], length[1] + 1))
+    walked = 0.0
+    while walked < target:
+        angle += float(rng.normal(0, 0.25))
+        nx, ny = x + 2 * math.cos(angle), y + 2 * math.sin(angle)
+        iy, ix = int(ny), int(nx)
+        if not (0 <= iy < room.shape[0] and 0 <= ix < room.shape[1]) or not room[iy, ix]:
+            break
+        x, y = nx, ny
+        points.append((x, y))
+        walked += 2
+    return Stroke(c, radius, tuple(points))

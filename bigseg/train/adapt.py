@@ -5,25 +5,29 @@ What it does, in order:
 
 1. **Strokes** are read from each store's ``annotations`` layer (chunks holding painted pixels only). Each
    stroke is a connected piece of one class's painted pixels (8-connected, found chunk by chunk: a stroke that
-   crosses a chunk border counts as two). A fifth of the strokes of every class (at least one where a class has
-   two or more) is **held back**, drawn from ``seed``: never trained on, scored at the end.
-2. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
+   crosses a chunk border counts as two). About a fifth of the strokes of every class (at least one where a class
+   has two or more) is **held back** -- chosen by a hash of the stroke's position and ``seed``, so a stroke held
+   back once stays held back when more are painted -- never trained on, scored at the end.
+2. **Growing** (``grow`` px, 0: off): each training stroke is grown over the connected pixels near it whose
+   colour is its class's (:func:`grow_strokes`), and the thin band where two grown classes meet is labelled by the
+   nearer colour: strokes sit inside regions, and this puts labels on both sides of the edges they reach.
+3. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
    few per cent of a slab and of its strokes), read through a small cache of decoded chunks; random flips and
    quarter turns, and the photometric augmentation of training (brightness, contrast, gamma, colour, blur,
    noise, JPEG).
-3. **Loss**: cross-entropy on the painted pixels of the crop, averaged per class (every painted class weighs the
-   same), plus ``prior`` x the KL divergence from the **base model's own soft prediction** on the pixels nobody
-   painted (computed on the crop before photometric changes): strokes sit inside regions, so without it nothing
-   says where a class ends, and the network forgets what it knew everywhere the strokes say nothing. BatchNorm
-   statistics stay the base's (a batch of crops around a few strokes is no estimate of a slab).
-4. **Stops** at the time budget (``minutes``) or when the loss has stopped falling (its moving average better by
+4. **Loss**: cross-entropy on the painted (and grown) pixels of the crop, averaged per class (every painted class
+   weighs the same), plus ``prior`` x the KL divergence from the **base model's own soft prediction** on the
+   pixels nobody painted (computed on the crop before photometric changes), so the network keeps what it knew
+   everywhere the strokes say nothing. BatchNorm statistics stay the base's (a batch of crops around a few
+   strokes is no estimate of a slab).
+5. **Stops** at the time budget (``minutes``) or when the loss has stopped falling (its moving average better by
    less than 1 % over the last 150 steps), with a learning rate that decays as a cosine over the budget.
-5. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
+6. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
    seen with its context): per-class accuracy, before and after.
-6. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
+7. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
    itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
    checkpoint and in the store's annotation attributes (the viewer lists them).
-7. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
+8. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
    back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
    so ``bigseg infer --model OUT.pt`` runs at the default speed.
 """
@@ -67,12 +71,29 @@ class Strokes:
     grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
 
 
-def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator) -> Strokes:
+def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int) -> set[int]:
+    """Which of a class's strokes are held back: those whose position (first pixel) and ``seed`` hash below
+    ``share``, at least one of two or more and never all. A stroke's fate depends on where it is, not on which
+    other strokes exist: painting more and adapting again (from the adapted model, say) never trains on a stroke
+    an earlier round held back."""
+    import hashlib
+
+    u = [int.from_bytes(hashlib.blake2b(f"{seed}:{c}:{y}:{x}".encode(), digest_size=8).digest(), "big") / 2**64
+         for y, x in firsts]
+    held = {k for k, v in enumerate(u) if v < share}
+    if len(u) >= 2 and not held:
+        held = {int(np.argmin(u))}
+    if len(held) == len(u) and len(u) >= 2:
+        held.discard(int(np.argmax(u)))
+    return held if len(u) >= 2 else set()
+
+
+def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator, seed: int = 0) -> Strokes:
     """The store's strokes, a share of each class's held back (see the module's docstring)."""
     from scipy import ndimage
 
     arr = st.open_array(store, ann.LAYER)
-    out = Strokes(store, tuple(arr.shape[:2]), {}, chunk=tuple(arr.chunks[:2]))
+    out = Strokes(store, (int(arr.shape[0]), int(arr.shape[1])), {}, chunk=(int(arr.chunks[0]), int(arr.chunks[1])))
     pieces: dict[int, list] = {c: [] for c in range(n_classes)}  # class -> [(origin, block index, flat indices)]
     blocks = {}
     for (y0, x0), block in ann.read_painted(store):
@@ -94,12 +115,12 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
             continue
         out.n_strokes[c] = len(items)
         out.painted[c] = int(sum(len(i) for _, i in items))
-        n_held = int(round(held_back * len(items)))
-        n_held = min(max(n_held, 1), len(items) - 1) if len(items) >= 2 else 0
-        held_ids = set(rng.choice(len(items), size=n_held, replace=False).tolist()) if n_held else set()
-        for k, (origin, idx) in enumerate(items):
+        coords = []
+        for origin, idx in items:
             w = blocks[origin][1]
-            ys, xs = idx // w + origin[0], idx % w + origin[1]
+            coords.append((idx // w + origin[0], idx % w + origin[1]))
+        held_ids = _held_back(c, [(int(ys[0]), int(xs[0])) for ys, xs in coords], held_back, seed)
+        for k, ((origin, idx), (ys, xs)) in enumerate(zip(items, coords, strict=True)):
             if k in held_ids:
                 held_flat.setdefault(origin, []).append(idx)
                 out.held_strokes.append({"class": c, "box": (int(ys.min()), int(ys.max()) + 1, int(xs.min()),
@@ -108,10 +129,10 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
                 train[c].append(np.stack([ys, xs], axis=1).astype(np.int32))
     for c, parts in train.items():
         if parts:
-            coords = np.concatenate(parts)
-            if len(coords) > MAX_COORDS:
-                coords = coords[rng.choice(len(coords), MAX_COORDS, replace=False)]
-            out.train[c] = coords
+            together = np.concatenate(parts)
+            if len(together) > MAX_COORDS:
+                together = together[rng.choice(len(together), MAX_COORDS, replace=False)]
+            out.train[c] = together
     out.held = {o: np.concatenate(v) for o, v in held_flat.items()}
     return out
 
@@ -456,7 +477,7 @@ def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: Ada
             raise BigsegError(f"{s}: its classes ({', '.join(c.name for c in t)}) differ from {stores[0]}'s")
     painted_classes = set()
     for s in stores:
-        painted_classes |= {k for k, v in ann.summary(s)["painted"].items() if v}
+        painted_classes |= {k for k, v in ann.require(s)["painted"].items() if v}
     if len(painted_classes) < 2:
         raise BigsegError(f"strokes of only one class ({', '.join(painted_classes)}); paint at least two classes "
                           "(better: every class) so the model learns what tells them apart")
@@ -484,16 +505,16 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     from bigseg.train.config import PhotometricConfig
 
     opts = options or AdaptOptions()
-    stores = [str(s) for s in stores]
+    paths = [str(s) for s in stores]
     out = Path(out)
     base_path = ckpt.model_path(str(base) if base is not None else None)
-    classes, meta = _checks(stores, out, base_path, overwrite, opts)
+    classes, meta = _checks(paths, out, base_path, overwrite, opts)
     n = len(classes)
     threads = opts.threads or max(1, os.cpu_count() or 1)
     torch.set_num_threads(threads)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
-    strokes = [read_strokes(s, n, opts.held_back, rng) for s in stores]
+    strokes = [read_strokes(s, n, opts.held_back, rng, opts.seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
         grown = sum(grow_strokes(r, rng, opts.grow) for r in readers)
@@ -515,9 +536,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     _freeze_batchnorm(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
                             weight_decay=opts.weight_decay)
-    photometric = PhotometricConfig() if opts.photometric else None
+    photometric = PhotometricConfig.model_validate({}) if opts.photometric else None
     budget = opts.minutes * 60
-    echo(f"adapting {base_path.name} on {len(stores)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
+    echo(f"adapting {base_path.name} on {len(paths)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
          f"crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
     bar = make_bar(int(budget), "adapt", "s", enabled=progress)
     t0 = time.perf_counter()
@@ -573,10 +594,10 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     held_px = {c.name: int(counts["adapted"][c.id, 1]) for c in classes}
     echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
         f"{k} {_pct(acc_base[k])} -> {_pct(acc[k])}" for k in acc if held_px[k]))
-    suggestions = suggest_regions(model, stores, classes, n=opts.suggestions)
-    result = _save(model, out, base_path, meta, classes, stores, opts, painted, n_strokes, held, acc, acc_base,
+    suggestions = suggest_regions(model, paths, classes, n=opts.suggestions)
+    result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
                    held_px, suggestions, step, seconds, stopped, command, losses, echo)
-    for s in stores:
+    for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
 

@@ -395,7 +395,8 @@
     if (!regions.length) { box.innerHTML = ""; return; }
     box.innerHTML = "<h2>where to paint next</h2><ol>" + regions.map((g, k) =>
       `<li><a data-k="${k}" title="flips change ${(100 * g.flip_disagreement).toFixed(1)} % of labels, ` +
-      `${(100 * g.unsure).toFixed(1)} % unsure">x ${g.x}, y ${g.y} (${g.width} px)</a></li>`).join("") + "</ol>";
+      `${(100 * g.unsure).toFixed(1)} % unsure">${g.width} \u00d7 ${g.height} px at x ${g.x}, y ${g.y}</a></li>`)
+      .join("") + "</ol>";
     box.querySelectorAll("a").forEach((a) => {
       a.onclick = () => {
         const g = regions[Number(a.dataset.k)], item = viewer.world.getItemAt(0);
