@@ -203,6 +203,7 @@ def main(argv=None) -> None:
     ap.add_argument("--prior", type=float, default=AdaptOptions.prior)
     ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
     ap.add_argument("--grow", type=int, default=AdaptOptions.grow)
+    ap.add_argument("--balance", default=AdaptOptions.balance)
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
@@ -213,14 +214,15 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr, grow=a.grow)
+    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
             row = run_style(work, style, a.seed, size, per_class, opts, a.protocol)
             rows.append(row)
-            name = f"{style}-{per_class}-{a.protocol}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}{a.tag}.json"
+            name = (f"{style}-{per_class}-{a.protocol}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}-{a.balance}"
+                    f"{a.tag}.json")
             (out / name).write_text(json.dumps(row, indent=2))
             print(table([row]), flush=True)
     print(table(rows))

@@ -308,18 +308,19 @@ def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: Ada
     return torch.stack(clean), torch.stack(images), torch.stack(targets)
 
 
-def _loss(logits, targets, teacher, prior: float, n_classes: int):
-    """Per-class mean cross-entropy on painted pixels + prior x KL(base || model) on unpainted pixels."""
+def _loss(logits, targets, teacher, prior: float, n_classes: int, balance: str = "class"):
+    """Cross-entropy on painted pixels (``balance`` class: averaged per class; pixel: over pixels) + prior x
+    KL(base || model) on unpainted pixels."""
     import torch
     import torch.nn.functional as F
 
     ce = F.cross_entropy(logits, targets, ignore_index=IGNORE_LABEL, reduction="none")
-    terms = []
-    for c in range(n_classes):
-        m = targets == c
-        if m.any():
-            terms.append(ce[m].mean())
-    stroke = torch.stack(terms).mean() if terms else logits.sum() * 0
+    labelled = targets != IGNORE_LABEL
+    if balance == "pixel":
+        stroke = ce[labelled].mean() if labelled.any() else logits.sum() * 0
+    else:
+        terms = [ce[targets == c].mean() for c in range(n_classes) if (targets == c).any()]
+        stroke = torch.stack(terms).mean() if terms else logits.sum() * 0
     if teacher is None or prior == 0:
         return stroke, stroke
     free = targets == IGNORE_LABEL
@@ -561,7 +562,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
                     soft = teacher(clean)
                 soft = soft.clone()
             logits = model(images)
-            loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n)
+            loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
             if not torch.isfinite(loss):
                 raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
             opt.zero_grad(set_to_none=True)

@@ -23,6 +23,7 @@ class AdaptOptions:
     prior: float = 0.5
     held_back: float = HELD_BACK
     grow: int = 12
+    balance: str = "class"
     seed: int = 0
     threads: int | None = None
     min_steps: int = 300
@@ -44,6 +45,8 @@ class AdaptOptions:
             raise BigsegError(f"--lr must be in (0, 1], got {self.lr}")
         if not (math.isfinite(self.prior) and 0 <= self.prior <= 100):
             raise BigsegError(f"--prior must be between 0 and 100, got {self.prior}")
+        if self.balance not in ("class", "pixel"):
+            raise BigsegError(f"--balance must be class or pixel, got {self.balance!r}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:

@@ -265,7 +265,7 @@
     return item ? item.viewportToImageZoom(viewer.viewport.getZoom(true)) : 1;
   }
 
-  function brushRadiusPx() { return Math.max(0.5, $("brush").value / 2 / screenPerPx()); }
+  function brushRadiusPx() { return Math.min(512, Math.max(0.5, $("brush").value / 2 / screenPerPx())); }
 
   function brushLabel() { $("brush-px").textContent = `${(2 * brushRadiusPx()).toFixed(1)} px`; }
   $("brush").oninput = brushLabel;
