@@ -10,14 +10,14 @@ region of its class near the middle of the view.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from viewer_screenshot import chromium_page, served  # noqa: E402
 
 
 def main() -> None:
@@ -26,61 +26,43 @@ def main() -> None:
     ap.add_argument("png")
     ap.add_argument("--zoom", type=float, default=3.0)
     a = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "bigseg", "serve", a.store, "--port", str(port), "--annotate"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright
 
-        from bigseg import store as st
+    from bigseg import store as st
 
-        truth = np.asarray(st.open_array(a.store, "truth")[:]) if "truth" in st.open_store(a.store) else None
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-            page = browser.new_page(viewport={"width": 1280, "height": 760})
-            page.goto(url)
-            page.wait_for_selector('body[data-loaded="1"]', timeout=60000)
-            page.wait_for_selector("#annotate:not([hidden])", timeout=20000)
-            page.evaluate(f"bigseg.viewer.viewport.zoomBy({a.zoom}); bigseg.viewer.viewport.applyConstraints()")
-            time.sleep(1.0)
-            page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
-            page.evaluate("() => { const o = document.getElementById('opacity'); o.value = 35; "
-                          "o.dispatchEvent(new Event('input')); }")
-            centre = page.evaluate("""() => { const v = bigseg.viewer, c = v.viewport.getCenter();
-                const p = v.viewport.viewportToImageCoordinates(c); return [p.x, p.y]; }""")
-            for cls in (0, 1, 2):
-                path = _inside(truth, cls, centre) if truth is not None else None
-                if path is None:
-                    continue
-                page.click(f'#tools button[data-tool="{cls}"]')
-                pts = [page.evaluate("""([x, y]) => { const v = bigseg.viewer, r = v.container.getBoundingClientRect();
-                    const p = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
-                    return [r.left + p.x, r.top + p.y]; }""", list(q)) for q in path]
-                page.mouse.move(*pts[0])
-                page.mouse.down()
-                for q in pts[1:]:
-                    page.mouse.move(*q, steps=6)
-                page.mouse.up()
-                time.sleep(0.8)
-            page.click('#tools button[data-tool="2"]')
-            page.wait_for_function("document.getElementById('painted').dataset.saving === '0'", timeout=30000)
-            time.sleep(2.0)
-            page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
-            page.screenshot(path=a.png)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait()
+    truth = np.asarray(st.open_array(a.store, "truth")[:]) if "truth" in st.open_store(a.store) else None
+    with served(a.store, "--annotate") as url, sync_playwright() as p:
+        browser, page = chromium_page(p)
+        page.goto(url)
+        page.wait_for_selector('body[data-loaded="1"]', timeout=60000)
+        page.wait_for_selector("#annotate:not([hidden])", timeout=20000)
+        page.evaluate(f"bigseg.viewer.viewport.zoomBy({a.zoom}); bigseg.viewer.viewport.applyConstraints()")
+        time.sleep(1.0)
+        page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
+        page.evaluate("() => { const o = document.getElementById('opacity'); o.value = 35; "
+                      "o.dispatchEvent(new Event('input')); }")
+        centre = page.evaluate("""() => { const v = bigseg.viewer, c = v.viewport.getCenter();
+            const p = v.viewport.viewportToImageCoordinates(c); return [p.x, p.y]; }""")
+        for cls in (0, 1, 2):
+            path = _inside(truth, cls, centre) if truth is not None else None
+            if path is None:
+                continue
+            page.click(f'#tools button[data-tool="{cls}"]')
+            pts = [page.evaluate("""([x, y]) => { const v = bigseg.viewer, r = v.container.getBoundingClientRect();
+                const p = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+                return [r.left + p.x, r.top + p.y]; }""", list(q)) for q in path]
+            page.mouse.move(*pts[0])
+            page.mouse.down()
+            for q in pts[1:]:
+                page.mouse.move(*q, steps=6)
+            page.mouse.up()
+            time.sleep(0.8)
+        page.click('#tools button[data-tool="2"]')
+        page.wait_for_function("document.getElementById('painted').dataset.saving === '0'", timeout=30000)
+        time.sleep(2.0)
+        page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
+        page.screenshot(path=a.png)
+        browser.close()
     print(f"wrote {a.png}")
 
 

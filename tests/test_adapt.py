@@ -216,6 +216,13 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert out.with_suffix(".onnx").is_file()
     suggestions = st.attr(st.open_array(store, ann.LAYER), "suggestions")
     assert suggestions["regions"] and suggestions["model"] == str(out)
+    regions = suggestions["regions"]
+    assert [r["score"] for r in regions] == sorted((r["score"] for r in regions), reverse=True)
+    for i, p in enumerate(regions):  # the best windows that do not overlap a better one by more than a quarter
+        for q in regions[:i]:
+            w = min(p["x"] + p["width"], q["x"] + q["width"]) - max(p["x"], q["x"])
+            h = min(p["y"] + p["height"], q["y"] + q["height"]) - max(p["y"], q["y"])
+            assert max(0, w) * max(0, h) <= 0.25 * p["width"] * p["height"]
     # the next infer runs its verified ONNX export (the default speed), and the report says it was adapted
     r = run_cli("infer", store, "--model", out, "--workers", "0")
     assert r.returncode == 0, r.stderr

@@ -197,3 +197,22 @@ def test_writes_are_refused_unless_annotating_and_from_elsewhere(tmp_path):
             np.asarray(st.open_array(store, "truth")[:10, :10]), np.zeros((10, 10), np.uint8))
     finally:
         server.stop()
+
+
+def test_a_refused_stroke_is_said_and_stays_said(painting):
+    page, store, *_ = painting
+    before = _annotations(store).copy()
+    page.route("**/api/stores/*/strokes", lambda route: route.fulfill(
+        status=507, content_type="application/json", body='{"error": "no space left on the device", "status": 507}'))
+    try:
+        page.click('#tools button[data-tool="0"]')
+        _drag(page, [(300, 800), (600, 800)])
+        page.wait_for_function("document.getElementById('painted').innerText.includes('not saved')", timeout=30000)
+        page.wait_for_timeout(500)
+        assert "not saved: no space left on the device" in page.inner_text("#painted")
+        assert np.array_equal(_annotations(store), before)
+    finally:
+        page.unroute("**/api/stores/*/strokes")
+    _drag(page, [(300, 850), (600, 850)])  # the next stroke saves, and the error goes
+    page.wait_for_function("!document.getElementById('painted').innerText.includes('not saved')", timeout=30000)
+    assert (_annotations(store)[845:856, 300:600] == 0).any()

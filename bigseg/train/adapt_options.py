@@ -20,10 +20,10 @@ class AdaptOptions:
     batch: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    prior: float = 0.5
+    prior: float = 0.1
     held_back: float = HELD_BACK
     grow: int = 12
-    balance: str = "class"
+    balance: str = "pixel"
     seed: int = 0
     threads: int | None = None
     min_steps: int = 300

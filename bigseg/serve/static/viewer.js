@@ -11,7 +11,7 @@
                    "voids_per_mm", "void_count", "traverse_length"];
   const state = {stores: [], store: null, layer: null, overlay: null, stats: null, pointer: 0, stamp: 0};
   const paint = {annotate: false, tool: null, strokes: null, version: 0, undo: [], stroke: null, saving: 0,
-                 summary: null};
+                 summary: null, error: null};
 
   const viewer = OpenSeadragon({
     id: "viewer", showNavigationControl: false, showNavigator: true, navigatorPosition: "TOP_RIGHT",
@@ -333,17 +333,19 @@
     return data;
   }
 
-  async function send(stroke) {
-    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  /* one write to the service (a stroke, or an undo): the saving count, the reply's totals, an error kept on
+     screen until the next write succeeds */
+  async function write(path, body, failed) {
     paint.saving++;
     showPainted();
     try {
-      const r = await post("strokes", {id, stroke});
-      if (r.pixels) { paint.undo.push(id); $("undo").disabled = false; }
+      const r = await post(path, body);
       paint.summary = r.annotations;
-      await ensureLayer();
+      paint.error = null;
+      return r;
     } catch (e) {
-      $("painted").innerHTML = `<span class="error">not saved: ${esc(e.message)}</span>`;
+      paint.error = `${failed}: ${e.message}`;
+      return null;
     } finally {
       paint.saving--;
       showPainted();
@@ -351,21 +353,17 @@
     }
   }
 
+  async function send(stroke) {
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    const r = await write("strokes", {id, stroke}, "not saved");
+    if (r && r.pixels) { paint.undo.push(id); $("undo").disabled = false; }
+    if (r) await ensureLayer();
+  }
+
   async function undo() {
     const id = paint.undo.pop();
     $("undo").disabled = !paint.undo.length;
-    if (!id) return;
-    paint.saving++;
-    try {
-      const r = await post("undo", {id});
-      paint.summary = r.annotations;
-    } catch (e) {
-      $("painted").innerHTML = `<span class="error">undo failed: ${esc(e.message)}</span>`;
-    } finally {
-      paint.saving--;
-      showPainted();
-      refreshStrokes();
-    }
+    if (id) await write("undo", {id}, "undo failed");
   }
   $("undo").onclick = undo;
 
@@ -383,7 +381,8 @@
     box.className = paint.saving ? "saving" : "";
     if (!paint.annotate && !(s && s.strokes)) { box.textContent = ""; return; }
     const parts = s ? Object.entries(s.painted).map(([k, v]) => `${esc(k)} ${v.toLocaleString()} px`) : [];
-    box.innerHTML = (paint.saving ? "saving\u2026 " : "saved: ") + (parts.join(", ") || "nothing painted yet") +
+    box.innerHTML = (paint.error ? `<span class="error">${esc(paint.error)}</span><br>` : "") +
+      (paint.saving ? "saving\u2026 " : "saved: ") + (parts.join(", ") || "nothing painted yet") +
       (s ? ` (${s.strokes} stroke${s.strokes === 1 ? "" : "s"})` : "");
     box.dataset.strokes = s ? s.strokes : 0;
     box.dataset.saving = paint.saving;
