@@ -132,6 +132,31 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     return row
 
 
+def _mark(ok: bool) -> str:
+    return "" if ok else " ✗"
+
+
+def summary_table(rows: list[dict]) -> str:
+    """One line per style and slab: base -> adapted for each figure, a ✗ where the adapted one misses its target."""
+    lines = ["| style | slab | stone IoU | void IoU | air error (points) | spacing factor error "
+             "| adapt (train s, steps) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for which in ("painted", "sibling"):
+            b, m = r["base"][which], r["adapted"][which]
+            sf_b, sf = b["spacing_factor_error"], m["spacing_factor_error"]
+            lines.append(
+                f"| {r['style']} | {which} | {b['iou']['stone']:.3f} -> {m['iou']['stone']:.3f}"
+                f"{_mark(m['iou']['stone'] >= TARGETS['stone_iou'])} | {b['iou']['void']:.3f} -> "
+                f"{m['iou']['void']:.3f}{_mark(m['iou']['void'] >= TARGETS['void_iou'])} | "
+                f"{b['air_error_points']:+.2f} -> {m['air_error_points']:+.2f}"
+                f"{_mark(abs(m['air_error_points']) <= TARGETS['air_points'])} | "
+                + (f"{100 * sf_b:+.1f} % -> {100 * sf:+.1f} %{_mark(abs(sf) <= TARGETS['spacing_factor'])}"
+                   if sf is not None and sf_b is not None else "n/a")
+                + (f" | {r['adapt']['train_seconds']:.0f}, {sum(r['adapt']['steps'])} |" if which == "painted"
+                   else " | |"))
+    return "\n".join(lines)
+
+
 def meets(m: dict) -> bool:
     sf = m["spacing_factor_error"]
     return (m["iou"]["stone"] >= TARGETS["stone_iou"] and m["iou"]["void"] >= TARGETS["void_iou"]
@@ -208,7 +233,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
     ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
+    ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
     a = ap.parse_args(argv)
+    if a.table:
+        print(summary_table([json.loads(Path(f).read_text()) for f in a.table]))
+        return
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,9 @@ HISTORY = 50
 MAX_RADIUS = 512
 """Largest brush radius (image px) a stroke may have."""
 MAX_POINTS = 20000
-MAX_STROKE_BOX = 16384
-"""Largest side (px) of the box a single stroke may cover: a stroke is one read-modify-write of that box."""
+MAX_STROKE_BOX = 4096
+"""Largest side (px) of the box a single stroke may cover: a stroke is one read-modify-write of that box (memory:
+a few bytes per pixel of it)."""
 
 
 def _now() -> str:
@@ -235,7 +236,7 @@ def paint(store: str | os.PathLike, stroke: Stroke, source: str = "bigseg serve 
         y0, y1, x0, x1 = box
         region = np.asarray(arr[y0:y1, x0:x1])
         hit = stroke.raster(box) & (region != stroke.class_id)
-        where = np.flatnonzero(hit)
+        where = np.flatnonzero(hit).astype(np.int32)  # a box is at most 4096^2 px
         if not where.size:
             return None
         before = region.ravel()[where].copy()

@@ -43,7 +43,9 @@ TILE_PATH = re.compile(r"^(\d{1,2})/(\d{1,7})_(\d{1,7})\.(jpg|png)$")
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 UNDO_KEPT = 500
-"""Strokes per store this service can take back (the most recent ones)."""
+UNDO_PIXELS = 20_000_000
+"""Strokes per store this service can take back: the most recent ones, at most UNDO_KEPT of them and UNDO_PIXELS
+changed pixels together (about 100 MB of what they overwrote)."""
 
 
 def _host_name(host: str) -> str:
@@ -224,11 +226,16 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
                 self.fail(400, str(exc))
             import tornado.ioloop
 
-            change = await tornado.ioloop.IOLoop.current().run_in_executor(pool, ann.paint, slab.path, stroke)
+            try:
+                change = await tornado.ioloop.IOLoop.current().run_in_executor(pool, ann.paint, slab.path, stroke)
+            except BigsegError as exc:  # a stroke too large, a damaged store: said, nothing written
+                self.fail(400, str(exc))
+            except OSError as exc:  # disk full, permissions: the stroke is not saved, and the page says why
+                self.fail(507, f"not saved: {exc.strerror or exc}")
             if change is not None:
                 kept = changes[key]
                 kept[data["id"]] = change
-                while len(kept) > UNDO_KEPT:
+                while len(kept) > UNDO_KEPT or sum(c.pixels for c in kept.values()) > UNDO_PIXELS:
                     kept.popitem(last=False)
             slab.refresh()
             self.reply(slab, id=data["id"], pixels=change.pixels if change else 0)
