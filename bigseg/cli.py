@@ -648,11 +648,13 @@ def info(store, as_json, check):
     click.echo(f"{s['path']}: {s['width']}x{s['height']} px, pixel size "
                + (f"{s['pixel_size_um']:.3g} um" if s["pixel_size_um"] else "unknown"))
     click.echo("classes: " + ", ".join(f"{c['id']} {c['name']}" for c in s["classes"]))
+    width = max([20, *(len(name) for name in s["arrays"])])
     for name, a in s["arrays"].items():
         state = "complete" if a["complete"] else "INCOMPLETE"
         if check:
             state += ", every chunk readable"
-        click.echo(f"  {name:20s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  {state}")
+        click.echo(f"  {name:{width}s} {str(tuple(a['shape'])):22s} {a['dtype']:8s} chunks {tuple(a['chunks'])}  "
+                   f"{state}")
     a = s.get("annotations")
     if a:
         click.echo(f"annotations: {a['strokes']} strokes or imports; painted " + ", ".join(
