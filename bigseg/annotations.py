@@ -223,57 +223,57 @@ def _record(arr, classes, delta: np.ndarray, what: str, source: str, strokes: in
                       "updated": _now()})
 
 
+def _rewrite(store, box, select, what: str, source: str, strokes: int):
+    """Under the lock: read ``box`` of the annotations, set the pixels ``select(flat region)`` names ((flat
+    indices, new values), both empty for none), write the box back, update the pyramid over it, the painted
+    counts and the history (``what`` with ``{n}`` for the pixels changed). Returns (indices, old values)."""
+    classes = st.class_table(st.open_store(store))
+    n = len(classes)
+    arr = st.open_array(store, LAYER, "r+")
+    y0, y1, x0, x1 = box
+    region = np.asarray(arr[y0:y1, x0:x1])
+    flat = region.ravel()
+    where, values = select(flat)
+    before = flat[where].copy()
+    if where.size:
+        flat[where] = values
+        arr[y0:y1, x0:x1] = region
+        _update_pyramid(store, box, n)
+        _record(arr, classes, _counts(flat[where], n) - _counts(before, n), what.format(n=where.size), source,
+                strokes)
+    return where, before
+
+
 def paint(store: str | os.PathLike, stroke: Stroke, source: str = "bigseg serve --annotate") -> Change | None:
     """Draw ``stroke`` into the store's annotations (created if missing); returns what changed (None: nothing)."""
     ensure_layer(store, source)
     with write_lock(store):
-        group = st.open_store(store)
-        classes = st.class_table(group)
-        arr = st.open_array(store, LAYER, "r+")
-        box = stroke.box(*arr.shape)
+        classes = st.class_table(st.open_store(store))
+        box = stroke.box(*st.open_array(store, LAYER).shape)
         if box is None:
             return None
-        y0, y1, x0, x1 = box
-        region = np.asarray(arr[y0:y1, x0:x1])
-        hit = stroke.raster(box) & (region != stroke.class_id)
-        where = np.flatnonzero(hit).astype(np.int32)  # a box is at most 4096^2 px
-        if not where.size:
-            return None
-        before = region.ravel()[where].copy()
-        region.ravel()[where] = stroke.class_id
-        arr[y0:y1, x0:x1] = region
-        _update_pyramid(store, box, len(classes))
-        n = len(classes)
-        delta = -_counts(before, n)
-        if stroke.class_id < n:
-            delta[stroke.class_id] += where.size
-        name = classes[stroke.class_id].name if stroke.class_id < n else "eraser"
-        _record(st.open_array(store, LAYER, "r+"), classes, delta, f"stroke ({name}, {where.size} px)", source, 1)
-        return Change(box, where, before, stroke.class_id)
+        hit = stroke.raster(box).ravel()
+        cid = stroke.class_id
+        name = classes[cid].name if cid < len(classes) else "eraser"
+
+        def select(flat):  # every pixel under the brush not already of its class (a box is at most 4096^2 px)
+            return np.flatnonzero(hit & (flat != cid)).astype(np.int32), cid
+
+        where, before = _rewrite(store, box, select, f"stroke ({name}, {{n}} px)", source, 1)
+        return Change(box, where, before, cid) if where.size else None
 
 
 def undo(store: str | os.PathLike, change: Change, source: str = "bigseg serve --annotate") -> int:
     """Put back what ``change`` overwrote, where its value is still there (a later stroke over it stays);
     returns the pixels restored."""
-    with write_lock(store):
-        classes = st.class_table(st.open_store(store))
-        arr = st.open_array(store, LAYER, "r+")
-        y0, y1, x0, x1 = change.box
-        region = np.asarray(arr[y0:y1, x0:x1])
-        flat = region.ravel()
+
+    def select(flat):
         still = flat[change.where] == change.value
-        where, before = change.where[still], change.before[still]
-        if not where.size:
-            return 0
-        flat[where] = before
-        arr[y0:y1, x0:x1] = region
-        _update_pyramid(store, change.box, len(classes))
-        n = len(classes)
-        delta = _counts(before, n)
-        if change.value < n:
-            delta[change.value] -= where.size
-        _record(st.open_array(store, LAYER, "r+"), classes, delta, f"undo ({where.size} px)", source, 0)
-        return int(where.size)
+        return change.where[still], change.before[still]
+
+    with write_lock(store):
+        where, _ = _rewrite(store, change.box, select, "undo ({n} px)", source, 0)
+    return int(where.size)
 
 
 def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bool = False,

@@ -309,7 +309,7 @@ def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: Ada
     return torch.stack(clean), torch.stack(images), torch.stack(targets)
 
 
-def _loss(logits, targets, teacher, prior: float, n_classes: int, balance: str = "class"):
+def _loss(logits, targets, teacher, prior: float, n_classes: int, balance: str):
     """Cross-entropy on painted pixels (``balance`` class: averaged per class; pixel: over pixels) + prior x
     KL(base || model) on unpainted pixels."""
     import torch
@@ -544,8 +544,8 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     echo("strokes: " + ", ".join(f"{k} {n_strokes[k]} ({painted[k]} px)" for k in n_strokes)
          + "; held back: " + ", ".join(f"{k} {v}" for k, v in held.items()))
     model, _ = ckpt.load(base_path)
-    teacher = copy.deepcopy(model).eval() if opts.prior > 0 else None
-    base_model = teacher if teacher is not None else copy.deepcopy(model).eval()
+    base_model = copy.deepcopy(model).eval()  # frozen: the prior's soft labels, and the held-back comparison
+    teacher = base_model if opts.prior > 0 else None
     model.train()
     _freeze_batchnorm(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
