@@ -148,6 +148,34 @@ ARCHITECTURES = {
 }
 
 
+CPU_TRAINING = {  # measured: benchmarks/train_speed.py, RESULTS.md "Training speed on this CPU" (2026-12-02)
+    "light_unet": ("bf16", True),  # 0.22 s -> 0.10 s per step of 4 x 384², bf16 + channels_last
+    "lraspp_mobilenet_v3_large": ("bf16", False),  # 0.74 s -> 0.65 s
+    "deeplabv3_mobilenet_v3_large": ("bf16", False),  # 1.18 s -> 0.84 s (channels_last: 0.88 s)
+    "deeplabv3_resnet50": ("bf16", False),  # 10.1 s -> 6.9 s
+}
+"""Per architecture, the fastest training step on a CPU with bf16 hardware (AVX512-BF16/AMX) that keeps the
+labels: (precision, channels_last). Architectures not listed train in fp32, NCHW."""
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (else autocast to bf16 is emulated, and slower)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def training_mode(arch: str, device_type: str, allow_bf16: bool = True) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for training ``arch`` on ``device_type``: bf16 + channels_last on CUDA; on
+    a CPU what :data:`CPU_TRAINING` measured fastest, bf16 only where the hardware has it."""
+    if device_type == "cuda":
+        return allow_bf16, True
+    precision, channels_last = CPU_TRAINING.get(arch, ("fp32", False))
+    bf16 = allow_bf16 and precision == "bf16" and cpu_bf16_supported()
+    return bf16, channels_last and bf16
+
+
 def _triple(values, what: str) -> tuple[float, float, float]:
     v = [float(x) for x in (values if isinstance(values, list | tuple) else [values])]
     if len(v) == 1:

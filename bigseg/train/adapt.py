@@ -515,6 +515,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     import torch
 
     from bigseg import checkpoint as ckpt
+    from bigseg.models import training_mode
     from bigseg.progress import make_bar
     from bigseg.train.config import PhotometricConfig
 
@@ -544,6 +545,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     echo("strokes: " + ", ".join(f"{k} {n_strokes[k]} ({painted[k]} px)" for k in n_strokes)
          + "; held back: " + ", ".join(f"{k} {v}" for k, v in held.items()))
     model, _ = ckpt.load(base_path)
+    bf16, channels_last = training_mode(meta["arch"], "cpu")  # what measured fastest here (RESULTS.md)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     base_model = copy.deepcopy(model).eval()  # frozen: the prior's soft labels, and the held-back comparison
     teacher = base_model if opts.prior > 0 else None
     model.train()
@@ -553,7 +557,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     photometric = PhotometricConfig.model_validate({}) if opts.photometric else None
     budget = opts.minutes * 60
     echo(f"adapting {base_path.name} on {len(paths)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
-         f"crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
+         f"{'bf16' if bf16 else 'fp32'}, crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
     bar = make_bar(int(budget), "adapt", "s", enabled=progress)
     t0 = time.perf_counter()
     last_log, shown = t0, 0
@@ -569,12 +573,16 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             for g in opt.param_groups:
                 g["lr"] = lr
             clean, images, targets = _batch(readers, pairs, opts, rng, photometric)
+            if channels_last:
+                clean = clean.contiguous(memory_format=torch.channels_last)
+                images = images.contiguous(memory_format=torch.channels_last)
             soft = None
-            if teacher is not None:
-                with torch.inference_mode():
-                    soft = teacher(clean)
-                soft = soft.clone()
-            logits = model(images)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if teacher is not None:
+                    with torch.inference_mode():
+                        soft = teacher(clean).float()
+                    soft = soft.clone()
+                logits = model(images).float()
             loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
             if not torch.isfinite(loss):
                 raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
@@ -600,7 +608,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     seconds = time.perf_counter() - t0
     if not step:
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
-    model.eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
     counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng)
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
