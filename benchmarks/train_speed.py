@@ -187,8 +187,9 @@ def main(argv=None):
         model = build(arch, 3, **kw).eval()
         heavy = "ResNet" in label
         n = 1 if heavy else 3
-        record({"kind": "forward", "model": label, "backend": "torch fp32", "s_per_window": forward_time(model, x, False, n)})
-        record({"kind": "forward", "model": label, "backend": "torch bf16", "s_per_window": forward_time(model, x, True, n)})
+        for bf16 in (False, True):
+            record({"kind": "forward", "model": label, "backend": "torch bf16" if bf16 else "torch fp32",
+                    "s_per_window": forward_time(model, x, bf16, n)})
         onnx = tmp / f"{arch}.onnx"
         torch.onnx.export(model, x, str(onnx), input_names=["image"], output_names=["logits"], opset_version=17,
                           dynamo=False)
@@ -205,7 +206,8 @@ def main(argv=None):
 
 
 def table(rows):
-    print("\n| model | crop × batch | precision | layout | threads | s/step | Mpx/s |\n|---|---|---|---|---:|---:|---:|")
+    print("\n| model | crop × batch | precision | layout | threads | s/step | Mpx/s |")
+    print("|---|---|---|---|---:|---:|---:|")
     for r in rows:
         if r["kind"] == "step":
             print(f"| {r['model']} | {r['crop']}² × {r['batch']} | {r['precision']} | "

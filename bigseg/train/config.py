@@ -141,7 +141,8 @@ class TrainConfig(_Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     augment: AugmentConfig = AugmentConfig()
-    amp: bool = Field(True, description="bf16 autocast where it measured faster: always on CUDA, on a CPU with bf16 hardware per architecture (bigseg.models.CPU_TRAINING); false: fp32")
+    amp: bool = Field(True, description="bf16 autocast where it measured faster: always on CUDA, on a CPU with "
+                      "bf16 hardware per architecture (bigseg.models.CPU_TRAINING); false: fp32")
     ignore_label: int = Field(255, ge=0, le=255)
     class_weights: list[float] | None = None
     rare_class: RareClassConfig | None = None

@@ -293,7 +293,7 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
 
 def _step(s: _State, loss_fn, image, truth) -> float:
     """One optimizer step; a non-finite loss stops the run (the last checkpoint stays)."""
-    device, cfg = s.device, s.cfg
+    device = s.device
     image = image.to(device, non_blocking=True)
     truth = truth.to(device, non_blocking=True)
     if s.channels_last:
