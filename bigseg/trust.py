@@ -37,6 +37,17 @@ FIGURES = {
 }
 
 
+FIGURES.update({  # on a sample of windows, after the pass (bigseg.infer.stability)
+    "void_view_disagreement": "1 - agreement of the void pixels among the window and its flipped and transposed "
+                              "views (sampled windows)",
+    "void_view_spread": "relative spread of the void pixel count over the flipped and transposed views (sampled "
+                        "windows)",
+    "stone_view_disagreement": "1 - agreement of the stone pixels among the views (sampled windows)",
+    "feature_shift": "shift of the network's feature statistics from those of its training data (batch-norm "
+                     "running means; sampled windows)",
+})
+
+
 def figures(confidence: dict) -> dict[str, float]:
     """The candidate figures of doubt from a labels' confidence summary."""
     out = {"uncertain_fraction": confidence["uncertain_fraction"],
@@ -44,6 +55,12 @@ def figures(confidence: dict) -> dict[str, float]:
     if "air_content_hard" in confidence:
         hard = confidence["air_content_hard"]
         out["air_soft_hard_gap"] = abs(confidence["air_content_soft"] - hard) / max(hard, 1e-4)
+    views = confidence.get("stability") or {}
+    for key in ("void_view_disagreement", "void_view_spread", "feature_shift"):
+        if views.get(key) is not None:
+            out[key] = float(views[key])
+    if "stone" in (views.get("view_agreement") or {}):
+        out["stone_view_disagreement"] = 1.0 - float(views["view_agreement"]["stone"])
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from helpers import run_cli
 
@@ -12,7 +13,7 @@ from bigseg import checkpoint
 from bigseg.checkpoint import BUNDLED, classes_of
 from bigseg.models import build
 from bigseg.synth import SynthParams, synthesize
-from bigseg.trust import ACCURATE_POINTS, FIGURES, calibrate, doubt
+from bigseg.trust import ACCURATE_POINTS, FIGURES, calibrate, doubt, figures
 
 
 def _with_reference(tmp_path, name, reference):
@@ -74,3 +75,57 @@ def test_report_warns_when_outside_the_models_range(tmp_path, threshold, flagged
         assert "low confidence" in text and "low confidence" in proc.stdout and "low confidence" in html
     else:
         assert "low confidence" not in text and "within 1" in json.dumps(doc["slabs"][0]["doubt"])
+
+
+def test_view_and_feature_figures_on_sampled_windows(tmp_path):
+    """After the pass, sampled windows are run again in flipped and transposed views and their batch-norm
+    statistics compared with the training data's: the figures land beside the softmax ones, and an image unlike
+    any concrete (a flat green field) shifts the feature statistics far more than a synthetic section does."""
+    import pyvips
+
+    from bigseg import store as st
+    from bigseg.infer import InferOptions, infer, stability
+    from bigseg.infer.windows import Grid
+
+    synthesize(tmp_path / "s.png", SynthParams(700, 500, seed=8))
+    green = np.zeros((500, 700, 3), np.uint8)
+    green[..., 1] = 200
+    green[::7, ::5, 0] = 90  # a little texture, still nothing like concrete
+    pyvips.Image.new_from_array(green).write_to_file(str(tmp_path / "g.png"))
+    shifts = {}
+    for name in ("s", "g"):
+        r = infer(tmp_path / f"{name}.png", options=InferOptions(workers=0, window=128, overlap=16),
+                  echo=lambda *_: None)
+        views = r.confidence["stability"]
+        grid = Grid(500, 700, 128, 16)
+        assert views["sample_windows"] == len(stability.sample_origins(grid)) == stability.SAMPLE < len(grid.ys) * len(
+            grid.xs)
+        assert set(views["view_agreement"]) <= {"paste", "stone", "void"}
+        assert all(0 <= v <= 1 for v in views["view_agreement"].values())
+        assert 0 <= views["void_view_disagreement"] <= 1 and views["void_view_spread"] >= 0
+        figs = figures(r.confidence)
+        assert {"void_view_disagreement", "void_view_spread", "feature_shift"} <= set(figs) <= set(FIGURES)
+        # the stored figures are the sums of the sampled windows, measured again the same
+        sums = stability.measure(str(BUNDLED), r.store, stability.sample_origins(grid), grid)
+        assert stability.figures(sums, 2) == views
+        counts = np.asarray(sums["counts"])
+        assert (counts.sum(axis=1) == stability.SAMPLE * 128 * 128).all()  # every view labels every pixel once
+        stored = st.attr(st.array(st.open_store(r.store), "labels"), "confidence")
+        assert stored["stability"] == json.loads(json.dumps(views))
+        shifts[name] = views["feature_shift"]
+    assert shifts["g"] > 5 * shifts["s"], shifts
+
+
+def test_view_figures_from_sums():
+    from bigseg.infer.stability import figures as view_figures
+
+    sums = {"windows": 2, "classes": ["paste", "stone", "void"], "all_views": [90, 50, 6], "any_view": [100, 60, 10],
+            "counts": [[95, 55, 8], [95, 55, 8], [95, 55, 6], [95, 55, 10]], "feature_shift": 0.5}
+    f = view_figures(sums, 2)
+    assert f["view_agreement"] == {"paste": 0.9, "stone": 50 / 60, "void": 0.6}
+    assert f["void_view_disagreement"] == pytest.approx(0.4)
+    assert f["void_view_spread"] == pytest.approx(np.std([8, 8, 6, 10]) / 8)
+    assert f["feature_shift"] == 0.5
+    none = view_figures({**sums, "all_views": [90, 50, 0], "any_view": [100, 60, 0], "feature_shift": None}, 2)
+    assert none["void_view_disagreement"] == 0.0 and "feature_shift" not in none and "void" not in none[
+        "view_agreement"]

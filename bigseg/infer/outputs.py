@@ -179,10 +179,11 @@ def counted_by_chunks(chunks: list[dict], labels):
     return np.sum([c["hard_counts"] for c in chunks], axis=0, dtype=np.int64)
 
 
-def finish(group, store: Path, client) -> dict:
+def finish(group, store: Path, client, stability: dict | None = None) -> dict:
     """Attach the statistics (summed from the chunks' markers: no second pass over the labels) and the confidence
-    summary to the staged labels, mark the staged outputs and label pyramid complete, move them into the store in
-    place of the old ones, remove the run's files."""
+    summary (with ``stability``: the sampled windows' view and feature figures) to the staged labels, mark the
+    staged outputs and label pyramid complete, move them into the store in place of the old ones, remove the
+    run's files."""
     import zarr
 
     from bigseg.infer.confidence import summarize
@@ -190,6 +191,8 @@ def finish(group, store: Path, client) -> dict:
 
     chunks = read_markers(store)
     summary = summarize(chunks, group)
+    if summary is not None and stability is not None:
+        summary["stability"] = stability
     stage = zarr.open_group(str(store / STAGED), mode="r+", zarr_format=3)
     labels = st.array(stage, "labels")  # one Array object per array: each holds its own copy of the attributes
     counts = counted_by_chunks(chunks, labels)

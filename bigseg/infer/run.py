@@ -324,7 +324,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                      f"skipping {plan.n_windows - plan.n_computed} of {plan.n_windows} windows")
             t0 = time.perf_counter()
             try:
-                ex = OnCluster(client) if client is not None else InThreads(4 if o.device == "cuda" else 2)
+                ex = ex_for(client, o)
                 try:
                     execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips)
                 finally:
@@ -333,14 +333,38 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             except BaseException:
                 outputs.discard_if_empty(store)  # keep a partial run only when a rerun can resume something
                 raise
+            stability = _stability(ex_for(client, o), ckpt, store, grid, classes, threads, o.device)
             seconds = time.perf_counter() - t0
-            stats = outputs.finish(group, store, client)
+            stats = outputs.finish(group, store, client, stability)
     computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)
     return InferResult(store=str(store), width=width, height=height, windows=plan.n_windows,
                        windows_computed=plan.n_computed, chunks=total, chunks_skipped=skipped, seconds=seconds,
                        startup_seconds=t_ready - t_start, megapixels_per_second=computed_mpx / seconds,
                        workers=workers, device=o.device, stats=stats,
                        confidence=st.attr(st.array(st.open_store(store), "labels"), "confidence"), run=run)
+
+
+def ex_for(client, o: InferOptions):
+    """Where tasks run: the cluster's workers, or threads of this process (``--workers 0``)."""
+    return OnCluster(client) if client is not None else InThreads(4 if o.device == "cuda" else 2)
+
+
+def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, device: str) -> dict | None:
+    """The view and feature-statistics figures (:mod:`bigseg.infer.stability`) on a sample of windows, run on a
+    worker from the checkpoint (None for a model given as an export: no batch-norm statistics to compare)."""
+    from bigseg.classes import concrete_ids
+    from bigseg.infer import stability
+    from bigseg.modelfile import model_kind
+
+    if model_kind(ckpt) != "checkpoint":
+        return None
+    try:
+        sums = ex.submit(stability.measure, str(ckpt), str(store), stability.sample_origins(grid), grid,
+                         threads, device, pure=False).result()
+    finally:
+        if isinstance(ex, InThreads):
+            ex.close()
+    return stability.figures(sums, (concrete_ids(classes) or {}).get("void"))
 
 
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
