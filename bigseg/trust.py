@@ -43,6 +43,9 @@ FIGURES.update({  # on a sample of windows, after the pass (bigseg.infer.stabili
     "void_view_spread": "relative spread of the void pixel count over the flipped and transposed views (sampled "
                         "windows)",
     "stone_view_disagreement": "1 - agreement of the stone pixels among the views (sampled windows)",
+    "void_model_disagreement": "1 - agreement of the void pixels with a second model's (sampled windows)",
+    "air_model_gap": "difference between this model's and a second model's void share on the sampled windows "
+                     "(percentage points)",
     "feature_shift": "shift of the network's feature statistics from those of its training data (batch-norm "
                      "running means; sampled windows)",
 })
@@ -56,7 +59,8 @@ def figures(confidence: dict) -> dict[str, float]:
         hard = confidence["air_content_hard"]
         out["air_soft_hard_gap"] = abs(confidence["air_content_soft"] - hard) / max(hard, 1e-4)
     views = confidence.get("stability") or {}
-    for key in ("void_view_disagreement", "void_view_spread", "feature_shift"):
+    for key in ("void_view_disagreement", "void_view_spread", "feature_shift", "void_model_disagreement",
+                "air_model_gap"):
         if views.get(key) is not None:
             out[key] = float(views[key])
     if "stone" in (views.get("view_agreement") or {}):

@@ -129,3 +129,36 @@ def test_view_figures_from_sums():
     none = view_figures({**sums, "all_views": [90, 50, 0], "any_view": [100, 60, 0], "feature_shift": None}, 2)
     assert none["void_view_disagreement"] == 0.0 and "feature_shift" not in none and "void" not in none[
         "view_agreement"]
+
+
+def test_a_second_model_on_the_sampled_windows(tmp_path):
+    """The second opinion: the same weights agree everywhere (no gap); a network of other weights disagrees on the
+    void pixels and its void share differs; a model for other classes gives no opinion."""
+    import shutil
+
+    from bigseg.classes import table_from_attrs
+    from bigseg.infer import stability
+    from bigseg.infer.windows import Grid
+    from bigseg.ingest import ingest
+
+    synthesize(tmp_path / "s.png", SynthParams(600, 400, seed=8))
+    store = ingest(tmp_path / "s.png", tmp_path / "s.zarr").store
+    grid = Grid(400, 600, 128, 16)
+    origins = stability.sample_origins(grid, 4)
+    same = tmp_path / "same.pt"
+    shutil.copy(BUNDLED, same)
+    meta = checkpoint.read(BUNDLED)["meta"]
+    other = tmp_path / "other.pt"
+    checkpoint.save(other, build("light_unet", 3, width=8), arch="light_unet", classes=classes_of(meta),
+                    arch_kwargs={"width": 8})
+    roads = tmp_path / "roads.pt"
+    checkpoint.save(roads, build("light_unet", 3, width=8), arch="light_unet", arch_kwargs={"width": 8},
+                    classes=table_from_attrs([{"id": i, "name": n, "color": [i, i, i]}
+                                              for i, n in enumerate(["road", "car", "sky"])]))
+    f_same = stability.figures(stability.measure(str(BUNDLED), str(store), origins, grid, second=str(same)), 2)
+    assert f_same["void_model_disagreement"] == 0.0 and f_same["air_model_gap"] == 0.0
+    f_other = stability.figures(stability.measure(str(BUNDLED), str(store), origins, grid, second=str(other)), 2)
+    assert f_other["void_model_disagreement"] > 0.2 and f_other["air_model_gap"] > 0
+    assert f_other["second_model"] == str(other)
+    f_roads = stability.figures(stability.measure(str(BUNDLED), str(store), origins, grid, second=str(roads)), 2)
+    assert "void_model_disagreement" not in f_roads and "second_model" not in f_roads

@@ -358,13 +358,27 @@ def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, d
 
     if model_kind(ckpt) != "checkpoint":
         return None
+    second = second_opinion(ckpt)
     try:
         sums = ex.submit(stability.measure, str(ckpt), str(store), stability.sample_origins(grid), grid,
-                         threads, device, pure=False).result()
+                         threads, device, None if second is None else str(second), pure=False).result()
     finally:
         if isinstance(ex, InThreads):
             ex.close()
     return stability.figures(sums, (concrete_ids(classes) or {}).get("void"))
+
+
+def second_opinion(ckpt: Path) -> Path | None:
+    """The model whose labels on the sampled windows are compared with ``ckpt``'s: the other bundled model for a
+    bundled one, the bundled DeepLabV3 (else light_unet) for any other checkpoint; None when none is shipped."""
+    from bigseg.checkpoint import BUNDLED_MODELS
+
+    here = Path(ckpt).resolve()
+    for name in ("deeplabv3", "light_unet"):
+        path = BUNDLED_MODELS[name]
+        if path.is_file() and path.resolve() != here:
+            return path
+    return None
 
 
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:

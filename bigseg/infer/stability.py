@@ -17,6 +17,12 @@ once more through the model in its checkpoint (torch, fp32, on a worker; not a s
 
 :func:`measure` runs on a worker; :func:`figures` turns its sums into the figures stored beside the softmax
 ones in ``labels.attrs["confidence"]`` (bigseg.trust chooses among them on validation slabs).
+
+- **A second opinion** (``second``: another model for the same classes, by default the other bundled model):
+  its labels on the same windows. Two networks of different make and training err in partly different places,
+  so where they disagree at least one is wrong: ``void_model_disagreement`` = 1 - IoU of their void pixels, and
+  ``air_model_gap`` = the difference of their void shares on the sample, in percentage points (the scale of the
+  air-content error itself).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def _view(x, name: str):
 
 
 def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: Grid, threads: int = 0,
-            device: str = "cpu") -> dict:
+            device: str = "cpu", second: str | None = None) -> dict:
     """Sums over the sampled windows (see the module doc): per class, pixels labelled with it in all views and in
     any view; void pixel counts per view; feature shift sums. Runs on a worker (needs torch)."""
     import torch
@@ -73,6 +79,14 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
         z2 = (mean - module.running_mean) ** 2 / (module.running_var + module.eps)
         shifts.append(float(z2.mean()))
 
+    other = None
+    if second is not None:
+        model2, meta2 = load(second)
+        same_classes = [c["name"] for c in meta2["classes"]] == names  # else no opinion on these classes
+        other = model2.to(dev) if same_classes else None
+    pair_all = np.zeros(n, np.int64)
+    pair_any = np.zeros(n, np.int64)
+    pair_counts = np.zeros(n, np.int64)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
     all_views = np.zeros(n, np.int64)
     any_view = np.zeros(n, np.int64)
@@ -95,6 +109,14 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
         with torch.inference_mode():
             for v in VIEWS:
                 labels.append(_view(model(_view(t, v)).argmax(1)[:, None], v)[:, 0])
+            if other is not None:
+                theirs = other(t).argmax(1).cpu().numpy()
+                mine = labels[0].cpu().numpy()
+                for c in range(n):
+                    a, b = mine == c, theirs == c
+                    pair_all[c] += int((a & b).sum())
+                    pair_any[c] += int((a | b).sum())
+                    pair_counts[c] += int(b.sum())
         stack = torch.stack(labels).cpu().numpy()  # (views, 1, h, w)
         for c in range(n):
             hit = stack == c
@@ -103,7 +125,10 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
             counts[:, c] += hit.reshape(len(labels), -1).sum(axis=1)
     return {"windows": len(origins), "classes": names, "all_views": all_views.tolist(),
             "any_view": any_view.tolist(), "counts": counts.tolist(),
-            "feature_shift": feature_sum / feature_n if feature_n else None}
+            "feature_shift": feature_sum / feature_n if feature_n else None,
+            "pixels": int(counts[0].sum()),
+            "second": None if other is None else {"model": second, "all": pair_all.tolist(), "any": pair_any.tolist(),
+                                                  "counts": pair_counts.tolist()}}
 
 
 def figures(sums: dict, void: int | None) -> dict:
@@ -121,4 +146,12 @@ def figures(sums: dict, void: int | None) -> dict:
         anyv = sums["any_view"][void]
         out["void_view_disagreement"] = 1.0 - sums["all_views"][void] / anyv if anyv else 0.0
         out["void_view_spread"] = float(counts.std() / max(counts.mean(), 1.0))
+    pair = sums.get("second")
+    if pair is not None:
+        out["second_model"] = pair["model"]
+        if void is not None:
+            anyv = pair["any"][void]
+            out["void_model_disagreement"] = 1.0 - pair["all"][void] / anyv if anyv else 0.0
+            mine = sums["counts"][0][void]
+            out["air_model_gap"] = abs(mine - pair["counts"][void]) / max(sums["pixels"], 1) * 100
     return out
