@@ -51,6 +51,17 @@ FIGURES.update({  # on a sample of windows, after the pass (bigseg.infer.stabili
 })
 
 
+NOT_RANKED = ("feature_shift",)
+"""Figures never chosen to rank errors: feature_shift says how unlike the training data an image is (a gate of its
+own, :data:`UNFAMILIAR_MARGIN`), not how wrong the labels are among familiar images."""
+UNFAMILIAR_MARGIN = 1.5
+"""An image whose feature shift exceeds this many times the largest on the validation slabs is unfamiliar."""
+SECOND_OPINION_POINTS = 0.5
+"""Two models whose void shares on the sampled windows differ by more than this (percentage points): at least one
+of them is off by half of it or more; the report says so (a fixed rule, the accuracy a lab needs: no slab 0.5
+points off without a warning)."""
+
+
 def figures(confidence: dict) -> dict[str, float]:
     """The candidate figures of doubt from a labels' confidence summary."""
     out = {"uncertain_fraction": confidence["uncertain_fraction"],
@@ -168,6 +179,7 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         if own_tmp:
             shutil.rmtree(work, ignore_errors=True)
     errors = [abs(r["air_error_points"]) for r in rows]
+    sf_errors = [abs(r["spacing_factor_error"] or 0.0) for r in rows]
     seeds = f"{CALIBRATION_SEED}..{CALIBRATION_SEED + slabs - 1}"
     reference = {"slabs": slabs, "size": size, "styles": f"random, seeds {seeds}",
                  "air_error_points": {"median": float(np.median(errors)), "max": float(np.max(errors))},
@@ -178,12 +190,24 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
             continue
         reference["figures"][name] = {
             "description": text, "median": float(np.median(values)), "max": float(np.max(values)),
-            "spearman_with_air_error": spearman(values, errors)}
-    usable = {k: v for k, v in reference["figures"].items() if v["spearman_with_air_error"] is not None}
+            "spearman_with_air_error": spearman(values, errors),
+            "spearman_with_spacing_factor_error": spearman(values, sf_errors)}
+    usable = {k: v for k, v in reference["figures"].items()
+              if v["spearman_with_air_error"] is not None and k not in NOT_RANKED}
     if not usable:
         raise BigsegError("no confidence figure varied over the validation slabs; use more --slabs")
-    best = max(usable, key=lambda k: usable[k]["spearman_with_air_error"])
+
+    def rank(k):  # how well the figure orders both errors (the one a lab reports, and the spacing factor)
+        f = usable[k]
+        return f["spearman_with_air_error"] + (f["spearman_with_spacing_factor_error"] or 0.0)
+
+    best = max(usable, key=rank)
     reference["figure"] = best
+    if "feature_shift" in reference["figures"]:  # the gate for images unlike any the model was trained on
+        top = reference["figures"]["feature_shift"]["max"]
+        reference["unfamiliar"] = {"figure": "feature_shift", "threshold": UNFAMILIAR_MARGIN * top,
+                                   "rule": f"{UNFAMILIAR_MARGIN:g} x the largest feature_shift on the {slabs} "
+                                           "validation slabs"}
     # the range the model showed where it was right: the largest value of the figure on the validation slabs whose
     # air content was within ACCURATE_POINTS of the truth (the whole range when fewer than three were)
     right = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e <= ACCURATE_POINTS]
@@ -207,7 +231,9 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     checkpoint.save(out, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
                     extra_meta=extra, half=meta.get("stored_as") == "float16")
     echo(f"confidence reference: {best} (Spearman {usable[best]['spearman_with_air_error']:.2f} with the air-content "
-         f"error on {slabs} validation slabs); warn above {reference['threshold']:.4g}; written to {out}")
+         f"error on {slabs} validation slabs); warn above {reference['threshold']:.4g}"
+         + (f"; unfamiliar images above feature shift {reference['unfamiliar']['threshold']:.3g}"
+            if "unfamiliar" in reference else "") + f"; written to {out}")
     return reference
 
 
@@ -269,7 +295,22 @@ def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None 
     v, limit = values[name], reference["threshold"]
     flag = bool(v > limit) if math.isfinite(v) else True
     where = _threshold_basis(reference)
-    msg = (f"low confidence: {FIGURES[name]} is {v:.4g}, above {limit:.4g}, {where}; these figures may be wrong -- "
-           "look at the quicklook, or train on your own annotations"
-           if flag else f"{FIGURES[name]} is {v:.4g}, within {limit:.4g}, {where}")
-    return {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": msg}
+    out = {"flag": flag, "figure": name, "value": v, "threshold": limit,
+           "message": f"{FIGURES[name]} is {v:.4g}, {'above' if flag else 'within'} {limit:.4g}, {where}"}
+    reasons = [out["message"]] if flag else []
+    gate = reference.get("unfamiliar")
+    shift = values.get("feature_shift")
+    if gate and shift is not None and not shift <= gate["threshold"]:
+        reasons.append(f"the image is unlike the model's training data (feature shift {shift:.3g}, above "
+                       f"{gate['threshold']:.3g}: {gate['rule']}), where a confident softmax means nothing")
+        out.update(flag=True, unfamiliar=True)
+    gap = values.get("air_model_gap")
+    if gap is not None and not gap <= SECOND_OPINION_POINTS:
+        second = Path(str((confidence.get("stability") or {}).get("second_model", "a second model"))).name
+        reasons.append(f"a second model ({second}) reads the void share of the sampled windows {gap:.2f} points "
+                       f"differently (more than {SECOND_OPINION_POINTS:g}): at least one of the two is off")
+        out.update(flag=True, second_opinion_points=gap)
+    if out["flag"]:
+        out["message"] = ("low confidence: " + "; ".join(reasons) + "; these figures may be wrong -- look at the "
+                          "quicklook, or adapt the model to this concrete (bigseg adapt)")
+    return out
