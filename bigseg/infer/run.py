@@ -2,8 +2,7 @@
 
 The loop submits the plan's groups (one chunk row of one stripe) a few at a time, waits for the oldest, and
 releases the window logits no later group needs (and the spill files no later stripe needs). The same loop runs
-on a dask cluster and, with ``workers=0``, in this process (:class:`InThreads`, a small thread pool; one-off
-calls such as validating a checkpoint use :class:`InProcess`, which runs a task when it is submitted).
+on a dask cluster and, with ``workers=0``, in this process (:mod:`bigseg.infer.executors`).
 
 Each window is computed once (a batch feeds every chunk it touches). Summing in window order makes a pixel's
 value independent of which chunk it falls in, so labels are byte-identical for any chunking, any number of
@@ -23,6 +22,7 @@ from bigseg.checkpoint import BUNDLED, WEIGHTS, classes_of, file_digest, model_p
 from bigseg.errors import BigsegError
 from bigseg.infer import backend as be
 from bigseg.infer import outputs
+from bigseg.infer.executors import InProcess, InThreads, ex_for, on_a_worker
 from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
@@ -58,96 +58,6 @@ class InferResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class _Done:
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-class InProcess:
-    """The few dask Client calls the loop makes, run at once in this process (``workers=0``)."""
-
-    threads = 1
-
-    def submit(self, fn, *args, key=None, pure=None):
-        return _Done(fn(*[a.value if isinstance(a, _Done) else a for a in args]))
-
-    @staticmethod
-    def completed(futures):
-        return futures
-
-    def cancel(self, futures):
-        pass
-
-
-class OnCluster:
-    """A dask Client with the same three calls."""
-
-    def __init__(self, client):
-        self.client = client
-        self.threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
-
-    def submit(self, fn, *args, key=None, pure=None):
-        return self.client.submit(fn, *args, key=key, pure=pure)
-
-    @staticmethod
-    def completed(futures):
-        from distributed import as_completed
-
-        return as_completed(futures)
-
-    def cancel(self, futures):
-        self.client.cancel(futures)
-
-
-class InThreads:
-    """The loop's tasks on a small pool of threads in this process (``workers=0``): reading windows and blending
-    and writing chunks overlap the forward passes (one at a time on a CPU: the predictor's lock), as on a worker,
-    with no worker process to start. Tasks are queued in submission order and a task's inputs are always queued
-    before it, so a task waiting for its inputs waits only for tasks already running: no deadlock."""
-
-    def __init__(self, threads: int = 2):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.threads = threads
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="bigseg-task")
-
-    def submit(self, fn, *args, key=None, pure=None):
-        return self.pool.submit(_with_inputs, fn, args)
-
-    @staticmethod
-    def completed(futures):
-        from concurrent.futures import as_completed
-
-        return as_completed(futures)
-
-    def cancel(self, futures):
-        for f in futures:
-            f.cancel()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _with_inputs(fn, args):
-    from concurrent.futures import Future
-
-    return fn(*[a.result() if isinstance(a, Future) else a for a in args])
-
-
-def executor(client):
-    return InProcess() if client is None else OnCluster(client)
-
-
-def on_a_worker(client, function, *args):
-    """``function(*args)`` on a dask worker (in this process without a cluster); its exceptions re-raised here."""
-    return executor(client).submit(function, *args, pure=False).result()
 
 
 @dataclass(frozen=True)
@@ -333,8 +243,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             except BaseException:
                 outputs.discard_if_empty(store)  # keep a partial run only when a rerun can resume something
                 raise
-            stability = _stability(ex_for(client, o), ckpt, store, grid, classes, threads, o.device)
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0  # the pass (the sampled check after it is not throughput)
+            stability = _stability(ex_for(client, o), ckpt, store, grid, classes, threads, o.device, echo)
             stats = outputs.finish(group, store, client, stability)
     computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)
     return InferResult(store=str(store), width=width, height=height, windows=plan.n_windows,
@@ -344,14 +254,10 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                        confidence=st.attr(st.array(st.open_store(store), "labels"), "confidence"), run=run)
 
 
-def ex_for(client, o: InferOptions):
-    """Where tasks run: the cluster's workers, or threads of this process (``--workers 0``)."""
-    return OnCluster(client) if client is not None else InThreads(4 if o.device == "cuda" else 2)
-
-
-def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, device: str) -> dict | None:
-    """The view and feature-statistics figures (:mod:`bigseg.infer.stability`) on a sample of windows, run on a
-    worker from the checkpoint (None for a model given as an export: no batch-norm statistics to compare)."""
+def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, device: str, echo) -> dict | None:
+    """The view, feature-statistics and second-model figures (:mod:`bigseg.infer.stability`) on a sample of
+    windows, run on a worker from the checkpoint (None for a model given as an export: no batch-norm statistics to
+    compare). A failure here costs the figures, never the labels: it is said, and the run finishes."""
     from bigseg.classes import concrete_ids
     from bigseg.infer import stability
     from bigseg.modelfile import model_kind
@@ -362,6 +268,10 @@ def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, d
     try:
         sums = ex.submit(stability.measure, str(ckpt), str(store), stability.sample_origins(grid), grid,
                          threads, device, None if second is None else str(second), pure=False).result()
+    except Exception as exc:  # noqa: BLE001 - any failure of the check is reported, the labels are kept
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        echo(f"warning: the check on sampled windows failed ({first}); the report will lack its figures")
+        return None
     finally:
         if isinstance(ex, InThreads):
             ex.close()
