@@ -1,8 +1,9 @@
 """bigseg: semantic segmentation of gigapixel images.
 
-The library is organised by verb: :mod:`bigseg.synth` (synthetic concrete slabs),
-:mod:`bigseg.ingest` (image file -> zarr slab store), :mod:`bigseg.infer` (tiled inference on dask),
-:mod:`bigseg.report` (statistics), :mod:`bigseg.train` (training). :mod:`bigseg.cli` is a thin click layer.
+A library first, a thin click layer (:mod:`bigseg.cli`) on top; the rooms and what each may import are drawn in
+docs/architecture.md (and in ``../shared/DESIGN.md`` for the team). The verbs: :mod:`bigseg.ingest`,
+:mod:`bigseg.infer`, :mod:`bigseg.report`, :mod:`bigseg.train` (with ``adapt``), :mod:`bigseg.serve`,
+:mod:`bigseg.export`, :mod:`bigseg.bench`, :mod:`bigseg.synth`, :mod:`bigseg.datasets` (importers).
 """
 
 from importlib.metadata import PackageNotFoundError, version

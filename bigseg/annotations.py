@@ -68,17 +68,9 @@ def has_layer(store: str | os.PathLike) -> bool:
     return (Path(store) / LAYER / "zarr.json").is_file()
 
 
-def level_factors(group, name: str) -> list[int]:
-    """The factors of the pyramid ``name`` (its arrays ``xF``) in ``group``, smallest first ([] without one)."""
-    import zarr
-
-    levels = group.get(name)
-    return sorted(int(k[1:]) for k in levels.array_keys()) if isinstance(levels, zarr.Group) else []
-
-
 def _factors(store: str | os.PathLike, height: int, width: int, chunk: int) -> list[int]:
     """The image preview's factors (the annotations' pyramid has the same levels)."""
-    return level_factors(st.open_store(store), "preview") or pyramid.factors_for(height, width, chunk)[0]
+    return st.level_factors(st.open_store(store), "preview") or pyramid.factors_for(height, width, chunk)[0]
 
 
 def _create_in(group, store, height: int, width: int, chunk: int, classes, source: str) -> None:
@@ -200,7 +192,7 @@ def _counts(values: np.ndarray, n: int) -> np.ndarray:
 def _update_pyramid(store, box, n_classes: int) -> None:
     """The pyramid levels over ``box`` recomputed from the level below (the same mode of modes as a full build)."""
     y0, y1, x0, x1 = box
-    factors = level_factors(st.open_store(store), PYRAMID)
+    factors = st.level_factors(st.open_store(store), PYRAMID)
     below, prev = st.open_array(store, LAYER), 1
     for f in factors:
         level = st.open_array(store, f"{PYRAMID}/x{f}", "r+")
@@ -312,7 +304,7 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         stage = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         _create_in(stage, store, h, w, chunk, classes, "bigseg import annotations")
         arr = st.array(stage, LAYER)
-        factors = level_factors(stage, PYRAMID)
+        factors = st.level_factors(stage, PYRAMID)
         levels = {f: st.array(stage, f"{PYRAMID}/x{f}") for f in factors}
         strip_h = chunk * max(1, -(-max(factors, default=1) // chunk))
         for y0, ids in mask_strips(mask, h, w, classes, strip_h, colour_ids, "annotation mask"):

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from bigseg import pyramid
 from bigseg import store as st
 from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
 
-PREVIEW_MAX_SIDE = 512  # pyramid levels are made down to the first whose longer side is at most this
 MIN_SCAN_DPI = 300  # file resolutions at or below this are camera placeholders (72 dpi...), not scan resolutions
 
 
@@ -306,46 +306,6 @@ def _rgb_key(rgb: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# preview pyramid
-
-
-def pyramid_factors(height: int, width: int, strip: int) -> list[int]:
-    factors = []
-    f = 4
-    while f <= strip:
-        factors.append(f)
-        if max(height, width) / f <= PREVIEW_MAX_SIDE:
-            break
-        f *= 2
-    return factors
-
-
-def _pyramid(block: np.ndarray, factors: list[int]) -> dict[int, np.ndarray]:
-    """Mean-pool ``block`` by each factor (powers of two, edges replicated to a multiple of the factor).
-
-    Exact block means, computed as a cascade of 2 x 2 sums in uint32 (each level from the previous sums), which
-    is several times faster than a mean over strided axes."""
-    if not factors:
-        return {}
-    h, w = block.shape[:2]
-    fmax = factors[-1]
-    ph, pw = -h % fmax, -w % fmax
-    sums = np.pad(block, [(0, ph), (0, pw), (0, 0)], mode="edge") if ph or pw else block
-    out, f = {}, 1
-    while f < fmax:
-        quarter = sums[0::2, 0::2].astype(np.uint32)  # a quarter of the strip, 4 bytes each: 1 byte/px
-        quarter += sums[1::2, 0::2]
-        quarter += sums[0::2, 1::2]
-        quarter += sums[1::2, 1::2]
-        sums = quarter
-        f *= 2
-        if f in factors:
-            mean = np.rint(sums[: -(-h // f), : -(-w // f)] / (f * f))
-            out[f] = mean.astype(np.uint8)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
 
 
 ORIENTATIONS = range(1, 9)
@@ -501,12 +461,10 @@ def _open_sources(image: Path, truth, pixel_size: float | None, classes, truth_v
 def _write_store(tmp: Path, s: _Sources, chunk: int, classes, progress: bool | None) -> list[int]:
     """The image (and truth) arrays and their pyramids into the new store at ``tmp``, strip by strip; returns the
     pyramid's factors."""
-    from bigseg import pyramid
     from bigseg.progress import progress_bar
 
     height, width = s.height, s.width
-    strip_h = chunk * max(1, -(-1024 // chunk))  # whole chunks, at least 1024 rows (pyramid factors)
-    factors = pyramid_factors(height, width, strip_h)
+    factors, strip_h = pyramid.factors_for(height, width, chunk)
     group = st.zarr_open_new(tmp)
     st.init_root_attrs(group, source=s.source, pixel_size=s.pixel_size, classes=classes)
     img_arr = st.create_array(group, "image", (height, width, 3), (chunk, chunk, 3), ("y", "x", "band"),
@@ -553,7 +511,6 @@ def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, s
                   truth_levels) -> None:
     """The file's strips, decoded a strip ahead, into the image (and truth) arrays and their pyramids, as they
     come: the file's orientation is the store's."""
-    from bigseg import pyramid
 
     height = truth_dec.img.height if rgb is None else rgb.height
     width = truth_dec.img.width if rgb is None else rgb.width
@@ -571,7 +528,7 @@ def _write_strips(rgb, truth_dec, img_arr, truth_arr, levels, factors, strips, s
             truth_arr[y0 : y0 + h] = ids
             pyramid.write_strip(truth_levels, factors, y0, ids, truth_dec.n_classes)
         if block is not None:
-            for f, pooled in _pyramid(block, factors).items():
+            for f, pooled in pyramid.mean_levels(block, factors).items():
                 levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled
         del block, tblock  # before the next strip arrives: two strips in memory, not three
 
@@ -590,5 +547,5 @@ def _pyramid_from_store(img_arr, levels: dict, factors: list[int], strip_h: int)
     height = img_arr.shape[0]
     for y0 in range(0, height, strip_h):
         block = st.read(img_arr, slice(y0, min(y0 + strip_h, height)))
-        for f, pooled in _pyramid(block, factors).items():
+        for f, pooled in pyramid.mean_levels(block, factors).items():
             levels[f][y0 // f : y0 // f + pooled.shape[0]] = pooled

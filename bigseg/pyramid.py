@@ -1,4 +1,8 @@
-"""Label pyramids: a mask reduced by 4, 8, 16, ... (the levels the image's preview pyramid has), each pixel the most
+"""The store's pyramids, in one room: the image's preview (:func:`mean_levels`, exact block means rounded to the
+nearest integer) and the label pyramids (:func:`majority`), with the same factors (:func:`factors_for`) and the
+same strip rule (:func:`strip_rows`).
+
+Label pyramids: a mask reduced by 4, 8, 16, ... (the levels the image's preview pyramid has), each pixel the most
 frequent class of the block it stands for, computed a strip of chunk rows at a time (memory: one strip).
 
 Each level is the mode of 2 x 2 (or 4 x 4, for the first) blocks of the level below: for a level of factor f it
@@ -42,12 +46,57 @@ def majority(block: np.ndarray, f: int, n_classes: int) -> np.ndarray:
     return out
 
 
-def factors_for(height: int, width: int, chunk: int) -> tuple[list[int], int]:
-    """(pyramid factors, strip height) as ingest uses them for the image's preview pyramid."""
-    from bigseg.ingest import pyramid_factors
+PREVIEW_MAX_SIDE = 512
+"""Pyramid levels are made down to the first whose longer side is at most this many pixels."""
 
-    strip = chunk * max(1, -(-1024 // chunk))
+
+def strip_rows(chunk: int) -> int:
+    """The strip height a pyramid is built in: whole chunk rows, at least 1024 image rows (the largest factor)."""
+    return chunk * max(1, -(-1024 // chunk))
+
+
+def factors_for(height: int, width: int, chunk: int) -> tuple[list[int], int]:
+    """(pyramid factors, strip height) for an image of ``height`` x ``width`` chunked by ``chunk``: the levels of
+    the image's preview pyramid, and every other pyramid of the store (labels, truth, annotations) has the same."""
+    strip = strip_rows(chunk)
     return pyramid_factors(height, width, strip), strip
+
+
+def pyramid_factors(height: int, width: int, strip: int) -> list[int]:
+    factors = []
+    f = 4
+    while f <= strip:
+        factors.append(f)
+        if max(height, width) / f <= PREVIEW_MAX_SIDE:
+            break
+        f *= 2
+    return factors
+
+
+def mean_levels(block: np.ndarray, factors: list[int]) -> dict[int, np.ndarray]:
+    """Mean-pool ``block`` by each factor (powers of two, edges replicated to a multiple of the factor).
+
+    Exact block means, computed as a cascade of 2 x 2 sums in uint32 (each level from the previous sums), which
+    is several times faster than a mean over strided axes."""
+    if not factors:
+        return {}
+    h, w = block.shape[:2]
+    fmax = factors[-1]
+    ph, pw = -h % fmax, -w % fmax
+    sums = np.pad(block, [(0, ph), (0, pw), (0, 0)], mode="edge") if ph or pw else block
+    out, f = {}, 1
+    while f < fmax:
+        quarter = sums[0::2, 0::2].astype(np.uint32)  # a quarter of the strip, 4 bytes each: 1 byte/px
+        quarter += sums[1::2, 0::2]
+        quarter += sums[0::2, 1::2]
+        quarter += sums[1::2, 1::2]
+        sums = quarter
+        f *= 2
+        if f in factors:
+            mean = np.rint(sums[: -(-h // f), : -(-w // f)] / (f * f))
+            out[f] = mean.astype(np.uint8)
+    return out
+
 
 
 def create_levels(group, name: str, height: int, width: int, factors: list[int]) -> dict:

@@ -406,3 +406,10 @@ def open_dataset(path: str | os.PathLike):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return xr.open_zarr(str(path), zarr_format=3, consolidated=None)
+
+
+def level_factors(group, name: str = "preview") -> list[int]:
+    """The factors of the pyramid ``name`` (its arrays ``xF``: ``preview`` is the image's, ``preview-labels``,
+    ``preview-truth``, ``preview-annotations`` the masks') in ``group``, smallest first ([] without one)."""
+    levels = group.get(name)
+    return sorted(int(k[1:]) for k in levels.array_keys()) if isinstance(levels, zarr.Group) else []

@@ -15,7 +15,6 @@ Nothing here is tuned on the held-out styles (benchmarks/generalization.py only 
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -25,58 +24,25 @@ import numpy as np
 
 from bigseg.errors import BigsegError
 
+# the check itself (figures, gates, messages) lives with the report that carries it; re-exported here
+from bigseg.report.doubt import (
+    ADAPTED_MIN_ACCURACY,
+    FIGURES,
+    NOT_RANKED,
+    SECOND_OPINION_POINTS,
+    UNFAMILIAR_MARGIN,
+    adapted_doubt,
+    doubt,
+    figures,
+)
+
 CALIBRATION_SEED = 7_000_000
 """Seeds of the validation slabs (random styles drawn from them); far from every seed a config draws from."""
 ACCURATE_POINTS = 0.3  # air content within this many percentage points of the truth: "right" (the issue's target)
 
-FIGURES = {
-    "uncertain_fraction": "share of pixels whose most likely class has a probability below 0.9",
-    "one_minus_confidence": "1 - mean probability of the chosen class",
-    "air_soft_hard_gap": "|air content from summed probabilities - air content from labels| / air content from "
-                         "labels (pixels torn between void and another class)",
-}
-
-
-FIGURES.update({  # on a sample of windows, after the pass (bigseg.infer.stability)
-    "void_view_disagreement": "1 - agreement of the void pixels among the window and its flipped and transposed "
-                              "views (sampled windows)",
-    "void_view_spread": "relative spread of the void pixel count over the flipped and transposed views (sampled "
-                        "windows)",
-    "stone_view_disagreement": "1 - agreement of the stone pixels among the views (sampled windows)",
-    "void_model_disagreement": "1 - agreement of the void pixels with a second model's (sampled windows)",
-    "air_model_gap": "difference between this model's and a second model's void share on the sampled windows "
-                     "(percentage points)",
-    "feature_shift": "shift of the network's feature statistics from those of its training data (batch-norm "
-                     "running means; sampled windows)",
-})
-
-
-NOT_RANKED = ("feature_shift",)
-"""Figures never chosen to rank errors: feature_shift says how unlike the training data an image is (a gate of its
-own, :data:`UNFAMILIAR_MARGIN`), not how wrong the labels are among familiar images."""
-UNFAMILIAR_MARGIN = 1.5
-"""An image whose feature shift exceeds this many times the largest on the validation slabs is unfamiliar."""
-SECOND_OPINION_POINTS = 0.5
-"""Two models whose void shares on the sampled windows differ by more than this (percentage points): at least one
-of them is off by half of it or more; the report says so (a fixed rule, the accuracy a lab needs: no slab 0.5
-points off without a warning)."""
-
-
-def figures(confidence: dict) -> dict[str, float]:
-    """The candidate figures of doubt from a labels' confidence summary."""
-    out = {"uncertain_fraction": confidence["uncertain_fraction"],
-           "one_minus_confidence": 1.0 - confidence["mean_confidence"]}
-    if "air_content_hard" in confidence:
-        hard = confidence["air_content_hard"]
-        out["air_soft_hard_gap"] = abs(confidence["air_content_soft"] - hard) / max(hard, 1e-4)
-    views = confidence.get("stability") or {}
-    for key in ("void_view_disagreement", "void_view_spread", "feature_shift", "void_model_disagreement",
-                "air_model_gap"):
-        if views.get(key) is not None:
-            out[key] = float(views[key])
-    if "stone" in (views.get("view_agreement") or {}):
-        out["stone_view_disagreement"] = 1.0 - float(views["view_agreement"]["stone"])
-    return out
+__all__ = ["ACCURATE_POINTS", "ADAPTED_MIN_ACCURACY", "CALIBRATION_SEED", "FIGURES", "NOT_RANKED",
+           "SECOND_OPINION_POINTS", "UNFAMILIAR_MARGIN", "adapted_doubt", "calibrate", "doubt", "figures",
+           "measure_slab", "spearman", "synthetic_store"]
 
 
 def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
@@ -235,82 +201,3 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
          + (f"; unfamiliar images above feature shift {reference['unfamiliar']['threshold']:.3g}"
             if "unfamiliar" in reference else "") + f"; written to {out}")
     return reference
-
-
-def _threshold_basis(reference: dict) -> str:
-    """What the threshold is, in words, from the rule :func:`calibrate` recorded (none before rules were recorded:
-    the most over all validation slabs)."""
-    rule = reference.get("rule", "")
-    if rule.startswith("the largest") and "within" in rule:
-        return "the most it reached on validation slabs where its air content was right"
-    if rule.startswith("the median"):
-        return "the median of its validation slabs"
-    return f"the most it reached on its {reference['slabs']} validation slabs"
-
-
-ADAPTED_MIN_ACCURACY = 0.95
-"""An adapted model whose labels are right on less than this share of any class's held-back stroke pixels gets the
-low-confidence warning."""
-
-
-def adapted_doubt(adapted: dict) -> dict:
-    """The confidence check of a model made by ``bigseg adapt``: its accuracy on the strokes it held back (painted
-    on this lab's own slabs) replaces the base model's synthetic validation range, which says nothing about it."""
-    acc = {k: v for k, v in (adapted.get("held_back_accuracy") or {}).items() if v is not None}
-    n = sum((adapted.get("held_back_strokes") or {}).values())
-    if not acc:
-        return {"flag": True, "figure": "held_back_accuracy", "value": None, "threshold": ADAPTED_MIN_ACCURACY,
-                "message": "low confidence: the adapted model was scored on no held-back strokes (paint more "
-                           "strokes per class and adapt again)"}
-    worst = min(acc, key=acc.get)
-    parts = ", ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items())
-    if acc[worst] < ADAPTED_MIN_ACCURACY:
-        return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
-                "message": f"low confidence: on {n} strokes it held back, the model adapted to this concrete (bigseg "
-                           f"adapt) labels only {parts} of the pixels right ({worst} below "
-                           f"{100 * ADAPTED_MIN_ACCURACY:.0f} %); paint more {worst} strokes where it is wrong "
-                           "and adapt again"}
-    return {"flag": False, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
-            "note": True,
-            "message": f"labels from a model adapted to this concrete (bigseg adapt): on {n} strokes it held back it "
-                       f"labels {parts} of the pixels right; strokes lie inside regions, so class boundaries are not "
-                       "tested by this check: look at the quicklook and the crops before signing"}
-
-
-def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None = None) -> dict:
-    """Whether a store's labels lie outside the confidence range the model showed on its validation styles:
-    {"flag": bool or None, "figure", "value", "threshold", "message"}; for an adapted model, its held-back
-    strokes decide (:func:`adapted_doubt`)."""
-    if adapted:
-        return adapted_doubt(adapted)
-    if not confidence:
-        return {"flag": None, "message": "no confidence figures (labels from an older bigseg): rerun infer"}
-    values = figures(confidence)
-    if not reference or reference.get("figure") not in values:
-        v = values["uncertain_fraction"]
-        return {"flag": None, "figure": "uncertain_fraction", "value": v,
-                "message": f"{100 * v:.2f} % of pixels uncertain; the model has no confidence reference (run "
-                           "'bigseg calibrate MODEL'), so no range to compare with"}
-    name = reference["figure"]
-    v, limit = values[name], reference["threshold"]
-    flag = bool(v > limit) if math.isfinite(v) else True
-    where = _threshold_basis(reference)
-    out = {"flag": flag, "figure": name, "value": v, "threshold": limit,
-           "message": f"{FIGURES[name]} is {v:.4g}, {'above' if flag else 'within'} {limit:.4g}, {where}"}
-    reasons = [out["message"]] if flag else []
-    gate = reference.get("unfamiliar")
-    shift = values.get("feature_shift")
-    if gate and shift is not None and not shift <= gate["threshold"]:
-        reasons.append(f"the image is unlike the model's training data (feature shift {shift:.3g}, above "
-                       f"{gate['threshold']:.3g}: {gate['rule']}), where a confident softmax means nothing")
-        out.update(flag=True, unfamiliar=True)
-    gap = values.get("air_model_gap")
-    if gap is not None and not gap <= SECOND_OPINION_POINTS:
-        second = Path(str((confidence.get("stability") or {}).get("second_model", "a second model"))).name
-        reasons.append(f"a second model ({second}) reads the void share of the sampled windows {gap:.2f} points "
-                       f"differently (more than {SECOND_OPINION_POINTS:g}): at least one of the two is off")
-        out.update(flag=True, second_opinion_points=gap)
-    if out["flag"]:
-        out["message"] = ("low confidence: " + "; ".join(reasons) + "; these figures may be wrong -- look at the "
-                          "quicklook, or adapt the model to this concrete (bigseg adapt)")
-    return out

@@ -8,7 +8,7 @@ from bigseg.synth import SynthParams, synthesize
 
 # keep torch and BLAS from oversubscribing the 2 CI cores when tests start clusters
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# progress lines (every 10 s when stderr is not a terminal) are tested on their own (tests/test_progress.py)
+# progress lines (every 10 s when stderr is not a terminal) are off unless a test turns them on
 os.environ.setdefault("BIGSEG_PROGRESS", "0")
 # ONNX exports of checkpoints go to a cache folder of the test session, not the user's
 os.environ.setdefault("BIGSEG_CACHE", tempfile.mkdtemp(prefix="bigseg-test-cache-"))

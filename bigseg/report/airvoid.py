@@ -34,10 +34,9 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.errors import BigsegError
+from bigseg.report.en480 import en480_figures
 from bigseg.report.measure import MaskMeasurements
-
-SPACING_FACTOR_BRANCH = 4.342
-"""p/A at which ASTM C457 switches between the two branches of Powers' spacing factor."""
+from bigseg.report.parameters import SPACING_FACTOR_BRANCH, param
 
 CHORD_BINS_UM = (0, 10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000,
                  3000, 4000)
@@ -72,12 +71,6 @@ def histogram(values_um: np.ndarray, weights: np.ndarray, edges_um) -> list[dict
     limits = [*edges_um, None]
     return [{"from_um": float(lo), "to_um": (None if hi is None else float(hi)), "count": int(round(c))}
             for lo, hi, c in zip(limits[:-1], limits[1:], counts, strict=True)]
-
-
-def _param(value, unit: str, description: str) -> dict:
-    if isinstance(value, np.generic):
-        value = value.item()
-    return {"value": value, "unit": unit, "description": description}
 
 
 @dataclass
@@ -236,54 +229,53 @@ def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrap
     settings = dict(settings or {})
     direction = settings.get("direction", "horizontal")
     params = {
-        "analysed_area": _param(t.analysed_mm2, "mm2", "area of the labelled pixels analysed"),
-        "air_content": _param(100 * A, "%", "A: void area fraction (= volume fraction, Delesse)"),
-        "paste_content": _param(100 * p, "%", "p: paste area fraction (fine aggregate counts as paste)"),
-        "aggregate_content": _param(100 * agg, "%", "stone (coarse aggregate) area fraction"),
-        "paste_air_ratio": _param(p / A if A else None, "1", "p/A"),
-        "traverse_lines": _param(len(t.lines), "1", f"{direction} lines every {spacing_mm:g} mm"),
-        "traverse_length": _param(T_t, "mm", "T_t: labelled length of the traverse lines"),
-        "traverse_air_content": _param(core["traverse_air_content"], "%",
+        "analysed_area": param(t.analysed_mm2, "mm2", "area of the labelled pixels analysed"),
+        "air_content": param(100 * A, "%", "A: void area fraction (= volume fraction, Delesse)"),
+        "paste_content": param(100 * p, "%", "p: paste area fraction (fine aggregate counts as paste)"),
+        "aggregate_content": param(100 * agg, "%", "stone (coarse aggregate) area fraction"),
+        "paste_air_ratio": param(p / A if A else None, "1", "p/A"),
+        "traverse_lines": param(len(t.lines), "1", f"{direction} lines every {spacing_mm:g} mm"),
+        "traverse_length": param(T_t, "mm", "T_t: labelled length of the traverse lines"),
+        "traverse_air_content": param(core["traverse_air_content"], "%",
                                        "T_a/T_t: void fraction of the traverse (Procedure A)"),
-        "traverse_paste_content": _param(100 * T_p / T_t if T_t else 0.0, "%",
+        "traverse_paste_content": param(100 * T_p / T_t if T_t else 0.0, "%",
                                          "T_p/T_t: paste fraction of the traverse (Procedure A)"),
-        "chord_count": _param(N, "1", "N: void chords counted on the traverse (" + (
+        "chord_count": param(N, "1", "N: void chords counted on the traverse (" + (
             "every chord" if settings.get("edge_chords") == "all" else
             "a chord cut by an edge only when it starts inside") + ")"),
-        "voids_per_mm": _param(n, "1/mm", "n = N/T_t: voids intercepted per mm of traverse"),
-        "average_chord_length": _param(l_mean, "mm", "l = A/n (ASTM C457 Procedure B)"),
-        "measured_chord_length": _param(T_a / N if N else None, "mm",
+        "voids_per_mm": param(n, "1/mm", "n = N/T_t: voids intercepted per mm of traverse"),
+        "average_chord_length": param(l_mean, "mm", "l = A/n (ASTM C457 Procedure B)"),
+        "measured_chord_length": param(T_a / N if N else None, "mm",
                                         "T_a/N: mean chord measured on the traverse (Procedure A)"),
-        "specific_surface": _param(alpha, "1/mm", "alpha = 4/l (Procedure B)"),
-        "spacing_factor": _param(core["spacing_factor"], "mm",
+        "specific_surface": param(alpha, "1/mm", "alpha = 4/l (Procedure B)"),
+        "spacing_factor": param(core["spacing_factor"], "mm",
                                  "Powers spacing factor L, Procedure B: from A, p and n (ASTM C457 eq. 13 if p/A "
                                  "<= 4.342, else eq. 14)"),
-        "specific_surface_procedure_a": _param(alpha_a, "1/mm", "alpha = 4 N / T_a (Procedure A)"),
-        "spacing_factor_procedure_a": _param(core["spacing_factor_procedure_a"], "mm",
+        "specific_surface_procedure_a": param(alpha_a, "1/mm", "alpha = 4 N / T_a (Procedure A)"),
+        "spacing_factor_procedure_a": param(core["spacing_factor_procedure_a"], "mm",
                                              "Powers spacing factor L, Procedure A: from T_a/T_t, T_p/T_t and N"),
-        "void_count": _param(len(t.void_areas_mm2), "1", "individual voids (4-connected components)"),
-        "voids_per_area": _param(len(t.void_areas_mm2) / t.analysed_mm2, "1/mm2", "voids per mm2 of analysed area"),
-        "entrained_air_content": _param(entrained_air, "%", "entrained air: " + criterion.replace("> ", "<= ")
+        "void_count": param(len(t.void_areas_mm2), "1", "individual voids (4-connected components)"),
+        "voids_per_area": param(len(t.void_areas_mm2) / t.analysed_mm2, "1/mm2", "voids per mm2 of analysed area"),
+        "entrained_air_content": param(entrained_air, "%", "entrained air: " + criterion.replace("> ", "<= ")
                                         .replace("longer than", "up to")),
-        "entrapped_air_content": _param(entrapped_air, "%", "entrapped air: " + criterion),
-        "entrained_void_count": _param(int((diam_mm <= entrapped_mm).sum()), "1",
+        "entrapped_air_content": param(entrapped_air, "%", "entrapped air: " + criterion),
+        "entrained_void_count": param(int((diam_mm <= entrapped_mm).sum()), "1",
                                        f"voids with equivalent diameter <= {entrapped_mm:g} mm"),
-        "entrapped_void_count": _param(int((diam_mm > entrapped_mm).sum()), "1",
+        "entrapped_void_count": param(int((diam_mm > entrapped_mm).sum()), "1",
                                        f"voids with equivalent diameter > {entrapped_mm:g} mm"),
-        "mean_void_diameter": _param(float(diam_mm.mean()) if len(diam_mm) else None, "mm",
+        "mean_void_diameter": param(float(diam_mm.mean()) if len(diam_mm) else None, "mm",
                                      "mean equivalent diameter 2 sqrt(area/pi)"),
-        "aggregate_pores_excluded": _param(t.aggregate_pores, "1",
+        "aggregate_pores_excluded": param(t.aggregate_pores, "1",
                                            "voids lying in aggregate (over 90 % of their boundary against stone), "
                                            "counted as stone: not air voids (EN 480-11 section 3.1)"),
     }
     if paste_from_mix is not None:
-        params["paste_content_mix"] = _param(100 * paste_from_mix, "%", "paste content from the mix design "
+        params["paste_content_mix"] = param(100 * paste_from_mix, "%", "paste content from the mix design "
                                                                         "(--paste-content), used below")
-        params["paste_air_ratio_mix"] = _param(paste_from_mix / A if A else None, "1", "P/A with the mix's paste")
-        params["spacing_factor_mix"] = _param(powers_spacing_factor(paste_from_mix, A, n, alpha), "mm",
+        params["paste_air_ratio_mix"] = param(paste_from_mix / A if A else None, "1", "P/A with the mix's paste")
+        params["spacing_factor_mix"] = param(powers_spacing_factor(paste_from_mix, A, n, alpha), "mm",
                                               "Powers spacing factor with the mix design's paste content (ASTM C457 "
                                               "allows p from the mix proportions)")
-    from bigseg.report.en480 import en480_figures
 
     en = en480_figures(counted[:, 0], counted[:, 1], T_t, p, paste_from_mix, t.pixel_size_um)
     params.update(en["parameters"])

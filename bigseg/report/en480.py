@@ -35,6 +35,8 @@ import math
 
 import numpy as np
 
+from bigseg.report.parameters import SPACING_FACTOR_BRANCH, param
+
 EN_CLASSES_UM = (10, 20, 30, 40, 50, 60, 80, 100, 120, 140, 160, 180, 200, 220, 240, 260, 280, 300, 350, 400, 450,
                  500, 1000, 1500, 2000, 2500, 3000, 4000)
 """Upper limits (um) of EN 480-11's 28 chord classes (see the module doc for their source)."""
@@ -86,7 +88,6 @@ def en480_figures(lengths_um: np.ndarray, counts: np.ndarray, traverse_mm: float
                   paste_from_mix: float | None, pixel_size_um: float | None = None) -> dict:
     """The EN 480-11 figures from the counted chords (lengths in um) of a traverse of ``traverse_mm``:
     {parameters: {...}, class_table: [...]} (parameters as in the ASTM table)."""
-    from bigseg.report.airvoid import SPACING_FACTOR_BRANCH, _param
 
     lengths_um = np.asarray(lengths_um, float)
     counts = np.asarray(counts, float)
@@ -109,12 +110,12 @@ def en480_figures(lengths_um: np.ndarray, counts: np.ndarray, traverse_mm: float
     source = "the paste content from the mix design (--paste-content)" if paste_from_mix is not None else \
         "the mask's areal paste content (no --paste-content given)"
     params = {
-        "en_air_content": _param(100 * A, "%", "EN 480-11: total air content from the traverse, chords up to 4 mm"),
-        "en_specific_surface": _param(alpha, "1/mm", "EN 480-11: alpha = 4 N / T_a (chords up to 4 mm)"),
-        "en_spacing_factor": _param(L, "mm", f"EN 480-11 section 8: spacing factor with P = {source}"),
-        "micro_air_content_a300": _param(100 * micro, "%", "EN 480-11: A300, air in voids of diameter <= 300 um, "
+        "en_air_content": param(100 * A, "%", "EN 480-11: total air content from the traverse, chords up to 4 mm"),
+        "en_specific_surface": param(alpha, "1/mm", "EN 480-11: alpha = 4 N / T_a (chords up to 4 mm)"),
+        "en_spacing_factor": param(L, "mm", f"EN 480-11 section 8: spacing factor with P = {source}"),
+        "micro_air_content_a300": param(100 * micro, "%", "EN 480-11: A300, air in voids of diameter <= 300 um, "
                                                            "from the chord classes unfolded as spheres"),
-        "unfolded_air_content": _param(100 * total_unfolded, "%", "all air of the unfolded sphere sizes (compare "
+        "unfolded_air_content": param(100 * total_unfolded, "%", "all air of the unfolded sphere sizes (compare "
                                                                  "with en_air_content: the spheres' fit)"),
     }
     prev = 0.0

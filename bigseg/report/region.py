@@ -30,7 +30,7 @@ def _preview(group, max_side: int = 4096) -> tuple[np.ndarray, int]:
     h, w = group["image"].shape[:2]
     if max(h, w) <= max_side:
         return np.asarray(group["image"][:]), 1  # the small-image path
-    levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
+    levels = st.level_factors(group)
     for f in levels:
         if max(h, w) / f <= max_side:
             return np.asarray(group[f"preview/x{f}"][:]), f

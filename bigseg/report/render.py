@@ -69,7 +69,7 @@ def quicklook_scale(group) -> int:
         f *= 2
     if f <= 2 and h * w <= QUICKLOOK_SMALL_PX:
         return f
-    levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
+    levels = st.level_factors(group)
     for level in levels:
         if level >= f:
             return level

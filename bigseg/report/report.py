@@ -156,7 +156,7 @@ def write_csv(path: Path, doc: dict) -> None:
 
 def _slab(store, options: ReportOptions, client, echo) -> dict:
     """One slab: checks, region, the labels (and truth) measured, provenance and confidence."""
-    from bigseg.trust import doubt
+    from bigseg.report.doubt import doubt
 
     group = st.open_store(store)
     airvoid.check_mask(group, "labels", store)

@@ -85,7 +85,7 @@ class Slab:
         self.chunk = tuple(image.chunks[:2])
         self.pixel_size_um = st.pixel_size_um(group)
         self.classes = [c.to_dict() for c in st.class_table(group)]
-        self.image_levels = sorted(int(k[1:]) for k in group["preview"].array_keys()) if "preview" in group else []
+        self.image_levels = st.level_factors(group)
         self.mask_levels = {}
         for name, pyramid in MASK_PYRAMIDS.items():
             if pyramid in group:
