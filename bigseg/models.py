@@ -23,6 +23,9 @@ class Normalized(nn.Module):
     normalises, unwraps torchvision's {'out': ...} dicts, and (``refine``) corrects the logits' boundaries at
     full resolution from the image (:class:`EdgeRefine`)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr: bool = False,
                  refine: nn.Module | None = None):
         super().__init__()
@@ -58,6 +61,7 @@ class EdgeRefine(nn.Module):
         self.mix = _conv_bn(num_classes + 3, hidden)
         self.out = nn.Conv2d(hidden, num_classes, 3, 1, 1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
         nn.init.zeros_(self.out.bias)
 
     def forward(self, logits, image):
@@ -182,7 +186,7 @@ def _triple(values, what: str) -> tuple[float, float, float]:
         v = v * 3
     if len(v) != 3 or not all(map(math.isfinite, v)):
         raise BigsegError(f"{what} needs one value or three finite values, got {values!r}")
-    return tuple(v)
+    return v[0], v[1], v[2]
 
 
 def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16, refine: bool = False,

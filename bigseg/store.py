@@ -1,13 +1,25 @@
-"""The slab store: one zarr v3 group per slab holding everything about it.
+"""The slab store: one zarr v3 group per slab holding everything about it. This docstring is the layout; other
+modules ask this one for names and paths instead of spelling them.
 
 Layout (all arrays carry ``dimension_names`` so that ``xarray.open_zarr`` gives named dimensions)::
 
     slab.zarr/
       image          (y, x, band) uint8      the ingested picture, RGB
       truth          (y, x) uint8            ground-truth class ids (optional; 255 = unlabelled)
-      labels         (y, x) uint8            predicted class ids (written by ``infer``)
+      labels         (y, x) uint8            predicted class ids (written by ``infer``; attrs: stats, confidence,
+                                             the run record, the model's provenance)
+      confidence     (conf_y, conf_x) uint8  mean top class probability per f x f block, x 255 (``infer``)
       probabilities  (class, y, x) uint8     class probabilities x 255 (``infer --probabilities``)
-      preview/x4, preview/x8, ...            image downsampled by 4, 8, ... (mean), for quicklooks
+      annotations    (y, x) uint8            strokes painted in the viewer (255 = none; sparse: unpainted chunks
+                                             are not stored) (``serve --annotate``, ``import annotations``)
+      preview/xF                             image downsampled by F = 4, 8, ... (mean), for quicklooks and tiles
+      preview-labels/xF, preview-truth/xF,   the masks' pyramids (most frequent class), same factors
+      preview-annotations/xF                 (:func:`level_factors`; built by :mod:`bigseg.pyramid`)
+      .bigseg/                               bigseg's own files, invisible to zarr and xarray:
+        staged/                              a running ``infer``'s outputs (:data:`STAGED`), swapped in when done
+        labels-done/BI.BJ                    one marker per finished label chunk (its measurements, JSON)
+        spill/ROW.K.npz                      window logits kept for the next column stripe
+        infer.lock, annotations.lock         who writes (pid, host); flock-based where marked
 
 Root attrs: ``bigseg`` (format version, bigseg version), ``source`` (file, size, bands), ``pixel_size_um``
 (or null), ``classes`` (the class table). Every array has attr ``complete``: it is false while the array is
@@ -413,3 +425,19 @@ def level_factors(group, name: str = "preview") -> list[int]:
     ``preview-truth``, ``preview-annotations`` the masks') in ``group``, smallest first ([] without one)."""
     levels = group.get(name)
     return sorted(int(k[1:]) for k in levels.array_keys()) if isinstance(levels, zarr.Group) else []
+
+
+BIGSEG_DIR = ".bigseg"
+STAGED = f"{BIGSEG_DIR}/staged"
+"""Where a run writes its outputs (a zarr group inside the store's .bigseg folder, invisible to the store's own
+hierarchy and to xarray), swapped in place of the store's when the run is complete."""
+
+
+def staged(name: str) -> str:
+    """The path, relative to the store, of a run's output array ``name`` while the run writes it."""
+    return f"{STAGED}/{name}"
+
+
+def labels_done_dir(store: Path) -> Path:
+    """The folder of a running (or interrupted) ``infer``'s per-chunk markers."""
+    return Path(store) / BIGSEG_DIR / "labels-done"

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,9 +148,10 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     errors = [abs(r["air_error_points"]) for r in rows]
     sf_errors = [abs(r["spacing_factor_error"] or 0.0) for r in rows]
     seeds = f"{CALIBRATION_SEED}..{CALIBRATION_SEED + slabs - 1}"
-    reference = {"slabs": slabs, "size": size, "styles": f"random, seeds {seeds}",
-                 "air_error_points": {"median": float(np.median(errors)), "max": float(np.max(errors))},
-                 "figures": {}}
+    reference: dict[str, Any] = {"slabs": slabs, "size": size, "styles": f"random, seeds {seeds}",
+                                 "air_error_points": {"median": float(np.median(errors)),
+                                                      "max": float(np.max(errors))},
+                                 "figures": {}}
     for name, text in FIGURES.items():
         values = [r["figures"][name] for r in rows if name in r["figures"]]
         if len(values) != len(rows):

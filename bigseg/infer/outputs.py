@@ -22,7 +22,7 @@ from bigseg.infer.plan import BatchKey, Bounds
 
 
 def progress_dir(store: Path) -> Path:
-    return store / ".bigseg" / "labels-done"
+    return st.labels_done_dir(store)
 
 
 def marker(store: Path, bi: int, bj: int) -> Path:
@@ -90,20 +90,13 @@ class StoreLock:
         self.path.unlink(missing_ok=True)
 
 
-STAGED = ".bigseg/staged"
-"""Where a run writes its outputs (a zarr group inside the store's .bigseg folder, invisible to the store's own
-hierarchy and to xarray): they replace the store's ``labels`` / ``confidence`` / ``probabilities`` only when the
-run is complete, so a failed or interrupted run (a bad model, a full disk, a kill) never costs the results that
-were there. A rerun with the same options resumes the staged arrays."""
-
+STAGED = st.STAGED  # (the layout is the store module's)
 OUTPUTS = ("labels", "confidence", "probabilities")
 LABEL_PYRAMID = pyramid.LABEL_PYRAMIDS["labels"]
 """Built strip by strip during the run (:func:`bigseg.infer.tasks.pyramid_strip`), staged with the outputs."""
 
 
-def staged(name: str) -> str:
-    """The path, relative to the store, of a run's output array ``name`` while the run writes it."""
-    return f"{STAGED}/{name}"
+staged = st.staged
 
 
 def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,

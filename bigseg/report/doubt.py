@@ -83,7 +83,7 @@ def adapted_doubt(adapted: dict) -> dict:
         return {"flag": True, "figure": "held_back_accuracy", "value": None, "threshold": ADAPTED_MIN_ACCURACY,
                 "message": "low confidence: the adapted model was scored on no held-back strokes (paint more "
                            "strokes per class and adapt again)"}
-    worst = min(acc, key=acc.get)
+    worst = min(acc, key=lambda k: acc[k])
     parts = ", ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items())
     if acc[worst] < ADAPTED_MIN_ACCURACY:
         return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,

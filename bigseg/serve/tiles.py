@@ -30,7 +30,6 @@ import numpy as np
 
 from bigseg import annotations as ann
 from bigseg import store as st
-from bigseg.infer.outputs import STAGED, staged
 from bigseg.pyramid import LABEL_PYRAMIDS
 
 TILE = 256
@@ -93,8 +92,8 @@ class Slab:
         layers = ["image"]
         if "labels" in group and st.is_complete(st.array(group, "labels")):
             self.labels_array = "labels"
-        elif (self.path / staged("labels") / "zarr.json").exists():
-            self.labels_array = staged("labels")  # a run in progress: the chunks it has finished
+        elif (self.path / st.staged("labels") / "zarr.json").exists():
+            self.labels_array = st.staged("labels")  # a run in progress: the chunks it has finished
         else:
             self.labels_array = None
         if self.labels_array:
@@ -104,8 +103,8 @@ class Slab:
             if self.labels_array == "labels":
                 layers.append("errors")
         conf = "confidence" if "confidence" in group and self.labels_array == "labels" else None
-        if conf is None and (self.path / staged("confidence") / "zarr.json").exists():
-            conf = staged("confidence")
+        if conf is None and (self.path / st.staged("confidence") / "zarr.json").exists():
+            conf = st.staged("confidence")
         self.conf_array = conf
         if conf:
             self.conf_factor = int(st.attr(st.open_array(self.path, conf), "factor", 16))
@@ -155,7 +154,7 @@ def _read(store: Path, array: str, f: int, bounds, scale: int, picture: bool) ->
     k = scale // f  # level pixels per tile pixel
     if k > 2 and not picture:  # a mask: the top-left pixel of each block, read with a stride (one chunk at a time)
         return np.asarray(a[ry0:ry1:k, rx0:rx1:k])
-    if array.startswith(STAGED):  # a running job's staged output: chunks not written yet read as fill values
+    if array.startswith(st.STAGED):  # a running job's staged output: chunks not written yet read as fill values
         data = np.asarray(a[ry0:ry1, rx0:rx1])
     else:
         data = np.asarray(st.read(a, slice(ry0, ry1), slice(rx0, rx1)))
@@ -191,7 +190,7 @@ def _mask_at(slab: Slab, name: str, scale: int, bounds) -> np.ndarray:
 
 
 def _done_chunks(slab: Slab) -> set:
-    done = slab.path / ".bigseg" / "labels-done"
+    done = st.labels_done_dir(slab.path)
     try:
         return {tuple(int(v) for v in p.name.split(".")) for p in done.iterdir() if not p.name.endswith(".tmp")}
     except (FileNotFoundError, ValueError):
