@@ -48,6 +48,8 @@ def main(argv=None):
     from bigseg.trust import doubt, measure_slab, spearman, synthetic_store
 
     styles = args.styles or list(HELD_OUT)
+    if not set(styles) <= set(HELD_OUT) | {"classic"}:
+        raise SystemExit("report on held-out styles (or classic, the generator the first models were trained on)")
     work = Path(args.workdir)
     results = {"styles": styles, "seeds": args.seeds, "first_seed": args.first_seed, "size": args.size, "models": {}}
     for name in args.models:
@@ -75,13 +77,27 @@ def main(argv=None):
                 "air_content_truth": float(np.mean([r["air_content_truth"] for r in rows])),
                 "spacing_factor_error": float(np.mean(sf)) if sf else None,
                 "flagged": sum(bool(r["doubt"]["flag"]) for r in rows), "slabs": rows,
+                "entrapped_voids": int(sum(r["entrapped_voids"] for r in rows)),
+                "entrapped_voids_truth": int(sum(r["entrapped_voids_truth"] for r in rows)),
             }
         figure = (reference or {}).get("figure", "uncertain_fraction")
         values = [r["figures"].get(figure) for r in slabs]
         errors = [abs(r["air_error_points"]) for r in slabs]
+        sf_errors = [abs(r["spacing_factor_error"] or 0.0) for r in slabs]
+        missed = [f"{Path(r['store']).name} ({r['air_error_points']:+.2f} points, "
+                  f"SF {100 * (r['spacing_factor_error'] or 0):+.0f} %)"
+                  for r in slabs if not r["doubt"]["flag"]
+                  and (abs(r["air_error_points"]) > 0.5 or abs(r["spacing_factor_error"] or 0) > 0.10)]
+        every = {k: {"air": spearman([r["figures"].get(k, np.nan) for r in slabs], errors),
+                     "spacing_factor": spearman([r["figures"].get(k, np.nan) for r in slabs], sf_errors)}
+                 for k in sorted({k for r in slabs for k in r["figures"]})}
         results["models"][name] = {"path": str(path), "arch": meta.get("arch"), "reference": reference,
                                    "styles": per_style, "figure": figure,
-                                   "spearman_figure_vs_air_error": spearman(values, errors)}
+                                   "spearman_figure_vs_air_error": spearman(values, errors),
+                                   "spearman_figure_vs_spacing_factor_error": spearman(values, sf_errors),
+                                   "spearman_every_figure": every,
+                                   "flagged": sum(bool(r["doubt"]["flag"]) for r in slabs), "slabs": len(slabs),
+                                   "missed": missed}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
     print(table(results))
@@ -107,9 +123,17 @@ def table(results: dict) -> str:
                 f"{s['flagged']}/{len(s['slabs'])} |")
     lines.append("")
     for name, m in results["models"].items():
-        rho = m["spearman_figure_vs_air_error"]
-        lines.append(f"- {name}: Spearman's rho between {m['figure']} and |air error| over all held-out slabs: "
-                     + (f"{rho:.2f}" if rho is not None else "n/a"))
+        rho, rho_sf = m["spearman_figure_vs_air_error"], m.get("spearman_figure_vs_spacing_factor_error")
+        lines.append(f"- {name}: Spearman's rho between {m['figure']} and |air error| over all slabs: "
+                     + (f"{rho:.2f}" if rho is not None else "n/a")
+                     + "; and |spacing factor error|: " + (f"{rho_sf:.2f}" if rho_sf is not None else "n/a")
+                     + f"; flagged {m.get('flagged')} of {m.get('slabs')}; more than 0.5 points or 10 % of spacing "
+                     f"factor off without the warning: {len(m.get('missed', []))}"
+                     + (f" ({'; '.join(m['missed'])})" if m.get("missed") else ""))
+        for style, st_ in m["styles"].items():
+            if st_.get("entrapped_voids_truth") is not None:
+                lines.append(f"  - {style}: entrapped voids {st_['entrapped_voids']} (truth "
+                             f"{st_['entrapped_voids_truth']})")
     return "\n".join(lines)
 
 

@@ -89,6 +89,8 @@ def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str 
         "air_content": air, "air_content_truth": air_truth, "air_error_points": air - air_truth,
         "spacing_factor": sf, "spacing_factor_truth": sf_truth,
         "spacing_factor_error": (sf - sf_truth) / sf_truth if sf is not None and sf_truth else None,
+        "entrapped_voids": both("entrapped_void_count")[0], "entrapped_voids_truth": both("entrapped_void_count")[1],
+        "entrapped_air": both("entrapped_air_content")[0], "entrapped_air_truth": both("entrapped_air_content")[1],
         "confidence": r.confidence, "figures": figures(r.confidence) if r.confidence else {},
         "megapixels_per_second": r.megapixels_per_second,
     }
