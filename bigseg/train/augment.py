@@ -9,8 +9,10 @@ are as reproducible as the crops themselves. Operations, in order (each with its
 - sensor noise: Gaussian, of random sigma;
 - JPEG re-encoding at a random quality (Pillow's libjpeg, in memory).
 
-Geometry (flips, rotations, scale) stays in :mod:`bigseg.train.sampler`: only the picture changes here, never
-the truth.
+:func:`augment` applies a config's geometry (flips, quarter turns: picture and truth together) and then the
+photometric operations (the picture only), drawing from the RNG in a fixed order: both crop sources (stores,
+:mod:`bigseg.train.sampler`; synthetic sections, :mod:`bigseg.train.synthetic`) share it. Rescaling stays in the
+sampler (it changes what is read).
 """
 
 from __future__ import annotations
@@ -72,3 +74,25 @@ def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Ten
     if cfg.jpeg and rng.random() < p:
         x = jpeg(x, int(rng.integers(cfg.jpeg[0], cfg.jpeg[1] + 1)))
     return x
+
+
+def augment(image, truth, rng: np.random.Generator, a):
+    """(image, truth) after the AugmentConfig ``a``: hflip, vflip, rot90, colour jitter, photometric, in that order
+    (each draws from ``rng`` only when enabled, so a crop depends on the config and the sample number alone)."""
+    import torch
+
+    if a.hflip and rng.random() < 0.5:
+        image, truth = image.flip(-1), truth.flip(-1)
+    if a.vflip and rng.random() < 0.5:
+        image, truth = image.flip(-2), truth.flip(-2)
+    if a.rot90:
+        k = int(rng.integers(0, 4))
+        image, truth = torch.rot90(image, k, (-2, -1)), torch.rot90(truth, k, (-2, -1))
+    if a.color_jitter > 0:
+        b = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
+        c = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
+        mean = image.mean()
+        image = ((image - mean) * c + mean * b).clamp_(0, 1)
+    if a.photometric is not None:
+        image = photometric(image, rng, a.photometric)
+    return image, truth

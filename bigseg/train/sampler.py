@@ -15,6 +15,7 @@ import zarr
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL
 from bigseg.errors import BigsegError
+from bigseg.train.augment import augment
 
 
 def _open(path: str):
@@ -105,22 +106,7 @@ class CropDataset(torch.utils.data.Dataset):
             truth = torch.nn.functional.interpolate(truth[None, None].float(), size=(self.crop, self.crop),
                                                     mode="nearest")[0, 0].long()
         if a is not None:
-            if a.hflip and rng.random() < 0.5:
-                image, truth = image.flip(-1), truth.flip(-1)
-            if a.vflip and rng.random() < 0.5:
-                image, truth = image.flip(-2), truth.flip(-2)
-            if a.rot90:
-                k = int(rng.integers(0, 4))
-                image, truth = torch.rot90(image, k, (-2, -1)), torch.rot90(truth, k, (-2, -1))
-            if a.color_jitter > 0:
-                b = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
-                c = 1 + rng.uniform(-a.color_jitter, a.color_jitter)
-                mean = image.mean()
-                image = ((image - mean) * c + mean * b).clamp_(0, 1)
-            if a.photometric is not None:
-                from bigseg.train.augment import photometric
-
-                image = photometric(image, rng, a.photometric)
+            image, truth = augment(image, truth, rng, a)
         return image.contiguous(), truth.contiguous()
 
 

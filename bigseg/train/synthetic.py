@@ -24,7 +24,7 @@ import torch
 
 from bigseg.synth.slab import SynthParams, renderer
 from bigseg.synth.styles import HELD_OUT
-from bigseg.train.augment import jpeg, photometric
+from bigseg.train.augment import augment, jpeg
 
 CROP_BITS = 16  # sample number = region * 2**16 + crop number within the region
 
@@ -89,15 +89,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         truth = truth[y : y + c, x : x + c].long()
         a = self.augment
         if a is not None:
-            if a.hflip and rng.random() < 0.5:
-                image, truth = image.flip(-1), truth.flip(-1)
-            if a.vflip and rng.random() < 0.5:
-                image, truth = image.flip(-2), truth.flip(-2)
-            if a.rot90:
-                k = int(rng.integers(0, 4))
-                image, truth = torch.rot90(image, k, (-2, -1)), torch.rot90(truth, k, (-2, -1))
-            if a.photometric is not None:
-                image = photometric(image, rng, a.photometric)
+            image, truth = augment(image, truth, rng, a)
         return image.contiguous(), truth.contiguous()
 
 
