@@ -269,8 +269,11 @@ def _versus_monai(m: dict, seconds: float, whole: float, mpx: float, rss_mb: flo
 def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
           workdir=None, store=None, monai: bool = False, backend: str | None = None, stripe: int | None = None,
-          precision: str | None = None, echo=print) -> dict:
+          precision: str | None = None, overwrite: bool = False, echo=print) -> dict:
     """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc).
+
+    ``store``: an existing store is measured at its own size (``size`` is ignored, and said so); one holding
+    labels is refused unless ``overwrite`` (the run replaces them with the benchmarked model's).
 
     This process runs bigseg's client as ``bigseg infer`` does, without importing torch (the model runs in the
     workers; the limit, random checkpoints and exports run in subprocesses), so its memory counts as a real
@@ -282,6 +285,16 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
     from bigseg.infer.windows import Grid
 
     w, h = size
+    if store and Path(store).exists():
+        from bigseg import store as st
+
+        group = st.open_store(store)
+        h, w = st.array(group, "image").shape[:2]
+        if "labels" in group and not overwrite:
+            raise BigsegError(f"{store}: already holds labels, which the benchmark would replace with its model's; "
+                              "pass --overwrite, or bench on a copy")
+        if (w, h) != tuple(size):
+            echo(f"{store}: measuring the store as it is, {w}x{h} (--size is for a new test store)")
     batch = batch or (8 if device == "cuda" else 2)
     workers = workers if workers is not None else default_workers(device)
     threads = max(1, cpu_count() // max(workers, 1))

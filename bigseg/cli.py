@@ -544,14 +544,16 @@ def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, he
 @click.option("--stripe", type=int, help="bigseg infer's --stripe [default: its default].")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]),
               help="bigseg infer's --precision (MONAI always runs the fp32 checkpoint) [default: fp32].")
+@click.option("--overwrite", is_flag=True, help="With --store: replace the labels the store already holds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store, monai, backend, stripe, precision,
-          as_json):
+          overwrite, as_json):
     """Throughput and memory: bigseg end to end vs the model alone (and MONAI) on one synthetic image."""
     from bigseg.bench import bench as run
 
-    r = run(arch, checkpoint, _parse_size(size), device, window, overlap, batch, workers, None, store, monai,
-            backend=backend, stripe=stripe, precision=precision, echo=lambda m: click.echo(m, err=True))
+    r = run(arch=arch, checkpoint=checkpoint, size=_parse_size(size), device=device, window=window, overlap=overlap,
+            batch=batch, workers=workers, store=store, monai=monai, backend=backend, stripe=stripe,
+            precision=precision, overwrite=overwrite, echo=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return

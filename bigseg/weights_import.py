@@ -103,6 +103,9 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
     ``classes``: None (the concrete table, for 3 classes), "concrete", or a colour-table file (R G B name per
     line). The import is checked: the bigseg model and the bare network (with the normalisation and channel
     order applied by hand) give the same logits on a random image."""
+    if not 32 <= int(window) <= 16384:
+        raise BigsegError(f"--window must be between 32 and 16384 px (the crop size the network was trained on), "
+                          f"got {window}")
 
     from bigseg import checkpoint
     from bigseg.classes import CONCRETE, ClassInfo

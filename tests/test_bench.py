@@ -29,6 +29,11 @@ def test_bench_with_the_onnxruntime_backend(tmp_path):
     r = json.loads(proc.stdout)
     assert r["backend"] == "onnxruntime" and r["limit_mpx_per_s"] > 0 and r["end_to_end_mpx_per_s"] > 0
     assert zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["labels"].attrs["run"]["backend"] == "onnxruntime"
+    # the store now holds labels: a rerun replaces them only with --overwrite, and measures the store's own size
+    again = run_cli("bench", "--size", "4000x4000", "--window", "256", "--overlap", "64", "--workers", "0",
+                    "--json", "--store", tmp_path / "b.zarr", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["megapixels"] == 0.24 and "measuring the store as it is, 600x400" in again.stderr
 
 
 def test_bench_with_precision_int8_runs_the_int8_export(tmp_path):

@@ -334,6 +334,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
 
     from bigseg.progress import make_bar
 
+    if stop_at is not None and stop_at < 1:
+        raise BigsegError(f"--stop-at must be at least 1 iteration, got {stop_at}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise BigsegError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     classes, device = _checked(cfg, resume)
     out = Path(cfg.out)
     created = not out.exists()

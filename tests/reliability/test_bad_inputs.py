@@ -410,6 +410,16 @@ CASES = [
     ("train: model.init of another architecture", lambda t, w: [
         "train", "--config", _config(t, w, model={"arch": "light_unet", "width": 4, "init": str(BUNDLED)})],
      "but the config builds"),
+    ("train: --stop-at 0", lambda t, w: ["train", "--config", _config(t, w), "--stop-at", "0"],
+     "--stop-at must be at least 1"),
+    ("train: --time-limit nan", lambda t, w: ["train", "--config", _config(t, w), "--time-limit", "nan"],
+     "--time-limit must be a positive number"),
+    ("train: --time-limit -1", lambda t, w: ["train", "--config", _config(t, w), "--time-limit", "-1"],
+     "--time-limit must be a positive number"),
+    ("import weights: --window -5", ["import", "weights", str(BUNDLED), "-o", T + "/o.pt", "--window", "-5"],
+     "--window must be between"),
+    ("bench: --store holding labels, without --overwrite (the labels are kept)", [
+        "bench", "--store", W + "/good.zarr", "--size", "4000x4000", "--window", "256"], "already holds labels"),
     # report, evaluate, info
     ("report: store without labels", lambda t, w: [
         "report", t / "nl.zarr" if ingest(w / "slab.png", t / "nl.zarr") else None], "no labels in the store"),
