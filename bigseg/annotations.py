@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,14 +293,10 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
     image = st.array(group, "image")
     h, w = image.shape[:2]
     chunk = int(image.chunks[0])
-    import zarr
 
-    tmp = store / ".bigseg" / f"import-annotations-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     n = len(classes)
     counts = np.zeros(n, np.int64)
-    try:
-        stage = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    with st.staged_swap(store, (LAYER, PYRAMID), lock=write_lock(store)) as stage:
         _create_in(stage, store, h, w, chunk, classes, "bigseg import annotations")
         arr = st.array(stage, LAYER)
         factors = st.level_factors(stage, PYRAMID)
@@ -314,19 +309,6 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         if not counts.sum():
             raise BigsegError(f"{mask}: no annotated pixel (every value is 255 / the none colour)")
         _record(arr, classes, counts, f"import of {os.path.basename(str(mask))}", "bigseg import annotations", 1)
-        with write_lock(store):
-            trash = store / ".bigseg" / f"replaced-annotations-{os.getpid()}"
-            shutil.rmtree(trash, ignore_errors=True)
-            trash.mkdir(parents=True)
-            for name in (LAYER, PYRAMID):
-                if (store / name).exists():
-                    os.replace(store / name, trash / name)
-            for name in (LAYER, PYRAMID):
-                os.replace(tmp / name, store / name)
-            shutil.rmtree(trash, ignore_errors=True)
-            st.consolidate(store)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     painted = {c.name: int(counts[c.id]) for c in classes}
     echo(f"annotations of {store}: " + ", ".join(f"{k} {v} px" for k, v in painted.items()))
     return {"store": str(store), "mask": str(mask), "painted": painted}

@@ -441,3 +441,60 @@ def staged(name: str) -> str:
 def labels_done_dir(store: Path) -> Path:
     """The folder of a running (or interrupted) ``infer``'s per-chunk markers."""
     return Path(store) / BIGSEG_DIR / "labels-done"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_stages(store: str | os.PathLike) -> list[str]:
+    """Remove what killed writers left in ``STORE/.bigseg`` (``stage-*-PID``, ``replaced-*-PID`` folders of
+    processes no longer running); returns their names."""
+    root = Path(store) / BIGSEG_DIR
+    gone = []
+    if not root.is_dir():
+        return gone
+    for p in root.iterdir():
+        head, _, pid = p.name.rpartition("-")
+        if p.is_dir() and head.startswith(("stage-", "replaced-")) and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
+
+
+@contextlib.contextmanager
+def staged_swap(store: str | os.PathLike, names: tuple[str, ...], lock=None):
+    """Write arrays (or groups) ``names`` of ``store`` elsewhere first, then swap them in.
+
+    Yields a zarr group at ``STORE/.bigseg/stage-NAME-PID`` to create them in. When the block ends normally, the
+    store's old ``names`` go (all of them: they belong together) and the staged ones take their place, and the
+    consolidated metadata is refreshed; when it raises, the store is exactly as it was and the staging folder is
+    removed. Stale stages of killed writers are removed first. ``lock``: a context manager held during the swap
+    (e.g. :func:`bigseg.annotations.write_lock`)."""
+    store = Path(store)
+    clean_stale_stages(store)
+    tmp = store / BIGSEG_DIR / f"stage-{names[0].replace('/', '_')}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        stage = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        yield stage
+        with lock if lock is not None else contextlib.nullcontext():
+            trash = store / BIGSEG_DIR / f"replaced-{names[0].replace('/', '_')}-{os.getpid()}"
+            shutil.rmtree(trash, ignore_errors=True)
+            trash.mkdir(parents=True)
+            for name in names:
+                if (store / name).exists():
+                    os.replace(store / name, trash / name)
+            for name in names:
+                if (tmp / name).exists():
+                    os.replace(tmp / name, store / name)
+            shutil.rmtree(trash, ignore_errors=True)
+            consolidate(store)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

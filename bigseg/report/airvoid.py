@@ -205,6 +205,11 @@ def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrap
     p = t.class_mm2["paste"] / t.analysed_mm2
     agg = t.class_mm2["stone"] / t.analysed_mm2
     T_t, T_a, T_p = t.traverse_mm, t.void_on_lines_mm, t.paste_on_lines_mm
+    if T_t <= 0:
+        side = math.sqrt(t.analysed_mm2)
+        raise BigsegError(f"no traverse line crosses the section's labelled pixels (--traverse-spacing {spacing_mm:g} "
+                          f"mm, a section of about {side:.3g} mm a side, {t.analysed_mm2:.3g} mm2): lower "
+                          "--traverse-spacing, or check --pixel-size")
     counted = np.array(sorted(t.counted_chords_um.items()), float).reshape(-1, 2)
     N = int(counted[:, 1].sum())
     core = _figures(A, p, T_t, T_a, T_p, N)

@@ -65,18 +65,25 @@ def find_specimen(picture: np.ndarray) -> tuple[np.ndarray, dict]:
                   "area_fraction": float(mask.mean())}
 
 
-def _write(store, group, strip_at, attrs: dict) -> None:
-    """Write the region array a chunk row at a time from ``strip_at(y0, y1)`` (uint8, full width)."""
+def _write(store, group, strip_at, attrs: dict, how: str) -> int:
+    """Write the region array a chunk row at a time from ``strip_at(y0, y1)`` (uint8, full width), staged and
+    swapped in only when whole and not empty (a failure keeps the store's previous region); returns the pixels
+    inside."""
     h, w = group["image"].shape[:2]
     ch, cw = group["image"].chunks[:2]
-    if NAME in group:
-        del group[NAME]
-    arr = st.create_array(group, NAME, (h, w), (ch, cw), ("y", "x"), attrs=attrs)
-    for y0 in range(0, h, ch):
-        y1 = min(y0 + ch, h)
-        arr[y0:y1] = strip_at(y0, y1)
-    st.set_complete(arr)
-    st.consolidate(store)
+    inside = 0
+    with st.staged_swap(store, (NAME,)) as stage:
+        arr = st.create_array(stage, NAME, (h, w), (ch, cw), ("y", "x"), attrs=attrs)
+        for y0 in range(0, h, ch):
+            y1 = min(y0 + ch, h)
+            strip = strip_at(y0, y1)
+            arr[y0:y1] = strip
+            inside += int(np.count_nonzero(strip))
+        if inside == 0:
+            raise BigsegError(f"--region {how}: the region is empty (no pixel inside the specimen)")
+        arr.attrs["inside_pixels"] = inside
+        st.set_complete(arr)
+    return inside
 
 
 def set_region(store, how: str) -> dict:
@@ -110,13 +117,5 @@ def set_region(store, how: str) -> dict:
 
         def at(y0, y1):
             return (_fetch(region, y0, w, y1 - y0, path)[:, :, 0] > 0).astype(np.uint8)
-    _write(store, group, at, attrs)
-    inside = sum(int(np.count_nonzero(st.read(st.open_array(store, NAME), slice(y, min(y + 4096, h)))))
-                 for y in range(0, h, 4096))
-    if inside == 0:
-        group = st.open_store(store, mode="r+")
-        del group[NAME]
-        st.consolidate(store)
-        raise BigsegError(f"--region {how}: the region is empty (no pixel inside the specimen)")
-    attrs["inside_pixels"] = inside
+    attrs["inside_pixels"] = _write(store, group, at, attrs, how)
     return attrs

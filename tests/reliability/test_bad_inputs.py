@@ -76,6 +76,13 @@ def _int8_not_allowed(tmp: Path) -> Path:
     return path
 
 
+def _truncated_mask(tmp: Path) -> Path:
+    """A 400 x 300 region mask (the world slab's size) as a PNG cut short."""
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((300, 400)) > 0.5).astype(np.uint8) * 255).save(tmp / "full.png")
+    return _write(tmp / "region.png", (tmp / "full.png").read_bytes()[:3000])
+
+
 def _config(tmp: Path, world: Path, **kw) -> Path:
     cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
            "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
@@ -428,6 +435,10 @@ CASES = [
      "exists; pass --overwrite"),
     ("report: negative traverse spacing", ["report", W + "/good.zarr", "-o", T + "/r", "--traverse-spacing", "-1"],
      "--traverse-spacing must be a positive number"),
+    ("report: --region a mask PNG cut short (no partial region is left in the store)", lambda t, w: [
+        "report", w / "good.zarr", "-o", t / "r", "--region", _truncated_mask(t)], "decoding failed"),
+    ("report: --traverse-spacing wider than the section (no traverse)", [
+        "report", W + "/good.zarr", "-o", T + "/r", "--traverse-spacing", "50"], "no traverse line crosses"),
     ("evaluate: store without labels", lambda t, w: [
         "evaluate", t / "nl.zarr" if ingest(w / "slab.png", t / "nl.zarr", truth=w / "slab.truth.png") else None],
      "labels"),
