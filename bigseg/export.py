@@ -107,9 +107,12 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
                 if agree["agreement"] < min_agreement:
                     raise BigsegError(f"int8 quantization changes {100 * (1 - agree['agreement']):.2f} % of labels "
                                       f"(more than {100 * (1 - min_agreement):.2f} %); use the fp32 export")
+                from bigseg.modelfile import graph_digest
+
                 verified.update({"int8_label_agreement": agree["agreement"], "int8_check_windows": len(held_out),
                                  "calibration_windows": calibration_windows,
-                                 "calibration_stores": [str(s) for s in calibrate]})
+                                 "calibration_stores": [str(s) for s in calibrate],
+                                 "graph_sha256": graph_digest(tmp_out)})  # the graph these figures are of
             else:
                 os.replace(fp32, tmp_out)
             export_meta["verified"] = verified

@@ -90,3 +90,15 @@ def ort_session(path: str | os.PathLike, threads: int = 0, providers=("CPUExecut
     if threads > 0:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), opts, providers=list(providers))
+
+
+def graph_digest(path: str | os.PathLike) -> str:
+    """sha256 of an ONNX file's graph (its nodes and weights), not of its metadata: what an accuracy claim in the
+    metadata was measured on. Editing the metadata keeps it; editing a weight changes it."""
+    import hashlib
+
+    onnx_available()
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()

@@ -61,7 +61,7 @@ def test_the_shipped_int8_export_passed_its_validation_and_runs_with_precision_i
     assert meta["source_checkpoint_sha256"] == file_digest(BUNDLED), (
         f"{int8.name} is not an int8 export of {BUNDLED.name}: after changing the checkpoint, run "
         "python benchmarks/ship_int8.py")
-    assert meta["precision"] == "int8" and int8_refusal(meta) is None
+    assert meta["precision"] == "int8" and int8_refusal(meta, int8) is None  # its claims are of this very graph
     assert meta["validation"]["allowed"] and meta["validation"]["label_agreement"] >= 0.99
     assert meta.get("confidence_reference") == read(BUNDLED)["meta"].get("confidence_reference")
 

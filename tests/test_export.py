@@ -129,6 +129,11 @@ def test_int8_export_is_calibrated_checked_and_runs(tmp_path, stores):
     meta = read_onnx_meta(tmp_path / "q.onnx")
     assert meta["precision"] == "int8" and meta["verified"]["int8_label_agreement"] >= 0.99
     assert meta["verified"]["calibration_stores"] == [str(calib)]
+    from bigseg.infer.backend import int8_refusal
+    from bigseg.modelfile import graph_digest
+
+    assert meta["verified"]["graph_sha256"] == graph_digest(tmp_path / "q.onnx")  # the claims name their graph
+    assert int8_refusal(meta, tmp_path / "q.onnx") is None
     ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "q.onnx")).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     assert (tmp_path / "q.onnx").stat().st_size < BUNDLED.stat().st_size / 2  # int8 weights

@@ -41,11 +41,22 @@ def ready_export(ckpt: Path, digest: str, cache: Path | None, precision: str = "
     return None
 
 
-def int8_refusal(meta: dict) -> str | None:
-    """Why an export may not run as ``--precision int8`` (None: it may): not int8, or its measured accuracy does
-    not allow it (its export check, and the validation rule when it has one: benchmarks/ship_int8.py)."""
+def int8_refusal(meta: dict, path: Path | None = None) -> str | None:
+    """Why an export may not run as ``--precision int8`` (None: it may): not int8, its accuracy claims are not of
+    this file's graph (``path`` given: the digest they name differs), or its measured accuracy does not allow it
+    (its export check, and the validation rule when it has one: benchmarks/ship_int8.py)."""
     if meta.get("precision") != "int8":
         return f"it is a {meta.get('precision', 'fp32')} export, not an int8 one"
+    if path is not None:
+        from bigseg.modelfile import graph_digest
+
+        claimed = (meta.get("verified") or {}).get("graph_sha256")
+        if claimed is None:
+            return ("its accuracy figures name no graph digest (an export older than 2026-12-02), so they cannot be "
+                    "checked against this file: export it again with bigseg export --int8")
+        if claimed != graph_digest(path):
+            return ("its graph is not the one its accuracy figures were measured on (the file was changed after "
+                    "export): export it again with bigseg export --int8")
     agreement = (meta.get("verified") or {}).get("int8_label_agreement")
     if agreement is None or agreement < INT8_MIN_AGREEMENT:
         share = "an unrecorded share" if agreement is None else f"{agreement:.2%}"
@@ -75,7 +86,7 @@ def _int8_choice(ckpt: Path, kind: str, o: InferOptions, digest: str | None) -> 
                               f"--calibrate STORE")
         path, meta = found
         ready = path
-    why = int8_refusal(meta)
+    why = int8_refusal(meta, path)
     if why:
         raise BigsegError(f"{path}: --precision int8: {why}")
     return Choice(kind, "onnxruntime", meta, ready)

@@ -83,6 +83,19 @@ def _truncated_mask(tmp: Path) -> Path:
     return _write(tmp / "region.png", (tmp / "full.png").read_bytes()[:3000])
 
 
+def _int8_weights_zeroed(tmp: Path) -> Path:
+    """The shipped int8 export with its weights zeroed and its metadata (the accuracy claims) left as they were."""
+    import onnx
+
+    model = onnx.load(str(BUNDLED.with_suffix(".int8.onnx")))
+    for init in model.graph.initializer:
+        if init.raw_data:
+            init.raw_data = bytes(len(init.raw_data))
+    path = tmp / "zeroed.int8.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
 def _config(tmp: Path, world: Path, **kw) -> Path:
     cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
            "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
@@ -312,6 +325,10 @@ CASES = [
     ("infer: --precision int8 with an int8 export whose validation failed", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "int8", "--model",
         _int8_not_allowed(t)], "failed its validation rule"),
+    ("infer: --precision int8 with an int8 file whose weights were zeroed after its validation", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "int8", "--model",
+        _int8_weights_zeroed(t)],
+     "not the one its accuracy figures were measured on"),
     ("infer: --precision fp32 with an int8 export", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--precision", "fp32", "--model",
         BUNDLED.with_suffix(".int8.onnx")], "an int8 export"),
