@@ -68,17 +68,31 @@ def open_image(path: str | os.PathLike, what: str = "image"):
 
 def _load(pyvips, p: Path):
     """libvips' loader for ``p``. A legal file name that is not UTF-8 (café in Latin-1) cannot pass through
-    pyvips' strings: such a file is opened here and handed to libvips as a descriptor (which libvips duplicates)."""
+    pyvips' strings: such a file is opened here and handed to libvips as a descriptor (which libvips duplicates).
+
+    A JPEG is decoded with ``fail_on="warning"``: libjpeg reports a scan that ends before the rows its header
+    promises ("premature end of data segment") only as a warning and fills the rest with grey, which would make a
+    store that looks complete; other formats fail on truncation (TIFF's strips are checked from the headers)."""
     try:
         os.fsencode(p).decode("utf-8")
     except UnicodeDecodeError:
         fd = os.open(p, os.O_RDONLY)
         try:
             source = pyvips.Source.new_from_descriptor(fd)
-            return pyvips.Image.new_from_source(source, "", access="sequential", fail_on="truncated")
+            img = pyvips.Image.new_from_source(source, "", access="sequential", fail_on="truncated")
+            if _is_jpeg(img):
+                img = pyvips.Image.new_from_source(source, "", access="sequential", fail_on="warning")
+            return img
         finally:
             os.close(fd)
-    return pyvips.Image.new_from_file(str(p), access="sequential", fail_on="truncated")
+    img = pyvips.Image.new_from_file(str(p), access="sequential", fail_on="truncated")
+    if _is_jpeg(img):
+        img = pyvips.Image.new_from_file(str(p), access="sequential", fail_on="warning")
+    return img
+
+
+def _is_jpeg(img) -> bool:
+    return "jpeg" in (img.get("vips-loader") if "vips-loader" in img.get_fields() else "")
 
 
 def check_tiff_complete(path: Path) -> None:

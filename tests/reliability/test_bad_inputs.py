@@ -96,6 +96,16 @@ def _int8_weights_zeroed(tmp: Path) -> Path:
     return path
 
 
+def _short_scan_jpeg(tmp: Path) -> Path:
+    """A JPEG with 600 rows of data whose header says 1200 (the issue's case: the bottom half would be grey)."""
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((600, 800, 3)) * 255).astype(np.uint8)).save(tmp / "s.jpg", quality=90)
+    data = bytearray((tmp / "s.jpg").read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 7] = (1200).to_bytes(2, "big")
+    return _write(tmp / "short.jpg", bytes(data))
+
+
 def _config(tmp: Path, world: Path, **kw) -> Path:
     cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
            "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
@@ -244,6 +254,8 @@ CASES = [
      "not a readable image"),
     ("ingest: truncated JPEG", lambda t, w: ["ingest", _write(t / "x.jpg", (w / "good.jpg").read_bytes()[:9000]),
                                             t / "o.zarr"], "x.jpg"),
+    ("ingest: JPEG whose scan ends before the rows its header promises (not grey-filled and marked complete)",
+     lambda t, w: ["ingest", _short_scan_jpeg(t), t / "o.zarr"], "premature end of data segment"),
     ("ingest: truncated PNG", lambda t, w: ["ingest", _write(t / "x.png", (w / "slab.png").read_bytes()[:20000]),
                                            t / "o.zarr"], "x.png"),
     ("ingest: truncated TIFF", lambda t, w: ["ingest", _write(t / "x.tif", (w / "good.tif").read_bytes()[:90000]),
