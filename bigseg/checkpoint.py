@@ -93,6 +93,26 @@ def file_head(path: Path, what: str) -> bytes:
         return f.read(4)
 
 
+def check_archive(path: Path) -> None:
+    """Refuse a torch zip file whose entries expand far beyond its size (a zip bomb) before torch unpacks it.
+
+    torch.save stores tensors uncompressed, so a real checkpoint expands to about its own size; the limit leaves
+    room for compressed files written by other tools (4 x the file, and at least 256 MB more)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            expanded = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BigsegError(f"{path}: a damaged zip archive ({exc})") from exc
+    size = path.stat().st_size
+    if expanded > max(4 * size, size + 256 * 2**20):
+        raise BigsegError(f"{path}: refused: its {size / 2**20:.1f} MB expand to {expanded / 2**30:.1f} GB "
+                          "(a checkpoint is stored uncompressed; this looks like a zip bomb)")
+
+
 def read(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict, loaded with weights_only=True; BigsegError for anything else."""
     import torch
@@ -102,6 +122,7 @@ def read(path: str | os.PathLike) -> dict:
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a bare pickle (refused below)
         raise BigsegError(f"{path}: not a checkpoint file (neither torch's zip format nor a pickle); "
                           "train one with 'bigseg train'")
+    check_archive(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before refusing

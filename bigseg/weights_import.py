@@ -38,11 +38,12 @@ def read_state_dict(path: Path) -> dict:
 
     import torch
 
-    from bigseg.checkpoint import FORMAT, file_head
+    from bigseg.checkpoint import FORMAT, check_archive, file_head
 
     head = file_head(path, "weights")
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise BigsegError(f"{path}: not a PyTorch file (neither torch's zip format nor a pickle)")
+    check_archive(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -106,6 +106,21 @@ def _short_scan_jpeg(tmp: Path) -> Path:
     return _write(tmp / "short.jpg", bytes(data))
 
 
+def _zip_bomb(tmp: Path) -> Path:
+    """A torch-style zip archive (a real state dict) plus an entry of 1 GiB of zeros, DEFLATE'd to ~1 MB."""
+    import zipfile
+
+    torch.save({"w": torch.zeros(3)}, tmp / "sd.pt")
+    path = tmp / "bomb.pt"
+    path.write_bytes((tmp / "sd.pt").read_bytes())
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z, z.open("sd/data/9", "w",
+                                                                                   force_zip64=True) as f:
+        block = bytes(2**24)
+        for _ in range(64):
+            f.write(block)
+    return path
+
+
 def _config(tmp: Path, world: Path, **kw) -> Path:
     cfg = {"train": [str(world / "good.zarr")], "model": {"arch": "light_unet", "width": 4}, "crop": 64,
            "iterations": 2, "device": "cpu", "num_workers": 0, "out": str(tmp / "run")}
@@ -454,6 +469,8 @@ CASES = [
      "--time-limit must be a positive number"),
     ("import weights: --window -5", ["import", "weights", str(BUNDLED), "-o", T + "/o.pt", "--window", "-5"],
      "--window must be between"),
+    ("import weights: a small file holding a 1 GiB DEFLATE'd entry (refused before unpacking)", lambda t, w: [
+        "import", "weights", _zip_bomb(t), "-o", t / "o.pt"], "zip bomb"),
     ("bench: --store holding labels, without --overwrite (the labels are kept)", [
         "bench", "--store", W + "/good.zarr", "--size", "4000x4000", "--window", "256"], "already holds labels"),
     # report, evaluate, info
