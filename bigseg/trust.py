@@ -134,6 +134,7 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     if slabs < 3:
         raise BigsegError(f"--slabs must be at least 3 (a range and a correlation need several), got {slabs}")
     blob = checkpoint.read(model)  # refuses anything but a safe bigseg checkpoint, before hours of work
+    old_digest = checkpoint.file_digest(model)
     own_tmp = workdir is None
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bigseg-calibrate-"))
     rows = []
@@ -200,8 +201,31 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
     checkpoint.save(out, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
                     extra_meta=extra, half=meta.get("stored_as") == "float16")
+    if out.resolve() == model.resolve():
+        _refresh_exports(model, old_digest, reference, echo)
     echo(f"confidence reference: {best} (Spearman {usable[best]['spearman_with_air_error']:.2f} with the air-content "
          f"error on {slabs} validation slabs); warn above {reference['threshold']:.4g}"
          + (f"; unfamiliar images above feature shift {reference['unfamiliar']['threshold']:.3g}"
             if "unfamiliar" in reference else "") + f"; written to {out}")
     return reference
+
+
+def _refresh_exports(model: Path, old_digest: str, reference: dict, echo) -> None:
+    """Exports shipped beside a checkpoint calibrated in place (``NAME.onnx``, ``NAME.int8.onnx``) carry its
+    metadata: when they were exports of it before (same weights: only the reference changed), they get the new
+    reference and the new checkpoint digest; their graphs, and the accuracy claims tied to them, are untouched."""
+    from bigseg import checkpoint
+    from bigseg.export import _set_onnx_meta
+    from bigseg.modelfile import read_onnx_meta
+
+    digest = checkpoint.file_digest(model)
+    for suffix in (".onnx", ".int8.onnx"):
+        path = model.with_suffix(suffix)
+        if not path.is_file():
+            continue
+        meta = read_onnx_meta(path)
+        if meta.get("source_checkpoint_sha256") != old_digest:
+            continue
+        meta.update(confidence_reference=reference, source_checkpoint_sha256=digest)
+        _set_onnx_meta(path, meta)
+        echo(f"{path.name}: the same weights; its metadata now carries the new reference")

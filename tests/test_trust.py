@@ -187,3 +187,29 @@ def test_doubt_gates_beside_the_ranked_figure():
     assert doubt(both, ref)["message"].count(";") >= 3  # three reasons, each said
     no_gate = {k: v for k, v in ref.items() if k != "unfamiliar"}  # a reference from before the gate
     assert doubt(strange, no_gate)["flag"] is False
+
+
+def test_calibrating_in_place_carries_the_reference_into_the_exports_beside(tmp_path):
+    """A checkpoint calibrated in place keeps its exports beside it usable: same graphs, the new reference and the
+    new checkpoint digest in their metadata (so infer still finds them), the int8 claims still tied to their
+    graph."""
+    import shutil
+
+    from bigseg.checkpoint import file_digest
+    from bigseg.infer.backend import int8_refusal, ready_export
+    from bigseg.modelfile import graph_digest, read_onnx_meta
+
+    mine = tmp_path / "mine.pt"
+    for suffix in (".pt", ".onnx", ".int8.onnx"):
+        shutil.copy(BUNDLED.with_suffix(suffix), mine.with_suffix(suffix))
+    graphs = {s: graph_digest(mine.with_suffix(s)) for s in (".onnx", ".int8.onnx")}
+    ref = calibrate(mine, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None)
+    digest = file_digest(mine)
+    for s in (".onnx", ".int8.onnx"):
+        meta = read_onnx_meta(mine.with_suffix(s))
+        assert meta["source_checkpoint_sha256"] == digest
+        assert meta["confidence_reference"] == json.loads(json.dumps(ref))
+        assert graph_digest(mine.with_suffix(s)) == graphs[s]
+    assert ready_export(mine, digest, None) is not None
+    found = ready_export(mine, digest, None, "int8")
+    assert found is not None and int8_refusal(found[1], found[0]) is None
