@@ -273,13 +273,15 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
               help="Largest logit difference from PyTorch accepted (fp32 exports).")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo", show_default=True,
               help="torch's ONNX exporter: torch.export-based, or the deprecated TorchScript-based one (faster).")
+@click.option("--fp16-storage", is_flag=True, help="Store the ONNX weights as float16 (half the file; cast to "
+              "float32 when ONNX Runtime loads it); give a --tolerance like 0.05.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export(checkpoint, out, fmt, int8, calibrate, tolerance, exporter, overwrite):
+def export(checkpoint, out, fmt, int8, calibrate, tolerance, exporter, fp16_storage, overwrite):
     """Export CHECKPOINT to ONNX or TorchScript with its metadata, verified against PyTorch."""
     from bigseg.export import export as run
 
     r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), tolerance=tolerance, exporter=exporter,
-            overwrite=overwrite, echo=click.echo)
+            fp16_storage=fp16_storage, overwrite=overwrite, echo=click.echo)
     click.echo(f"wrote {r['path']} ({r['format']}, {r['precision']}, {r['arch']}, {r['bytes'] / 1e6:.1f} MB)")
 
 

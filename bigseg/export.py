@@ -42,8 +42,13 @@ CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx", *, int8: bool = False,
            calibrate: list | tuple = (), tolerance: float = 1e-3, min_agreement: float = 0.99,
-           calibration_windows: int = 32, exporter: str = "dynamo", overwrite: bool = False, echo=print) -> dict:
-    """Export ``checkpoint`` to ``out`` (ONNX or TorchScript), verified; returns what was written and checked."""
+           calibration_windows: int = 32, exporter: str = "dynamo", fp16_storage: bool = False,
+           overwrite: bool = False, echo=print) -> dict:
+    """Export ``checkpoint`` to ``out`` (ONNX or TorchScript), verified; returns what was written and checked.
+
+    ``fp16_storage``: the ONNX file stores its weights as float16, each behind a Cast to float32 that ONNX Runtime
+    folds when it loads the file: half the file, the same fp32 arithmetic (the check against PyTorch runs on
+    the stored file, so give a ``tolerance`` that admits float16 weights' rounding, e.g. 0.05)."""
     import torch
 
     from bigseg.checkpoint import file_digest, load
@@ -54,6 +59,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         raise BigsegError(f"unknown ONNX exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if int8 and fmt != "onnx":
         raise BigsegError("--int8 applies to ONNX exports (ONNX Runtime quantization); use --format onnx")
+    if fp16_storage and (int8 or fmt != "onnx"):
+        raise BigsegError("--fp16-storage applies to fp32 ONNX exports (not --int8, not TorchScript)")
     if int8 and not calibrate:
         raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
                           "will segment): int8 ranges are measured on real windows, not guessed")
@@ -89,6 +96,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         if fmt == "onnx":
             fp32 = Path(tmp) / "fp32.onnx"
             export_meta["exporter"] = _export_onnx(model, fp32, exporter)
+            if fp16_storage:
+                export_meta["weights_stored_as"] = _fp16_storage(fp32)
             runner, label = _onnx_runner(fp32), "ONNX"
         else:
             _export_torchscript(model, tmp_out, export_meta)
@@ -171,6 +180,32 @@ def _export_onnx(model, path: Path, exporter: str = "dynamo") -> str:
     except Exception as exc:
         raise BigsegError(f"ONNX export failed ({dynamo_error or ''}{str(exc).splitlines()[0][:200]})") from exc
     return "legacy"
+
+
+def _fp16_storage(path: Path) -> str:
+    """Rewrite an ONNX file so that its float32 weights (of 16 values or more) are stored as float16, each read
+    through a Cast to float32 (constant-folded by ONNX Runtime at load); returns what was done, in words."""
+    import onnx
+    import onnx.numpy_helper as nh
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, halves, n = [], [], 0
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < 16:
+            continue
+        half = nh.from_array(nh.to_array(init).astype(np.float16), f"{init.name}__fp16")
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}__to_fp32"))
+        halves.append(half)
+        graph.initializer.remove(init)
+        n += 1
+    graph.initializer.extend(halves)
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.save(model, str(path))
+    return f"float16 ({n} weight tensors, each cast to float32 at load)"
 
 
 def _set_onnx_meta(path: Path, meta: dict) -> None:

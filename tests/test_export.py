@@ -172,3 +172,28 @@ def test_cli_export_and_infer_an_onnx_file(tmp_path, stores):
     run = zarr.open_group(str(store), mode="r")["labels"].attrs["run"]
     assert run["backend"] == "onnxruntime" and run["checkpoint_sha256"] == file_digest(tmp_path / "m.onnx")
     assert Path(tmp_path / "m.onnx").exists()
+
+
+def test_fp16_storage_halves_the_file_and_keeps_the_labels(tmp_path, stores):
+    """--fp16-storage: the weights stored as float16 behind casts; the file is half the size, checked against
+    PyTorch like any export, and its labels equal the fp32 export's."""
+    import onnx
+
+    _, held = stores
+    full, half = tmp_path / "full.onnx", tmp_path / "half.onnx"
+    assert run_cli("export", BUNDLED, "-o", full, "--exporter", "legacy").returncode == 0
+    proc = run_cli("export", BUNDLED, "-o", half, "--exporter", "legacy", "--fp16-storage", "--tolerance", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    meta = read_onnx_meta(half)
+    assert meta["weights_stored_as"].startswith("float16") and meta["verified"]["fp32_max_abs_logit_diff"] < 0.05
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(half)).graph.initializer)
+    labels = {}
+    for name, path in (("full", full), ("half", half)):
+        s = tmp_path / f"{name}.zarr"
+        ingest(held.with_suffix(".png"), s, chunk=256)
+        infer(s, model=path, options=InferOptions(window=256, overlap=64, workers=0), **QUIET)
+        labels[name] = zarr.open_group(str(s), mode="r")["labels"][:]
+    assert (labels["full"] == labels["half"]).mean() > 0.999
+    refused = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--fp16-storage", "--int8", "--calibrate", held)
+    assert refused.returncode == 2 and "--fp16-storage applies to fp32 ONNX exports" in refused.stderr
