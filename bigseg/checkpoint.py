@@ -35,8 +35,9 @@ BUNDLED_MODELS = {
 """Models shipped with bigseg, by the name ``--model`` takes (a file of that name in the current folder wins)."""
 
 
-RECIPES = {"deeplabv3": "bigseg train --config configs/generalization-deeplabv3-mobilenet.yaml (on a GPU) "
-                        "&& python benchmarks/pack_checkpoint.py runs/generalization-deeplabv3-mobilenet/model.pt "
+RECIPES = {"deeplabv3": "bigseg train --config configs/generalization-deeplabv3-mobilenet-cpu.yaml (~1 h on 2 "
+                        "cores) && python benchmarks/pack_checkpoint.py "
+                        "runs/generalization-deeplabv3-mobilenet-cpu/model.pt "
                         f"{BUNDLED_MODELS['deeplabv3']} --half && bigseg calibrate deeplabv3"}
 """How to make a named model that a release does not ship (README, "Classes and the bundled model")."""
 
