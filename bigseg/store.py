@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
+import socket
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -380,26 +383,37 @@ def staged_output(final: str | os.PathLike, overwrite: bool):
             os.replace(tmp, final)
 
 
+def _lock_owner(lock: Path) -> dict | None:
+    """Who holds ``lock``: {"pid", "host", "since"} (or {"pid"} from a lock of an older bigseg); None if unreadable."""
+    try:
+        text = lock.read_text().strip()
+    except OSError:
+        return None
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        return {"pid": int(text)} if text.isdigit() else None
+    return owner if isinstance(owner, dict) else ({"pid": owner} if isinstance(owner, int) else None)
+
+
 @contextlib.contextmanager
-def output_lock(final: Path):
-    """``.NAME.lock`` beside an output while it is written: a second writer of the same output is refused (never
-    last-writer-wins); the lock of a killed writer (its pid gone) is taken over."""
-    lock = final.parent / f".{final.name}.lock"
+def pid_lock(lock: Path, busy: Callable[[dict | None], str]):
+    """The one lock bigseg's writers take: ``lock`` created exclusively (O_EXCL) with the holder's pid and host,
+    removed when the block ends. A lock whose holder is gone (same host, pid not running) is taken over; any
+    other refuses with ``busy(owner)`` (never last-writer-wins)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or "-1")
-            except (OSError, ValueError):
-                pid = -1
-            if pid > 0 and pid_alive(pid):
-                raise BigsegError(f"{final}: another bigseg process (pid {pid}) is writing it; wait for it, or remove "
-                                  f"{lock} if it is gone") from None
-            lock.unlink(missing_ok=True)  # stale (or unreadable): its writer is gone
-            continue
+            other = _lock_owner(lock)
+            if other and other.get("host", me["host"]) == me["host"] and not pid_alive(int(other.get("pid", -1))):
+                lock.unlink(missing_ok=True)  # stale: its writer is gone (a killed run)
+                continue
+            raise BigsegError(busy(other)) from None
         with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+            json.dump(me, f)
         break
     else:
         raise BigsegError(f"{lock}: cannot take the lock")
@@ -407,6 +421,17 @@ def output_lock(final: Path):
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def output_lock(final: Path):
+    """``.NAME.lock`` beside an output while it is written: a second writer of the same output is refused."""
+    lock = final.parent / f".{final.name}.lock"
+
+    def busy(other):
+        who = f"pid {other.get('pid')}" if other else "another process"
+        return f"{final}: another bigseg process ({who}) is writing it; wait for it, or remove {lock} if it is gone"
+
+    return pid_lock(lock, busy)
 
 
 def open_dataset(path: str | os.PathLike):
@@ -443,26 +468,16 @@ def labels_done_dir(store: Path) -> Path:
     return Path(store) / BIGSEG_DIR / "labels-done"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_stages(store: str | os.PathLike) -> list[str]:
     """Remove what killed writers left in ``STORE/.bigseg`` (``stage-*-PID``, ``replaced-*-PID`` folders of
     processes no longer running); returns their names."""
     root = Path(store) / BIGSEG_DIR
-    gone = []
+    gone: list[str] = []
     if not root.is_dir():
         return gone
     for p in root.iterdir():
         head, _, pid = p.name.rpartition("-")
-        if p.is_dir() and head.startswith(("stage-", "replaced-")) and pid.isdigit() and not _pid_alive(int(pid)):
+        if p.is_dir() and head.startswith(("stage-", "replaced-")) and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p.name)
     return gone

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 from bigseg import pyramid
@@ -55,39 +53,17 @@ def read_markers(store: Path) -> list[dict]:
     return out
 
 
-class StoreLock:
-    """An exclusive lock file in the store: a second ``infer`` on the same store refuses to start."""
+def StoreLock(store: Path):  # noqa: N802 - used as a context manager, as the class it was
+    """An exclusive lock file in the store (``.bigseg/infer.lock``): a second ``infer`` on the same store refuses to
+    start (:func:`bigseg.store.pid_lock`)."""
+    lock = Path(store) / ".bigseg" / "infer.lock"
 
-    def __init__(self, store: Path):
-        self.path = store / ".bigseg" / "infer.lock"
+    def busy(other):
+        who = f"pid {other.get('pid')} on {other.get('host', '?')}" if other else "another process"
+        return (f"{store}: another 'bigseg infer' is running on this store ({who}); wait for it, or remove {lock} if "
+                "it is gone")
 
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                other = self._read()
-                if other and other.get("host") == me["host"] and not st.pid_alive(other.get("pid", -1)):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone (killed run)
-                    continue
-                who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another process"
-                raise BigsegError(f"{self.path.parent.parent}: another 'bigseg infer' is running on this store "
-                                  f"({who}); wait for it, or remove {self.path} if it is gone") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return self
-        raise BigsegError(f"{self.path}: cannot take the store lock")
-
-    def _read(self):
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+    return st.pid_lock(lock, busy)
 
 
 STAGED = st.STAGED  # (the layout is the store module's)
