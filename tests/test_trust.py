@@ -213,3 +213,23 @@ def test_calibrating_in_place_carries_the_reference_into_the_exports_beside(tmp_
     assert ready_export(mine, digest, None) is not None
     found = ready_export(mine, digest, None, "int8")
     assert found is not None and int8_refusal(found[1], found[0]) is None
+
+
+def test_no_all_clear_the_model_did_not_earn(tmp_path):
+    """The bundled model's report carries its synthetic-only caveat; a model never calibrated gets a plain "not
+    checked" line; neither report shows the green all-clear (issue: a false all-clear)."""
+    synthesize(tmp_path / "s.png", SynthParams(600, 400, seed=8))
+    assert run_cli("infer", tmp_path / "s.png", "--workers", "0").returncode == 0
+    assert run_cli("report", tmp_path / "s.zarr", "-o", tmp_path / "r1").returncode == 0
+    doc = json.loads((tmp_path / "r1" / "stats.json").read_text())
+    html = (tmp_path / "r1" / "report.html").read_text()
+    assert any("trained on synthetic sections only" in w for w in doc["warnings"])
+    assert "No warnings" not in html and "trained on synthetic sections only" in html
+    plain = _with_reference(tmp_path, "plain.pt", None)  # the same weights, never calibrated
+    assert run_cli("infer", tmp_path / "s.zarr", "--workers", "0", "--model", plain, "--overwrite").returncode == 0
+    assert run_cli("report", tmp_path / "s.zarr", "-o", tmp_path / "r2").returncode == 0
+    doc = json.loads((tmp_path / "r2" / "stats.json").read_text())
+    html = (tmp_path / "r2" / "report.html").read_text()
+    assert any("not checked: the model was never calibrated" in w for w in doc["warnings"])
+    assert not any("synthetic sections only" in w for w in doc["warnings"])  # not the bundled file
+    assert "No warnings" not in html

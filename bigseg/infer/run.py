@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bigseg import store as st
-from bigseg.checkpoint import BUNDLED, WEIGHTS, classes_of, file_digest, model_path
+from bigseg.checkpoint import BUNDLED_MODELS, WEIGHTS, classes_of, file_digest, model_path
 from bigseg.errors import BigsegError
 from bigseg.infer import backend as be
 from bigseg.infer import outputs
@@ -294,8 +294,9 @@ def second_opinion(ckpt: Path) -> Path | None:
 def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
+    bundled = Path(ckpt).resolve() in {Path(p).resolve() for p in BUNDLED_MODELS.values()}
     return {"file": os.path.abspath(ckpt), "sha256": digest, "arch": meta.get("arch"),
-            "bundled": Path(ckpt).resolve() == BUNDLED.resolve(), "trained_on": meta.get("trained_on"),
+            "bundled": bundled, "trained_on": meta.get("trained_on"),
             "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference"),
             "precision": meta.get("precision", "fp32"), "adapted": _adapted_record(meta.get("adapted"))}
 

@@ -105,13 +105,16 @@ def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None 
     if adapted:
         return adapted_doubt(adapted)
     if not confidence:
-        return {"flag": None, "message": "no confidence figures (labels from an older bigseg): rerun infer"}
+        return {"flag": None, "note": True,
+                "message": "not checked: these labels carry no confidence figures (made by an older bigseg); run "
+                           "bigseg infer again before relying on them"}
     values = figures(confidence)
     if not reference or reference.get("figure") not in values:
         v = values["uncertain_fraction"]
-        return {"flag": None, "figure": "uncertain_fraction", "value": v,
-                "message": f"{100 * v:.2f} % of pixels uncertain; the model has no confidence reference (run "
-                           "'bigseg calibrate MODEL'), so no range to compare with"}
+        return {"flag": None, "note": True, "figure": "uncertain_fraction", "value": v,
+                "message": f"not checked: the model was never calibrated, so there is no range to tell whether these "
+                           f"labels can be trusted ({100 * v:.2f} % of pixels uncertain); check it on annotated images "
+                           "of your own (bigseg evaluate) or calibrate it (bigseg calibrate MODEL)"}
     name = reference["figure"]
     v, limit = values[name], reference["threshold"]
     flag = bool(v > limit) if math.isfinite(v) else True

@@ -160,8 +160,9 @@ def _warnings(doc: dict) -> str:
         cls = "warn bad" if w.split(": ", 1)[-1].startswith("low confidence") or "low confidence" in w else "warn"
         out.append(f'<div class="{cls}">{_e(w)}</div>')
     if not out:
-        out.append('<div class="ok">No warnings: the figures are within the model\'s validated range and the '
-                   "plausibility checks.</div>")
+        out.append('<div class="ok">No warnings: the model was calibrated and these labels lie within the range '
+                   "where it was right on its validation slabs, and the figures pass the plausibility checks. This "
+                   "is not a check against your own annotations.</div>")
     return "".join(out)
 
 

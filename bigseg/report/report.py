@@ -286,12 +286,21 @@ def _slab_summary(s: dict) -> dict:
     return out
 
 
+SYNTHETIC_ONLY = ("labels from the bundled model {name}, trained on synthetic sections only and never on a real "
+                  "one: before signing, check it on annotated images of your own concrete (bigseg evaluate) or adapt "
+                  "it to them (bigseg adapt)")
+"""The caveat every report of a bundled model's labels carries (README: not fit for a signed report unchecked)."""
+
+
 def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
     out = []
     for s in slabs:
         d = s.get("doubt")
         if d and (d.get("flag") or d.get("note")):
             out.append(f"{Path(s['store']).name}: {d['message']}")
+        model = s.get("model") or {}
+        if model.get("bundled"):
+            out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=Path(str(model.get('file'))).name))
     out += doc["labels"].get("airvoid", {}).get("warnings", [])
     return out
 
