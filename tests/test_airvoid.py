@@ -259,3 +259,25 @@ def _uncertainty_against_spread(tmp_path, n):
         spread = float(np.std(figures[key], ddof=1))
         se = float(np.mean(errors[key]))
         assert 0.5 < se / spread < 2.0, (key, se, spread)
+
+
+def test_en480_air_is_from_every_chord_the_edge_rule_counts_n_only(tmp_path):
+    """EN 480-11's air content is T_a / T_t with T_a the air of every chord up to 4 mm, including those cut by the
+    image's edges, which the left-end rule leaves out of N (counted independently here with numpy on the same
+    lines); its alpha = 4 N / T_a divides the counted N by that whole T_a."""
+    r, w, h = 9, 120, 900
+    rng = np.random.default_rng(7)
+    mask = np.full((h, w), P, np.uint8)
+    for _ in range(160):  # discs everywhere, many cut by the left and right edges
+        _disc(mask, int(rng.integers(0, h)), int(rng.choice([0, 3, w - 3, w - 1, *rng.integers(0, w, 4)])), r)
+    m = measure_mask(mask_store(tmp_path / "edges.zarr", mask, (128, 64), pixel_size=10.0), "labels", IDS, 3,
+                     spacing_px=3.0, edge_chords="left-end")
+    v, _ = _figures(m, spacing_mm=0.03, pixel_size_um=10.0, spacing_px=3.0)
+    lines = mask[m.line_rows]
+    air_on_lines = float((lines == V).sum()) / float((lines != 255).sum())
+    assert v["en_air_content"] == pytest.approx(100 * air_on_lines, rel=1e-9)  # every chord's air
+    assert v["en_air_content"] == pytest.approx(v["traverse_air_content"], rel=1e-9)
+    counted = sum(m.counted_chord_lengths.values())
+    assert counted < sum(m.chord_lengths.values())  # the edge rule did leave chords out of N here
+    t_a_mm = air_on_lines * float((lines != 255).sum()) * 10.0 / 1000.0
+    assert v["en_specific_surface"] == pytest.approx(4.0 * counted / t_a_mm, rel=1e-9)

@@ -282,7 +282,8 @@ def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrap
                                               "Powers spacing factor with the mix design's paste content (ASTM C457 "
                                               "allows p from the mix proportions)")
 
-    en = en480_figures(counted[:, 0], counted[:, 1], T_t, p, paste_from_mix, t.pixel_size_um)
+    en = en480_figures(counted[:, 0], counted[:, 1], T_t, p, paste_from_mix, t.pixel_size_um,
+                       every=(every[:, 0], every[:, 1]))
     params.update(en["parameters"])
     warnings = plausibility(100 * A, 100 * p)
     if settings.get("max_aggregate_mm"):
@@ -291,6 +292,10 @@ def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrap
             warnings.append(f"the traverse is {T_t:.0f} mm, below the {need:.0f} mm ASTM C457 Table 1 asks for with "
                             f"{settings['max_aggregate_mm']:g} mm maximum aggregate: lower --traverse-spacing, use "
                             "--traverse-direction both, or add slabs")
+    a300 = en["parameters"]["micro_air_content_a300"]["value"]
+    if a300 is not None and a300 > 100 * A + 0.01:
+        warnings.append(f"A300 ({a300:.3g} %) exceeds the air content ({100 * A:.3g} %), which cannot be: the chord "
+                        "classes unfold poorly into spheres here, so A300 is not reliable for this section")
     if en["misfit"] > 0.25:
         warnings.append(f"the chord classes fit spheres poorly ({100 * en['misfit']:.0f} % of the chords unexplained):"
                         " A300 is approximate")

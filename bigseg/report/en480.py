@@ -85,16 +85,24 @@ def unfold(class_counts: np.ndarray, traverse_mm: float, pixel_size_um: float | 
 
 
 def en480_figures(lengths_um: np.ndarray, counts: np.ndarray, traverse_mm: float, paste_fraction: float,
-                  paste_from_mix: float | None, pixel_size_um: float | None = None) -> dict:
-    """The EN 480-11 figures from the counted chords (lengths in um) of a traverse of ``traverse_mm``:
-    {parameters: {...}, class_table: [...]} (parameters as in the ASTM table)."""
+                  paste_from_mix: float | None, pixel_size_um: float | None = None,
+                  every: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """The EN 480-11 figures from the chords (lengths in um) of a traverse of ``traverse_mm``:
+    {parameters: {...}, class_table: [...]} (parameters as in the ASTM table).
+
+    ``lengths_um``/``counts``: the chords *counted* under the edge rule (N and the class counts: the rule keeps N
+    unbiased); ``every``: (lengths, counts) of every chord, cut by an edge or not, whose air T_a is (the rule must
+    not remove length; without ``every``, the counted chords give T_a)."""
 
     lengths_um = np.asarray(lengths_um, float)
     counts = np.asarray(counts, float)
     classes = chord_classes(lengths_um, counts)
     kept = lengths_um <= MAX_CHORD_UM
     N = float(counts[kept].sum())
-    T_a = float((lengths_um[kept] * counts[kept]).sum()) / 1000.0
+    all_lengths, all_counts = (lengths_um, counts) if every is None else (np.asarray(every[0], float),
+                                                                          np.asarray(every[1], float))
+    short = all_lengths <= MAX_CHORD_UM
+    T_a = float((all_lengths[short] * all_counts[short]).sum()) / 1000.0
     A = T_a / traverse_mm if traverse_mm else 0.0  # EN's total air content: from the traverse
     alpha = 4.0 * N / T_a if T_a else None
     P = paste_from_mix if paste_from_mix is not None else paste_fraction
