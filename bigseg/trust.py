@@ -186,11 +186,13 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         reference["threshold"] = float(np.max(right))
         reference["rule"] = (f"the largest {best} on the {len(right)} of {slabs} validation slabs whose air content "
                              f"was within {ACCURATE_POINTS} points of the truth")
-    else:  # right too rarely for a range of its own: anything less sure than the typical validation slab
-        reference["threshold"] = reference["figures"][best]["median"]
-        reference["rule"] = (f"the median {best} of the {slabs} validation slabs (only {len(right)} had an air "
-                             f"content within {ACCURATE_POINTS} points of the truth: too few for a range where it "
-                             "was right)")
+    else:  # right too rarely for a range of its own: as doubtful as any slab where it was wrong is doubtful
+        wrong = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e > ACCURATE_POINTS]
+        reference["threshold"] = float(np.nextafter(np.min(wrong), -np.inf))  # flagged from the least doubtful on
+        reference["rule"] = (f"the smallest {best} of the {len(wrong)} validation slabs whose air content was more "
+                             f"than {ACCURATE_POINTS} points off (only {len(right)} of {slabs} were within: too few "
+                             "for a range where it was right, so anything as doubtful as a slab where it was wrong "
+                             "is flagged)")
     meta = dict(blob["meta"])
     meta["confidence_reference"] = reference
     from bigseg.checkpoint import classes_of

@@ -66,6 +66,8 @@ def _threshold_basis(reference: dict) -> str:
         return "the most it reached on validation slabs where its air content was right"
     if rule.startswith("the median"):
         return "the median of its validation slabs"
+    if rule.startswith("the smallest"):
+        return "as doubtful as validation slabs where its air content was wrong (it was right on too few for a range)"
     return f"the most it reached on its {reference['slabs']} validation slabs"
 
 
