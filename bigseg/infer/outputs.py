@@ -95,11 +95,13 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     resume = False
     if stage is not None and "labels" in stage and not overwrite:
         old = st.array(stage, "labels")
-        resume = old.attrs.get("run") == run and old.shape == (height, width) and old.chunks == (cy, cx) \
-            and (not probabilities or "probabilities" in stage)
-        if not resume:
+        made = "confidence" in stage  # the last array a run stages: without it the staging itself was cut short
+        same = old.attrs.get("run") == run and old.shape == (height, width) and old.chunks == (cy, cx) \
+            and (not probabilities or "probabilities" in stage or not made)
+        if not same:
             raise BigsegError(f"{store}: holds unfinished labels of a different run (model, window, overlap or batch "
                               f"differ); rerun with the same options to resume, or pass --overwrite")
+        resume = made  # a stage cut short while it was made (a full disk) holds no chunk: made again
     if not resume:
         clear_run_files(store)
         shutil.rmtree(stage_path, ignore_errors=True)
