@@ -83,7 +83,7 @@ def test_training_on_synthetic_sections_resumes_exactly_and_records_provenance(t
 
 
 def test_time_limit_checkpoints_and_stops(tmp_path):
-    s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=0.0, progress=False,
+    s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=1e-9, progress=False,
               echo=lambda *a: None)
     assert s["iterations"] == 1 and s["model"] is None
     assert checkpoint.read(tmp_path / "timed" / "last.pt")["train_state"]["step"] == 1
