@@ -483,6 +483,21 @@ def clean_stale_stages(store: str | os.PathLike) -> list[str]:
     return gone
 
 
+def swap_in(store: Path, source: Path, names, tag: str) -> None:
+    """Replace the store's ``names`` (all of them: they belong together) by those in ``source``: the old ones are
+    moved aside to ``.bigseg/replaced-TAG-PID`` first, then the new ones renamed in, then the old ones removed."""
+    trash = Path(store) / BIGSEG_DIR / f"replaced-{tag}-{os.getpid()}"
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.mkdir(parents=True)
+    for name in names:
+        if (store / name).exists():
+            os.replace(store / name, trash / name)
+    for name in names:
+        if (source / name).exists():
+            os.replace(source / name, store / name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_swap(store: str | os.PathLike, names: tuple[str, ...], lock=None):
     """Write arrays (or groups) ``names`` of ``store`` elsewhere first, then swap them in.
@@ -500,16 +515,7 @@ def staged_swap(store: str | os.PathLike, names: tuple[str, ...], lock=None):
         stage = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         yield stage
         with lock if lock is not None else contextlib.nullcontext():
-            trash = store / BIGSEG_DIR / f"replaced-{names[0].replace('/', '_')}-{os.getpid()}"
-            shutil.rmtree(trash, ignore_errors=True)
-            trash.mkdir(parents=True)
-            for name in names:
-                if (store / name).exists():
-                    os.replace(store / name, trash / name)
-            for name in names:
-                if (tmp / name).exists():
-                    os.replace(tmp / name, store / name)
-            shutil.rmtree(trash, ignore_errors=True)
+            swap_in(store, tmp, names, names[0].replace("/", "_"))
             consolidate(store)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,6 @@ the run completes; a killed run leaves them for the next run to resume from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def read_markers(store: Path) -> list[dict]:
 def StoreLock(store: Path):  # noqa: N802 - used as a context manager, as the class it was
     """An exclusive lock file in the store (``.bigseg/infer.lock``): a second ``infer`` on the same store refuses to
     start (:func:`bigseg.store.pid_lock`)."""
-    lock = Path(store) / ".bigseg" / "infer.lock"
+    lock = Path(store) / st.BIGSEG_DIR / "infer.lock"
 
     def busy(other):
         who = f"pid {other.get('pid')} on {other.get('host', '?')}" if other else "another process"
@@ -181,16 +180,8 @@ def finish(group, store: Path, client, stability: dict | None = None) -> dict:
     assert isinstance(levels, zarr.Group)
     for level in levels.array_values():
         st.set_complete(level)
-    trash = store / ".bigseg" / f"replaced-{os.getpid()}"
-    trash.mkdir(parents=True, exist_ok=True)
     # the old outputs go, all of them: they would not match the new labels
-    for name in (*OUTPUTS, LABEL_PYRAMID):
-        if (store / name).exists():
-            os.replace(store / name, trash / name)
-    for name in (*OUTPUTS, LABEL_PYRAMID):
-        if (store / STAGED / name).exists():
-            os.replace(store / STAGED / name, store / name)
-    shutil.rmtree(trash, ignore_errors=True)
+    st.swap_in(store, store / STAGED, (*OUTPUTS, LABEL_PYRAMID), "outputs")
     shutil.rmtree(store / STAGED, ignore_errors=True)
     clear_run_files(store)
     st.consolidate(store)
