@@ -173,7 +173,9 @@ def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
 
 
 @cli.command()
-@click.option("--config", "config_path", required=True, type=click.Path(), help="YAML training config.")
+@click.option("--config", "config_path", required=True, type=click.Path(),
+              help="YAML training config: a file, or the name of a config shipped with bigseg (synthetic-concrete, "
+              "synthetic-concrete-finetune, generalization-light-unet, ...; a wrong name lists them all).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--stop-at", type=int, help="Checkpoint and stop after this many iterations.")
 @click.option("--time-limit", type=float, help="Checkpoint and stop after this many seconds.")
@@ -181,7 +183,8 @@ def synth_set(out_dir, n_train, n_val, size, seed, style, overwrite):
               "OUT/lr-finder.png and prints a suggested optimizer.lr.")
 @click.option("--find-lr-steps", default=100, show_default=True, type=int, help="Steps of the --find-lr sweep.")
 def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
-    """Train a model on slab stores with truth, or on synthetic sections (see configs/*.yaml)."""
+    """Train a model on slab stores with truth, or on synthetic sections (the shipped configs: configs/*.yaml in a
+    clone, by name after pip install)."""
     from bigseg.train.config import load_config
     from bigseg.train.loop import train as run
 

@@ -331,9 +331,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(parent: Path, name: str) -> None:
-    """Temporary outputs left by killed runs (``.NAME.partial-PID`` whose process is gone)."""
-    for p in parent.glob(f".{name}.partial-*"):
+def remove_stale_partials(parent: Path, name: str, kinds: tuple[str, ...] = ("partial",)) -> None:
+    """Temporary outputs left by killed runs (``.NAME.KIND-PID``, e.g. ``.NAME.partial-PID``, whose process is
+    gone)."""
+    for p in (q for kind in kinds for q in parent.glob(f".{name}.{kind}-*")):
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
@@ -356,10 +357,15 @@ def staged_output(final: str | os.PathLike, overwrite: bool):
     Refuses an existing ``final`` without ``overwrite`` (before anything is written). On failure the temporary
     store is removed and an existing ``final`` is left untouched.
     """
-    final = Path(final)
+    given = final
+    final = Path(os.path.abspath(final))  # "." and "dir/.." have names; the error messages keep what was given
     if final.exists() and not overwrite:
-        raise BigsegError(f"{final} exists; pass --overwrite to replace it")
-    parent = final.parent if str(final.parent) else Path(".")
+        raise BigsegError(f"{given} exists; pass --overwrite to replace it")
+    here = Path(os.path.abspath("."))
+    if final == here or final in here.parents:
+        raise BigsegError(f"{given}: is the current folder or holds it; bigseg replaces an output as a whole, so name "
+                          "a new folder (e.g. -o out)")
+    parent = final.parent
     if not parent.is_dir():
         raise BigsegError(f"{parent}: output folder does not exist")
     if not os.access(parent, os.W_OK):

@@ -80,6 +80,7 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
         raise BigsegError(f"{out} is a folder")
     if not out.parent.is_dir():
         raise BigsegError(f"{out.parent}: output folder does not exist")
+    st.remove_stale_partials(out.parent, out.name, ("partial", "levels"))  # what an export killed with -9 left
     if layer not in group:
         hint = {"labels": "run bigseg infer first", "probabilities": "run bigseg infer --probabilities",
                 "truth": "ingest with --truth"}.get(layer, "")

@@ -25,7 +25,21 @@ class ModelConfig(_Strict):
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
     refine: bool = Field(False, description="a full-resolution edge-refinement head on the logits")
     pretrained_backbone: bool = False
-    init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning)")
+    init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning): a path, or "
+                                             "a bundled model's name (light_unet)")
+
+    @field_validator("init")
+    @classmethod
+    def _bundled_by_name(cls, v):
+        """A bundled model's name (as ``--model`` takes it) is its file, unless a file of that name is here."""
+        if v is None:
+            return v
+        from bigseg import checkpoint as ckpt
+
+        try:
+            return str(ckpt.model_path(v))
+        except BigsegError as exc:
+            raise ValueError(str(exc)) from exc
 
     @field_validator("arch")
     @classmethod
@@ -201,11 +215,34 @@ def _resolve(patterns: list[str], base: Path) -> list[str]:
     return out
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The example configs shipped with bigseg (``configs/`` in a clone is a link to this folder)."""
+
+
+def config_names() -> list[str]:
+    """Names of the shipped example configs (``bigseg train --config NAME``)."""
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """The config file for ``--config``: a file that exists, else a shipped config's name (with or without
+    ``.yaml``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    name = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    shipped = CONFIGS / f"{name}.yaml"
+    if str(path) in (name, f"{name}.yaml") and shipped.is_file():
+        return shipped
+    if str(path).replace(os.sep, "/").startswith("configs/") and shipped.is_file():
+        return shipped  # the README's configs/NAME.yaml, run outside a clone
+    raise BigsegError(f"{path}: no such config file (shipped configs, by name: {', '.join(config_names())})")
+
+
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
-    """Read and validate a YAML config; store paths are relative to the current folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise BigsegError(f"{path}: no such config file")
+    """Read and validate a YAML config (a path, or a shipped config's name: :func:`config_names`); store paths
+    are relative to the current folder."""
+    path = find_config(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:

@@ -544,3 +544,22 @@ def test_a_file_name_that_is_not_utf8_goes_through(tmp_path, world, record_prope
     proc = run_cli("report", tmp_path / f"{name}.zarr")
     assert proc.returncode == 0, proc.stderr
     assert "caf\ufffd.zarr" in (tmp_path / f"{name}-report" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("command,out", [("report", "."), ("export-ome", "."), ("report", ".."),
+                                         ("ingest", ".")])
+def test_output_that_is_the_current_folder(tmp_path, world, record_property, command, out):
+    """``-o .`` with --overwrite would replace the folder the user stands in (and used to fail with "Device or
+    resource busy", leaving a whole ``..partial-PID`` copy behind): refused before anything is written."""
+    record_property("reliability", ("bad input", f"{command}: the output is the current folder or holds it "
+                                                 f"({out}), --overwrite", "one line; the folder and its files kept"))
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "keep.txt").write_text("mine")
+    first = ["ingest", world / "slab.png", out] if command == "ingest" else [command, world / "good.zarr", "-o", out]
+    before = snapshot(world / "good.zarr")
+    proc = run_cli(*first, "--overwrite", cwd=here)
+    assert proc.returncode == 2 and "is the current folder or holds it" in error_line(proc)
+    assert (here / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "keep.txt"]
+    assert snapshot(world / "good.zarr") == before

@@ -65,6 +65,32 @@ def test_ingest_killed_then_rerun(tmp_path, noise_png, record_property):
     assert _tree(out) == _tree(clean)
 
 
+def test_export_tiff_killed_then_rerun(tmp_path, noise_png, record_property):
+    record_property("reliability", ("fault", "`export-tiff` killed (SIGKILL) while writing its levels",
+                                    "no TIFF under the final name; the rerun removes the killed run's working "
+                                    "files and writes the same TIFF"))
+    store = tmp_path / "s.zarr"
+    ingest(noise_png, store, chunk=512)
+    out = tmp_path / "image.tif"
+    proc = _bigseg("export-tiff", store, "-o", out, "--layer", "image")
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".image.tif.levels-*/1/c/*")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "export-tiff finished before it could be killed"
+    assert not out.exists() and list(tmp_path.glob(".image.tif.levels-*"))
+    assert run_cli("export-tiff", store, "-o", out, "--layer", "image").returncode == 0
+    assert not list(tmp_path.glob(".image.tif.*-*"))  # neither .partial-PID nor .levels-PID is left
+    clean = tmp_path / "clean.tif"
+    assert run_cli("export-tiff", store, "-o", clean, "--layer", "image").returncode == 0
+    import tifffile
+
+    with tifffile.TiffFile(out) as a, tifffile.TiffFile(clean) as b:
+        assert len(a.pages) == len(b.pages)
+        assert all(np.array_equal(p.asarray(), q.asarray()) for p, q in zip(a.pages, b.pages, strict=True))
+
+
 def _limited(nbytes):
     def apply():
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
