@@ -460,14 +460,17 @@ def import_pairs(images, masks, outdir, colour_table, void_name, pixel_size, chu
 @click.option("--min-void-diameter", default=0.0, show_default=True, type=float,
               help="Ignore voids smaller than this equivalent diameter (um); 0: every void.")
 @click.option("--truth", is_flag=True, help="Also analyse the store's truth and show the differences.")
+@click.option("--source", default="labels", show_default=True, type=click.Choice(["labels", "truth"]),
+              help="The mask measured: the model's labels, or the store's truth (a mask traced by a person, "
+              "imported with ingest --truth): the same report, no model.")
 @click.option("--specimen", help="Specimen name or number, for the report's header.")
 @click.option("--operator", help="Who made the analysis, for the report's header.")
 @click.option("--notes", help="Free text for the report's header.")
 @click.option("--scheduler", help="Address of an existing dask scheduler [default: threads in this process].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
 def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region, paste_content, max_aggregate,
-           entrapped_diameter, entrapped_criterion, edge_chords, aggregate_voids, min_void_diameter, truth, specimen,
-           operator, notes, scheduler, overwrite):
+           entrapped_diameter, entrapped_criterion, edge_chords, aggregate_voids, min_void_diameter, truth, source,
+           specimen, operator, notes, scheduler, overwrite):
     """Air-void report (ASTM C457, EN 480-11) of one slab store, or of the slabs of one specimen."""
     from bigseg.report.report import format_summary, make_report
 
@@ -476,7 +479,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
                       scheduler=scheduler, echo=click.echo, direction=traverse_direction, region=region,
                       paste_content=paste_content, max_aggregate_mm=max_aggregate,
                       entrapped_criterion=entrapped_criterion, edge_chords=edge_chords, aggregate_voids=aggregate_voids,
-                      min_void_diameter_um=min_void_diameter, specimen=specimen, operator=operator, notes=notes,
+                      min_void_diameter_um=min_void_diameter, source=source, specimen=specimen, operator=operator,
+                      notes=notes,
                       command="bigseg " + " ".join(sys.argv[1:]))
     click.echo(format_summary(doc))
     click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, pictures)")

@@ -315,3 +315,34 @@ def test_concrete_figures_for_a_concrete_table_in_any_order():
                                  "stone_void_ratio": 6.0}
     other = (ClassInfo(0, "road", (1, 1, 1)), ClassInfo(1, "sky", (2, 2, 2)))
     assert concrete_ids(other) is None and "concrete" not in statistics_from_counts(np.array([5, 5]), other, None)
+
+
+def test_report_on_a_traced_mask_no_model(tmp_path, inferred):
+    """``--source truth``: the same report measured on the store's truth, no model -- its figures are the truth
+    column of a ``--truth`` report, and nothing in it speaks of a model."""
+    both = tmp_path / "both"
+    assert run_cli("report", inferred, "-o", both, "--truth", "--traverse-spacing", "0.5").returncode == 0
+    traced = tmp_path / "traced"
+    proc = run_cli("report", inferred, "-o", traced, "--source", "truth", "--traverse-spacing", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((traced / "stats.json").read_text())
+    ref = json.loads((both / "stats.json").read_text())
+    assert doc["source"] == "truth" and doc["settings"]["source"] == "truth"
+    assert {k: v["value"] for k, v in doc["labels"]["parameters"].items()} == \
+        {k: v["value"] for k, v in ref["truth"]["parameters"].items()}
+    assert doc["slabs"][0]["model"] == {"traced": "truth"} and doc["slabs"][0]["confidence"] is None
+    assert not (traced / "confidence.png").exists() and (traced / "quicklook.png").exists()
+    html = (traced / "report.html").read_text()
+    assert "traced" in html and "model was calibrated" not in html and "bundled model" not in html
+    # the quicklook is the truth's: the same picture as the --truth report's truth quicklook, but for its legend
+    a = np.asarray(Image.open(traced / "quicklook.png").convert("RGB"))
+    b = np.asarray(Image.open(both / "quicklook-truth.png").convert("RGB"))
+    assert a.shape == b.shape and (a[:, : a.shape[1] // 2] == b[:, : b.shape[1] // 2]).mean() > 0.99
+
+    # a store with a traced mask and no labels at all: the report needs no model
+    s = synthesize(tmp_path / "slab.png", SynthParams(600, 400, seed=3, pixel_size_um=10))
+    plain = tmp_path / "plain.zarr"
+    ingest(s["image"], plain, truth=s["truth"], chunk=256)
+    assert run_cli("report", plain, "--source", "truth").returncode == 0
+    assert "--truth compares a model's labels" in error_line(run_cli("report", plain, "--source", "truth",
+                                                                     "--truth", "-o", tmp_path / "x"))

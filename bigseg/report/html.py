@@ -128,6 +128,12 @@ def _model_block(doc: dict) -> str:
     parts = []
     for s in doc["slabs"]:
         m = s.get("model") or {}
+        if m.get("traced"):
+            rows_traced = [("slab", _e(Path(s["store"]).name)),
+                           ("measured", _e(f"the traced mask '{m['traced']}' of the store: no model made these "
+                                           "figures; they are as good as the tracing"))]
+            parts.append(f'<div class="meta">{_meta_rows(rows_traced)}</div>')
+            continue
         trained = m.get("trained_on") or []
         trained_text = "; ".join(str(t) for t in trained[:3]) + (" ..." if len(trained) > 3 else "")
         conf = s.get("confidence") or {}
@@ -159,6 +165,9 @@ def _warnings(doc: dict) -> str:
     for w in doc.get("warnings", []):
         cls = "warn bad" if w.split(": ", 1)[-1].startswith("low confidence") or "low confidence" in w else "warn"
         out.append(f'<div class="{cls}">{_e(w)}</div>')
+    if not out and doc.get("source", "labels") != "labels":
+        out.append(f'<div class="ok">No warnings: the figures are measured on the traced mask '
+                   f"'{_e(doc['source'])}' (no model) and pass the plausibility checks.</div>")
     if not out:
         out.append('<div class="ok">No warnings: the model was calibrated and these labels lie within the range '
                    "where it was right on its validation slabs, and the figures pass the plausibility checks. This "
@@ -246,6 +255,8 @@ def document(doc: dict, pictures: dict[str, bytes]) -> str:
     info = [("specimen", _e(doc.get("specimen") or "—")), ("operator", _e(doc.get("operator") or "—")),
             ("date", _e(doc["created"][:10])), ("slabs", _e(", ".join(Path(s["store"]).name for s in slabs))),
             ("image", _e(size)), ("pixel size", _e(f"{px} µm")),
+            ("measured mask", _e("the traced truth (no model)") if doc.get("source", "labels") != "labels"
+             else None),
             ("specimen region", _e(", ".join((s["region"] or {}).get("method", "whole image") for s in slabs))),
             ("notes", _e(doc.get("notes")))]
     run = [("bigseg", _e(doc["bigseg_version"])), ("created", _e(doc["created"])),

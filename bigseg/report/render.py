@@ -198,14 +198,16 @@ def _windows_with_most(count_map: np.ndarray, size: int, n: int) -> list[tuple[i
 CROP = 384
 
 
-def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2) -> tuple[bytes, list[dict]]:
+def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2, source: str = "labels"
+              ) -> tuple[bytes, list[dict]]:
     """Full-resolution crops (CROP px) of the windows with the most voids, and with ``truth`` the most
-    disagreement: picture | labels drawn over it (| truth drawn over it). Returns (png, where each crop is)."""
+    disagreement: picture | the measured mask (``source``: labels, or a traced truth) drawn over it (| truth drawn
+    over it). Returns (png, where each crop is)."""
     from PIL import Image
 
     group = st.open_store(store)
     f = max(1, quicklook_scale(group))
-    small = downsampled_mask(store, "labels", f, len(classes))
+    small = downsampled_mask(store, source, f, len(classes))
     size = max(1, CROP // f)
     wanted = [("most voids", (small == ids["void"]) if ids else np.ones(small.shape, bool))]
     if truth:
@@ -213,7 +215,7 @@ def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2) -> tupl
         wanted.append(("most disagreement with the truth", (tsmall != small) & (tsmall != 255)))
     h, w = group["image"].shape[:2]
     rows, where = [], []
-    image, labels = st.open_array(store, "image"), st.open_array(store, "labels")
+    image, labels = st.open_array(store, "image"), st.open_array(store, source)
     for why, counts in wanted:
         for y, x in _windows_with_most(counts, size, n if why == "most voids" else 1):
             y0, x0 = min(y * f, max(0, h - CROP)), min(x * f, max(0, w - CROP))
@@ -323,15 +325,16 @@ def pictures(stores: list, doc: dict, classes) -> dict[str, bytes]:
                          "stone": p["aggregate_content"]["value"] / 100}
         else:
             fractions = {k2: v / 100 for k2, v in fractions.items() if v is not None}
-        out[f"quicklook{suffix}.png"] = quicklook_png(store, "labels", fractions)
+        source = doc.get("source", "labels")
+        out[f"quicklook{suffix}.png"] = quicklook_png(store, source, fractions)
         if truth:
             out[f"quicklook-truth{suffix}.png"] = quicklook_png(store, "truth")
             if ids:
                 out[f"errors{suffix}.png"] = error_map_png(store, ids, classes)
-        png, where = crops_png(store, ids, classes, truth)
+        png, where = crops_png(store, ids, classes, truth, source=source)
         out[f"crops{suffix}.png"] = png
         slab["crops"] = where
-        conf = confidence_png(store)
+        conf = confidence_png(store) if source == "labels" else None
         if conf is not None:
             out[f"confidence{suffix}.png"] = conf
     if "airvoid" in doc["labels"]:

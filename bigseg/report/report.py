@@ -34,6 +34,10 @@ DEFAULT_ENTRAPPED_MM = 1.0
 ENTRAPPED_CRITERIA = ("diameter", "chord")
 
 
+SOURCES = ("labels", "truth")
+"""The masks a report can measure: a model's labels (bigseg infer), or the truth traced by a person (no model)."""
+
+
 @dataclass
 class ReportOptions:
     """How the figures are measured (every choice is recorded in the report's settings)."""
@@ -50,6 +54,7 @@ class ReportOptions:
     max_aggregate_mm: float | None = None
     region: str | None = None  # "auto" or a mask file; None: the store's region if it has one, else the image
     truth: bool = False
+    source: str = "labels"  # the mask measured: a model's labels, or a traced one (truth) with no model
     specimen: str | None = None
     operator: str | None = None
     notes: str | None = None
@@ -66,6 +71,11 @@ class ReportOptions:
                                                    and 0 < self.paste_content < 100):
             raise BigsegError(f"--paste-content is a percentage of the concrete, between 0 and 100; got "
                               f"{self.paste_content}")
+        if self.source not in SOURCES:
+            raise BigsegError(f"--source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source != "labels" and self.truth:
+            raise BigsegError(f"--truth compares a model's labels with the truth; with --source {self.source} the "
+                              "report already measures the traced mask (leave out --truth)")
         for flag, value, allowed in (("--traverse-direction", self.direction, DIRECTIONS),
                                      ("--edge-chords", self.edge_chords, EDGE_RULES),
                                      ("--aggregate-voids", self.aggregate_voids, AGGREGATE_VOIDS),
@@ -159,7 +169,8 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
     from bigseg.report.doubt import doubt
 
     group = st.open_store(store)
-    airvoid.check_mask(group, "labels", store)
+    source = options.source
+    airvoid.check_mask(group, source, store)
     if options.truth:
         airvoid.check_mask(group, "truth", store)
     classes = st.class_table(group)
@@ -173,18 +184,18 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
         info = set_region(store, options.region)
         echo(f"region of {store}: {info['method']}, {info['inside_pixels']} pixels inside")
     group = st.open_store(store)
-    h, w = group["labels"].shape
-    labels_attrs = dict(group["labels"].attrs)
-    confidence = labels_attrs.get("confidence")
-    model = labels_attrs.get("model") or {}
+    h, w = group[source].shape
+    attrs = dict(group[source].attrs)
+    confidence = attrs.get("confidence") if source == "labels" else None
+    model = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
     slab = {"store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
             "classes": [c.to_dict() for c in classes],
             "region": dict(group["region"].attrs) if "region" in group else None,
             "model": model, "confidence": confidence,
             "doubt": doubt(confidence, model.get("confidence_reference"), model.get("adapted"))
-            if concrete_ids(classes) else None}
-    echo(f"analysing {store}/labels ({w}x{h} px)")
-    slab["labels"] = analyse(store, "labels", classes, px, options.spacing_mm, options.entrapped_mm, client, options)
+            if concrete_ids(classes) and source == "labels" else None}
+    echo(f"analysing {store}/{source} ({w}x{h} px)")
+    slab["labels"] = analyse(store, source, classes, px, options.spacing_mm, options.entrapped_mm, client, options)
     if options.truth:
         echo(f"analysing {store}/truth")
         slab["truth"] = analyse(store, "truth", classes, px, options.spacing_mm, options.entrapped_mm, client,
@@ -212,7 +223,9 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
 
     ``store`` may be a list of the slab stores of one specimen; ``more``: the other :class:`ReportOptions`
     (direction, edge_chords, aggregate_voids, min_void_diameter_um, paste_content, max_aggregate_mm, region,
-    entrapped_criterion, specimen, operator, notes, command)."""
+    entrapped_criterion, source, specimen, operator, notes, command). ``source="truth"`` measures the traced mask
+    instead of a model's labels (stats.json keeps the figures under "labels", the measured mask, and says which
+    in "source")."""
     from bigseg import __version__
 
     options = ReportOptions(pixel_size=pixel_size, spacing_mm=spacing_mm, entrapped_mm=entrapped_mm, truth=truth,
@@ -247,6 +260,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
                "bigseg_version": __version__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "specimen": options.specimen, "operator": options.operator, "notes": options.notes,
                "command": options.command, "settings": _settings(options), "classes": slabs[0]["classes"],
+               "source": options.source,
                "slabs": [_slab_summary(s) for s in slabs]}
         first = slabs[0]
         doc.update({k: first[k] for k in ("store", "width", "height", "pixel_size_um")})
@@ -274,7 +288,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
 
 def _settings(o: ReportOptions) -> dict:
     keep = ("spacing_mm", "entrapped_mm", "entrapped_criterion", "direction", "edge_chords", "aggregate_voids",
-            "min_void_diameter_um", "paste_content", "max_aggregate_mm", "pixel_size")
+            "min_void_diameter_um", "paste_content", "max_aggregate_mm", "pixel_size", "source")
     return {k: v for k, v in asdict(o).items() if k in keep}
 
 
