@@ -73,8 +73,8 @@ def iou_outside_strokes(store: Path, n: int) -> dict:
     return scores(cm, ["paste", "stone", "void"][:n])["iou"]
 
 
-def measured(store: Path, model: str | None, painted: bool) -> dict:
-    m = measure_slab(store, model)
+def measured(store: Path, model: str | None, painted: bool, tta: str = "none") -> dict:
+    m = measure_slab(store, model, tta=tta)
     iou = iou_outside_strokes(store, 3) if painted else m["iou"]
     return {"iou": iou, "air": m["air_content"], "air_truth": m["air_content_truth"],
             "air_error_points": m["air_error_points"], "spacing_factor": m["spacing_factor"],
@@ -98,7 +98,7 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
 
 
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
-              echo=print) -> dict:
+              echo=print, tta: str = "none") -> dict:
     import dataclasses
     import shutil
 
@@ -129,6 +129,9 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
                     "steps": [x.steps for x in rounds], "stopped": [x.stopped for x in rounds],
                     "held_back_accuracy": r.held_back_accuracy, "held_back_accuracy_base": r.held_back_accuracy_base}
     row["adapted"] = {"painted": measured(painted, str(model), True), "sibling": measured(sibling, str(model), False)}
+    if tta != "none":
+        row["adapted_tta"] = {"tta": tta, "painted": measured(painted, str(model), True, tta),
+                              "sibling": measured(sibling, str(model), False, tta)}
     return row
 
 
@@ -136,13 +139,15 @@ def _mark(ok: bool) -> str:
     return "" if ok else " ✗"
 
 
-def summary_table(rows: list[dict]) -> str:
-    """One line per style and slab: base -> adapted for each figure, a ✗ where the adapted one misses its target."""
+def summary_table(rows: list[dict], key: str = "adapted") -> str:
+    """One line per style and slab: base -> adapted for each figure, a ✗ where the adapted one misses its target
+    (``key`` adapted_tta: the adapted model inferred with --tta)."""
+    rows = [r for r in rows if key in r]
     lines = ["| style | slab | stone IoU | void IoU | air error (points) | spacing factor error "
              "| adapt (train s, steps) |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         for which in ("painted", "sibling"):
-            b, m = r["base"][which], r["adapted"][which]
+            b, m = r["base"][which], r[key][which]
             sf_b, sf = b["spacing_factor_error"], m["spacing_factor_error"]
             lines.append(
                 f"| {r['style']} | {which} | {b['iou']['stone']:.3f} -> {m['iou']['stone']:.3f}"
@@ -170,10 +175,13 @@ def table(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         for which in ("painted", "sibling"):
-            for model in ("base", "adapted"):
+            for model in ("base", "adapted", "adapted_tta"):
+                if model not in r:
+                    continue
                 m = r[model][which]
                 sf = m["spacing_factor_error"]
-                lines.append(f"| {r['style']} | {which} | {model} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} "
+                name = f"adapted, --tta {r['adapted_tta']['tta']}" if model == "adapted_tta" else model
+                lines.append(f"| {r['style']} | {which} | {name} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} "
                              f"| {m['air']:.2f} ({m['air_truth']:.2f}) | {m['air_error_points']:+.2f} | "
                              + (f"{100 * sf:+.1f} %" if sf is not None else "n/a")
                              + f" | {'met' if meets(m) else 'missed'} |")
@@ -234,9 +242,14 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
+    ap.add_argument("--tta", default="none", choices=["none", "flip", "flip4"],
+                    help="also measure the adapted model inferred with this --tta")
     a = ap.parse_args(argv)
     if a.table:
-        print(summary_table([json.loads(Path(f).read_text()) for f in a.table]))
+        rows = [json.loads(Path(f).read_text()) for f in a.table]
+        print(summary_table(rows))
+        if any("adapted_tta" in r for r in rows):
+            print("\nwith --tta:\n" + summary_table(rows, "adapted_tta"))
         return
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -248,7 +261,7 @@ def main(argv=None) -> None:
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
-            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol)
+            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta)
             rows.append(row)
             name = (f"{style}-{per_class}-{a.protocol}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}-{a.balance}"
                     f"{a.tag}.json")

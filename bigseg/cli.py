@@ -236,8 +236,11 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
               help="int8: the checkpoint's calibrated int8 export (shipped for the bundled model, or made with "
               "'bigseg export --int8'), ~1.2x faster whole on a 2-core CPU, run only when its measured accuracy allows "
               "[default: fp32, or what an .onnx model is].")
+@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flip", "flip4"]),
+              help="Test-time augmentation: average each window's logits with its left-right mirror's (flip: 2x the "
+              "model's time) or with all three mirrors' (flip4: 4x); same memory (benchmarks/RESULTS.md).")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
-          probabilities, stats_path, overwrite, cache_dir, compile_, precision):
+          probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
     from bigseg.infer import infer as run
@@ -253,7 +256,7 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
                         overwrite=overwrite, progress=_progress(), backend=backend, cache_dir=cache_dir,
-                        compile=compile_, precision=precision)
+                        compile=compile_, precision=precision, tta=tta)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     n, w = s.windows_computed, s.workers
     click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {n} window{'s' * (n != 1)} in "

@@ -63,7 +63,8 @@ def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
     return store
 
 
-def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str | None = None) -> dict:
+def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str | None = None, tta: str = "none"
+                 ) -> dict:
     """``model`` (None: the bundled one) on ``store``: IoU per class, air content and spacing factor (labels and
     truth), confidence. Overwrites the store's labels."""
     from bigseg import store as st
@@ -72,7 +73,7 @@ def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str 
     from bigseg.report.evaluate import confusion_matrix
     from bigseg.report.report import analyse
 
-    r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend),
+    r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend, tta=tta),
               echo=lambda *a: None)
     cm, names = confusion_matrix(store)
     group = st.open_store(store)

@@ -368,3 +368,38 @@ def test_memory_is_bounded_by_the_stripe_not_the_image():
     whole_narrow, _ = _peak_live_windows(8192, 4096, 10**6)
     whole_wide, _ = _peak_live_windows(40960, 4096, 10**6)
     assert whole_wide > 4 * whole_narrow
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tta_averages_the_mirrored_views_of_each_window(tmp_path, slab, backend, request):
+    """--tta flip4: each window's logits are the mean of its four mirrored views' (mirrored back), on both
+    backends; end to end the labels change a little, and the run records the mode."""
+    from bigseg.infer.predictor import ModelSpec, predict
+
+    model_file = _model_for(backend, request) or BUNDLED
+    image = np.asarray(zarr.open_group(str(_store(tmp_path, slab)), mode="r")["image"][:256, :320])
+    windows = np.stack([image, image[:, ::-1]])
+
+    def logits(tta, x):
+        out = predict(ModelSpec(str(model_file), backend + tta, backend=backend, tta=tta), np.ascontiguousarray(x))
+        return np.asarray(out.float() if hasattr(out, "float") else out, np.float32)
+
+    views = [((), lambda a: a)] + [(axes, lambda a, axes=axes: np.flip(a, tuple(k + 1 for k in axes)))
+                                   for axes in ((2,), (1,), (1, 2))]
+    by_hand = np.mean([back(logits("none", np.flip(windows, axes) if axes else windows))
+                       for axes, back in views], axis=0)
+    tta = logits("flip4", windows)
+    assert np.abs(tta - by_hand).max() < 0.05  # float16 logits
+    assert np.abs(tta - logits("none", windows)).max() > 0.1  # the views differ: the mean is not the plain pass
+    two = logits("flip", windows)
+    assert np.abs(two - (logits("none", windows) + logits("none", windows[:, :, ::-1])[..., ::-1]) / 2).max() < 0.05
+
+    store = _store(tmp_path, slab, "t.zarr")
+    plain = infer(store, model=_model_for(backend, request), options=_opts(backend=backend))
+    r = infer(store, model=_model_for(backend, request), options=_opts(backend=backend, tta="flip", overwrite=True))
+    assert r.run["tta"] == "flip" and "tta" not in plain.run
+    labels = _labels(store)
+    truth = zarr.open_group(str(store), mode="r")["truth"][:]
+    assert 0.97 < (labels == truth).mean()
+    with pytest.raises(Exception, match="unknown --tta"):
+        infer(store, options=_opts(tta="sideways", overwrite=True))

@@ -8,6 +8,9 @@ from bigseg.errors import BigsegError
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
+TTA = ("none", "flip", "flip4")
+"""Test-time augmentation: each window alone, with its left-right mirror (2 forward passes), or with all three
+mirrors (4); the views' logits are averaged inside the window (bigseg.infer.predictor.TTA_VIEWS)."""
 DEVICES = ("cpu", "cuda")
 MAX_WINDOW = 4096
 MIN_WINDOW = 32
@@ -62,6 +65,7 @@ class InferOptions:
     compile: bool = False  # torch.compile the model in each worker (pays off on large jobs on a GPU)
     cache_dir: str | None = None  # ONNX exports of checkpoints; None: bigseg.infer.backend.cache_dir()
     precision: str | None = None  # "int8": the checkpoint's validated int8 export (opt-in); None: the model file's
+    tta: str = "none"  # "flip", "flip4": mirrored views of every window averaged (TTA)
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""
@@ -84,6 +88,8 @@ class InferOptions:
             raise BigsegError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise BigsegError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.tta not in TTA:
+            raise BigsegError(f"unknown --tta {self.tta!r}; choose one of {', '.join(TTA)}")
         if self.precision == "int8" and self.backend == "torch":
             raise BigsegError("--precision int8 runs on ONNX Runtime (a calibrated int8 export); drop --backend torch")
         if self.precision == "int8" and self.device == "cuda":

@@ -37,6 +37,7 @@ class ModelSpec:
     channels_last: bool = True
     backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
     compile: bool = False  # torch.compile the model (CUDA; compiles on the first batch of each worker)
+    tta: str = "none"  # test-time augmentation: "flip" or "flip4" (bigseg.infer.options.TTA)
 
 
 def _device_for_worker(kind: str):
@@ -102,8 +103,18 @@ def weight_on(weight: np.ndarray, device):
     return _WEIGHTS[key]
 
 
+TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "flip": ((), (2,)),  # the window and its left-right mirror
+    "flip4": ((), (2,), (1,), (1, 2)),  # and the up-down mirror, and both (a half turn)
+}
+"""Mirrored views of each window per ``--tta`` mode, as the image axes flipped (batch, y, x, channel): their
+logits are mirrored back and averaged before the blend, so the same windows and memory serve every mode."""
+
+
 def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None):
-    """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3), times ``weight`` (h, w) if given.
+    """Logits (B, C, h, w) as float16 for uint8 RGB windows (B, h, w, 3), times ``weight`` (h, w) if given;
+    with ``spec.tta`` the mean of the logits of the window's mirrored views (:data:`TTA_VIEWS`).
 
     Weighting here, on the device and in float32 before the cast, leaves the blend a single add per window. The
     torch backend returns a torch tensor on the model's device (a GPU's logits stay there: the blend runs there
@@ -111,16 +122,24 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
     model, meta, device = get_model(spec)
     n = len(meta["classes"])
     try:
+        views = TTA_VIEWS[spec.tta]
         if spec.backend == "onnxruntime":
-            x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-            x /= np.float32(255)
-            with _CPU_FORWARD:
-                out = model.run(None, {model.get_inputs()[0].name: x})[0]
+            out = None
+            for axes in views:
+                x = np.ascontiguousarray((np.flip(images, axes) if axes else images).transpose(0, 3, 1, 2),
+                                         dtype=np.float32)
+                x /= np.float32(255)
+                with _CPU_FORWARD:
+                    y = model.run(None, {model.get_inputs()[0].name: x})[0]
+                y = np.flip(y, tuple(a + 1 for a in axes)) if axes else y  # (B, C, h, w): y, x are axes 2, 3
+                out = y if out is None else out + y
+            if len(views) > 1:
+                out = out / np.float32(len(views))
         else:
             import torch
 
             with torch.inference_mode():
-                out = _predict_torch(spec, model, device, images, weight)
+                out = _predict_torch(spec, model, device, images, weight, views)
     except BigsegError:
         raise
     except Exception as exc:  # a model that does not take bigseg's input (an export of another shape, ...)
@@ -136,7 +155,8 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
     return out
 
 
-def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None):
+def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None,
+                   views: tuple[tuple[int, ...], ...] = ((),)):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
@@ -145,13 +165,21 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
     x = x.float().div_(255.0)
     if spec.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    if device.type == "cuda" and spec.amp:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(x)
-    else:
-        with _CPU_FORWARD:
-            out = model(x)
-    out = out.float()
+    out = None
+    for axes in views:
+        dims = tuple(a + 1 for a in axes)  # (B, 3, h, w): the image's y, x are axes 2, 3
+        xv = x.flip(dims) if dims else x
+        if device.type == "cuda" and spec.amp:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = model(xv)
+        else:
+            with _CPU_FORWARD:
+                y = model(xv)
+        y = y.float()
+        y = y.flip(dims) if dims else y
+        out = y if out is None else out.add_(y)
+    if len(views) > 1:
+        out.div_(len(views))
     if weight is not None:
         out.mul_(weight_on(weight, device))
     return out.to(torch.float16)

@@ -213,6 +213,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                "batch": batch, "classes": [c.name for c in classes], "backend": backend}
         if precision != "fp32":  # (fp32 runs keep the record they had, so that their staged runs still resume)
             run["precision"] = precision
+        if o.tta != "none":  # (likewise: a run without TTA keeps the record it had)
+            run["tta"] = o.tta
         factors, strip = factors_for(height, width, cy)
         strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
@@ -226,7 +228,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             path, model_digest = be.model_file(ckpt, digest, choice, exports,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
-                             backend=backend, compile=o.compile and backend == "torch")
+                             backend=backend, compile=o.compile and backend == "torch", tta=o.tta)
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
             total = len(pending) + skipped
             if skipped:
