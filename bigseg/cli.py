@@ -683,5 +683,41 @@ def info(store, as_json, check):
         click.echo(format_table(s["stats"]))
 
 
+@cli.command()
+@click.argument("recipe", type=click.Path())
+@click.option("--jobs", default=1, show_default=True, type=int, help="Batch jobs to submit.")
+@click.option("--print-script", is_flag=True, help="Only print the batch script each job would submit (offline).")
+def cluster(recipe, jobs, print_script):
+    """Start a SLURM cluster of bigseg workers from RECIPE (a YAML file, or a shipped recipe's name: slurm-gpu,
+    slurm-cpu) with dask-jobqueue, print its scheduler's address for bigseg infer --scheduler, and keep it until
+    Ctrl-C."""
+    import shutil
+    import time
+
+    from bigseg.hpc import job_script, load_recipe, slurm_cluster
+
+    r = load_recipe(recipe)
+    if print_script:
+        click.echo(job_script(r))
+        return
+    if jobs < 1:
+        raise BigsegError(f"--jobs must be at least 1, got {jobs}")
+    if shutil.which("sbatch") is None:
+        raise BigsegError("sbatch not found: start the cluster on the SLURM login node (--print-script shows the "
+                          "job script anywhere)")
+    c = slurm_cluster(r, jobs=jobs)
+    click.echo(f"scheduler {c.scheduler_address} (listening on {r.listen}: reachable from the compute nodes); "
+               f"{jobs} job(s) submitted. In another shell:\n  bigseg infer IMAGE --scheduler {c.scheduler_address}"
+               + (" --device cuda" if r.gpus_per_job else " --threads " + str(r.cores_per_job))
+               + "\nCtrl-C stops the cluster and cancels its jobs.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -47,10 +47,11 @@ def _device_for_worker(kind: str):
         return torch.device("cpu")
     n = torch.cuda.device_count()
     index = 0
-    try:  # one worker per GPU: worker names given by bigseg's cluster are 0..N-1
+    try:  # one worker per GPU: bigseg's own cluster names its workers 0..N-1; dask-jobqueue's job JOB with N
+        # processes names them NAME-JOB-0..NAME-JOB-(N-1) (bigseg.hpc): the last number is the GPU on the node
         from distributed import get_worker
 
-        index = int(get_worker().name) % n
+        index = int(str(get_worker().name).rsplit("-", 1)[-1]) % n
     except (ImportError, ValueError, TypeError):
         pass
     return torch.device("cuda", index)
