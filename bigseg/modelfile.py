@@ -77,7 +77,35 @@ def read_onnx_meta(path: str | os.PathLike) -> dict:
     names = [i.name for i in model.graph.input]
     if len(names) != 1:
         raise BigsegError(f"{path}: a bigseg export has one input (the image), this file has {len(names)}")
+    _check_runnable(path, model)
     return meta
+
+
+STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+"""Operator domains ONNX Runtime runs without custom-op libraries (bigseg exports use the first and the last)."""
+
+
+def _check_runnable(path: str | os.PathLike, model) -> None:
+    """What ONNX Runtime would refuse with a page of C++ error, said in one line before a session is made: operators
+    of a custom domain (they need a library bigseg does not load), weights in external files that are missing or
+    lie outside the model's folder (bigseg reads nothing a model file points at elsewhere on the disk)."""
+    import onnx
+
+    custom = sorted({n.domain for n in model.graph.node} - STANDARD_DOMAINS)
+    if custom:
+        raise BigsegError(f"{path}: uses operators of the custom domain {custom[0]!r} that ONNX Runtime does not "
+                          "have (a custom-op library bigseg does not load); export the model with 'bigseg export'")
+    folder = Path(path).resolve().parent
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        where = {e.key: e.value for e in t.external_data}.get("location", "")
+        target = (folder / where).resolve()
+        if not where or os.path.isabs(where) or not target.is_relative_to(folder):
+            raise BigsegError(f"{path}: its weights {t.name!r} point outside its folder ({where or 'no location'}); "
+                              "bigseg reads external weights only from files beside the model")
+        if not target.is_file():
+            raise BigsegError(f"{path}: its weights file {where} (external data) is missing beside it")
 
 
 def ort_session(path: str | os.PathLike, threads: int = 0, providers=("CPUExecutionProvider",)):

@@ -207,6 +207,38 @@ def _malformed_checkpoint(tmp: Path, how: str) -> Path:
     return tmp / "bad.pt"
 
 
+def _custom_op_onnx(tmp: Path) -> Path:
+    """The shipped export with one node moved to a custom operator domain (as a model built with a custom-op
+    library would be)."""
+    import onnx
+
+    model = onnx.load(str(BUNDLED.with_suffix(".onnx")))
+    node = next(n for n in model.graph.node if n.op_type == "Relu")
+    node.domain = "com.example.ops"
+    model.opset_import.append(onnx.helper.make_opsetid("com.example.ops", 1))
+    onnx.save(model, str(tmp / "custom.onnx"))
+    return tmp / "custom.onnx"
+
+
+def _external_outside_onnx(tmp: Path) -> Path:
+    """The shipped export with its weights in an external file one folder up (``../weights.bin``)."""
+    import onnx
+
+    model = onnx.load(str(BUNDLED.with_suffix(".onnx")))
+    (tmp / "models").mkdir()
+    path = tmp / "models" / "ext.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    (tmp / "models" / "weights.bin").rename(tmp / "weights.bin")  # onnx refuses to write '..'; a hand edit does not
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../weights.bin"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def _rank3_onnx(tmp: Path) -> Path:
     """An ONNX file with bigseg's metadata whose model takes a single (3, H, W) image, not a batch."""
     import contextlib
@@ -334,6 +366,12 @@ CASES = [
     ("infer: truncated ONNX file", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model",
         _write(t / "cut.onnx", _plain_onnx(t).read_bytes()[:60])], "not a readable ONNX file"),
+    ("infer: ONNX file with an operator of a custom domain (needs a custom-op library)", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _custom_op_onnx(t)],
+     "custom domain 'com.example.ops'"),
+    ("infer: ONNX file whose external weights lie outside its folder", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _external_outside_onnx(t)],
+     "point outside its folder (../weights.bin)"),
     ("infer: ONNX file with --backend torch", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--backend", "torch", "--model", _plain_onnx(t)],
      "runs with --backend onnxruntime"),
