@@ -623,6 +623,26 @@ def export_tiff(store, out, layer, overwrite):
     run(store, out, layer=layer, overwrite=overwrite, echo=click.echo)
 
 
+@cli.command("export-objects")
+@click.argument("store", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="voids.geojson (QuPath: File > Import objects; GIS), voids.csv or voids.parquet.")
+@click.option("--class", "classes", multiple=True, default=("void",), show_default=True,
+              help="Class whose objects to write (repeat for more: --class void --class stone).")
+@click.option("--layer", default="labels", show_default=True, type=click.Choice(["labels", "truth"]),
+              help="The mask: the model's labels, or the traced truth.")
+@click.option("--entrapped-diameter", default=1.0, show_default=True, type=float,
+              help="Voids of at least this equivalent diameter (mm) are entrapped air (as in the report).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+def export_objects(store, out, classes, layer, entrapped_diameter, overwrite):
+    """Write every void (or object of other classes) of STORE as one object: outline, area, equivalent diameter,
+    centroid in mm, entrained or entrapped; joined across chunk borders, streamed at any size."""
+    from bigseg.formats.objects import export_objects as run
+
+    run(store, out, classes=tuple(classes), layer=layer, entrapped_mm=entrapped_diameter, overwrite=overwrite,
+        echo=click.echo)
+
+
 @cli.command()
 @click.argument("paths", metavar="STORE_OR_FOLDER...", nargs=-1, required=True, type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True,

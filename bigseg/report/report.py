@@ -23,6 +23,7 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.classes import concrete_ids
+from bigseg.defaults import DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError
 from bigseg.paths import display, refuse_overlap
 from bigseg.report import airvoid
@@ -30,7 +31,6 @@ from bigseg.report.measure import AGGREGATE_VOIDS, DIRECTIONS, EDGE_RULES, measu
 from bigseg.report.stats import statistics_from_counts
 
 DEFAULT_SPACING_MM = 1.0
-DEFAULT_ENTRAPPED_MM = 1.0
 ENTRAPPED_CRITERIA = ("diameter", "chord")
 
 
