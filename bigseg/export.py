@@ -26,6 +26,7 @@ import numpy as np
 
 from bigseg.errors import BigsegError
 from bigseg.modelfile import EXPORT_FORMAT, META_KEY, onnx_available, ort_session
+from bigseg.results import ExportResult
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("dynamo", "legacy")
@@ -43,7 +44,7 @@ CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx", *, int8: bool = False,
            calibrate: list | tuple = (), tolerance: float = 1e-3, min_agreement: float = 0.99,
            calibration_windows: int = 32, exporter: str = "dynamo", fp16_storage: bool = False,
-           overwrite: bool = False, echo=print) -> dict:
+           overwrite: bool = False, echo=print) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (ONNX or TorchScript), verified; returns what was written and checked.
 
     ``fp16_storage``: the ONNX file stores its weights as float16, each behind a Cast to float32 that ONNX Runtime
@@ -127,8 +128,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
             export_meta["verified"] = verified
             _set_onnx_meta(tmp_out, export_meta)
         os.replace(tmp_out, out)
-    return {"path": str(out), "format": fmt, "precision": export_meta["precision"], "arch": meta["arch"],
-            "bytes": out.stat().st_size, "verified": verified}
+    return ExportResult(path=str(out), format=fmt, precision=export_meta["precision"], arch=meta["arch"],
+                        bytes=out.stat().st_size, verified=verified)
 
 
 @contextlib.contextmanager

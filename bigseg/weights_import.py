@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from bigseg.errors import BigsegError
+from bigseg.results import ImportResult
 
 CANDIDATES = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
               "lraspp_mobilenet_v3_large", "fcn_resnet50", "fcn_resnet101")
@@ -98,7 +99,7 @@ def candidates(state: dict, n_classes: int) -> dict[str, int]:
 
 def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = "auto", classes=None,
                    mean=None, std=None, bgr: bool = False, window: int = 900, overwrite: bool = False,
-                   echo=print) -> dict:
+                   echo=print) -> ImportResult:
     """Import a torchvision segmentation state dict (see the module doc); returns what was written.
 
     ``classes``: None (the concrete table, for 3 classes), "concrete", or a colour-table file (R G B name per
@@ -171,8 +172,8 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
          + (f", auxiliary head dropped ({len(aux)} tensors)" if aux else "")
          + f"; input {'BGR' if bgr else 'RGB'}, mean {list(model.mean.flatten().tolist())}, "
            f"std {list(model.std.flatten().tolist())}; checked: max |logit difference| {check:.1e}")
-    return {"path": str(out), "arch": arch, "classes": [c.name for c in table], "bgr": bool(bgr),
-            "aux_dropped": len(aux), "max_abs_diff": check}
+    return ImportResult(path=str(out), arch=arch, classes=[c.name for c in table], bgr=bool(bgr),
+                        aux_dropped=len(aux), max_abs_diff=float(check))
 
 
 def _check(model) -> float:

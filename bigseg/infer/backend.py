@@ -11,6 +11,7 @@ from pathlib import Path
 from bigseg.checkpoint import file_digest, load
 from bigseg.errors import BigsegError
 from bigseg.infer.options import InferOptions
+from bigseg.results import ExportResult
 
 
 @dataclass
@@ -166,7 +167,7 @@ def checkpoint_meta(ckpt: Path) -> dict:
     return meta
 
 
-def export_onnx(ckpt: Path, path: Path) -> dict:
+def export_onnx(ckpt: Path, path: Path) -> ExportResult:
     from bigseg.export import export
 
     return export(ckpt, path, "onnx", overwrite=True, echo=lambda *_: None)

@@ -134,6 +134,7 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
                     y = model.run(None, {model.get_inputs()[0].name: x})[0]
                 y = np.flip(y, tuple(a + 1 for a in axes)) if axes else y  # (B, C, h, w): y, x are axes 2, 3
                 out = y if out is None else out + y
+            assert out is not None
             if len(views) > 1:
                 out = out / np.float32(len(views))
         else:
@@ -179,6 +180,7 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
         y = y.float()
         y = y.flip(dims) if dims else y
         out = y if out is None else out.add_(y)
+    assert out is not None
     if len(views) > 1:
         out.div_(len(views))
     if weight is not None:

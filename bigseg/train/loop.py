@@ -22,6 +22,7 @@ from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.metrics import confusion, scores
 from bigseg.models import build, training_mode
+from bigseg.results import TrainResult
 from bigseg.train.config import TrainConfig, resolve_epochs
 from bigseg.train.sampler import CropDataset, IndexRange
 
@@ -324,7 +325,7 @@ def _validation(s: _State, val_set, log, bar) -> dict:
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, echo=print, progress=True,
-          time_limit: float | None = None) -> dict:
+          time_limit: float | None = None) -> TrainResult:
     """Train per ``cfg``; returns a summary. ``stop_at``: checkpoint and stop after that many iterations;
     ``time_limit``: checkpoint and stop after that many seconds (``--resume`` continues either way).
 
@@ -381,7 +382,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
         s.save(out / "model.pt", False)
     seconds = time.perf_counter() - t0
     done = s.step == cfg.iterations
-    return {"out": str(out), "iterations": s.step, "of": cfg.iterations, "seconds": seconds,
-            "first_loss": losses[0] if losses else None, "last_loss": float(np.mean(losses[-10:])) if losses else None,
-            "val": metrics, "model": str(out / "model.pt") if done else None,
-            "it_per_second": (len(losses) / seconds) if seconds > 0 and losses else math.nan}
+    return TrainResult(out=str(out), iterations=s.step, of=cfg.iterations, seconds=seconds,
+                       first_loss=losses[0] if losses else None,
+                       last_loss=float(np.mean(losses[-10:])) if losses else None, val=metrics,
+                       model=str(out / "model.pt") if done else None,
+                       it_per_second=(len(losses) / seconds) if seconds > 0 and losses else math.nan)

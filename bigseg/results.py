@@ -1,0 +1,69 @@
+"""What the verbs return: frozen dataclasses, typed for callers and mypy, that still read like the dicts they
+replace (``r["path"]`` and ``r.path`` are the same), so scripts written against the dicts keep working."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Result:
+    """Base of the verbs' results: attribute access, dict-style reading (``r["key"]``, ``"key" in r``,
+    ``r.get``), and :meth:`to_dict` for JSON."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in {f.name for f in fields(self)}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self else default
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportResult(Result):
+    """:func:`bigseg.export.export`: the file written and how it was checked against PyTorch."""
+
+    path: str
+    format: str
+    precision: str
+    arch: str
+    bytes: int
+    verified: dict
+
+
+@dataclass(frozen=True)
+class TrainResult(Result):
+    """:func:`bigseg.train.loop.train`: the run folder, iterations done of the planned, losses, validation."""
+
+    out: str
+    iterations: int
+    of: int
+    seconds: float
+    first_loss: float | None
+    last_loss: float | None
+    val: dict | None
+    model: str | None  # OUT/model.pt once every iteration is done; None for a run stopped early
+    it_per_second: float
+
+
+@dataclass(frozen=True)
+class ImportResult(Result):
+    """:func:`bigseg.weights_import.import_weights`: the checkpoint written and what it was read as."""
+
+    path: str
+    arch: str
+    classes: list
+    bgr: bool
+    aux_dropped: int  # tensors of an auxiliary head left out
+    max_abs_diff: float  # against the bare network fed as the original trainer fed it
