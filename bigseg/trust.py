@@ -134,6 +134,9 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         raise BigsegError(f"{out} exists; pass --overwrite to replace it")
     if slabs < 3:
         raise BigsegError(f"--slabs must be at least 3 (a range and a correlation need several), got {slabs}")
+    if not 256 <= size <= 16384:
+        raise BigsegError(f"--size must be between 256 and 16384 px, got {size}: a validation slab must hold "
+                          "1 mm traverse lines (2048, the default, holds several)")
     blob = checkpoint.read(model)  # refuses anything but a safe bigseg checkpoint, before hours of work
     old_digest = checkpoint.file_digest(model)
     own_tmp = workdir is None

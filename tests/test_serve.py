@@ -241,3 +241,31 @@ def test_load_2000_tiles_from_16_clients(quad, record_property):
     assert r["peak_rss_mb"] < 600, r
     record_property("reliability", ("load", "2000 tile requests from 16 concurrent clients (all layers, all levels)",
                                     f"no error; p95 {r['p95_ms']:.0f} ms; server peak RSS {r['peak_rss_mb']:.0f} MB"))
+
+
+def test_a_store_moved_away_while_served(tmp_path, quad, record_property):
+    """Two stores served, one moved away: the other stays listed and viewable, the moved one answers 404 with a
+    JSON reason (not a 500 that leaves the viewer with neither), and it is back when it is back."""
+    import shutil
+
+    record_property("reliability", ("fault", "serve: one of two stores moved away while served",
+                                    "the other stays listed and viewable; the moved one is a JSON 404 until back"))
+    a = tmp_path / "a.zarr"
+    b = tmp_path / "b.zarr"
+    shutil.copytree(quad, a)
+    shutil.copytree(quad, b)
+    s = Server(a, b)
+    try:
+        assert [x["id"] for x in json.loads(s.get("/api/stores")[2])] == ["a", "b"]
+        b.rename(tmp_path / "elsewhere.zarr")
+        status, _, body = s.get("/api/stores")
+        assert status == 200 and [x["id"] for x in json.loads(body)] == ["a"]
+        status, ctype, body = s.get("/api/stores/b/stats")
+        assert status == 404 and ctype.startswith("application/json") and b"not available" in body
+        assert s.get("/dzi/b/labels_files/12/0_0.png")[0] == 404
+        assert s.get("/dzi/a/labels_files/12/0_0.png")[0] == 200
+        (tmp_path / "elsewhere.zarr").rename(b)
+        assert [x["id"] for x in json.loads(s.get("/api/stores")[2])] == ["a", "b"]
+        assert s.get("/api/stores/b/stats")[0] == 200
+    finally:
+        s.stop()

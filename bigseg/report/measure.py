@@ -94,6 +94,8 @@ def traverse_rows(height: int, spacing_px: float) -> np.ndarray:
     if spacing_px < 1:
         raise BigsegError(f"traverse spacing of {spacing_px:.3g} px is below one pixel; pass a larger "
                           "--traverse-spacing")
+    if spacing_px / 2 >= height:  # (also keeps the positions below int64's range: --pixel-size 1e-20)
+        return np.zeros(0, np.int64)  # no line: the report says which option to change
     rows = np.floor(spacing_px / 2 + spacing_px * np.arange(int(np.ceil(height / spacing_px)) + 1)).astype(np.int64)
     return np.unique(rows[rows < height])
 

@@ -80,6 +80,10 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
             slab = slabs.get(key)
             if slab is None:
                 self.fail(404, "no such store")
+            try:
+                slab.refresh()
+            except (BigsegError, OSError) as exc:  # moved, deleted or damaged since the service started
+                self.fail(404, f"store {slab.path.name} is not available now ({str(exc).splitlines()[0][:120]})")
             return slab
 
         def set_default_headers(self):
@@ -102,7 +106,7 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
     class Stores(Base):
         def get(self):
             self.set_header("Content-Type", "application/json")
-            self.write(json.dumps([s.info() for s in slabs.values()]))
+            self.write(json.dumps([info for info in map(_available, slabs.values()) if info is not None]))
 
     class Stats(Base):
         def get(self, key):
@@ -271,6 +275,15 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
         (r"/api/stores/([A-Za-z0-9._-]+)/undo", Undo),
         (r".*", Missing),
     ], compress_response=False)
+
+
+def _available(slab: tiles.Slab) -> dict | None:
+    """The store's entry for /api/stores, or None while it cannot be read (moved away, deleted, damaged): the
+    others stay listed and viewable, and it comes back when it is back."""
+    try:
+        return slab.info()
+    except (BigsegError, OSError):
+        return None
 
 
 def _report_path(slab: tiles.Slab) -> Path | None:

@@ -135,12 +135,22 @@ def _write_tiff(path: Path, tiles: Iterator[np.ndarray], shape, pixel_size_um: f
     import tifffile
 
     px_per_cm = 1e4 / pixel_size_um
+    tile: tuple[int, int] | None = (TILE, TILE)
+    data: Iterator[np.ndarray] | np.ndarray = tiles
+    if shape[0] < TILE or shape[1] < TILE:  # libvips refuses tiles larger than the image ("tile size out of
+        # range"): a thin or small slab is written in strips, assembled from its tiles (under TILE rows or columns)
+        nx = -(-shape[1] // TILE)
+        full = np.zeros((-(-shape[0] // TILE) * TILE, nx * TILE, *shape[2:]), np.uint8)
+        for k, t in enumerate(tiles):
+            y, x = divmod(k, nx)
+            full[y * TILE : (y + 1) * TILE, x * TILE : (x + 1) * TILE] = t
+        data, tile = full[: shape[0], : shape[1]], None
     tifffile.imwrite(
         path,
-        data=tiles,
-        shape=shape,
-        dtype=np.uint8,
-        tile=(TILE, TILE),
+        data=data,
+        shape=None if tile is None else shape,
+        dtype=None if tile is None else np.uint8,
+        tile=tile,
         bigtiff=True,
         photometric="rgb" if len(shape) == 3 else "minisblack",
         compression=compression,

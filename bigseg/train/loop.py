@@ -292,6 +292,18 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
     return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last)
 
 
+def _stores_without_labels(stores: list[str], ignore: int) -> list[str]:
+    """The training stores whose truth holds no labelled pixel (read chunk by chunk, stopping at the first one)."""
+    out = []
+    for p in stores:
+        truth = st.open_array(p, "truth")
+        cy, cx = truth.chunks
+        if not any((np.asarray(truth[y : y + cy, x : x + cx]) != ignore).any()
+                   for y in range(0, truth.shape[0], cy) for x in range(0, truth.shape[1], cx)):
+            out.append(str(p))
+    return out
+
+
 def _step(s: _State, loss_fn, image, truth) -> float:
     """One optimizer step; a non-finite loss stops the run (the last checkpoint stays)."""
     device = s.device
@@ -303,6 +315,13 @@ def _step(s: _State, loss_fn, image, truth) -> float:
         logits = s.model(image)
         loss = loss_fn(logits.float(), truth)
     if not torch.isfinite(loss):
+        if not bool((truth != s.cfg.ignore_label).any()):  # nothing to learn from, not a learning rate too high
+            empty = _stores_without_labels(s.cfg.train, s.cfg.ignore_label)
+            raise BigsegError(
+                f"{', '.join(empty)}: the truth has no labelled pixels (all {s.cfg.ignore_label}); import a mask with "
+                "class ids" if empty else
+                f"a batch of {len(truth)} crops held no labelled pixel at iteration {s.step} (the truth is mostly "
+                f"unlabelled, {s.cfg.ignore_label}); raise crop or batch_size, or set rare_class")
         raise BigsegError(f"loss became {loss.item()} at iteration {s.step}; lower optimizer.lr")
     s.opt.zero_grad(set_to_none=True)
     loss.backward()

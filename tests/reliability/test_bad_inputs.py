@@ -128,6 +128,13 @@ def _config(tmp: Path, world: Path, **kw) -> Path:
     return _write(tmp / "cfg.yaml", yaml.safe_dump(cfg))
 
 
+def _unlabelled_store(tmp: Path, world: Path) -> Path:
+    """The world's slab with a truth mask of 255 everywhere (nothing labelled)."""
+    Image.fromarray(np.full((300, 400), 255, np.uint8)).save(tmp / "none.png")
+    ingest(world / "slab.png", tmp / "unl.zarr", truth=tmp / "none.png")
+    return tmp / "unl.zarr"
+
+
 def _pickle_checkpoint(tmp: Path, world: Path) -> Path:
     payload = _Payload()
     payload.flag = tmp / "pwned"
@@ -452,6 +459,10 @@ CASES = [
      "--traverse-spacing must be a positive number"),
     ("report: --entrapped-diameter nan", ["report", W + "/good.zarr", "-o", T + "/r", "--entrapped-diameter", "nan"],
      "--entrapped-diameter must be a positive number"),
+    ("report: --pixel-size 1e-20 (no traverse line; was a KeyError)", [
+        "report", W + "/good.zarr", "-o", T + "/r", "--pixel-size", "1e-20"], "no traverse line crosses"),
+    ("calibrate: --size 128 (no traverse on the validation slabs)", [
+        "calibrate", "light_unet", "-o", T + "/cal.pt", "--slabs", "3", "--size", "128"], "--size must be between"),
     ("report: --pixel-size nan", ["report", W + "/good.zarr", "-o", T + "/r", "--pixel-size", "nan"],
      "--pixel-size must be a positive number"),
     ("evaluate: a truncated array metadata file", lambda t, w: [
@@ -490,6 +501,9 @@ CASES = [
     ("train: store without truth", lambda t, w: [
         "train", "--config", _config(t, w, train=[str(t / "nt.zarr")])
         if ingest(w / "slab.png", t / "nt.zarr") else None], "no complete truth mask"),
+    ("train: a store whose truth is all unlabelled (255): named, not 'lower optimizer.lr'", lambda t, w: [
+        "train", "--config", _config(t, w, train=[str(_unlabelled_store(t, w))])],
+     "the truth has no labelled pixels"),
     ("train: optimizer.lr .inf", lambda t, w: ["train", "--config", _config(t, w, optimizer={"lr": float("inf")})],
      "optimizer.lr"),
     ("train: --config an image file", lambda t, w: ["train", "--config", w / "slab.png"], "not a text file"),
@@ -601,3 +615,17 @@ def test_output_that_is_the_current_folder(tmp_path, world, record_property, com
     assert (here / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "keep.txt"]
     assert snapshot(world / "good.zarr") == before
+
+
+def test_tiny_and_thin_synthetic_slabs_are_written_and_ingested(tmp_path, record_property):
+    """synth --size 100x100 (and 64x64, 3000x40) used to fail in libvips ("tile size out of range": tiles larger
+    than the image); a slab that small is written in strips and ingests."""
+    record_property("reliability", ("bad input", "synth: slabs smaller than a tile (100x100, 64x64 TIFF, 3000x40)",
+                                    "written and ingested, no error"))
+    for name, size in (("s.png", "100x100"), ("s.tif", "64x64"), ("thin.png", "3000x40")):
+        assert run_cli("synth", tmp_path / name, "--size", size).returncode == 0, name
+        proc = run_cli("ingest", tmp_path / name, tmp_path / f"{name}.zarr")
+        assert proc.returncode == 0, proc.stderr
+        w, h = (int(v) for v in size.split("x"))
+        assert tuple(__import__("zarr").open_group(str(tmp_path / f"{name}.zarr"), mode="r")["image"].shape) == \
+            (h, w, 3)
