@@ -149,7 +149,7 @@ def _refuse_if_nothing_listens(scheduler: str, timeout: float) -> None:
     except ValueError:
         raise BigsegError(f"--scheduler {scheduler}: the port is not a number from 1 to 65535") from None
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        sock = socket.create_connection((url.hostname, port), timeout=timeout)
     except ConnectionRefusedError:
         raise BigsegError(f"cannot reach the dask scheduler at {scheduler} (connection refused: nothing listens on "
                           f"port {port} of {url.hostname}); is it running?") from None
@@ -158,6 +158,26 @@ def _refuse_if_nothing_listens(scheduler: str, timeout: float) -> None:
                           f"{exc.strerror})") from None
     except OSError:
         return  # unreachable or slow: dask's own attempt says so within the timeout
+    with sock:
+        if url.scheme != "tcp":
+            return  # TLS and websockets wait for the client to speak first
+        # a dask scheduler speaks first (its handshake, at once); an HTTP server (a dashboard's port given by
+        # mistake) waits for a request: silence tells them apart without dask's 20-second handshake timeout
+        sock.settimeout(min(HANDSHAKE_WAIT, timeout))
+        try:
+            first = sock.recv(1)
+        except TimeoutError:
+            raise BigsegError(f"the server at {scheduler} accepted the connection but did not greet as a dask "
+                              f"scheduler does (within {min(HANDSHAKE_WAIT, timeout):g} s): is that a web server, "
+                              "e.g. the dashboard (8787)? Give the scheduler's own port (8786 by default)") from None
+        except OSError:
+            return
+        if not first:
+            raise BigsegError(f"the server at {scheduler} closed the connection at once: not a dask scheduler")
+
+
+HANDSHAKE_WAIT = 3.0
+"""Seconds a dask scheduler is given to send its handshake after accepting a connection (it sends it at once)."""
 
 
 @contextlib.contextmanager

@@ -280,6 +280,12 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
             c.name for c in classes
         ]:
             raise BigsegError(f"{last}: its architecture or classes differ from the config's")
+        saved_kw = blob["meta"].get("arch_kwargs") or {}
+        changed = sorted(k for k in set(saved_kw) | set(kwargs) if saved_kw.get(k) != kwargs.get(k))
+        if changed:
+            k = changed[0]
+            raise BigsegError(f"{last}: the run was started with model.{k} {saved_kw.get(k)!r}, the config now says "
+                              f"{kwargs.get(k)!r}; put it back to resume, or start a new run (another 'out')")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
