@@ -121,6 +121,10 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
     if not out.parent.is_dir():
         raise BigsegError(f"{out.parent}: no such folder")
     state = read_state_dict(path)
+    bad = next((k for k, v in state.items() if hasattr(v, "is_floating_point") and v.is_floating_point()
+                and not bool(v.isfinite().all())), None)
+    if bad is not None:  # infer would refuse the checkpoint later; say it now, naming the tensor
+        raise BigsegError(f"{path}: the tensor {bad!r} holds inf or NaN; these weights cannot be used")
     aux = [k for k in state if k.startswith("aux_classifier.")]
     state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
     n = n_classes_of(state)

@@ -83,6 +83,7 @@ def _chunk_pieces(block: np.ndarray, y0: int, x0: int, class_ids: list[int]):
     four = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
     pieces: dict[tuple[int, int], _Piece] = {}
     labels: dict[int, np.ndarray] = {}
+    ys, xs = np.indices(block.shape)
     for c in class_ids:
         lab, n = ndimage.label(block == c, structure=four)
         labels[c] = lab
@@ -90,7 +91,6 @@ def _chunk_pieces(block: np.ndarray, y0: int, x0: int, class_ids: list[int]):
             continue
         idx = np.arange(1, n + 1)
         areas = ndimage.sum_labels(np.ones_like(lab), lab, idx)
-        ys, xs = np.indices(lab.shape)
         sy = ndimage.sum_labels(ys, lab, idx)
         sx = ndimage.sum_labels(xs, lab, idx)
         for k, sl in enumerate(ndimage.find_objects(lab)):
