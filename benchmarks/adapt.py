@@ -237,7 +237,6 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
     ap.add_argument("--grow", type=int, default=AdaptOptions.grow)
     ap.add_argument("--balance", default=AdaptOptions.balance)
-    ap.add_argument("--ema", type=float, default=AdaptOptions.ema)
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
@@ -257,7 +256,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance, ema=a.ema)
+    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

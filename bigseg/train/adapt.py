@@ -554,11 +554,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     _freeze_batchnorm(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
                             weight_decay=opts.weight_decay)
-    averaged = None
-    if opts.ema:  # a running average of the weights: the end of a short, noisy fine-tune depends less on its last steps
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(opts.ema))
     photometric = PhotometricConfig.model_validate({}) if opts.photometric else None
     budget = opts.minutes * 60
     echo(f"adapting {base_path.name} on {len(paths)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
@@ -594,8 +590,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
             step += 1
             value = float(loss.item())
             losses.append(value)
@@ -615,8 +609,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     seconds = time.perf_counter() - t0
     if not step:
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
-    if averaged is not None:
-        model = averaged.module  # (BatchNorm statistics are the base's in both: nothing to recompute)
     model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
     counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng)

@@ -30,7 +30,6 @@ class AdaptOptions:
     photometric: bool = True
     export: bool = True
     suggestions: int = 5
-    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; the last weights are kept)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -52,7 +51,5 @@ class AdaptOptions:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
             raise BigsegError(f"--held-back must be a fraction between 0 and 1, got {self.held_back}")
-        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
-            raise BigsegError(f"--ema must be 0 (off) or a decay below 1, got {self.ema}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
