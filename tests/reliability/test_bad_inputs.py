@@ -107,6 +107,17 @@ def _short_scan_jpeg(tmp: Path) -> Path:
     return _write(tmp / "short.jpg", bytes(data))
 
 
+def _inf_state(tmp: Path) -> Path:
+    """A torchvision LR-ASPP state dict (random weights, 3 classes) with inf in one BatchNorm running variance."""
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    state = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).state_dict()
+    key = next(k for k in state if k.endswith("running_var"))
+    state[key][0] = float("inf")
+    torch.save(state, tmp / "inf.pth")
+    return tmp / "inf.pth"
+
+
 def _zip_bomb(tmp: Path) -> Path:
     """A torch-style zip archive (a real state dict) plus an entry of 1 GiB of zeros, DEFLATE'd to ~1 MB."""
     import zipfile
@@ -522,6 +533,8 @@ CASES = [
      "--time-limit must be a positive number"),
     ("import weights: --window -5", ["import", "weights", str(BUNDLED), "-o", T + "/o.pt", "--window", "-5"],
      "--window must be between"),
+    ("import weights: inf in a BatchNorm buffer (named, not written)", lambda t, w: [
+        "import", "weights", _inf_state(t), "-o", t / "o.pt"], "holds inf or NaN"),
     ("import weights: a small file holding a 1 GiB DEFLATE'd entry (refused before unpacking)", lambda t, w: [
         "import", "weights", _zip_bomb(t), "-o", t / "o.pt"], "zip bomb"),
     ("bench: --store holding labels, without --overwrite (the labels are kept)", [
