@@ -172,7 +172,9 @@ def _line_counts(block: np.ndarray, n_classes: int) -> np.ndarray:
         return np.zeros((block.shape[0], n_classes), np.int64)
     k = block.shape[0]
     keys = np.repeat(np.arange(k) * 256, block.shape[1]) + block.ravel()
-    return np.bincount(keys, minlength=k * 256).reshape(k, 256)[:, :n_classes]
+    # a copy, not a view: a view would keep the whole (rows, 256) count table alive in every chunk's result, and
+    # the driver holds all of them (2 MB a chunk: 1.2 GB of a 300 Mpx report's 2.1 GB peak)
+    return np.bincount(keys, minlength=k * 256).reshape(k, 256)[:, :n_classes].copy()
 
 
 def analyse_chunk(path: str, array: str, y0: int, y1: int, x0: int, x1: int, rows: np.ndarray, cols: np.ndarray,
