@@ -346,3 +346,31 @@ def test_report_on_a_traced_mask_no_model(tmp_path, inferred):
     assert run_cli("report", plain, "--source", "truth").returncode == 0
     assert "--truth compares a model's labels" in error_line(run_cli("report", plain, "--source", "truth",
                                                                      "--truth", "-o", tmp_path / "x"))
+
+
+def test_chunk_results_keep_no_views_of_large_arrays(tmp_path, slab_png):
+    """The driver holds every chunk's result until the figures are assembled: an array in a result that is a view
+    keeps its whole base alive (per-row counts as a view of a rows x 256 table made a 300 Mpx report peak at
+    2.1 GB). Every array in a result owns its data, or is a view of something small (16 KB) or twice itself."""
+    from bigseg.report.measure import analyse_chunk, traverse_rows
+
+    store = tmp_path / "s.zarr"
+    ingest(slab_png, store, truth=slab_png.with_name("slab.truth.png"), chunk=256)
+    ids = {"paste": P, "stone": S, "void": V}
+    rows, cols = traverse_rows(256, 20), traverse_rows(256, 20)
+    out = analyse_chunk(str(store), "truth", 256, 512, 256, 512, rows + 256, cols + 256, ids, 3)
+
+    def arrays(value):
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from arrays(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from arrays(v)
+
+    found = list(arrays(out))
+    assert len(found) > 10
+    for a in found:
+        assert a.base is None or a.base.nbytes <= max(2 * a.nbytes, 16384), (a.shape, a.base.shape)
