@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bigseg.defaults import DEFAULT_CHUNK
+from bigseg.defaults import DEFAULT_CHUNK, DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from bigseg.train.adapt_options import AdaptOptions
@@ -452,7 +452,7 @@ def import_pairs(images, masks, outdir, colour_table, void_name, pixel_size, chu
               "p/A and the spacing factors beside the measured one.")
 @click.option("--max-aggregate", type=float, help="Nominal maximum aggregate size (mm): warns when the traverse is "
               "shorter than ASTM C457 Table 1 asks.")
-@click.option("--entrapped-diameter", default=1.0, show_default=True, type=float,
+@click.option("--entrapped-diameter", default=DEFAULT_ENTRAPPED_MM, show_default=True, type=float,
               help="Voids above this size (mm) count as entrapped air.")
 @click.option("--entrapped-criterion", default="diameter", show_default=True, type=click.Choice(["diameter", "chord"]),
               help="Size by the void's equivalent diameter in the section, or by chord length on the traverse.")
@@ -631,7 +631,7 @@ def export_tiff(store, out, layer, overwrite):
               help="Class whose objects to write (repeat for more: --class void --class stone).")
 @click.option("--layer", default="labels", show_default=True, type=click.Choice(["labels", "truth"]),
               help="The mask: the model's labels, or the traced truth.")
-@click.option("--entrapped-diameter", default=1.0, show_default=True, type=float,
+@click.option("--entrapped-diameter", default=DEFAULT_ENTRAPPED_MM, show_default=True, type=float,
               help="Voids of at least this equivalent diameter (mm) are entrapped air (as in the report).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def export_objects(store, out, classes, layer, entrapped_diameter, overwrite):

@@ -45,17 +45,21 @@ def _bigseg(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
+def _kill_when(proc, folder: Path, pattern: str, timeout: float) -> None:
+    """SIGKILL ``proc`` as soon as a file matching ``pattern`` appears under ``folder`` (it is mid-write then)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not list(folder.glob(pattern)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{proc.args[3]} finished before it could be killed"
+
+
 def test_ingest_killed_then_rerun(tmp_path, noise_png, record_property):
     record_property("reliability", ("fault", "`ingest` killed (SIGKILL) while writing",
                                     "no store under the final name; the rerun cleans up and is byte-identical"))
     out = tmp_path / "s.zarr"
-    proc = _bigseg("ingest", noise_png, out, "--chunk", "256")
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".s.zarr.partial-*/image/c/1")):
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed"
+    _kill_when(_bigseg("ingest", noise_png, out, "--chunk", "256"), tmp_path, ".s.zarr.partial-*/image/c/1", 60)
     assert not out.exists() and list(tmp_path.glob(".s.zarr.partial-*"))
     assert run_cli("ingest", noise_png, out, "--chunk", "256").returncode == 0
     assert not list(tmp_path.glob(".s.zarr.partial-*"))  # the killed run's leftovers are gone
@@ -72,13 +76,8 @@ def test_export_tiff_killed_then_rerun(tmp_path, noise_png, record_property):
     store = tmp_path / "s.zarr"
     ingest(noise_png, store, chunk=512)
     out = tmp_path / "image.tif"
-    proc = _bigseg("export-tiff", store, "-o", out, "--layer", "image")
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".image.tif.levels-*/1/c/*")):
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "export-tiff finished before it could be killed"
+    _kill_when(_bigseg("export-tiff", store, "-o", out, "--layer", "image"), tmp_path, ".image.tif.levels-*/1/c/*",
+               120)
     assert not out.exists() and list(tmp_path.glob(".image.tif.levels-*"))
     assert run_cli("export-tiff", store, "-o", out, "--layer", "image").returncode == 0
     assert not list(tmp_path.glob(".image.tif.*-*"))  # neither .partial-PID nor .levels-PID is left
