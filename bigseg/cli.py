@@ -448,7 +448,7 @@ def import_pairs(images, masks, outdir, colour_table, void_name, pixel_size, chu
               type=click.Choice(["horizontal", "vertical", "both"]), help="Direction of the traverse lines.")
 @click.option("--region", help="Only the specimen counts: a mask file (non-zero inside) or 'auto' (the slab found "
               "against a plain background); kept in the store.")
-@click.option("--paste-content", type=float, help="Paste content (%% of the concrete) from the mix design: used for "
+@click.option("--paste-content", type=float, help="Paste content (% of the concrete) from the mix design: used for "
               "p/A and the spacing factors beside the measured one.")
 @click.option("--max-aggregate", type=float, help="Nominal maximum aggregate size (mm): warns when the traverse is "
               "shorter than ASTM C457 Table 1 asks.")

@@ -24,7 +24,7 @@ from bigseg.infer import backend as be
 from bigseg.infer import outputs
 from bigseg.infer.executors import InProcess, InThreads, ex_for, on_a_worker
 from bigseg.infer.inputs import check_input, resolve_input
-from bigseg.infer.options import InferOptions
+from bigseg.infer.options import InferOptions, default_workers
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
 from bigseg.infer.predictor import ModelSpec
 from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip
@@ -184,7 +184,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     if o.device == "cpu" and not o.scheduler and workers > cpu_count():
         echo(f"warning: {workers} workers on {cpu_count()} cores: each worker holds a model and its threads share the "
              f"cores, so more workers than cores is slower and takes more memory (measured: 8 workers on 2 cores ran "
-             f"2.2x slower than 1 and held 9.8 GB); the default is {max(1, cpu_count() // 2)}")
+             f"2.2x slower than 1 and held 9.8 GB); the default here is {_default_workers_text()}")
     threads = o.threads or max(1, cpu_count() // max(workers, 1))
     t_start = time.perf_counter()
     # the cluster is reached (or started) before the store is touched: an unreachable scheduler must not
@@ -254,6 +254,11 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                        startup_seconds=t_ready - t_start, megapixels_per_second=computed_mpx / seconds,
                        workers=workers, device=o.device, stats=stats,
                        confidence=st.attr(st.array(st.open_store(store), "labels"), "confidence"), run=run)
+
+
+def _default_workers_text() -> str:
+    n = default_workers("cpu")
+    return f"{n} worker processes" if n else "0 (this process, two task threads)"
 
 
 def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, device: str, echo) -> dict | None:
