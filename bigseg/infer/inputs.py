@@ -8,13 +8,19 @@ from bigseg import store as st
 from bigseg.errors import BigsegError
 
 
-def check_input(input_path, out: str | None) -> None:
-    """What can be said about INPUT and -o before a cluster is started: cheap, and never a traceback."""
+def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
+    """What can be said about INPUT and -o before a cluster is started or a model loaded: cheap, and never a
+    traceback. Finished labels without ``overwrite`` are refused here, not after seconds of loading a model."""
     from bigseg.paths import refuse_overlap
 
     p = Path(input_path)
     if not p.exists():
         raise BigsegError(f"{p}: no such image or store")
+    store = p if st.is_store(p) else (Path(out) if out else p.with_suffix(".zarr"))
+    if not overwrite and st.is_store(store):
+        group = st.open_store(store)
+        if "labels" in group and st.is_complete(st.array(group, "labels")):
+            raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
     if st.is_store(p):
         if out and Path(out).resolve() != p.resolve():
             raise BigsegError(f"{p} is already a store; -o applies only when INPUT is an image file")

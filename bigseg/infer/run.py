@@ -163,7 +163,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
 
     o = options or InferOptions()
     o.check()
-    check_input(input_path, out)
+    check_input(input_path, out, o.overwrite)
     if o.device == "cuda":
         import torch
 
