@@ -223,6 +223,7 @@ def test_report_cli_writes_a_report_people_can_open(tmp_path, inferred):
                    "--operator", "J. Smith")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"Air content A\s+[\d.]+ %\s+\[[\d.]+, [\d.]+\]\s+truth\s+[\d.]+", proc.stdout), proc.stdout
+    assert "95 % interval from traverse sampling only" in proc.stdout  # not read as the whole uncertainty
     doc = json.loads((out / "stats.json").read_text())
     assert doc["bigseg_version"] and doc["pixel_size_um"] == 10
     assert doc["specimen"] == "B-17" and doc["operator"] == "J. Smith" and "bigseg report" in doc["command"]
@@ -374,3 +375,12 @@ def test_chunk_results_keep_no_views_of_large_arrays(tmp_path, slab_png):
     assert len(found) > 10
     for a in found:
         assert a.base is None or a.base.nbytes <= max(2 * a.nbytes, 16384), (a.shape, a.base.shape)
+
+
+def test_numbers_are_formatted_for_people():
+    from bigseg.report import html
+    from bigseg.report.report import _fmt
+
+    assert _fmt(30000.0) == "30000" and _fmt(1234.56) == "1235" and _fmt(4.0733) == "4.073"
+    assert html._fmt(30000.0) == "30\u2009000" and html._fmt(0.1707) == "0.1707"
+    assert "e+" not in _fmt(98765.4) + html._fmt(98765.4)

@@ -49,7 +49,7 @@ def _fmt(v) -> str:
         return "yes" if v else "no"
     if isinstance(v, int):
         return f"{v:,d}".replace(",", "\u2009")
-    if abs(v) >= 1e5:
+    if abs(v) >= 1000:  # 30 000, not 3e+04
         return f"{v:,.0f}".replace(",", "\u2009")
     return f"{v:.4g}"
 
@@ -73,7 +73,8 @@ def _key_figures(doc: dict) -> str:
         if key not in p:
             continue
         interval = ci.get(key) if isinstance(ci.get(key), dict) else None
-        rng = f"95 % interval {_fmt(interval['low'])}–{_fmt(interval['high'])}" if interval else ""
+        rng = (f"95 % interval {_fmt(interval['low'])}–{_fmt(interval['high'])} (traverse sampling only)"
+               if interval else "")
         boxes.append(f"<div><span>{_e(figure(key).name)}</span><b>{_fmt(p[key]['value'])} "
                      f"{UNITS.get(p[key]['unit'], p[key]['unit'])}</b><span>{rng}</span></div>")
     return f'<div class="key">{"".join(boxes)}</div>' if boxes else ""
@@ -101,8 +102,9 @@ def _tables(doc: dict) -> str:
             rows.append(f"<tr><td class=n>{_e(figure(key).name)}</td>{''.join(cells)}{ci_cell}"
                         f"<td class=u>{_e(UNITS.get(p['unit'], p['unit']))}</td></tr>")
         head = "".join(f"<th>{heads[s]}</th>" for s in sources)
-        out.append(f"<h3>{_e(group)}</h3><table class=r><thead><tr><th>figure</th>{head}<th>95 % interval</th>"
-                   f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        out.append(f"<h3>{_e(group)}</h3><table class=r><thead><tr><th>figure</th>{head}"
+                   f"<th>95 % interval (traverse sampling only)</th><th></th></tr></thead>"
+                   f"<tbody>{''.join(rows)}</tbody></table>")
     return "".join(out)
 
 
@@ -236,7 +238,9 @@ rule of stereology). <b>Voids</b> are 4-connected regions of void pixels; a void
 boundary) is a pore of the aggregate and is not counted as air (EN 480-11 §3.1). <b>EN 480-11</b> figures come from
 the chords up to 4 mm sorted into 28 classes and unfolded into sphere sizes (A300 = air in voids up to 300 µm).
 <b>Uncertainty</b>: the traverse lines, each with the band of section it stands for, are resampled with replacement
-(bootstrap); the intervals are the 2.5 and 97.5 percentiles of the recomputed figures. <b>Confidence</b>: the model's
+(bootstrap); the intervals are the 2.5 and 97.5 percentiles of the recomputed figures. They cover where the
+traverse lines fall, not the segmentation's own errors (see the confidence check and, where there is one, the
+comparison with a traced truth). <b>Confidence</b>: the model's
 probability of the class it chose, compared with its range on validation sections; outside it, the report warns.</p>
 <table class=m><thead><tr><th>figure</th><th style="text-align:left">formula</th><th style="text-align:left">source
 </th></tr></thead><tbody>{rows}</tbody></table>

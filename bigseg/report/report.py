@@ -337,7 +337,7 @@ def _fmt(v) -> str:
         return "n/a"
     if isinstance(v, int):
         return f"{v:d}"
-    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.6g}"
+    return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"  # 30000, not 3e+04
 
 
 SUMMARY_KEYS = ["air_content", "spacing_factor", "spacing_factor_procedure_a", "specific_surface", "voids_per_mm",
@@ -363,6 +363,8 @@ def format_summary(doc: dict) -> str:
         if "truth" in doc:
             line += f"  truth {_fmt(doc['truth']['parameters'][k]['value']):>10s}"
         lines.append(line)
+    if ci:
+        lines.append("[..]: 95 % interval from traverse sampling only, not the segmentation's own errors")
     for w in doc.get("warnings", []):
         lines.append(f"WARNING: {w}")
     return "\n".join(lines)
