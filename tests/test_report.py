@@ -264,6 +264,8 @@ def test_report_cli_writes_a_report_people_can_open(tmp_path, inferred):
     assert not re.search(r"(src|href)=\"(?!data:)", html)  # nothing outside the file
     assert "Spacing factor L (Procedure B)" in html and "B-17" in html and "Methods" in html
     assert doc["slabs"][0]["crops"][0]["why"] == "most voids"
+    head = np.asarray(Image.open(out / "crops.png").convert("L"))[:20]  # column headings over the panels
+    assert (head > 250).mean() > 0.8 and all((head[:, k * 390 : k * 390 + 120] < 128).any() for k in range(3))
 
     # an existing report is kept without --overwrite
     before = (out / "stats.json").read_bytes()

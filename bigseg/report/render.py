@@ -229,9 +229,27 @@ def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2, source:
             where.append({"why": why, "y": int(y0), "x": int(x0), "size": CROP})
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    panel_w = min(CROP, w)
+    titles = ["picture", "segmentation" if source == "labels" else f"{source} (traced)"] + (["truth"] if truth else [])
+    rows.insert(0, _headings(titles, panel_w, 6, width))
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(rows, axis=0)).save(buf, format="png")
     return buf.getvalue(), where
+
+
+def _headings(titles: list[str], panel_w: int, gap: int, width: int, height: int = 20) -> np.ndarray:
+    """A white strip with each panel's title at its left edge (the crops' column headings)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    try:
+        font = ImageFont.load_default(size=14)  # Pillow's own scalable font (no system fonts needed)
+    except TypeError:  # Pillow < 10.1: the small bitmap font
+        font = ImageFont.load_default()
+    for k, title in enumerate(titles):
+        draw.text((k * (panel_w + gap) + 2, 2), title, fill=(40, 40, 40), font=font)
+    return np.asarray(strip)
 
 
 ERROR_COLOURS = {"missed void": (230, 30, 30), "false void": (235, 0, 235), "stone / paste": (255, 200, 0)}
