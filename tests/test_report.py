@@ -386,3 +386,26 @@ def test_numbers_are_formatted_for_people():
     assert _fmt(30000.0) == "30000" and _fmt(1234.56) == "1235" and _fmt(4.0733) == "4.073"
     assert html._fmt(30000.0) == "30\u2009000" and html._fmt(0.1707) == "0.1707"
     assert "e+" not in _fmt(98765.4) + html._fmt(98765.4)
+
+
+def test_voids_wider_than_the_models_window_are_said(tmp_path):
+    """A void wider than the window the labels were made with was never seen whole by the model: the report says
+    so (and says nothing when every void fits)."""
+    yy, xx = np.mgrid[:600, :800]
+    m = np.full((600, 800), P, np.uint8)
+    m[(yy - 300) ** 2 + (xx - 400) ** 2 <= 150**2] = V  # 300 px across
+    m[(yy - 60) ** 2 + (xx - 60) ** 2 <= 10**2] = V
+    Image.fromarray(np.stack([m * 60] * 3, axis=-1).astype(np.uint8)).save(tmp_path / "s.png")
+    Image.fromarray(m).save(tmp_path / "s.truth.png")
+    for window, said in ((256, True), (512, False)):
+        store = tmp_path / f"s{window}.zarr"
+        ingest(tmp_path / "s.png", store, truth=tmp_path / "s.truth.png", pixel_size=10)
+        g = zarr.open_group(str(store), mode="r+")
+        lab = st.create_array(g, "labels", m.shape, (256, 256), ("y", "x"), attrs={"run": {"window": window}})
+        lab[...] = m
+        st.set_complete(lab)
+        doc = make_report(store, tmp_path / f"r{window}", echo=lambda *_: None)
+        wide = [w for w in doc["warnings"] if "wider than the model's window" in w]
+        assert bool(wide) == said, doc["warnings"]
+        if said:
+            assert "1 void wider than the model's window (256 px = 2.56 mm)" in wide[0]

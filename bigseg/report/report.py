@@ -188,7 +188,9 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
     attrs = dict(group[source].attrs)
     confidence = attrs.get("confidence") if source == "labels" else None
     model = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
+    window = (attrs.get("run") or {}).get("window") if source == "labels" else None
     slab = {"store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
+            "window": window,
             "classes": [c.to_dict() for c in classes],
             "region": dict(group["region"].attrs) if "region" in group else None,
             "model": model, "confidence": confidence,
@@ -312,11 +314,30 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
         d = s.get("doubt")
         if d and (d.get("flag") or d.get("note")):
             out.append(f"{Path(s['store']).name}: {d['message']}")
+        wide = _wider_than_window(s)
+        if wide:
+            out.append(f"{Path(s['store']).name}: {wide}")
         model = s.get("model") or {}
         if model.get("bundled"):
             out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=Path(str(model.get('file'))).name))
     out += doc["labels"].get("airvoid", {}).get("warnings", [])
     return out
+
+
+def _wider_than_window(slab: dict) -> str | None:
+    """A warning when voids are wider than the model's window: it never saw them whole (large voids are also where
+    models err most: shadowed, or read as stone)."""
+    totals = (slab.get("labels") or {}).get("totals")
+    window, px = slab.get("window"), slab.get("pixel_size_um")
+    if totals is None or not window or not px or not hasattr(totals, "void_areas_mm2"):
+        return None
+    window_mm = window * px / 1000
+    diam = 2.0 * np.sqrt(np.asarray(totals.void_areas_mm2, float) / np.pi)
+    n = int((diam >= window_mm).sum())
+    if not n:
+        return None
+    return (f"{n} void{'s' if n > 1 else ''} wider than the model's window ({window} px = {window_mm:.3g} mm): it "
+            "never saw them whole; check them in the crops and the quicklook, or infer with a larger --window")
 
 
 def _jsonable(value):
