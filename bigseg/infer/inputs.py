@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bigseg import store as st
 from bigseg.errors import BigsegError
+from bigseg.infer.outputs import refuse_finished
 
 
 def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
@@ -17,10 +18,8 @@ def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
     if not p.exists():
         raise BigsegError(f"{p}: no such image or store")
     store = p if st.is_store(p) else (Path(out) if out else p.with_suffix(".zarr"))
-    if not overwrite and st.is_store(store):
-        group = st.open_store(store)
-        if "labels" in group and st.is_complete(st.array(group, "labels")):
-            raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+    if st.is_store(store):
+        refuse_finished(st.open_store(store), store, overwrite)
     if st.is_store(p):
         if out and Path(out).resolve() != p.resolve():
             raise BigsegError(f"{p} is already a store; -o applies only when INPUT is an image file")

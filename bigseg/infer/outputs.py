@@ -74,6 +74,13 @@ LABEL_PYRAMID = pyramid.LABEL_PYRAMIDS["labels"]
 staged = st.staged
 
 
+def refuse_finished(group, store, overwrite: bool) -> None:
+    """Finished labels are replaced only with ``overwrite`` (checked before a model is read, and again under the
+    store's lock)."""
+    if not overwrite and "labels" in group and st.is_complete(st.array(group, "labels")):
+        raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+
+
 def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,
             chunks: tuple[int, int], pyramid_factors: list[int], model: dict | None = None
             ) -> tuple[list[tuple[int, int, Bounds]], int]:
@@ -85,9 +92,7 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
 
     cy, cx = chunks
     height, width = st.array(group, "image").shape[:2]
-    existing = st.array(group, "labels") if "labels" in group else None
-    if existing is not None and st.is_complete(existing) and not overwrite:
-        raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
+    refuse_finished(group, store, overwrite)
     stage_path = store / STAGED
     stage = zarr.open_group(str(stage_path), mode="r+", zarr_format=3) if (stage_path / "zarr.json").exists() \
         else None

@@ -143,8 +143,7 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
 
     class Dzi(Base):
         def get(self, key, layer):
-            slab = self.slab(key)
-            slab.refresh()
+            slab = self.slab(key)  # (refreshed)
             if layer not in slab.layers:
                 self.fail(404, "no such layer")
             self.set_header("Content-Type", "application/xml")
@@ -223,7 +222,6 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
         async def post(self, key):
             slab = self.slab(key)
             data = self.body_json()
-            slab.refresh()
             try:
                 stroke = ann.Stroke.parse(data.get("stroke"), len(slab.classes))
             except BigsegError as exc:
