@@ -1,3 +1,3 @@
-from bigseg.cli import main
+from bigseg.entry import run
 
-main()
+run()

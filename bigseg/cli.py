@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bigseg.defaults import DEFAULT_CHUNK, DEFAULT_ENTRAPPED_MM
-from bigseg.errors import BigsegError
+from bigseg.errors import BigsegError, Terminated, raise_terminated
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from bigseg.train.adapt_options import AdaptOptions
 
@@ -33,20 +33,11 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's kill, ``kill PID``): unwinds like Ctrl-C, so the cluster is closed, the store lock
-    released and staged outputs left resumable."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def main(argv=None):
     """Entry point: BigsegError becomes one line on stderr and exit status 2 (traceback with --debug)."""
     import signal
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         cli.main(args=argv, prog_name="bigseg", standalone_mode=False)
     except Terminated:
