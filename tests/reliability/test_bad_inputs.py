@@ -97,13 +97,14 @@ def _int8_weights_zeroed(tmp: Path) -> Path:
     return path
 
 
-def _short_scan_jpeg(tmp: Path) -> Path:
-    """A JPEG with 600 rows of data whose header says 1200 (the issue's case: the bottom half would be grey)."""
+def _short_scan_jpeg(tmp: Path, rows: int = 1200, cols: int = 800) -> Path:
+    """A JPEG with 600 x 800 pixels of data whose header says ``rows`` x ``cols`` (the issue's cases: 1200 rows, the
+    bottom half would be grey; 60000 x 60000, a file of under 1 MB that would become a 3.6 Gpx store)."""
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((600, 800, 3)) * 255).astype(np.uint8)).save(tmp / "s.jpg", quality=90)
     data = bytearray((tmp / "s.jpg").read_bytes())
     sof = data.find(b"\xff\xc0")
-    data[sof + 5 : sof + 7] = (1200).to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
     return _write(tmp / "short.jpg", bytes(data))
 
 
@@ -322,6 +323,8 @@ CASES = [
                                             t / "o.zarr"], "x.jpg"),
     ("ingest: JPEG whose scan ends before the rows its header promises (not grey-filled and marked complete)",
      lambda t, w: ["ingest", _short_scan_jpeg(t), t / "o.zarr"], "premature end of data segment"),
+    ("ingest: a 0.9 MB JPEG whose header claims 60000 x 60000 (not a 3.6 Gpx store marked complete)",
+     lambda t, w: ["ingest", _short_scan_jpeg(t, 60000, 60000), t / "o.zarr"], "premature end of data segment"),
     ("ingest: truncated PNG", lambda t, w: ["ingest", _write(t / "x.png", (w / "slab.png").read_bytes()[:20000]),
                                            t / "o.zarr"], "x.png"),
     ("ingest: truncated TIFF", lambda t, w: ["ingest", _write(t / "x.tif", (w / "good.tif").read_bytes()[:90000]),
