@@ -67,3 +67,20 @@ class ImportResult(Result):
     bgr: bool
     aux_dropped: int  # tensors of an auxiliary head left out
     max_abs_diff: float  # against the bare network fed as the original trainer fed it
+
+
+@dataclass(frozen=True)
+class SynthResult(Result):
+    """:func:`bigseg.synth.synthesize`: the image and truth written, and what the truth holds."""
+
+    image: str
+    truth: str
+    width: int
+    height: int
+    seed: int
+    style: str  # "classic" or a named / random style
+    style_parameters: dict | None  # every parameter of a styled slab (None for classic)
+    pixel_size_um: float
+    pixel_counts: dict  # truth pixels per class name
+    fractions: dict  # truth area fraction per class name
+    targets: dict  # the stone and void fractions the generator aimed at

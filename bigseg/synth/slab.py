@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg.errors import BigsegError
+from bigseg.results import SynthResult
 from bigseg.synth import classic
 from bigseg.synth.styles import Style, resolve
 
@@ -79,7 +80,10 @@ class SynthParams:
     @property
     def pixel_size(self) -> float:
         style = self.resolved_style()
-        return style.pixel_size_um if style else self.pixel_size_um
+        if style:
+            return style.pixel_size_um
+        assert self.pixel_size_um is not None  # the classic generator's default is set in __post_init__
+        return self.pixel_size_um
 
 
 def renderer(params: SynthParams) -> Callable:
@@ -181,11 +185,12 @@ def default_truth_path(image_path: Path) -> Path:
 
 
 def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.PathLike | None = None,
-               progress: bool = False) -> dict:
+               progress: bool = False) -> SynthResult:
     """Write a synthetic slab image to ``out`` (format by extension) and its truth mask beside it.
 
-    A JPEG is written at the style's JPEG quality (95 for classic). Returns a summary dict: paths, size, seed,
-    style (with every parameter of a styled slab), pixel size and the truth's real class fractions.
+    A JPEG is written at the style's JPEG quality (95 for classic). Returns a :class:`bigseg.results.SynthResult`:
+    paths, size, seed, style (with every parameter of a styled slab), pixel size and the truth's real class
+    fractions (read like the dict it replaces: ``s["image"]``).
     """
     from bigseg.progress import progress_bar
 
@@ -212,8 +217,8 @@ def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.Path
         it = _tiles(params, want_image, None if want_image else counts)
         return progress_bar(it, total=total_tiles, desc=desc, unit="tile", enabled=progress)
 
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".synth-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".synth-") as tmp_name:
+        tmp = Path(tmp_name)
         staged_img = tmp / ("image" + suffix)
         img_tiff = staged_img if suffix in (".tif", ".tiff") else tmp / "image-raw.tif"
         _write_tiff(img_tiff, tiles(True, "synth image"), (params.height, params.width, 3), pixel)
@@ -229,20 +234,14 @@ def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.Path
         os.replace(staged_truth, truth)
     total = counts.sum()
     fractions = {name: float(c / total) for name, c in zip(("paste", "stone", "void"), counts, strict=True)}
-    return {
-        "image": str(out),
-        "truth": str(truth),
-        "width": params.width,
-        "height": params.height,
-        "seed": params.seed,
-        "style": style.name if style else "classic",
-        "style_parameters": style.as_dict() if style else None,
-        "pixel_size_um": pixel,
-        "pixel_counts": {name: int(c) for name, c in zip(("paste", "stone", "void"), counts, strict=True)},
-        "fractions": fractions,
-        "targets": {"stone": style.aggregate_fraction if style else params.aggregate_fraction,
-                    "void": style.air_fraction if style else params.air_fraction},
-    }
+    return SynthResult(
+        image=str(out), truth=str(truth), width=params.width, height=params.height, seed=params.seed,
+        style=style.name if style else "classic", style_parameters=style.as_dict() if style else None,
+        pixel_size_um=pixel,
+        pixel_counts={name: int(c) for name, c in zip(("paste", "stone", "void"), counts, strict=True)},
+        fractions=fractions,
+        targets={"stone": style.aggregate_fraction if style else params.aggregate_fraction,
+                 "void": style.air_fraction if style else params.air_fraction})
 
 
 def make_training_set(out_dir: str | os.PathLike, n_train: int = 6, n_val: int = 2, size: int = 2048,
