@@ -30,14 +30,14 @@ WEIGHTS = Path(__file__).parent / "weights"
 BUNDLED = WEIGHTS / "concrete-light-unet.pt"
 BUNDLED_MODELS = {
     "light_unet": BUNDLED,  # the default: real-time on a CPU
-    "deeplabv3": WEIGHTS / "concrete-deeplabv3-mobilenet.pt",  # DeepLabV3, MobileNetV3-Large backbone
+    "deeplabv3": WEIGHTS / "concrete-deeplabv3-mobilenet.pt",  # DeepLabV3(+), MobileNetV3-Large backbone
 }
 """Models shipped with bigseg, by the name ``--model`` takes (a file of that name in the current folder wins)."""
 
 
-RECIPES = {"deeplabv3": "bigseg train --config configs/generalization-deeplabv3-mobilenet-cpu.yaml (~1 h on 2 "
+RECIPES = {"deeplabv3": "bigseg train --config generalization-deeplabv3plus-mobilenet-cpu (~70 min on 2 "
                         "cores) && python benchmarks/pack_checkpoint.py "
-                        "runs/generalization-deeplabv3-mobilenet-cpu/model.pt "
+                        "runs/generalization-deeplabv3plus-mobilenet-cpu/model.pt "
                         f"{BUNDLED_MODELS['deeplabv3']} --half && bigseg calibrate deeplabv3"}
 """How to make a named model that a release does not ship (README, "Classes and the bundled model")."""
 
