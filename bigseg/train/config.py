@@ -141,6 +141,17 @@ class RareClassConfig(_Strict):
     fraction: float = Field(0.3, gt=0, le=1, description="share of crops centred on a chunk holding the class")
 
 
+class LossTerm(_Strict):
+    """One term of the training loss (bigseg.train.losses): ``{name: dice, weight: 0.5}``."""
+
+    name: Literal["cross_entropy", "focal", "dice", "lovasz", "ohem"]
+    weight: float = Field(1.0, gt=0, description="the term's weight in the sum")
+    gamma: float = Field(2.0, ge=0, le=10, description="focal: the focusing exponent (0: cross-entropy)")
+    threshold: float = Field(0.7, gt=0, le=1, description="ohem: pixels whose true-class probability is below "
+                             "this are hard")
+    min_kept: float = Field(0.1, gt=0, le=1, description="ohem: at least this share of the valid pixels")
+
+
 class TrainConfig(_Strict):
     train: list[str] = Field(default_factory=list, description="slab stores or globs with image + truth")
     val: list[str] = Field(default_factory=list)
@@ -159,6 +170,8 @@ class TrainConfig(_Strict):
                       "bf16 hardware per architecture (bigseg.models.CPU_TRAINING); false: fp32")
     ignore_label: int = Field(255, ge=0, le=255)
     class_weights: list[float] | None = None
+    loss: list[LossTerm] = Field(default_factory=list, description="the loss: one name (cross_entropy, focal, "
+                                 "dice, lovasz, ohem) or a list of terms {name, weight, ...} summed [cross_entropy]")
     rare_class: RareClassConfig | None = None
     checkpoint_every: int = Field(50, ge=1)
     val_every: int = Field(200, ge=1)
@@ -168,6 +181,17 @@ class TrainConfig(_Strict):
     num_workers: int = Field(2, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = False
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss(cls, v):
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [{"name": v}]
+        if isinstance(v, dict):
+            return [v]
+        return v
 
     @model_validator(mode="after")
     def _consistent(self):

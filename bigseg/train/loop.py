@@ -24,6 +24,7 @@ from bigseg.metrics import confusion, scores
 from bigseg.models import build, training_mode
 from bigseg.results import TrainResult
 from bigseg.train.config import TrainConfig, resolve_epochs
+from bigseg.train.losses import build_loss
 from bigseg.train.sampler import CropDataset, IndexRange
 
 
@@ -372,8 +373,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     try:
         out.mkdir(parents=True, exist_ok=True)
         loader, val_set = _loader(cfg, s.step, end, len(classes), device)
-        weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
+        loss_fn = build_loss(cfg.loss, cfg.ignore_label, cfg.class_weights, device)
         log = _Log(out)
     except BaseException:
         if created:

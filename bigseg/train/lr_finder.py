@@ -35,10 +35,10 @@ def suggest(lrs: list[float], losses: list[float]) -> float | None:
 
 def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=print, progress=None) -> dict:
     """Sweep the learning rate over ``steps`` optimizer steps; returns {lrs, losses, suggestion, plot}."""
-    import torch
 
     from bigseg.progress import make_bar
     from bigseg.train.loop import _checked, _loader, _setup, _step
+    from bigseg.train.losses import build_loss
 
     if not (0 < start < end) or steps < 10:
         raise BigsegError(f"--find-lr needs 0 < start < end and at least 10 steps, got {start}, {end}, {steps}")
@@ -47,8 +47,7 @@ def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=p
     s = _setup(cfg, classes, device, resume=False, echo=echo)
     s.sched = _NoSchedule()
     loader, _ = _loader(cfg, 0, steps, len(classes), device)
-    weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=device) if cfg.class_weights else None
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=cfg.ignore_label)
+    loss_fn = build_loss(cfg.loss, cfg.ignore_label, cfg.class_weights, device)
     factor = (end / start) ** (1 / (steps - 1))
     lrs, smoothed, raw = [], [], []
     avg, best = 0.0, math.inf

@@ -1,0 +1,114 @@
+"""The training losses (bigseg.train.losses): each one equals the quantity it stands for where that is exact
+(Lovász and Dice on hard predictions are 1 - IoU and 1 - Dice, focal with gamma 0 and OHEM keeping every pixel are
+cross-entropy), ignored pixels change neither value nor gradient, and a config with a sum of them trains."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bigseg.ingest import ingest
+from bigseg.synth import SynthParams, synthesize
+from bigseg.train import losses as L
+from bigseg.train.config import LossTerm, load_config
+from bigseg.train.loop import train
+from tests.helpers import error_line, run_cli
+
+C = 3
+
+
+def _hard_logits(pred: torch.Tensor) -> torch.Tensor:
+    """Logits whose softmax is (numerically) one-hot on ``pred``."""
+    return torch.nn.functional.one_hot(pred, C).permute(0, 3, 1, 2).float() * 60.0
+
+
+def _case(seed=0, shape=(2, 24, 20)):
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.randint(0, C, shape, generator=g)
+    pred = torch.where(torch.rand(shape, generator=g) < 0.7, truth, torch.randint(0, C, shape, generator=g))
+    return truth, pred
+
+
+def test_lovasz_and_dice_on_hard_predictions_are_one_minus_iou_and_dice():
+    truth, pred = _case()
+    logits = _hard_logits(pred)
+    ious, dices = [], []
+    for c in range(C):
+        t, p = truth == c, pred == c
+        ious.append((t & p).sum().item() / (t | p).sum().item())
+        dices.append(2 * (t & p).sum().item() / (t.sum() + p.sum()).item())
+    assert L.lovasz(logits, truth).item() == pytest.approx(1 - np.mean(ious), abs=1e-5)
+    assert L.dice(logits, truth, eps=0.0).item() == pytest.approx(1 - np.mean(dices), abs=1e-5)
+    assert L.lovasz(_hard_logits(truth), truth).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_focal_gamma_0_and_ohem_keeping_everything_are_cross_entropy():
+    truth, _ = _case(1)
+    logits = torch.randn(truth.shape[0], C, *truth.shape[1:], generator=torch.Generator().manual_seed(2))
+    weight = torch.tensor([1.0, 2.0, 4.0])
+    ce = torch.nn.functional.cross_entropy(logits, truth)
+    assert L.focal(logits, truth, gamma=0.0).item() == pytest.approx(ce.item(), rel=1e-5)
+    assert L.ohem(logits, truth, threshold=1.0).item() == pytest.approx(ce.item(), rel=1e-5)
+    wce = torch.nn.functional.cross_entropy(logits, truth, weight=weight)
+    assert L.focal(logits, truth, weight=weight, gamma=0.0).item() == pytest.approx(wce.item(), rel=1e-5)
+    # focusing: the easy pixels count less, so the focal loss is below cross-entropy
+    assert L.focal(logits, truth, gamma=2.0).item() < ce.item()
+    # OHEM keeps the hardest pixels: at least min_kept of them, so its mean is above the plain mean
+    assert L.ohem(logits, truth, threshold=0.01, min_kept=0.1).item() > ce.item()
+
+
+@pytest.mark.parametrize("name", L.NAMES)
+def test_ignored_pixels_change_neither_value_nor_gradient(name):
+    truth, _ = _case(3)
+    logits = torch.randn(truth.shape[0], C, *truth.shape[1:], generator=torch.Generator().manual_seed(4))
+    masked = truth.clone()
+    masked[:, :8] = 255
+    fn = L.build_loss([LossTerm(name=name)])
+    a = logits.clone().requires_grad_(True)
+    loss_a = fn(a, masked)
+    loss_a.backward()
+    assert torch.isfinite(loss_a) and loss_a.item() > 0
+    assert torch.all(a.grad[:, :, :8] == 0)  # no gradient where the label is ignored
+    b = logits.clone()
+    b[:, :, :8] = torch.randn_like(b[:, :, :8]) * 10  # change the ignored pixels' logits: nothing changes
+    assert fn(b, masked).item() == pytest.approx(loss_a.item(), rel=1e-5)
+    everything = fn(logits.clone().requires_grad_(True), torch.full_like(truth, 255))
+    assert everything.item() == 0.0  # a batch with nothing labelled: zero, not NaN
+
+
+def test_a_sum_of_terms_is_the_weighted_sum():
+    truth, _ = _case(5)
+    logits = torch.randn(truth.shape[0], C, *truth.shape[1:], generator=torch.Generator().manual_seed(6))
+    fn = L.build_loss([LossTerm(name="cross_entropy"), LossTerm(name="lovasz", weight=0.5)])
+    want = torch.nn.functional.cross_entropy(logits, truth) + 0.5 * L.lovasz(logits, truth)
+    assert fn(logits, truth).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("losses")
+    s = synthesize(d / "s.png", SynthParams(256, 256, seed=41, pixel_size_um=15))
+    ingest(s["image"], d / "s.zarr", truth=s["truth"], chunk=128)
+    return str(d / "s.zarr")
+
+
+def _write(tmp_path, store, loss):
+    cfg = {"train": [store], "model": {"arch": "light_unet", "width": 4}, "crop": 64, "batch_size": 4,
+           "iterations": 40, "checkpoint_every": 40, "val_every": 1000, "num_workers": 0, "device": "cpu",
+           "seed": 3, "out": str(tmp_path / "run"), "optimizer": {"name": "adamw", "lr": 0.01}, "loss": loss}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_config_with_dice_plus_focal_trains_and_bad_terms_name_the_key(tmp_path, store):
+    torch.set_num_threads(1)
+    cfg = load_config(_write(tmp_path, store, [{"name": "focal", "gamma": 1.0}, {"name": "dice", "weight": 0.5}]))
+    assert [t.name for t in cfg.loss] == ["focal", "dice"]
+    r = train(cfg, progress=False, echo=lambda *a: None)
+    log = [yaml.safe_load(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert r["model"] and np.mean(log[-5:]) < 0.8 * np.mean(log[:5]), log
+    assert [t.name for t in load_config(_write(tmp_path, store, "lovasz")).loss] == ["lovasz"]  # one name
+    assert "loss" in error_line(run_cli("train", "--config", _write(tmp_path, store, "hinge")))
+    assert "loss.0.weight" in error_line(run_cli("train", "--config", _write(tmp_path, store,
+                                                                              [{"name": "dice", "weight": -1}])))
