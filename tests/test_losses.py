@@ -112,3 +112,26 @@ def test_a_config_with_dice_plus_focal_trains_and_bad_terms_name_the_key(tmp_pat
     assert "loss" in error_line(run_cli("train", "--config", _write(tmp_path, store, "hinge")))
     assert "loss.0.weight" in error_line(run_cli("train", "--config", _write(tmp_path, store,
                                                                               [{"name": "dice", "weight": -1}])))
+
+
+def test_class_weights_auto_balances_the_stores_truth(tmp_path, store):
+    import zarr
+
+    from bigseg.train.sampler import balanced_weights, class_counts
+
+    truth = zarr.open_group(store, mode="r")["truth"][:]
+    counts = class_counts([store], 3)
+    assert counts.tolist() == [int((truth == c).sum()) for c in range(3)]
+    w = balanced_weights(counts)
+    freq = counts / counts.sum()
+    assert w == pytest.approx(list(np.median(freq) / freq), rel=1e-3)
+    assert w[2] == max(w) > 1 and w[int(np.argmax(counts))] == min(w) < 1  # voids weigh most, the commonest least
+    assert balanced_weights(np.array([10, 0, 30])) == [2.0, 0.0, pytest.approx(0.6667, rel=1e-3)]
+    said = []
+    cfg = load_config(_write(tmp_path, store, "cross_entropy"))
+    cfg.class_weights, cfg.iterations = "auto", 2
+    train(cfg, progress=False, echo=said.append)
+    assert any(m.startswith("class_weights: auto") and f"{w[2]:g}" in m for m in said), said
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(yaml.safe_dump({"synthetic": {"styles": {"classic": 1.0}}, "class_weights": "auto"}))
+    assert "class_weights" in error_line(run_cli("train", "--config", path))

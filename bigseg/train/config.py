@@ -169,7 +169,9 @@ class TrainConfig(_Strict):
     amp: bool = Field(True, description="bf16 autocast where it measured faster: always on CUDA, on a CPU with "
                       "bf16 hardware per architecture (bigseg.models.CPU_TRAINING); false: fp32")
     ignore_label: int = Field(255, ge=0, le=255)
-    class_weights: list[float] | None = None
+    class_weights: list[float] | Literal["auto"] | None = Field(None, description="per class, for the cross-"
+                                                                 "entropy, focal and OHEM terms; auto: median-"
+                                                                 "frequency balancing from the stores' truth")
     loss: list[LossTerm] = Field(default_factory=list, description="the loss: one name (cross_entropy, focal, "
                                  "dice, lovasz, ohem) or a list of terms {name, weight, ...} summed [cross_entropy]")
     rare_class: RareClassConfig | None = None
@@ -199,7 +201,10 @@ class TrainConfig(_Strict):
             raise ValueError("give training stores (train: [...]) or synthetic: {...}, one of the two")
         if self.synthetic is not None and self.epochs is not None and not self.train:
             raise ValueError("epochs count passes over training stores; with synthetic crops only, give iterations")
-        if self.class_weights is not None and any(w < 0 for w in self.class_weights):
+        if self.class_weights == "auto" and not self.train:
+            raise ValueError("class_weights: auto counts the training stores' truth; with synthetic crops give "
+                             "the weights as numbers")
+        if isinstance(self.class_weights, list) and any(w < 0 for w in self.class_weights):
             raise ValueError("class_weights must be non-negative")
         if self.model.arch.startswith("deeplabv3") and self.batch_size < 2:
             raise ValueError("DeepLabV3's image pooling branch normalises over the batch: batch_size must be at "

@@ -249,11 +249,23 @@ def _checked(cfg: TrainConfig, resume: bool) -> tuple:
     resolve_epochs(cfg)
     classes = _classes(cfg)
     n_classes = len(classes)
-    if cfg.class_weights is not None and len(cfg.class_weights) != n_classes:
+    if isinstance(cfg.class_weights, list) and len(cfg.class_weights) != n_classes:
         raise BigsegError(f"class_weights has {len(cfg.class_weights)} entries for {n_classes} classes")
     if cfg.rare_class is not None and cfg.rare_class.class_id >= n_classes:
         raise BigsegError(f"rare_class.class_id {cfg.rare_class.class_id} is not a class (0..{n_classes - 1})")
     return classes, _device(cfg)
+
+
+def class_weights(cfg: TrainConfig, n_classes: int, echo=print) -> list[float] | None:
+    """The config's class weights; ``auto``: median-frequency balancing of the training stores' truth, said."""
+    if cfg.class_weights != "auto":
+        return cfg.class_weights
+    from bigseg.train.sampler import balanced_weights, class_counts
+
+    weights = balanced_weights(class_counts(cfg.train, n_classes))
+    echo("class_weights: auto (median-frequency balancing of the training truth): "
+         + ", ".join(f"{w:g}" for w in weights))
+    return weights
 
 
 def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
@@ -373,7 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     try:
         out.mkdir(parents=True, exist_ok=True)
         loader, val_set = _loader(cfg, s.step, end, len(classes), device)
-        loss_fn = build_loss(cfg.loss, cfg.ignore_label, cfg.class_weights, device)
+        loss_fn = build_loss(cfg.loss, cfg.ignore_label, class_weights(cfg, len(classes), echo), device)
         log = _Log(out)
     except BaseException:
         if created:

@@ -37,7 +37,7 @@ def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=p
     """Sweep the learning rate over ``steps`` optimizer steps; returns {lrs, losses, suggestion, plot}."""
 
     from bigseg.progress import make_bar
-    from bigseg.train.loop import _checked, _loader, _setup, _step
+    from bigseg.train.loop import _checked, _loader, _setup, _step, class_weights
     from bigseg.train.losses import build_loss
 
     if not (0 < start < end) or steps < 10:
@@ -47,7 +47,7 @@ def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=p
     s = _setup(cfg, classes, device, resume=False, echo=echo)
     s.sched = _NoSchedule()
     loader, _ = _loader(cfg, 0, steps, len(classes), device)
-    loss_fn = build_loss(cfg.loss, cfg.ignore_label, cfg.class_weights, device)
+    loss_fn = build_loss(cfg.loss, cfg.ignore_label, class_weights(cfg, len(classes), echo), device)
     factor = (end / start) ** (1 / (steps - 1))
     lrs, smoothed, raw = [], [], []
     avg, best = 0.0, math.inf

@@ -25,6 +25,30 @@ def _open(path: str):
     return group
 
 
+def class_counts(stores: list[str], n_classes: int) -> np.ndarray:
+    """Truth pixels per class over ``stores``, read chunk by chunk (the ignore label and ids beyond
+    ``n_classes`` are not counted)."""
+    counts = np.zeros(n_classes, np.int64)
+    for p in stores:
+        truth = _open(p)["truth"]
+        cy, cx = truth.chunks
+        for y in range(0, truth.shape[0], cy):
+            for x in range(0, truth.shape[1], cx):
+                counts += np.bincount(truth[y : y + cy, x : x + cx].ravel(), minlength=256)[:n_classes]
+    return counts
+
+
+def balanced_weights(counts: np.ndarray) -> list[float]:
+    """Median-frequency balancing (Eigen & Fergus 2015, SegNet's CamVid weights): class c weighs
+    median(frequency) / frequency(c) over the classes present; a class absent from the truth weighs 0."""
+    freq = counts / max(int(counts.sum()), 1)
+    present = freq > 0
+    if not present.any():
+        raise BigsegError("class_weights: auto found no labelled pixel in the training stores' truth")
+    med = float(np.median(freq[present]))
+    return [round(med / f, 4) if f > 0 else 0.0 for f in freq]
+
+
 class CropDataset(torch.utils.data.Dataset):
     def __init__(self, stores: list[str], crop: int, augment=None, seed: int = 0, rare_class=None,
                  n_classes: int = 3):
