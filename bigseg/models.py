@@ -137,6 +137,92 @@ class DeepLabV3Plus(nn.Module):
         return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+def _resnet_encoder(depth: int, pretrained_backbone: bool):
+    """torchvision's ResNet-18/34 as (stem at stride 2, pool + layer1 at 4, layer2 at 8, layer3 at 16, layer4 at
+    32), ImageNet weights only where torchvision's cache already holds them."""
+    from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
+
+    builder, weights = {18: (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+                        34: (resnet34, ResNet34_Weights.IMAGENET1K_V1)}[depth]
+    net = builder(weights=_cached_weights(weights) if pretrained_backbone else None)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+    return stem, nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4
+
+
+def _up_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` resized (bilinear) to ``like``'s height and width: any input size works, no padding to 32."""
+    return nn.functional.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class _LinkDecoder(nn.Module):
+    """LinkNet's decoder block: 1x1 to a quarter of the channels, upsampling with a 3x3 convolution, 1x1 out."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        mid = cin // 4
+        self.reduce = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True))
+        self.conv = _conv_bn(mid, mid)
+        self.expand = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x, like):
+        return self.expand(self.conv(_up_to(self.reduce(x), like)))
+
+
+class LinkNet(nn.Module):
+    """LinkNet (Chaurasia & Culurciello 2017) on a ResNet-18 encoder: each decoder block's output is *added* to the
+    encoder features of its scale, which keeps it light enough for real time. Upsampling is bilinear to the skip's
+    exact size followed by a 3x3 convolution (the paper uses transposed convolutions), so any window size works."""
+
+    def __init__(self, num_classes: int, pretrained_backbone: bool = False):
+        super().__init__()
+        self.stem, self.e1, self.e2, self.e3, self.e4 = _resnet_encoder(18, pretrained_backbone)
+        self.d4, self.d3, self.d2, self.d1 = (_LinkDecoder(512, 256), _LinkDecoder(256, 128),
+                                              _LinkDecoder(128, 64), _LinkDecoder(64, 64))
+        self.head = nn.Sequential(_conv_bn(64, 32), nn.Conv2d(32, num_classes, 1))
+
+    def forward(self, x):
+        s = self.stem(x)
+        e1 = self.e1(s)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        e4 = self.e4(e3)
+        d = self.d4(e4, e3) + e3
+        d = self.d3(d, e2) + e2
+        d = self.d2(d, e1) + e1
+        d = self.d1(d, s)
+        return _up_to(self.head(d), x)
+
+
+class ResNetUNet(nn.Module):
+    """A U-Net on a ResNet-34 encoder (fastai's ``unet_learner(resnet34)`` shape, the CamVid recipe): at each scale
+    the upsampled decoder features are concatenated with the encoder's and convolved twice; a last block at full
+    resolution sees the input image too (thin structures such as void rims)."""
+
+    def __init__(self, num_classes: int, pretrained_backbone: bool = False):
+        super().__init__()
+        self.stem, self.e1, self.e2, self.e3, self.e4 = _resnet_encoder(34, pretrained_backbone)
+
+        def block(cin, cout):
+            return nn.Sequential(_conv_bn(cin, cout), _conv_bn(cout, cout))
+
+        self.u3, self.u2, self.u1 = block(512 + 256, 256), block(256 + 128, 128), block(128 + 64, 64)
+        self.u0 = block(64 + 64, 64)
+        self.full = block(64 + 3, 32)
+        self.head = nn.Conv2d(32, num_classes, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        e1 = self.e1(s)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        e4 = self.e4(e3)
+        d = self.u3(torch.cat([_up_to(e4, e3), e3], 1))
+        d = self.u2(torch.cat([_up_to(d, e2), e2], 1))
+        d = self.u1(torch.cat([_up_to(d, e1), e1], 1))
+        d = self.u0(torch.cat([_up_to(d, s), s], 1))
+        return self.head(self.full(torch.cat([_up_to(d, x), x], 1)))
+
+
 _TORCHVISION = {
     "deeplabv3_resnet50": ("deeplabv3_resnet50", "resnet50"),
     "deeplabv3_resnet101": ("deeplabv3_resnet101", "resnet101"),
@@ -160,18 +246,25 @@ def _torchvision(name: str, num_classes: int, pretrained_backbone: bool):
 
 def _cached_backbone_weights(name: str):
     """ImageNet backbone weights if torchvision's cache already holds them, else a clear error (no download)."""
-    import os
 
-    from torch.hub import get_dir
     from torchvision.models import MobileNet_V3_Large_Weights, ResNet50_Weights, ResNet101_Weights
 
     weights = {"resnet50": ResNet50_Weights.IMAGENET1K_V1, "resnet101": ResNet101_Weights.IMAGENET1K_V1,
                "mobilenet_v3_large": MobileNet_V3_Large_Weights.IMAGENET1K_V1}[_TORCHVISION[name][1]]
+    return _cached_weights(weights, name)
+
+
+def _cached_weights(weights, name: str | None = None):
+    """``weights`` (a torchvision weights enum) if torch's cache already holds the file, else a clear error."""
+    import os
+
+    from torch.hub import get_dir
+
     cached = os.path.join(get_dir(), "checkpoints", os.path.basename(weights.url))
     if not os.path.exists(cached):
         raise BigsegError(
-            f"pretrained backbone for {name} is not in torch's cache ({cached}) and bigseg never downloads; "
-            f"copy the file there or set model.pretrained_backbone: false"
+            f"pretrained backbone{' for ' + name if name else ''} is not in torch's cache ({cached}) and bigseg "
+            f"never downloads; copy the file there or set model.pretrained_backbone: false"
         )
     return weights
 
@@ -181,6 +274,8 @@ ARCHITECTURES = {
     "lraspp_mobilenet_v3_large": "LR-ASPP, MobileNetV3-Large backbone (torchvision)",
     "deeplabv3_mobilenet_v3_large": "DeepLabV3, MobileNetV3-Large backbone (torchvision)",
     "deeplabv3plus_mobilenet_v3_large": "DeepLabV3 with DeepLabV3+'s stride-4 decoder, MobileNetV3-Large backbone",
+    "linknet_resnet18": "LinkNet, ResNet-18 encoder (real-time; decoder added back into the encoder)",
+    "unet_resnet34": "U-Net on a ResNet-34 encoder (fastai's CamVid recipe)",
     "deeplabv3_resnet50": "DeepLabV3, ResNet-50 backbone (torchvision)",
     "deeplabv3_resnet101": "DeepLabV3, ResNet-101 backbone (torchvision)",
     "fcn_resnet50": "FCN, ResNet-50 backbone (torchvision)",
@@ -243,7 +338,11 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
     if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
         return Normalized(LightUNet(num_classes, int(width), refine), mean, std, bgr)
     if arch == "deeplabv3plus_mobilenet_v3_large":
-        net = DeepLabV3Plus(num_classes, pretrained_backbone)
+        net: nn.Module = DeepLabV3Plus(num_classes, pretrained_backbone)
+    elif arch == "linknet_resnet18":
+        net = LinkNet(num_classes, pretrained_backbone)
+    elif arch == "unet_resnet34":
+        net = ResNetUNet(num_classes, pretrained_backbone)
     else:
         net = _torchvision(arch, num_classes, pretrained_backbone)
     return Normalized(net, mean, std, bgr, EdgeRefine(num_classes) if refine else None)
