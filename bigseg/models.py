@@ -283,6 +283,20 @@ ARCHITECTURES = {
 }
 
 
+ENCODERS = {
+    "light_unet": ("net.stem.", "net.down.", "net.bottom."),
+    "deeplabv3plus_mobilenet_v3_large": ("net.low.", "net.high."),
+    "linknet_resnet18": ("net.stem.", "net.e1.", "net.e2.", "net.e3.", "net.e4."),
+    "unet_resnet34": ("net.stem.", "net.e1.", "net.e2.", "net.e3.", "net.e4."),
+}
+"""Per architecture, the parameter-name prefixes of its encoder (``freeze: [encoder]``, ``encoder_lr`` in a
+training config); torchvision's segmentation models keep theirs under ``net.backbone.``."""
+
+
+def encoder_prefixes(arch: str) -> tuple[str, ...]:
+    return ENCODERS.get(arch, ("net.backbone.",))
+
+
 CPU_TRAINING = {  # measured: benchmarks/train_speed.py, RESULTS.md "Training speed on this CPU" (2026-12-02)
     "light_unet": ("bf16", True),  # 0.22 s -> 0.10 s per step of 4 x 384², bf16 + channels_last
     "lraspp_mobilenet_v3_large": ("bf16", False),  # 0.74 s -> 0.65 s

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from bigseg import checkpoint
+from bigseg.classes import CONCRETE
 from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
 from bigseg.models import build
@@ -181,3 +182,46 @@ def test_schedules_work_for_short_runs(tmp_path, stores, iterations):
             sched.step()
             lrs.append(opt.param_groups[0]["lr"])
         assert all(np.isfinite(lrs)) and max(lrs) <= cfg.optimizer.lr * 1.0001, (name, lrs)
+
+
+def test_staged_training_freezes_then_unfreezes_and_resumes_stage_by_stage(tmp_path, stores):
+    """fastai's recipe as stages: a frozen encoder at a small crop, then everything at full crop with a lower
+    learning rate for the encoder; a stop inside stage two resumes to the weights of an uninterrupted run."""
+    torch.set_num_threads(1)
+    init = tmp_path / "init.pt"
+    torch.manual_seed(0)
+    checkpoint.save(init, build("light_unet", 3, width=4), arch="light_unet", classes=CONCRETE,
+                    arch_kwargs={"width": 4})
+    stages = [{"iterations": 4, "crop": 48, "freeze": ["encoder"], "lr": 0.01},
+              {"iterations": 4, "crop": 64, "encoder_lr": 0.001}]
+    kw = {"iterations": None, "stages": stages, "model": {"arch": "light_unet", "width": 4, "init": str(init)}}
+    r = train(_config(tmp_path, stores, "staged", **kw), progress=False, echo=lambda *a: None)
+    assert r["iterations"] == r["of"] == 8 and r["model"] == str(tmp_path / "staged" / "model.pt")
+    start, one, two = (_weights(p) for p in (init, tmp_path / "staged/stage-1/model.pt",
+                                               tmp_path / "staged/stage-2/model.pt"))
+    enc = [k for k in start if k.startswith(("net.stem.", "net.down.", "net.bottom.")) and k.endswith("weight")]
+    dec = [k for k in start if k.startswith(("net.up.", "net.head.")) and k.endswith("weight")]
+    assert enc and dec
+    assert all(torch.equal(start[k], one[k]) for k in enc)  # frozen in stage one
+    assert not any(torch.equal(start[k], one[k]) for k in dec)
+    assert not any(torch.equal(one[k], two[k]) for k in enc)  # trained in stage two
+    state = checkpoint.read(tmp_path / "staged/stage-2/last.pt")["train_state"]["optimizer"]
+    lo, hi = sorted(g["initial_lr"] for g in state["param_groups"])
+    assert hi == pytest.approx(10 * lo)  # the encoder's own rate, a tenth of the rest's
+    assert (tmp_path / "staged/model.pt").read_bytes() == (tmp_path / "staged/stage-2/model.pt").read_bytes()
+
+    cfg = _config(tmp_path, stores, "split", **kw)
+    assert train(cfg, stop_at=6, progress=False, echo=lambda *a: None)["model"] is None
+    with pytest.raises(BigsegError, match="--resume"):
+        train(cfg, progress=False)
+    said = []
+    assert train(cfg, resume=True, progress=False, echo=said.append)["model"]
+    assert not any(m.startswith("stage 1 of 2") for m in said)  # the finished stage is not run again
+    a, b = _weights(tmp_path / "staged/model.pt"), _weights(tmp_path / "split/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bad = _config(tmp_path, stores, "bad", stages=[{"iterations": 2, "freeze": ["net.nothing."]}], iterations=None)
+    with pytest.raises(BigsegError, match="freeze: no parameter of light_unet starts with 'net.nothing.'"):
+        train(bad, progress=False, echo=lambda *a: None)
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump({"train": stores, "iterations": 5, "stages": [{"iterations": 2}]}))
+    assert "give each stage its iterations" in error_line(run_cli("train", "--config", path))

@@ -152,6 +152,18 @@ class LossTerm(_Strict):
     min_kept: float = Field(0.1, gt=0, le=1, description="ohem: at least this share of the valid pixels")
 
 
+class StageConfig(_Strict):
+    """One stage of a staged run (``stages:``): what changes from the config above it for these iterations."""
+
+    iterations: int = Field(..., ge=1)
+    crop: int | None = Field(None, ge=32, le=4096, description="crop side for this stage (e.g. half, then full)")
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0, description="the optimizer's learning rate for this stage")
+    encoder_lr: float | None = Field(None, gt=0, description="the encoder's own learning rate (discriminative)")
+    freeze: list[str] | None = Field(None, description="parts not trained in this stage: encoder, or "
+                                     "parameter-name prefixes")
+
+
 class TrainConfig(_Strict):
     train: list[str] = Field(default_factory=list, description="slab stores or globs with image + truth")
     val: list[str] = Field(default_factory=list)
@@ -172,6 +184,13 @@ class TrainConfig(_Strict):
     class_weights: list[float] | Literal["auto"] | None = Field(None, description="per class, for the cross-"
                                                                  "entropy, focal and OHEM terms; auto: median-"
                                                                  "frequency balancing from the stores' truth")
+    freeze: list[str] = Field(default_factory=list, description="parts not trained: encoder (the architecture's "
+                              "backbone), or parameter-name prefixes such as net.classifier.")
+    encoder_lr: float | None = Field(None, gt=0, description="the encoder's learning rate when it should differ "
+                                     "from optimizer.lr (discriminative learning rates, as fastai's)")
+    stages: list[StageConfig] = Field(default_factory=list, description="train in stages, each from the one "
+                                      "before (fastai's recipe: frozen encoder at half size, then unfrozen at "
+                                      "full); replaces iterations")
     loss: list[LossTerm] = Field(default_factory=list, description="the loss: one name (cross_entropy, focal, "
                                  "dice, lovasz, ohem) or a list of terms {name, weight, ...} summed [cross_entropy]")
     rare_class: RareClassConfig | None = None
@@ -209,6 +228,11 @@ class TrainConfig(_Strict):
         if self.model.arch.startswith("deeplabv3") and self.batch_size < 2:
             raise ValueError("DeepLabV3's image pooling branch normalises over the batch: batch_size must be at "
                              "least 2")
+        if self.stages:
+            if self.iterations is not None or self.epochs is not None:
+                raise ValueError("with stages, give each stage its iterations (not iterations or epochs above)")
+            self.iterations = sum(st.iterations for st in self.stages)
+            return self
         if self.iterations is not None and self.epochs is not None:
             raise ValueError("give iterations or epochs, not both")
         if self.iterations is None and self.epochs is None:

@@ -105,17 +105,47 @@ def _schedule(cfg: TrainConfig, opt):
     if s.name == "onecycle" and n >= 3:
         # OneCycleLR divides by (pct_start * n - 1) and by (n - pct_start * n): keep both phases >= 1 step
         pct = min(max(s.warmup_fraction, 2 / n), 1 - 1 / n)
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.optimizer.lr, total_steps=n, pct_start=pct)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=n,
+                                                   pct_start=pct)
     if s.name == "poly":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (1 - min(k, n - 1) / n) ** s.power)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
 
 
+def _param_groups(cfg: TrainConfig, model) -> list[dict]:
+    """The parameters the optimizer trains: ``freeze`` leaves out the encoder (or the named prefixes) and turns
+    their gradients off; ``encoder_lr`` gives the encoder its own learning rate."""
+    from bigseg.models import encoder_prefixes
+
+    encoder = encoder_prefixes(cfg.model.arch)
+    frozen = tuple(p for name in cfg.freeze for p in (encoder if name == "encoder" else (name,)))
+    named = list(model.named_parameters())
+    if frozen:
+        unmatched = [f for f in cfg.freeze if f != "encoder" and not any(n.startswith(f) for n, _ in named)]
+        if unmatched:
+            raise BigsegError(f"freeze: no parameter of {cfg.model.arch} starts with {unmatched[0]!r} (names begin "
+                              f"with e.g. {named[0][0]!r}; or say encoder)")
+    groups: dict[str, list] = {"encoder": [], "rest": []}
+    for name, p in named:
+        if frozen and name.startswith(frozen):
+            p.requires_grad_(False)
+            continue
+        p.requires_grad_(True)
+        groups["encoder" if cfg.encoder_lr is not None and name.startswith(encoder) else "rest"].append(p)
+    if not groups["encoder"] and not groups["rest"]:
+        raise BigsegError(f"freeze: {cfg.freeze} leaves nothing of {cfg.model.arch} to train")
+    out = [{"params": groups["rest"]}] if groups["rest"] else []
+    if groups["encoder"]:
+        out.append({"params": groups["encoder"], "lr": cfg.encoder_lr})
+    return out
+
+
 def _optimizer(cfg: TrainConfig, model):
     o = cfg.optimizer
+    params = _param_groups(cfg, model)
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
 class _Log:
@@ -373,6 +403,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
 
     from bigseg.progress import make_bar
 
+    if cfg.stages:
+        return _train_stages(cfg, resume, stop_at, echo, progress, time_limit)
     if stop_at is not None and stop_at < 1:
         raise BigsegError(f"--stop-at must be at least 1 iteration, got {stop_at}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
@@ -424,3 +456,68 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
                        last_loss=float(np.mean(losses[-10:])) if losses else None, val=metrics,
                        model=str(out / "model.pt") if done else None,
                        it_per_second=(len(losses) / seconds) if seconds > 0 and losses else math.nan)
+
+
+def _stage_config(cfg: TrainConfig, k: int, init: str | None) -> TrainConfig:
+    """Stage ``k`` (from 1) of a staged config as a plain config: its own iterations, crop, batch, learning
+    rates and frozen parts, initialised from the stage before (``init``), written to OUT/stage-K."""
+    stage = cfg.stages[k - 1]
+    derived = cfg.model_copy(deep=True)
+    derived.stages = []
+    derived.iterations = stage.iterations
+    derived.out = str(Path(cfg.out) / f"stage-{k}")
+    derived.model.init = init
+    for key in ("crop", "batch_size", "encoder_lr", "freeze"):
+        if getattr(stage, key) is not None:
+            setattr(derived, key, getattr(stage, key))
+    if stage.lr is not None:
+        derived.optimizer.lr = stage.lr
+    return derived
+
+
+def _train_stages(cfg: TrainConfig, resume: bool, stop_at: int | None, echo, progress,
+                  time_limit: float | None) -> TrainResult:
+    """A staged run: each stage is a run of its own in OUT/stage-K, started from the stage before's model; a
+    finished stage is skipped on --resume, the one in progress resumes bit for bit; OUT/model.pt is the last
+    stage's model once every stage is done."""
+    import shutil
+
+    out = Path(cfg.out)
+    started = (out / "stage-1").exists()
+    if started and not resume:
+        raise BigsegError(f"{out / 'stage-1'} exists; pass --resume to continue that staged run, or set another 'out'")
+    if resume and not started:
+        raise BigsegError(f"--resume: no staged run at {out} (no stage-1)")
+    if stop_at is not None and stop_at < 1:
+        raise BigsegError(f"--stop-at must be at least 1 iteration, got {stop_at}")
+    t0, done, init = time.perf_counter(), 0, cfg.model.init
+    first_loss, r = None, None
+    for k, stage in enumerate(cfg.stages, start=1):
+        sub = _stage_config(cfg, k, init)
+        model = Path(sub.out) / "model.pt"
+        if model.exists():
+            done, init = done + stage.iterations, str(model)
+            continue
+        if stop_at is not None and stop_at <= done:
+            break
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            break
+        echo(f"stage {k} of {len(cfg.stages)}: {stage.iterations} iterations, crop {sub.crop}, "
+             f"lr {sub.optimizer.lr:g}" + (f", encoder lr {sub.encoder_lr:g}" if sub.encoder_lr else "")
+             + (f", frozen: {', '.join(sub.freeze)}" if sub.freeze else ""))
+        r = train(sub, resume=(Path(sub.out) / "last.pt").exists(), echo=echo, progress=progress,
+                  stop_at=None if stop_at is None else stop_at - done, time_limit=left)
+        first_loss = r.first_loss if first_loss is None else first_loss
+        if r.model is None:  # stopped inside this stage (--stop-at, --time-limit)
+            done += r.iterations
+            break
+        done, init = done + stage.iterations, r.model
+    complete = done == cfg.iterations
+    if complete:
+        shutil.copyfile(init, out / "model.pt")
+    seconds = time.perf_counter() - t0
+    return TrainResult(out=str(out), iterations=done, of=cfg.iterations, seconds=seconds, first_loss=first_loss,
+                       last_loss=r.last_loss if r else None, val=r.val if r else None,
+                       model=str(out / "model.pt") if complete else None,
+                       it_per_second=r.it_per_second if r else math.nan)
