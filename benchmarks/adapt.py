@@ -242,7 +242,7 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
-    ap.add_argument("--tta", default="none", choices=["none", "flip", "flip4"],
+    ap.add_argument("--tta", default="none", choices=["none", "flip", "flip4", "multiscale", "flip-multiscale"],
                     help="also measure the adapted model inferred with this --tta")
     a = ap.parse_args(argv)
     if a.table:

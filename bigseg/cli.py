@@ -227,9 +227,11 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
               help="int8: the checkpoint's calibrated int8 export (shipped for the bundled model, or made with "
               "'bigseg export --int8'), ~1.2x faster whole on a 2-core CPU, run only when its measured accuracy allows "
               "[default: fp32, or what an .onnx model is].")
-@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flip", "flip4"]),
+@click.option("--tta", default="none", show_default=True,
+              type=click.Choice(["none", "flip", "flip4", "multiscale", "flip-multiscale"]),
               help="Test-time augmentation: average each window's logits with its left-right mirror's (flip: 2x the "
-              "model's time) or with all three mirrors' (flip4: 4x); same memory (benchmarks/RESULTS.md).")
+              "model's time), with all three mirrors' (flip4: 4x), over scales 0.75, 1 and 1.25 (multiscale: ~3.1x) "
+              "or those scales each with its mirror (flip-multiscale: ~6.3x); memory per window (RESULTS.md).")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
           probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""

@@ -403,3 +403,42 @@ def test_tta_averages_the_mirrored_views_of_each_window(tmp_path, slab, backend,
     assert (labels == truth).mean() > 0.97
     with pytest.raises(Exception, match="unknown --tta"):
         infer(store, options=_opts(tta="sideways", overwrite=True))
+
+
+def test_multiscale_tta_resizes_each_view_and_back(tmp_path, slab):
+    """--tta multiscale: the window at 0.75, 1 and 1.25 of its size (bilinear), each view's logits resized back and
+    averaged; the torch and ONNX Runtime workers agree (ONNX Runtime's resize is numpy's, torch's its own), and
+    numpy's resize is torch's bilinear."""
+    import torch
+
+    from bigseg.infer.predictor import ModelSpec, predict, resize_nchw
+
+    x = np.random.default_rng(0).random((2, 3, 37, 53)).astype(np.float32)
+    for h, w in ((28, 40), (46, 66), (37, 53)):
+        want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(h, w), mode="bilinear", align_corners=False)
+        np.testing.assert_allclose(resize_nchw(x, h, w), want.numpy(), atol=1e-5)
+
+    image = np.asarray(zarr.open_group(str(_store(tmp_path, slab)), mode="r")["image"][:200, :264])[None]
+    onnx = BUNDLED.with_suffix(".onnx")
+
+    def logits(tta, backend):
+        model = onnx if backend == "onnxruntime" else BUNDLED
+        out = predict(ModelSpec(str(model), backend + tta, backend=backend, tta=tta), np.ascontiguousarray(image))
+        return np.asarray(out.float() if hasattr(out, "float") else out, np.float32)
+
+    def at(scale):  # the window resized by hand, through the plain model, resized back
+        t = torch.from_numpy(image).permute(0, 3, 1, 2).float()
+        small = torch.nn.functional.interpolate(t, size=(round(200 * scale), round(264 * scale)), mode="bilinear",
+                                                align_corners=False).round().clamp(0, 255)
+        y = torch.from_numpy(logits("none", "torch") if scale == 1 else np.asarray(
+            predict(ModelSpec(str(BUNDLED), "s", backend="torch"),
+                    np.ascontiguousarray(small.permute(0, 2, 3, 1).numpy().astype(np.uint8))).float()))
+        return torch.nn.functional.interpolate(y, size=(200, 264), mode="bilinear", align_corners=False).numpy()
+
+    ms = logits("multiscale", "torch")
+    by_hand = np.mean([at(s) for s in (0.75, 1.0, 1.25)], axis=0)
+    assert np.abs(ms - by_hand).mean() < 0.05  # by hand the resized window is rounded to uint8; in the pass not
+    assert np.abs(ms - logits("multiscale", "onnxruntime")).max() < 0.05  # the two workers agree
+    assert np.abs(ms - logits("none", "torch")).max() > 0.1  # the scales differ: the mean is not the plain pass
+    both = logits("flip-multiscale", "onnxruntime")
+    assert both.shape == ms.shape and np.abs(both - ms).max() > 0.01

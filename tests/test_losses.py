@@ -106,7 +106,8 @@ def test_a_config_with_dice_plus_focal_trains_and_bad_terms_name_the_key(tmp_pat
     cfg = load_config(_write(tmp_path, store, [{"name": "focal", "gamma": 1.0}, {"name": "dice", "weight": 0.5}]))
     assert [t.name for t in cfg.loss] == ["focal", "dice"]
     r = train(cfg, progress=False, echo=lambda *a: None)
-    log = [yaml.safe_load(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"loss"' in x]
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    log = [yaml.safe_load(x)["loss"] for x in lines if '"loss"' in x]
     assert r["model"] and np.mean(log[-5:]) < 0.8 * np.mean(log[:5]), log
     assert [t.name for t in load_config(_write(tmp_path, store, "lovasz")).loss] == ["lovasz"]  # one name
     assert "loss" in error_line(run_cli("train", "--config", _write(tmp_path, store, "hinge")))

@@ -8,9 +8,10 @@ from bigseg.errors import BigsegError
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
-TTA = ("none", "flip", "flip4")
-"""Test-time augmentation: each window alone, with its left-right mirror (2 forward passes), or with all three
-mirrors (4); the views' logits are averaged inside the window (bigseg.infer.predictor.TTA_VIEWS)."""
+TTA = ("none", "flip", "flip4", "multiscale", "flip-multiscale")
+"""Test-time augmentation: each window alone, with its left-right mirror (2 forward passes), with all three mirrors
+(4), at scales 0.75, 1 and 1.25 (3 passes, ~3.1x the pixels), or those scales each with its mirror (6); the views'
+logits are averaged inside the window (bigseg.infer.predictor.TTA_VIEWS)."""
 DEVICES = ("cpu", "cuda")
 MAX_WINDOW = 4096
 MIN_WINDOW = 32
@@ -65,7 +66,7 @@ class InferOptions:
     compile: bool = False  # torch.compile the model in each worker (pays off on large jobs on a GPU)
     cache_dir: str | None = None  # ONNX exports of checkpoints; None: bigseg.infer.backend.cache_dir()
     precision: str | None = None  # "int8": the checkpoint's validated int8 export (opt-in); None: the model file's
-    tta: str = "none"  # "flip", "flip4": mirrored views of every window averaged (TTA)
+    tta: str = "none"  # mirrored and/or rescaled views of every window averaged (TTA)
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""

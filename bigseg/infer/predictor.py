@@ -37,7 +37,7 @@ class ModelSpec:
     channels_last: bool = True
     backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
     compile: bool = False  # torch.compile the model (CUDA; compiles on the first batch of each worker)
-    tta: str = "none"  # test-time augmentation: "flip" or "flip4" (bigseg.infer.options.TTA)
+    tta: str = "none"  # test-time augmentation (bigseg.infer.options.TTA, the views in TTA_VIEWS)
 
 
 def _device_for_worker(kind: str):
@@ -104,13 +104,48 @@ def weight_on(weight: np.ndarray, device):
     return _WEIGHTS[key]
 
 
-TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "none": ((),),
-    "flip": ((), (2,)),  # the window and its left-right mirror
-    "flip4": ((), (2,), (1,), (1, 2)),  # and the up-down mirror, and both (a half turn)
+View = tuple[tuple[int, ...], float]
+"""One view of a window: the image axes flipped (batch, y, x, channel) and the scale it is resized by."""
+
+SCALES = (0.75, 1.0, 1.25)
+"""The window's scales under ``--tta multiscale`` (pytorch-segmentation's multi-scale inference, the range voids
+and stones vary by between sections)."""
+
+TTA_VIEWS: dict[str, tuple[View, ...]] = {
+    "none": (((), 1.0),),
+    "flip": (((), 1.0), ((2,), 1.0)),  # the window and its left-right mirror
+    "flip4": (((), 1.0), ((2,), 1.0), ((1,), 1.0), ((1, 2), 1.0)),  # and the up-down mirror, and both (a half turn)
+    "multiscale": tuple(((), s) for s in SCALES),
+    "flip-multiscale": tuple((axes, s) for s in SCALES for axes in ((), (2,))),
 }
-"""Mirrored views of each window per ``--tta`` mode, as the image axes flipped (batch, y, x, channel): their
-logits are mirrored back and averaged before the blend, so the same windows and memory serve every mode."""
+"""The views of each window per ``--tta`` mode: mirrored and/or resized (bilinear), run through the model, their
+logits resized and mirrored back to the window and averaged before the blend, so the same windows and memory serve
+every mode (a view at scale 1.25 holds 1.56x the window's pixels while it runs)."""
+
+
+def _resize_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) bilinear interpolation weights, half-pixel centres (torch's ``align_corners=False``)."""
+    pos = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (pos - lo).astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), lo] += 1 - frac
+    m[np.arange(n_out), hi] += frac
+    return m
+
+
+def resize_nchw(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize of (B, C, H, W) float32 to (B, C, h, w) with numpy (an ONNX Runtime worker imports no
+    torch): two small matrix products, separable."""
+    if x.shape[2:] == (h, w):
+        return x
+    ry, rx = _resize_matrix(h, x.shape[2]), _resize_matrix(w, x.shape[3])
+    return np.einsum("yi,bcij,xj->bcyx", ry, x, rx, optimize=True).astype(np.float32)
+
+
+def _scaled(n: int, scale: float) -> int:
+    return max(8, round(n * scale))
 
 
 def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = None):
@@ -126,12 +161,17 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
         views = TTA_VIEWS[spec.tta]
         if spec.backend == "onnxruntime":
             out = None
-            for axes in views:
+            h, w = images.shape[1:3]
+            for axes, scale in views:
                 x = np.ascontiguousarray((np.flip(images, axes) if axes else images).transpose(0, 3, 1, 2),
                                          dtype=np.float32)
                 x /= np.float32(255)
+                if scale != 1.0:
+                    x = np.ascontiguousarray(resize_nchw(x, _scaled(h, scale), _scaled(w, scale)))
                 with _CPU_FORWARD:
                     y = model.run(None, {model.get_inputs()[0].name: x})[0]
+                if scale != 1.0:
+                    y = resize_nchw(np.asarray(y, np.float32), h, w)
                 y = np.flip(y, tuple(a + 1 for a in axes)) if axes else y  # (B, C, h, w): y, x are axes 2, 3
                 out = y if out is None else out + y
             assert out is not None
@@ -158,7 +198,7 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
 
 
 def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: np.ndarray | None,
-                   views: tuple[tuple[int, ...], ...] = ((),)):
+                   views: tuple[View, ...] = (((), 1.0),)):
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
@@ -168,9 +208,13 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
     if spec.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out = None
-    for axes in views:
+    h, w = images.shape[1:3]
+    for axes, scale in views:
         dims = tuple(a + 1 for a in axes)  # (B, 3, h, w): the image's y, x are axes 2, 3
         xv = x.flip(dims) if dims else x
+        if scale != 1.0:
+            xv = torch.nn.functional.interpolate(xv, size=(_scaled(h, scale), _scaled(w, scale)), mode="bilinear",
+                                                 align_corners=False)
         if device.type == "cuda" and spec.amp:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 y = model(xv)
@@ -178,6 +222,8 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
             with _CPU_FORWARD:
                 y = model(xv)
         y = y.float()
+        if scale != 1.0:
+            y = torch.nn.functional.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         y = y.flip(dims) if dims else y
         out = y if out is None else out.add_(y)
     assert out is not None
