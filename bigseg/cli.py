@@ -505,8 +505,12 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Share of each class's strokes held back to score the result.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", type=int, help="Torch threads [default: all cores].")
+@click.option("--tta", default="none", show_default=True,
+              type=click.Choice(["none", "flip", "flip4", "multiscale", "flip-multiscale"]),
+              help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, held_back, seed, threads, overwrite):
+def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, held_back, seed, threads, tta,
+          overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -520,7 +524,7 @@ def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, he
     from bigseg.train.adapt import adapt as run
 
     opts = AdaptOptions(minutes=minutes, prior=prior, grow=grow, balance=balance, crop=crop, batch=batch, lr=lr,
-                        held_back=held_back, seed=seed, threads=threads)
+                        held_back=held_back, seed=seed, threads=threads, tta=tta)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:

@@ -204,11 +204,12 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     for s in simulate_strokes(_array(store, "truth"), 3, 10, np.random.default_rng(0)):
         ann.paint(store, s)
     out = tmp_path / "mine.pt"
-    r = run_cli("adapt", store, "-o", out, "--minutes", "0.15", "--crop", "128", "--batch", "4")
+    r = run_cli("adapt", store, "-o", out, "--minutes", "0.15", "--crop", "128", "--batch", "4", "--tta", "flip")
     assert r.returncode == 0, r.stderr
     assert "held-back strokes" in r.stdout and "where to paint next" in r.stdout
     meta = checkpoint.read(out)["meta"]
     a = meta["adapted"]
+    assert a["options"]["tta"] == "flip"  # held-back strokes scored as 'infer --tta flip' will run it
     assert a["base"]["sha256"] == checkpoint.file_digest(checkpoint.BUNDLED)
     assert a["painted_pixels"] == ann.summary(store)["painted"] and a["steps"] > 0
     assert set(a["held_back_accuracy"]) == {"paste", "stone", "void"} and sum(a["held_back_strokes"].values()) >= 3
@@ -231,7 +232,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "adapted to this concrete" in r.stdout
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert "adapted to this concrete" in html and "No warnings" not in html
+    assert "adapted to this concrete" in html and "No warnings" not in html and "scored with --tta flip" in html
     doc = json.loads((tmp_path / "rep" / "stats.json").read_text())
     assert doc["slabs"][0]["model"]["adapted"]["held_back_accuracy"] == a["held_back_accuracy"]
 
@@ -263,3 +264,19 @@ def test_adapt_bad_input_one_line_and_nothing_lost(tmp_path):
     assert "sit on top of an input" in error_line(run_cli("adapt", store, "-o", store / "m.pt"))
     assert "name it .pt" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.onnx"))
     assert _array(store).tobytes() == before and "labels" not in st.open_store(store)
+
+
+def test_held_back_scoring_with_tta_averages_the_views_logits():
+    """adapt --tta: the held-back strokes are scored on the softmax of the views' mean logits, as infer --tta runs."""
+    import torch
+
+    from bigseg.train.adapt import _predict
+
+    model, _ = checkpoint.load(checkpoint.BUNDLED)
+    model.eval()
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    x = torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255
+    with torch.inference_mode():
+        want = torch.softmax((model(x) + model(x.flip(-1)).flip(-1)) / 2, 1)[0]
+    assert torch.allclose(_predict(model, image, "flip"), want, atol=1e-5)
+    assert not torch.allclose(_predict(model, image, "none"), want, atol=1e-3)

@@ -144,7 +144,8 @@ def resize_nchw(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.einsum("yi,bcij,xj->bcyx", ry, x, rx, optimize=True).astype(np.float32)
 
 
-def _scaled(n: int, scale: float) -> int:
+def scaled_size(n: int, scale: float) -> int:
+    """A side of ``n`` pixels at ``scale`` (a view of --tta multiscale)."""
     return max(8, round(n * scale))
 
 
@@ -167,7 +168,7 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
                                          dtype=np.float32)
                 x /= np.float32(255)
                 if scale != 1.0:
-                    x = np.ascontiguousarray(resize_nchw(x, _scaled(h, scale), _scaled(w, scale)))
+                    x = np.ascontiguousarray(resize_nchw(x, scaled_size(h, scale), scaled_size(w, scale)))
                 with _CPU_FORWARD:
                     y = model.run(None, {model.get_inputs()[0].name: x})[0]
                 if scale != 1.0:
@@ -213,8 +214,8 @@ def _predict_torch(spec: ModelSpec, model, device, images: np.ndarray, weight: n
         dims = tuple(a + 1 for a in axes)  # (B, 3, h, w): the image's y, x are axes 2, 3
         xv = x.flip(dims) if dims else x
         if scale != 1.0:
-            xv = torch.nn.functional.interpolate(xv, size=(_scaled(h, scale), _scaled(w, scale)), mode="bilinear",
-                                                 align_corners=False)
+            size = (scaled_size(h, scale), scaled_size(w, scale))
+            xv = torch.nn.functional.interpolate(xv, size=size, mode="bilinear", align_corners=False)
         if device.type == "cuda" and spec.amp:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 y = model(xv)

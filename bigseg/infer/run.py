@@ -314,4 +314,6 @@ def _adapted_record(adapted: dict | None) -> dict | None:
         return None
     keep = ("base", "stores", "strokes", "painted_pixels", "held_back_strokes", "held_back_pixels",
             "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when")
-    return {k: adapted.get(k) for k in keep}
+    record = {k: adapted.get(k) for k in keep}
+    record["tta"] = (adapted.get("options") or {}).get("tta") or "none"  # the views held-back strokes were scored with
+    return record

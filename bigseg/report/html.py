@@ -159,7 +159,8 @@ def _adapted_text(a: dict) -> str:
     strokes = sum((a.get("strokes") or {}).values())
     acc = ", ".join(f"{k} {100 * v:.1f} %" for k, v in (a.get("held_back_accuracy") or {}).items() if v is not None)
     return (f"from {Path(base).name} by bigseg adapt on {strokes} strokes ({len(a.get('stores') or [])} slab(s), "
-            f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}")
+            f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}"
+            + (f" (scored with --tta {a['tta']})" if a.get("tta") not in (None, "none") else ""))
 
 
 def _warnings(doc: dict) -> str:

@@ -353,21 +353,39 @@ def _freeze_batchnorm(model) -> None:
             m.eval()
 
 
-def _predict(model, image: np.ndarray):
-    """Softmax (C, H, W) of one RGB uint8 window (padded to a multiple of 32 for the network)."""
+def _predict(model, image: np.ndarray, tta: str = "none"):
+    """Softmax (C, H, W) of one RGB uint8 window (padded to a multiple of 32 for the network); with ``tta`` the
+    softmax of the mean logits of the window's views, as ``bigseg infer --tta`` computes them."""
     import torch
+
+    from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 
     h, w = image.shape[:2]
     ph, pw = -h % 32, -w % 32
     x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
     if ph or pw:
         x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    views = TTA_VIEWS[tta]
+    total = None
     with torch.inference_mode():
-        return torch.softmax(model(x), 1)[0, :, :h, :w]
+        for axes, scale in views:
+            dims = tuple(a + 1 for a in axes)
+            xv = x.flip(dims) if dims else x
+            if scale != 1.0:
+                xv = torch.nn.functional.interpolate(xv, size=(scaled_size(h + ph, scale), scaled_size(w + pw, scale)),
+                                                     mode="bilinear", align_corners=False)
+            y = model(xv).float()
+            if scale != 1.0:
+                y = torch.nn.functional.interpolate(y, size=(h + ph, w + pw), mode="bilinear", align_corners=False)
+            y = y.flip(dims) if dims else y
+            total = y if total is None else total + y
+        assert total is not None
+        return torch.softmax(total / len(views), 1)[0, :, :h, :w]
 
 
-def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng) -> dict:
-    """Per-class accuracy of each model on the held-back strokes (a window around each, with context)."""
+def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng, tta: str = "none") -> dict:
+    """Per-class accuracy of each model on the held-back strokes (a window around each, with context), with the
+    views of ``tta`` (what ``infer --tta`` will run)."""
     counts = {name: np.zeros((n_classes, 2), np.int64) for name in models}  # [correct, total]
     jobs = [(r, s) for r, reader in enumerate(readers) for s in reader.s.held_strokes]
     if len(jobs) > MAX_HELD_WINDOWS:
@@ -386,7 +404,7 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
         ys, xs = idx // cw + origin[0] - wy, idx % cw + origin[1] - wx
         keep = (ys >= 0) & (ys < size_y) & (xs >= 0) & (xs < size_x)
         for name, model in models.items():
-            pred = _predict(model, image).argmax(0).numpy()
+            pred = _predict(model, image, tta).argmax(0).numpy()
             hits = pred[ys[keep], xs[keep]] == s["class"]
             counts[name][s["class"]] += (int(hits.sum()), int(keep.sum()))
     return counts
@@ -611,7 +629,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
     model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
-    counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng)
+    counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta)
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
     held_px = {c.name: int(counts["adapted"][c.id, 1]) for c in classes}
     echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
@@ -674,14 +692,3 @@ def _store_suggestions(store: str, regions: list, model: Path) -> None:
         a.attrs["suggestions"] = {"model": os.path.abspath(model), "regions": regions,
                                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     st.consolidate(store)
-
-
-def held_back_summary(record: dict | None) -> str | None:
-    """One sentence for reports: how the adapted model did on the strokes it held back."""
-    if not record:
-        return None
-    acc = record.get("held_back_accuracy") or {}
-    parts = [f"{k} {100 * v:.1f} %" for k, v in acc.items() if v is not None]
-    return (f"adapted by bigseg adapt to {sum((record.get('strokes') or {}).values())} strokes on "
-            f"{len(record.get('stores') or [])} slab(s); on the strokes it held back it labels " + ", ".join(parts)
-            + " of the pixels right")

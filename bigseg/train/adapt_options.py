@@ -30,9 +30,14 @@ class AdaptOptions:
     photometric: bool = True
     export: bool = True
     suggestions: int = 5
+    tta: str = "none"  # the views the held-back strokes are scored with: what `infer --tta` will run
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
+        from bigseg.infer.options import TTA
+
+        if self.tta not in TTA:
+            raise BigsegError(f"unknown --tta {self.tta!r}; choose one of {', '.join(TTA)}")
         if not (math.isfinite(self.minutes) and self.minutes > 0):
             raise BigsegError(f"--minutes must be a positive number of minutes, got {self.minutes}")
         if self.minutes > 24 * 60:
