@@ -12,7 +12,7 @@ import click
 
 from bigseg.defaults import DEFAULT_CHUNK, DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError, Terminated, raise_terminated
-from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
+from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW, TTA
 from bigseg.train.adapt_options import AdaptOptions
 
 
@@ -228,7 +228,7 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
               "'bigseg export --int8'), ~1.2x faster whole on a 2-core CPU, run only when its measured accuracy allows "
               "[default: fp32, or what an .onnx model is].")
 @click.option("--tta", default="none", show_default=True,
-              type=click.Choice(["none", "flip", "flip4", "multiscale", "flip-multiscale"]),
+              type=click.Choice(TTA),
               help="Test-time augmentation: average each window's logits with its left-right mirror's (flip: 2x the "
               "model's time), with all three mirrors' (flip4: 4x), over scales 0.75, 1 and 1.25 (multiscale: ~3.1x) "
               "or those scales each with its mirror (flip-multiscale: ~6.3x); memory per window (RESULTS.md).")
@@ -506,7 +506,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", type=int, help="Torch threads [default: all cores].")
 @click.option("--tta", default="none", show_default=True,
-              type=click.Choice(["none", "flip", "flip4", "multiscale", "flip-multiscale"]),
+              type=click.Choice(TTA),
               help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, held_back, seed, threads, tta,
