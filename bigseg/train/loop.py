@@ -360,17 +360,17 @@ def _step(s: _State, loss_fn, image, truth) -> float:
     truth = truth.to(device, non_blocking=True)
     if s.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
+    if not bool((truth != s.cfg.ignore_label).any()):  # nothing to learn from (every loss leaves 255 out)
+        empty = _stores_without_labels(s.cfg.train, s.cfg.ignore_label)
+        raise BigsegError(
+            f"{', '.join(empty)}: the truth has no labelled pixels (all {s.cfg.ignore_label}); import a mask with "
+            "class ids" if empty else
+            f"a batch of {len(truth)} crops held no labelled pixel at iteration {s.step} (the truth is mostly "
+            f"unlabelled, {s.cfg.ignore_label}); raise crop or batch_size, or set rare_class")
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16):
         logits = s.model(image)
         loss = loss_fn(logits.float(), truth)
     if not torch.isfinite(loss):
-        if not bool((truth != s.cfg.ignore_label).any()):  # nothing to learn from, not a learning rate too high
-            empty = _stores_without_labels(s.cfg.train, s.cfg.ignore_label)
-            raise BigsegError(
-                f"{', '.join(empty)}: the truth has no labelled pixels (all {s.cfg.ignore_label}); import a mask with "
-                "class ids" if empty else
-                f"a batch of {len(truth)} crops held no labelled pixel at iteration {s.step} (the truth is mostly "
-                f"unlabelled, {s.cfg.ignore_label}); raise crop or batch_size, or set rare_class")
         raise BigsegError(f"loss became {loss.item()} at iteration {s.step}; lower optimizer.lr")
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
