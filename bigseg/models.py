@@ -137,16 +137,26 @@ class DeepLabV3Plus(nn.Module):
         return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def _resnet_encoder(depth: int, pretrained_backbone: bool):
-    """torchvision's ResNet-18/34 as (stem at stride 2, pool + layer1 at 4, layer2 at 8, layer3 at 16, layer4 at
-    32), ImageNet weights only where torchvision's cache already holds them."""
-    from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
+class _ResNetEncoder(nn.Module):
+    """torchvision's ResNet-18/34 as five feature maps: stem at stride 2, pool + layer1 at 4, layer2 at 8, layer3
+    at 16, layer4 at 32; ImageNet weights only where torchvision's cache already holds them."""
 
-    builder, weights = {18: (resnet18, ResNet18_Weights.IMAGENET1K_V1),
-                        34: (resnet34, ResNet34_Weights.IMAGENET1K_V1)}[depth]
-    net = builder(weights=_cached_weights(weights) if pretrained_backbone else None)
-    stem = nn.Sequential(net.conv1, net.bn1, net.relu)
-    return stem, nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4
+    def __init__(self, depth: int, pretrained_backbone: bool):
+        super().__init__()
+        from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
+
+        builder, weights = {18: (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+                            34: (resnet34, ResNet34_Weights.IMAGENET1K_V1)}[depth]
+        net = builder(weights=_cached_weights(weights) if pretrained_backbone else None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+        self.e1, self.e2, self.e3, self.e4 = nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4
+
+    def forward(self, x):
+        s = self.stem(x)
+        e1 = self.e1(s)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        return s, e1, e2, e3, self.e4(e3)
 
 
 def _up_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -175,17 +185,13 @@ class LinkNet(nn.Module):
 
     def __init__(self, num_classes: int, pretrained_backbone: bool = False):
         super().__init__()
-        self.stem, self.e1, self.e2, self.e3, self.e4 = _resnet_encoder(18, pretrained_backbone)
+        self.encoder = _ResNetEncoder(18, pretrained_backbone)
         self.d4, self.d3, self.d2, self.d1 = (_LinkDecoder(512, 256), _LinkDecoder(256, 128),
                                               _LinkDecoder(128, 64), _LinkDecoder(64, 64))
         self.head = nn.Sequential(_conv_bn(64, 32), nn.Conv2d(32, num_classes, 1))
 
     def forward(self, x):
-        s = self.stem(x)
-        e1 = self.e1(s)
-        e2 = self.e2(e1)
-        e3 = self.e3(e2)
-        e4 = self.e4(e3)
+        s, e1, e2, e3, e4 = self.encoder(x)
         d = self.d4(e4, e3) + e3
         d = self.d3(d, e2) + e2
         d = self.d2(d, e1) + e1
@@ -200,7 +206,7 @@ class ResNetUNet(nn.Module):
 
     def __init__(self, num_classes: int, pretrained_backbone: bool = False):
         super().__init__()
-        self.stem, self.e1, self.e2, self.e3, self.e4 = _resnet_encoder(34, pretrained_backbone)
+        self.encoder = _ResNetEncoder(34, pretrained_backbone)
 
         def block(cin, cout):
             return nn.Sequential(_conv_bn(cin, cout), _conv_bn(cout, cout))
@@ -211,11 +217,7 @@ class ResNetUNet(nn.Module):
         self.head = nn.Conv2d(32, num_classes, 1)
 
     def forward(self, x):
-        s = self.stem(x)
-        e1 = self.e1(s)
-        e2 = self.e2(e1)
-        e3 = self.e3(e2)
-        e4 = self.e4(e3)
+        s, e1, e2, e3, e4 = self.encoder(x)
         d = self.u3(torch.cat([_up_to(e4, e3), e3], 1))
         d = self.u2(torch.cat([_up_to(d, e2), e2], 1))
         d = self.u1(torch.cat([_up_to(d, e1), e1], 1))
@@ -286,8 +288,8 @@ ARCHITECTURES = {
 ENCODERS = {
     "light_unet": ("net.stem.", "net.down.", "net.bottom."),
     "deeplabv3plus_mobilenet_v3_large": ("net.low.", "net.high."),
-    "linknet_resnet18": ("net.stem.", "net.e1.", "net.e2.", "net.e3.", "net.e4."),
-    "unet_resnet34": ("net.stem.", "net.e1.", "net.e2.", "net.e3.", "net.e4."),
+    "linknet_resnet18": ("net.encoder.",),
+    "unet_resnet34": ("net.encoder.",),
 }
 """Per architecture, the parameter-name prefixes of its encoder (``freeze: [encoder]``, ``encoder_lr`` in a
 training config); torchvision's segmentation models keep theirs under ``net.backbone.``."""
