@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -181,7 +182,7 @@ def _monai_child(args: dict) -> None:
                                           predictor=lambda b: model(b.contiguous(
                                               memory_format=torch.channels_last)),
                                           overlap=args["overlap"] / win, mode="gaussian")
-        labels = logits.argmax(1)[0].to(torch.uint8).numpy()
+        labels = cast(torch.Tensor, logits).argmax(1)[0].to(torch.uint8).numpy()  # MONAI types a union
     seconds = time.perf_counter() - t0
     np.save(args["labels_out"], labels)
     print(json.dumps({"seconds": seconds, "load_seconds": load_s}))

@@ -22,6 +22,8 @@ from bigseg.errors import BigsegError
 if TYPE_CHECKING:
     import torch
 
+    from bigseg.models import Normalized
+
 # torch is imported inside the functions that need it: a ``bigseg infer`` client only hashes checkpoints (its
 # workers load them), and importing torch costs a process ~470 MB.
 
@@ -168,7 +170,7 @@ def _check_structure(path, blob: dict) -> None:
                           "training? Use an earlier checkpoint")
 
 
-def load(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+def load(path: str | os.PathLike) -> tuple[Normalized, dict]:
     """(model in eval mode on CPU, meta) from a checkpoint; errors name what does not fit."""
     from bigseg.models import build
 

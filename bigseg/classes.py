@@ -32,9 +32,14 @@ def table_to_attrs(classes: tuple[ClassInfo, ...] | list[ClassInfo]) -> list[dic
     return [c.to_dict() for c in classes]
 
 
+def _color(values) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in values)  # a colour of another length fails here, named by the caller
+    return r, g, b
+
+
 def table_from_attrs(items: list[dict]) -> tuple[ClassInfo, ...]:
     try:
-        classes = tuple(ClassInfo(int(d["id"]), str(d["name"]), tuple(int(v) for v in d["color"])) for d in items)
+        classes = tuple(ClassInfo(int(d["id"]), str(d["name"]), _color(d["color"])) for d in items)
     except (KeyError, TypeError, ValueError) as exc:
         raise BigsegError(f"malformed class table {items!r}: each class needs id, name and color") from exc
     validate_table(classes)

@@ -77,7 +77,8 @@ def read_colour_table(path: str | os.PathLike) -> list[tuple[str, tuple[int, int
         m = re.fullmatch(r"(\d+)[\s,]+(\d+)[\s,]+(\d+)[\s,]+(.+)", line)
         if not m or any(int(v) > 255 for v in m.groups()[:3]):
             raise BigsegError(f"{path}:{n}: expected 'R G B name' with 0..255 values, got {line!r}")
-        entries.append((m.group(4).strip(), tuple(int(v) for v in m.groups()[:3])))
+        r, g, b = (int(v) for v in m.groups()[:3])
+        entries.append((m.group(4).strip(), (r, g, b)))
     if not entries:
         raise BigsegError(f"{path}: no classes in the colour table")
     return entries
@@ -87,7 +88,8 @@ def _table_without_void(entries: list[tuple[str, tuple[int, int, int]]], void_na
                         default_voids=VOID_NAMES):
     """Class table (void removed) and value map: entry index -> class id, void -> 255."""
     voids = {void_name.lower()} if void_name else set(default_voids)
-    classes, value_map = [], np.full(len(entries), IGNORE_LABEL, np.uint8)
+    classes: list[ClassInfo] = []
+    value_map = np.full(len(entries), IGNORE_LABEL, np.uint8)
     colour_ids = {}
     for i, (name, colour) in enumerate(entries):
         if name.lower() in voids:
@@ -98,9 +100,9 @@ def _table_without_void(entries: list[tuple[str, tuple[int, int, int]]], void_na
         classes.append(ClassInfo(len(classes), name, colour))
     if void_name and void_name.lower() not in {n.lower() for n, _ in entries}:
         raise BigsegError(f"--void {void_name}: no such class (classes: {', '.join(n for n, _ in entries)})")
-    classes = tuple(classes)
-    validate_table(classes)
-    return classes, value_map, colour_ids
+    table = tuple(classes)
+    validate_table(table)
+    return table, value_map, colour_ids
 
 
 def _images(folder: Path) -> list[Path]:
@@ -304,7 +306,8 @@ def import_camvid(folder, outdir, void_name: str | None = None, pixel_size: floa
     folder, outdir = Path(folder), Path(outdir)
     if not folder.is_dir():
         raise BigsegError(f"{folder}: no such folder")
-    jobs, split = [], {}
+    jobs: list = []
+    split: dict[str, int] = {}
     if (folder / "trainannot").is_dir():  # SegNet layout
         table = folder / "label_colors.txt"
         entries = read_colour_table(table) if table.is_file() else [(n, c) for n, c in SEGNET_CAMVID]

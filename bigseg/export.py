@@ -109,6 +109,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         verified = {"fp32_max_abs_logit_diff": check["max_abs_diff"], "tolerance": tolerance}
         if fmt == "onnx":
             if int8:
+                assert calib is not None  # made above when int8
                 held_out = calib[calibration_windows:]
                 _quantize_int8(fp32, tmp_out, calib[:calibration_windows], Path(tmp))
                 agree = _label_agreement(model, _onnx_runner(tmp_out), held_out)
@@ -159,7 +160,7 @@ def _export_onnx(model, path: Path, exporter: str = "dynamo") -> str:
     import torch
 
     x = torch.rand(*TRACE_SHAPE)
-    names = {"input_names": ["image"], "output_names": ["logits"]}
+    names = {"input_names": ["image"], "output_names": ["logits"]}  # the same in both exporters
     dynamo_error = None
     if exporter == "dynamo":
         try:
@@ -169,7 +170,8 @@ def _export_onnx(model, path: Path, exporter: str = "dynamo") -> str:
                     3: Dim("width", min=32, max=8192)}
             with _quiet():
                 torch.onnx.export(model, (x,), str(path), dynamo=True, dynamic_shapes=(dims,), external_data=False,
-                                  verbose=False, **names)
+                                  verbose=False, input_names=names["input_names"],
+                                  output_names=names["output_names"])
             return "dynamo"
         except Exception as exc:  # the torch.export-based exporter can't take every model: try TorchScript's
             dynamo_error = f"{str(exc).splitlines()[0][:200]}; then "
@@ -177,7 +179,8 @@ def _export_onnx(model, path: Path, exporter: str = "dynamo") -> str:
     try:
         with _quiet():
             torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17,
-                              dynamic_axes={"image": axes, "logits": axes}, **names)
+                              dynamic_axes={"image": axes, "logits": axes}, input_names=names["input_names"],
+                              output_names=names["output_names"])
     except Exception as exc:
         raise BigsegError(f"ONNX export failed ({dynamo_error or ''}{str(exc).splitlines()[0][:200]})") from exc
     return "legacy"
@@ -274,7 +277,7 @@ def _store_windows(stores, n: int, size: int, seed: int = 0) -> list[np.ndarray]
     images = []
     for s in stores:
         group = st.open_store(s)
-        images.append(group["image"])
+        images.append(st.array(group, "image"))
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):

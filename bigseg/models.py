@@ -338,7 +338,7 @@ def _triple(values, what: str) -> tuple[float, float, float]:
 
 
 def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16, refine: bool = False,
-          mean=None, std=None, bgr: bool = False) -> nn.Module:
+          mean=None, std=None, bgr: bool = False) -> Normalized:
     """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1].
 
     ``mean``/``std`` (one value or three, in the network's channel order) default to ImageNet's; ``bgr``: the

@@ -141,6 +141,14 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
     return member
 
 
+def subgroup(group: zarr.Group, name: str) -> zarr.Group:
+    """The group ``name`` of ``group`` (a pyramid); an error naming it when it is an array."""
+    member = group[name]
+    if not isinstance(member, zarr.Group):
+        raise BigsegError(f"{group.store_path}/{name}: an array where a group belongs; the store is damaged")
+    return member
+
+
 def attr(obj, key: str, default: Any = None) -> Any:
     """An attribute of a zarr group or array as plain JSON data (zarr types them as a JSON union)."""
     return cast(Any, obj.attrs.get(key, default))

@@ -13,12 +13,13 @@ def store_summary(path: str | os.PathLike, check: bool = False, echo=None) -> di
     """Size, pixel size, class table, arrays (shape, chunks, completeness), statistics; with ``check`` every chunk
     of every array is read once and the damaged ones listed per array (``problems``)."""
     group = st.open_store(path)
-    image = group["image"]
+    image = st.array(group, "image")
     arrays = {}
     names = [n for n in ("image", "truth", "labels", "probabilities", "confidence", ann.LAYER) if n in group]
     for pyramid in ("preview", *LABEL_PYRAMIDS.values(), ann.PYRAMID):  # the image's and masks' pyramids
         if pyramid in group:
-            names += [f"{pyramid}/{n}" for n in sorted(group[pyramid].array_keys(), key=lambda n: int(n[1:]))]
+            levels = sorted(st.subgroup(group, pyramid).array_keys(), key=lambda n: int(n[1:]))
+            names += [f"{pyramid}/{n}" for n in levels]
     for name in names:
         a = st.open_array(path, name)
         arrays[name] = {"shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from bigseg.errors import BigsegError
 from bigseg.results import ImportResult
@@ -135,7 +136,7 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
         scores = candidates(state, n)
         exact = [a for a, d in scores.items() if d == 0]
         if not exact:
-            best = min(scores, key=scores.get)
+            best = min(scores, key=lambda a: scores[a])
             raise BigsegError(f"{path}: the weights fit none of {', '.join(CANDIDATES)} (closest: {best}, "
                               f"{scores[best]} names or shapes differ); pass --arch if it is one of them")
         if len(exact) > 1:
@@ -144,17 +145,18 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
         arch = exact[0]
     elif arch not in ARCHITECTURES or arch == "light_unet":
         raise BigsegError(f"--arch {arch}: choose auto or one of {', '.join(CANDIDATES)}")
+    table: tuple[ClassInfo, ...]
     if classes is None or classes == "concrete":
-        table = CONCRETE if classes is not None or n == 3 else None
-        if table is None:
+        if classes is None and n != 3:
             raise BigsegError(f"{path}: {n} classes; pass --classes FILE (R G B name per line) to name them")
+        table = CONCRETE
     else:
         from bigseg.datasets import read_colour_table
 
         table = tuple(ClassInfo(i, name, colour) for i, (name, colour) in enumerate(read_colour_table(classes)))
     if len(table) != n:
         raise BigsegError(f"{path}: the classifier has {n} classes but the class table names {len(table)}")
-    kwargs = {"bgr": bool(bgr)}
+    kwargs: dict[str, Any] = {"bgr": bool(bgr)}
     if mean is not None:
         kwargs["mean"] = list(mean) if isinstance(mean, list | tuple) else [float(mean)]
     if std is not None:

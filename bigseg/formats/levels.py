@@ -26,12 +26,12 @@ def halve_picture(level: da.Array) -> da.Array:
         s = b[..., 0::2, 0::2] + b[..., 1::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 1::2]
         return ((s + 2) // 4).astype(np.uint8)
 
-    return level.map_blocks(mean2, chunks=_halved(level.chunks), dtype=np.uint8)
+    return da.map_blocks(mean2, level, chunks=_halved(level.chunks), dtype=np.uint8)
 
 
 def halve_mask(level: da.Array, n_classes: int) -> da.Array:
     """(y, x) class ids -> half size, each pixel the most frequent class of its 2 x 2 block (255: all unlabelled)."""
-    return level.map_blocks(lambda b: majority(b, 2, n_classes), chunks=_halved(level.chunks), dtype=np.uint8)
+    return da.map_blocks(lambda b: majority(b, 2, n_classes), level, chunks=_halved(level.chunks), dtype=np.uint8)
 
 
 def _halved(chunks: tuple) -> tuple:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -53,7 +54,7 @@ def _write_levels(group: zarr.Group, full: da.Array, n: int, halve, threads: int
                                     dtype=np.uint8, fill_value=0, compressors=st.compressor(),
                                     dimension_names=("c", "y", "x")[-level.ndim:])
         with dask.config.set(scheduler="threads", num_workers=threads):
-            da.store(level.rechunk(target.chunks), target, lock=False)  # one writer per zarr chunk
+            da.store(level.rechunk(target.chunks), cast(Any, target), lock=False)  # one writer per zarr chunk
         level = halve(da.from_zarr(target))
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -92,7 +93,7 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
     pixel_um = st.pixel_size_um(group)
     if layer == "probabilities":
         full = st.dask_array(store, layer).transpose(1, 2, 0)
-        view = _Yx(src)
+        view: Any = _Yx(src)
     else:
         full = st.dask_array(store, layer)
         view = src
@@ -133,7 +134,7 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
                                                            *level.shape[2:]),
                                                    dtype=np.uint8, fill_value=0, compressors=st.compressor())
                 with dask.config.set(scheduler="threads", num_workers=threads):  # one writer per zarr chunk
-                    da.store(level.rechunk(target.chunks), target, lock=False)
+                    da.store(level.rechunk(target.chunks), cast(Any, target), lock=False)
                 arrays.append(target)
                 level = da.from_zarr(target)
             with tifffile.TiffWriter(tmp, bigtiff=True) as tif:

@@ -97,6 +97,7 @@ class Totals:
         a = px_mm**2
         names = {"paste": ids["paste"], "stone": ids["stone"], "void": ids["void"]}
         ls = m.line_stats
+        assert ls is not None, "measure_mask fills line_stats whenever it is given concrete ids"
         lines = np.stack([ls.labelled * px_mm, ls.void * px_mm, ls.paste * px_mm, ls.chords.astype(float)], 1) \
             if len(m.lines) else np.zeros((0, 4))
         return Totals(
@@ -134,6 +135,7 @@ def _bands(m: MaskMeasurements, classes: list[int], spacing_px: float) -> np.nda
     out = np.zeros((len(m.lines), 3))
     for i, (kind, pos) in enumerate(m.lines):
         counts = m.row_class_pixels if kind == "row" else m.col_class_pixels
+        assert counts is not None, "measure_mask fills the per-row and per-column counts"
         lo, hi = int(np.floor(pos - half + 0.5)), int(np.floor(pos + half + 0.5))
         out[i] = counts[max(lo, 0) : max(hi, lo + 1)][:, classes].sum(axis=0)
     return out

@@ -53,7 +53,10 @@ def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> dict:
     (``truth`` or ``annotations``)."""
     if reference not in ("truth", "annotations"):
         raise BigsegError(f"labels are scored against truth or annotations, not {reference!r}")
-    total, names = None, None
+    if not stores:
+        raise BigsegError("evaluate: no stores given")
+    total: np.ndarray | None = None
+    names: list[str] | None = None
     per_store = {}
     for s in stores:
         cm, n = confusion_matrix(s, reference=reference)
@@ -62,6 +65,7 @@ def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> dict:
         names = n
         total = cm if total is None else total + cm
         per_store[str(s)] = scores(cm, n)
+    assert total is not None and names is not None  # at least one store was scored
     return {"classes": names, "reference": reference, "confusion": total.tolist(), **scores(total, names),
             "stores": per_store}
 

@@ -146,7 +146,7 @@ def _model_block(doc: dict) -> str:
                 ("precision", "int8 (its calibrated export; labels differ from fp32 on a small share of pixels, "
                               "mostly along class boundaries)" if m.get("precision") == "int8" else None),
                 ("trained on", _e(trained_text)),
-                ("adapted", _e(_adapted_text(m.get("adapted"))) if m.get("adapted") else None),
+                ("adapted", _e(_adapted_text(m["adapted"])) if m.get("adapted") else None),
                 ("mean confidence", _fmt(conf.get("mean_confidence")) if conf else None),
                 ("uncertain pixels", f"{100 * conf['uncertain_fraction']:.2f} %" if conf else None),
                 ("confidence check", _e(d.get("message")))]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def _rings(lab: np.ndarray, halo: np.ndarray, pad: tuple[int, int, int, int], n:
     from two sides counts twice: boundary length, in pixel edges). ``halo``: the block with its one-pixel halo,
     ``pad``: how many halo pixels there are on each side (top, bottom, left, right)."""
     t, b, left, right = pad
-    full = np.zeros(halo.shape, np.int32)
+    full: np.ndarray = np.zeros(halo.shape, np.int32)
     full[t : halo.shape[0] - b, left : halo.shape[1] - right] = lab
     counts = np.zeros((n + 1) * 2, np.int64)
     for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
@@ -191,7 +192,7 @@ def analyse_chunk(path: str, array: str, y0: int, y1: int, x0: int, x1: int, row
     pad = (y0 - hy0, hy1 - y1, x0 - hx0, hx1 - x1)
     core = halo[pad[0] : halo.shape[0] - pad[1], pad[2] : halo.shape[1] - pad[3]]
     h, w = core.shape
-    out = {"pos": (y0, x0), "shape": (h, w)}
+    out: dict[str, Any] = {"pos": (y0, x0), "shape": (h, w)}
     if ids is not None:
         void_id = ids["void"]
         lab, n = ndimage.label(core == void_id)
@@ -353,8 +354,9 @@ def measure_mask(store, array: str, ids: dict | None, n_classes: int, spacing_px
     z = st.open_array(path, array)
     height, width = z.shape
     ch, cw = z.chunks
-    rows = traverse_rows(height, spacing_px) if ids and direction in ("horizontal", "both") else np.zeros(0, int)
-    cols = traverse_rows(width, spacing_px) if ids and direction in ("vertical", "both") else np.zeros(0, int)
+    spacing = float(spacing_px) if spacing_px is not None else 0.0  # given whenever ids are
+    rows = traverse_rows(height, spacing) if ids and direction in ("horizontal", "both") else np.zeros(0, int)
+    cols = traverse_rows(width, spacing) if ids and direction in ("vertical", "both") else np.zeros(0, int)
     grid_y, grid_x = list(range(0, height, ch)), list(range(0, width, cw))
 
     def task(y0, x0, amend=None):
@@ -423,7 +425,8 @@ def _assemble(results, grid_y, grid_x, ch, cw, height, width, rows, cols, ids, n
     counted_lines = np.concatenate(sums["every" if edge_chords == "all" else "counted"])
     m.chord_lengths = dict(sorted(everything.items()))
     m.counted_chord_lengths = dict(sorted(counted_only.items()))
-    m.line_stats = LineStats(*(np.concatenate(sums[k]) for k in ("labelled", "void", "paste")), counted_lines)
+    m.line_stats = LineStats(np.concatenate(sums["labelled"]), np.concatenate(sums["void"]),
+                             np.concatenate(sums["paste"]), counted_lines)
     areas, _, _ = _components(results, grid_y, grid_x)
     m.void_areas = np.sort(areas)
     m.excluded_aggregate_voids = excluded["aggregate"]

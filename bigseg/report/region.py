@@ -27,7 +27,7 @@ NAME = "region"
 
 def _preview(group, max_side: int = 4096) -> tuple[np.ndarray, int]:
     """The finest preview level (or the image itself when small) with both sides at most ``max_side``."""
-    h, w = group["image"].shape[:2]
+    h, w = st.array(group, "image").shape[:2]
     if max(h, w) <= max_side:
         return np.asarray(group["image"][:]), 1  # the small-image path
     levels = st.level_factors(group)
@@ -89,7 +89,7 @@ def _write(store, group, strip_at, attrs: dict, how: str) -> int:
 def set_region(store, how: str) -> dict:
     """Make (or remake) the store's region from ``how`` ("auto" or a mask file); returns its attributes."""
     group = st.open_store(store, mode="r+")
-    h, w = group["image"].shape[:2]
+    h, w = st.array(group, "image").shape[:2]
     if how == "auto":
         picture, f = _preview(group)
         small, info = find_specimen(picture)

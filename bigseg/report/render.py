@@ -135,13 +135,18 @@ def _with_legend(picture: np.ndarray, legend_rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _rgb01(color) -> tuple[float, float, float]:
+    r, g, b = (float(v) / 255.0 for v in color)
+    return r, g, b
+
+
 def _legend_entries(handles_spec, title: str) -> np.ndarray:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from PIL import Image
 
-    handles = [Patch(facecolor=np.array(c) / 255.0, edgecolor="black", label=t) if kind == "fill" else
-               Line2D([0], [0], color=np.array(c) / 255.0, lw=2.5, label=t) for kind, c, t in handles_spec]
+    handles = [Patch(facecolor=_rgb01(c), edgecolor="black", label=t) if kind == "fill" else
+               Line2D([0], [0], color=_rgb01(c), lw=2.5, label=t) for kind, c, t in handles_spec]
     fig = _figure(2.8, 0.45 + 0.24 * len(handles))
     fig.legend(handles=handles, loc="center", fontsize=9, framealpha=0.92, title=title, title_fontsize=9)
     fig.patch.set_alpha(0.0)
@@ -185,7 +190,7 @@ def _windows_with_most(count_map: np.ndarray, size: int, n: int) -> list[tuple[i
         return [(0, 0)]
     sat = np.pad(count_map.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     sums = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
-    picks = []
+    picks: list[tuple[int, int]] = []
     for _ in range(n):
         y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
         if sums[y, x] <= 0 and picks:
@@ -213,7 +218,7 @@ def crops_png(store, ids: dict | None, classes, truth: bool, n: int = 2, source:
     if truth:
         tsmall = downsampled_mask(store, "truth", f, len(classes))[: small.shape[0], : small.shape[1]]
         wanted.append(("most disagreement with the truth", (tsmall != small) & (tsmall != 255)))
-    h, w = group["image"].shape[:2]
+    h, w = st.array(group, "image").shape[:2]
     rows, where = [], []
     image, labels = st.open_array(store, "image"), st.open_array(store, source)
     for why, counts in wanted:
@@ -283,8 +288,8 @@ def confidence_png(store) -> bytes | None:
     group = st.open_store(store)
     if "confidence" not in group:
         return None
-    conf = group["confidence"]
-    cf = int(conf.attrs.get("factor", 16))
+    conf = st.array(group, "confidence")
+    cf = int(st.attr(conf, "factor", 16))
     f = quicklook_scale(group)
     step = max(1, f // cf)
     values = np.asarray(conf[::step, ::step]).astype(float) / 255.0
@@ -335,14 +340,14 @@ def pictures(stores: list, doc: dict, classes) -> dict[str, bytes]:
     for k, store in enumerate(stores):
         suffix = "" if len(stores) == 1 else f"-{k + 1}"
         slab = doc["slabs"][k]
-        fractions = {c["name"]: None for c in doc["classes"]}
-        fractions = {name: slab["parameters"].get(f"{name}_fraction", {}).get("value") for name in fractions}
         if ids:
             p = slab["parameters"]
             fractions = {"void": p["air_content"]["value"] / 100, "paste": p["paste_content"]["value"] / 100,
                          "stone": p["aggregate_content"]["value"] / 100}
         else:
-            fractions = {k2: v / 100 for k2, v in fractions.items() if v is not None}
+            values = {c["name"]: slab["parameters"].get(f"{c['name']}_fraction", {}).get("value")
+                      for c in doc["classes"]}
+            fractions = {name: v / 100 for name, v in values.items() if v is not None}
         source = doc.get("source", "labels")
         out[f"quicklook{suffix}.png"] = quicklook_png(store, source, fractions)
         if truth:

@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,12 +77,12 @@ class ReportOptions:
         if self.source != "labels" and self.truth:
             raise BigsegError(f"--truth compares a model's labels with the truth; with --source {self.source} the "
                               "report already measures the traced mask (leave out --truth)")
-        for flag, value, allowed in (("--traverse-direction", self.direction, DIRECTIONS),
-                                     ("--edge-chords", self.edge_chords, EDGE_RULES),
-                                     ("--aggregate-voids", self.aggregate_voids, AGGREGATE_VOIDS),
-                                     ("--entrapped-criterion", self.entrapped_criterion, ENTRAPPED_CRITERIA)):
-            if value not in allowed:
-                raise BigsegError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        for flag, choice, allowed in (("--traverse-direction", self.direction, DIRECTIONS),
+                                      ("--edge-chords", self.edge_chords, EDGE_RULES),
+                                      ("--aggregate-voids", self.aggregate_voids, AGGREGATE_VOIDS),
+                                      ("--entrapped-criterion", self.entrapped_criterion, ENTRAPPED_CRITERIA)):
+            if choice not in allowed:
+                raise BigsegError(f"{flag} must be one of {', '.join(allowed)}, got {choice!r}")
 
 
 def default_output(store) -> Path:
@@ -106,15 +107,22 @@ def analyse(store, array: str, classes, px: float | None, spacing_mm: float, ent
     ids = concrete_ids(classes)
     group = st.open_store(store)
     region = "region" if "region" in group else None
-    spacing_px = spacing_mm * 1000.0 / px if ids else None
-    min_px = math.ceil(math.pi * (o.min_void_diameter_um / 2 / px) ** 2) if ids and o.min_void_diameter_um else 1
+    spacing_px: float | None = None
+    min_px = 1
+    if ids:
+        if px is None:
+            raise BigsegError(f"{store}: the air-void figures need the pixel size (--pixel-size)")
+        spacing_px = spacing_mm * 1000.0 / px
+        if o.min_void_diameter_um:
+            min_px = math.ceil(math.pi * (o.min_void_diameter_um / 2 / px) ** 2)
     m = measure_mask(store, array, ids, len(classes), spacing_px, client=client, direction=o.direction,
                      edge_chords=o.edge_chords, aggregate_voids=o.aggregate_voids, min_void_px=max(1, min_px),
                      region=region)
     counts = np.concatenate([m.class_pixels, [m.unlabelled_pixels]])
     stats = statistics_from_counts(counts, classes, px, array)
-    result = {"areas": stats, "parameters": {}}
+    result: dict[str, Any] = {"areas": stats, "parameters": {}}
     if ids:
+        assert px is not None and spacing_px is not None  # checked above
         t = airvoid.Totals.of(m, ids, px, spacing_px)
         result["totals"] = t
         settings = {"direction": o.direction, "edge_chords": o.edge_chords, "aggregate_voids": o.aggregate_voids,
@@ -184,10 +192,10 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
         info = set_region(store, options.region)
         echo(f"region of {store}: {info['method']}, {info['inside_pixels']} pixels inside")
     group = st.open_store(store)
-    h, w = group[source].shape
-    attrs = dict(group[source].attrs)
+    h, w = st.array(group, source).shape
+    attrs: dict[str, Any] = dict(st.array(group, source).attrs)
     confidence = attrs.get("confidence") if source == "labels" else None
-    model = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
+    model: dict[str, Any] = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
     window = (attrs.get("run") or {}).get("window") if source == "labels" else None
     slab = {"store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
             "window": window,

@@ -29,6 +29,7 @@ import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from bigseg import annotations as ann
 from bigseg import store as st
@@ -73,7 +74,7 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
             reason = self._reason if status_code != 500 else "internal error"
             self.finish(json.dumps({"error": reason, "status": status_code}))
 
-        def fail(self, status: int, message: str):
+        def fail(self, status: int, message: str) -> NoReturn:
             raise tornado.web.HTTPError(status, reason=message[:200])
 
         def slab(self, key: str) -> tiles.Slab:

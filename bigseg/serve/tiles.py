@@ -88,7 +88,7 @@ class Slab:
         self.mask_levels = {}
         for name, pyramid in MASK_PYRAMIDS.items():
             if pyramid in group:
-                self.mask_levels[name] = sorted(int(k[1:]) for k in group[pyramid].array_keys())
+                self.mask_levels[name] = sorted(int(k[1:]) for k in st.subgroup(group, pyramid).array_keys())
         layers = ["image"]
         if "labels" in group and st.is_complete(st.array(group, "labels")):
             self.labels_array = "labels"
@@ -183,6 +183,7 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
 
 def _mask_at(slab: Slab, name: str, scale: int, bounds) -> np.ndarray:
     array = slab.labels_array if name == "labels" else name
+    assert array is not None, "the labels layer is offered only when the store has labels"
     levels = slab.mask_levels.get(name, []) if array in MASK_PYRAMIDS else []
     f = _source(levels, scale)
     pyramid = MASK_PYRAMIDS.get(name)
@@ -235,6 +236,7 @@ def render(slab: Slab, layer: str, level: int, col: int, row: int) -> tuple[byte
         return _encode(out, fmt), fmt
     if layer == "confidence":
         cf = slab.conf_factor
+        assert slab.conf_array is not None, "the confidence layer is offered only when the store has one"
         values = _read(slab.path, slab.conf_array, cf, bounds, max(scale, cf), picture=True).astype(float) / 255
         if scale < cf:  # finer than the confidence array: each of its pixels drawn as a block
             rep = cf // scale
@@ -304,7 +306,7 @@ def value_at(slab: Slab, x: int, y: int) -> dict:
         value = c[y // f, x // f] if slab.conf_array.startswith(".bigseg/") else \
             st.read(c, slice(y // f, y // f + 1), slice(x // f, x // f + 1))[0, 0]
         if out.get("labels") != "not yet":
-            out["confidence"] = round(float(value) / 255, 3)
+            out["confidence"] = round(float(np.asarray(value)) / 255, 3)
     if slab.pixel_size_um:
         out["mm"] = [round(x * slab.pixel_size_um / 1000, 3), round(y * slab.pixel_size_um / 1000, 3)]
     return out

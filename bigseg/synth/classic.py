@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ _K = 5  # shape harmonics
 class _Model:
     """Object intensities and size distributions in pixels, derived from SynthParams."""
 
-    p: SynthParams  # noqa: F821 - bigseg.synth.params.SynthParams (classic fields)
+    p: Any  # the classic generator's parameters (fields read below)
     r_min: float = field(init=False)
     r_max: float = field(init=False)
     stone_rate: float = field(init=False)
@@ -177,7 +178,7 @@ def _render_tile(model: _Model, y0: int, x0: int, h: int, w: int, want_image: bo
 
     vhit = (voids.cy + voids.radius > Y0) & (voids.cy - voids.radius < Y0 + H)
     vhit &= (voids.cx + voids.radius > X0) & (voids.cx - voids.radius < X0 + W)
-    void_shade = np.zeros((H, W)) if want_image else None
+    void_shade = np.zeros((H, W) if want_image else (0, 0))  # filled only when the image is wanted
     for k in np.flatnonzero(vhit):
         rr = voids.radius[k]
         box = object_box(voids.cy[k], voids.cx[k], rr, Y0, X0, H, W)

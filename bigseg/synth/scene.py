@@ -277,8 +277,8 @@ class Scene:
             inside = _inside(stones, k, dy, dx)
             label[sl][inside] = 1
             stone_idx[sl][inside] = k
-        voids = self._gather(self.voids, self.void_r_max + 2, Y0, X0, H, W)
-        voids = _Voids(*[np.concatenate([getattr(v, f) for v in voids]) for f in _Voids.__dataclass_fields__])
+        cells = self._gather(self.voids, self.void_r_max + 2, Y0, X0, H, W)
+        voids = _Voids(*[np.concatenate([getattr(v, f) for v in cells]) for f in _Voids.__dataclass_fields__])
         void_layers = []  # (slices, inside mask, dy, dx, k) for the image
         for k in self._hits(voids.cy, voids.cx, voids.radius, voids.order, Y0, X0, H, W):
             rr = voids.radius[k]

@@ -214,7 +214,8 @@ def _dirichlet(rng, n: int, concentration: float = 0.6) -> tuple[float, ...]:
 
 
 def _rgb(values) -> RGB:
-    return tuple(float(round(min(max(v, 0.0), 255.0), 1)) for v in values)
+    r, g, b = (float(round(min(max(v, 0.0), 255.0), 1)) for v in values)
+    return r, g, b
 
 
 def random_style(seed: int) -> Style:
@@ -236,17 +237,18 @@ def random_style(seed: int) -> Style:
     else:
         lum = rng.uniform(115, 205)
         paste = _rgb(lum + np.array([1.0, 0.0, -1.0]) * rng.normal(6, 6) + rng.normal(0, 3, 3))
-        palette = []
+        stones: list[RGB] = []
         for _ in range(rng.integers(1, 5)):
             if rng.random() < 0.2:  # paste-like stones: told apart by texture and outline only
                 centre = np.array(paste) + rng.normal(0, 12, 3)
             else:
                 centre = np.array(_ROCKS[rng.integers(len(_ROCKS))]) + rng.normal(0, 16) + rng.normal(0, 10, 3)
-            palette.append(_rgb(centre))
-        palette = tuple(palette)
+            stones.append(_rgb(centre))
+        palette = tuple(stones)
         sand = tuple(_rgb(np.array(_ROCKS[rng.integers(len(_ROCKS))]) * rng.uniform(0.8, 1.2) + rng.normal(0, 10, 3))
                      for _ in range(rng.integers(1, 4)))
-        looks = _dirichlet(rng, 3) + (0.0,)
+        a, b, c = _dirichlet(rng, 3)
+        looks = (a, b, c, 0.0)
         fill = _rgb(np.full(3, rng.uniform(190, 245)) + rng.normal(0, 6, 3))
         texture_strength = float(rng.uniform(0.4, 1.4))
         mottle, speckle, drift = float(rng.uniform(6, 34)), float(rng.uniform(2, 16)), float(rng.uniform(0, 16))

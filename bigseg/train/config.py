@@ -239,8 +239,17 @@ class TrainConfig(_Strict):
             self.iterations = 1000
         return self
 
+    @property
+    def steps(self) -> int:
+        """``iterations``, known once the config is loaded (from ``epochs`` by :func:`resolve_epochs`)."""
+        if self.iterations is None:
+            raise ValueError("iterations not known yet: epochs are turned into iterations when the config is loaded")
+        return self.iterations
+
     def iterations_for_area(self, pixels: int) -> int:
         """``epochs`` in optimizer steps for a training set of ``pixels`` pixels (image area)."""
+        if self.epochs is None:
+            raise ValueError("iterations_for_area needs epochs")
         return max(1, math.ceil(self.epochs * pixels / (self.crop * self.crop * self.batch_size)))
 
 
@@ -323,5 +332,5 @@ def resolve_epochs(cfg: TrainConfig) -> None:
     if cfg.iterations is None and cfg.train:
         from bigseg import store as st
 
-        area = sum(int(np.prod(st.open_store(p)["image"].shape[:2])) for p in cfg.train)
+        area = sum(int(np.prod(st.array(st.open_store(p), "image").shape[:2])) for p in cfg.train)
         cfg.iterations = cfg.iterations_for_area(area)

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,8 @@ def _loader(cfg: TrainConfig, start: int, end: int, n_classes: int, device):
     from bigseg.train.synthetic import SyntheticBatches, SyntheticCrops
 
     common = {"num_workers": cfg.num_workers, "persistent_workers": False, "pin_memory": device.type == "cuda"}
+    dataset: torch.utils.data.Dataset
+    val: torch.utils.data.Dataset | None
     if cfg.synthetic is not None:
         dataset = SyntheticCrops(cfg.synthetic, cfg.crop, cfg.augment, cfg.seed, cache=2 * cfg.batch_size)
         batches = SyntheticBatches(start, end, cfg.batch_size, cfg.num_workers, cfg.synthetic.crops_per_region)
@@ -79,7 +82,7 @@ def _loader(cfg: TrainConfig, start: int, end: int, n_classes: int, device):
     return loader, val
 
 
-class _SyntheticVal:
+class _SyntheticVal(torch.utils.data.Dataset):
     """Validation crops: crop 0 of regions 2^40, 2^40 + 1, ... (one style each), as ``validate`` indexes them."""
 
     def __init__(self, crops):
@@ -100,7 +103,7 @@ def _provenance(cfg: TrainConfig) -> list[str]:
 
 
 def _schedule(cfg: TrainConfig, opt):
-    n = cfg.iterations
+    n = cfg.steps
     s = cfg.schedule
     if s.name == "onecycle" and n >= 3:
         # OneCycleLR divides by (pct_start * n - 1) and by (n - pct_start * n): keep both phases >= 1 step
@@ -134,7 +137,7 @@ def _param_groups(cfg: TrainConfig, model) -> list[dict]:
         groups["encoder" if cfg.encoder_lr is not None and name.startswith(encoder) else "rest"].append(p)
     if not groups["encoder"] and not groups["rest"]:
         raise BigsegError(f"freeze: {cfg.freeze} leaves nothing of {cfg.model.arch} to train")
-    out = [{"params": groups["rest"]}] if groups["rest"] else []
+    out: list[dict[str, Any]] = [{"params": groups["rest"]}] if groups["rest"] else []
     if groups["encoder"]:
         out.append({"params": groups["encoder"], "lr": cfg.encoder_lr})
     return out
@@ -153,6 +156,7 @@ class _Log:
 
     def __init__(self, out: Path):
         self.file = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self.tb: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -197,6 +201,7 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model`` (same architecture); tensors whose shapes differ
     (the classifier, when the class count changed) or that the checkpoint lacks (an edge-refinement head added
     with ``refine``) keep their fresh initialisation, and the count is said."""
+    assert cfg.model.init is not None  # called only when fine-tuning
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
 
@@ -241,7 +246,7 @@ class _State:
     device: torch.device
     model: torch.nn.Module
     opt: torch.optim.Optimizer
-    sched: object
+    sched: Any  # a torch LR scheduler (the LR finder sets the rate itself and steps none)
     step: int
     out: Path
     kwargs: dict
@@ -413,7 +418,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     out = Path(cfg.out)
     created = not out.exists()
     s = _setup(cfg, classes, device, resume, echo)
-    end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     try:
         out.mkdir(parents=True, exist_ok=True)
         loader, val_set = _loader(cfg, s.step, end, len(classes), device)
@@ -438,7 +443,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
             if out_of_time:
                 bar.write(f"time limit of {time_limit:g} s reached at iteration {s.step}; continue with --resume")
                 break
-            if val_set is not None and (s.step % cfg.val_every == 0 or s.step == cfg.iterations):
+            if val_set is not None and (s.step % cfg.val_every == 0 or s.step == cfg.steps):
                 metrics = _validation(s, val_set, log, bar)
     except BaseException:
         if created and not (out / "last.pt").exists():
@@ -447,11 +452,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     finally:
         bar.close()
         log.close()
-    if s.step == cfg.iterations:
+    if s.step == cfg.steps:
         s.save(out / "model.pt", False)
     seconds = time.perf_counter() - t0
-    done = s.step == cfg.iterations
-    return TrainResult(out=str(out), iterations=s.step, of=cfg.iterations, seconds=seconds,
+    done = s.step == cfg.steps
+    return TrainResult(out=str(out), iterations=s.step, of=cfg.steps, seconds=seconds,
                        first_loss=losses[0] if losses else None,
                        last_loss=float(np.mean(losses[-10:])) if losses else None, val=metrics,
                        model=str(out / "model.pt") if done else None,
@@ -513,11 +518,12 @@ def _train_stages(cfg: TrainConfig, resume: bool, stop_at: int | None, echo, pro
             done += r.iterations
             break
         done, init = done + stage.iterations, r.model
-    complete = done == cfg.iterations
+    complete = done == cfg.steps
     if complete:
+        assert init is not None  # the last stage's model
         shutil.copyfile(init, out / "model.pt")
     seconds = time.perf_counter() - t0
-    return TrainResult(out=str(out), iterations=done, of=cfg.iterations, seconds=seconds, first_loss=first_loss,
+    return TrainResult(out=str(out), iterations=done, of=cfg.steps, seconds=seconds, first_loss=first_loss,
                        last_loss=r.last_loss if r else None, val=r.val if r else None,
                        model=str(out / "model.pt") if complete else None,
                        it_per_second=r.it_per_second if r else math.nan)

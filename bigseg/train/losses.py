@@ -117,6 +117,19 @@ def ohem(logits, labels, ignore_index: int = 255, weight: torch.Tensor | None = 
     return per_pixel.topk(keep).values.mean()
 
 
+def _term(t, ignore_index: int, weight: torch.Tensor | None) -> LossFn:
+    """One loss term as a function of (logits, target), its settings bound."""
+    if t.name == "focal":
+        return lambda x, y: focal(x, y, ignore_index, weight, t.gamma)
+    if t.name == "dice":
+        return lambda x, y: dice(x, y, ignore_index)
+    if t.name == "lovasz":
+        return lambda x, y: lovasz(x, y, ignore_index)
+    if t.name == "ohem":
+        return lambda x, y: ohem(x, y, ignore_index, weight, t.threshold, t.min_kept)
+    return lambda x, y: cross_entropy(x, y, ignore_index, weight)
+
+
 def build_loss(terms: Sequence, ignore_index: int = 255, class_weights: Sequence[float] | None = None,
                device: str | torch.device = "cpu") -> LossFn:
     """The training loss: the weighted sum of ``terms`` (:class:`bigseg.train.config.LossTerm`; empty or None:
@@ -124,19 +137,9 @@ def build_loss(terms: Sequence, ignore_index: int = 255, class_weights: Sequence
     weight = torch.tensor(list(class_weights), dtype=torch.float32, device=device) if class_weights else None
     parts: list[tuple[float, LossFn]] = []
     for t in terms or ():
-        if t.name == "cross_entropy":
-            fn: LossFn = lambda x, y: cross_entropy(x, y, ignore_index, weight)  # noqa: E731
-        elif t.name == "focal":
-            fn = lambda x, y, g=t.gamma: focal(x, y, ignore_index, weight, g)  # noqa: E731
-        elif t.name == "dice":
-            fn = lambda x, y: dice(x, y, ignore_index)  # noqa: E731
-        elif t.name == "lovasz":
-            fn = lambda x, y: lovasz(x, y, ignore_index)  # noqa: E731
-        elif t.name == "ohem":
-            fn = lambda x, y, th=t.threshold, mk=t.min_kept: ohem(x, y, ignore_index, weight, th, mk)  # noqa: E731
-        else:
+        if t.name not in NAMES:
             raise ValueError(f"unknown loss {t.name!r}; choose from {', '.join(NAMES)}")
-        parts.append((float(t.weight), fn))
+        parts.append((float(t.weight), _term(t, ignore_index, weight)))
     if not parts:
         return lambda x, y: cross_entropy(x, y, ignore_index, weight)
 

@@ -8,6 +8,8 @@ to its pixel count there), so that rare classes such as air voids are seen often
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import zarr
@@ -65,7 +67,7 @@ class CropDataset(torch.utils.data.Dataset):
         areas = np.array([h * w for h, w in shapes], np.float64)
         self.store_p = areas / areas.sum()
         self.rare_chunks = self._rare_chunks(n_classes) if rare_class is not None else None
-        self._arrays = {}
+        self._arrays: dict[tuple[int, str], Any] = {}
 
     def _rare_chunks(self, n_classes):
         """Per store: chunk origins holding the rare class, with its pixel counts (read chunk by chunk)."""
