@@ -33,6 +33,7 @@ from bigseg import pyramid
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
+from bigseg.ingest import mask_strips
 
 LAYER = "annotations"
 PYRAMID = "preview-annotations"
@@ -272,8 +273,6 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
     """A sparse mask file (grey/indexed: class ids, 255 = none; RGB: the class colours, ``none_colour`` for none)
     as the store's annotations, all or nothing: written beside the store and moved in only when every strip
     decoded and passed the checks. An existing layer with painted pixels is refused unless ``overwrite``."""
-    from bigseg.ingest import mask_strips
-
     store = Path(store)
     group = st.open_store(store)
     classes = st.class_table(group)

@@ -26,7 +26,21 @@ from typing import cast
 
 import numpy as np
 
+from bigseg import checkpoint
+from bigseg import checkpoint as ckpt_mod
+from bigseg import store as st
+from bigseg.checkpoint import file_digest, load
+from bigseg.classes import CONCRETE
+from bigseg.cluster import cpu_count
 from bigseg.errors import BigsegError
+from bigseg.export import export
+from bigseg.infer import InferOptions, infer
+from bigseg.infer import backend as be
+from bigseg.infer.options import default_workers
+from bigseg.infer.predictor import ModelSpec, get_model, predict
+from bigseg.infer.windows import Grid
+from bigseg.ingest import ingest
+from bigseg.synth import SynthParams, synthesize
 
 
 def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, device: str, threads: int,
@@ -34,8 +48,6 @@ def model_limit(ckpt: str, n_windows: int, window: tuple[int, int], batch: int, 
     """Seconds for the model alone to predict ``n_windows`` random windows in batches of ``batch`` (after a
     warm-up: cuDNN autotuning, the allocator, and torch.compile's compilation, timed apart)."""
     import torch
-
-    from bigseg.infer.predictor import ModelSpec, get_model, predict
 
     spec = ModelSpec(ckpt, "bench", device, threads if device == "cpu" else 0, True, True, backend, compile)
     get_model(spec)
@@ -64,8 +76,6 @@ def random_checkpoint(arch: str, path: str) -> dict:
     """A checkpoint of ``arch`` with random weights (seed 0), for speed measurements of untrained models."""
     import torch
 
-    from bigseg import checkpoint
-    from bigseg.classes import CONCRETE
     from bigseg.models import build
 
     torch.manual_seed(0)
@@ -74,8 +84,6 @@ def random_checkpoint(arch: str, path: str) -> dict:
 
 
 def export_onnx(ckpt: str, path: str) -> dict:
-    from bigseg.export import export
-
     export(ckpt, path, echo=lambda *a: None)
     return {"path": path}
 
@@ -130,9 +138,6 @@ def make_store(size: tuple[int, int], workdir: Path) -> Path:
     """A store of ``size`` (width, height): a 2048 px synthetic slab tile replicated, ingested."""
     import pyvips
 
-    from bigseg.ingest import ingest
-    from bigseg.synth import SynthParams, synthesize
-
     tile = min(2048, size[0]), min(2048, size[1])
     s = synthesize(workdir / "tile.png", SynthParams(tile[0], tile[1], seed=7))
     big = pyvips.Image.new_from_file(s["image"]).replicate(-(-size[0] // tile[0]), -(-size[1] // tile[1]))
@@ -164,8 +169,6 @@ def _monai_child(args: dict) -> None:
     import torch
     import zarr
     from monai.inferers import sliding_window_inference
-
-    from bigseg.checkpoint import load
 
     torch.set_num_threads(args["threads"])
     model, _ = load(args["checkpoint"])
@@ -237,13 +240,8 @@ def _model_to_run(ckpt: str, backend: str | None, device: str, workers: int, pre
     """(model file, backend) as ``bigseg infer`` would choose them: a ready ONNX export (or the int8 one) by
     default on a CPU; an export made here when ONNX Runtime is asked for a checkpoint without one, so that the
     limit and the job run the same file."""
-    from bigseg.infer import InferOptions
-
     model_file = ckpt
     if backend is None or precision is not None:
-        from bigseg.checkpoint import file_digest
-        from bigseg.infer import backend as be
-
         options = InferOptions(device=device, workers=workers, backend=backend, precision=precision)
         options.check()
         choice = be.model_and_backend(Path(ckpt), options, file_digest(ckpt))
@@ -279,16 +277,8 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
     This process runs bigseg's client as ``bigseg infer`` does, without importing torch (the model runs in the
     workers; the limit, random checkpoints and exports run in subprocesses), so its memory counts as a real
     client's."""
-    from bigseg import checkpoint as ckpt_mod
-    from bigseg.cluster import cpu_count
-    from bigseg.infer import InferOptions, infer
-    from bigseg.infer.options import default_workers
-    from bigseg.infer.windows import Grid
-
     w, h = size
     if store and Path(store).exists():
-        from bigseg import store as st
-
         group = st.open_store(store)
         h, w = st.array(group, "image").shape[:2]
         if "labels" in group and not overwrite:

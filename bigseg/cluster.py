@@ -7,6 +7,7 @@ import logging
 import os
 
 from bigseg.errors import BigsegError
+from bigseg.progress import make_bar
 
 
 def cpu_count() -> int:
@@ -47,8 +48,6 @@ def compute(obj, client=None, desc: str | None = None):
             if desc:
                 from distributed import as_completed
 
-                from bigseg.progress import make_bar
-
                 bar = make_bar(len(futures), desc, "task")
                 try:
                     for _ in as_completed(futures):
@@ -78,8 +77,6 @@ def _task_bar_class():
             self.desc, self.bar = desc, None
 
         def _start_state(self, dsk, state):
-            from bigseg.progress import make_bar
-
             self.bar = make_bar(len(state["ready"]) + len(state["waiting"]) + len(state["running"]), self.desc,
                                 "task")
 
@@ -210,15 +207,25 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
     # Not dask's default MALLOC_TRIM_THRESHOLD_: setting it also freezes glibc's mmap threshold, so every large
     # activation tensor becomes a fresh mmap that page-faults in; forward passes slowed by a third.
     environ = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
-    with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=4 if device == "cuda" else 2,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.INFO if DEBUG else logging.CRITICAL,
-        )
+    from distributed.deploy.spec import SpecCluster
+
+    running = set(SpecCluster._instances)  # dask's registry of clusters, which its exit handler closes
+    try:
+        with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=4 if device == "cuda" else 2,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.INFO if DEBUG else logging.CRITICAL,
+            )
+    except BaseException:  # Ctrl-C / SIGTERM while it starts: LocalCluster cleans up after Exceptions only, and
+        # the half-started cluster's close at exit printed a traceback after bigseg's one line
+        for half_started in set(SpecCluster._instances) - running:
+            with contextlib.suppress(Exception):
+                half_started.close(timeout=10)
+        raise
     try:
         client = Client(cluster)
         try:

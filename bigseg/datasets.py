@@ -30,7 +30,8 @@ import numpy as np
 from bigseg import store as st
 from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo, validate_table
 from bigseg.errors import BigsegError
-from bigseg.ingest import ingest
+from bigseg.ingest import ingest, open_image
+from bigseg.paths import refuse_overlap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -129,8 +130,6 @@ def _check_outputs(outputs: list[Path], overwrite: bool, outdir: Path) -> None:
 
 
 def _size(path: Path, what: str) -> tuple[int, int]:
-    from bigseg.ingest import open_image
-
     img = open_image(path, what)  # reads the header only
     return img.width, img.height
 
@@ -150,8 +149,6 @@ def _ingest_all(jobs, classes, outdir: Path, pixel_size, chunk, overwrite, echo,
     OUTDIR and moved into place only when every one of them succeeded (an existing store is replaced then, with
     ``overwrite``). A failure, or a kill, leaves OUTDIR as it was (a killed run's staging folder is removed by the
     next run)."""
-    from bigseg.paths import refuse_overlap
-
     stores = [store for _, _, store in jobs]
     _check_outputs(stores, overwrite, outdir)
     for path in inputs if inputs is not None else [p for image, mask, _ in jobs for p in (image, mask)]:
@@ -197,8 +194,6 @@ def _compose_layers(layer_files: list[tuple[int, Path]], size: tuple[int, int], 
     """Stream the class layers into one grey mask (class id per pixel, higher id on top, or class ``on_top``
     above all) at ``out``."""
     import pyvips
-
-    from bigseg.ingest import open_image
 
     w, h = size
     composed = pyvips.Image.black(w, h).cast("uchar")
@@ -264,8 +259,6 @@ def import_gimp(folder, outdir, threshold: float = 0.2, pixel_size: float | None
         layer_sets.append(files)
         jobs.append((image, None, outdir / f"{image.stem}.zarr"))
     _check_outputs([s for _, _, s in jobs], overwrite, outdir)
-    from bigseg.paths import refuse_overlap
-
     refuse_overlap(outdir, "OUTDIR", ("annotation folder", folder))
     _check_sizes([(image, [f for _, f in files]) for (image, _, _), files in zip(jobs, layer_sets, strict=True)])
     outdir.mkdir(parents=True, exist_ok=True)

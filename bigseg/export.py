@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bigseg import store as st
+from bigseg.checkpoint import file_digest, load
 from bigseg.errors import BigsegError
-from bigseg.modelfile import EXPORT_FORMAT, META_KEY, onnx_available, ort_session
+from bigseg.modelfile import EXPORT_FORMAT, META_KEY, graph_digest, onnx_available, ort_session
+from bigseg.paths import refuse_overlap
 from bigseg.results import ExportResult
 
 FORMATS = ("onnx", "torchscript")
@@ -52,8 +55,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
     the stored file, so give a ``tolerance`` that admits float16 weights' rounding, e.g. 0.05)."""
     import torch
 
-    from bigseg.checkpoint import file_digest, load
-
     if fmt not in FORMATS:
         raise BigsegError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if exporter not in EXPORTERS:
@@ -65,9 +66,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
     if int8 and not calibrate:
         raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
                           "will segment): int8 ranges are measured on real windows, not guessed")
-    from bigseg import store as st
-    from bigseg.paths import refuse_overlap
-
     out = Path(out)
     refuse_overlap(out, "-o", ("checkpoint", checkpoint), *[("calibration store", s) for s in calibrate])
     if out.exists() and not overwrite:
@@ -118,8 +116,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
                 if agree["agreement"] < min_agreement:
                     raise BigsegError(f"int8 quantization changes {100 * (1 - agree['agreement']):.2f} % of labels "
                                       f"(more than {100 * (1 - min_agreement):.2f} %); use the fp32 export")
-                from bigseg.modelfile import graph_digest
-
                 verified.update({"int8_label_agreement": agree["agreement"], "int8_check_windows": len(held_out),
                                  "calibration_windows": calibration_windows,
                                  "calibration_stores": [str(s) for s in calibrate],
@@ -272,8 +268,6 @@ def _compare(model, runner, tolerance: float, source: str) -> dict:
 
 def _store_windows(stores, n: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` random ``size`` x ``size`` windows (float NCHW in [0, 1], batch 1) from the stores' images."""
-    from bigseg import store as st
-
     images = []
     for s in stores:
         group = st.open_store(s)

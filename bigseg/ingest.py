@@ -31,6 +31,8 @@ from bigseg import pyramid
 from bigseg import store as st
 from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
+from bigseg.paths import refuse_overlap
+from bigseg.progress import progress_bar
 
 MIN_SCAN_DPI = 300  # file resolutions at or below this are camera placeholders (72 dpi...), not scan resolutions
 
@@ -430,8 +432,6 @@ def ingest(
     The store is written under a temporary name and moved into place when complete; an existing store is
     refused unless ``overwrite``, and so is a store another ingest is writing.
     """
-    from bigseg.paths import refuse_overlap
-
     if chunk < 64 or chunk > 8192:
         raise BigsegError(f"--chunk must be between 64 and 8192 pixels, got {chunk}")
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
@@ -475,8 +475,6 @@ def _open_sources(image: Path, truth, pixel_size: float | None, classes, truth_v
 def _write_store(tmp: Path, s: _Sources, chunk: int, classes, progress: bool | None) -> list[int]:
     """The image (and truth) arrays and their pyramids into the new store at ``tmp``, strip by strip; returns the
     pyramid's factors."""
-    from bigseg.progress import progress_bar
-
     height, width = s.height, s.width
     factors, strip_h = pyramid.factors_for(height, width, chunk)
     group = st.zarr_open_new(tmp)

@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from bigseg.checkpoint import file_head
+from bigseg.classes import table_from_attrs
 from bigseg.errors import BigsegError
 
 META_KEY = "bigseg"
@@ -27,8 +29,6 @@ def onnx_available() -> None:
 def model_kind(path: str | os.PathLike) -> str:
     """'checkpoint', 'onnx' or 'torchscript' by content; BigsegError for a missing or unknown file."""
     import zipfile
-
-    from bigseg.checkpoint import file_head
 
     path = Path(path)
     head = file_head(path, "model")
@@ -71,8 +71,6 @@ def read_onnx_meta(path: str | os.PathLike) -> dict:
     if meta.get("format") != EXPORT_FORMAT or missing:
         raise BigsegError(f"{path}: the '{META_KEY}' metadata property is not a bigseg export's "
                           f"(missing: {', '.join(missing) or 'format ' + EXPORT_FORMAT})")
-    from bigseg.classes import table_from_attrs
-
     table_from_attrs(meta["classes"])  # validates
     names = [i.name for i in model.graph.input]
     if len(names) != 1:

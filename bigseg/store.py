@@ -45,6 +45,7 @@ from typing import Any, Literal, cast
 import zarr
 import zarr.codecs
 
+from bigseg import __version__
 from bigseg.classes import CONCRETE, ClassInfo, table_from_attrs, table_to_attrs
 from bigseg.defaults import DEFAULT_CHUNK  # noqa: F401 - re-exported: part of the store's layout
 from bigseg.errors import BigsegError
@@ -316,8 +317,6 @@ def consolidate(path: str | os.PathLike) -> None:
 
 
 def init_root_attrs(group: zarr.Group, *, source: dict, pixel_size: float | None, classes) -> None:
-    from bigseg import __version__
-
     group.attrs.update(
         {
             "bigseg": {"format": FORMAT_VERSION, "version": __version__},
@@ -437,9 +436,29 @@ def pid_lock(lock: Path, busy: Callable[[dict | None], str]):
         lock.unlink(missing_ok=True)
 
 
+def wait_for_lock(lock: Path, timeout: float, poll: float = 0.5) -> bool:
+    """Wait while another process holds ``lock`` (a :func:`pid_lock`): True once it is free or its holder is gone
+    (same host, pid not running), False if it is still held after ``timeout`` seconds."""
+    host = socket.gethostname()
+    deadline = time.monotonic() + timeout
+    while lock.exists():
+        other = _lock_owner(lock)
+        if other and other.get("host", host) == host and not pid_alive(int(other.get("pid", -1))):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def output_lock_path(final: Path) -> Path:
+    """Where :func:`output_lock` keeps its lock: ``.NAME.lock`` beside the output."""
+    return final.parent / f".{final.name}.lock"
+
+
 def output_lock(final: Path):
     """``.NAME.lock`` beside an output while it is written: a second writer of the same output is refused."""
-    lock = final.parent / f".{final.name}.lock"
+    lock = output_lock_path(final)
 
     def busy(other):
         who = f"pid {other.get('pid')}" if other else "another process"

@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from bigseg import checkpoint
+from bigseg import store as st
+from bigseg.checkpoint import classes_of
 from bigseg.errors import BigsegError
+from bigseg.export import _set_onnx_meta
+from bigseg.infer import InferOptions, infer
+from bigseg.ingest import ingest
+from bigseg.metrics import scores
+from bigseg.modelfile import model_kind, read_onnx_meta
 
 # the check itself (figures, gates, messages) lives with the report that carries it; re-exported here
 from bigseg.report.doubt import (
@@ -36,6 +44,9 @@ from bigseg.report.doubt import (
     doubt,
     figures,
 )
+from bigseg.report.evaluate import confusion_matrix
+from bigseg.report.report import analyse
+from bigseg.synth import SynthParams, synthesize
 
 CALIBRATION_SEED = 7_000_000
 """Seeds of the validation slabs (random styles drawn from them); far from every seed a config draws from."""
@@ -49,9 +60,6 @@ __all__ = ["ACCURATE_POINTS", "ADAPTED_MIN_ACCURACY", "CALIBRATION_SEED", "FIGUR
 def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
     """A slab of ``style`` (seed ``seed``, ``size`` px square) written as the JPEG a lab would have (at the
     style's JPEG quality) and ingested with its truth; made once, reused."""
-    from bigseg.ingest import ingest
-    from bigseg.synth import SynthParams, synthesize
-
     store = workdir / f"{style}-{seed}-{size}.zarr"
     if store.exists():
         return store
@@ -67,12 +75,6 @@ def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str 
                  ) -> dict:
     """``model`` (None: the bundled one) on ``store``: IoU per class, air content and spacing factor (labels and
     truth), confidence. Overwrites the store's labels."""
-    from bigseg import store as st
-    from bigseg.infer import InferOptions, infer
-    from bigseg.metrics import scores
-    from bigseg.report.evaluate import confusion_matrix
-    from bigseg.report.report import analyse
-
     r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend, tta=tta),
               echo=lambda *a: None)
     cm, names = confusion_matrix(store)
@@ -123,9 +125,6 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
               echo=print) -> dict:
     """Measure ``model`` on ``slabs`` validation-style slabs and write it with ``confidence_reference`` in its
     metadata to ``out`` (default: in place). Returns the reference."""
-    from bigseg import checkpoint
-    from bigseg.modelfile import model_kind
-
     model = Path(model)
     if model_kind(model) != "checkpoint":
         raise BigsegError(f"{model}: calibrate a bigseg checkpoint (exports take the reference from it)")
@@ -199,7 +198,6 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
                              "is flagged)")
     meta = dict(blob["meta"])
     meta["confidence_reference"] = reference
-    from bigseg.checkpoint import classes_of
     from bigseg.models import build
 
     net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
@@ -220,10 +218,6 @@ def _refresh_exports(model: Path, old_digest: str, reference: dict, echo) -> Non
     """Exports shipped beside a checkpoint calibrated in place (``NAME.onnx``, ``NAME.int8.onnx``) carry its
     metadata: when they were exports of it before (same weights: only the reference changed), they get the new
     reference and the new checkpoint digest; their graphs, and the accuracy claims tied to them, are untouched."""
-    from bigseg import checkpoint
-    from bigseg.export import _set_onnx_meta
-    from bigseg.modelfile import read_onnx_meta
-
     digest = checkpoint.file_digest(model)
     for suffix in (".onnx", ".int8.onnx"):
         path = model.with_suffix(suffix)

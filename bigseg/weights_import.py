@@ -25,7 +25,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bigseg import checkpoint
+from bigseg.checkpoint import FORMAT, check_archive, file_head
+from bigseg.classes import CONCRETE, ClassInfo
+from bigseg.datasets import read_colour_table
 from bigseg.errors import BigsegError
+from bigseg.paths import refuse_overlap
 from bigseg.results import ImportResult
 
 CANDIDATES = ("deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
@@ -39,8 +44,6 @@ def read_state_dict(path: Path) -> dict:
     import warnings
 
     import torch
-
-    from bigseg.checkpoint import FORMAT, check_archive, file_head
 
     head = file_head(path, "weights")
     if head[:2] != b"PK" and head[:1] != b"\x80":
@@ -110,11 +113,7 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
         raise BigsegError(f"--window must be between 32 and 16384 px (the crop size the network was trained on), "
                           f"got {window}")
 
-    from bigseg import checkpoint
-    from bigseg.classes import CONCRETE, ClassInfo
     from bigseg.models import ARCHITECTURES, build
-    from bigseg.paths import refuse_overlap
-
     path, out = Path(path), Path(out)
     refuse_overlap(out, "-o", ("weights file", path))
     if out.exists() and not overwrite:
@@ -151,8 +150,6 @@ def import_weights(path: str | os.PathLike, out: str | os.PathLike, arch: str = 
             raise BigsegError(f"{path}: {n} classes; pass --classes FILE (R G B name per line) to name them")
         table = CONCRETE
     else:
-        from bigseg.datasets import read_colour_table
-
         table = tuple(ClassInfo(i, name, colour) for i, (name, colour) in enumerate(read_colour_table(classes)))
     if len(table) != n:
         raise BigsegError(f"{path}: the classifier has {n} classes but the class table names {len(table)}")

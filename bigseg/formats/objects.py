@@ -34,6 +34,7 @@ import numpy as np
 from bigseg import store as st
 from bigseg.defaults import DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError
+from bigseg.paths import refuse_overlap
 
 FORMATS = (".geojson", ".csv", ".parquet")
 LAYERS = ("labels", "truth")
@@ -190,8 +191,6 @@ def export_objects(store: str | os.PathLike, out: str | os.PathLike, *, classes:
                    echo=print) -> dict:
     """Write every object of ``classes`` in ``layer`` of ``store`` to ``out`` (see the module's docstring);
     returns {path, objects, per class}."""
-    from bigseg.paths import refuse_overlap
-
     store, out = Path(store), Path(out)
     kind = out.suffix.lower()
     if kind not in FORMATS:

@@ -29,6 +29,7 @@ import zarr
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.formats import levels as lv
+from bigseg.paths import refuse_overlap
 
 VERSION = "0.5"
 CHUNK = 1024
@@ -61,8 +62,6 @@ def _write_levels(group: zarr.Group, full: da.Array, n: int, halve, threads: int
 def export_ome(store: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
                threads: int | None = None, echo=print) -> dict:
     """Write ``store``'s image (and labels, truth) as an OME-Zarr 0.5 image at ``out``; returns a summary."""
-    from bigseg.paths import refuse_overlap
-
     store, out = Path(store), Path(out)
     group = st.open_store(store)
     refuse_overlap(out, "-o/--out", ("store", store))

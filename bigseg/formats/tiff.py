@@ -30,6 +30,7 @@ import zarr
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.formats import levels as lv
+from bigseg.paths import refuse_overlap
 
 TILE = 512
 LAYERS = ("labels", "image", "truth", "probabilities")
@@ -67,8 +68,6 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
                 threads: int | None = None, echo=print) -> dict:
     """Write ``layer`` of ``store`` to the TIFF ``out``; returns a summary (path, levels, shape)."""
     import tifffile
-
-    from bigseg.paths import refuse_overlap
 
     store, out = Path(store), Path(out)
     if layer not in LAYERS:

@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bigseg import store as st
 from bigseg.checkpoint import file_digest, load
 from bigseg.errors import BigsegError
+from bigseg.export import export
 from bigseg.infer.options import InferOptions
+from bigseg.modelfile import graph_digest, model_kind, onnx_available, read_onnx_meta
 from bigseg.results import ExportResult
 
 
@@ -49,8 +52,6 @@ def int8_refusal(meta: dict, path: Path | None = None) -> str | None:
     if meta.get("precision") != "int8":
         return f"it is a {meta.get('precision', 'fp32')} export, not an int8 one"
     if path is not None:
-        from bigseg.modelfile import graph_digest
-
         claimed = (meta.get("verified") or {}).get("graph_sha256")
         if claimed is None:
             return ("its accuracy figures name no graph digest (an export older than 2026-12-02), so they cannot be "
@@ -72,8 +73,6 @@ def int8_refusal(meta: dict, path: Path | None = None) -> str | None:
 def _int8_choice(ckpt: Path, kind: str, o: InferOptions, digest: str | None) -> Choice:
     """``--precision int8``: the checkpoint's int8 export (beside it or cached), or the int8 ONNX file given, if its
     measured accuracy allows; else one line saying why and how to make one."""
-    from bigseg.modelfile import onnx_available, read_onnx_meta
-
     onnx_available()
     ready: Path | None
     if kind == "onnx":
@@ -109,8 +108,6 @@ def model_and_backend(ckpt: Path, o: InferOptions, digest: str | None = None) ->
     The default backend on a CPU is ONNX Runtime whenever a verified export of the checkpoint is ready (the
     bundled models ship one; a user's checkpoint has one after its first ``--backend onnxruntime`` run): it
     forwards 1.35x faster and its workers never import torch. Otherwise torch, which needs no export."""
-    from bigseg.modelfile import model_kind, onnx_available, read_onnx_meta
-
     kind = model_kind(ckpt)
     if kind == "torchscript":
         raise BigsegError(f"{ckpt}: a TorchScript export (for libtorch / torch.jit.load); bigseg infer runs a "
@@ -168,8 +165,6 @@ def checkpoint_meta(ckpt: Path) -> dict:
 
 
 def export_onnx(ckpt: Path, path: Path) -> ExportResult:
-    from bigseg.export import export
-
     return export(ckpt, path, "onnx", overwrite=True, echo=lambda *_: None)
 
 
@@ -187,8 +182,6 @@ def cache_dir() -> Path:
 def _export_meta(path: Path, digest: str, precision: str = "fp32") -> dict | None:
     """The metadata of ``path`` if it reads as a bigseg export of exactly this checkpoint at this precision, else
     None (a truncated or foreign file in the cache is made again)."""
-    from bigseg.modelfile import read_onnx_meta
-
     if not path.is_file():
         return None
     try:
@@ -202,21 +195,8 @@ def _export_meta(path: Path, digest: str, precision: str = "fp32") -> dict | Non
 def onnx_export(ckpt: Path, digest: str, folder: Path, on_worker, echo, wait: float = 900.0) -> Path:
     """The checkpoint's verified ONNX export, made once per checkpoint (by its sha256, on a worker: it needs
     torch) in ``folder``. Concurrent runs wait for the one that makes it."""
-    import time
-
-    from bigseg import store as st
-
     path = folder / f"{digest[:16]}.onnx"
-    lock = folder / f".{path.name}.lock"
-    deadline = time.monotonic() + wait
-    while lock.exists() and time.monotonic() < deadline:  # another run is exporting it
-        try:
-            pid = int(lock.read_text().strip() or "-1")
-        except (OSError, ValueError):
-            pid = -1
-        if pid <= 0 or not st.pid_alive(pid):
-            break
-        time.sleep(0.5)
+    st.wait_for_lock(st.output_lock_path(path), wait)  # another run exporting it: its export is ours too
     if _export_meta(path, digest) is not None:
         return path
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from bigseg import store as st
+from bigseg.classes import concrete_ids
 
 UNCERTAIN_BELOW = 0.9
 BLOCK = 16
@@ -90,8 +91,6 @@ def summarize(chunks: list[dict], group) -> dict | None:
         "soft_fractions": [float(v) for v in soft / pixels],
         "hard_fractions": [float(v) for v in hard / pixels],
     }
-    from bigseg.classes import concrete_ids
-
     ids = concrete_ids(st.class_table(group))
     if ids:
         void = ids["void"]

@@ -7,13 +7,13 @@ from pathlib import Path
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer.outputs import refuse_finished
+from bigseg.ingest import ingest
+from bigseg.paths import refuse_overlap
 
 
 def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
     """What can be said about INPUT and -o before a cluster is started or a model loaded: cheap, and never a
     traceback. Finished labels without ``overwrite`` are refused here, not after seconds of loading a model."""
-    from bigseg.paths import refuse_overlap
-
     p = Path(input_path)
     if not p.exists():
         raise BigsegError(f"{p}: no such image or store")
@@ -31,8 +31,6 @@ def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
 
 def resolve_input(input_path, out: str | None, echo=print, progress: bool | None = False) -> Path:
     """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
-    from bigseg.ingest import ingest
-
     p = Path(input_path)
     if st.is_store(p):
         if out and Path(out).resolve() != p.resolve():

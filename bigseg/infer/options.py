@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bigseg.cluster import cpu_count
 from bigseg.errors import BigsegError
 
 BACKENDS = ("torch", "onnxruntime")
@@ -42,8 +43,6 @@ def default_workers(device: str) -> int:
         import torch
 
         return max(1, torch.cuda.device_count())
-    from bigseg.cluster import cpu_count
-
     n = cpu_count() // 2
     return n if n >= 2 else 0
 

@@ -14,8 +14,12 @@ from pathlib import Path
 
 from bigseg import pyramid
 from bigseg import store as st
+from bigseg.classes import table_to_attrs
 from bigseg.errors import BigsegError
+from bigseg.infer.confidence import create_array as create_confidence
+from bigseg.infer.confidence import summarize
 from bigseg.infer.plan import BatchKey, Bounds
+from bigseg.report.stats import class_statistics, statistics_from_counts
 
 
 def progress_dir(store: Path) -> Path:
@@ -88,8 +92,6 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     skipped count). Refuses finished labels without ``overwrite``, before anything is touched."""
     import zarr
 
-    from bigseg.infer.confidence import create_array as create_confidence
-
     cy, cx = chunks
     height, width = st.array(group, "image").shape[:2]
     refuse_finished(group, store, overwrite)
@@ -116,8 +118,6 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
                             ("class", "y", "x"), attrs={"encoding": "round(255 * softmax(blended logits))"})
         create_confidence(stage, (height, width), (cy, cx))
         if "truth" not in group:
-            from bigseg.classes import table_to_attrs
-
             group.attrs["classes"] = table_to_attrs(classes)
             st.consolidate(store)
     assert stage is not None
@@ -160,9 +160,6 @@ def finish(group, store: Path, client, stability: dict | None = None) -> dict:
     staged outputs and label pyramid complete, move them into the store in place of the old ones, remove the
     run's files."""
     import zarr
-
-    from bigseg.infer.confidence import summarize
-    from bigseg.report.stats import class_statistics, statistics_from_counts
 
     chunks = read_markers(store)
     summary = summarize(chunks, group)

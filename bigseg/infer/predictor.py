@@ -19,6 +19,7 @@ import numpy as np
 
 from bigseg.checkpoint import load
 from bigseg.errors import BigsegError
+from bigseg.modelfile import ort_session, read_onnx_meta
 
 # torch is imported on first use: a worker running an ONNX export never needs it (~470 MB less per process)
 
@@ -82,8 +83,6 @@ def get_model(spec: ModelSpec):
 
 
 def _ort_session(spec: ModelSpec):
-    from bigseg.modelfile import ort_session, read_onnx_meta
-
     meta = read_onnx_meta(spec.checkpoint)
     providers: list[Any] = ["CPUExecutionProvider"]
     if spec.device == "cuda":

@@ -19,9 +19,11 @@ from pathlib import Path
 
 from bigseg import store as st
 from bigseg.checkpoint import BUNDLED_MODELS, WEIGHTS, classes_of, file_digest, model_path
+from bigseg.classes import concrete_ids
+from bigseg.cluster import cpu_count, dask_client
 from bigseg.errors import BigsegError
 from bigseg.infer import backend as be
-from bigseg.infer import outputs
+from bigseg.infer import outputs, stability
 from bigseg.infer.executors import InProcess, InThreads, ex_for, on_a_worker
 from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions, default_workers
@@ -29,6 +31,8 @@ from bigseg.infer.plan import Plan, make_plan, stripe_columns
 from bigseg.infer.predictor import ModelSpec
 from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip
 from bigseg.infer.windows import Grid
+from bigseg.modelfile import model_kind
+from bigseg.progress import make_bar
 from bigseg.pyramid import factors_for
 
 ROWS_IN_FLIGHT = 2
@@ -82,8 +86,6 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
     needs. A strip of the label pyramid is submitted as soon as its chunk rows are all written, after the one
     above it (they share chunks of the coarser levels)."""
     from collections import Counter
-
-    from bigseg.progress import make_bar
 
     store_s = str(store)
     grid = plan.grid
@@ -159,8 +161,6 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     device, the scheduler, an existing result, a concurrent run; the checkpoint (safe load, classes against the
     store's truth) is validated on a worker before the store is touched.
     """
-    from bigseg.cluster import cpu_count, dask_client
-
     o = options or InferOptions()
     o.check()
     check_input(input_path, out, o.overwrite)
@@ -265,10 +265,6 @@ def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, d
     """The view, feature-statistics and second-model figures (:mod:`bigseg.infer.stability`) on a sample of
     windows, run on a worker from the checkpoint (None for a model given as an export: no batch-norm statistics to
     compare). A failure here costs the figures, never the labels: it is said, and the run finishes."""
-    from bigseg.classes import concrete_ids
-    from bigseg.infer import stability
-    from bigseg.modelfile import model_kind
-
     if model_kind(ckpt) != "checkpoint":
         return None
     second = second_opinion(ckpt)
@@ -288,8 +284,6 @@ def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, d
 def second_opinion(ckpt: Path) -> Path | None:
     """The model whose labels on the sampled windows are compared with ``ckpt``'s: the other bundled model for a
     bundled one, the bundled DeepLabV3 (else light_unet) for any other checkpoint; None when none is shipped."""
-    from bigseg.checkpoint import BUNDLED_MODELS
-
     here = Path(ckpt).resolve()
     for name in ("deeplabv3", "light_unet"):
         path = BUNDLED_MODELS[name]

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigseg.checkpoint import load
+from bigseg.infer.tasks import read_windows
 from bigseg.infer.windows import Grid
 
 SAMPLE = 12
@@ -60,9 +62,6 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     """Sums over the sampled windows (see the module doc): per class, pixels labelled with it in all views and in
     any view; void pixel counts per view; feature shift sums. Runs on a worker (needs torch)."""
     import torch
-
-    from bigseg.checkpoint import load
-    from bigseg.infer.tasks import read_windows
 
     if threads:
         torch.set_num_threads(threads)

@@ -22,8 +22,9 @@ from bigseg.errors import BigsegError
 from bigseg.infer import confidence
 from bigseg.infer.outputs import LABEL_PYRAMID, staged
 from bigseg.infer.plan import Bounds, Origin, Source
-from bigseg.infer.predictor import ModelSpec, predict
+from bigseg.infer.predictor import ModelSpec, predict, weight_on
 from bigseg.infer.windows import Grid
+from bigseg.pyramid import write_strip_of
 
 
 def read_windows(store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndarray:
@@ -94,8 +95,6 @@ def blend_torch(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_class
 
     Returns (labels uint8, confidence map uint8, measurements, probabilities uint8 or None) as numpy arrays."""
     import torch
-
-    from bigseg.infer.predictor import weight_on
 
     device = next(b.device for b in batches if isinstance(b, torch.Tensor))
     batches = [b if isinstance(b, torch.Tensor) else torch.from_numpy(b).to(device) for b in batches]
@@ -174,8 +173,6 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
 def pyramid_strip(store: str, y0: int, y1: int, factors: list[int], n_classes: int, *after) -> None:
     """The staged label pyramid of rows y0:y1 (all their chunks written). ``after``: the previous strip's task
     (its result is None), so that strips sharing chunks of the coarser levels are written one after another."""
-    from bigseg.pyramid import write_strip_of
-
     try:
         write_strip_of(store, staged("labels"), staged(LABEL_PYRAMID), y0, y1, factors, n_classes)
     except OSError as exc:

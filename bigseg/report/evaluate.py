@@ -15,13 +15,12 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL
+from bigseg.cluster import compute
 from bigseg.errors import BigsegError
-from bigseg.metrics import scores
+from bigseg.metrics import confusion, scores
 
 
 def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
-    from bigseg.metrics import confusion
-
     return confusion(truth, labels, n, IGNORE_LABEL)[None, None]
 
 
@@ -31,8 +30,6 @@ HOW_TO_MAKE = {"labels": " (run 'bigseg infer' first)", "truth": " (ingest with 
 
 def confusion_matrix(store: str | os.PathLike, client=None, reference: str = "truth") -> tuple[np.ndarray, list[str]]:
     import dask.array as da
-
-    from bigseg.cluster import compute
 
     group = st.open_store(store)
     for name in ("labels", reference):

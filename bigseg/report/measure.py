@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from bigseg import store as st
+from bigseg.cluster import compute
+from bigseg.errors import BigsegError
 
 UNLABELLED = 255
 DIRECTIONS = ("horizontal", "vertical", "both")
@@ -90,8 +92,6 @@ class MaskMeasurements:
 def traverse_rows(height: int, spacing_px: float) -> np.ndarray:
     """Positions of traverse lines across a side of ``height`` px: every ``spacing_px``, the first half a spacing
     from the edge."""
-    from bigseg.errors import BigsegError
-
     if spacing_px < 1:
         raise BigsegError(f"traverse spacing of {spacing_px:.3g} px is below one pixel; pass a larger "
                           "--traverse-spacing")
@@ -347,8 +347,6 @@ def measure_mask(store, array: str, ids: dict | None, n_classes: int, spacing_px
     ``ids``: the concrete class ids (paste, stone, void), or None for area counts only; ``region``: an array of
     the store (1 inside the specimen) outside which pixels count as unlabelled."""
     import dask
-
-    from bigseg.cluster import compute
 
     path = str(store)
     z = st.open_array(path, array)

@@ -21,6 +21,7 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.errors import BigsegError
+from bigseg.ingest import _fetch, open_image
 
 NAME = "region"
 
@@ -101,8 +102,6 @@ def set_region(store, how: str) -> dict:
             rows = np.minimum(np.arange(y0, y1) // f, small.shape[0] - 1)
             return small[np.ix_(rows, cols)].astype(np.uint8)
     else:
-        from bigseg.ingest import _fetch, open_image
-
         path = Path(how)
         img = open_image(path, "region mask")
         if (img.width, img.height) != (w, h):

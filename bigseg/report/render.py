@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from bigseg import store as st
+from bigseg.classes import concrete_ids
 from bigseg.pyramid import majority
 
 QUICKLOOK_MAX_SIDE = 2000
@@ -157,8 +158,6 @@ def _legend_entries(handles_spec, title: str) -> np.ndarray:
 
 def quicklook_png(store, array: str = "labels", fractions: dict[str, float] | None = None) -> bytes:
     """The picture at quicklook scale with ``array`` drawn over it (see :func:`overlay`), and a legend."""
-    from bigseg.classes import concrete_ids
-
     group = st.open_store(store)
     classes = st.class_table(group)
     ids = concrete_ids(classes)
@@ -332,8 +331,6 @@ def histogram_png(series: dict[str, list[dict]], title: str, xlabel: str) -> byt
 
 def pictures(stores: list, doc: dict, classes) -> dict[str, bytes]:
     """Every picture of the report, by file name."""
-    from bigseg.classes import concrete_ids
-
     ids = concrete_ids(classes)
     truth = "truth" in doc
     out = {}

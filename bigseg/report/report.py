@@ -22,13 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from bigseg import __version__
 from bigseg import store as st
 from bigseg.classes import concrete_ids
+from bigseg.cluster import dask_client
 from bigseg.defaults import DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError
 from bigseg.paths import display, refuse_overlap
-from bigseg.report import airvoid
+from bigseg.report import airvoid, html, render
+from bigseg.report.doubt import doubt
+from bigseg.report.glossary import figure
 from bigseg.report.measure import AGGREGATE_VOIDS, DIRECTIONS, EDGE_RULES, measure_mask
+from bigseg.report.region import set_region
 from bigseg.report.stats import statistics_from_counts
 
 DEFAULT_SPACING_MM = 1.0
@@ -154,8 +159,6 @@ def _value(doc: dict, source: str, key: str):
 
 
 def write_csv(path: Path, doc: dict) -> None:
-    from bigseg.report.glossary import figure
-
     sources = [s for s in ("labels", "truth", "difference") if s in doc]
     with open(path, "w", newline="", encoding="utf-8", errors="replace") as fh:
         w = csv.writer(fh)
@@ -174,8 +177,6 @@ def write_csv(path: Path, doc: dict) -> None:
 
 def _slab(store, options: ReportOptions, client, echo) -> dict:
     """One slab: checks, region, the labels (and truth) measured, provenance and confidence."""
-    from bigseg.report.doubt import doubt
-
     group = st.open_store(store)
     source = options.source
     airvoid.check_mask(group, source, store)
@@ -187,8 +188,6 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
         raise BigsegError(f"{store} has no pixel size, which the air-void parameters need: pass --pixel-size UM "
                           "(micrometres per pixel)")
     if options.region:
-        from bigseg.report.region import set_region
-
         info = set_region(store, options.region)
         echo(f"region of {store}: {info['method']}, {info['inside_pixels']} pixels inside")
     group = st.open_store(store)
@@ -236,8 +235,6 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
     entrapped_criterion, source, specimen, operator, notes, command). ``source="truth"`` measures the traced mask
     instead of a model's labels (stats.json keeps the figures under "labels", the measured mask, and says which
     in "source")."""
-    from bigseg import __version__
-
     options = ReportOptions(pixel_size=pixel_size, spacing_mm=spacing_mm, entrapped_mm=entrapped_mm, truth=truth,
                             **more)
     options.check()
@@ -255,8 +252,6 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
     if out is None:
         raise BigsegError("several slabs: name the specimen's report folder with -o")
     refuse_overlap(out, "-o", *[("store", s) for s in stores])
-
-    from bigseg.cluster import dask_client
 
     # without --scheduler: dask's threads in this process (reading and labelling chunks release the GIL)
     with dask_client(0, scheduler, echo=echo) as client, st.staged_output(out, overwrite) as tmp:
@@ -282,8 +277,6 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
         if options.truth:
             doc["difference"] = _difference(doc["labels"]["parameters"], doc["truth"]["parameters"])
         doc["warnings"] = _warnings(doc, slabs)
-        from bigseg.report import html, render
-
         pictures = render.pictures(stores, doc, classes)  # (records where its crops are in the doc)
         for name, png in pictures.items():
             (tmp / name).write_bytes(png)
@@ -377,8 +370,6 @@ SUMMARY_KEYS = ["air_content", "spacing_factor", "spacing_factor_procedure_a", "
 
 def format_summary(doc: dict) -> str:
     """The key figures for the terminal."""
-    from bigseg.report.glossary import figure
-
     params = doc["labels"]["parameters"]
     keys = [k for k in SUMMARY_KEYS if k in params] if "air_content" in params else list(params)
     ci = doc["labels"].get("airvoid", {}).get("uncertainty", {})

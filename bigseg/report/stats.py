@@ -12,6 +12,7 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.classes import concrete_ids
+from bigseg.cluster import compute
 
 
 def _chunk_hist(block: np.ndarray, n: int) -> np.ndarray:
@@ -22,8 +23,6 @@ def label_counts(store: str | os.PathLike, array: str = "labels", n_bins: int = 
     """Pixel count of every label value 0..n_bins-1 in ``array``: summed chunk by chunk with dask on ``client``;
     without one, a row of chunks at a time in this process (the same counts, without importing dask.array --
     most of a second of an in-process ``bigseg infer``)."""
-    from bigseg.cluster import compute
-
     if client is None:
         z = st.open_array(store, array)
         counts = np.zeros(n_bins, np.int64)

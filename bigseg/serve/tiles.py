@@ -30,6 +30,7 @@ import numpy as np
 
 from bigseg import annotations as ann
 from bigseg import store as st
+from bigseg.errors import BigsegError
 from bigseg.pyramid import LABEL_PYRAMIDS
 
 TILE = 256
@@ -352,8 +353,6 @@ def slab_stamp(slab: Slab, layer: str = "") -> float:
 
 def discover(paths: list) -> dict[str, Slab]:
     """The stores to serve: each path a store, or a folder whose stores (one level down) are served."""
-    from bigseg.errors import BigsegError
-
     found: dict[str, Slab] = {}
     for p in map(Path, paths):
         candidates = [p] if st.is_store(p) else sorted(q for q in p.iterdir() if st.is_store(q)) if p.is_dir() else []

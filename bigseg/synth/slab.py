@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from bigseg.errors import BigsegError
+from bigseg.progress import progress_bar
 from bigseg.results import SynthResult
 from bigseg.synth import classic
-from bigseg.synth.styles import Style, resolve
+from bigseg.synth.scene import Scene
+from bigseg.synth.styles import HELD_OUT, Style, resolve
 
 JPEG_MAX_SIDE = 65535
 TILE = 512  # render/TIFF tile side
@@ -92,8 +94,6 @@ def renderer(params: SynthParams) -> Callable:
     if style is None:
         model = classic._Model(params)
         return lambda y0, x0, h, w, want_image: classic._render_tile(model, y0, x0, h, w, want_image)
-    from bigseg.synth.scene import Scene
-
     return Scene(style, params.seed, params.width, params.height).render
 
 
@@ -192,8 +192,6 @@ def synthesize(out: str | os.PathLike, params: SynthParams, truth: str | os.Path
     paths, size, seed, style (with every parameter of a styled slab), pixel size and the truth's real class
     fractions (read like the dict it replaces: ``s["image"]``).
     """
-    from bigseg.progress import progress_bar
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in SUPPORTED:
@@ -253,14 +251,11 @@ def make_training_set(out_dir: str | os.PathLike, n_train: int = 6, n_val: int =
     slab. Styled slabs (``style`` random or a name) take their own; a random style is drawn per slab. Validation
     slabs use other seeds.
     """
-    from bigseg.ingest import ingest
-    from bigseg.synth.styles import HELD_OUT
+    from bigseg.ingest import ingest  # lazy: it imports zarr, and `bigseg --help` reads this package's styles
 
     if style in HELD_OUT:
         raise BigsegError(f"style {style!r} is held out for evaluation (benchmarks/generalization.py); train on "
                           "random or another style")
-    from bigseg.progress import progress_bar
-
     out = Path(out_dir)
     made: dict[str, list[str]] = {"train": [], "val": []}
     jobs = [(split, base, k) for split, n, base in (("train", n_train, seed), ("val", n_val, seed + 10_000))

@@ -46,9 +46,15 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import annotations as ann
+from bigseg import checkpoint as ckpt
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL
 from bigseg.errors import BigsegError
+from bigseg.export import export
+from bigseg.infer.predictor import TTA_VIEWS, scaled_size
+from bigseg.modelfile import model_kind
+from bigseg.paths import refuse_overlap
+from bigseg.progress import make_bar
 from bigseg.train.adapt_options import AdaptOptions
 
 MAX_COORDS = 400_000
@@ -358,8 +364,6 @@ def _predict(model, image: np.ndarray, tta: str = "none"):
     softmax of the mean logits of the window's views, as ``bigseg infer --tta`` computes them."""
     import torch
 
-    from bigseg.infer.predictor import TTA_VIEWS, scaled_size
-
     h, w = image.shape[:2]
     ph, pw = -h % 32, -w % 32
     x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
@@ -482,10 +486,6 @@ class AdaptResult:
 
 def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: AdaptOptions):
     """Everything that can fail before minutes of work: options, stores and their strokes, base model, output."""
-    from bigseg import checkpoint as ckpt
-    from bigseg.modelfile import model_kind
-    from bigseg.paths import refuse_overlap
-
     opts.check()
     if not stores:
         raise BigsegError("give at least one store with annotations")
@@ -532,9 +532,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     regions in their annotation attributes."""
     import torch
 
-    from bigseg import checkpoint as ckpt
     from bigseg.models import training_mode
-    from bigseg.progress import make_bar
     from bigseg.train.config import PhotometricConfig
 
     opts = options or AdaptOptions()
@@ -648,8 +646,6 @@ def _pct(v) -> str:
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
           acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo) -> AdaptResult:
-    from bigseg import checkpoint as ckpt
-
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
@@ -672,8 +668,6 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
     os.replace(tmp, out)
     onnx = None
     if opts.export:
-        from bigseg.export import export
-
         target = out.with_suffix(".onnx")
         r = export(out, target, "onnx", exporter="legacy", overwrite=True, echo=lambda *a: None)
         onnx = r["path"]

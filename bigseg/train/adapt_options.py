@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from bigseg.errors import BigsegError
+from bigseg.infer.options import TTA
 
 HELD_BACK = 0.2
 """Share of each class's strokes held back to score the adapted model."""
@@ -34,8 +35,6 @@ class AdaptOptions:
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
-        from bigseg.infer.options import TTA
-
         if self.tta not in TTA:
             raise BigsegError(f"unknown --tta {self.tta!r}; choose one of {', '.join(TTA)}")
         if not (math.isfinite(self.minutes) and self.minutes > 0):

@@ -12,8 +12,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bigseg import checkpoint as ckpt
+from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.models import ARCHITECTURES
+from bigseg.synth.styles import HELD_OUT, style_names
 
 
 class _Strict(BaseModel):
@@ -34,8 +37,6 @@ class ModelConfig(_Strict):
         """A bundled model's name (as ``--model`` takes it) is its file, unless a file of that name is here."""
         if v is None:
             return v
-        from bigseg import checkpoint as ckpt
-
         try:
             return str(ckpt.model_path(v))
         except BigsegError as exc:
@@ -122,8 +123,6 @@ class SyntheticConfig(_Strict):
     @field_validator("styles")
     @classmethod
     def _styles(cls, v):
-        from bigseg.synth.styles import HELD_OUT, style_names
-
         if not v:
             raise ValueError("give at least one style")
         for name, weight in v.items():
@@ -330,7 +329,5 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
 def resolve_epochs(cfg: TrainConfig) -> None:
     """Set ``iterations`` from ``epochs`` and the training stores' image area (when epochs is used)."""
     if cfg.iterations is None and cfg.train:
-        from bigseg import store as st
-
         area = sum(int(np.prod(st.array(st.open_store(p), "image").shape[:2])) for p in cfg.train)
         cfg.iterations = cfg.iterations_for_area(area)

@@ -20,9 +20,12 @@ import torch
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
+from bigseg.classes import CONCRETE
 from bigseg.errors import BigsegError
 from bigseg.metrics import confusion, scores
 from bigseg.models import build, training_mode
+from bigseg.paths import refuse_overlap
+from bigseg.progress import make_bar
 from bigseg.results import TrainResult
 from bigseg.train.config import TrainConfig, resolve_epochs
 from bigseg.train.losses import build_loss
@@ -39,8 +42,6 @@ def _device(cfg: TrainConfig) -> torch.device:
 
 def _classes(cfg: TrainConfig):
     """The class table of the training (and validation) stores; synthetic crops are concrete."""
-    from bigseg.classes import CONCRETE
-
     stores = cfg.train + cfg.val
     if not stores:
         return CONCRETE
@@ -278,8 +279,6 @@ def _checked(cfg: TrainConfig, resume: bool) -> tuple:
         raise BigsegError(f"{last} exists; pass --resume to continue that run, or set another 'out'")
     if resume and not last.exists():
         raise BigsegError(f"--resume: no checkpoint at {last}")
-    from bigseg.paths import refuse_overlap
-
     refuse_overlap(out, "out", *[("training store", s) for s in cfg.train + cfg.val], ("model.init", cfg.model.init))
     resolve_epochs(cfg)
     classes = _classes(cfg)
@@ -405,8 +404,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, ec
     Everything that can be checked is checked before the run folder is made; a run that fails before its first
     checkpoint removes the folder it made."""
     import shutil
-
-    from bigseg.progress import make_bar
 
     if cfg.stages:
         return _train_stages(cfg, resume, stop_at, echo, progress, time_limit)

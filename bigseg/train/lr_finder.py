@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bigseg.errors import BigsegError
+from bigseg.progress import make_bar
 
 
 class _NoSchedule:
@@ -36,7 +37,6 @@ def suggest(lrs: list[float], losses: list[float]) -> float | None:
 def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=print, progress=None) -> dict:
     """Sweep the learning rate over ``steps`` optimizer steps; returns {lrs, losses, suggestion, plot}."""
 
-    from bigseg.progress import make_bar
     from bigseg.train.loop import _checked, _loader, _setup, _step, class_weights
     from bigseg.train.losses import build_loss
 

@@ -121,3 +121,40 @@ def test_signal_while_starting_is_one_line(sig, code, record_property):
     assert p.stderr.splitlines() == [("bigseg: error: terminated (SIGTERM)" if sig == "SIGTERM" else
                                       "bigseg: error: interrupted") + " while starting; nothing was written"]
     assert p.stdout == ""
+
+
+# The process signals itself while its local dask cluster is starting (the scheduler is up, the workers are not
+# yet): the moment the short soak once hit, after which the half-started cluster's close at exit printed a
+# traceback of 28 lines under bigseg's one line.
+_SIGNAL_WHILE_CLUSTER_STARTS = """
+import atexit, os, signal, sys
+import psutil
+def left():  # worker processes still running (multiprocessing's resource tracker ends with this process)
+    kids = [c for c in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
+    print("children left:", len(kids), [" ".join(c.cmdline()[-3:]) for c in kids])
+atexit.register(left)  # registered first: runs last
+from distributed.deploy import spec
+original = spec.SpecCluster._correct_state
+def signalled(self):
+    os.kill(os.getpid(), signal.{sig})
+    return original(self)
+spec.SpecCluster._correct_state = signalled
+sys.argv = ["bigseg", "infer", {store!r}, "--workers", "1", "--backend", "torch"]
+from bigseg.entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated (SIGTERM)")])
+def test_signal_while_the_cluster_starts_is_one_line(tmp_path, slab, sig, code, word, record_property):
+    record_property("reliability", ("fault", f"{sig} while `infer`'s local dask cluster is starting",
+                                    f"one line, exit {code}, no worker process left"))
+    store = tmp_path / "s.zarr"
+    ingest(slab[0], store, chunk=128)
+    p = subprocess.run([sys.executable, "-c", _SIGNAL_WHILE_CLUSTER_STARTS.format(sig=sig, store=str(store))],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == code, (p.returncode, p.stderr)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]  # (a progress line may end with a newline)
+    assert lines == [f"bigseg: error: {word}; run the same command again to resume"], p.stderr
+    assert "children left: 0" in p.stdout, p.stdout
+    assert "labels" not in zarr.open_group(str(store), mode="r")
