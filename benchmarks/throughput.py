@@ -33,8 +33,9 @@ def main(argv=None):
     ap.add_argument("--monai", action="store_true", help="also run MONAI's sliding_window_inference")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    result = bench(args.arch, args.checkpoint, (w, h), args.device, args.window, args.overlap, args.batch,
-                   args.workers, args.workdir, args.store, args.monai, echo=lambda *a: print(*a, file=sys.stderr))
+    result = bench(arch=args.arch, checkpoint=args.checkpoint, size=(w, h), device=args.device, window=args.window,
+                   overlap=args.overlap, batch=args.batch, workers=args.workers, workdir=args.workdir,
+                   store=args.store, monai=args.monai, echo=lambda *a: print(*a, file=sys.stderr)).to_dict()
     result["command"] = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(json.dumps(result))
     out = os.environ.get("BENCH_OUT")

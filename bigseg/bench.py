@@ -26,7 +26,6 @@ from typing import cast
 
 import numpy as np
 
-from bigseg import checkpoint
 from bigseg import checkpoint as ckpt_mod
 from bigseg import store as st
 from bigseg.checkpoint import file_digest, load
@@ -40,6 +39,7 @@ from bigseg.infer.options import default_workers
 from bigseg.infer.predictor import ModelSpec, get_model, predict
 from bigseg.infer.windows import Grid
 from bigseg.ingest import ingest
+from bigseg.results import BenchResult
 from bigseg.synth import SynthParams, synthesize
 
 
@@ -79,7 +79,7 @@ def random_checkpoint(arch: str, path: str) -> dict:
     from bigseg.models import build
 
     torch.manual_seed(0)
-    checkpoint.save(path, build(arch, 3), arch=arch, classes=CONCRETE)
+    ckpt_mod.save(path, build(arch, 3), arch=arch, classes=CONCRETE)
     return {"path": path}
 
 
@@ -268,8 +268,8 @@ def _versus_monai(m: dict, seconds: float, whole: float, mpx: float, rss_mb: flo
 def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6000), device: str = "cpu",
           window: int = 900, overlap: int = 128, batch: int | None = None, workers: int | None = None,
           workdir=None, store=None, monai: bool = False, backend: str | None = None, stripe: int | None = None,
-          precision: str | None = None, overwrite: bool = False, echo=print) -> dict:
-    """Measure the limit, bigseg end to end (and MONAI); returns one dict of figures (see the module doc).
+          precision: str | None = None, overwrite: bool = False, echo=print) -> BenchResult:
+    """Measure the limit, bigseg end to end (and MONAI); returns the figures (see the module doc).
 
     ``store``: an existing store is measured at its own size (``size`` is ignored, and said so); one holding
     labels is refused unless ``overwrite`` (the run replaces them with the benchmarked model's).
@@ -337,4 +337,4 @@ def bench(arch: str = "light_unet", checkpoint: str | None = None, size=(6000, 6
             m = monai_run(ckpt, store, window, overlap, batch, cpu_count(), tmp)
             result.update(_versus_monai(m, r.seconds, whole, mpx, result["peak_total_rss_mb"],
                                         label_agreement(store, tmp / "monai-labels.npy")))
-    return result
+    return BenchResult(**result)

@@ -468,16 +468,16 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
            entrapped_diameter, entrapped_criterion, edge_chords, aggregate_voids, min_void_diameter, truth, source,
            specimen, operator, notes, scheduler, overwrite):
     """Air-void report (ASTM C457, EN 480-11) of one slab store, or of the slabs of one specimen."""
-    from bigseg.report.report import format_summary, make_report
+    from bigseg.report.report import ReportOptions, format_summary, make_report
 
-    doc = make_report(list(stores) if len(stores) > 1 else stores[0], out, pixel_size=pixel_size,
-                      spacing_mm=traverse_spacing, entrapped_mm=entrapped_diameter, truth=truth, overwrite=overwrite,
-                      scheduler=scheduler, echo=click.echo, direction=traverse_direction, region=region,
-                      paste_content=paste_content, max_aggregate_mm=max_aggregate,
-                      entrapped_criterion=entrapped_criterion, edge_chords=edge_chords, aggregate_voids=aggregate_voids,
-                      min_void_diameter_um=min_void_diameter, source=source, specimen=specimen, operator=operator,
-                      notes=notes,
-                      command="bigseg " + " ".join(sys.argv[1:]))
+    options = ReportOptions(pixel_size=pixel_size, spacing_mm=traverse_spacing, entrapped_mm=entrapped_diameter,
+                            truth=truth, direction=traverse_direction, region=region, paste_content=paste_content,
+                            max_aggregate_mm=max_aggregate, entrapped_criterion=entrapped_criterion,
+                            edge_chords=edge_chords, aggregate_voids=aggregate_voids,
+                            min_void_diameter_um=min_void_diameter, source=source, specimen=specimen,
+                            operator=operator, notes=notes, command="bigseg " + " ".join(sys.argv[1:]))
+    doc = make_report(list(stores) if len(stores) > 1 else stores[0], out, overwrite=overwrite, scheduler=scheduler,
+                      echo=click.echo, options=options)
     click.echo(format_summary(doc))
     click.echo(f"report written to {doc['output']}/ (report.html, stats.json, stats.csv, pictures)")
 
@@ -564,7 +564,7 @@ def bench(arch, checkpoint, size, device, window, overlap, batch, workers, store
             batch=batch, workers=workers, store=store, monai=monai, backend=backend, stripe=stripe,
             precision=precision, overwrite=overwrite, echo=lambda m: click.echo(m, err=True))
     if as_json:
-        click.echo(json.dumps(r, indent=2))
+        click.echo(json.dumps(r.to_dict(), indent=2))
         return
     click.echo(f"{r['megapixels']:.1f} Mpx, {r['windows']} windows of {window} px, {arch} ({r['backend']}"
                + (f", {r['precision']}" if r["precision"] != "fp32" else "") + f") on {device}"

@@ -84,3 +84,61 @@ class SynthResult(Result):
     pixel_counts: dict  # truth pixels per class name
     fractions: dict  # truth area fraction per class name
     targets: dict  # the stone and void fractions the generator aimed at
+
+
+MONAI_FIGURES = ("monai_seconds", "monai_load_seconds", "monai_mpx_per_s", "monai_peak_rss_mb", "speed_vs_monai",
+                 "monai_whole_seconds", "whole_speed_vs_monai", "rss_vs_monai", "label_agreement_with_monai")
+
+
+@dataclass(frozen=True)
+class BenchResult(Result):
+    """:func:`bigseg.bench.bench`: the model alone (the limit), bigseg end to end and the whole call, memory, and
+    (when MONAI ran beside) MONAI's figures; times in seconds, throughput in megapixels per second."""
+
+    arch: str
+    backend: str
+    precision: str
+    device: str
+    gpu: str | None
+    cpu_cores: int
+    size: list[int]
+    megapixels: float
+    window: int
+    overlap: int
+    batch: int | None
+    stripe: int | None
+    workers: int
+    threads_per_worker: int
+    windows: int
+    limit_seconds: float
+    limit_mpx_per_s: float
+    end_to_end_seconds: float
+    end_to_end_mpx_per_s: float
+    efficiency: float
+    cluster_startup_seconds: float
+    whole_seconds: float
+    whole_mpx_per_s: float
+    prep_seconds: float
+    peak_worker_rss_mb: float
+    peak_client_rss_mb: float
+    peak_total_rss_mb: float
+    python: str
+    torch: str
+    machine: str
+    monai_seconds: float | None = None
+    monai_load_seconds: float | None = None
+    monai_mpx_per_s: float | None = None
+    monai_peak_rss_mb: float | None = None
+    speed_vs_monai: float | None = None
+    monai_whole_seconds: float | None = None
+    whole_speed_vs_monai: float | None = None
+    rss_vs_monai: float | None = None
+    label_agreement_with_monai: float | None = None
+
+    def to_dict(self) -> dict:
+        """The figures as JSON data; MONAI's only when it ran."""
+        out = asdict(self)
+        if self.monai_seconds is None:
+            for k in MONAI_FIGURES:
+                out.pop(k)
+        return out

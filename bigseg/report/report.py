@@ -44,7 +44,7 @@ SOURCES = ("labels", "truth")
 """The masks a report can measure: a model's labels (bigseg infer), or the truth traced by a person (no model)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReportOptions:
     """How the figures are measured (every choice is recorded in the report's settings)."""
 
@@ -227,16 +227,22 @@ def _specimen(slabs: list[dict], source: str, options: ReportOptions) -> dict:
 
 def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: float = DEFAULT_SPACING_MM,
                 entrapped_mm: float = DEFAULT_ENTRAPPED_MM, truth: bool = False, overwrite: bool = False,
-                scheduler: str | None = None, echo=print, **more) -> dict:
-    """Analyse the store's labels (and with ``truth`` its truth) and write the report folder; returns stats.json.
+                scheduler: str | None = None, echo=print, options: ReportOptions | None = None, **more) -> dict:
+    """Analyse the store's labels (and with ``truth`` its truth) and write the report folder; returns the
+    stats.json document (plus "output", the folder).
 
-    ``store`` may be a list of the slab stores of one specimen; ``more``: the other :class:`ReportOptions`
-    (direction, edge_chords, aggregate_voids, min_void_diameter_um, paste_content, max_aggregate_mm, region,
-    entrapped_criterion, source, specimen, operator, notes, command). ``source="truth"`` measures the traced mask
-    instead of a model's labels (stats.json keeps the figures under "labels", the measured mask, and says which
-    in "source")."""
-    options = ReportOptions(pixel_size=pixel_size, spacing_mm=spacing_mm, entrapped_mm=entrapped_mm, truth=truth,
-                            **more)
+    ``store`` may be a list of the slab stores of one specimen. How the figures are measured: ``options`` (a
+    :class:`ReportOptions`, as the CLI gives it), or the keywords here and in ``more`` (the other fields of
+    ReportOptions: direction, edge_chords, aggregate_voids, min_void_diameter_um, paste_content,
+    max_aggregate_mm, region, entrapped_criterion, source, specimen, operator, notes, command), not both.
+    ``source="truth"`` measures the traced mask instead of a model's labels (stats.json keeps the figures under
+    "labels", the measured mask, and says which in "source")."""
+    if options is None:
+        options = ReportOptions(pixel_size=pixel_size, spacing_mm=spacing_mm, entrapped_mm=entrapped_mm,
+                                truth=truth, **more)
+    elif more or pixel_size is not None or truth or spacing_mm != DEFAULT_SPACING_MM \
+            or entrapped_mm != DEFAULT_ENTRAPPED_MM:
+        raise TypeError("make_report: give options or the measuring keywords, not both")
     options.check()
     stores = list(store) if isinstance(store, list | tuple) else [store]
     if not stores:
