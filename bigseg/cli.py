@@ -702,31 +702,45 @@ def info(store, as_json, check):
 
 @cli.command()
 @click.argument("recipe", type=click.Path())
-@click.option("--jobs", default=1, show_default=True, type=int, help="Batch jobs to submit.")
-@click.option("--print-script", is_flag=True, help="Only print the batch script each job would submit (offline).")
+@click.option("--jobs", type=int, help="SLURM: batch jobs to submit [default: 1]; Kubernetes: worker pods "
+              "[default: the recipe's workers].")
+@click.option("--print-script", is_flag=True, help="Only print what would be submitted (offline): the batch script "
+              "each SLURM job runs, or the Kubernetes DaskCluster resource (for kubectl apply -f).")
 def cluster(recipe, jobs, print_script):
-    """Start a SLURM cluster of bigseg workers from RECIPE (a YAML file, or a shipped recipe's name: slurm-gpu,
-    slurm-cpu) with dask-jobqueue, print its scheduler's address for bigseg infer --scheduler, and keep it until
-    Ctrl-C."""
+    """Start a cluster of bigseg workers from RECIPE (a YAML file, or a shipped recipe's name: slurm-gpu,
+    slurm-cpu, k8s-gpu, k8s-cpu) -- SLURM jobs with dask-jobqueue, or Kubernetes pods with the Dask Kubernetes
+    Operator -- print its scheduler's address for bigseg infer --scheduler, and keep it until Ctrl-C."""
     import shutil
     import time
 
-    from bigseg.hpc import job_script, load_recipe, slurm_cluster
+    from bigseg.hpc import KubernetesRecipe, job_script, kube_cluster, load_recipe, resource_yaml, slurm_cluster
 
     r = load_recipe(recipe)
-    if print_script:
-        click.echo(job_script(r))
-        return
-    if jobs < 1:
-        raise BigsegError(f"--jobs must be at least 1, got {jobs}")
-    if shutil.which("sbatch") is None:
-        raise BigsegError("sbatch not found: start the cluster on the SLURM login node (--print-script shows the "
-                          "job script anywhere)")
-    c = slurm_cluster(r, jobs=jobs)
-    click.echo(f"scheduler {c.scheduler_address} (listening on {r.listen}: reachable from the compute nodes); "
-               f"{jobs} job(s) submitted. In another shell:\n  bigseg infer IMAGE --scheduler {c.scheduler_address}"
-               + (" --device cuda" if r.gpus_per_job else " --threads " + str(r.cores_per_job))
-               + "\nCtrl-C stops the cluster and cancels its jobs.")
+    if jobs is not None and jobs < (0 if isinstance(r, KubernetesRecipe) else 1):
+        raise BigsegError(f"--jobs must be at least {0 if isinstance(r, KubernetesRecipe) else 1}, got {jobs}")
+    if isinstance(r, KubernetesRecipe):
+        if print_script:
+            click.echo(resource_yaml(r, jobs), nl=False)
+            return
+        c = kube_cluster(r, jobs)
+        gpus = r.gpus_per_worker
+        what = f"{jobs if jobs is not None else r.workers} worker pod(s) asked for"
+    else:
+        if print_script:
+            click.echo(job_script(r))
+            return
+        if shutil.which("sbatch") is None:
+            raise BigsegError("sbatch not found: start the cluster on the SLURM login node (--print-script shows the "
+                              "job script anywhere)")
+        c = slurm_cluster(r, jobs=jobs or 1)
+        gpus = r.gpus_per_job
+        what = f"listening on {r.listen}: reachable from the compute nodes; {jobs or 1} job(s) submitted"
+    threads = r.cores_per_worker if isinstance(r, KubernetesRecipe) else r.cores_per_job
+    click.echo(f"scheduler {c.scheduler_address} ({what}). In another shell:\n"
+               f"  bigseg infer IMAGE --scheduler {c.scheduler_address}"
+               + (" --device cuda" if gpus else f" --threads {threads}")
+               + "\nCtrl-C stops the cluster" + ("" if isinstance(r, KubernetesRecipe) else " and cancels its jobs")
+               + ".")
     try:
         while True:
             time.sleep(3600)

@@ -16,67 +16,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
-from pathlib import Path
-from typing import Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bigseg.errors import BigsegError
-
-RECIPES = Path(__file__).resolve().parents[1] / "configs" / "clusters"
-"""The recipes shipped with bigseg (``configs/clusters/`` in a clone)."""
-
-
-class SlurmRecipe(BaseModel):
-    """What a SLURM job of bigseg workers asks for."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["slurm"] = "slurm"
-    queue: str | None = Field(None, description="partition (sbatch -p)")
-    account: str | None = Field(None, description="account (sbatch -A)")
-    walltime: str = Field("01:00:00", pattern=r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
-    gpus_per_job: int = Field(1, ge=0, le=16, description="GPUs per job, one worker process each; 0: CPU workers")
-    cores_per_job: int = Field(8, ge=1, le=1024)
-    memory_per_job: str = Field("64GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
-    python_env: str = Field(description="folder of the Python environment bigseg is installed in (bin/activate)")
-    listen: str = Field(description="interface (ib0, eth0) or address the scheduler listens on, reachable from "
-                                    "the compute nodes")
-    local_directory: str = Field("$TMPDIR", description="workers' scratch folder on the node")
-    extra_directives: list[str] = Field(default_factory=list, description="more #SBATCH lines, e.g. --constraint=a100")
-
-    @property
-    def processes(self) -> int:
-        return max(1, self.gpus_per_job)
-
-
-def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
-
-
-def load_recipe(path: str | os.PathLike) -> SlurmRecipe:
-    """A recipe file, or a shipped recipe's name (``slurm-gpu``); errors name the bad key."""
-    p = Path(path)
-    if not p.is_file():
-        shipped = RECIPES / f"{p.name.removesuffix('.yaml')}.yaml"
-        if str(path) in (shipped.stem, shipped.name) and shipped.is_file():
-            p = shipped
-        else:
-            raise BigsegError(f"{path}: no such cluster recipe (shipped: {', '.join(recipe_names())})")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise BigsegError(f"{p}: not a YAML recipe ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict):
-        raise BigsegError(f"{p}: a recipe is a mapping of keys to values")
-    try:
-        return SlurmRecipe(**data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(k) for k in err["loc"]) or "(top level)"
-        raise BigsegError(f"{p}: {key}: {err['msg'].replace('Extra inputs are not permitted', 'unknown key')}") \
-            from None
+from bigseg.hpc.recipes import SlurmRecipe, load_recipe
 
 
 def _prologue(r: SlurmRecipe) -> list[str]:
@@ -97,6 +39,8 @@ def slurm_cluster(recipe: SlurmRecipe | str | os.PathLike, jobs: int = 0):
     except ImportError:
         raise BigsegError("cluster recipes need dask-jobqueue: pip install dask-jobqueue") from None
     r = recipe if isinstance(recipe, SlurmRecipe) else load_recipe(recipe)
+    if not isinstance(r, SlurmRecipe):
+        raise BigsegError(f"{recipe}: a {r.kind} recipe, not a SLURM one")
     where: dict = {}
     try:
         where["scheduler_options"] = {"host": str(ipaddress.ip_address(r.listen)), "dashboard_address": ":0"}

@@ -135,8 +135,11 @@ def left():  # worker processes still running (multiprocessing's resource tracke
 atexit.register(left)  # registered first: runs last
 from distributed.deploy import spec
 original = spec.SpecCluster._correct_state
-def signalled(self):
-    os.kill(os.getpid(), signal.{sig})
+fired = []
+def signalled(self):  # once: closing the cluster runs this again
+    if not fired:
+        fired.append(1)
+        os.kill(os.getpid(), signal.{sig})
     return original(self)
 spec.SpecCluster._correct_state = signalled
 sys.argv = ["bigseg", "infer", {store!r}, "--workers", "1", "--backend", "torch"]
