@@ -117,7 +117,8 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
         r = adapt([str(painted)], model, options=opts, overwrite=True, echo=echo, progress=False)
         rounds = [r]
     else:
-        half = dataclasses.replace(opts, minutes=opts.minutes / 2)
+        half = dataclasses.replace(opts, minutes=opts.minutes / 2,
+                                   steps=opts.steps // 2 if opts.steps is not None else None)
         first = work / f"{style}-{seed}-{per_class}-{protocol}-round1.pt"
         paint(painted, per_class // 2, seed)
         r1 = adapt([str(painted)], first, options=half, overwrite=True, echo=echo, progress=False)
@@ -233,6 +234,8 @@ def main(argv=None) -> None:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--steps", type=int, help="a step budget (split between the corrective protocol's two rounds; "
+                    "--minutes still caps it): runs that compare recipes repeat exactly, whatever the machine's load")
     ap.add_argument("--prior", type=float, default=AdaptOptions.prior)
     ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
     ap.add_argument("--grow", type=int, default=AdaptOptions.grow)
@@ -256,14 +259,15 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance)
+    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
             row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta)
             rows.append(row)
-            name = (f"{style}-{per_class}-{a.protocol}-{a.minutes:g}min-prior{a.prior:g}-grow{a.grow}-{a.balance}"
+            budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
+            name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"
                     f"{a.tag}.json")
             (out / name).write_text(json.dumps(row, indent=2))
             print(table([row]), flush=True)

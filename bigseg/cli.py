@@ -490,6 +490,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "model's name [default: the bundled light_unet].")
 @click.option("--minutes", default=10.0, show_default=True, type=float,
               help="Time budget for fine-tuning; it stops earlier when the loss stops falling.")
+@click.option("--steps", type=int, help="A step budget instead (--minutes still caps it): the same strokes, "
+              "seed and steps give the same model on any machine load.")
 @click.option("--prior", default=AdaptOptions.prior, show_default=True, type=float,
               help="Weight of the base model's own predictions on unpainted pixels (keeps boundaries and what it "
               "knew; 0: strokes only).")
@@ -509,7 +511,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               type=click.Choice(TTA),
               help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, held_back, seed, threads, tta,
+def adapt(stores, out, model, minutes, steps, prior, grow, balance, crop, batch, lr, held_back, seed, threads, tta,
           overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
@@ -523,7 +525,7 @@ def adapt(stores, out, model, minutes, prior, grow, balance, crop, batch, lr, he
     """
     from bigseg.train.adapt import adapt as run
 
-    opts = AdaptOptions(minutes=minutes, prior=prior, grow=grow, balance=balance, crop=crop, batch=batch, lr=lr,
+    opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, balance=balance, crop=crop, batch=batch, lr=lr,
                         held_back=held_back, seed=seed, threads=threads, tta=tta)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))

@@ -280,3 +280,26 @@ def test_held_back_scoring_with_tta_averages_the_views_logits():
         want = torch.softmax((model(x) + model(x.flip(-1)).flip(-1)) / 2, 1)[0]
     assert torch.allclose(_predict(model, image, "flip"), want, atol=1e-5)
     assert not torch.allclose(_predict(model, image, "none"), want, atol=1e-3)
+
+
+def test_a_step_budget_gives_the_same_model_twice(tmp_path):
+    """--steps: the same strokes, seed and steps give the same weights (a time budget gives whatever steps the
+    machine allowed), and the run says why it stopped; another seed gives other weights."""
+    import torch
+
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=4, minutes=5, crop=64, batch=2, export=False, suggestions=0)
+    runs = [adapt([store], tmp_path / f"m{k}.pt", options=opts, echo=lambda *a: None, progress=False)
+            for k in range(2)]
+    other = adapt([store], tmp_path / "m2.pt", options=AdaptOptions(**{**opts.__dict__, "seed": 1}),
+                  echo=lambda *a: None, progress=False)
+    assert [r.steps for r in runs] == [4, 4] and runs[0].stopped == "step budget"
+    weights = [checkpoint.read(tmp_path / f"m{k}.pt")["state_dict"] for k in range(3)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and other.steps == 4
+    assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4

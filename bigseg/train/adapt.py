@@ -22,7 +22,9 @@ What it does, in order:
    BatchNorm statistics stay the base's (a batch of crops around a few strokes is no estimate of a slab).
 5. **Stops** at the time budget (``minutes``) or, after at least 40 % of it, when the loss has stopped falling
    (the mean of its last 300 steps within 0.5 % of the 300 before), with a learning rate that decays as a cosine
-   over the budget.
+   over the budget. With a step budget (``steps``) the cosine runs over the steps and the run stops after them
+   (``minutes`` still caps it): the same strokes, seed and steps give the same model, whatever else the machine
+   is doing (what a comparison of two recipes needs).
 6. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
    seen with its context): per-class accuracy, before and after.
 7. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
@@ -585,7 +587,10 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             elapsed = time.perf_counter() - t0
             if elapsed >= budget:
                 break
-            frac = elapsed / budget
+            if opts.steps is not None and step >= opts.steps:
+                stopped = "step budget"
+                break
+            frac = elapsed / budget if opts.steps is None else step / opts.steps
             lr = opts.lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * frac))
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -617,7 +622,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             if now - last_log >= 60:
                 bar.write(f"adapt: step {step}, {now - t0:.0f} s, loss {ema:.4f} (strokes {stroke_loss.item():.4f})")
                 last_log = now
-            if _converged(losses, opts.min_steps) and now - t0 >= 0.4 * budget:
+            if opts.steps is None and _converged(losses, opts.min_steps) and now - t0 >= 0.4 * budget:
                 stopped = "converged"
                 break
     finally:

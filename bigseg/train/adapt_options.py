@@ -17,6 +17,7 @@ class AdaptOptions:
     """How ``bigseg adapt`` trains: time budget, crops, optimiser, the prior's weight, held-back share, seed."""
 
     minutes: float = 10.0
+    steps: int | None = None  # a step budget instead of time: the same strokes and steps give the same model
     crop: int = 256
     batch: int = 8
     lr: float = 1e-3
@@ -39,6 +40,8 @@ class AdaptOptions:
             raise BigsegError(f"unknown --tta {self.tta!r}; choose one of {', '.join(TTA)}")
         if not (math.isfinite(self.minutes) and self.minutes > 0):
             raise BigsegError(f"--minutes must be a positive number of minutes, got {self.minutes}")
+        if self.steps is not None and not 1 <= self.steps <= 10_000_000:
+            raise BigsegError(f"--steps must be a positive number of steps, got {self.steps}")
         if self.minutes > 24 * 60:
             raise BigsegError(f"--minutes {self.minutes:g} is more than a day; adapt is meant to take minutes")
         if not 32 <= self.crop <= 2048 or self.crop % 16:
