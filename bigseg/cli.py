@@ -525,8 +525,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, balance, crop, batch,
     """
     from bigseg.train.adapt import adapt as run
 
-    opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, balance=balance, crop=crop, batch=batch, lr=lr,
-                        held_back=held_back, seed=seed, threads=threads, tta=tta)
+    opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, balance=balance, crop=crop,
+                        batch=batch, lr=lr, held_back=held_back, seed=seed, threads=threads, tta=tta)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:
