@@ -30,10 +30,9 @@ def slab_png(tmp_path_factory) -> Path:
 _RELIABILITY_ROWS: list[tuple[str, str, str, str]] = []
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
+def pytest_runtest_logreport(report):
+    """Each test's result as it is reported: in the one process without pytest-xdist, and with it in the
+    controller too (the workers send it their reports, user properties included)."""
     if report.when != "call":
         return
     for name, value in report.user_properties:
@@ -44,8 +43,8 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("BIGSEG_RELIABILITY_TABLE")
-    if not target or not _RELIABILITY_ROWS:
-        return
+    if not target or not _RELIABILITY_ROWS or hasattr(session.config, "workerinput"):  # an xdist worker: the
+        return  # controller, which saw every worker's reports, writes the table
     rows = sorted(_RELIABILITY_ROWS, key=lambda r: ({"bad input": 0, "fault": 1, "security": 2}.get(r[0], 3), r[1]))
     counts = {k: sum(1 for r in rows if r[0] == k) for k in dict.fromkeys(r[0] for r in rows)}
     lines = ["| kind | what was tried | what happened (asserted) | result |", "|---|---|---|---|"]
