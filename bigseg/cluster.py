@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 
 from bigseg.errors import BigsegError
 from bigseg.progress import make_bar
@@ -178,6 +179,26 @@ HANDSHAKE_WAIT = 3.0
 
 
 @contextlib.contextmanager
+def _workers_quiet(quiet: bool):
+    """Worker processes started in this block write their stderr to /dev/null (they inherit file descriptor 2):
+    their logs are silenced anyway, and a worker stopped with an interrupted run printed native teardown noise
+    ("terminate called without an active exception") under bigseg's one line. ``--debug`` keeps both."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
 def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "cpu", threads: int = 1):
     """Yield a distributed Client, or None for ``workers == 0`` (run in this process).
 
@@ -211,7 +232,8 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
 
     running = set(SpecCluster._instances)  # dask's registry of clusters, which its exit handler closes
     try:
-        with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}):
+        with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}), \
+                _workers_quiet(not DEBUG):
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=4 if device == "cuda" else 2,

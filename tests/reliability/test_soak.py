@@ -161,3 +161,27 @@ def test_signal_while_the_cluster_starts_is_one_line(tmp_path, slab, sig, code, 
     assert lines == [f"bigseg: error: {word}; run the same command again to resume"], p.stderr
     assert "children left: 0" in p.stdout, p.stdout
     assert "labels" not in zarr.open_group(str(store), mode="r")
+
+
+# What a worker process writes to its stderr (native libraries tearing down when a run is stopped: once
+# "terminate called without an active exception" under the one line) stays out of the command's output unless
+# --debug.
+_WORKER_WRITES = """
+import os, sys
+from bigseg.cluster import dask_client, set_debug
+set_debug({debug})
+with dask_client(1, None, echo=lambda *a: None) as client:
+    client.submit(lambda: os.write(2, b"native noise from a worker\\\\n"), pure=False).result(timeout=120)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_worker_stderr_is_quiet_unless_debug(debug, record_property):
+    if not debug:
+        record_property("reliability", ("fault", "a worker process writes to its stderr (native teardown noise when "
+                                                 "a run is stopped)", "nothing of it in the command's output"))
+    p = subprocess.run([sys.executable, "-c", _WORKER_WRITES.format(debug=debug)], capture_output=True, text=True,
+                       timeout=180)
+    assert p.returncode == 0 and "done" in p.stdout, p.stderr
+    assert ("native noise from a worker" in p.stderr) is debug, p.stderr
