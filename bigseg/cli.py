@@ -33,6 +33,17 @@ def _fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def _stopped(message: str, code: int):
+    """An interrupted run's one line; then, unless --debug, whatever the libraries print while they tear down
+    (dask's cluster closing at exit, its comms' unretrieved task errors) goes to /dev/null: it follows the line
+    that said what happened, and told the user nothing more."""
+    click.echo(f"bigseg: error: {message}", err=True)
+    if not _Ctx.debug:
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    sys.exit(code)
+
+
 def main(argv=None):
     """Entry point: BigsegError becomes one line on stderr and exit status 2 (traceback with --debug)."""
     import signal
@@ -41,11 +52,11 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="bigseg", standalone_mode=False)
     except Terminated:
-        _fail("terminated (SIGTERM); run the same command again to resume", 143)
+        _stopped("terminated (SIGTERM); run the same command again to resume", 143)
     except click.exceptions.Abort as exc:  # click turns Ctrl-C (and our SIGTERM) into Abort
         if isinstance(exc.__cause__, Terminated):
-            _fail("terminated (SIGTERM); run the same command again to resume", 143)
-        _fail("interrupted; run the same command again to resume", 130)
+            _stopped("terminated (SIGTERM); run the same command again to resume", 143)
+        _stopped("interrupted; run the same command again to resume", 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -54,7 +65,7 @@ def main(argv=None):
             raise
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume", 130)
+        _stopped("interrupted; run the same command again to resume", 130)
     except OSError as exc:  # disk full, file too large, permissions, I/O errors: the system's words, one line
         if _Ctx.debug:
             raise

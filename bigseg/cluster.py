@@ -38,6 +38,8 @@ def set_debug(on: bool) -> None:
     global DEBUG
     DEBUG = bool(on)
     logging.getLogger("distributed").setLevel(logging.DEBUG if on else logging.CRITICAL)
+    # asyncio's "Task exception was never retrieved" of dask's comms, when a run is interrupted mid-handshake
+    logging.getLogger("asyncio").setLevel(logging.NOTSET if on else logging.CRITICAL)
 
 
 def compute(obj, client=None, desc: str | None = None):
