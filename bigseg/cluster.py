@@ -181,6 +181,23 @@ HANDSHAKE_WAIT = 3.0
 
 
 @contextlib.contextmanager
+def closed_if_start_fails(registry):
+    """Clusters that join ``registry`` while this block runs (dask's or dask-kubernetes' set of live clusters,
+    which their exit handlers close) are closed and forgotten if the block ends with an error or a signal: the
+    libraries clean up after an ``Exception`` at best, and a half-made cluster's close at exit printed a traceback
+    after bigseg's one line."""
+    before = set(registry)
+    try:
+        yield
+    except BaseException:
+        for half_made in set(registry) - before:
+            with contextlib.suppress(Exception):
+                half_made.close(timeout=10)
+            registry.discard(half_made)
+        raise
+
+
+@contextlib.contextmanager
 def _workers_quiet(quiet: bool):
     """Worker processes started in this block write their stderr to /dev/null (they inherit file descriptor 2):
     their logs are silenced anyway, and a worker stopped with an interrupted run printed native teardown noise
@@ -232,24 +249,16 @@ def dask_client(workers: int, scheduler: str | None, echo=print, device: str = "
     environ = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
     from distributed.deploy.spec import SpecCluster
 
-    running = set(SpecCluster._instances)  # dask's registry of clusters, which its exit handler closes
-    try:
-        with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}), \
-                _workers_quiet(not DEBUG):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=4 if device == "cuda" else 2,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.INFO if DEBUG else logging.CRITICAL,
-            )
-    except BaseException:  # Ctrl-C / SIGTERM while it starts: LocalCluster cleans up after Exceptions only, and
-        # the half-started cluster's close at exit printed a traceback after bigseg's one line
-        for half_started in set(SpecCluster._instances) - running:
-            with contextlib.suppress(Exception):
-                half_started.close(timeout=10)
-        raise
+    with dask.config.set({**CALM_WORKERS, "distributed.nanny.pre-spawn-environ": environ}), \
+            closed_if_start_fails(SpecCluster._instances), _workers_quiet(not DEBUG):  # (Ctrl-C while it starts)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=4 if device == "cuda" else 2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.INFO if DEBUG else logging.CRITICAL,
+        )
     try:
         client = Client(cluster)
         try:

@@ -16,9 +16,9 @@ Service is ``ClusterIP``: reachable inside the Kubernetes cluster only (reach it
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 
+from bigseg.cluster import closed_if_start_fails
 from bigseg.errors import BigsegError
 from bigseg.hpc.recipes import KubernetesRecipe
 
@@ -102,13 +102,9 @@ def kube_cluster(r: KubernetesRecipe, workers: int | None = None):
     except ImportError:
         raise BigsegError("Kubernetes recipes need dask-kubernetes: pip install dask-kubernetes") from None
     kwargs = {"namespace": r.namespace} if r.namespace else {}
-    before = set(KubeCluster._instances)  # dask-kubernetes' registry, which its exit handler closes
     try:
-        return KubeCluster(custom_cluster_spec=cluster_spec(r, workers), shutdown_on_close=True, **kwargs)
+        with closed_if_start_fails(KubeCluster._instances):
+            return KubeCluster(custom_cluster_spec=cluster_spec(r, workers), shutdown_on_close=True, **kwargs)
     except Exception as exc:  # no kubeconfig, no operator, forbidden: the API's words, one line
-        for failed in set(KubeCluster._instances) - before:  # remove what it made, then forget it (its close at
-            with contextlib.suppress(Exception):  # exit would print the same failure as a traceback)
-                failed.close(timeout=10)
-            KubeCluster._instances.discard(failed)
         raise BigsegError(f"cannot create the Kubernetes cluster {r.name!r}: {str(exc).splitlines()[0][:300]} "
                           "(--print-script shows the resource; kubectl apply -f it where the operator runs)") from None

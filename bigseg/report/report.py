@@ -191,8 +191,9 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
         info = set_region(store, options.region)
         echo(f"region of {store}: {info['method']}, {info['inside_pixels']} pixels inside")
     group = st.open_store(store)
-    h, w = st.array(group, source).shape
-    attrs: dict[str, Any] = dict(st.array(group, source).attrs)
+    mask = st.array(group, source)
+    h, w = mask.shape
+    attrs: dict[str, Any] = dict(mask.attrs)
     confidence = attrs.get("confidence") if source == "labels" else None
     model: dict[str, Any] = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
     window = (attrs.get("run") or {}).get("window") if source == "labels" else None
