@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,8 +45,37 @@ def _stopped(message: str, code: int):
     sys.exit(code)
 
 
+def _exit_at_once_on_signal(code: int) -> None:
+    """Once the command has finished, a SIGTERM or Ctrl-C during the process's teardown (dask's cluster closing,
+    threads joining, atexit) ends it at once with the command's own status and no more words: the work is done or
+    already said to be stopped, and the signal asked for an end. (Without this, Python restores the default
+    handlers while it finalises, and a SIGTERM there ended a finished run with status -15; one a moment earlier
+    printed a traceback from an atexit callback.)"""
+    import signal
+
+    def now(signum, frame):
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, now)
+    signal.signal(signal.SIGINT, now)
+
+
 def main(argv=None):
-    """Entry point: BigsegError becomes one line on stderr and exit status 2 (traceback with --debug)."""
+    """Entry point: BigsegError becomes one line on stderr and exit status 2 (traceback with --debug); whatever the
+    outcome, a signal after the command has finished ends the process with that outcome's status."""
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        code = exc.code
+        _exit_at_once_on_signal(code if isinstance(code, int) else (0 if code is None else 1))
+        raise
+    _exit_at_once_on_signal(0)
+
+
+def _main(argv=None):
     import signal
 
     signal.signal(signal.SIGTERM, raise_terminated)

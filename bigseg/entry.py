@@ -4,14 +4,24 @@ process with no word, or with a KeyboardInterrupt traceback). Nothing heavy is i
 
 from __future__ import annotations
 
+import atexit
 import signal
 import sys
 
 from bigseg.errors import Terminated, raise_terminated
 
 
+def _ignore_signals_from_here():
+    """The last exit callback (registered first): from here Python finalises and would restore the default
+    handlers, so a signal in these last moments would end a finished run with status -15; it is ignored instead
+    (nothing is left to stop)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run(argv=None):
     """Console entry point: install the SIGTERM handler, then import and run the click command."""
+    atexit.register(_ignore_signals_from_here)
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         from bigseg.cli import main

@@ -4,6 +4,7 @@ run is left, no lock is held, no spill file or staged output remains. The defaul
 20-kill version is ``pytest -m slow``."""
 
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,13 @@ def slab(tmp_path_factory):
     ingest(s["image"], ref, chunk=128)
     infer(ref, options=InferOptions(window=128, overlap=32, batch=1, workers=0), echo=lambda *a: None)
     return s["image"], zarr.open_group(str(ref), mode="r")["labels"][:]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _labels_complete(store) -> bool:
@@ -123,6 +131,37 @@ def test_signal_while_starting_is_one_line(sig, code, record_property):
     assert p.stdout == ""
 
 
+# The process signals itself after the command has finished, while it tears down (an atexit callback registered
+# first runs last): the soak in CI once sent SIGTERM there and a run that had printed "labels written" ended with
+# status -15 and no word (Python restores the default handlers as it finalises). The callback here runs after
+# bigseg's last one, in the final moments where the signal is ignored; `cli.main` ends the process at once on a
+# signal during the earlier teardown (dask's cluster closing), which the soak exercises.
+_SIGNAL_AFTER_THE_WORK = """
+import atexit, os, signal, sys, time
+def late():
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(5)
+atexit.register(late)
+sys.argv = ["bigseg", "--no-progress", "infer", {store!r}, "--workers", "1", "--backend", "torch"]
+from bigseg.entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_after_the_work_keeps_its_status(tmp_path, slab, sig, record_property):
+    record_property("reliability", ("fault", f"{sig} after `infer` has finished, while the process tears down",
+                                    "exit 0 at once, no words after the run's own; the labels complete"))
+    store = tmp_path / "s.zarr"
+    ingest(slab[0], store, chunk=128)
+    p = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER_THE_WORK.format(sig=sig, store=str(store))],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert "labels written" in p.stdout, p.stdout
+    assert p.stderr.strip() == "", p.stderr
+    assert _labels_complete(store)
+
+
 # The process signals itself while its local dask cluster is starting (the scheduler is up, the workers are not
 # yet): the moment the short soak once hit, after which the half-started cluster's close at exit printed a
 # traceback of 28 lines under bigseg's one line.
@@ -131,7 +170,7 @@ import atexit, os, signal, sys
 import psutil
 def left():  # worker processes still running (multiprocessing's resource tracker ends with this process)
     kids = [c for c in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
-    print("children left:", len(kids), [" ".join(c.cmdline()[-3:]) for c in kids])
+    print("children left:", [c.pid for c in kids], [" ".join(c.cmdline()[-3:]) for c in kids])
 atexit.register(left)  # registered first: runs last
 from distributed.deploy import spec
 original = spec.SpecCluster._correct_state
@@ -159,7 +198,13 @@ def test_signal_while_the_cluster_starts_is_one_line(tmp_path, slab, sig, code, 
     assert p.returncode == code, (p.returncode, p.stderr)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]  # (a progress line may end with a newline)
     assert lines == [f"bigseg: error: {word}; run the same command again to resume"], p.stderr
-    assert "children left: 0" in p.stdout, p.stdout
+    # none left running: a worker the cluster's loop was still spawning may be finishing its start-up as this
+    # process exits (seen about once in 20 under load); it must be gone moments later, not live on
+    left = [int(pid) for pid in re.findall(r"\d+", re.search(r"children left: \[(.*?)\]", p.stdout).group(1))]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(pid) for pid in left):
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in left), p.stdout
     assert "labels" not in zarr.open_group(str(store), mode="r")
 
 
