@@ -34,6 +34,7 @@ from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
 from bigseg.ingest import mask_strips
+from bigseg.results import AnnotationsImportResult
 
 LAYER = "annotations"
 PYRAMID = "preview-annotations"
@@ -269,7 +270,7 @@ def undo(store: str | os.PathLike, change: Change, source: str = "bigseg serve -
 
 
 def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bool = False,
-                none_colour: tuple[int, int, int] | None = (0, 0, 0), echo=print) -> dict:
+                none_colour: tuple[int, int, int] | None = (0, 0, 0), echo=print) -> AnnotationsImportResult:
     """A sparse mask file (grey/indexed: class ids, 255 = none; RGB: the class colours, ``none_colour`` for none)
     as the store's annotations, all or nothing: written beside the store and moved in only when every strip
     decoded and passed the checks. An existing layer with painted pixels is refused unless ``overwrite``."""
@@ -300,7 +301,7 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         arr = st.array(stage, LAYER)
         factors = st.level_factors(stage, PYRAMID)
         levels = {f: st.array(stage, f"{PYRAMID}/x{f}") for f in factors}
-        strip_h = chunk * max(1, -(-max(factors, default=1) // chunk))
+        strip_h = pyramid.strip_for(chunk, factors)
         for y0, ids in mask_strips(mask, h, w, classes, strip_h, colour_ids, "annotation mask"):
             arr[y0 : y0 + ids.shape[0]] = ids
             pyramid.write_strip(levels, factors, y0, ids, n)
@@ -310,7 +311,7 @@ def import_mask(store: str | os.PathLike, mask: str | os.PathLike, overwrite: bo
         _record(arr, classes, counts, f"import of {os.path.basename(str(mask))}", "bigseg import annotations", 1)
     painted = {c.name: int(counts[c.id]) for c in classes}
     echo(f"annotations of {store}: " + ", ".join(f"{k} {v} px" for k, v in painted.items()))
-    return {"store": str(store), "mask": str(mask), "painted": painted}
+    return AnnotationsImportResult(str(store), str(mask), painted)
 
 
 def summary(store: str | os.PathLike) -> dict | None:

@@ -169,7 +169,9 @@ def synth(out, size, seed, style, truth, pixel_size, aggregate, air):
 @click.argument("store", type=click.Path())
 @click.option("--truth", type=click.Path(), help="Ground-truth mask of the same size.")
 @click.option("--pixel-size", type=float, help="Micrometres per pixel [default: from the file's resolution].")
-@click.option("--chunk", default=DEFAULT_CHUNK, show_default=True, type=int, help="Chunk side in pixels.")
+@click.option("--chunk", default=DEFAULT_CHUNK, show_default=True, type=int,
+              help="Chunk side in pixels (a power of two gives the preview all its levels; with others it stops at the "
+                   "largest power of two that divides a strip of chunk rows).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--autorotate/--no-autorotate", default=True, show_default=True,
               help="Turn the picture as its EXIF/TIFF orientation tag says (as viewers do), or keep the file's order.")

@@ -1,6 +1,13 @@
-"""The store's pyramids, in one room: the image's preview (:func:`mean_levels`, exact block means rounded to the
-nearest integer) and the label pyramids (:func:`majority`), with the same factors (:func:`factors_for`) and the
-same strip rule (:func:`strip_rows`).
+"""The store's pyramids, in one room, with one rule: **each level is made from the level below it by 2 x 2 blocks**
+-- the mean rounded half up for pictures (:func:`halve_mean`), the most frequent class for masks
+(:func:`majority`) -- an odd last row or column standing in for its missing partner. The image's preview
+(:func:`mean_levels`), the label pyramids, and the levels of OME-Zarr and TIFF exports (``formats/levels.py`` maps
+the same kernels over dask blocks) all follow it, so an export's picture level k is the preview's level 2**k pixel
+for pixel. One exception, kept on purpose: a mask pyramid in the store starts with the mode of 4 x 4 blocks (the
+2x level is not stored, and a mode of 2 x 2 modes breaks more ties towards the lower class, thinning voids),
+where an export, which stores the 2x level, halves twice. The store's pyramids have the same factors
+(:func:`factors_for`) and the same strip rule (:func:`strip_rows`): strips of whole chunk rows, and no factor that
+does not divide the strip.
 
 Label pyramids: a mask reduced by 4, 8, 16, ... (the levels the image's preview pyramid has), each pixel the most
 frequent class of the block it stands for, computed a strip of chunk rows at a time (memory: one strip).
@@ -14,6 +21,8 @@ as soon as its chunk rows are written (:func:`write_strip_of`); ingest builds th
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -55,6 +64,15 @@ def strip_rows(chunk: int) -> int:
     return chunk * max(1, -(-1024 // chunk))
 
 
+def strip_for(chunk: int, factors: list[int]) -> int:
+    """The strip height for a pyramid of these ``factors`` already in a store: :func:`strip_rows`, which every
+    factor divides in stores made since the rule; for a store made before it with a chunk that is not a power of
+    two, the least common multiple of the chunk and the largest factor (so that no level takes rows from two
+    strips)."""
+    strip, top = strip_rows(chunk), max(factors, default=1)
+    return strip if strip % top == 0 else math.lcm(chunk, top)
+
+
 def factors_for(height: int, width: int, chunk: int) -> tuple[list[int], int]:
     """(pyramid factors, strip height) for an image of ``height`` x ``width`` chunked by ``chunk``: the levels of
     the image's preview pyramid, and every other pyramid of the store (labels, truth, annotations) has the same."""
@@ -63,9 +81,12 @@ def factors_for(height: int, width: int, chunk: int) -> tuple[list[int], int]:
 
 
 def pyramid_factors(height: int, width: int, strip: int) -> list[int]:
+    """Powers of two from 4 until the longer side is at most PREVIEW_MAX_SIDE, each dividing ``strip`` (a level's
+    rows from two strips would otherwise overlap: with --chunk 1000 the strips are 2000 rows and a 32x level went
+    wrong from the second strip on); a chunk that is a power of two gives every level."""
     factors = []
     f = 4
-    while f <= strip:
+    while f <= strip and strip % f == 0:
         factors.append(f)
         if max(height, width) / f <= PREVIEW_MAX_SIDE:
             break
@@ -73,30 +94,38 @@ def pyramid_factors(height: int, width: int, strip: int) -> list[int]:
     return factors
 
 
+def halve_mean(block: np.ndarray, axis: int = 0) -> np.ndarray:
+    """uint8 ``block`` halved along ``axis`` and the next axis: each pixel the mean of a 2 x 2 block rounded half
+    up, an odd last row or column paired with itself (edge replication)."""
+    h, w = block.shape[axis], block.shape[axis + 1]
+    if h % 2 or w % 2:
+        pad = [(0, 0)] * block.ndim
+        pad[axis], pad[axis + 1] = (0, h % 2), (0, w % 2)
+        block = np.pad(block, pad, mode="edge")
+    lead = (slice(None),) * axis
+
+    def part(i, j):
+        return block[(*lead, slice(i, None, 2), slice(j, None, 2))]
+
+    s = part(0, 0).astype(np.uint16)
+    s += part(1, 0)
+    s += part(0, 1)
+    s += part(1, 1)
+    s += 2
+    s //= 4
+    return s.astype(np.uint8)
+
+
 def mean_levels(block: np.ndarray, factors: list[int]) -> dict[int, np.ndarray]:
-    """Mean-pool ``block`` by each factor (powers of two, edges replicated to a multiple of the factor).
-
-    Exact block means, computed as a cascade of 2 x 2 sums in uint32 (each level from the previous sums), which
-    is several times faster than a mean over strided axes."""
-    if not factors:
-        return {}
-    h, w = block.shape[:2]
-    fmax = factors[-1]
-    ph, pw = -h % fmax, -w % fmax
-    sums = np.pad(block, [(0, ph), (0, pw), (0, 0)], mode="edge") if ph or pw else block
-    out, f = {}, 1
-    while f < fmax:
-        quarter = sums[0::2, 0::2].astype(np.uint32)  # a quarter of the strip, 4 bytes each: 1 byte/px
-        quarter += sums[1::2, 0::2]
-        quarter += sums[0::2, 1::2]
-        quarter += sums[1::2, 1::2]
-        sums = quarter
-        f *= 2
+    """The picture levels of a (y, x, c) strip for each factor (powers of two): :func:`halve_mean` applied
+    level after level, the strip's rows a multiple of the largest factor unless it ends the image."""
+    out: dict[int, np.ndarray] = {}
+    level, f = block, 1
+    while factors and f < factors[-1]:
+        level, f = halve_mean(level), f * 2
         if f in factors:
-            mean = np.rint(sums[: -(-h // f), : -(-w // f)] / (f * f))
-            out[f] = mean.astype(np.uint8)
+            out[f] = level
     return out
-
 
 
 def create_levels(group, name: str, height: int, width: int, factors: list[int]) -> dict:

@@ -142,3 +142,44 @@ class BenchResult(Result):
             for k in MONAI_FIGURES:
                 out.pop(k)
         return out
+
+
+@dataclass(frozen=True)
+class OmeExportResult(Result):
+    """:func:`bigseg.formats.ome_zarr.export_ome`: the OME-Zarr written, its levels and the masks it holds."""
+
+    path: str
+    levels: int
+    width: int
+    height: int
+    labels: list  # the masks written under labels/ ("labels", "truth")
+    version: str  # OME-Zarr (NGFF) version
+
+
+@dataclass(frozen=True)
+class TiffExportResult(Result):
+    """:func:`bigseg.formats.tiff.export_tiff`: the pyramidal (Big)TIFF written."""
+
+    path: str
+    layer: str
+    levels: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ObjectsExportResult(Result):
+    """:func:`bigseg.formats.objects.export_objects`: the file written and how many objects of each class."""
+
+    path: str
+    objects: int
+    per_class: dict
+
+
+@dataclass(frozen=True)
+class AnnotationsImportResult(Result):
+    """:func:`bigseg.annotations.import_mask`: the mask imported into the store and the pixels per class."""
+
+    store: str
+    mask: str
+    painted: dict

@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
 from bigseg.metrics import scores
 from bigseg.modelfile import model_kind, read_onnx_meta
+from bigseg.records import ConfidenceReference, FigureRange, UnfamiliarGate
 
 # the check itself (figures, gates, messages) lives with the report that carries it; re-exported here
 from bigseg.report.doubt import (
@@ -122,7 +122,7 @@ def spearman(a, b) -> float | None:
 
 def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, slabs: int = 16, size: int = 2048,
               workdir: str | os.PathLike | None = None, workers: int = 0, overwrite: bool = False,
-              echo=print) -> dict:
+              echo=print) -> ConfidenceReference:
     """Measure ``model`` on ``slabs`` validation-style slabs and write it with ``confidence_reference`` in its
     metadata to ``out`` (default: in place). Returns the reference."""
     model = Path(model)
@@ -154,48 +154,39 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
     errors = [abs(r["air_error_points"]) for r in rows]
     sf_errors = [abs(r["spacing_factor_error"] or 0.0) for r in rows]
     seeds = f"{CALIBRATION_SEED}..{CALIBRATION_SEED + slabs - 1}"
-    reference: dict[str, Any] = {"slabs": slabs, "size": size, "styles": f"random, seeds {seeds}",
-                                 "air_error_points": {"median": float(np.median(errors)),
-                                                      "max": float(np.max(errors))},
-                                 "figures": {}}
+    ranges: dict[str, FigureRange] = {}
     for name, text in FIGURES.items():
         values = [r["figures"][name] for r in rows if name in r["figures"]]
         if len(values) != len(rows):
             continue
-        reference["figures"][name] = {
-            "description": text, "median": float(np.median(values)), "max": float(np.max(values)),
-            "spearman_with_air_error": spearman(values, errors),
-            "spearman_with_spacing_factor_error": spearman(values, sf_errors)}
-    usable = {k: v for k, v in reference["figures"].items()
-              if v["spearman_with_air_error"] is not None and k not in NOT_RANKED}
+        ranges[name] = FigureRange(text, float(np.median(values)), float(np.max(values)), spearman(values, errors),
+                                   spearman(values, sf_errors))
+    usable = {k: v for k, v in ranges.items() if v.spearman_with_air_error is not None and k not in NOT_RANKED}
     if not usable:
         raise BigsegError("no confidence figure varied over the validation slabs; use more --slabs")
-
-    def rank(k):  # how well the figure orders both errors (the one a lab reports, and the spacing factor)
-        f = usable[k]
-        return f["spearman_with_air_error"] + (f["spearman_with_spacing_factor_error"] or 0.0)
-
-    best = max(usable, key=rank)
-    reference["figure"] = best
-    if "feature_shift" in reference["figures"]:  # the gate for images unlike any the model was trained on
-        top = reference["figures"]["feature_shift"]["max"]
-        reference["unfamiliar"] = {"figure": "feature_shift", "threshold": UNFAMILIAR_MARGIN * top,
-                                   "rule": f"{UNFAMILIAR_MARGIN:g} x the largest feature_shift on the {slabs} "
-                                           "validation slabs"}
+    best = max(usable, key=lambda k: usable[k].rank)
+    gate = None
+    if "feature_shift" in ranges:  # the gate for images unlike any the model was trained on
+        gate = UnfamiliarGate("feature_shift", UNFAMILIAR_MARGIN * ranges["feature_shift"].max,
+                              f"{UNFAMILIAR_MARGIN:g} x the largest feature_shift on the {slabs} validation slabs")
     # the range the model showed where it was right: the largest value of the figure on the validation slabs whose
     # air content was within ACCURATE_POINTS of the truth (the whole range when fewer than three were)
     right = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e <= ACCURATE_POINTS]
     if len(right) >= 3:
-        reference["threshold"] = float(np.max(right))
-        reference["rule"] = (f"the largest {best} on the {len(right)} of {slabs} validation slabs whose air content "
-                             f"was within {ACCURATE_POINTS} points of the truth")
+        threshold = float(np.max(right))
+        rule = (f"the largest {best} on the {len(right)} of {slabs} validation slabs whose air content "
+                f"was within {ACCURATE_POINTS} points of the truth")
     else:  # right too rarely for a range of its own: as doubtful as any slab where it was wrong is doubtful
         wrong = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e > ACCURATE_POINTS]
-        reference["threshold"] = float(np.nextafter(np.min(wrong), -np.inf))  # flagged from the least doubtful on
-        reference["rule"] = (f"the smallest {best} of the {len(wrong)} validation slabs whose air content was more "
-                             f"than {ACCURATE_POINTS} points off (only {len(right)} of {slabs} were within: too few "
-                             "for a range where it was right, so anything as doubtful as a slab where it was wrong "
-                             "is flagged)")
+        threshold = float(np.nextafter(np.min(wrong), -np.inf))  # flagged from the least doubtful on
+        rule = (f"the smallest {best} of the {len(wrong)} validation slabs whose air content was more "
+                f"than {ACCURATE_POINTS} points off (only {len(right)} of {slabs} were within: too few "
+                "for a range where it was right, so anything as doubtful as a slab where it was wrong "
+                "is flagged)")
+    ref = ConfidenceReference(slabs=slabs, size=size, styles=f"random, seeds {seeds}",
+                              air_error_median=float(np.median(errors)), air_error_max=float(np.max(errors)),
+                              figures=ranges, figure=best, threshold=threshold, rule=rule, unfamiliar=gate)
+    reference = ref.to_attrs()
     meta = dict(blob["meta"])
     meta["confidence_reference"] = reference
     from bigseg.models import build
@@ -207,11 +198,10 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
                     extra_meta=extra, half=meta.get("stored_as") == "float16")
     if out.resolve() == model.resolve():
         _refresh_exports(model, old_digest, reference, echo)
-    echo(f"confidence reference: {best} (Spearman {usable[best]['spearman_with_air_error']:.2f} with the air-content "
-         f"error on {slabs} validation slabs); warn above {reference['threshold']:.4g}"
-         + (f"; unfamiliar images above feature shift {reference['unfamiliar']['threshold']:.3g}"
-            if "unfamiliar" in reference else "") + f"; written to {out}")
-    return reference
+    echo(f"confidence reference: {best} (Spearman {usable[best].spearman_with_air_error:.2f} with the air-content "
+         f"error on {slabs} validation slabs); warn above {threshold:.4g}"
+         + (f"; unfamiliar images above feature shift {gate.threshold:.3g}" if gate else "") + f"; written to {out}")
+    return ref
 
 
 def _refresh_exports(model: Path, old_digest: str, reference: dict, echo) -> None:

@@ -107,3 +107,33 @@ def test_export_refusals_are_one_line_and_write_nothing(quad, tmp_path):
     assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*levels*"))
     assert "not a zarr store" in error_line(run_cli("export-ome", tmp_path, "-o", tmp_path / "o.ome.zarr"))
     assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_export_levels_are_the_stores_levels_pixel_for_pixel(tmp_path):
+    """One pyramid rule (bigseg.pyramid): an OME-Zarr or TIFF export's level k is the store's level 2**k -- the
+    image's preview -- on noise, odd sizes and strips that end mid-level; the truth's pyramid from the export's
+    level 2 on, its store levels being 4 x 4 modes at first."""
+    import dask.array as da
+    import tifffile
+    from PIL import Image
+
+    from bigseg.ingest import ingest
+
+    rng = np.random.default_rng(4)
+    h, w = 1301, 2203
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    Image.fromarray(rng.integers(0, 3, (h, w), dtype=np.uint8)).save(tmp_path / "noise.truth.png")
+    store = tmp_path / "noise.zarr"
+    ingest(tmp_path / "noise.png", store, truth=tmp_path / "noise.truth.png", chunk=256)
+    g = zarr.open_group(str(store), mode="r")
+    assert sorted(g["preview"]) == ["x4", "x8"]
+    assert run_cli("export-ome", store, "-o", tmp_path / "n.ome.zarr").returncode == 0
+    ome = zarr.open_group(str(tmp_path / "n.ome.zarr"), mode="r")
+    for k, f in ((2, 4), (3, 8)):
+        assert (np.moveaxis(ome[str(k)][:], 0, -1) == g[f"preview/x{f}"][:]).all(), f
+    assert (halve_mask(da.from_array(ome["labels/truth/0"][:], chunks=1024), 3).compute()
+            == ome["labels/truth/1"][:]).all()
+    assert run_cli("export-tiff", store, "-o", tmp_path / "n.tif", "--layer", "image").returncode == 0
+    with tifffile.TiffFile(tmp_path / "n.tif") as tif:
+        levels = tif.series[0].levels
+        assert (levels[2].asarray() == g["preview/x4"][:]).all()

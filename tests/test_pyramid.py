@@ -78,3 +78,34 @@ def test_a_strip_reduced_block_by_block_is_the_strip_reduced_whole(tmp_path):
     pyramid.create_levels(group, "preview-labels", 70, 1001, factors)
     pyramid.write_strip_of(store, "labels", "preview-labels", 0, 70, factors, 3, columns=100)  # 96-px blocks
     assert all(np.array_equal(group[f"preview-labels/x{f}"][:], whole[f]) for f in factors)
+
+
+def test_a_chunk_that_is_not_a_power_of_two_keeps_every_level_right(tmp_path):
+    """--chunk 1000 makes strips of 2000 rows; a 32x level does not divide them and would take rows from two
+    strips (it did: wrong from its row 62 on), so the levels stop at 16x and each one is right."""
+    from PIL import Image
+
+    from bigseg.ingest import ingest
+    from bigseg.pyramid import halve_mean
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (9000 // 50 + 1, 2, 3), dtype=np.uint8).repeat(50, 0)[:9000].repeat(32, 1)
+    image = np.ascontiguousarray(image + rng.integers(0, 3, image.shape, dtype=np.uint8))
+    Image.fromarray(image).save(tmp_path / "tall.png")
+    ingest(tmp_path / "tall.png", tmp_path / "t.zarr", chunk=1000)
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")
+    assert sorted(g["preview"], key=lambda n: int(n[1:])) == ["x4", "x8", "x16"]
+    level = image
+    for f in (2, 4, 8, 16):
+        level = halve_mean(level)
+        if f > 2:
+            assert (g[f"preview/x{f}"][:] == level).all(), f
+
+
+def test_halve_mean_rounds_half_up_and_pairs_an_odd_edge_with_itself():
+    from bigseg.pyramid import halve_mean
+
+    block = np.array([[0, 1, 7], [1, 0, 9], [250, 255, 3]], np.uint8)[..., None]
+    assert halve_mean(block)[..., 0].tolist() == [[1, 8], [253, 3]]  # (2 -> 0.5 -> 1), (7,9,7,9 -> 8), ...

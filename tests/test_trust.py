@@ -12,6 +12,8 @@ from helpers import run_cli
 from bigseg import checkpoint
 from bigseg.checkpoint import BUNDLED, classes_of
 from bigseg.models import build
+from bigseg.records import ConfidenceReference
+from bigseg.report.doubt import NOT_RANKED
 from bigseg.synth import SynthParams, synthesize
 from bigseg.trust import ACCURATE_POINTS, FIGURES, calibrate, doubt, figures
 
@@ -45,7 +47,11 @@ def test_doubt_against_a_reference():
 def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):
     out = tmp_path / "calibrated.pt"
     before = BUNDLED.read_bytes()
-    ref = calibrate(BUNDLED, out, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None)
+    typed = calibrate(BUNDLED, out, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None)
+    ref = typed.to_attrs()
+    assert ConfidenceReference.from_attrs(ref) == typed  # what is stored reads back as what was measured
+    assert typed.figures[typed.figure].rank == max(f.rank for k, f in typed.figures.items()
+                                                   if k not in NOT_RANKED and f.spearman_with_air_error is not None)
     assert BUNDLED.read_bytes() == before  # -o: the bundled file is left alone
     assert checkpoint.read(out)["meta"]["confidence_reference"] == json.loads(json.dumps(ref))
     assert ref["slabs"] == 3 and ref["figure"] in FIGURES and set(ref["figures"]) <= set(FIGURES)
@@ -203,7 +209,7 @@ def test_calibrating_in_place_carries_the_reference_into_the_exports_beside(tmp_
     for suffix in (".pt", ".onnx", ".int8.onnx"):
         shutil.copy(BUNDLED.with_suffix(suffix), mine.with_suffix(suffix))
     graphs = {s: graph_digest(mine.with_suffix(s)) for s in (".onnx", ".int8.onnx")}
-    ref = calibrate(mine, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None)
+    ref = calibrate(mine, slabs=3, size=384, workdir=tmp_path / "work", echo=lambda *_: None).to_attrs()
     digest = file_digest(mine)
     for s in (".onnx", ".int8.onnx"):
         meta = read_onnx_meta(mine.with_suffix(s))

@@ -1,6 +1,6 @@
-"""Factor-2 pyramids computed chunk by chunk with dask: each level from the one written before it (block means for
-pictures, the most frequent class for masks), so an export reads the full-resolution array once and every level
-about once more in all. Memory: a few chunks per thread."""
+"""Factor-2 pyramids computed chunk by chunk with dask, by the store's rule (``bigseg.pyramid``): each level from
+the one written before it (2 x 2 means for pictures, the most frequent class for masks), so an export reads the
+full-resolution array once and every level about once more in all. Memory: a few chunks per thread."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import dask.array as da
 import numpy as np
 
-from bigseg.pyramid import majority
+from bigseg.pyramid import halve_mean, majority
 
 
 def n_levels(height: int, width: int, smallest: int = 256) -> int:
@@ -18,15 +18,9 @@ def n_levels(height: int, width: int, smallest: int = 256) -> int:
 
 
 def halve_picture(level: da.Array) -> da.Array:
-    """(..., y, x) uint8 -> half size by 2 x 2 means (odd edges: the last row/column counted alone)."""
-    def mean2(block):
-        h, w = block.shape[-2:]
-        pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
-        b = np.pad(block, pad, mode="edge").astype(np.uint16)
-        s = b[..., 0::2, 0::2] + b[..., 1::2, 0::2] + b[..., 0::2, 1::2] + b[..., 1::2, 1::2]
-        return ((s + 2) // 4).astype(np.uint8)
-
-    return da.map_blocks(mean2, level, chunks=_halved(level.chunks), dtype=np.uint8)
+    """(..., y, x) uint8 -> half size by the store's rule (:func:`bigseg.pyramid.halve_mean`)."""
+    axis = level.ndim - 2
+    return da.map_blocks(lambda b: halve_mean(b, axis), level, chunks=_halved(level.chunks), dtype=np.uint8)
 
 
 def halve_mask(level: da.Array, n_classes: int) -> da.Array:

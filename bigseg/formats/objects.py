@@ -35,6 +35,7 @@ from bigseg import store as st
 from bigseg.defaults import DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError
 from bigseg.paths import refuse_overlap
+from bigseg.results import ObjectsExportResult
 
 FORMATS = (".geojson", ".csv", ".parquet")
 LAYERS = ("labels", "truth")
@@ -188,7 +189,7 @@ class _Writer:
 
 def export_objects(store: str | os.PathLike, out: str | os.PathLike, *, classes: tuple[str, ...] = ("void",),
                    layer: str = "labels", entrapped_mm: float = DEFAULT_ENTRAPPED_MM, overwrite: bool = False,
-                   echo=print) -> dict:
+                   echo=print) -> ObjectsExportResult:
     """Write every object of ``classes`` in ``layer`` of ``store`` to ``out`` (see the module's docstring);
     returns {path, objects, per class}."""
     store, out = Path(store), Path(out)
@@ -238,7 +239,7 @@ def export_objects(store: str | os.PathLike, out: str | os.PathLike, *, classes:
     echo(f"wrote {out}: {writer.count} objects ("
          + ", ".join(f"{n} {writer.per_class.get(n, 0)}" for n in dict.fromkeys(classes)) + f") from {store}/{layer}"
          + ("" if px else " (no pixel size: sizes in px only)"))
-    return {"path": str(out), "objects": writer.count, "per_class": dict(writer.per_class)}
+    return ObjectsExportResult(str(out), writer.count, dict(writer.per_class))
 
 
 def _walk(mask, ids: list[int], writer: _Writer) -> None:

@@ -30,6 +30,7 @@ from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.formats import levels as lv
 from bigseg.paths import refuse_overlap
+from bigseg.results import OmeExportResult
 
 VERSION = "0.5"
 CHUNK = 1024
@@ -60,7 +61,7 @@ def _write_levels(group: zarr.Group, full: da.Array, n: int, halve, threads: int
 
 
 def export_ome(store: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-               threads: int | None = None, echo=print) -> dict:
+               threads: int | None = None, echo=print) -> OmeExportResult:
     """Write ``store``'s image (and labels, truth) as an OME-Zarr 0.5 image at ``out``; returns a summary."""
     store, out = Path(store), Path(out)
     group = st.open_store(store)
@@ -103,4 +104,4 @@ def export_ome(store: str | os.PathLike, out: str | os.PathLike, *, overwrite: b
                                       + [{"label-value": 255, "class": "unlabelled"}],
                         "source": {"image": "../../"}}}
     echo(f"wrote {out} (OME-Zarr {VERSION}: image" + "".join(f", {m}" for m in masks) + f"; {n} levels)")
-    return {"path": str(out), "levels": n, "width": width, "height": height, "labels": masks, "version": VERSION}
+    return OmeExportResult(str(out), n, width, height, masks, VERSION)

@@ -31,6 +31,7 @@ from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.formats import levels as lv
 from bigseg.paths import refuse_overlap
+from bigseg.results import TiffExportResult
 
 TILE = 512
 LAYERS = ("labels", "image", "truth", "probabilities")
@@ -65,7 +66,7 @@ class _Yx:
 
 
 def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str = "labels", overwrite: bool = False,
-                threads: int | None = None, echo=print) -> dict:
+                threads: int | None = None, echo=print) -> TiffExportResult:
     """Write ``layer`` of ``store`` to the TIFF ``out``; returns a summary (path, levels, shape)."""
     import tifffile
 
@@ -146,4 +147,4 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
         tmp.unlink(missing_ok=True)
         shutil.rmtree(levels_dir, ignore_errors=True)
     echo(f"wrote {out} ({layer}, {n} levels, {out.stat().st_size / 1e6:.2f} MB)")
-    return {"path": str(out), "layer": layer, "levels": n, "width": width, "height": height}
+    return TiffExportResult(str(out), layer, n, width, height)

@@ -34,6 +34,7 @@ from bigseg.infer.windows import Grid
 from bigseg.modelfile import model_kind
 from bigseg.progress import make_bar
 from bigseg.pyramid import factors_for
+from bigseg.records import ConfidenceReference, ModelProvenance, RunRecord
 
 ROWS_IN_FLIGHT = 2
 """Groups (chunk rows of a stripe) submitted at a time (more when many workers need feeding). A window row's logits
@@ -209,12 +210,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         if o.stripe is not None and o.stripe < cx:
             raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
-        run = {"checkpoint_sha256": digest, "arch": meta["arch"], "window": o.window, "overlap": o.overlap,
-               "batch": batch, "classes": [c.name for c in classes], "backend": backend}
-        if precision != "fp32":  # (fp32 runs keep the record they had, so that their staged runs still resume)
-            run["precision"] = precision
-        if o.tta != "none":  # (likewise: a run without TTA keeps the record it had)
-            run["tta"] = o.tta
+        run = RunRecord(digest, meta["arch"], o.window, o.overlap, batch, tuple(c.name for c in classes), backend,
+                        precision, o.tta).to_attrs()
         factors, strip = factors_for(height, width, cy)
         strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
@@ -296,10 +293,10 @@ def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
     bundled = Path(ckpt).resolve() in {Path(p).resolve() for p in BUNDLED_MODELS.values()}
-    return {"file": os.path.abspath(ckpt), "sha256": digest, "arch": meta.get("arch"),
-            "bundled": bundled, "trained_on": meta.get("trained_on"),
-            "description": meta.get("description"), "confidence_reference": meta.get("confidence_reference"),
-            "precision": meta.get("precision", "fp32"), "adapted": _adapted_record(meta.get("adapted"))}
+    ref = meta.get("confidence_reference")
+    return ModelProvenance(os.path.abspath(ckpt), digest, meta.get("arch"), bundled, meta.get("trained_on"),
+                           meta.get("description"), ConfidenceReference.from_attrs(ref) if ref else None,
+                           meta.get("precision", "fp32"), _adapted_record(meta.get("adapted"))).to_attrs()
 
 
 def _adapted_record(adapted: dict | None) -> dict | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from bigseg.records import ConfidenceReference
+
 FIGURES = {
     "uncertain_fraction": "share of pixels whose most likely class has a probability below 0.9",
     "one_minus_confidence": "1 - mean probability of the chosen class",
@@ -58,17 +60,17 @@ def figures(confidence: dict) -> dict[str, float]:
     return out
 
 
-def _threshold_basis(reference: dict) -> str:
+def _threshold_basis(reference: ConfidenceReference) -> str:
     """What the threshold is, in words, from the rule :func:`calibrate` recorded (none before rules were recorded:
     the most over all validation slabs)."""
-    rule = reference.get("rule", "")
+    rule = reference.rule
     if rule.startswith("the largest") and "within" in rule:
         return "the most it reached on validation slabs where its air content was right"
     if rule.startswith("the median"):
         return "the median of its validation slabs"
     if rule.startswith("the smallest"):
         return "as doubtful as validation slabs where its air content was wrong (it was right on too few for a range)"
-    return f"the most it reached on its {reference['slabs']} validation slabs"
+    return f"the most it reached on its {reference.slabs} validation slabs"
 
 
 ADAPTED_MIN_ACCURACY = 0.95
@@ -100,10 +102,12 @@ def adapted_doubt(adapted: dict) -> dict:
                        "tested by this check: look at the quicklook and the crops before signing"}
 
 
-def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None = None) -> dict:
+def doubt(confidence: dict | None, reference: ConfidenceReference | dict | None, adapted: dict | None = None) -> dict:
     """Whether a store's labels lie outside the confidence range the model showed on its validation styles:
     {"flag": bool or None, "figure", "value", "threshold", "message"}; for an adapted model, its held-back
-    strokes decide (:func:`adapted_doubt`)."""
+    strokes decide (:func:`adapted_doubt`). ``reference`` as calibrate made it, or as stored (its attributes)."""
+    if isinstance(reference, dict):
+        reference = ConfidenceReference.from_attrs(reference)
     if adapted:
         return adapted_doubt(adapted)
     if not confidence:
@@ -111,24 +115,24 @@ def doubt(confidence: dict | None, reference: dict | None, adapted: dict | None 
                 "message": "not checked: these labels carry no confidence figures (made by an older bigseg); run "
                            "bigseg infer again before relying on them"}
     values = figures(confidence)
-    if not reference or reference.get("figure") not in values:
+    if reference is None or reference.figure not in values or reference.threshold is None:
         v = values["uncertain_fraction"]
         return {"flag": None, "note": True, "figure": "uncertain_fraction", "value": v,
                 "message": f"not checked: the model was never calibrated, so there is no range to tell whether these "
                            f"labels can be trusted ({100 * v:.2f} % of pixels uncertain); check it on annotated images "
                            "of your own (bigseg evaluate) or calibrate it (bigseg calibrate MODEL)"}
-    name = reference["figure"]
-    v, limit = values[name], reference["threshold"]
+    name = reference.figure
+    v, limit = values[name], reference.threshold
     flag = bool(v > limit) if math.isfinite(v) else True
     where = _threshold_basis(reference)
-    out = {"flag": flag, "figure": name, "value": v, "threshold": limit,
-           "message": f"{FIGURES[name]} is {v:.4g}, {'above' if flag else 'within'} {limit:.4g}, {where}"}
-    reasons = [out["message"]] if flag else []
-    gate = reference.get("unfamiliar")
+    message = f"{FIGURES[name]} is {v:.4g}, {'above' if flag else 'within'} {limit:.4g}, {where}"
+    out: dict = {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": message}
+    reasons = [message] if flag else []
+    gate = reference.unfamiliar
     shift = values.get("feature_shift")
-    if gate and shift is not None and not shift <= gate["threshold"]:
+    if gate and shift is not None and not shift <= gate.threshold:
         reasons.append(f"the image is unlike the model's training data (feature shift {shift:.3g}, above "
-                       f"{gate['threshold']:.3g}: {gate['rule']}), where a confident softmax means nothing")
+                       f"{gate.threshold:.3g}: {gate.rule}), where a confident softmax means nothing")
         out.update(flag=True, unfamiliar=True)
     gap = values.get("air_model_gap")
     if gap is not None and not gap <= SECOND_OPINION_POINTS:
