@@ -358,7 +358,7 @@ def evaluate(stores, json_path, against):
     r = run(list(stores), reference=against)
     click.echo(format_confusion(r))
     if json_path:
-        Path(json_path).write_text(json.dumps(r, indent=2))
+        Path(json_path).write_text(json.dumps(r.to_dict(), indent=2))
 
 
 @cli.group("import")

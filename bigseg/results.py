@@ -183,3 +183,56 @@ class AnnotationsImportResult(Result):
     store: str
     mask: str
     painted: dict
+
+
+@dataclass(frozen=True)
+class Scores(Result):
+    """:func:`bigseg.metrics.scores` of a confusion matrix: per-class IoU and accuracy (None where a class is
+    absent), their mean, pixel accuracy and the pixels counted."""
+
+    iou: dict
+    accuracy: dict
+    mean_iou: float | None
+    pixel_accuracy: float | None
+    pixels: int
+
+
+@dataclass(frozen=True)
+class EvaluationResult(Result):
+    """:func:`bigseg.report.evaluate.evaluate`: the summed confusion matrix (rows: reference, columns: labels),
+    its scores, and each store's. ``to_dict`` is the JSON ``bigseg evaluate --json`` writes (the scores at the
+    top level, as before)."""
+
+    classes: list
+    reference: str  # "truth" or "annotations"
+    confusion: list
+    scores: Scores
+    stores: dict  # store -> Scores
+
+    def __getitem__(self, key: str):
+        return self.to_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def get(self, key: str, default=None):
+        return self.to_dict().get(key, default)
+
+    def keys(self) -> list[str]:
+        return list(self.to_dict())
+
+    def to_dict(self) -> dict:
+        return {"classes": self.classes, "reference": self.reference, "confusion": self.confusion,
+                **self.scores.to_dict(), "stores": {k: v.to_dict() for k, v in self.stores.items()}}
+
+
+@dataclass(frozen=True)
+class LrSweepResult(Result):
+    """:func:`bigseg.train.lr_finder.find_lr`: learning rates swept, smoothed and raw losses, the suggested rate
+    (None when the loss never fell) and the plot written."""
+
+    lrs: list
+    losses: list
+    raw_losses: list
+    suggestion: float | None
+    plot: str

@@ -18,6 +18,7 @@ from bigseg.classes import IGNORE_LABEL
 from bigseg.cluster import compute
 from bigseg.errors import BigsegError
 from bigseg.metrics import confusion, scores
+from bigseg.results import EvaluationResult
 
 
 def _chunk_confusion(labels: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
@@ -45,7 +46,7 @@ def confusion_matrix(store: str | os.PathLike, client=None, reference: str = "tr
     return np.asarray(cm, np.int64), names
 
 
-def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> dict:
+def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> EvaluationResult:
     """Summed confusion matrix and scores over ``stores`` (class tables must agree), against ``reference``
     (``truth`` or ``annotations``)."""
     if reference not in ("truth", "annotations"):
@@ -63,11 +64,10 @@ def evaluate(stores: list[str | os.PathLike], reference: str = "truth") -> dict:
         total = cm if total is None else total + cm
         per_store[str(s)] = scores(cm, n)
     assert total is not None and names is not None  # at least one store was scored
-    return {"classes": names, "reference": reference, "confusion": total.tolist(), **scores(total, names),
-            "stores": per_store}
+    return EvaluationResult(names, reference, total.tolist(), scores(total, names), per_store)
 
 
-def format_confusion(result: dict) -> str:
+def format_confusion(result: EvaluationResult | dict) -> str:
     names = result["classes"]
     w = max(10, *(len(n) + 2 for n in names))
     lines = ["confusion matrix (rows: truth, columns: predicted)", " " * w + "".join(f"{n:>{w}s}" for n in names)]

@@ -387,7 +387,7 @@ def _step(s: _State, loss_fn, image, truth) -> float:
 def _validation(s: _State, val_set, log, bar) -> dict:
     cfg, names = s.cfg, [c.name for c in s.classes]
     cm, sample = validate(s.model, val_set, cfg.val_crops, len(names), cfg.ignore_label, s.device, cfg.amp)
-    metrics = scores(cm, names)
+    metrics = scores(cm, names).to_dict()
     log.scalars(s.step, {"val/mean_iou": metrics["mean_iou"], "val/pixel_accuracy": metrics["pixel_accuracy"],
                          **{f"val/iou_{k}": v for k, v in metrics["iou"].items() if v is not None}})
     log.images(s.step, "val/overlay", sample[0], sample[1], np.array([c.color for c in s.classes], np.uint8))

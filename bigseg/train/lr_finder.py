@@ -17,6 +17,7 @@ import numpy as np
 
 from bigseg.errors import BigsegError
 from bigseg.progress import make_bar
+from bigseg.results import LrSweepResult
 
 
 class _NoSchedule:
@@ -34,7 +35,8 @@ def suggest(lrs: list[float], losses: list[float]) -> float | None:
     return float(lrs[skip + int(np.argmin(slope))])
 
 
-def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=print, progress=None) -> dict:
+def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=print,
+            progress=None) -> LrSweepResult:
     """Sweep the learning rate over ``steps`` optimizer steps; returns {lrs, losses, suggestion, plot}."""
 
     from bigseg.train.loop import _checked, _loader, _setup, _step, class_weights
@@ -76,8 +78,8 @@ def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=p
     out.mkdir(parents=True, exist_ok=True)
     plot = out / "lr-finder.png"
     _plot(plot, lrs, smoothed, raw, suggestion)
-    result = {"lrs": lrs, "losses": smoothed, "raw_losses": raw, "suggestion": suggestion, "plot": str(plot)}
-    (out / "lr-finder.json").write_text(json.dumps(result, indent=2))
+    result = LrSweepResult(lrs, smoothed, raw, suggestion, str(plot))
+    (out / "lr-finder.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 
