@@ -8,11 +8,12 @@ from pathlib import Path
 from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
 from bigseg.report.report import format_summary, make_report
+from bigseg.results import DemoResult
 from bigseg.synth import SynthParams, synthesize
 
 
 def run_demo(out_dir: str | os.PathLike = "demo-output", size=(3000, 2000), seed=1, workers: int | None = None,
-             echo=print, progress: bool = False) -> dict:
+             echo=print, progress: bool = False) -> DemoResult:
     """Synthesize ``OUT/slab.jpg`` with its truth, ingest it, segment it on a local dask cluster, write the
     report (``OUT/report/``) and print the predicted air-void figures beside the truth's. Reruns start from
     scratch (everything is overwritten)."""
@@ -32,5 +33,4 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", size=(3000, 2000), seed
     echo("")
     echo("predicted (bundled model) vs truth:")
     echo(format_summary(doc))
-    return {"image": str(image), "store": str(store), "report": doc["output"], "stats": r.stats,
-            "truth": doc["truth"]["areas"]}
+    return DemoResult(str(image), str(store), doc["output"], r.stats, doc["truth"]["areas"])

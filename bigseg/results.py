@@ -236,3 +236,14 @@ class LrSweepResult(Result):
     raw_losses: list
     suggestion: float | None
     plot: str
+
+
+@dataclass(frozen=True)
+class DemoResult(Result):
+    """:func:`bigseg.demo.run_demo`: what the whole job wrote, the labels' statistics and the truth's areas."""
+
+    image: str
+    store: str
+    report: str
+    stats: dict
+    truth: dict
