@@ -33,6 +33,7 @@ from bigseg.classes import CONCRETE, IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
 from bigseg.paths import refuse_overlap
 from bigseg.progress import progress_bar
+from bigseg.store import files
 
 MIN_SCAN_DPI = 300  # file resolutions at or below this are camera placeholders (72 dpi...), not scan resolutions
 
@@ -436,11 +437,13 @@ def ingest(
         raise BigsegError(f"--chunk must be between 64 and 8192 pixels, got {chunk}")
     if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
         raise BigsegError(f"--pixel-size must be a positive number, got {pixel_size}")
-    refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
-    if Path(store).exists() and not overwrite:
+    remote = st.is_url(store)
+    if not remote:
+        refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
+    if (files.exists(store) if remote else Path(store).exists()) and not overwrite:
         raise BigsegError(f"{store} exists; pass --overwrite to replace it")
     src = _open_sources(Path(image), truth, pixel_size, classes, truth_values, truth_colours, autorotate)
-    with st.staged_output(store, overwrite) as tmp:
+    with st.object_output(str(store), overwrite) if remote else st.staged_output(store, overwrite) as tmp:
         factors = _write_store(tmp, src, chunk, classes, progress)
     return IngestResult(store=str(store), image=str(src.image), width=src.width, height=src.height,
                         bands_in_file=src.bands, chunk=chunk, pixel_size_um=src.pixel_size,
@@ -472,7 +475,7 @@ def _open_sources(image: Path, truth, pixel_size: float | None, classes, truth_v
     return _Sources(image, rgb, orientation, source, info.bands, height, width, px, truth, truth_dec)
 
 
-def _write_store(tmp: Path, s: _Sources, chunk: int, classes, progress: bool | None) -> list[int]:
+def _write_store(tmp: Path | str, s: _Sources, chunk: int, classes, progress: bool | None) -> list[int]:
     """The image (and truth) arrays and their pyramids into the new store at ``tmp``, strip by strip; returns the
     pyramid's factors."""
     height, width = s.height, s.width

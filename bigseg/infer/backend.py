@@ -92,13 +92,16 @@ def _int8_choice(ckpt: Path, kind: str, o: InferOptions, digest: str | None) -> 
     return Choice(kind, "onnxruntime", meta, ready)
 
 
-def export_folder(o: InferOptions, store: Path | None) -> Path | None:
+def export_folder(o: InferOptions, store: Path | str | None) -> Path | None:
     """Where exports of checkpoints are kept: ``--cache-dir``, else the cache (a local cluster), else the store's
     ``.bigseg/models`` (an external cluster's workers may not see this machine's cache, but they see the store)."""
     if o.cache_dir:
         return Path(o.cache_dir)
     if o.scheduler:
-        return store / ".bigseg" / "models" if store is not None else None
+        if store is not None and st.is_url(store):
+            raise BigsegError(f"{store}: with --scheduler and a store on object storage, pass --cache-dir on a path "
+                              "every worker sees (model exports are files the workers open)")
+        return Path(store) / ".bigseg" / "models" if store is not None else None
     return cache_dir() / "exports"
 
 

@@ -14,6 +14,10 @@ from bigseg.paths import refuse_overlap
 def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
     """What can be said about INPUT and -o before a cluster is started or a model loaded: cheap, and never a
     traceback. Finished labels without ``overwrite`` are refused here, not after seconds of loading a model."""
+    if st.is_url(input_path):  # a store on object storage (an image there is ingested first: bigseg ingest URL URL)
+        _check_url_store(str(input_path), out)
+        refuse_finished(st.open_store(str(input_path)), input_path, overwrite)
+        return
     p = Path(input_path)
     if not p.exists():
         raise BigsegError(f"{p}: no such image or store")
@@ -29,8 +33,20 @@ def check_input(input_path, out: str | None, overwrite: bool = False) -> None:
     refuse_overlap(out, "-o", ("image", p))
 
 
-def resolve_input(input_path, out: str | None, echo=print, progress: bool | None = False) -> Path:
-    """A store for INPUT: the store itself, or (for an image) the store it was or will be ingested to."""
+def _check_url_store(url: str, out: str | None) -> None:
+    if not st.is_store(url):
+        raise BigsegError(f"{url}: no slab store there (an image on object storage is ingested first: "
+                          f"bigseg ingest {url} STORE-URL)")
+    if out and out.rstrip("/") != url.rstrip("/"):
+        raise BigsegError(f"{url} is already a store; -o applies only when INPUT is an image file")
+
+
+def resolve_input(input_path, out: str | None, echo=print, progress: bool | None = False) -> Path | str:
+    """A store for INPUT: the store itself (a path, or an fsspec URL kept as text), or (for an image) the store it
+    was or will be ingested to."""
+    if st.is_url(input_path):
+        _check_url_store(str(input_path), out)
+        return str(input_path).rstrip("/")
     p = Path(input_path)
     if st.is_store(p):
         if out and Path(out).resolve() != p.resolve():

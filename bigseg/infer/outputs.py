@@ -9,7 +9,6 @@ the run completes; a killed run leaves them for the next run to resume from.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from bigseg import pyramid
@@ -20,53 +19,57 @@ from bigseg.infer.confidence import create_array as create_confidence
 from bigseg.infer.confidence import summarize
 from bigseg.infer.plan import BatchKey, Bounds
 from bigseg.report.stats import class_statistics, statistics_from_counts
+from bigseg.store import files
 
 
-def progress_dir(store: Path) -> Path:
-    return st.labels_done_dir(store)
+def progress_dir(store) -> str:
+    return st.join(store, st.LABELS_DONE)
 
 
-def marker(store: Path, bi: int, bj: int) -> Path:
-    return progress_dir(store) / f"{bi}.{bj}"
+def marker(store, bi: int, bj: int) -> str:
+    return st.join(progress_dir(store), f"{bi}.{bj}")
 
 
-def spill_dir(store: Path) -> Path:
-    return store / ".bigseg" / "spill"
+def spill_dir(store) -> str:
+    return st.join(store, st.SPILL)
 
 
-def spill_file(store: Path, key: BatchKey) -> str:
-    return str(spill_dir(store) / f"{key.row}.{key.k}.npz")
+def spill_file(store, key: BatchKey) -> str:
+    return st.join(spill_dir(store), f"{key.row}.{key.k}.npz")
 
 
-def clear_run_files(store: Path) -> None:
-    shutil.rmtree(progress_dir(store), ignore_errors=True)
-    shutil.rmtree(spill_dir(store), ignore_errors=True)
+def clear_run_files(store) -> None:
+    files.rmtree(progress_dir(store))
+    files.rmtree(spill_dir(store))
 
 
-def read_markers(store: Path) -> list[dict]:
+def done_markers(store) -> list[str]:
+    """The names of the finished chunks' markers (``BI.BJ``)."""
+    return [n for n in files.names(progress_dir(store)) if not n.endswith(".tmp")]
+
+
+def read_markers(store) -> list[dict]:
     """The measurements every finished chunk recorded ({} for a marker without them: an older bigseg's)."""
     out = []
-    for p in progress_dir(store).iterdir():
-        if p.name.endswith(".tmp"):
-            continue
+    for name in done_markers(store):
         try:
-            out.append(json.loads(p.read_text() or "{}"))
+            out.append(json.loads(files.read_bytes(st.join(progress_dir(store), name)) or b"{}"))
         except (OSError, ValueError):
             out.append({})
     return out
 
 
-def StoreLock(store: Path):  # noqa: N802 - used as a context manager, as the class it was
-    """An exclusive lock file in the store (``.bigseg/infer.lock``): a second ``infer`` on the same store refuses to
-    start (:func:`bigseg.store.pid_lock`)."""
-    lock = Path(store) / st.BIGSEG_DIR / "infer.lock"
+def StoreLock(store):  # noqa: N802 - used as a context manager, as the class it was
+    """An exclusive lock in the store (``.bigseg/infer.lock``): a second ``infer`` on the same store refuses to
+    start (:func:`bigseg.store.pid_lock`; on object storage :func:`bigseg.store.object_lock`)."""
+    lock = st.join(store, st.INFER_LOCK)
 
     def busy(other):
         who = f"pid {other.get('pid')} on {other.get('host', '?')}" if other else "another process"
         return (f"{store}: another 'bigseg infer' is running on this store ({who}); wait for it, or remove {lock} if "
                 "it is gone")
 
-    return st.pid_lock(lock, busy)
+    return st.object_lock(lock, busy) if st.is_url(store) else st.pid_lock(Path(lock), busy)
 
 
 STAGED = st.STAGED  # (the layout is the store module's)
@@ -85,7 +88,7 @@ def refuse_finished(group, store, overwrite: bool) -> None:
         raise BigsegError(f"{store}: labels are already complete; pass --overwrite to compute them again")
 
 
-def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabilities: bool,
+def prepare(group, store, run: dict, classes, *, overwrite: bool, probabilities: bool,
             chunks: tuple[int, int], pyramid_factors: list[int], model: dict | None = None
             ) -> tuple[list[tuple[int, int, Bounds]], int]:
     """Create (or validate for resume) the staged labels / confidence / probabilities; return (pending chunks,
@@ -95,8 +98,8 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     cy, cx = chunks
     height, width = st.array(group, "image").shape[:2]
     refuse_finished(group, store, overwrite)
-    stage_path = store / STAGED
-    stage = zarr.open_group(str(stage_path), mode="r+", zarr_format=3) if (stage_path / "zarr.json").exists() \
+    stage_path = st.join(store, STAGED)
+    stage = zarr.open_group(stage_path, mode="r+", zarr_format=3) if files.exists(st.join(stage_path, "zarr.json")) \
         else None
     resume = False
     if stage is not None and "labels" in stage and not overwrite:
@@ -110,8 +113,8 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
         resume = made  # a stage cut short while it was made (a full disk) holds no chunk: made again
     if not resume:
         clear_run_files(store)
-        shutil.rmtree(stage_path, ignore_errors=True)
-        stage = zarr.open_group(str(stage_path), mode="w", zarr_format=3)
+        files.rmtree(stage_path)
+        stage = zarr.open_group(stage_path, mode="w", zarr_format=3)
         st.create_array(stage, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run, "model": model})
         if probabilities:
             st.create_array(stage, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
@@ -123,23 +126,23 @@ def prepare(group, store: Path, run: dict, classes, *, overwrite: bool, probabil
     assert stage is not None
     if LABEL_PYRAMID not in stage:  # also for a stage an older bigseg left without one
         pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid_factors)
-    progress_dir(store).mkdir(parents=True, exist_ok=True)
+    files.makedirs(progress_dir(store))
+    done = set(done_markers(store)) if resume else set()
     pending, skipped = [], 0
     for bi, y0 in enumerate(range(0, height, cy)):
         for bj, x0 in enumerate(range(0, width, cx)):
-            if resume and marker(store, bi, bj).exists():
+            if f"{bi}.{bj}" in done:
                 skipped += 1
             else:
                 pending.append((bi, bj, (y0, min(y0 + cy, height), x0, min(x0 + cx, width))))
     return pending, skipped
 
 
-def discard_if_empty(store: Path) -> None:
+def discard_if_empty(store) -> None:
     """After a failed run: its staged outputs and run files go when no chunk was finished (nothing to resume;
     a model that fails on its first batch leaves the store as it was)."""
-    done = progress_dir(store)
-    if not done.is_dir() or not any(p.suffix != ".tmp" for p in done.iterdir()):
-        shutil.rmtree(store / STAGED, ignore_errors=True)
+    if not done_markers(store):
+        files.rmtree(st.join(store, STAGED))
         clear_run_files(store)
 
 
@@ -154,7 +157,7 @@ def counted_by_chunks(chunks: list[dict], labels):
     return np.sum([c["hard_counts"] for c in chunks], axis=0, dtype=np.int64)
 
 
-def finish(group, store: Path, client, stability: dict | None = None) -> dict:
+def finish(group, store, client, stability: dict | None = None) -> dict:
     """Attach the statistics (summed from the chunks' markers: no second pass over the labels) and the confidence
     summary (with ``stability``: the sampled windows' view and feature figures) to the staged labels, mark the
     staged outputs and label pyramid complete, move them into the store in place of the old ones, remove the
@@ -165,7 +168,7 @@ def finish(group, store: Path, client, stability: dict | None = None) -> dict:
     summary = summarize(chunks, group)
     if summary is not None and stability is not None:
         summary["stability"] = stability
-    stage = zarr.open_group(str(store / STAGED), mode="r+", zarr_format=3)
+    stage = zarr.open_group(st.join(store, STAGED), mode="r+", zarr_format=3)
     labels = st.array(stage, "labels")  # one Array object per array: each holds its own copy of the attributes
     counts = counted_by_chunks(chunks, labels)
     if counts is not None:  # every chunk counted its labels when it wrote them: no second pass over the mask
@@ -183,8 +186,11 @@ def finish(group, store: Path, client, stability: dict | None = None) -> dict:
     for level in levels.array_values():
         st.set_complete(level)
     # the old outputs go, all of them: they would not match the new labels
-    st.swap_in(store, store / STAGED, (*OUTPUTS, LABEL_PYRAMID), "outputs")
-    shutil.rmtree(store / STAGED, ignore_errors=True)
+    if st.is_url(store):  # object storage: copied in, the labels' metadata last (no rename there)
+        st.swap_in_objects(str(store), st.join(store, STAGED), (*OUTPUTS, LABEL_PYRAMID))
+    else:
+        st.swap_in(Path(store), Path(store) / STAGED, (*OUTPUTS, LABEL_PYRAMID), "outputs")
+    files.rmtree(st.join(store, STAGED))
     clear_run_files(store)
     st.consolidate(store)
     return stats

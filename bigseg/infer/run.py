@@ -35,6 +35,7 @@ from bigseg.modelfile import model_kind
 from bigseg.progress import make_bar
 from bigseg.pyramid import factors_for
 from bigseg.records import ConfidenceReference, ModelProvenance, RunRecord
+from bigseg.store import files
 
 ROWS_IN_FLIGHT = 2
 """Groups (chunk rows of a stripe) submitted at a time (more when many workers need feeding). A window row's logits
@@ -81,7 +82,7 @@ class PyramidStrips:
         return -(-self.height // self.strip)
 
 
-def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress,
+def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress,
             strips: PyramidStrips) -> None:
     """Run the plan group by group: submit a few groups ahead, wait for the oldest, release what no later group
     needs. A strip of the label pyramid is submitted as soon as its chunk rows are all written, after the one
@@ -91,7 +92,7 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
     store_s = str(store)
     grid = plan.grid
     if plan.spill_from:
-        outputs.spill_dir(store).mkdir(parents=True, exist_ok=True)
+        files.makedirs(outputs.spill_dir(store))
     mpx_per_chunk = grid.height * grid.width / 1e6 / max(1, plan.n_chunks)
     bar = make_bar(plan.n_chunks, "infer", "chunk", enabled=progress, scale=mpx_per_chunk, scaled_unit="Mpx")
     held: dict = {}  # (batch, stripe) -> future of its logits
@@ -143,7 +144,7 @@ def execute(plan: Plan, store: Path, spec: ModelSpec, ex, probabilities: bool, n
                 del held[inst]  # releases the logits on the workers
                 key, stripe = inst
                 if key in plan.spill_from and stripe == plan.last_stripe[key]:
-                    Path(outputs.spill_file(store, key)).unlink(missing_ok=True)
+                    files.unlink(outputs.spill_file(store, key))
         for fut in pyramid:
             fut.result()
     except BaseException:
@@ -258,7 +259,7 @@ def _default_workers_text() -> str:
     return f"{n} worker processes" if n else "0 (this process, two task threads)"
 
 
-def _stability(ex, ckpt: Path, store: Path, grid: Grid, classes, threads: int, device: str, echo) -> dict | None:
+def _stability(ex, ckpt: Path, store: Path | str, grid: Grid, classes, threads: int, device: str, echo) -> dict | None:
     """The view, feature-statistics and second-model figures (:mod:`bigseg.infer.stability`) on a sample of
     windows, run on a worker from the checkpoint (None for a model given as an export: no batch-norm statistics to
     compare). A failure here costs the figures, never the labels: it is said, and the run finishes."""

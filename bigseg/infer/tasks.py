@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -25,6 +24,7 @@ from bigseg.infer.plan import Bounds, Origin, Source
 from bigseg.infer.predictor import ModelSpec, predict, weight_on
 from bigseg.infer.windows import Grid
 from bigseg.pyramid import write_strip_of
+from bigseg.store import files
 
 
 def read_windows(store: str, origins: tuple[Origin, ...], grid: Grid) -> np.ndarray:
@@ -46,8 +46,8 @@ def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid:
                  keep_from: int = 0, reuse: bool = False) -> Any:
     """A batch's weighted logits: read back from its spill file (``reuse``, when the file is there), else computed
     (and, when ``spill`` is given, written there: each window's columns from image column ``keep_from`` on)."""
-    if reuse and spill and os.path.exists(spill):
-        saved = np.load(spill)
+    if reuse and spill and files.exists(spill):
+        saved = np.load(io.BytesIO(files.read_bytes(spill)))
         out = None
         for i in range(len(origins)):
             part = saved[f"w{i}"]
@@ -59,10 +59,10 @@ def batch_logits(spec: ModelSpec, store: str, origins: tuple[Origin, ...], grid:
     if spill:
         host = out.cpu().numpy() if type(out).__module__.startswith("torch") else out
         parts = {f"w{i}": host[i, :, :, min(max(0, keep_from - wx), grid.win_w) :] for i, (_, wx) in enumerate(origins)}
-        tmp = f"{spill}.{os.getpid()}.tmp.npz"
+        buffer = io.BytesIO()
+        np.savez(buffer, **cast(dict[str, Any], parts))
         try:
-            np.savez(tmp, **cast(dict[str, Any], parts))
-            os.replace(tmp, spill)
+            files.write_whole(spill, buffer.getvalue())  # whole or absent
         except OSError as exc:
             raise BigsegError(f"{store}: writing window logits for the next stripe to {spill} failed ({exc})") from exc
     return out
@@ -163,9 +163,8 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
         if probs is not None:
             st.open_array(store, staged("probabilities"), "r+")[:, y0:y1, x0:x1] = probs
-        tmp = Path(f"{marker}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(measured))
-        os.replace(tmp, marker)  # a marker is whole or absent: the chunk counts as done only with its figures
+        # a marker is whole or absent: the chunk counts as done only with its figures
+        files.write_whole(marker, json.dumps(measured).encode())
     except OSError as exc:
         raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
 

@@ -91,7 +91,8 @@ class ReportOptions:
 
 
 def default_output(store) -> Path:
-    p = Path(store)
+    """``NAME-report`` beside a store on disk; in the current folder for a store at a URL."""
+    p = Path(str(store).rstrip("/").rsplit("/", 1)[-1]) if st.is_url(store) else Path(store)
     return p.with_name((p.name[:-5] if p.name.endswith(".zarr") else p.name) + "-report")
 
 
@@ -197,7 +198,7 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
     confidence = attrs.get("confidence") if source == "labels" else None
     model: dict[str, Any] = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
     window = (attrs.get("run") or {}).get("window") if source == "labels" else None
-    slab = {"store": display(Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
+    slab = {"store": display(st.location(store) if st.is_url(store) else Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
             "window": window,
             "classes": [c.to_dict() for c in classes],
             "region": dict(group["region"].attrs) if "region" in group else None,
@@ -248,7 +249,7 @@ def make_report(store, out=None, pixel_size: float | None = None, spacing_mm: fl
     stores = list(store) if isinstance(store, list | tuple) else [store]
     if not stores:
         raise BigsegError("give at least one store")
-    if len(set(map(lambda s: Path(s).resolve(), stores))) != len(stores):
+    if len({s_ if st.is_url(s_) else Path(s_).resolve() for s_ in map(str, stores)}) != len(stores):
         raise BigsegError("a store is given twice: each slab counts once")
     if options.region not in (None, "auto") and len(stores) > 1:
         raise BigsegError("--region MASK applies to one store; with several slabs use --region auto or set each "

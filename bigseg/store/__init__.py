@@ -45,6 +45,9 @@ from bigseg.store.layout import (  # noqa: F401
     ALL_CHUNKS,
     BIGSEG_DIR,
     FORMAT_VERSION,
+    INFER_LOCK,
+    LABELS_DONE,
+    SPILL,
     STAGED,
     WRITE_EVERY_CHUNK,
     Mode,
@@ -59,8 +62,10 @@ from bigseg.store.layout import (  # noqa: F401
     is_complete,
     is_store,
     is_url,
+    join,
     labels_done_dir,
     level_factors,
+    location,
     open_array,
     open_dataset,
     open_store,
@@ -71,6 +76,7 @@ from bigseg.store.layout import (  # noqa: F401
     zarr_open_new,
 )
 from bigseg.store.locks import (  # noqa: F401
+    object_lock,
     output_lock,
     output_lock_path,
     pid_alive,
@@ -79,8 +85,10 @@ from bigseg.store.locks import (  # noqa: F401
 )
 from bigseg.store.staging import (  # noqa: F401
     clean_stale_stages,
+    object_output,
     remove_stale_partials,
     staged_output,
     staged_swap,
     swap_in,
+    swap_in_objects,
 )

@@ -33,6 +33,14 @@ WRITE_EVERY_CHUNK = {"array.write_empty_chunks": True}
 
 
 def is_store(path: str | os.PathLike) -> bool:
+    if is_url(path):
+        import fsspec
+
+        try:
+            fs, root = fsspec.core.url_to_fs(str(path))
+            return bool(fs.exists(f"{root.rstrip('/')}/zarr.json"))
+        except Exception:  # no backend for the protocol, no credentials, no network: not a store we can open
+            return False
     p = Path(path)
     return p.is_dir() and (p / "zarr.json").is_file()
 
@@ -238,6 +246,24 @@ def staged(name: str) -> str:
     return f"{STAGED}/{name}"
 
 
+LABELS_DONE = f"{BIGSEG_DIR}/labels-done"
+"""A running (or interrupted) ``infer``'s per-chunk markers, relative to the store."""
+SPILL = f"{BIGSEG_DIR}/spill"
+"""Window logits kept for the next column stripe, relative to the store."""
+INFER_LOCK = f"{BIGSEG_DIR}/infer.lock"
+
+
 def labels_done_dir(store: Path) -> Path:
-    """The folder of a running (or interrupted) ``infer``'s per-chunk markers."""
-    return Path(store) / BIGSEG_DIR / "labels-done"
+    """The folder of a running (or interrupted) ``infer``'s per-chunk markers (a store on this machine)."""
+    return Path(store) / LABELS_DONE
+
+
+def location(store: str | os.PathLike) -> str:
+    """How a store is named in reports and metadata: its URL as given, or its absolute path."""
+    return str(store).rstrip("/") if is_url(store) else os.path.abspath(store)
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """``base/part/...`` for a path or a URL (a URL keeps its ``//``, which ``Path`` would fold)."""
+    text = str(base).rstrip("/") if is_url(base) else str(base)
+    return "/".join([text, *parts]) if is_url(text) else os.path.join(text, *parts)

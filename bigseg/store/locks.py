@@ -93,3 +93,43 @@ def output_lock(final: Path):
         return f"{final}: another bigseg process ({who}) is writing it; wait for it, or remove {lock} if it is gone"
 
     return pid_lock(lock, busy)
+
+
+@contextlib.contextmanager
+def object_lock(url: str, busy: Callable[[dict | None], str]):
+    """:func:`pid_lock` for a store on object storage: the lock object is created exclusively (S3's conditional
+    PUT, ``If-None-Match: *``; AWS S3 and servers that follow it), holding the holder's pid and host, and removed
+    when the block ends; a lock left by a run killed on this host (pid gone) is taken over. Where the store cannot
+    create exclusively, the lock is checked, then written: two runs started in the same instant could both go on."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    data = json.dumps(me).encode()
+    for _ in range(2):
+        try:
+            try:
+                fs.pipe_file(path, data, mode="create")
+            except TypeError:  # a filesystem without exclusive create
+                if fs.exists(path):
+                    raise FileExistsError(path) from None
+                fs.pipe_file(path, data)
+            break
+        except (FileExistsError, OSError):
+            try:
+                other = json.loads(fs.cat_file(path))
+            except (OSError, ValueError):
+                other = None
+            if other is None and not fs.exists(path):
+                raise  # not a lock held by someone: a real error (permissions, the bucket...)
+            if isinstance(other, dict) and other.get("host") == me["host"] and not pid_alive(int(other.get("pid", -1))):
+                fs.rm(path)  # stale: its writer is gone (a killed run)
+                continue
+            raise BigsegError(busy(other)) from None
+    else:
+        raise BigsegError(f"{url}: cannot take the lock")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            fs.rm(path)

@@ -12,8 +12,9 @@ from pathlib import Path
 import zarr
 
 from bigseg.errors import BigsegError
-from bigseg.store.layout import BIGSEG_DIR, consolidate
-from bigseg.store.locks import output_lock, pid_alive
+from bigseg.store import files
+from bigseg.store.layout import BIGSEG_DIR, consolidate, join
+from bigseg.store.locks import object_lock, output_lock, pid_alive
 
 
 def remove_stale_partials(parent: Path, name: str, kinds: tuple[str, ...] = ("partial",)) -> None:
@@ -125,3 +126,42 @@ def staged_swap(store: str | os.PathLike, names: tuple[str, ...], lock=None):
             consolidate(store)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_in_objects(store: str, source: str, names) -> None:
+    """:func:`swap_in` on object storage, where nothing renames: ``names[0]``'s metadata goes first (the array
+    whose completeness stands for the set: the labels), then the old ``names`` entirely, then the new ones are
+    copied from ``source`` (chunks before metadata, :func:`bigseg.store.files.copy_tree`), ``names[0]`` last. A
+    run killed in between leaves ``names[0]`` absent or incomplete, never complete beside old or partial others;
+    ``source`` is removed by the caller once this returns, so a rerun can copy again."""
+    files.unlink(join(store, names[0], "zarr.json"))
+    for name in names:
+        files.rmtree(join(store, name))
+    for name in (*names[1:], names[0]):
+        if files.exists(join(source, name)):
+            files.copy_tree(join(source, name), join(store, name))
+
+
+@contextlib.contextmanager
+def object_output(url: str, overwrite: bool):
+    """:func:`staged_output` for a new store at an fsspec URL, where nothing renames: written in place, and a slab
+    store only once complete (:func:`bigseg.store.open_store` refuses a store whose image is not marked complete,
+    and that mark is the last thing written). Refuses an existing store without ``overwrite``; with it, the old
+    store is removed first (object storage cannot swap a folder: say so where it matters). A second writer of the
+    same URL is refused by a lock object beside it; on failure what was written is removed."""
+    url = url.rstrip("/")
+    if files.exists(url) and not overwrite:
+        raise BigsegError(f"{url} exists; pass --overwrite to replace it")
+    parent, _, name = url.rpartition("/")
+
+    def busy(other):
+        who = f"pid {other.get('pid')} on {other.get('host', '?')}" if other else "another process"
+        return f"{url}: another bigseg process ({who}) is writing it; wait for it, or remove {parent}/.{name}.lock"
+
+    with object_lock(f"{parent}/.{name}.lock", busy):
+        files.rmtree(url)
+        try:
+            yield url
+        except BaseException:
+            files.rmtree(url)
+            raise
