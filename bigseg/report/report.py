@@ -198,7 +198,8 @@ def _slab(store, options: ReportOptions, client, echo) -> dict:
     confidence = attrs.get("confidence") if source == "labels" else None
     model: dict[str, Any] = (attrs.get("model") or {}) if source == "labels" else {"traced": source}
     window = (attrs.get("run") or {}).get("window") if source == "labels" else None
-    slab = {"store": display(st.location(store) if st.is_url(store) else Path(store).resolve()), "width": int(w), "height": int(h), "pixel_size_um": px,
+    where = st.location(store) if st.is_url(store) else Path(store).resolve()
+    slab = {"store": display(where), "width": int(w), "height": int(h), "pixel_size_um": px,
             "window": window,
             "classes": [c.to_dict() for c in classes],
             "region": dict(group["region"].attrs) if "region" in group else None,
