@@ -35,6 +35,7 @@ from bigseg.classes import IGNORE_LABEL, ClassInfo
 from bigseg.errors import BigsegError
 from bigseg.ingest import mask_strips
 from bigseg.results import AnnotationsImportResult
+from bigseg.store import files
 
 LAYER = "annotations"
 PYRAMID = "preview-annotations"
@@ -66,7 +67,7 @@ def write_lock(store: str | os.PathLike):
 
 
 def has_layer(store: str | os.PathLike) -> bool:
-    return (Path(store) / LAYER / "zarr.json").is_file()
+    return files.exists(st.join(store, LAYER, "zarr.json"))
 
 
 def _factors(store: str | os.PathLike, height: int, width: int, chunk: int) -> list[int]:

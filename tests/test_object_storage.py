@@ -99,6 +99,7 @@ def test_ingest_infer_report_on_s3_match_the_disk(s3, slab, tmp_path):
     assert doc["store"] == url
     assert doc["labels"]["areas"] == on_disk["labels"]["areas"]
     assert doc["labels"]["airvoid"] == on_disk["labels"]["airvoid"]
+    _served_read_only(url, s3)
     # refusals: an existing store without --overwrite; finished labels without --overwrite
     assert "exists; pass --overwrite" in error_line(run_cli("ingest", slab / "slab.png", url, env=s3))
     assert "already complete" in error_line(run_cli("infer", url, *ARGS, env=s3))
@@ -143,3 +144,23 @@ def test_a_second_run_is_refused_while_the_lock_object_is_held(s3, slab):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _served_read_only(url: str, env: dict) -> None:
+    """``bigseg serve URL``: the viewer's API and tiles from the bucket; painting there refused."""
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "bigseg", "serve", url, "--port", "0"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        assert "serving 1 store" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        base = line.split(" at ")[1].split()[0].rstrip("/")
+        stores = json.loads(urllib.request.urlopen(f"{base}/api/stores", timeout=30).read())
+        assert stores[0]["name"] == "a.zarr" and "labels" in stores[0]["layers"]
+        tile = urllib.request.urlopen(f"{base}/dzi/a/labels_files/8/0_0.png", timeout=30)
+        assert tile.status == 200 and tile.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "served read-only" in error_line(run_cli("serve", url, "--annotate", "--port", "0", env=env))

@@ -84,7 +84,7 @@ def make_app(slabs: dict, cache_bytes: int = 128 * 2**20, threads: int = 8, anno
             try:
                 slab.refresh()
             except (BigsegError, OSError) as exc:  # moved, deleted or damaged since the service started
-                self.fail(404, f"store {slab.path.name} is not available now ({str(exc).splitlines()[0][:120]})")
+                self.fail(404, f"store {slab.name} is not available now ({str(exc).splitlines()[0][:120]})")
             return slab
 
         def set_default_headers(self):
@@ -288,14 +288,17 @@ def _available(slab: tiles.Slab) -> dict | None:
 def _report_path(slab: tiles.Slab) -> Path | None:
     """The store's report: ``STORE-report/`` (bigseg report's default) or ``report/`` beside it (bigseg demo's),
     when its stats.json names this store."""
-    base = slab.path.name[:-5] if slab.path.name.endswith(".zarr") else slab.path.name
-    for folder in (slab.path.with_name(base + "-report"), slab.path.with_name("report")):
+    if st.is_url(slab.path):  # a store on object storage: its report, if any, is not beside it here
+        return None
+    path = Path(slab.path)
+    base = path.name[:-5] if path.name.endswith(".zarr") else path.name
+    for folder in (path.with_name(base + "-report"), path.with_name("report")):
         try:
             doc = json.loads((folder / "stats.json").read_text())
             stores = [Path(s["store"]).resolve() for s in doc.get("slabs", [])]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if slab.path in stores and (folder / "report.html").is_file():
+        if path in stores and (folder / "report.html").is_file():
             return folder / "report.html"
     return None
 
@@ -310,6 +313,10 @@ def serve(paths: list, host: str = "127.0.0.1", port: int = 8000, cache_bytes: i
 
     slabs = tiles.discover(paths)
     if annotate:
+        remote = [str(s.path) for s in slabs.values() if st.is_url(s.path)]
+        if remote:
+            raise BigsegError(f"{remote[0]}: --annotate paints into stores on this machine's disk; a store on object "
+                              "storage is served read-only (copy it here to paint)")
         for slab in slabs.values():
             ann.ensure_layer(slab.path, "bigseg serve --annotate")
     loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

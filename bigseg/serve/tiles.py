@@ -32,6 +32,7 @@ from bigseg import annotations as ann
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.pyramid import LABEL_PYRAMIDS
+from bigseg.store import files
 
 TILE = 256
 LAYERS = ("image", "labels", "truth", "errors", "confidence", "progress", "annotations")
@@ -59,7 +60,7 @@ class Slab:
     """One store the service shows: what it has, read once (and again when the store changes)."""
 
     id: str
-    path: Path
+    path: Path | str  # a store on disk, or its fsspec URL (read-only there)
     width: int = 0
     height: int = 0
     pixel_size_um: float | None = None
@@ -75,8 +76,11 @@ class Slab:
 
     def refresh(self) -> None:
         """Re-read the store's layout when it has changed (an infer finishing swaps its labels in)."""
-        stamp = max((p.stat().st_mtime for p in (self.path / "zarr.json", self.path / ".bigseg") if p.exists()),
-                    default=0.0)
+        if st.is_url(self.path):  # object storage has no cheap change time: its layout is read again every 10 s
+            stamp = float(int(time.time() // 10))
+        else:
+            stamp = max((p.stat().st_mtime for p in (Path(self.path) / "zarr.json", Path(self.path) / ".bigseg")
+                         if p.exists()), default=0.0)
         if stamp == self.stamp and self.layers:
             return
         group = st.open_store(self.path)
@@ -93,7 +97,7 @@ class Slab:
         layers = ["image"]
         if "labels" in group and st.is_complete(st.array(group, "labels")):
             self.labels_array = "labels"
-        elif (self.path / st.staged("labels") / "zarr.json").exists():
+        elif files.exists(st.join(self.path, st.staged("labels"), "zarr.json")):
             self.labels_array = st.staged("labels")  # a run in progress: the chunks it has finished
         else:
             self.labels_array = None
@@ -104,7 +108,7 @@ class Slab:
             if self.labels_array == "labels":
                 layers.append("errors")
         conf = "confidence" if "confidence" in group and self.labels_array == "labels" else None
-        if conf is None and (self.path / st.staged("confidence") / "zarr.json").exists():
+        if conf is None and files.exists(st.join(self.path, st.staged("confidence"), "zarr.json")):
             conf = st.staged("confidence")
         self.conf_array = conf
         if conf:
@@ -117,9 +121,14 @@ class Slab:
         self.layers = layers
         self.stamp = stamp
 
+    @property
+    def name(self) -> str:
+        """The store's folder name (the last part of its URL)."""
+        return str(self.path).rstrip("/").rsplit("/", 1)[-1] if st.is_url(self.path) else Path(self.path).name
+
     def info(self) -> dict:
         self.refresh()
-        return {"id": self.id, "name": self.path.name, "width": self.width, "height": self.height,
+        return {"id": self.id, "name": self.name, "width": self.width, "height": self.height,
                 "pixel_size_um": self.pixel_size_um, "classes": self.classes, "layers": self.layers,
                 "running": self.labels_array not in (None, "labels"), "max_level": max_level(self.width, self.height)}
 
@@ -146,7 +155,7 @@ def _source(levels: list[int], scale: int) -> int:
     return max(usable) if usable else 1
 
 
-def _read(store: Path, array: str, f: int, bounds, scale: int, picture: bool) -> np.ndarray:
+def _read(store: Path | str, array: str, f: int, bounds, scale: int, picture: bool) -> np.ndarray:
     """The tile's pixels from ``array`` (a level of factor ``f``), reduced to 1 px per ``scale`` full px."""
     y0, y1, x0, x1 = bounds
     a = st.open_array(store, array)
@@ -192,10 +201,10 @@ def _mask_at(slab: Slab, name: str, scale: int, bounds) -> np.ndarray:
 
 
 def _done_chunks(slab: Slab) -> set:
-    done = st.labels_done_dir(slab.path)
     try:
-        return {tuple(int(v) for v in p.name.split(".")) for p in done.iterdir() if not p.name.endswith(".tmp")}
-    except (FileNotFoundError, ValueError):
+        return {tuple(int(v) for v in n.split(".")) for n in files.names(st.join(slab.path, st.LABELS_DONE))
+                if not n.endswith(".tmp")}
+    except ValueError:
         return set()
 
 
@@ -345,7 +354,7 @@ def slab_stamp(slab: Slab, layer: str = "") -> float:
     annotations, with every stroke (each one rewrites the layer's attributes)."""
     if layer == "annotations":
         try:
-            return (slab.path / ann.LAYER / "zarr.json").stat().st_mtime_ns
+            return (Path(slab.path) / ann.LAYER / "zarr.json").stat().st_mtime_ns
         except OSError:
             return 0.0
     return time.time() if slab.labels_array not in (None, "labels") else slab.stamp
@@ -354,16 +363,24 @@ def slab_stamp(slab: Slab, layer: str = "") -> float:
 def discover(paths: list) -> dict[str, Slab]:
     """The stores to serve: each path a store, or a folder whose stores (one level down) are served."""
     found: dict[str, Slab] = {}
-    for p in map(Path, paths):
-        candidates = [p] if st.is_store(p) else sorted(q for q in p.iterdir() if st.is_store(q)) if p.is_dir() else []
+    for given in map(str, paths):
+        if st.is_url(given):  # a store on object storage (one store per URL)
+            if not st.is_store(given):
+                raise BigsegError(f"{given}: no slab store there")
+            candidates: list[Path | str] = [given.rstrip("/")]
+        else:
+            p = Path(given)
+            candidates = ([p] if st.is_store(p) else sorted(q for q in p.iterdir() if st.is_store(q))
+                          if p.is_dir() else [])
         if not candidates:
-            raise BigsegError(f"{p}: neither a slab store nor a folder holding stores")
+            raise BigsegError(f"{given}: neither a slab store nor a folder holding stores")
         for c in candidates:
             st.open_store(c)  # a clear error for a broken store, before the service starts
-            base = c.name[:-5] if c.name.endswith(".zarr") else c.name
+            name = Slab("", c).name
+            base = name[:-5] if name.endswith(".zarr") else name
             key, k = base, 2
             while key in found:
                 key, k = f"{base}-{k}", k + 1
-            found[key] = Slab(key, c.resolve())
+            found[key] = Slab(key, c if isinstance(c, str) else c.resolve())
     return found
 
