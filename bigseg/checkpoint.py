@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bigseg.classes import ClassInfo, table_from_attrs, table_to_attrs
 from bigseg.errors import BigsegError
+from bigseg.paths import cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -46,9 +47,11 @@ RECIPES = {"deeplabv3": "bigseg train --config generalization-deeplabv3plus-mobi
 
 def model_path(model: str | os.PathLike | None) -> Path:
     """The model file for ``--model``: None is the bundled default, a bundled model's name its file (unless a
-    file of that name exists here), anything else a path."""
+    file of that name exists here), an fsspec URL the copy :func:`fetched` keeps, anything else a path."""
     if model is None:
         return BUNDLED
+    if "://" in str(model):
+        return fetched(str(model))
     p = Path(model)
     if str(model) in BUNDLED_MODELS and not p.exists():
         path = BUNDLED_MODELS[str(model)]
@@ -58,6 +61,35 @@ def model_path(model: str | os.PathLike | None) -> Path:
                               + (f"; make it with: {how}" if how else ""))
         return path
     return p
+
+
+def fetched(url: str) -> Path:
+    """A model file at an fsspec URL (``s3://bucket/models/mine.pt``), copied once into bigseg's cache and kept
+    under a name made from the URL and the object's size and modification time (a changed object is fetched
+    again); written whole or not at all. What it holds is checked as any local file is, when it is loaded."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise BigsegError(f"{url}: no such model file") from None
+    except Exception as exc:  # credentials, network, a missing fsspec backend
+        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    if info.get("type") == "directory":
+        raise BigsegError(f"{url}: a folder, not a model file")
+    when = info.get("LastModified") or info.get("mtime") or info.get("updated") or ""
+    key = hashlib.sha256(f"{url}|{info.get('size')}|{when}".encode()).hexdigest()[:16]
+    local = cache_dir() / "models" / key / url.rstrip("/").rsplit("/", 1)[-1]
+    if not local.is_file():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f".{local.name}.{os.getpid()}.partial")
+        try:
+            fs.get_file(path, str(tmp))
+            os.replace(tmp, local)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return local
 
 
 def save(path: str | os.PathLike, model: torch.nn.Module, *, arch: str, classes, arch_kwargs=None,

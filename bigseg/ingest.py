@@ -51,8 +51,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def open_image(path: str | os.PathLike, what: str = "image"):
-    """Open with libvips for sequential streaming; a clear BigsegError for anything unreadable."""
+    """Open with libvips for sequential streaming; a clear BigsegError for anything unreadable. ``path`` may be an
+    fsspec URL (``s3://bucket/scan.tif``): the file is streamed from there as libvips reads it, not copied."""
     pyvips = _vips()
+    if st.is_url(path):
+        return _open_url(str(path), what)
     p = Path(path)
     if not p.exists():
         raise BigsegError(f"{p}: no such file")
@@ -94,20 +97,58 @@ def _load(pyvips, p: Path):
     return img
 
 
+def _open_url(url: str, what: str):
+    """An image at an fsspec URL as a libvips source whose reads and seeks are the remote file's (ranged GETs on
+    object storage): JPEG and PNG stream front to back, a tiled TIFF reads its tiles where they are."""
+    pyvips = _vips()
+    fs, path = files.filesystem(url)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise BigsegError(f"{url}: no such file") from None
+    except Exception as exc:  # credentials, network, a missing fsspec backend
+        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if info.get("type") == "directory":
+        raise BigsegError(f"{url}: is a folder, not an {what} file")
+    if not info.get("size"):
+        raise BigsegError(f"{url}: empty file (0 bytes)")
+
+    def source():
+        f = fs.open(path, "rb")
+        src = pyvips.SourceCustom()
+        src.on_read(f.read)
+        src.on_seek(lambda offset, whence: f.seek(offset, whence))
+        return src
+
+    try:
+        img = pyvips.Image.new_from_source(source(), "", access="sequential", fail_on="truncated")
+        if _is_jpeg(img):
+            img = pyvips.Image.new_from_source(source(), "", access="sequential", fail_on="warning")
+    except pyvips.Error as exc:
+        raise BigsegError(f"{url}: not a readable {what} ({_first_line(exc)})") from exc
+    if "tiff" in (img.get("vips-loader") if "vips-loader" in img.get_fields() else ""):
+        check_tiff_complete(url)
+    return img
+
+
 def _is_jpeg(img) -> bool:
     return "jpeg" in (img.get("vips-loader") if "vips-loader" in img.get_fields() else "")
 
 
-def check_tiff_complete(path: Path) -> None:
+def check_tiff_complete(path: Path | str) -> None:
     """A truncated TIFF decodes as zeros with only a warning; catch it from the headers instead.
 
     Every strip or tile of every page must lie inside the file (reads the IFDs only, not the pixels).
     """
     import tifffile
 
-    size = path.stat().st_size
+    if st.is_url(path):
+        fs, inside = files.filesystem(str(path))
+        size, handle = int(fs.info(inside)["size"]), fs.open(inside, "rb")
+    else:
+        size, handle = Path(path).stat().st_size, path
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(handle) as tif:
             for page in tif.pages:
                 ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
                 if ends and max(ends) > size:
@@ -134,14 +175,21 @@ class SourceInfo:
         return dict(self.__dict__)
 
 
-def _source_info(path: Path, img) -> SourceInfo:
+def _source_info(path: Path | str, img) -> SourceInfo:
     loader = img.get("vips-loader") if "vips-loader" in img.get_fields() else "unknown"
-    stat = path.stat()
-    return SourceInfo(str(path.resolve()), img.width, img.height, img.bands, str(img.format),
+    if st.is_url(path):
+        fs, inside = files.filesystem(str(path))
+        info = fs.info(inside)
+        when = info.get("LastModified") or info.get("mtime") or info.get("updated")
+        mtime = int(when.timestamp()) if hasattr(when, "timestamp") else int(float(when or 0))
+        return SourceInfo(str(path), img.width, img.height, img.bands, str(img.format), str(img.interpretation),
+                          loader, int(info["size"]), mtime)
+    stat = Path(path).stat()
+    return SourceInfo(str(Path(path).resolve()), img.width, img.height, img.bands, str(img.format),
                       str(img.interpretation), loader, stat.st_size, int(stat.st_mtime))
 
 
-def to_rgb8(img, path: Path):
+def to_rgb8(img, path: Path | str):
     """The conversions listed in the module docstring, as a lazy libvips pipeline."""
     if img.interpretation == "cmyk":
         img = img.colourspace("srgb")
@@ -397,7 +445,7 @@ class IngestResult:
 class _Sources:
     """The opened image (and truth mask), checked against each other, with what the store records about them."""
 
-    image: Path
+    image: Path | str  # a local file, or an fsspec URL
     rgb: Any  # pyvips image, uint8 RGB, in the file's order
     orientation: int  # what to apply (1: none)
     source: dict  # the store's "source" attribute
@@ -442,7 +490,10 @@ def ingest(
         refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
     if (files.exists(store) if remote else Path(store).exists()) and not overwrite:
         raise BigsegError(f"{store} exists; pass --overwrite to replace it")
-    src = _open_sources(Path(image), truth, pixel_size, classes, truth_values, truth_colours, autorotate)
+    if truth is not None and st.is_url(truth):
+        raise BigsegError(f"{truth}: a truth mask is read from this machine's disk (the image may be a URL)")
+    src = _open_sources(str(image) if st.is_url(image) else Path(image), truth, pixel_size, classes, truth_values,
+                        truth_colours, autorotate)
     with st.object_output(str(store), overwrite) if remote else st.staged_output(store, overwrite) as tmp:
         factors = _write_store(tmp, src, chunk, classes, progress)
     return IngestResult(store=str(store), image=str(src.image), width=src.width, height=src.height,
@@ -451,7 +502,7 @@ def ingest(
                         orientation=src.source["orientation"], autorotated=src.source["autorotated"])
 
 
-def _open_sources(image: Path, truth, pixel_size: float | None, classes, truth_values, truth_colours,
+def _open_sources(image: Path | str, truth, pixel_size: float | None, classes, truth_values, truth_colours,
                   autorotate: bool) -> _Sources:
     """Open the image (and mask) and check them before anything is written: readable, RGB-convertible, the mask
     the size of the (turned) picture."""
@@ -494,7 +545,8 @@ def _write_store(tmp: Path | str, s: _Sources, chunk: int, classes, progress: bo
                     if s.truth_dec else {})
     rgb = s.rgb
     file_h, file_w = rgb.height, rgb.width
-    strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {s.image.name}",
+    name = str(s.image).rstrip("/").rsplit("/", 1)[-1]
+    strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {name}",
                           unit="strip", enabled=progress)
     if s.orientation == 1:
         _write_strips(rgb, s.truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, s.image, s.truth,

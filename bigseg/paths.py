@@ -42,3 +42,12 @@ def display(path: str | os.PathLike) -> str:
     """A path as text for reports and metadata: a file name that is not UTF-8 shows U+FFFD where its odd bytes
     are (rather than failing to be written)."""
     return os.fsencode(os.fspath(path)).decode("utf-8", "replace")
+
+
+def cache_dir() -> Path:
+    """bigseg's cache (exports of users' checkpoints, models fetched from URLs): ``$BIGSEG_CACHE``, else
+    ``$XDG_CACHE_HOME/bigseg``, else ``~/.cache/bigseg``."""
+    if os.environ.get("BIGSEG_CACHE"):
+        return Path(os.environ["BIGSEG_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bigseg"

@@ -164,3 +164,39 @@ def _served_read_only(url: str, env: dict) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     assert "served read-only" in error_line(run_cli("serve", url, "--annotate", "--port", "0", env=env))
+
+
+def test_images_and_models_at_urls(s3, slab, tmp_path):
+    """An image in the bucket is streamed into a store (the same pixels as from disk, a tiled TIFF too); a model
+    in the bucket is fetched once into the cache and runs as the same file on disk does; missing ones are one
+    line."""
+    import pyvips
+    import s3fs
+
+    from bigseg.checkpoint import BUNDLED
+
+    fs = s3fs.S3FileSystem()
+    pyvips.Image.new_from_file(str(slab / "slab.png")).tiffsave(str(tmp_path / "slab.tif"), tile=True,
+                                                                  compression="deflate")
+    fs.put_file(str(slab / "slab.png"), "slabs/in/slab.png")
+    fs.put_file(str(tmp_path / "slab.tif"), "slabs/in/slab.tif")
+    fs.put_file(str(BUNDLED), "slabs/models/mine.pt")
+    assert run_cli("ingest", slab / "slab.png", tmp_path / "disk.zarr", "--chunk", "256", env=s3).returncode == 0
+    disk = zarr.open_group(str(tmp_path / "disk.zarr"), mode="r")["image"][:]
+    for name in ("slab.png", "slab.tif"):
+        p = run_cli("ingest", f"s3://slabs/in/{name}", tmp_path / f"{name}.zarr", "--chunk", "256", env=s3)
+        assert p.returncode == 0, p.stderr
+        g = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r")
+        assert np.array_equal(g["image"][:], disk), name
+        assert g.attrs["source"]["path"] == f"s3://slabs/in/{name}"
+    env = {**s3, "BIGSEG_CACHE": str(tmp_path / "cache")}
+    assert run_cli("infer", tmp_path / "disk.zarr", "--workers", "0", "--backend", "torch", env=env).returncode == 0
+    p = run_cli("infer", tmp_path / "slab.png.zarr", "--model", "s3://slabs/models/mine.pt", "--workers", "0",
+                "--backend", "torch", env=env)
+    assert p.returncode == 0, p.stderr
+    assert list((tmp_path / "cache" / "models").glob("*/mine.pt"))
+    assert np.array_equal(zarr.open_group(str(tmp_path / "slab.png.zarr"), mode="r")["labels"][:],
+                          zarr.open_group(str(tmp_path / "disk.zarr"), mode="r")["labels"][:])
+    assert "no such file" in error_line(run_cli("ingest", "s3://slabs/in/none.png", tmp_path / "x.zarr", env=s3))
+    assert "no such model file" in error_line(run_cli("infer", tmp_path / "disk.zarr", "--overwrite", "--model",
+                                                      "s3://slabs/models/none.pt", env=s3))

@@ -14,6 +14,7 @@ from bigseg.errors import BigsegError
 from bigseg.export import export
 from bigseg.infer.options import InferOptions
 from bigseg.modelfile import graph_digest, model_kind, onnx_available, read_onnx_meta
+from bigseg.paths import cache_dir
 from bigseg.results import ExportResult
 
 
@@ -169,17 +170,6 @@ def checkpoint_meta(ckpt: Path) -> dict:
 
 def export_onnx(ckpt: Path, path: Path) -> ExportResult:
     return export(ckpt, path, "onnx", overwrite=True, echo=lambda *_: None)
-
-
-def cache_dir() -> Path:
-    """Where exports of users' checkpoints are kept: ``$BIGSEG_CACHE``, else ``$XDG_CACHE_HOME/bigseg``, else
-    ``~/.cache/bigseg``."""
-    import os
-
-    if os.environ.get("BIGSEG_CACHE"):
-        return Path(os.environ["BIGSEG_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bigseg"
 
 
 def _export_meta(path: Path, digest: str, precision: str = "fp32") -> dict | None:
