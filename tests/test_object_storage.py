@@ -100,6 +100,12 @@ def test_ingest_infer_report_on_s3_match_the_disk(s3, slab, tmp_path):
     assert doc["labels"]["areas"] == on_disk["labels"]["areas"]
     assert doc["labels"]["airvoid"] == on_disk["labels"]["airvoid"]
     _served_read_only(url, s3)
+    from bigseg.train.sampler import CropDataset  # training crops from the bucket: the same as from disk
+
+    by_url, by_path = CropDataset([url], 64, None, seed=1), CropDataset([str(local)], 64, None, seed=1)
+    for i in range(3):
+        for a, b in zip(by_url[i], by_path[i], strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
     # refusals: an existing store without --overwrite; finished labels without --overwrite
     assert "exists; pass --overwrite" in error_line(run_cli("ingest", slab / "slab.png", url, env=s3))
     assert "already complete" in error_line(run_cli("infer", url, *ARGS, env=s3))
