@@ -13,15 +13,14 @@ import subprocess
 import sys
 import time
 
+import moto.server as moto_server  # the test extra installs it (and s3fs): a missing one fails, never skips
 import numpy as np
 import pytest
+import s3fs  # noqa: F401
 import zarr
 from helpers import error_line, run_cli
 
 from bigseg.synth import SynthParams, synthesize
-
-pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
 
 ARGS = ("--workers", "1", "--backend", "torch", "--window", "256", "--overlap", "64")
 
@@ -41,7 +40,6 @@ def s3(tmp_path_factory):
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "BIGSEG_PROGRESS": "0"}
     saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})  # for this process's checks
-    import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
     s3fs.S3FileSystem().mkdir("slabs")
@@ -64,7 +62,6 @@ def slab(tmp_path_factory):
 
 
 def _objects(prefix: str) -> list[str]:
-    import s3fs
 
     fs = s3fs.S3FileSystem()
     fs.invalidate_cache()
@@ -138,7 +135,6 @@ def test_kill_9_mid_run_on_s3_then_rerun_gives_the_same_labels(s3, slab, tmp_pat
 def test_a_second_run_is_refused_while_the_lock_object_is_held(s3, slab):
     url = "s3://slabs/l.zarr"
     assert run_cli("ingest", slab / "slab.png", url, "--chunk", "256", env=s3).returncode == 0
-    import s3fs
 
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a live pid on this host
     try:
@@ -177,7 +173,6 @@ def test_images_and_models_at_urls(s3, slab, tmp_path):
     in the bucket is fetched once into the cache and runs as the same file on disk does; missing ones are one
     line."""
     import pyvips
-    import s3fs
 
     from bigseg.checkpoint import BUNDLED
 
