@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bigseg.classes import ClassInfo, table_from_attrs, table_to_attrs
 from bigseg.errors import BigsegError
 from bigseg.paths import cache_dir
+from bigseg.store import files
 
 if TYPE_CHECKING:
     import torch
@@ -67,19 +68,8 @@ def fetched(url: str) -> Path:
     """A model file at an fsspec URL (``s3://bucket/models/mine.pt``), copied once into bigseg's cache and kept
     under a name made from the URL and the object's size and modification time (a changed object is fetched
     again); written whole or not at all. What it holds is checked as any local file is, when it is loaded."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise BigsegError(f"{url}: no such model file") from None
-    except Exception as exc:  # credentials, network, a missing fsspec backend
-        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    if info.get("type") == "directory":
-        raise BigsegError(f"{url}: a folder, not a model file")
-    when = info.get("LastModified") or info.get("mtime") or info.get("updated") or ""
-    key = hashlib.sha256(f"{url}|{info.get('size')}|{when}".encode()).hexdigest()[:16]
+    fs, path, info = files.remote_file(url, "model file")
+    key = hashlib.sha256(f"{url}|{info.get('size')}|{files.modified(info)}".encode()).hexdigest()[:16]
     local = cache_dir() / "models" / key / url.rstrip("/").rsplit("/", 1)[-1]
     if not local.is_file():
         local.parent.mkdir(parents=True, exist_ok=True)

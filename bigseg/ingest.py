@@ -101,17 +101,7 @@ def _open_url(url: str, what: str):
     """An image at an fsspec URL as a libvips source whose reads and seeks are the remote file's (ranged GETs on
     object storage): JPEG and PNG stream front to back, a tiled TIFF reads its tiles where they are."""
     pyvips = _vips()
-    fs, path = files.filesystem(url)
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise BigsegError(f"{url}: no such file") from None
-    except Exception as exc:  # credentials, network, a missing fsspec backend
-        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {_first_line(exc)})") from exc
-    if info.get("type") == "directory":
-        raise BigsegError(f"{url}: is a folder, not an {what} file")
-    if not info.get("size"):
-        raise BigsegError(f"{url}: empty file (0 bytes)")
+    fs, path, _ = files.remote_file(url, f"{what} file")
 
     def source():
         f = fs.open(path, "rb")
@@ -178,12 +168,9 @@ class SourceInfo:
 def _source_info(path: Path | str, img) -> SourceInfo:
     loader = img.get("vips-loader") if "vips-loader" in img.get_fields() else "unknown"
     if st.is_url(path):
-        fs, inside = files.filesystem(str(path))
-        info = fs.info(inside)
-        when = info.get("LastModified") or info.get("mtime") or info.get("updated")
-        mtime = int(when.timestamp()) if hasattr(when, "timestamp") else int(float(when or 0))
+        _, _, info = files.remote_file(str(path))
         return SourceInfo(str(path), img.width, img.height, img.bands, str(img.format), str(img.interpretation),
-                          loader, int(info["size"]), mtime)
+                          loader, int(info["size"]), int(files.modified(info)))
     stat = Path(path).stat()
     return SourceInfo(str(Path(path).resolve()), img.width, img.height, img.bands, str(img.format),
                       str(img.interpretation), loader, stat.st_size, int(stat.st_mtime))

@@ -198,6 +198,6 @@ def test_images_and_models_at_urls(s3, slab, tmp_path):
     assert list((tmp_path / "cache" / "models").glob("*/mine.pt"))
     assert np.array_equal(zarr.open_group(str(tmp_path / "slab.png.zarr"), mode="r")["labels"][:],
                           zarr.open_group(str(tmp_path / "disk.zarr"), mode="r")["labels"][:])
-    assert "no such file" in error_line(run_cli("ingest", "s3://slabs/in/none.png", tmp_path / "x.zarr", env=s3))
+    assert "no such image file" in error_line(run_cli("ingest", "s3://slabs/in/none.png", tmp_path / "x.zarr", env=s3))
     assert "no such model file" in error_line(run_cli("infer", tmp_path / "disk.zarr", "--overwrite", "--model",
                                                       "s3://slabs/models/none.pt", env=s3))

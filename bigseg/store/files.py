@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bigseg.errors import BigsegError
 from bigseg.store.layout import is_url, join  # noqa: F401 - join: part of this module's calls
 
 
@@ -24,6 +25,30 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
     return fsspec.core.url_to_fs(url)
+
+
+def remote_file(url: str, what: str = "file") -> tuple[Any, str, dict]:
+    """(filesystem, path, info) of a file at ``url``; one line naming the problem when it is missing, a folder,
+    empty or unreachable (credentials, network, a missing fsspec backend)."""
+    try:
+        fs, path = filesystem(url)
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise BigsegError(f"{url}: no such {what}") from None
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {text[-1] if text else ''})") from exc
+    if info.get("type") == "directory":
+        raise BigsegError(f"{url}: a folder, not a {what}")
+    if not info.get("size"):
+        raise BigsegError(f"{url}: empty {what} (0 bytes)")
+    return fs, path, info
+
+
+def modified(info: dict) -> float:
+    """The modification time in an fsspec ``info`` (S3's LastModified, a local mtime, GCS's updated), 0 if none."""
+    when: Any = info.get("LastModified") or info.get("mtime") or info.get("updated")
+    return float(when.timestamp()) if hasattr(when, "timestamp") else float(when or 0)
 
 
 def exists(p: str | os.PathLike) -> bool:
