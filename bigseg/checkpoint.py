@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bigseg import store as st
 from bigseg.classes import ClassInfo, table_from_attrs, table_to_attrs
 from bigseg.errors import BigsegError
 from bigseg.paths import cache_dir
@@ -70,7 +71,7 @@ def fetched(url: str) -> Path:
     again); written whole or not at all. What it holds is checked as any local file is, when it is loaded."""
     fs, path, info = files.remote_file(url, "model file")
     key = hashlib.sha256(f"{url}|{info.get('size')}|{files.modified(info)}".encode()).hexdigest()[:16]
-    local = cache_dir() / "models" / key / url.rstrip("/").rsplit("/", 1)[-1]
+    local = cache_dir() / "models" / key / st.name_of(url)
     if not local.is_file():
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.{os.getpid()}.partial")

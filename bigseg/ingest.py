@@ -532,8 +532,7 @@ def _write_store(tmp: Path | str, s: _Sources, chunk: int, classes, progress: bo
                     if s.truth_dec else {})
     rgb = s.rgb
     file_h, file_w = rgb.height, rgb.width
-    name = str(s.image).rstrip("/").rsplit("/", 1)[-1]
-    strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {name}",
+    strips = progress_bar(range(0, file_h, strip_h), total=-(-file_h // strip_h), desc=f"ingest {st.name_of(s.image)}",
                           unit="strip", enabled=progress)
     if s.orientation == 1:
         _write_strips(rgb, s.truth_dec, img_arr, truth_arr, levels, factors, strips, strip_h, s.image, s.truth,

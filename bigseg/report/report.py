@@ -92,7 +92,7 @@ class ReportOptions:
 
 def default_output(store) -> Path:
     """``NAME-report`` beside a store on disk; in the current folder for a store at a URL."""
-    p = Path(str(store).rstrip("/").rsplit("/", 1)[-1]) if st.is_url(store) else Path(store)
+    p = Path(st.name_of(store)) if st.is_url(store) else Path(store)
     return p.with_name((p.name[:-5] if p.name.endswith(".zarr") else p.name) + "-report")
 
 

@@ -124,7 +124,7 @@ class Slab:
     @property
     def name(self) -> str:
         """The store's folder name (the last part of its URL)."""
-        return str(self.path).rstrip("/").rsplit("/", 1)[-1] if st.is_url(self.path) else Path(self.path).name
+        return st.name_of(self.path)
 
     def info(self) -> dict:
         self.refresh()
@@ -376,7 +376,7 @@ def discover(paths: list) -> dict[str, Slab]:
             raise BigsegError(f"{given}: neither a slab store nor a folder holding stores")
         for c in candidates:
             st.open_store(c)  # a clear error for a broken store, before the service starts
-            name = Slab("", c).name
+            name = st.name_of(c)
             base = name[:-5] if name.endswith(".zarr") else name
             key, k = base, 2
             while key in found:

@@ -253,9 +253,9 @@ SPILL = f"{BIGSEG_DIR}/spill"
 INFER_LOCK = f"{BIGSEG_DIR}/infer.lock"
 
 
-def labels_done_dir(store: Path) -> Path:
-    """The folder of a running (or interrupted) ``infer``'s per-chunk markers (a store on this machine)."""
-    return Path(store) / LABELS_DONE
+def name_of(path: str | os.PathLike) -> str:
+    """The last part of a path or URL (``s3://bucket/slab.zarr`` -> ``slab.zarr``)."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1] if is_url(path) else Path(path).name
 
 
 def location(store: str | os.PathLike) -> str:
