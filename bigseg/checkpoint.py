@@ -52,7 +52,7 @@ def model_path(model: str | os.PathLike | None) -> Path:
     file of that name exists here), an fsspec URL the copy :func:`fetched` keeps, anything else a path."""
     if model is None:
         return BUNDLED
-    if "://" in str(model):
+    if st.is_url(model):
         return fetched(str(model))
     p = Path(model)
     if str(model) in BUNDLED_MODELS and not p.exists():

@@ -475,7 +475,7 @@ def ingest(
     remote = st.is_url(store)
     if not remote:
         refuse_overlap(store, "STORE", ("image", image), ("truth mask", truth))
-    if (files.exists(store) if remote else Path(store).exists()) and not overwrite:
+    if files.exists(store) and not overwrite:
         raise BigsegError(f"{store} exists; pass --overwrite to replace it")
     if truth is not None and st.is_url(truth):
         raise BigsegError(f"{truth}: a truth mask is read from this machine's disk (the image may be a URL)")

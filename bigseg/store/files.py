@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bigseg.errors import BigsegError
-from bigseg.store.layout import is_url, join  # noqa: F401 - join: part of this module's calls
+from bigseg.store.layout import first_line, is_url, join  # noqa: F401 - join: part of this module's calls
 
 
 def filesystem(url: str) -> tuple[Any, str]:
@@ -36,8 +36,7 @@ def remote_file(url: str, what: str = "file") -> tuple[Any, str, dict]:
     except FileNotFoundError:
         raise BigsegError(f"{url}: no such {what}") from None
     except Exception as exc:
-        text = str(exc).strip().splitlines()
-        raise BigsegError(f"{url}: cannot be read ({type(exc).__name__}: {text[-1] if text else ''})") from exc
+        raise BigsegError(f"{url}: cannot be read ({first_line(exc)})") from exc
     if info.get("type") == "directory":
         raise BigsegError(f"{url}: a folder, not a {what}")
     if not info.get("size"):
