@@ -18,6 +18,7 @@ PNG (palette index = class id) or RGB whose colours are the class table's colour
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
@@ -132,21 +133,21 @@ def check_tiff_complete(path: Path | str) -> None:
     """
     import tifffile
 
-    if st.is_url(path):
-        fs, inside = files.filesystem(str(path))
-        size, handle = int(fs.info(inside)["size"]), fs.open(inside, "rb")
-    else:
-        size, handle = Path(path).stat().st_size, path
-    try:
-        with tifffile.TiffFile(handle) as tif:
-            for page in tif.pages:
-                ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
-                if ends and max(ends) > size:
-                    raise BigsegError(
-                        f"{path}: truncated TIFF: its data runs to byte {max(ends)} but the file has {size} bytes"
-                    )
-    except (tifffile.TiffFileError, ValueError, OSError) as exc:
-        raise BigsegError(f"{path}: corrupt TIFF ({exc})") from exc
+    with contextlib.ExitStack() as opened:  # (tifffile leaves a file object it was given open: closed here)
+        if st.is_url(path):
+            fs, inside, info = files.remote_file(str(path), "TIFF")
+            size, handle = int(info["size"]), opened.enter_context(fs.open(inside, "rb"))
+        else:
+            size, handle = Path(path).stat().st_size, path
+        try:
+            with tifffile.TiffFile(handle) as tif:
+                for page in tif.pages:
+                    ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
+                    if ends and max(ends) > size:
+                        raise BigsegError(f"{path}: truncated TIFF: its data runs to byte {max(ends)} but the file "
+                                          f"has {size} bytes")
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+            raise BigsegError(f"{path}: corrupt TIFF ({exc})") from exc
 
 
 @dataclass
