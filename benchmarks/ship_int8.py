@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 CALIBRATION_SEED = 7_100_000  # calibration slabs: random styles from these seeds, apart from validation's
+QAT_SEED = 7_200_000  # --qat-slabs: the quantization-aware fine-tune's crops, apart from both
 RULE = {"label_agreement_min": 0.99, "iou_loss_max": 0.01, "air_error_extra_max_points": 0.1}
 
 
@@ -47,6 +48,12 @@ def main(argv=None):
     ap.add_argument("--calibration-slabs", type=int, default=8)
     ap.add_argument("--calibration-windows", type=int, default=64)
     ap.add_argument("--dry-run", action="store_true", help="measure and print; ship nothing")
+    ap.add_argument("--model", help="a checkpoint other than the bundled one (measured, never shipped)")
+    ap.add_argument("--qat-slabs", type=int, default=0,
+                    help="quantization-aware fine-tune first, on crops of this many slabs (random styles, seeds "
+                         "7200000..: apart from calibration's and validation's)")
+    ap.add_argument("--qat-steps", type=int, default=300)
+    ap.add_argument("--qat-lr", type=float, default=1e-5)
     args = ap.parse_args(argv)
 
     from bigseg import store as st
@@ -60,16 +67,21 @@ def main(argv=None):
     work = Path(args.workdir)
     seeds = [CALIBRATION_SEED + k for k in range(args.calibration_slabs)]
     calib = [synthetic_store(work, "random", seed, args.size) for seed in seeds]
+    model = Path(args.model) if args.model else BUNDLED
+    if args.model:
+        args.dry_run = True
+    qat = [synthetic_store(work, "random", QAT_SEED + k, args.size) for k in range(args.qat_slabs)]
     target = BUNDLED.with_suffix(".int8.onnx")
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         int8 = Path(tmp) / target.name
-        made = export(BUNDLED, int8, int8=True, calibrate=[str(s) for s in calib], exporter="legacy",
-                      calibration_windows=args.calibration_windows)
+        made = export(model, int8, int8=True, calibrate=[str(s) for s in calib], exporter="legacy",
+                      calibration_windows=args.calibration_windows, qat=[str(s) for s in qat],
+                      qat_steps=args.qat_steps, qat_lr=args.qat_lr)
         rows, cms = [], {"fp32": [], "int8": []}
         equal = pixels = 0
         for k in range(args.slabs):
             store = synthetic_store(work, "random", VALIDATION_SEED + k, args.size)
-            fp = measure_slab(store, None)
+            fp = measure_slab(store, args.model)
             fp_labels = st.open_array(store, "labels")[:]
             q = measure_slab(store, str(int8))
             same = int((st.open_array(store, "labels")[:] == fp_labels).sum())
@@ -95,7 +107,8 @@ def main(argv=None):
             "slabs": args.slabs, "size": args.size, "styles": f"random, seeds {VALIDATION_SEED}.."
                                                              f"{VALIDATION_SEED + args.slabs - 1}",
             "calibration_styles": f"random, seeds {seeds[0]}..{seeds[-1]}",
-            "calibration_windows": args.calibration_windows,
+            "calibration_windows": args.calibration_windows, "model": str(model),
+            "qat": made.verified.get("qat"),
             "label_agreement": agreement, "iou": iou, "mean_abs_air_error_points": air, "rule": RULE,
             "checks": checks, "allowed": all(checks.values()),
         }

@@ -199,3 +199,65 @@ def test_fp16_storage_halves_the_file_and_keeps_the_labels(tmp_path, stores):
     assert (labels["full"] == labels["half"]).mean() > 0.999
     refused = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--fp16-storage", "--int8", "--calibrate", held)
     assert refused.returncode == 2 and "--fp16-storage applies to fp32 ONNX exports" in refused.stderr
+
+
+def test_the_int8_simulation_computes_as_the_int8_export(tmp_path, stores):
+    """--qat trains through a simulation of the int8 export's rounding: its first layer must give ONNX Runtime's
+    int8 values (same calibrated range, same weight grid), its logits must stray from fp32 by as much as the
+    export's do, and it must leave the weights on the int8 grid that the export then uses."""
+    import onnx
+
+    from bigseg.export import _export_onnx, _quantize_int8, _store_windows
+    from bigseg.export.qat import WEIGHT_LEVELS, Int8Simulation, _fold_scale
+
+    calib, held = stores
+    model, _ = checkpoint.load(BUNDLED)
+    windows = _store_windows([calib], 8, 256) + _store_windows([held], 4, 256, seed=5)
+    _export_onnx(model, tmp_path / "fp32.onnx", "legacy")
+    _quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", windows[:8], tmp_path)
+    graph = onnx.load(str(tmp_path / "int8.onnx"))
+    first = next(n.output[0] for n in graph.graph.node  # the first layer's rounded output, as the export has it
+                 if n.op_type == "DequantizeLinear" and "stem.0" in n.output[0] and "Relu" in n.output[0])
+    graph.graph.output.append(onnx.helper.make_tensor_value_info(first, onnx.TensorProto.FLOAT, None))
+    onnx.save(graph, str(tmp_path / "int8-first.onnx"))
+    session = _ort(tmp_path / "int8-first.onnx")
+    sim = Int8Simulation(model, windows[:8])
+    seen = {}
+    sim.roundings[0].register_forward_hook(lambda m, a, out: seen.update(first=out.detach().numpy()))
+    off_export = off_sim = 0.0
+    for x in windows[8:]:
+        logits, layer = session.run(None, {"image": x})
+        with torch.no_grad():
+            fp32 = model(torch.from_numpy(x)).numpy()
+            simulated = sim.model(torch.from_numpy(x)).numpy()
+        step = (layer.max() - layer.min()) / 255
+        assert np.abs(seen["first"] - layer).mean() < 0.01 * step  # the same rounding, value for value
+        off_export += float(np.abs(logits - fp32).mean())
+        off_sim += float(np.abs(simulated - fp32).mean())
+    assert 0.5 < off_sim / off_export < 2, (off_sim, off_export)  # rounding noise of the export's size
+    assert len(sim.pairs) == 15 and sum(bn is not None for _, bn in sim.pairs) == 14  # the bundled model's
+
+    trained = sim.finish()
+    for conv, bn in sim.pairs:
+        folded = conv.weight.detach() * (_fold_scale(bn).view(-1, 1, 1, 1) if bn is not None else 1)
+        step = folded.abs().amax(dim=(1, 2, 3), keepdim=True) / WEIGHT_LEVELS
+        steps = folded / step
+        assert torch.allclose(steps, steps.round(), atol=1e-3)  # on the grid: the export rounds to these integers
+    assert trained is not sim.model and not any(hasattr(c, "parametrizations") for c, _ in sim.pairs)
+
+
+def test_qat_export_fine_tunes_checks_against_the_original_and_says_what_it_gained(tmp_path, stores):
+    calib, held = stores
+    proc = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--int8", "--calibrate", calib, "--qat", held,
+                   "--qat-steps", "12", "--exporter", "legacy")
+    assert proc.returncode == 0, proc.stderr
+    assert "quantization-aware fine-tune: step 12/12" in proc.stdout
+    assert "post-training quantization alone:" in proc.stdout
+    meta = read_onnx_meta(tmp_path / "q.onnx")
+    v = meta["verified"]
+    assert v["qat"]["steps"] == 12 and v["qat"]["stores"] == [str(held)] and v["qat"]["convolutions"] == 15
+    assert v["int8_label_agreement"] >= 0.99 and 0.9 <= v["int8_label_agreement_without_qat"] <= 1
+    assert meta["source_checkpoint_sha256"] == file_digest(BUNDLED)  # the fp32 model it answers to
+    from bigseg.infer.backend import int8_refusal
+
+    assert int8_refusal(meta, tmp_path / "q.onnx") is None

@@ -502,6 +502,13 @@ CASES = [
      "differs from PyTorch by up to"),
     ("export: --int8 calibrated on a path that is not a store", [
         "export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", T + "/none.zarr"], "no such store"),
+    ("export: --qat without --int8", ["export", str(BUNDLED), "-o", T + "/o.onnx", "--qat", W + "/good.zarr"],
+     "--qat fine-tunes for an int8 export"),
+    ("export: --qat-steps 0", ["export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", W + "/good.zarr",
+                               "--qat", W + "/good.zarr", "--qat-steps", "0"], "--qat-steps must be at least 1"),
+    ("export: --qat on a path that is not a store", [
+        "export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", W + "/good.zarr", "--qat",
+        T + "/none.zarr"], "no such store"),
     # train
     ("train: config that does not exist", ["train", "--config", T + "/none.yaml"], "no such config file"),
     ("train: malformed YAML", lambda t, w: ["train", "--config", _write(t / "c.yaml", "train: [a\nmodel: :")],

@@ -38,6 +38,7 @@ model) and ``legacy`` (TorchScript-based, deprecated by torch, ~30x faster). big
 when the dynamo exporter fails on a model."""
 TRACE_SHAPE = (1, 3, 192, 256)
 CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
+QAT_POOL_WINDOWS = 48  # uint8 windows (up to 512²) held for --qat's crops: ~38 MB, whatever the stores' size
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -47,12 +48,17 @@ CHECK_SHAPES = ((2, 3, 160, 224), (1, 3, 288, 200))
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx", *, int8: bool = False,
            calibrate: list | tuple = (), tolerance: float = 1e-3, min_agreement: float = 0.99,
            calibration_windows: int = 32, exporter: str = "dynamo", fp16_storage: bool = False,
-           overwrite: bool = False, echo=print) -> ExportResult:
+           qat: list | tuple = (), qat_steps: int = 300, qat_lr: float = 1e-5, overwrite: bool = False,
+           echo=print) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (ONNX or TorchScript), verified; returns what was written and checked.
 
     ``fp16_storage``: the ONNX file stores its weights as float16, each behind a Cast to float32 that ONNX Runtime
     folds when it loads the file: half the file, the same fp32 arithmetic (the check against PyTorch runs on
-    the stored file, so give a ``tolerance`` that admits float16 weights' rounding, e.g. 0.05)."""
+    the stored file, so give a ``tolerance`` that admits float16 weights' rounding, e.g. 0.05).
+
+    ``qat``: stores whose images a quantization-aware fine-tune (:mod:`bigseg.export.qat`, ``qat_steps`` steps at
+    ``qat_lr``) draws its crops from before the int8 export; the labels are still checked against the original
+    fp32 model, beside those of post-training quantization alone."""
     import torch
 
     if fmt not in FORMATS:
@@ -63,11 +69,18 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         raise BigsegError("--int8 applies to ONNX exports (ONNX Runtime quantization); use --format onnx")
     if fp16_storage and (int8 or fmt != "onnx"):
         raise BigsegError("--fp16-storage applies to fp32 ONNX exports (not --int8, not TorchScript)")
+    if qat and not int8:
+        raise BigsegError("--qat fine-tunes for an int8 export: add --int8 (and --calibrate STORE)")
+    if qat and qat_steps < 1:
+        raise BigsegError(f"--qat-steps must be at least 1, got {qat_steps}")
+    if qat and not (0 < qat_lr < 1):
+        raise BigsegError(f"--qat-lr must be between 0 and 1, got {qat_lr:g}")
     if int8 and not calibrate:
         raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
                           "will segment): int8 ranges are measured on real windows, not guessed")
     out = Path(out)
-    refuse_overlap(out, "-o", ("checkpoint", checkpoint), *[("calibration store", s) for s in calibrate])
+    refuse_overlap(out, "-o", ("checkpoint", checkpoint), *[("calibration store", s) for s in calibrate],
+                   *[("--qat store", s) for s in qat])
     if out.exists() and not overwrite:
         raise BigsegError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
@@ -78,6 +91,14 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
     model, meta = load(checkpoint)  # safe load; errors name what does not fit
     window = int(meta.get("window") or 512)
     calib = _store_windows(calibrate, calibration_windows * 2, min(window, 512)) if int8 else None
+    teacher, qat_record = model, None
+    if qat:
+        from bigseg.export.qat import qat_finetune
+
+        assert calib is not None  # made above: --qat needs --int8
+        pool = _store_windows(qat, QAT_POOL_WINDOWS, min(window, 512), seed=1, raw=True)
+        model, qat_record = qat_finetune(teacher, pool, calib[:calibration_windows], steps=qat_steps, lr=qat_lr,
+                                         stores=qat, echo=echo)
     export_meta = {k: v for k, v in meta.items() if k not in ("config",)}
     export_meta.update({
         "format": EXPORT_FORMAT, "version": 1, "precision": "int8" if int8 else "fp32",
@@ -110,9 +131,13 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
                 assert calib is not None  # made above when int8
                 held_out = calib[calibration_windows:]
                 _quantize_int8(fp32, tmp_out, calib[:calibration_windows], Path(tmp))
-                agree = _label_agreement(model, _onnx_runner(tmp_out), held_out)
+                agree = _label_agreement(teacher, _onnx_runner(tmp_out), held_out)
                 echo(f"int8 model: labels agree with PyTorch fp32 on {100 * agree['agreement']:.2f} % of pixels of "
                      f"{len(held_out)} held-out windows (max abs logit difference {agree['max_abs_diff']:.3f})")
+                if qat_record is not None:
+                    plain = _ptq_agreement(teacher, exporter, calib[:calibration_windows], held_out, Path(tmp))
+                    echo(f"post-training quantization alone: {100 * plain['agreement']:.2f} % "
+                         f"(max abs logit difference {plain['max_abs_diff']:.3f})")
                 if agree["agreement"] < min_agreement:
                     raise BigsegError(f"int8 quantization changes {100 * (1 - agree['agreement']):.2f} % of labels "
                                       f"(more than {100 * (1 - min_agreement):.2f} %); use the fp32 export")
@@ -120,6 +145,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
                                  "calibration_windows": calibration_windows,
                                  "calibration_stores": [str(s) for s in calibrate],
                                  "graph_sha256": graph_digest(tmp_out)})  # the graph these figures are of
+                if qat_record is not None:
+                    verified["qat"] = qat_record.to_dict()
+                    verified["int8_label_agreement_without_qat"] = plain["agreement"]
             else:
                 os.replace(fp32, tmp_out)
             export_meta["verified"] = verified
@@ -266,8 +294,9 @@ def _compare(model, runner, tolerance: float, source: str) -> dict:
     return {"max_abs_diff": worst, "shapes": [list(s) for s in CHECK_SHAPES]}
 
 
-def _store_windows(stores, n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` random ``size`` x ``size`` windows (float NCHW in [0, 1], batch 1) from the stores' images."""
+def _store_windows(stores, n: int, size: int, seed: int = 0, raw: bool = False) -> list[np.ndarray]:
+    """``n`` random ``size`` x ``size`` windows (float NCHW in [0, 1], batch 1) from the stores' images; ``raw``:
+    as stored (uint8 HWC)."""
     images = []
     for s in stores:
         group = st.open_store(s)
@@ -280,6 +309,9 @@ def _store_windows(stores, n: int, size: int, seed: int = 0) -> list[np.ndarray]
         sh, sw = min(size, h), min(size, w)
         y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
         crop = np.asarray(image[y : y + sh, x : x + sw])
+        if raw:
+            out.append(crop)
+            continue
         out.append(np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0)
     return out
 
@@ -304,7 +336,43 @@ def _quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], tmp: Path) 
             prepared = fp32
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=logit_nodes(prepared),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+ALL_INPUTS = {"Add", "Sum", "Concat", "Mul", "Sub"}  # ops whose every input carries the logits' data
+
+
+def logit_nodes(path: Path) -> list[str]:
+    """The nodes that make the logits: the convolutions that produce them and what follows them to the output
+    (resizing, adding a refinement). They stay float in an int8 export: rounded to 256 steps over their
+    calibrated range (~0.1 logit), the logits themselves moved labels where two classes are close -- a third of
+    the bundled model's int8 label changes (measured 2026-12-03; RESULTS.md) -- for the cost of one 1 x 1
+    convolution at float."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    names: list[str] = []
+    stack = [o.name for o in graph.output]
+    while stack:
+        node = made_by.get(stack.pop())
+        if node is None or node.name in names:
+            continue
+        names.append(node.name)
+        if node.op_type != "Conv":  # stop at the convolutions; follow the data, not shapes
+            stack.extend(i for i in (node.input if node.op_type in ALL_INPUTS else node.input[:1]) if i)
+    return names
+
+
+def _ptq_agreement(model, exporter: str, calibration: list[np.ndarray], held_out: list[np.ndarray],
+                   tmp: Path) -> dict:
+    """Post-training quantization of ``model`` alone, on the same windows: what ``--qat`` is measured against."""
+    plain = tmp / "ptq"
+    plain.mkdir()
+    _export_onnx(model, plain / "fp32.onnx", exporter)
+    _quantize_int8(plain / "fp32.onnx", plain / "int8.onnx", calibration, plain)
+    return _label_agreement(model, _onnx_runner(plain / "int8.onnx"), held_out)
 
 
 def _label_agreement(model, runner, windows: list[np.ndarray]) -> dict:
