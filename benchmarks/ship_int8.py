@@ -21,6 +21,10 @@ Attempts (2026-11-30): the first candidate, calibrated on 2 slabs (32 windows), 
 slabs (labels 98.35 % equal to fp32's, 93.4 % on one slab; void IoU 0.430 -> 0.407; log
 benchmarks/logs/int8-validation-attempt1.json). The second is calibrated on 8 slabs (64 windows), the defaults now,
 and checked by the same rule on the same validation slabs (validation, not held-out, data chooses between them).
+Shipped 2026-12-03: the same recipe with the logit-making nodes kept float (``bigseg.export.logit_nodes``): labels
+99.57 % equal to fp32's (the 2026-11-30 export: 99.44 %); log benchmarks/logs/int8-validation-logits-float.json.
+``--qat-slabs N`` fine-tunes through the int8 simulation first (``bigseg export --qat``), measured by the same rule
+with ``--dry-run`` (log benchmarks/logs/int8-validation-qat.json); ``--model`` measures another checkpoint.
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def main(argv=None):
         meta["validation"] = validation
         _set_onnx_meta(int8, meta)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"export": made, "validation": validation, "slabs": rows}, indent=2))
+        record = {"export": made.to_dict(), "validation": validation, "slabs": rows}
+        Path(args.out).write_text(json.dumps(record, indent=2))
         print(f"labels equal to fp32: {100 * agreement:.2f} %; void IoU fp32 {iou['fp32']['void']:.4f} int8 "
               f"{iou['int8']['void']:.4f}; stone IoU fp32 {iou['fp32']['stone']:.4f} int8 {iou['int8']['stone']:.4f}; "
               f"mean |air error| fp32 {air['fp32']:.3f} int8 {air['int8']:.3f} points; checks {checks}")

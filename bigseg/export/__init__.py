@@ -346,7 +346,7 @@ ALL_INPUTS = {"Add", "Sum", "Concat", "Mul", "Sub"}  # ops whose every input car
 def logit_nodes(path: Path) -> list[str]:
     """The nodes that make the logits: the convolutions that produce them and what follows them to the output
     (resizing, adding a refinement). They stay float in an int8 export: rounded to 256 steps over their
-    calibrated range (~0.1 logit), the logits themselves moved labels where two classes are close -- a third of
+    calibrated range (~0.1 logit), the logits themselves moved labels where two classes are close -- two fifths of
     the bundled model's int8 label changes (measured 2026-12-03; RESULTS.md) -- for the cost of one 1 x 1
     convolution at float."""
     import onnx
