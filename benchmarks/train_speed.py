@@ -34,6 +34,9 @@ ARCHS = {  # name in the table -> (architecture, build kwargs): the shipped conf
     "LR-ASPP MobileNetV3": ("lraspp_mobilenet_v3_large", {}),
     "DeepLabV3 MobileNetV3 +refine": ("deeplabv3_mobilenet_v3_large", {"refine": True}),
     "DeepLabV3 ResNet-50": ("deeplabv3_resnet50", {}),
+    "DeepLabV3+ MobileNetV3 +refine": ("deeplabv3plus_mobilenet_v3_large", {"refine": True}),
+    "LinkNet ResNet-18": ("linknet_resnet18", {}),
+    "U-Net ResNet-34": ("unet_resnet34", {}),
 }
 
 
@@ -153,6 +156,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--out", default="benchmarks/logs/train_speed.jsonl")
+    ap.add_argument("--models", nargs="*", choices=list(ARCHS), help="only these rows (and no render or bf16 "
+                    "agreement measurements)")
     args = ap.parse_args(argv)
     reps = 2 if args.quick else args.reps
     rows = []
@@ -162,6 +167,8 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
 
     archs = {k: v for k, v in ARCHS.items() if not (args.quick and "ResNet" in k)}
+    if args.models:
+        archs = {k: ARCHS[k] for k in args.models}
     for label, (arch, kw) in archs.items():
         heavy = "ResNet" in label
         for crop, batch in ([(384, 4)] if heavy else [(384, 4), (256, 8), (512, 2)]):
@@ -172,12 +179,14 @@ def main(argv=None):
                         record({"kind": "step", "model": label, "crop": crop, "batch": batch,
                                 "precision": "bf16" if bf16 else "fp32", "channels_last": cl, "threads": threads,
                                 "s_per_step": s, "mpx_per_s": crop * crop * batch / s / 1e6})
-    record({"kind": "render", "s_per_region": render_time(3 if args.quick else 6), "region": 1024})
-    batches = rendered_batches(6, 4, 384)
-    for label in ("light_unet w16", "DeepLabV3 MobileNetV3 +refine"):
-        arch, kw = ARCHS[label]
-        record({"kind": "bf16_training", "model": label, "steps": 30, **bf16_training_agreement(arch, kw, batches)})
-    record({"kind": "bf16_forward_labels", "model": "bundled light_unet", "agreement": bf16_forward_agreement()})
+    if not args.models:
+        record({"kind": "render", "s_per_region": render_time(3 if args.quick else 6), "region": 1024})
+        batches = rendered_batches(6, 4, 384)
+        for label in ("light_unet w16", "DeepLabV3 MobileNetV3 +refine"):
+            arch, kw = ARCHS[label]
+            record({"kind": "bf16_training", "model": label, "steps": 30,
+                    **bf16_training_agreement(arch, kw, batches)})
+        record({"kind": "bf16_forward_labels", "model": "bundled light_unet", "agreement": bf16_forward_agreement()})
 
     torch.set_num_threads(2)
     x = torch.rand(1, 3, 900, 900)
