@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -55,10 +55,7 @@ class QatRecord:
     distillation_loss: dict[str, float] = field(default_factory=dict)  # first and last 20 steps' logit MSE
 
     def to_dict(self) -> dict:
-        return {"steps": self.steps, "lr": self.lr, "crop": self.crop, "batch": self.batch, "seed": self.seed,
-                "stores": self.stores, "convolutions": self.convolutions,
-                "folded_batch_norms": self.folded_batch_norms, "seconds": round(self.seconds, 1),
-                "distillation_loss": self.distillation_loss}
+        return {**asdict(self), "seconds": round(self.seconds, 1)}
 
 
 ROUNDED_MODULES = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardswish,
@@ -200,19 +197,13 @@ class Int8Simulation:
         for node in list(graph.graph.nodes):
             if node in logits or not _rounded(node, modules) or _fuses_into_next(node, modules):
                 continue
-            name = f"int8_round_{len(self.roundings)}"
-            self.roundings.append(_Round())
-            graph.add_submodule(name, self.roundings[-1])
             with graph.graph.inserting_after(node):
-                rounded = graph.graph.call_module(name, (node,))
+                rounded = graph.graph.call_module(self._new_rounding(graph), (node,))
             node.replace_all_uses_with(rounded, delete_user_cb=lambda user, r=rounded: user is not r)
         first = next(n for n in graph.graph.nodes if n.op == "call_module"
                      and isinstance(modules.get(n.target), torch.nn.Conv2d))
-        name = f"int8_round_{len(self.roundings)}"  # the image, normalised, into the first convolution
-        self.roundings.append(_Round())
-        graph.add_submodule(name, self.roundings[-1])
-        with graph.graph.inserting_before(first):
-            rounded = graph.graph.call_module(name, (first.args[0],))
+        with graph.graph.inserting_before(first):  # the image, normalised, into the first convolution
+            rounded = graph.graph.call_module(self._new_rounding(graph), (first.args[0],))
         first.replace_input_with(first.args[0], rounded)
         graph.recompile()
         self.model = graph
@@ -223,6 +214,12 @@ class Int8Simulation:
             parametrize.register_parametrization(conv, "weight", RoundedWeight(bn))
         for r in self.roundings:
             r.rounding = True
+
+    def _new_rounding(self, graph) -> str:
+        name = f"int8_round_{len(self.roundings)}"
+        self.roundings.append(_Round())
+        graph.add_submodule(name, self.roundings[-1])
+        return name
 
     def finish(self):
         """The copy, trained, without the simulation: weights left on the grid (the export rounds them to the
