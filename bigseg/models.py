@@ -305,6 +305,8 @@ CPU_TRAINING = {  # measured: benchmarks/train_speed.py, RESULTS.md "Training sp
     "deeplabv3_mobilenet_v3_large": ("bf16", False),  # 1.18 s -> 0.84 s (channels_last: 0.88 s)
     "deeplabv3plus_mobilenet_v3_large": ("bf16", False),  # the same trunk; 1.17 s vs DeepLabV3's 1.13 s, bf16
     "deeplabv3_resnet50": ("bf16", False),  # 10.1 s -> 6.9 s
+    "linknet_resnet18": ("bf16", False),  # 0.85 s -> 0.46 s (2026-12-03)
+    "unet_resnet34": ("bf16", False),  # 3.14 s -> 1.85 s (2026-12-03)
 }
 """Per architecture, the fastest training step on a CPU with bf16 hardware (AVX512-BF16/AMX) that keeps the
 labels: (precision, channels_last). Architectures not listed train in fp32, NCHW."""
