@@ -50,16 +50,17 @@ def config(name: str, extra: dict, steps: int, out: Path) -> dict:
     }
 
 
-def measure(model: str | None, stores: list[Path]) -> dict:
+def measure(model: str | None, stores: list[Path], tta: str = "none") -> dict:
     from bigseg.metrics import scores
     from bigseg.trust import measure_slab
 
-    rows = [measure_slab(s, model) for s in stores]
+    rows = [measure_slab(s, model, tta=tta) for s in stores]
     iou = scores(np.sum([r["confusion"] for r in rows], axis=0), ["paste", "stone", "void"])["iou"]
     sf = [abs(r["spacing_factor_error"]) for r in rows if r["spacing_factor_error"] is not None]
     return {"iou_void": iou["void"], "iou_stone": iou["stone"],
             "mean_abs_air_error_points": float(np.mean([abs(r["air_error_points"]) for r in rows])),
             "mean_abs_spacing_factor_error": float(np.mean(sf)) if sf else None,
+            "megapixels_per_second": float(np.mean([r["megapixels_per_second"] for r in rows])),
             "slabs": [{k: r[k] for k in ("store", "iou", "air_error_points", "spacing_factor_error")} for r in rows]}
 
 
