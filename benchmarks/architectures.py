@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).parent))
-from losses import measure  # noqa: E402  (the same measurement as the loss table)
+from losses import train_and_measure, validation_stores  # noqa: E402  (the loss table's measurement)
 
 STEP_SECONDS = {  # seconds per step of 4 x 384² with the crop renderer on the same two cores, bf16: light_unet
     # measured in a first run of this script (1367 steps in ~480 s: the renderer, not the step, sets its pace);
@@ -68,24 +64,12 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/logs/architectures.json")
     args = ap.parse_args(argv)
 
-    from bigseg.trust import CALIBRATION_SEED as VALIDATION_SEED
-    from bigseg.trust import synthetic_store
-
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    stores = [synthetic_store(Path(args.validation_workdir), "random", VALIDATION_SEED + k, args.size)
-              for k in range(args.slabs)]
+    stores = validation_stores(args.validation_workdir, args.slabs, args.size)
     results = {}
     for name, cfg in configs(args.seconds, work).items():
-        path = work / (Path(cfg["out"]).name + ".yaml")
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "bigseg", "--no-progress", "train", "--config", str(path)], check=True,
-                       stdout=subprocess.DEVNULL)
-        seconds = time.monotonic() - start
-        results[name] = {**measure(str(Path(cfg["out"]) / "model.pt"), stores), "train_seconds": round(seconds, 1),
-                         "steps": cfg.get("iterations") or sum(st["iterations"] for st in cfg["stages"]),
-                         "config": cfg}
+        results[name] = train_and_measure(cfg, work, stores)
         print(json.dumps({"model": name, **{k: v for k, v in results[name].items() if k not in ("slabs", "config")}}),
               flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,29 @@ def measure(model: str | None, stores: list[Path], tta: str = "none") -> dict:
             "slabs": [{k: r[k] for k in ("store", "iou", "air_error_points", "spacing_factor_error")} for r in rows]}
 
 
+def validation_stores(workdir: str, slabs: int, size: int) -> list[Path]:
+    """The validation slabs (random styles, seeds 7000000..; made in ``workdir`` if missing): those of
+    ``bigseg calibrate`` and ship_int8.py, never a held-out style."""
+    from bigseg.trust import CALIBRATION_SEED as VALIDATION_SEED
+    from bigseg.trust import synthetic_store
+
+    return [synthetic_store(Path(workdir), "random", VALIDATION_SEED + k, size) for k in range(slabs)]
+
+
+def train_and_measure(cfg: dict, work: Path, stores: list[Path]) -> dict:
+    """Train ``cfg`` (written beside its run in ``work``) with ``bigseg train`` in a process of its own, then
+    :func:`measure` its model; the wall-clock, the steps and the config go with the figures."""
+    path = work / (Path(cfg["out"]).name + ".yaml")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bigseg", "--no-progress", "train", "--config", str(path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    steps = cfg.get("iterations") or sum(stage["iterations"] for stage in cfg["stages"])
+    return {**measure(str(Path(cfg["out"]) / "model.pt"), stores), "train_seconds": round(seconds, 1),
+            "steps": steps, "config": cfg}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
@@ -76,13 +99,9 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="loss names (keys of LOSSES) to run")
     args = ap.parse_args(argv)
 
-    from bigseg.trust import CALIBRATION_SEED as VALIDATION_SEED
-    from bigseg.trust import synthetic_store
-
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    stores = [synthetic_store(Path(args.validation_workdir), "random", VALIDATION_SEED + k, args.size)
-              for k in range(args.slabs)]
+    stores = validation_stores(args.validation_workdir, args.slabs, args.size)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     if "base (no fine-tune)" not in results:
@@ -92,15 +111,7 @@ def main(argv=None):
     for name, extra in LOSSES.items():
         if args.only and name not in args.only:
             continue
-        cfg = config(name, extra, args.steps, work)
-        path = work / (Path(cfg["out"]).name + ".yaml")
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "bigseg", "--no-progress", "train", "--config", str(path)], check=True,
-                       stdout=subprocess.DEVNULL)
-        seconds = time.monotonic() - start
-        results[name] = {**measure(str(Path(cfg["out"]) / "model.pt"), stores), "train_seconds": round(seconds, 1),
-                         "steps": args.steps, "config": cfg}
+        results[name] = train_and_measure(config(name, extra, args.steps, work), work, stores)
         print(json.dumps({"loss": name, **{k: v for k, v in results[name].items() if k not in ("slabs", "config")}}),
               flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from losses import measure  # noqa: E402
+from losses import measure, validation_stores  # noqa: E402
 
 MODES = ("none", "flip", "flip4", "multiscale", "flip-multiscale")
 
@@ -30,11 +30,7 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/logs/tta.json")
     args = ap.parse_args(argv)
 
-    from bigseg.trust import CALIBRATION_SEED as VALIDATION_SEED
-    from bigseg.trust import synthetic_store
-
-    stores = [synthetic_store(Path(args.validation_workdir), "random", VALIDATION_SEED + k, args.size)
-              for k in range(args.slabs)]
+    stores = validation_stores(args.validation_workdir, args.slabs, args.size)
     measure(None, stores[:1])  # warm the caches (the export, the slabs' pages) before anything is timed
     results = {}
     for mode in MODES:
