@@ -64,6 +64,14 @@ def measure(model: str | None, stores: list[Path], tta: str = "none") -> dict:
             "slabs": [{k: r[k] for k in ("store", "iou", "air_error_points", "spacing_factor_error")} for r in rows]}
 
 
+def metric_cells(r: dict) -> str:
+    """The four figures every table of these benchmarks shows, as Markdown cells: void and stone IoU, mean |air
+    error|, mean |spacing-factor error| ("-" where no void was found)."""
+    sf = r["mean_abs_spacing_factor_error"]
+    return (f"{r['iou_void']:.3f} | {r['iou_stone']:.3f} | {r['mean_abs_air_error_points']:.2f} | "
+            f"{'-' if sf is None else f'{100 * sf:.1f} %'}")
+
+
 def validation_stores(workdir: str, slabs: int, size: int) -> list[Path]:
     """The validation slabs (random styles, seeds 7000000..; made in ``workdir`` if missing): those of
     ``bigseg calibrate`` and ship_int8.py, never a held-out style."""
@@ -120,9 +128,7 @@ def main(argv=None):
     print("| loss | void IoU | stone IoU | mean abs air error (points) | mean abs spacing factor error | train s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        sf = r["mean_abs_spacing_factor_error"]
-        print(f"| {name} | {r['iou_void']:.3f} | {r['iou_stone']:.3f} | {r['mean_abs_air_error_points']:.2f} | "
-              f"{'-' if sf is None else f'{100 * sf:.1f} %'} | {r.get('train_seconds', '-')} |")
+        print(f"| {name} | {metric_cells(r)} | {r.get('train_seconds', '-')} |")
     return 0
 
 
