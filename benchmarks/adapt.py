@@ -98,15 +98,15 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
 
 
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
-              echo=print, tta: str = "none") -> dict:
+              echo=print, tta: str = "none", base: str | None = None) -> dict:
     import dataclasses
     import shutil
 
     painted = make_slab(work, style, seed, size)
     sibling = make_slab(work, style, seed + 1, size)
     row: dict = {"style": style, "seed": seed, "size": list(size), "per_class": per_class, "protocol": protocol,
-                 "options": opts.__dict__}
-    row["base"] = {"painted": measured(painted, None, False), "sibling": measured(sibling, None, False)}
+                 "options": opts.__dict__, "base_model": base or "bundled"}
+    row["base"] = {"painted": measured(painted, base, False), "sibling": measured(sibling, base, False)}
     for name in (ann.LAYER, ann.PYRAMID):  # a store reused from an earlier run: paint afresh
         shutil.rmtree(painted / name, ignore_errors=True)
     st.consolidate(painted)
@@ -114,14 +114,14 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     t0 = time.perf_counter()
     if protocol == "blind":
         row["strokes"] = paint(painted, per_class, seed)
-        r = adapt([str(painted)], model, options=opts, overwrite=True, echo=echo, progress=False)
+        r = adapt([str(painted)], model, base=base, options=opts, overwrite=True, echo=echo, progress=False)
         rounds = [r]
     else:
         half = dataclasses.replace(opts, minutes=opts.minutes / 2,
                                    steps=opts.steps // 2 if opts.steps is not None else None)
         first = work / f"{style}-{seed}-{per_class}-{protocol}-round1.pt"
         paint(painted, per_class // 2, seed)
-        r1 = adapt([str(painted)], first, options=half, overwrite=True, echo=echo, progress=False)
+        r1 = adapt([str(painted)], first, base=base, options=half, overwrite=True, echo=echo, progress=False)
         measure_slab(painted, str(first))  # the labels the person looks at
         row["strokes"] = paint(painted, per_class - per_class // 2, seed + 1, labels=True)
         r = adapt([str(painted)], model, base=first, options=half, overwrite=True, echo=echo, progress=False)
@@ -240,11 +240,17 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
     ap.add_argument("--grow", type=int, default=AdaptOptions.grow)
     ap.add_argument("--balance", default=AdaptOptions.balance)
+    ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
+                    help="weight of synthetic crops with exact truth trained on beside the strokes")
+    ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
+    ap.add_argument("--replay-band", type=int, default=AdaptOptions.replay_band,
+                    help="replay's loss only within this many px of a void (0: every pixel)")
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
     ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
+    ap.add_argument("--base", help="the model to adapt (default: the bundled one); its own figures are the base row")
     ap.add_argument("--tta", default="none", choices=["none", "flip", "flip4", "multiscale", "flip-multiscale"],
                     help="also measure the adapted model inferred with this --tta")
     a = ap.parse_args(argv)
@@ -259,12 +265,13 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance)
+    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance,
+                        replay=a.replay, replay_batch=a.replay_batch, replay_band=a.replay_band or None)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
-            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta)
+            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base)
             rows.append(row)
             budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
             name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"

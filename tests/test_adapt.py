@@ -303,3 +303,64 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and other.steps == 4
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
+
+
+def test_replay_trains_on_synthetic_truth_beside_the_strokes(tmp_path):
+    """--replay: synthetic crops with their exact truth join each step (the pool rendered once); the option is in the
+    checkpoint's record; replay changes the weights against the same run without it; a base model with other
+    classes, or a weight out of range, gets one line."""
+    import torch
+
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+    from bigseg.train.replay import ReplayPool
+
+    pool = ReplayPool(64, regions=2, region=128, seed=0)
+    images, truth = pool.batch(3, np.random.default_rng(0))
+    assert images.shape == (3, 3, 64, 64) and truth.shape == (3, 64, 64) and truth.dtype == torch.int64
+    assert float(images.min()) >= 0 and float(images.max()) <= 1 and set(truth.unique().tolist()) <= {0, 1, 2}
+
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, export=False, suggestions=0)
+    plain = adapt([store], tmp_path / "plain.pt", options=opts, echo=lambda *a: None, progress=False)
+    lines: list[str] = []
+    replayed = adapt([store], tmp_path / "replay.pt", echo=lines.append, progress=False,
+                     options=AdaptOptions(**{**opts.__dict__, "replay": 1.0, "replay_band": None}))
+    assert plain.steps == replayed.steps == 3 and any(line.startswith("replay:") for line in lines)
+    a, b = (checkpoint.read(tmp_path / f"{k}.pt") for k in ("plain", "replay"))
+    assert b["meta"]["adapted"]["options"]["replay"] == 1.0
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    banded = adapt([store], tmp_path / "band.pt", echo=lambda *a: None, progress=False,
+                   options=AdaptOptions(**{**opts.__dict__, "replay": 1.0, "replay_band": 8, "steps": 6}))
+    assert banded.steps == 6 and checkpoint.read(tmp_path / "band.pt")["meta"]["adapted"]["options"]["replay_band"] == 8
+
+    assert "--replay-band must be between" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt",
+                                                                 "--replay", "1", "--replay-band", "0"))
+    assert "--replay must be a weight" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt", "--replay",
+                                                             "-1"))
+    other = (*CONCRETE, ClassInfo(3, "crack", (255, 0, 0)))
+    from bigseg.models import build
+
+    four = tmp_path / "four.zarr"
+    ingest(tmp_path / "slab.png", four, chunk=256, classes=other)
+    ann.paint(four, ann.Stroke(0, 4.0, ((50, 50), (150, 50))))
+    ann.paint(four, ann.Stroke(3, 4.0, ((50, 150), (150, 150))))
+    checkpoint.save(tmp_path / "four.pt", build("light_unet", 4), arch="light_unet", classes=other)
+    assert "--replay trains on synthetic concrete" in error_line(run_cli(
+        "adapt", four, "-o", tmp_path / "m.pt", "--model", tmp_path / "four.pt", "--replay", "0.5"))
+
+
+def test_replay_void_band_keeps_only_the_pixels_near_voids():
+    import torch
+
+    from bigseg.train.replay import void_band
+
+    truth = torch.zeros(2, 40, 40, dtype=torch.long)
+    truth[0, 20, 20] = 2
+    truth[0, :5, :] = 1
+    band = void_band(truth, 8)
+    assert int((band[0] != 255).sum()) == 17 * 17  # the square within 8 px (chessboard) of the one void pixel
+    assert band[0, 20, 12] == 0 and band[0, 20, 11] == 255 and band[0, 20, 20] == 2
+    assert bool((band[1] == 255).all())  # a crop without voids gives no pixel: adapt skips its loss, never NaN

@@ -20,6 +20,9 @@ What it does, in order:
    divergence from the **base model's own soft prediction** on the pixels nobody painted (computed on the crop
    before photometric changes), so the network keeps what it knew everywhere the strokes say nothing.
    BatchNorm statistics stay the base's (a batch of crops around a few strokes is no estimate of a slab).
+   With ``replay`` > 0, each step also trains on ``replay_batch`` crops of synthetic concrete with their exact
+   truth (:mod:`bigseg.train.replay`, the bundled model's training mix), cross-entropy weighted by ``replay``:
+   strokes say what a class looks like inside its regions, the synthetic truth where voids end.
 5. **Stops** at the time budget (``minutes``) or, after at least 40 % of it, when the loss has stopped falling
    (the mean of its last 300 steps within 0.5 % of the 300 before), with a learning rate that decays as a cosine
    over the budget. With a step budget (``steps``) the cosine runs over the steps and the run stops after them
@@ -58,6 +61,8 @@ from bigseg.modelfile import model_kind
 from bigseg.paths import refuse_overlap
 from bigseg.progress import make_bar
 from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.replay import ReplayPool, void_band
+from bigseg.train.replay import check_classes as check_replay_classes
 
 MAX_COORDS = 400_000
 """Painted pixels kept per class and store to draw crop centres from (a uniform subsample above it)."""
@@ -523,6 +528,8 @@ def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: Ada
     if base_names != names:
         raise BigsegError(f"--model {base}: its classes ({', '.join(base_names)}) are not the stores' "
                           f"({', '.join(names)}); adapt a model made for these classes")
+    if opts.replay > 0:
+        check_replay_classes(names)
     return tables[0], meta
 
 
@@ -574,6 +581,11 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
                             weight_decay=opts.weight_decay)
 
     photometric = PhotometricConfig.model_validate({}) if opts.photometric else None
+    replay = None
+    if opts.replay > 0:
+        replay = ReplayPool(opts.crop, seed=opts.seed)
+        echo(f"replay: {replay.regions} synthetic regions with exact truth rendered in {replay.seconds:.0f} s; "
+             f"{opts.replay_batch} crops a step at weight {opts.replay:g}")
     budget = opts.minutes * 60
     echo(f"adapting {base_path.name} on {len(paths)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
          f"{'bf16' if bf16 else 'fp32'}, crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
@@ -598,14 +610,27 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             if channels_last:
                 clean = clean.contiguous(memory_format=torch.channels_last)
                 images = images.contiguous(memory_format=torch.channels_last)
-            soft = None
+            soft, replay_truth = None, None
+            if replay is not None:
+                replay_images, replay_truth = replay.batch(opts.replay_batch, rng)
+                if opts.replay_band is not None:
+                    replay_truth = void_band(replay_truth, opts.replay_band, ignore=IGNORE_LABEL)
+                images = torch.cat([images, replay_images.to(memory_format=images_format(channels_last))])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 if teacher is not None:
                     with torch.inference_mode():
                         soft = teacher(clean).float()
                     soft = soft.clone()
                 logits = model(images).float()
+            if replay_truth is not None:
+                logits, replay_logits = logits[: opts.batch], logits[opts.batch :]
             loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
+            if replay_truth is not None:
+                kept = replay_truth != IGNORE_LABEL  # a band may hold no pixel (crops without voids)
+                if kept.any():
+                    ce = torch.nn.functional.cross_entropy(replay_logits, replay_truth, ignore_index=IGNORE_LABEL,
+                                                           reduction="sum")
+                    loss = loss + opts.replay * ce / kept.sum()
             if not torch.isfinite(loss):
                 raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
             opt.zero_grad(set_to_none=True)
@@ -643,6 +668,12 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
+
+
+def images_format(channels_last: bool):
+    import torch
+
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _pct(v) -> str:

@@ -33,6 +33,9 @@ class AdaptOptions:
     export: bool = True
     suggestions: int = 5
     tta: str = "none"  # the views the held-back strokes are scored with: what `infer --tta` will run
+    replay: float = 0.0  # weight of the synthetic crops with exact truth trained on beside the strokes (0: none)
+    replay_batch: int = 4
+    replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -58,5 +61,11 @@ class AdaptOptions:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
             raise BigsegError(f"--held-back must be a fraction between 0 and 1, got {self.held_back}")
+        if not (math.isfinite(self.replay) and 0 <= self.replay <= 100):
+            raise BigsegError(f"--replay must be a weight between 0 and 100, got {self.replay}")
+        if not 1 <= self.replay_batch <= 256:
+            raise BigsegError(f"--replay-batch must be between 1 and 256, got {self.replay_batch}")
+        if self.replay_band is not None and not 1 <= self.replay_band <= 64:
+            raise BigsegError(f"--replay-band must be between 1 and 64 px, got {self.replay_band}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
