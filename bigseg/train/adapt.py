@@ -607,15 +607,16 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             for g in opt.param_groups:
                 g["lr"] = lr
             clean, images, targets = _batch(readers, pairs, opts, rng, photometric)
-            if channels_last:
-                clean = clean.contiguous(memory_format=torch.channels_last)
-                images = images.contiguous(memory_format=torch.channels_last)
-            soft, replay_truth = None, None
-            if replay is not None:
+            replay_truth = None
+            if replay is not None:  # one forward over the strokes' crops and replay's (BatchNorm is frozen)
                 replay_images, replay_truth = replay.batch(opts.replay_batch, rng)
                 if opts.replay_band is not None:
                     replay_truth = void_band(replay_truth, opts.replay_band, ignore=IGNORE_LABEL)
-                images = torch.cat([images, replay_images.to(memory_format=images_format(channels_last))])
+                images = torch.cat([images, replay_images])
+            if channels_last:
+                clean = clean.contiguous(memory_format=torch.channels_last)
+                images = images.contiguous(memory_format=torch.channels_last)
+            soft = None
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 if teacher is not None:
                     with torch.inference_mode():
@@ -668,12 +669,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
-
-
-def images_format(channels_last: bool):
-    import torch
-
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _pct(v) -> str:

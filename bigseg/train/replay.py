@@ -13,13 +13,11 @@ import time
 
 import numpy as np
 
+from bigseg.classes import CONCRETE
 from bigseg.errors import BigsegError
 
-VOID_BAND = 8
-"""Replay trains on void pixels and the pixels within this many px of a void: where voids end, and small voids."""
 REPLAY_STYLES = {"random": 0.85, "classic": 0.15}
 """The bundled model's training mix (configs/generalization-*.yaml); held-out styles are never drawn."""
-CONCRETE = ("paste", "stone", "void")
 
 
 class ReplayPool:
@@ -49,7 +47,7 @@ class ReplayPool:
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def void_band(truth, band: int = VOID_BAND, void: int = 2, ignore: int = 255):
+def void_band(truth, band: int, void: int = 2, ignore: int = 255):
     """``truth`` with every pixel farther than ``band`` px from a void set to ``ignore``: the synthetic truth says
     where voids end and which dark specks are voids, not what this lab's paste and stone look like (a synthetic
     paste can look like the lab's stone)."""
@@ -61,6 +59,7 @@ def void_band(truth, band: int = VOID_BAND, void: int = 2, ignore: int = 255):
 
 def check_classes(names: list[str]) -> None:
     """Replay's truth is concrete's three classes: a base model with other classes gets one line."""
-    if tuple(names) != CONCRETE:
-        raise BigsegError(f"--replay trains on synthetic concrete (classes {', '.join(CONCRETE)}); this base model's "
+    concrete = [c.name for c in CONCRETE]
+    if list(names) != concrete:
+        raise BigsegError(f"--replay trains on synthetic concrete (classes {', '.join(concrete)}); this base model's "
                           f"classes are {', '.join(names)}")
