@@ -38,7 +38,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=3072)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--workdir", default="benchmarks/work/generalization")
-    ap.add_argument("--out", default="benchmarks/logs/generalization.json")
+    ap.add_argument("--out", default="benchmarks/out/generalization.json",
+                    help="the JSON (benchmarks/logs/generalization.json is the committed record of the last table)")
     args = ap.parse_args(argv)
 
     from bigseg import checkpoint
