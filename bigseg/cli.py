@@ -548,7 +548,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Weight of the base model's own predictions on unpainted pixels (keeps boundaries and what it "
               "knew; 0: strokes only).")
 @click.option("--grow", default=AdaptOptions.grow, show_default=True, type=int,
-              help="Grow each stroke this far (px) over pixels of its class's colour, to the edge of its region, "
+              help="Grow each stroke this far (px) over pixels of that stroke's own colour, to the edge of its region, "
               "so the fine-tune learns where classes end (0: the painted pixels only).")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")

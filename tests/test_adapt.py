@@ -364,3 +364,43 @@ def test_replay_void_band_keeps_only_the_pixels_near_voids():
     assert int((band[0] != 255).sum()) == 17 * 17  # the square within 8 px (chessboard) of the one void pixel
     assert band[0, 20, 12] == 0 and band[0, 20, 11] == 255 and band[0, 20, 20] == 2
     assert bool((band[1] == 255).all())  # a crop without voids gives no pixel: adapt skips its loss, never NaN
+
+
+def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
+    """crushed's dark sand grains are paste by the class convention and look like voids. A paste stroke painted
+    over one labels the grain around it, and growing by each stroke's own colours keeps the grown labels right:
+    grown by the paste class's colours (light paste and dark grains together, one wide model) paste leaked into
+    the voids (97.0 % of grown pixels right on this slab, 99.2 % now)."""
+    from scipy import ndimage
+
+    store = _ingested(tmp_path, style="crushed")
+    truth, image = _array(store, "truth"), _array(store, "image").mean(axis=2)
+    for s in simulate_strokes(truth, 3, 12, np.random.default_rng(0)):
+        ann.paint(store, s)
+    grains, n = ndimage.label((truth == 0) & (image < 120))
+    inside = ndimage.distance_transform_edt(grains > 0)
+    painted = []
+    for g in np.argsort(-np.bincount(grains.ravel())[1:])[:3] + 1:
+        depth = np.where(grains == g, inside, 0)
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+        if depth[y, x] >= 8:
+            ann.paint(store, ann.Stroke(0, 3.0, ((x - 4.5, y + 0.5), (x + 5.5, y + 0.5))))
+            painted.append((g, y, x))
+    strokes = read_strokes(str(store), 3, 0.2, np.random.default_rng(1))
+    trained = np.zeros(truth.shape, bool)
+    trained[strokes.train[0][:, 0], strokes.train[0][:, 1]] = True
+    reader = ChunkReader(strokes)
+    grow_strokes(reader, np.random.default_rng(2))
+    seen = reader.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+    checked = 0
+    for g, y, x in painted:
+        if not trained[y, x]:
+            continue  # held back: never grown
+        reach = (grains == g) & (np.hypot(*np.mgrid[: truth.shape[0], : truth.shape[1]] - np.array([y, x])[:, None,
+                                                                                                       None]) < 12)
+        assert (seen[reach] == 0).mean() > 0.6, (g, y, x)  # the grain around the stroke is labelled paste
+        assert not (seen[grains == g] == 2).any()
+        checked += 1
+    assert checked >= 2
+    g = (seen != 255) & (_array(store) == 255)
+    assert (seen[g] == truth[g]).mean() > 0.985  # growing by the paste class's colours: 0.970

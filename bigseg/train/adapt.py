@@ -9,8 +9,9 @@ What it does, in order:
    has two or more) is **held back** -- chosen by a hash of the stroke's position and ``seed``, so a stroke held
    back once stays held back when more are painted -- never trained on, scored at the end.
 2. **Growing** (``grow`` px, 0: off): each training stroke is grown over the connected pixels near it whose
-   colour is its class's (:func:`grow_strokes`), and the thin band where two grown classes meet is labelled by the
-   nearer colour: strokes sit inside regions, and this puts labels on both sides of the edges they reach.
+   colour is that stroke's own (:func:`grow_strokes`), and the thin band where two grown classes meet is
+   labelled by the nearer colour: strokes sit inside regions, and this puts labels on both sides of the edges
+   they reach.
 3. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
    few per cent of a slab and of its strokes), read through a small cache of decoded chunks; random flips and
    quarter turns, and the photometric augmentation of training (brightness, contrast, gamma, colour, blur,
@@ -226,12 +227,23 @@ def _colour_models(reader: ChunkReader, rng) -> dict[int, tuple[np.ndarray, np.n
     return out
 
 
+def _stroke_model(pix: np.ndarray, mask: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse covariance of the (smoothed) colours under one stroke."""
+    v = pix[mask].astype(np.float64)
+    if len(v) > 2000:
+        v = v[rng.choice(len(v), 2000, replace=False)]
+    cov = np.cov(v.T) + np.eye(3) * 4.0  # at least 2 grey levels of spread per channel (JPEG, noise)
+    return v.mean(axis=0), np.linalg.inv(cov)
+
+
 def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
-    """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
-    and nearer to it than to any other class's, and label the thin band where two grown classes meet by the
-    nearer colour: strokes sit inside regions, and this puts labels on both sides of each edge they reach, so the
-    fine-tune learns where one class ends. Pixels near held-back strokes are left alone. Returns the pixels
-    added."""
+    """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is that
+    stroke's own and nearer to it than to any other class's, and label the thin band where two grown classes meet
+    by the nearer colour: strokes sit inside regions, and this puts labels on both sides of each edge they reach,
+    so the fine-tune learns where one class ends. Each stroke grows by its own colours, not its class's: a paste
+    stroke painted over a dark sand grain fills that grain (its class's colours, mostly light paste, would not --
+    measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %). Pixels near
+    held-back strokes are left alone. Returns the pixels added."""
     from scipy import ndimage
 
     strokes = reader.s
@@ -256,18 +268,27 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
         flat = pix.reshape(-1, 3).astype(np.float64)
         d2 = np.stack([np.einsum("ij,jk,ik->i", flat - models[c][0], models[c][1], flat - models[c][0])
                        for c in classes]).reshape(len(classes), *block.shape)
-        nearest = np.asarray(classes)[d2.argmin(axis=0)]
+        free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
         for k, c in enumerate(classes):
-            seed = train == c
-            if not seed.any():
-                continue
-            zone = ndimage.distance_transform_edt(~seed) <= distance
-            similar = zone & (nearest == c) & (d2[k] < GROW_LIMIT) & ~near_held & (train == IGNORE_LABEL)
-            region = ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
-            grown[region] = c
-            claimed += region
+            others = np.delete(d2, k, axis=0).min(axis=0)
+            pieces, _ = ndimage.label(train == c, structure=np.ones((3, 3), bool))
+            region_c = np.zeros(block.shape, bool)
+            for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+                if box is None:
+                    continue
+                ys = slice(max(box[0].start - distance, 0), box[0].stop + distance)
+                xs = slice(max(box[1].start - distance, 0), box[1].stop + distance)
+                seed = pieces[ys, xs] == i
+                mean, inv = _stroke_model(pix[ys, xs], seed, rng)
+                diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
+                own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
+                zone = ndimage.distance_transform_edt(~seed) <= distance
+                similar = zone & (own < GROW_LIMIT) & (own < others[ys, xs]) & free[ys, xs]
+                region_c[ys, xs] |= ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
+            grown[region_c] = c
+            claimed += region_c
         grown[claimed > 1] = IGNORE_LABEL
         labelled = (train != IGNORE_LABEL) | (grown != IGNORE_LABEL)
         merged = np.where(train != IGNORE_LABEL, train, grown)
