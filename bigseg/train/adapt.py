@@ -84,6 +84,7 @@ class Strokes:
     painted: dict[int, int] = field(default_factory=dict)
     chunk: tuple[int, int] = (1024, 1024)
     grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
+    starts: dict[int, np.ndarray] = field(default_factory=dict)  # class id -> where each stroke's rows begin in train
 
 
 def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int) -> set[int]:
@@ -145,9 +146,12 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
     for c, parts in train.items():
         if parts:
             together = np.concatenate(parts)
+            stroke = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
             if len(together) > MAX_COORDS:
-                together = together[rng.choice(len(together), MAX_COORDS, replace=False)]
+                keep = np.sort(rng.choice(len(together), MAX_COORDS, replace=False))  # in stroke order still
+                together, stroke = together[keep], stroke[keep]
             out.train[c] = together
+            out.starts[c] = np.flatnonzero(np.r_[True, stroke[1:] != stroke[:-1]])
     out.held = {o: np.concatenate(v) for o, v in held_flat.items()}
     return out
 
@@ -322,7 +326,13 @@ def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: Ada
         r, c = classes[int(rng.integers(len(classes)))]
         reader = readers[r]
         coords = reader.s.train[c]
-        y, x = coords[int(rng.integers(len(coords)))]
+        if opts.sample == "stroke":  # a stroke of the class, then one of its pixels: every stroke counts alike
+            starts = reader.s.starts[c]
+            k = int(rng.integers(len(starts)))
+            end = int(starts[k + 1]) if k + 1 < len(starts) else len(coords)
+            y, x = coords[int(rng.integers(int(starts[k]), end))]
+        else:
+            y, x = coords[int(rng.integers(len(coords)))]
         jitter = size // 3
         cy, cx = int(y) + int(rng.integers(-jitter, jitter + 1)), int(x) + int(rng.integers(-jitter, jitter + 1))
         h, w = reader.s.shape
