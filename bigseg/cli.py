@@ -559,9 +559,6 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--replay-band", default=AdaptOptions.replay_band, show_default=True, type=int,
               help="Replay's loss only within this many px of a void: every pixel of it taught the slab's paste and "
               "stone what synthetic ones look like (measured: a stone colour read as paste).")
-@click.option("--sample", default=AdaptOptions.sample, show_default=True, type=click.Choice(["pixel", "stroke"]),
-              help="Centre crops on any painted pixel alike, or on any stroke alike (short strokes over small "
-              "mistakes count as much as long ones).")
 @click.option("--crop", default=AdaptOptions.crop, show_default=True, type=int, help="Crop side (px).")
 @click.option("--batch", default=AdaptOptions.batch, show_default=True, type=int, help="Crops per step.")
 @click.option("--lr", default=AdaptOptions.lr, show_default=True, type=float, help="Peak learning rate (AdamW).")
@@ -573,8 +570,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               type=click.Choice(TTA),
               help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, steps, prior, grow, balance, replay, replay_band, sample, crop, batch, lr,
-          held_back, seed, threads, tta, overwrite):
+def adapt(stores, out, model, minutes, steps, prior, grow, balance, replay, replay_band, crop, batch, lr, held_back,
+          seed, threads, tta, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -589,8 +586,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, balance, replay, repl
     from bigseg.train.adapt import adapt as run
 
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, balance=balance, replay=replay,
-                        replay_band=replay_band, sample=sample, crop=crop, batch=batch, lr=lr, held_back=held_back,
-                        seed=seed, threads=threads, tta=tta)
+                        replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back, seed=seed,
+                        threads=threads, tta=tta)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:

@@ -84,7 +84,6 @@ class Strokes:
     painted: dict[int, int] = field(default_factory=dict)
     chunk: tuple[int, int] = (1024, 1024)
     grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
-    starts: dict[int, np.ndarray] = field(default_factory=dict)  # class id -> where each stroke's rows begin in train
 
 
 def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int) -> set[int]:
@@ -146,12 +145,9 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
     for c, parts in train.items():
         if parts:
             together = np.concatenate(parts)
-            stroke = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
             if len(together) > MAX_COORDS:
-                keep = np.sort(rng.choice(len(together), MAX_COORDS, replace=False))  # in stroke order still
-                together, stroke = together[keep], stroke[keep]
+                together = together[rng.choice(len(together), MAX_COORDS, replace=False)]
             out.train[c] = together
-            out.starts[c] = np.flatnonzero(np.r_[True, stroke[1:] != stroke[:-1]])
     out.held = {o: np.concatenate(v) for o, v in held_flat.items()}
     return out
 
@@ -217,6 +213,8 @@ GROW_LIMIT = 9.0
 """Squared Mahalanobis distance to the class's stroke colours within which a pixel may join a grown stroke (about
 the 97th percentile of a chi-square with three degrees of freedom)."""
 BAND_PX = 2
+MIN_STROKE_PX = 8
+"""A piece of a stroke smaller than this (where it crosses a chunk border) is not grown."""
 
 
 def _colour_models(reader: ChunkReader, rng) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -285,6 +283,8 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
                 ys = slice(max(box[0].start - distance, 0), box[0].stop + distance)
                 xs = slice(max(box[1].start - distance, 0), box[1].stop + distance)
                 seed = pieces[ys, xs] == i
+                if seed.sum() < MIN_STROKE_PX:  # a stroke's corner across a chunk border: too few colours to model
+                    continue
                 mean, inv = _stroke_model(pix[ys, xs], seed, rng)
                 diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
                 own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
@@ -326,13 +326,7 @@ def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: Ada
         r, c = classes[int(rng.integers(len(classes)))]
         reader = readers[r]
         coords = reader.s.train[c]
-        if opts.sample == "stroke":  # a stroke of the class, then one of its pixels: every stroke counts alike
-            starts = reader.s.starts[c]
-            k = int(rng.integers(len(starts)))
-            end = int(starts[k + 1]) if k + 1 < len(starts) else len(coords)
-            y, x = coords[int(rng.integers(int(starts[k]), end))]
-        else:
-            y, x = coords[int(rng.integers(len(coords)))]
+        y, x = coords[int(rng.integers(len(coords)))]
         jitter = size // 3
         cy, cx = int(y) + int(rng.integers(-jitter, jitter + 1)), int(x) + int(rng.integers(-jitter, jitter + 1))
         h, w = reader.s.shape

@@ -26,7 +26,6 @@ class AdaptOptions:
     held_back: float = HELD_BACK
     grow: int = 12
     balance: str = "pixel"
-    sample: str = "pixel"  # crop centres: any painted pixel alike ("pixel") or any stroke alike ("stroke")
     seed: int = 0
     threads: int | None = None
     min_steps: int = 300
@@ -56,8 +55,6 @@ class AdaptOptions:
             raise BigsegError(f"--lr must be in (0, 1], got {self.lr}")
         if not (math.isfinite(self.prior) and 0 <= self.prior <= 100):
             raise BigsegError(f"--prior must be between 0 and 100, got {self.prior}")
-        if self.sample not in ("stroke", "pixel"):
-            raise BigsegError(f"--sample must be stroke or pixel, got {self.sample!r}")
         if self.balance not in ("class", "pixel"):
             raise BigsegError(f"--balance must be class or pixel, got {self.balance!r}")
         if not 0 <= self.grow <= 64:
