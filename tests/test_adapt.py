@@ -392,12 +392,12 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     reader = ChunkReader(strokes)
     grow_strokes(reader, np.random.default_rng(2))
     seen = reader.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+    yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
     checked = 0
     for g, y, x in painted:
         if not trained[y, x]:
             continue  # held back: never grown
-        reach = (grains == g) & (np.hypot(*np.mgrid[: truth.shape[0], : truth.shape[1]] - np.array([y, x])[:, None,
-                                                                                                       None]) < 12)
+        reach = (grains == g) & (np.hypot(yy - y, xx - x) < 12)
         assert (seen[reach] == 0).mean() > 0.6, (g, y, x)  # the grain around the stroke is labelled paste
         assert not (seen[grains == g] == 2).any()
         checked += 1

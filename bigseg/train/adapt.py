@@ -210,7 +210,7 @@ class ChunkReader:
 GROW_PX = 12
 """How far (px) a stroke is grown over pixels of its class's colour."""
 GROW_LIMIT = 9.0
-"""Squared Mahalanobis distance to the class's stroke colours within which a pixel may join a grown stroke (about
+"""Squared Mahalanobis distance to a stroke's colours within which a pixel may join it when it grows (about
 the 97th percentile of a chi-square with three degrees of freedom)."""
 BAND_PX = 2
 MIN_STROKE_PX = 8
@@ -223,17 +223,12 @@ def _colour_models(reader: ChunkReader, rng) -> dict[int, tuple[np.ndarray, np.n
     for c, coords in reader.s.train.items():
         pick = coords[rng.choice(len(coords), min(len(coords), 4000), replace=False)]
         colours = [reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0) for y, x in pick]
-        v = np.asarray(colours, np.float64)
-        cov = np.cov(v.T) + np.eye(3) * 4.0  # at least 2 grey levels of spread per channel (JPEG, noise)
-        out[c] = (v.mean(axis=0), np.linalg.inv(cov))
+        out[c] = _gaussian(np.asarray(colours, np.float64))
     return out
 
 
-def _stroke_model(pix: np.ndarray, mask: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and inverse covariance of the (smoothed) colours under one stroke."""
-    v = pix[mask].astype(np.float64)
-    if len(v) > 2000:
-        v = v[rng.choice(len(v), 2000, replace=False)]
+def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and inverse covariance of colours ``v`` (n, 3)."""
     cov = np.cov(v.T) + np.eye(3) * 4.0  # at least 2 grey levels of spread per channel (JPEG, noise)
     return v.mean(axis=0), np.linalg.inv(cov)
 
@@ -285,7 +280,10 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
                 seed = pieces[ys, xs] == i
                 if seed.sum() < MIN_STROKE_PX:  # a stroke's corner across a chunk border: too few colours to model
                     continue
-                mean, inv = _stroke_model(pix[ys, xs], seed, rng)
+                colours = pix[ys, xs][seed].astype(np.float64)
+                if len(colours) > 2000:
+                    colours = colours[rng.choice(len(colours), 2000, replace=False)]
+                mean, inv = _gaussian(colours)
                 diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
                 own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
                 zone = ndimage.distance_transform_edt(~seed) <= distance
