@@ -240,6 +240,7 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=AdaptOptions.lr)
     ap.add_argument("--grow", type=int, default=AdaptOptions.grow)
     ap.add_argument("--balance", default=AdaptOptions.balance)
+    ap.add_argument("--grow-by", default=AdaptOptions.grow_by, choices=["class", "stroke"])
     ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
                     help="weight of synthetic crops with exact truth trained on beside the strokes")
     ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
@@ -265,7 +266,8 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, balance=a.balance,
+    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
+                        balance=a.balance,
                         replay=a.replay, replay_batch=a.replay_batch, replay_band=a.replay_band or None)
     rows = []
     for style in styles:

@@ -9,9 +9,9 @@ What it does, in order:
    has two or more) is **held back** -- chosen by a hash of the stroke's position and ``seed``, so a stroke held
    back once stays held back when more are painted -- never trained on, scored at the end.
 2. **Growing** (``grow`` px, 0: off): each training stroke is grown over the connected pixels near it whose
-   colour is that stroke's own (:func:`grow_strokes`), and the thin band where two grown classes meet is
-   labelled by the nearer colour: strokes sit inside regions, and this puts labels on both sides of the edges
-   they reach.
+   colour is its class's (``grow_by`` "class") or that stroke's own ("stroke"; :func:`grow_strokes`), and the
+   thin band where two grown classes meet is labelled by the nearer colour: strokes sit inside regions, and this
+   puts labels on both sides of the edges they reach.
 3. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
    few per cent of a slab and of its strokes), read through a small cache of decoded chunks; random flips and
    quarter turns, and the photometric augmentation of training (brightness, contrast, gamma, colour, blur,
@@ -210,7 +210,7 @@ class ChunkReader:
 GROW_PX = 12
 """How far (px) a stroke is grown over pixels of its class's colour."""
 GROW_LIMIT = 9.0
-"""Squared Mahalanobis distance to a stroke's colours within which a pixel may join it when it grows (about
+"""Squared Mahalanobis distance to a class's (or a stroke's) colours within which a pixel may join a grown stroke (about
 the 97th percentile of a chi-square with three degrees of freedom)."""
 BAND_PX = 2
 MIN_STROKE_PX = 8
@@ -233,13 +233,42 @@ def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v.mean(axis=0), np.linalg.inv(cov)
 
 
-def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
-    """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is that
-    stroke's own and nearer to it than to any other class's, and label the thin band where two grown classes meet
-    by the nearer colour: strokes sit inside regions, and this puts labels on both sides of each edge they reach,
-    so the fine-tune learns where one class ends. Each stroke grows by its own colours, not its class's: a paste
-    stroke painted over a dark sand grain fills that grain (its class's colours, mostly light paste, would not --
-    measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %). Pixels near
+def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, free: np.ndarray, distance: int,
+                     rng) -> np.ndarray:
+    """Pixels that one class's strokes (``painted``) grow over, each stroke by its own colours: within
+    ``distance`` px, connected to it, nearer to its colours (GROW_LIMIT) than to any other class's (``others``)."""
+    from scipy import ndimage
+
+    pieces, _ = ndimage.label(painted, structure=np.ones((3, 3), bool))
+    region = np.zeros(painted.shape, bool)
+    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        ys = slice(max(box[0].start - distance, 0), box[0].stop + distance)
+        xs = slice(max(box[1].start - distance, 0), box[1].stop + distance)
+        seed = pieces[ys, xs] == i
+        if seed.sum() < MIN_STROKE_PX:  # a stroke's corner across a chunk border: too few colours to model
+            continue
+        colours = pix[ys, xs][seed].astype(np.float64)
+        if len(colours) > 2000:
+            colours = colours[rng.choice(len(colours), 2000, replace=False)]
+        mean, inv = _gaussian(colours)
+        diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
+        own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
+        zone = ndimage.distance_transform_edt(~seed) <= distance
+        similar = zone & (own < GROW_LIMIT) & (own < others[ys, xs]) & free[ys, xs]
+        region[ys, xs] |= ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
+    return region
+
+
+def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class") -> int:
+    """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
+    (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
+    the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
+    labels on both sides of each edge they reach, so the fine-tune learns where one class ends. By stroke, a paste
+    stroke painted over a dark sand grain fills that grain, which the paste class's colours (mostly light paste)
+    would not (measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %); on
+    contrast it adapted worse (benchmarks/RESULTS.md), so the class's colours are the default. Pixels near
     held-back strokes are left alone. Returns the pixels added."""
     from scipy import ndimage
 
@@ -268,29 +297,19 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX) -> int:
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
+        nearest = np.asarray(classes)[d2.argmin(axis=0)]
         for k, c in enumerate(classes):
-            others = np.delete(d2, k, axis=0).min(axis=0)
-            pieces, _ = ndimage.label(train == c, structure=np.ones((3, 3), bool))
-            region_c = np.zeros(block.shape, bool)
-            for i, box in enumerate(ndimage.find_objects(pieces), start=1):
-                if box is None:
+            if by == "stroke":
+                region = _grown_by_stroke(train == c, pix, np.delete(d2, k, axis=0).min(axis=0), free, distance, rng)
+            else:
+                seed = train == c
+                if not seed.any():
                     continue
-                ys = slice(max(box[0].start - distance, 0), box[0].stop + distance)
-                xs = slice(max(box[1].start - distance, 0), box[1].stop + distance)
-                seed = pieces[ys, xs] == i
-                if seed.sum() < MIN_STROKE_PX:  # a stroke's corner across a chunk border: too few colours to model
-                    continue
-                colours = pix[ys, xs][seed].astype(np.float64)
-                if len(colours) > 2000:
-                    colours = colours[rng.choice(len(colours), 2000, replace=False)]
-                mean, inv = _gaussian(colours)
-                diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
-                own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
                 zone = ndimage.distance_transform_edt(~seed) <= distance
-                similar = zone & (own < GROW_LIMIT) & (own < others[ys, xs]) & free[ys, xs]
-                region_c[ys, xs] |= ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
-            grown[region_c] = c
-            claimed += region_c
+                similar = zone & (nearest == c) & (d2[k] < GROW_LIMIT) & free
+                region = ndimage.binary_propagation(seed, mask=similar | seed) & ~seed
+            grown[region] = c
+            claimed += region
         grown[claimed > 1] = IGNORE_LABEL
         labelled = (train != IGNORE_LABEL) | (grown != IGNORE_LABEL)
         merged = np.where(train != IGNORE_LABEL, train, grown)
@@ -580,7 +599,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     strokes = [read_strokes(s, n, opts.held_back, rng, opts.seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
-        grown = sum(grow_strokes(r, rng, opts.grow) for r in readers)
+        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by) for r in readers)
         echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]
     trained_classes = {c for _, c in pairs}

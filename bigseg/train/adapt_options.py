@@ -26,6 +26,7 @@ class AdaptOptions:
     held_back: float = HELD_BACK
     grow: int = 12
     balance: str = "pixel"
+    grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
     seed: int = 0
     threads: int | None = None
     min_steps: int = 300
@@ -55,6 +56,8 @@ class AdaptOptions:
             raise BigsegError(f"--lr must be in (0, 1], got {self.lr}")
         if not (math.isfinite(self.prior) and 0 <= self.prior <= 100):
             raise BigsegError(f"--prior must be between 0 and 100, got {self.prior}")
+        if self.grow_by not in ("class", "stroke"):
+            raise BigsegError(f"--grow-by must be class or stroke, got {self.grow_by!r}")
         if self.balance not in ("class", "pixel"):
             raise BigsegError(f"--balance must be class or pixel, got {self.balance!r}")
         if not 0 <= self.grow <= 64:
