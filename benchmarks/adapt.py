@@ -267,8 +267,8 @@ def main(argv=None) -> None:
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
     opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
-                        balance=a.balance,
-                        replay=a.replay, replay_batch=a.replay_batch, replay_band=a.replay_band or None)
+                        balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
+                        replay_band=a.replay_band or None)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

@@ -589,9 +589,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     from bigseg.train.adapt import adapt as run
 
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
-                        replay=replay,
-                        replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back, seed=seed,
-                        threads=threads, tta=tta)
+                        replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
+                        seed=seed, threads=threads, tta=tta)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:

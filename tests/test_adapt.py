@@ -377,7 +377,7 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     truth, image = _array(store, "truth"), _array(store, "image").mean(axis=2)
     for s in simulate_strokes(truth, 3, 12, np.random.default_rng(0)):
         ann.paint(store, s)
-    grains, n = ndimage.label((truth == 0) & (image < 120))
+    grains, _ = ndimage.label((truth == 0) & (image < 120))
     inside = ndimage.distance_transform_edt(grains > 0)
     painted = []
     for g in np.argsort(-np.bincount(grains.ravel())[1:])[:3] + 1:

@@ -208,7 +208,7 @@ class ChunkReader:
 
 
 GROW_PX = 12
-"""How far (px) a stroke is grown over pixels of its class's colour."""
+"""How far (px) a stroke is grown over pixels of its colour."""
 GROW_LIMIT = 9.0
 """Squared Mahalanobis distance to a class's (or a stroke's) colours within which a pixel may join a grown stroke (about
 the 97th percentile of a chi-square with three degrees of freedom)."""
@@ -235,8 +235,9 @@ def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, free: np.ndarray, distance: int,
                      rng) -> np.ndarray:
-    """Pixels that one class's strokes (``painted``) grow over, each stroke by its own colours: within
-    ``distance`` px, connected to it, nearer to its colours (GROW_LIMIT) than to any other class's (``others``)."""
+    """Pixels that one class's strokes (``painted``) grow over, each stroke by its own colours (``pix``: the
+    block's smoothed colours, float64): within ``distance`` px, connected to it, nearer to its colours
+    (GROW_LIMIT) than to any other class's (``others``)."""
     from scipy import ndimage
 
     pieces, _ = ndimage.label(painted, structure=np.ones((3, 3), bool))
@@ -249,11 +250,11 @@ def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, f
         seed = pieces[ys, xs] == i
         if seed.sum() < MIN_STROKE_PX:  # a stroke's corner across a chunk border: too few colours to model
             continue
-        colours = pix[ys, xs][seed].astype(np.float64)
+        colours = pix[ys, xs][seed]
         if len(colours) > 2000:
             colours = colours[rng.choice(len(colours), 2000, replace=False)]
         mean, inv = _gaussian(colours)
-        diff = pix[ys, xs].reshape(-1, 3).astype(np.float64) - mean
+        diff = pix[ys, xs].reshape(-1, 3) - mean
         own = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(seed.shape)
         zone = ndimage.distance_transform_edt(~seed) <= distance
         similar = zone & (own < GROW_LIMIT) & (own < others[ys, xs]) & free[ys, xs]
@@ -297,10 +298,11 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
-        nearest = np.asarray(classes)[d2.argmin(axis=0)]
+        nearest = np.asarray(classes)[d2.argmin(axis=0)] if by == "class" else None
         for k, c in enumerate(classes):
             if by == "stroke":
-                region = _grown_by_stroke(train == c, pix, np.delete(d2, k, axis=0).min(axis=0), free, distance, rng)
+                region = _grown_by_stroke(train == c, flat.reshape(*block.shape, 3),
+                                          np.delete(d2, k, axis=0).min(axis=0), free, distance, rng)
             else:
                 seed = train == c
                 if not seed.any():
