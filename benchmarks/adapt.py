@@ -73,13 +73,13 @@ def iou_outside_strokes(store: Path, n: int) -> dict:
     return scores(cm, ["paste", "stone", "void"][:n])["iou"]
 
 
-def measured(store: Path, model: str | None, painted: bool, tta: str = "none") -> dict:
-    m = measure_slab(store, model, tta=tta)
+def measured(store: Path, model: str | None, painted: bool, tta: str = "none", object_rule: bool = True) -> dict:
+    m = measure_slab(store, model, tta=tta, object_rule=object_rule)
     iou = iou_outside_strokes(store, 3) if painted else m["iou"]
     return {"iou": iou, "air": m["air_content"], "air_truth": m["air_content_truth"],
             "air_error_points": m["air_error_points"], "spacing_factor": m["spacing_factor"],
             "spacing_factor_truth": m["spacing_factor_truth"], "spacing_factor_error": m["spacing_factor_error"],
-            "entrapped": None}
+            "entrapped": None, "object_rule": m["object_rule"]}
 
 
 def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
@@ -128,11 +128,15 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
         rounds = [r1, r]
     row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": sum(x.seconds for x in rounds),
                     "steps": [x.steps for x in rounds], "stopped": [x.stopped for x in rounds],
-                    "held_back_accuracy": r.held_back_accuracy, "held_back_accuracy_base": r.held_back_accuracy_base}
+                    "held_back_accuracy": r.held_back_accuracy, "held_back_accuracy_base": r.held_back_accuracy_base,
+                    "object_rule": [x.object_rule for x in rounds]}
     row["adapted"] = {"painted": measured(painted, str(model), True), "sibling": measured(sibling, str(model), False)}
     if tta != "none":
         row["adapted_tta"] = {"tta": tta, "painted": measured(painted, str(model), True, tta),
                               "sibling": measured(sibling, str(model), False, tta)}
+    if (r.object_rule or {}).get("kept"):  # the same model without its object rule: what the rule changed
+        row["adapted_no_rule"] = {"tta": tta, "painted": measured(painted, str(model), True, tta, object_rule=False),
+                                  "sibling": measured(sibling, str(model), False, tta, object_rule=False)}
     return row
 
 
@@ -176,12 +180,13 @@ def table(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         for which in ("painted", "sibling"):
-            for model in ("base", "adapted", "adapted_tta"):
+            for model in ("base", "adapted", "adapted_tta", "adapted_no_rule"):
                 if model not in r:
                     continue
                 m = r[model][which]
                 sf = m["spacing_factor_error"]
-                name = f"adapted, --tta {r['adapted_tta']['tta']}" if model == "adapted_tta" else model
+                name = {"adapted_tta": f"adapted, --tta {r[model]['tta']}",
+                        "adapted_no_rule": f"adapted, --tta {r[model]['tta']}, --no-object-rule"}.get(model, model)
                 lines.append(f"| {r['style']} | {which} | {name} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} "
                              f"| {m['air']:.2f} ({m['air_truth']:.2f}) | {m['air_error_points']:+.2f} | "
                              + (f"{100 * sf:+.1f} %" if sf is not None else "n/a")
@@ -260,6 +265,8 @@ def main(argv=None) -> None:
         print(summary_table(rows))
         if any("adapted_tta" in r for r in rows):
             print("\nwith --tta:\n" + summary_table(rows, "adapted_tta"))
+        if any("adapted_no_rule" in r for r in rows):
+            print("\nthe same without the object rule:\n" + summary_table(rows, "adapted_no_rule"))
         return
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)

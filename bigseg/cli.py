@@ -275,8 +275,12 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
               help="Test-time augmentation: average each window's logits with its left-right mirror's (flip: 2x the "
               "model's time), with all three mirrors' (flip4: 4x), over scales 0.75, 1 and 1.25 (multiscale: ~3.1x) "
               "or those scales each with its mirror (flip-multiscale: ~6.3x); memory per window (RESULTS.md).")
+@click.option("--object-rule/--no-object-rule", default=True, show_default=True,
+              help="Apply the void-object rule a model adapted by 'bigseg adapt' learned from its strokes (void "
+              "objects that look like what the strokes called paste or stone are relabelled); no effect on other "
+              "models.")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
-          probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta):
+          probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta, object_rule):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
     from bigseg.infer import infer as run
@@ -292,13 +296,17 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
                         overwrite=overwrite, progress=_progress(), backend=backend, cache_dir=cache_dir,
-                        compile=compile_, precision=precision, tta=tta)
+                        compile=compile_, precision=precision, tta=tta, object_rule=object_rule)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     n, w = s.windows_computed, s.workers
     click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {n} window{'s' * (n != 1)} in "
                f"{s.seconds:.1f} s ({s.megapixels_per_second:.2f} Mpx/s, "
                + (f"{w} worker{'s' * (w != 1)})" if w else "in this process)"))
     click.echo(format_table(s.stats))
+    if "object_rule" in s.stats:
+        r = s.stats["object_rule"]
+        click.echo(f"the adapted model's object rule relabelled {r['relabelled_objects']} void objects "
+                   f"({r['relabelled_pixels']} px); --no-object-rule leaves them as the network said")
     if stats_path:
         Path(stats_path).write_text(json.dumps(s.stats, indent=2))
         click.echo(f"statistics written to {stats_path}")
@@ -572,9 +580,13 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--tta", default="none", show_default=True,
               type=click.Choice(TTA),
               help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
+@click.option("--object-rule/--no-object-rule", default=True, show_default=True,
+              help="Fit a rule on whole void objects from the objects the strokes touch (darkest and mean grey, "
+              "roundness), kept when the held-back strokes do not say it does harm; infer applies it. On the "
+              "development style with dark sand grains: void IoU 0.72 -> 0.79, air +0.44 -> +0.01 points (RESULTS.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
-          held_back, seed, threads, tta, overwrite):
+          held_back, seed, threads, tta, object_rule, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -590,7 +602,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
 
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
-                        seed=seed, threads=threads, tta=tta)
+                        seed=seed, threads=threads, tta=tta, object_rule=object_rule)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:

@@ -13,8 +13,9 @@ from typing import Any
 @dataclass(frozen=True)
 class RunRecord:
     """What a labels array was (or is being) computed with; a staged run resumes only under the same record.
-    ``precision`` and ``tta`` are left out of the attributes at their defaults, so that runs staged before they
-    existed still resume."""
+    ``precision``, ``tta`` and ``object_rule`` are left out of the attributes at their defaults, so that runs staged
+    before they existed still resume. ``object_rule``: whether an adapted model's void-object rule was applied
+    (:mod:`bigseg.object_rule`)."""
 
     checkpoint_sha256: str
     arch: str
@@ -25,6 +26,7 @@ class RunRecord:
     backend: str
     precision: str = "fp32"
     tta: str = "none"
+    object_rule: bool = False
 
     def to_attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"checkpoint_sha256": self.checkpoint_sha256, "arch": self.arch, "window": self.window,
@@ -34,12 +36,15 @@ class RunRecord:
             out["precision"] = self.precision
         if self.tta != "none":
             out["tta"] = self.tta
+        if self.object_rule:
+            out["object_rule"] = True
         return out
 
     @classmethod
     def from_attrs(cls, d: dict) -> RunRecord:
         return cls(d["checkpoint_sha256"], d["arch"], int(d["window"]), int(d["overlap"]), int(d["batch"]),
-                   tuple(d["classes"]), d.get("backend", "torch"), d.get("precision", "fp32"), d.get("tta", "none"))
+                   tuple(d["classes"]), d.get("backend", "torch"), d.get("precision", "fp32"), d.get("tta", "none"),
+                   bool(d.get("object_rule", False)))
 
 
 @dataclass(frozen=True)

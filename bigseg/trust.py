@@ -71,12 +71,12 @@ def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
     return store
 
 
-def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str | None = None, tta: str = "none"
-                 ) -> dict:
+def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str | None = None, tta: str = "none",
+                 object_rule: bool = True) -> dict:
     """``model`` (None: the bundled one) on ``store``: IoU per class, air content and spacing factor (labels and
     truth), confidence. Overwrites the store's labels."""
-    r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend, tta=tta),
-              echo=lambda *a: None)
+    r = infer(store, model=model, options=InferOptions(workers=workers, overwrite=True, backend=backend, tta=tta,
+                                                       object_rule=object_rule), echo=lambda *a: None)
     cm, names = confusion_matrix(store)
     group = st.open_store(store)
     classes, px = st.class_table(group), st.pixel_size_um(group)
@@ -95,7 +95,7 @@ def measure_slab(store: Path, model: str | None, workers: int = 0, backend: str 
         "entrapped_voids": both("entrapped_void_count")[0], "entrapped_voids_truth": both("entrapped_void_count")[1],
         "entrapped_air": both("entrapped_air_content")[0], "entrapped_air_truth": both("entrapped_air_content")[1],
         "confidence": r.confidence, "figures": figures(r.confidence) if r.confidence else {},
-        "megapixels_per_second": r.megapixels_per_second,
+        "megapixels_per_second": r.megapixels_per_second, "object_rule": r.stats.get("object_rule"),
     }
 
 

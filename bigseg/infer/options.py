@@ -66,6 +66,7 @@ class InferOptions:
     cache_dir: str | None = None  # ONNX exports of checkpoints; None: bigseg.infer.backend.cache_dir()
     precision: str | None = None  # "int8": the checkpoint's validated int8 export (opt-in); None: the model file's
     tta: str = "none"  # mirrored and/or rescaled views of every window averaged (TTA)
+    object_rule: bool = True  # apply an adapted model's void-object rule (bigseg.object_rule), when it has one
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""

@@ -176,6 +176,9 @@ def finish(group, store, client, stability: dict | None = None) -> dict:
     else:
         stats = class_statistics(store, client=client, array=staged("labels"))
     stats["array"] = "labels"
+    if any("relabelled_objects" in c for c in chunks):  # an adapted model's void-object rule ran
+        stats["object_rule"] = {"relabelled_objects": sum(int(c.get("relabelled_objects", 0)) for c in chunks),
+                                "relabelled_pixels": sum(int(c.get("relabelled_pixels", 0)) for c in chunks)}
     labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
     st.set_complete(labels)
     for name in OUTPUTS[1:]:

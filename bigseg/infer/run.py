@@ -32,6 +32,7 @@ from bigseg.infer.predictor import ModelSpec
 from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip
 from bigseg.infer.windows import Grid
 from bigseg.modelfile import model_kind
+from bigseg.object_rule import ObjectRule
 from bigseg.progress import make_bar
 from bigseg.pyramid import factors_for
 from bigseg.records import ConfidenceReference, ModelProvenance, RunRecord
@@ -83,7 +84,7 @@ class PyramidStrips:
 
 
 def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress,
-            strips: PyramidStrips) -> None:
+            strips: PyramidStrips, rule: dict | None = None) -> None:
     """Run the plan group by group: submit a few groups ahead, wait for the oldest, release what no later group
     needs. A strip of the label pyramid is submitted as soon as its chunk rows are all written, after the one
     above it (they share chunks of the coarser levels)."""
@@ -122,7 +123,7 @@ def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: b
                         plan.reuse(key, g.stripe), key=f"predict-{key.row}-{key.k}-{g.stripe}-{tag}")
             marker = str(outputs.marker(store, *blend.chunk))
             futures.append(ex.submit(blend_block, store_s, blend.bounds, grid, blend.sources, marker, probabilities,
-                                     n_classes, *[held[(d, g.stripe)] for d in blend.deps],
+                                     n_classes, rule, *[held[(d, g.stripe)] for d in blend.deps],
                                      key=f"blend-{blend.chunk[0]}.{blend.chunk[1]}-{tag}"))
         in_flight.append((gi, futures))
 
@@ -211,14 +212,15 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         if o.stripe is not None and o.stripe < cx:
             raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
+        rule = object_rule_of(meta, classes) if o.object_rule else None
         run = RunRecord(digest, meta["arch"], o.window, o.overlap, batch, tuple(c.name for c in classes), backend,
-                        precision, o.tta).to_attrs()
+                        precision, o.tta, rule is not None).to_attrs()
         factors, strip = factors_for(height, width, cy)
         strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
             pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
                                                probabilities=o.probabilities, chunks=(cy, cx), pyramid_factors=factors,
-                                               model=_provenance(ckpt, digest, meta))
+                                               model=_provenance(ckpt, digest, meta, rule is not None))
             # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
             # machine's cache, but they see the store
             exports = be.export_folder(o, store)
@@ -236,7 +238,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             try:
                 ex = ex_for(client, o)
                 try:
-                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips)
+                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips, rule)
                 finally:
                     if isinstance(ex, InThreads):
                         ex.close()
@@ -279,6 +281,21 @@ def _stability(ex, ckpt: Path, store: Path | str, grid: Grid, classes, threads: 
     return stability.figures(sums, (concrete_ids(classes) or {}).get("void"))
 
 
+def object_rule_of(meta: dict, classes) -> dict | None:
+    """The void-object rule an adapted model carries (``meta['adapted']['object_rule']``, :mod:`bigseg.object_rule`),
+    checked; None when it has none."""
+    rule = (meta.get("adapted") or {}).get("object_rule")
+    if not rule:
+        return None
+    try:
+        parsed = ObjectRule.from_dict(rule)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BigsegError(f"the model's object rule cannot be read ({exc}); run with --no-object-rule") from None
+    if not 0 <= parsed.void < len(classes):
+        raise BigsegError(f"the model's object rule judges class {parsed.void}, which its class table does not have")
+    return rule
+
+
 def second_opinion(ckpt: Path) -> Path | None:
     """The model whose labels on the sampled windows are compared with ``ckpt``'s: the other bundled model for a
     bundled one, the bundled DeepLabV3 (else light_unet) for any other checkpoint; None when none is shipped."""
@@ -290,22 +307,23 @@ def second_opinion(ckpt: Path) -> Path | None:
     return None
 
 
-def _provenance(ckpt: Path, digest: str, meta: dict) -> dict:
+def _provenance(ckpt: Path, digest: str, meta: dict, rule_applied: bool = False) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
     bundled = Path(ckpt).resolve() in {Path(p).resolve() for p in BUNDLED_MODELS.values()}
     ref = meta.get("confidence_reference")
     return ModelProvenance(os.path.abspath(ckpt), digest, meta.get("arch"), bundled, meta.get("trained_on"),
                            meta.get("description"), ConfidenceReference.from_attrs(ref) if ref else None,
-                           meta.get("precision", "fp32"), _adapted_record(meta.get("adapted"))).to_attrs()
+                           meta.get("precision", "fp32"), _adapted_record(meta.get("adapted"), rule_applied)).to_attrs()
 
 
-def _adapted_record(adapted: dict | None) -> dict | None:
+def _adapted_record(adapted: dict | None, rule_applied: bool = False) -> dict | None:
     """What a report says of a model made by ``bigseg adapt``: its base, stores, strokes and held-back accuracy."""
     if not adapted:
         return None
     keep = ("base", "stores", "strokes", "painted_pixels", "held_back_strokes", "held_back_pixels",
-            "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when")
+            "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when", "object_rule_fit")
     record = {k: adapted.get(k) for k in keep}
     record["tta"] = (adapted.get("options") or {}).get("tta") or "none"  # the views held-back strokes were scored with
+    record["object_rule_applied"] = rule_applied
     return record

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from bigseg import object_rule
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer import confidence
@@ -145,10 +146,12 @@ def blend_numpy(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_class
 
 
 def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, ...], marker: str,
-                probabilities: bool, n_classes: int, *batches) -> None:
+                probabilities: bool, n_classes: int, rule: dict | None, *batches) -> None:
     """Blend the windows touching ``bounds`` and write the chunk: labels, confidence (and probabilities), then
     its completion marker holding the chunk's measurements. Torch tensors (the torch backend, CPU or GPU) blend
-    with torch on their device, numpy arrays with numpy."""
+    with torch on their device, numpy arrays with numpy. ``rule``: an adapted model's void-object rule
+    (:mod:`bigseg.object_rule`), applied to the void objects wholly inside the chunk; the measurements then count
+    the labels it left, and the objects and pixels it relabelled."""
     y0, y1, x0, x1 = bounds
     conf = st.open_array(store, staged("confidence"), "r+")
     f = int(st.attr(conf, "factor"))
@@ -158,6 +161,8 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         labels, conf_map, measured, probs = blend(bounds, grid, sources, n_classes, batches, f, probabilities)
     except BigsegError as exc:
         raise BigsegError(f"{store}: {exc}") from None
+    if rule is not None:
+        labels, measured = _apply_rule(store, bounds, rule, labels, measured, n_classes)
     try:
         st.open_array(store, staged("labels"), "r+")[y0:y1, x0:x1] = labels
         conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
@@ -167,6 +172,17 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         files.write_whole(marker, json.dumps(measured).encode())
     except OSError as exc:
         raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
+
+
+def _apply_rule(store: str, bounds: Bounds, rule: dict, labels: np.ndarray, measured: dict, n_classes: int
+                ) -> tuple[np.ndarray, dict]:
+    y0, y1, x0, x1 = bounds
+    image = st.read(st.open_array(store, "image"), slice(y0, y1), slice(x0, x1))
+    labels, n_objects, n_pixels = object_rule.apply(object_rule.ObjectRule.from_dict(rule), labels, image)
+    counts = np.bincount(labels.ravel(), minlength=n_classes)[:n_classes]
+    measured = {**measured, "hard_counts": [int(v) for v in counts], "relabelled_objects": n_objects,
+                "relabelled_pixels": n_pixels}
+    return labels, measured
 
 
 def pyramid_strip(store: str, y0: int, y1: int, factors: list[int], n_classes: int, *after) -> None:

@@ -160,7 +160,9 @@ def _adapted_text(a: dict) -> str:
     acc = ", ".join(f"{k} {100 * v:.1f} %" for k, v in (a.get("held_back_accuracy") or {}).items() if v is not None)
     return (f"from {Path(base).name} by bigseg adapt on {strokes} strokes ({len(a.get('stores') or [])} slab(s), "
             f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}"
-            + (f" (scored with --tta {a['tta']})" if a.get("tta") not in (None, "none") else ""))
+            + (f" (scored with --tta {a['tta']})" if a.get("tta") not in (None, "none") else "")
+            + ("; void objects judged by the rule it learned from the strokes' objects (darkest and mean grey, "
+               "roundness)" if a.get("object_rule_applied") else ""))
 
 
 def _warnings(doc: dict) -> str:

@@ -31,10 +31,15 @@ What it does, in order:
    is doing (what a comparison of two recipes needs).
 6. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
    seen with its context): per-class accuracy, before and after.
-7. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
+7. **A rule on void objects** (``object_rule``; :mod:`bigseg.object_rule`): the adapted model labels the chunks
+   holding strokes; the void objects there that training strokes touch (void, or another class) fit a logistic
+   rule on their darkest and mean grey and roundness. It is kept when it was fitted (enough objects on each side)
+   and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
+   then applies it to every label chunk, and the held-back strokes above are scored with it.
+8. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
    itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
    checkpoint and in the store's annotation attributes (the viewer lists them).
-8. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
+9. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
    back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
    so ``bigseg infer --model OUT.pt`` runs at the default speed.
 """
@@ -53,8 +58,9 @@ import numpy as np
 
 from bigseg import annotations as ann
 from bigseg import checkpoint as ckpt
+from bigseg import object_rule as orule
 from bigseg import store as st
-from bigseg.classes import IGNORE_LABEL
+from bigseg.classes import IGNORE_LABEL, concrete_ids
 from bigseg.errors import BigsegError
 from bigseg.export import export
 from bigseg.infer.predictor import TTA_VIEWS, scaled_size
@@ -69,6 +75,10 @@ MAX_COORDS = 400_000
 """Painted pixels kept per class and store to draw crop centres from (a uniform subsample above it)."""
 MAX_HELD_WINDOWS = 400
 EVAL_WINDOW = 384
+MAX_RULE_CHUNKS = 64
+"""Painted chunks the object rule's objects are drawn from (evenly spread above it: bounded time on big slabs)."""
+RULE_MARGIN = 48
+"""Context (px) around a painted chunk when the adapted model labels it for the object rule."""
 
 
 @dataclass
@@ -438,9 +448,10 @@ def _predict(model, image: np.ndarray, tta: str = "none"):
         return torch.softmax(total / len(views), 1)[0, :, :h, :w]
 
 
-def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng, tta: str = "none") -> dict:
+def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng, tta: str = "none",
+                    rules: dict | None = None) -> dict:
     """Per-class accuracy of each model on the held-back strokes (a window around each, with context), with the
-    views of ``tta`` (what ``infer --tta`` will run)."""
+    views of ``tta`` (what ``infer --tta`` will run) and, for a model with one in ``rules``, its object rule."""
     counts = {name: np.zeros((n_classes, 2), np.int64) for name in models}  # [correct, total]
     jobs = [(r, s) for r, reader in enumerate(readers) for s in reader.s.held_strokes]
     if len(jobs) > MAX_HELD_WINDOWS:
@@ -459,10 +470,81 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
         ys, xs = idx // cw + origin[0] - wy, idx % cw + origin[1] - wx
         keep = (ys >= 0) & (ys < size_y) & (xs >= 0) & (xs < size_x)
         for name, model in models.items():
-            pred = _predict(model, image, tta).argmax(0).numpy()
+            pred = _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
+            rule = (rules or {}).get(name)
+            if rule is not None:
+                pred = orule.apply(rule, pred, image)[0]
             hits = pred[ys[keep], xs[keep]] == s["class"]
             counts[name][s["class"]] += (int(hits.sum()), int(keep.sum()))
     return counts
+
+
+def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none"
+                    ) -> tuple[orule.ObjectRule | None, dict]:
+    """(the void-object rule or None, what was found): see step 7 of the module's docstring."""
+    from scipy import ndimage
+
+    ids = concrete_ids(classes)
+    if ids is None:
+        return None, {"kept": False, "why": "the class table has no paste, stone and void"}
+    void = ids["void"]
+    jobs = [(reader, origin, block) for reader in readers for origin, block in ann.read_painted(reader.s.store)]
+    if len(jobs) > MAX_RULE_CHUNKS:
+        jobs = [jobs[int(i)] for i in np.linspace(0, len(jobs) - 1, MAX_RULE_CHUNKS).round()]
+    features, trained, held = [], [], []
+    for reader, (y0, x0), block in jobs:
+        h, w = reader.s.shape
+        ch, cw = block.shape
+        wy0, wx0 = max(0, y0 - RULE_MARGIN), max(0, x0 - RULE_MARGIN)
+        wy1, wx1 = min(h, y0 + ch + RULE_MARGIN), min(w, x0 + cw + RULE_MARGIN)
+        image = np.asarray(st.open_array(reader.s.store, "image")[wy0:wy1, wx0:wx1])
+        labels = _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
+        found = orule.find(labels, image, void)
+        if not found.n:
+            continue
+        painted = np.full(labels.shape, IGNORE_LABEL, np.uint8)
+        painted[y0 - wy0 : y0 - wy0 + ch, x0 - wx0 : x0 - wx0 + cw] = block
+        held_mask = np.zeros(block.shape, bool)
+        idx = reader.s.held.get((y0, x0))
+        if idx is not None:
+            held_mask.ravel()[idx] = True
+        held_px = np.full(labels.shape, IGNORE_LABEL, np.uint8)
+        held_px[y0 - wy0 : y0 - wy0 + ch, x0 - wx0 : x0 - wx0 + cw] = np.where(held_mask, block, IGNORE_LABEL)
+        painted[held_px != IGNORE_LABEL] = IGNORE_LABEL
+        first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in ndimage.find_objects(found.ids)])
+        mine = ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
+                & ~found.on_border)  # each object counted once, by the chunk holding its first row and column
+        features.append(found.features[mine])
+        trained.append(orule.painted_sides(found, painted, void)[mine])
+        held.append(orule.painted_sides(found, held_px, void)[mine])
+    x = np.concatenate(features) if features else np.zeros((0, len(orule.FEATURES)))
+    t = np.concatenate(trained) if trained else np.zeros(0, int)
+    hb = np.concatenate(held) if held else np.zeros(0, int)
+    record: dict = {"fitted_on": {"void": int((t == 1).sum()), "not void": int((t == 0).sum())}}
+    rule = orule.fit(x[t >= 0], t[t >= 0], void)
+    if rule is None:
+        return None, {**record, "kept": False,
+                      "why": f"fewer than {orule.MIN_OBJECTS} void objects painted void or painted another class"}
+    dropped = rule.probability(x[hb >= 0]) < 0.5
+    sides = hb[hb >= 0]
+    check = {"void_objects": int((sides == 1).sum()), "void_objects_relabelled": int((dropped & (sides == 1)).sum()),
+             "false_objects": int((sides == 0).sum()), "false_objects_relabelled": int((dropped & (sides == 0)).sum())}
+    record["held_back"] = check
+    if check["void_objects_relabelled"] > check["false_objects_relabelled"]:
+        return None, {**record, "kept": False, "why": "on the held-back strokes it relabelled more voids than false "
+                                                      "void objects"}
+    return rule, {**record, "kept": True}
+
+
+def _rule_line(record: dict) -> str:
+    f = record["fitted_on"]
+    text = f"object rule: fitted on {f['void']} void objects and {f['not void']} painted as another class"
+    c = record.get("held_back")
+    if c:
+        text += (f"; on held-back strokes it relabels {c['false_objects_relabelled']} of {c['false_objects']} false "
+                 f"void objects and {c['void_objects_relabelled']} of {c['void_objects']} voids")
+    return text + ("; kept (infer applies it; --no-object-rule there to compare)" if record["kept"]
+                   else f"; not kept: {record['why']}")
 
 
 def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
@@ -530,6 +612,7 @@ class AdaptResult:
     suggestions: list
     loss_first: float
     loss_last: float
+    object_rule: dict | None = None  # how the void-object rule was fitted and checked, and whether it was kept
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -702,14 +785,18 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
     model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
-    counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta)
+    rule, rule_record = None, None
+    if opts.object_rule:
+        rule, rule_record = fit_object_rule(model, readers, classes, opts.tta)
+        echo(_rule_line(rule_record))
+    counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta, {"adapted": rule})
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
     held_px = {c.name: int(counts["adapted"][c.id, 1]) for c in classes}
     echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
         f"{k} {_pct(acc_base[k])} -> {_pct(acc[k])}" for k in acc if held_px[k]))
     suggestions = suggest_regions(model, paths, classes, n=opts.suggestions)
     result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
-                   held_px, suggestions, step, seconds, stopped, command, losses, echo)
+                   held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record)
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
@@ -720,7 +807,8 @@ def _pct(v) -> str:
 
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
-          acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo) -> AdaptResult:
+          acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo, rule=None,
+          rule_record=None) -> AdaptResult:
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
@@ -729,7 +817,8 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
         "held_back_accuracy_base": acc_base, "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
         "steps": step, "stopped": stopped, "seed": opts.seed, "options": asdict(opts),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
-        "suggestions": suggestions,
+        "suggestions": suggestions, "object_rule_fit": rule_record,
+        **({"object_rule": rule.to_dict()} if rule is not None else {}),
     }
     keep = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as",
                                                         "confidence_reference", "adapted", "description")}
@@ -751,7 +840,7 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
     return AdaptResult(checkpoint=str(out), onnx=onnx, steps=step, seconds=seconds, stopped=stopped,
                        painted=painted, strokes=n_strokes, held_back_strokes=held, held_back_accuracy=acc,
                        held_back_accuracy_base=acc_base, held_back_pixels=held_px, suggestions=suggestions,
-                       loss_first=float(losses[0]), loss_last=float(np.mean(losses[-20:])))
+                       loss_first=float(losses[0]), loss_last=float(np.mean(losses[-20:])), object_rule=rule_record)
 
 
 def _store_suggestions(store: str, regions: list, model: Path) -> None:

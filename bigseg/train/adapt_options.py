@@ -37,6 +37,7 @@ class AdaptOptions:
     replay: float = 0.0  # weight of the synthetic crops with exact truth trained on beside the strokes (0: none)
     replay_batch: int = 4
     replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
+    object_rule: bool = True  # fit a void-object rule on the painted objects (bigseg.object_rule), kept if it helps
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""

@@ -1,0 +1,132 @@
+"""The void-object rule (bigseg.object_rule): fitted on objects strokes touch, it relabels the dark grains a model
+called void and keeps the voids; infer applies an adapted model's rule to the objects wholly inside each label
+chunk, counts what it changed, and --no-object-rule leaves the network's labels. (What it is worth on a section is
+measured by benchmarks/adapt.py, not here.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from bigseg import checkpoint as ckpt
+from bigseg import object_rule as orule
+from bigseg import store as st
+from bigseg.infer import InferOptions, infer
+from bigseg.ingest import ingest
+from bigseg.synth import SynthParams, synthesize
+
+PASTE, STONE, VOID = 0, 1, 2
+
+
+def _section(rng):
+    """An RGB section (light paste, a dark stone on the right), voids (discs with a near-black core) and dark sand
+    grains (squares of mid-dark grey), with labels that call both void; the centres of each."""
+    h, w = 420, 640
+    image = np.full((h, w, 3), 172.0)
+    labels = np.zeros((h, w), np.uint8)
+    image[:, 520:] = 120
+    labels[:, 520:] = STONE
+    yy, xx = np.mgrid[0:h, 0:w]
+    voids, grains = [], []
+    for k in range(14):  # a grid of voids and grains, alternating, away from the border
+        cy, cx = 40 + (k // 7) * 150 + rng.integers(-8, 9), 40 + (k % 7) * 68 + rng.integers(-6, 7)
+        r = int(rng.integers(9, 15))
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        shade = 14 + 50 * np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / r
+        image[disc] = shade[disc][:, None]
+        labels[disc] = VOID
+        voids.append((cy, cx))
+        gy, gx = cy + 70, cx + int(rng.integers(-10, 11))
+        s = int(rng.integers(7, 12))
+        image[gy - s : gy + s, gx - s : gx + s] = 70 + rng.integers(0, 15)
+        labels[gy - s : gy + s, gx - s : gx + s] = VOID
+        grains.append((gy, gx))
+    stone_grain = (200, 580)  # a dark grain inside the stone, called void too
+    image[190:210, 570:590] = 72
+    labels[190:210, 570:590] = VOID
+    border_grain = (0, 300)  # a grain cut by the array's border: never judged
+    image[0:10, 292:308] = 72
+    labels[0:10, 292:308] = VOID
+    noise = rng.normal(0, 3, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), labels, voids, grains, stone_grain, border_grain
+
+
+def _painted(labels, voids, grains, n_each):
+    painted = np.full(labels.shape, 255, np.uint8)
+    for cy, cx in voids[:n_each]:
+        painted[cy - 2 : cy + 3, cx - 4 : cx + 5] = VOID
+    for cy, cx in grains[:n_each]:
+        painted[cy - 2 : cy + 3, cx - 4 : cx + 5] = PASTE  # a grain of sand is paste by the class convention
+    return painted
+
+
+def test_a_rule_fitted_on_painted_objects_relabels_grains_and_keeps_voids():
+    image, labels, voids, grains, stone_grain, border_grain = _section(np.random.default_rng(4))
+    found = orule.find(labels, image, VOID)
+    assert found.n == 14 + 14 + 2
+    sides = orule.painted_sides(found, _painted(labels, voids, grains, 6), VOID)
+    assert (sides == 1).sum() == 6 and (sides == 0).sum() == 6
+    rule = orule.fit(found.features[sides >= 0], sides[sides >= 0], VOID)
+    assert rule is not None and rule.fitted_on == {"void": 6, "not void": 6}
+    assert orule.ObjectRule.from_dict(rule.to_dict()) == rule  # what a checkpoint stores reads back the same
+    out, n_objects, n_pixels = orule.apply(rule, labels, image)
+    for cy, cx in voids:  # every void kept, painted or not
+        assert out[cy, cx] == VOID
+    for cy, cx in grains:  # every grain relabelled, the unpainted ones too, as the paste around it
+        assert out[cy, cx] == PASTE
+    assert out[stone_grain] == STONE  # the class of its ring: a dark speck in a stone is stone
+    assert out[border_grain] == VOID  # cut by the border: its whole is not in view, left as it was
+    assert n_objects == 14 + 1 and n_pixels == int((labels != out).sum())
+    assert ((labels != out) <= (labels == VOID)).all()  # only void pixels change
+    assert (labels[tuple(np.array(grains).T)] == VOID).all()  # the input array is not changed
+
+
+def test_too_few_painted_objects_fit_no_rule():
+    image, labels, voids, grains, *_ = _section(np.random.default_rng(5))
+    found = orule.find(labels, image, VOID)
+    sides = orule.painted_sides(found, _painted(labels, voids, grains, orule.MIN_OBJECTS - 1), VOID)
+    assert orule.fit(found.features[sides >= 0], sides[sides >= 0], VOID) is None
+
+
+@pytest.fixture(scope="module")
+def slab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rule")
+    synthesize(d / "slab.png", SynthParams(640, 512, seed=21, pixel_size_um=12))
+    model = d / "with-rule.pt"
+    net, meta = ckpt.load(ckpt.model_path(None))
+    rule = orule.ObjectRule(VOID, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), -5.0, {"void": 5, "not void": 5})
+    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+              extra_meta={"adapted": {"object_rule": rule.to_dict()}})  # a rule that rejects every object it sees
+    return d, model
+
+
+def _labels(d, model, name, **kw):
+    store = d / name
+    ingest(d / "slab.png", store, chunk=256)
+    r = infer(store, model=str(model), options=InferOptions(window=256, overlap=64, workers=0, backend="torch", **kw),
+              echo=lambda *a: None)
+    return np.asarray(st.open_array(store, "labels")[:]), r, store
+
+
+def test_infer_applies_the_rule_inside_each_chunk_and_counts_it(slab):
+    d, model = slab
+    plain, r0, _ = _labels(d, model, "plain.zarr", object_rule=False)
+    ruled, r1, store = _labels(d, model, "ruled.zarr")
+    assert "object_rule" not in r0.stats
+    changed = plain != ruled
+    assert changed.any() and (plain[changed] == VOID).all() and (ruled[changed] != VOID).all()
+    # what changed is whole void objects of the plain labels that lie inside one 256 px chunk, off its edge rows
+    # and columns; those reaching a chunk's edge (or cut by it) stay void
+    ids, n = ndimage.label(plain == VOID, structure=np.ones((3, 3), bool))
+    for k, sl in enumerate(ndimage.find_objects(ids), 1):
+        inside = all(s.start % 256 and s.start // 256 == s.stop // 256 and s.stop < size
+                     for s, size in zip(sl, plain.shape, strict=True))
+        gone = changed[ids == k]
+        assert gone.all() if inside else not gone.any(), (k, sl)
+    assert r1.stats["object_rule"]["relabelled_pixels"] == int(changed.sum())
+    assert r1.stats["object_rule"]["relabelled_objects"] > 0
+    # the statistics count the labels written, not the network's
+    counts = np.bincount(ruled.ravel(), minlength=3)
+    assert [r1.stats["classes"][k]["pixels"] for k in ("paste", "stone", "void")] == [int(v) for v in counts]
+    assert st.attr(st.open_array(store, "labels"), "run")["object_rule"] is True
