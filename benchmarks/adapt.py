@@ -185,8 +185,9 @@ def table(rows: list[dict]) -> str:
                     continue
                 m = r[model][which]
                 sf = m["spacing_factor_error"]
-                name = {"adapted_tta": f"adapted, --tta {r[model]['tta']}",
-                        "adapted_no_rule": f"adapted, --tta {r[model]['tta']}, --no-object-rule"}.get(model, model)
+                name = model if model in ("base", "adapted") else f"adapted, --tta {r[model]['tta']}"
+                if model == "adapted_no_rule":
+                    name += ", --no-object-rule"
                 lines.append(f"| {r['style']} | {which} | {name} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} "
                              f"| {m['air']:.2f} ({m['air_truth']:.2f}) | {m['air_error_points']:+.2f} | "
                              + (f"{100 * sf:+.1f} %" if sf is not None else "n/a")

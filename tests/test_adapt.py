@@ -214,6 +214,9 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert a["painted_pixels"] == ann.summary(store)["painted"] and a["steps"] > 0
     assert set(a["held_back_accuracy"]) == {"paste", "stone", "void"} and sum(a["held_back_strokes"].values()) >= 3
     assert "confidence_reference" not in meta  # the base's synthetic validation range does not describe it
+    fit = a["object_rule_fit"]  # the void-object rule: fitted or not, and why, said in the record and the output
+    assert "object rule: fitted on" in r.stdout and set(fit["fitted_on"]) == {"void", "not void"}
+    assert fit["kept"] == ("object_rule" in a) and (fit["kept"] or fit["why"])
     assert out.with_suffix(".onnx").is_file()
     suggestions = st.attr(st.open_array(store, ann.LAYER), "suggestions")
     assert suggestions["regions"] and suggestions["model"] == str(out)
