@@ -582,8 +582,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Score the held-back strokes with these views, as 'bigseg infer --tta' will run the model.")
 @click.option("--object-rule/--no-object-rule", default=True, show_default=True,
               help="Fit a rule on whole void objects from the objects the strokes touch (darkest and mean grey, "
-              "roundness), kept when the held-back strokes do not say it does harm; infer applies it. On the "
-              "development style with dark sand grains: void IoU 0.72 -> 0.79, air +0.44 -> +0.01 points (RESULTS.md).")
+              "roundness; needs 5 painted over false voids), kept when the held-back strokes do not say it does "
+              "harm; infer applies it. On the development style with dark sand grains, with --replay 1: void IoU "
+              "0.71 -> 0.77, air +0.60 -> -0.05 points, spacing factor -16 -> +5 % (RESULTS.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
           held_back, seed, threads, tta, object_rule, overwrite):

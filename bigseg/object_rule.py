@@ -16,8 +16,8 @@ strokes ``bigseg adapt`` trains on.
   the same objects give the same rule) on the objects that training strokes touch -- void if more of their
   painted pixels say void than any other class, not void otherwise. At least :data:`MIN_OBJECTS` on each side,
   else no rule.
-- **Applying** (:func:`apply`): an object whose probability of being a void is below one half is relabelled the
-  most common class of the ring of :data:`RING_PX` pixels around it (paste around a sand grain).
+- **Applying** (:func:`apply`): an object whose probability of being a void is below :data:`REJECT_BELOW` is
+  relabelled the most common class of the ring of :data:`RING_PX` pixels around it (paste around a sand grain).
 
 Pure numpy and scipy: the infer workers (which never import torch) apply it to each label chunk they write.
 """
@@ -31,6 +31,11 @@ import numpy as np
 FEATURES = ("darkest grey", "mean grey", "roundness")
 MIN_OBJECTS = 5
 """Objects needed on each side (painted void, painted not void) to fit a rule."""
+REJECT_BELOW = 0.25
+"""An object is relabelled only when the rule gives odds of 3 to 1 or more against its being a void. Strokes fit
+only in large voids, so the voids a rule is fitted on are large, and small voids (whose darkest grey a blur
+lifts) look less like them than they are: at one half, the rule relabelled half of the true voids under 100 px on
+the development style; at 0.25 the spacing factor came out within 6 % (benchmarks/RESULTS.md)."""
 RING_PX = 2
 """Width of the ring around a relabelled object whose most common class it takes."""
 _STEPS, _RATE, _L2 = 3000, 0.5, 1e-2
@@ -133,10 +138,10 @@ def fit(features: np.ndarray, sides: np.ndarray, void: int) -> ObjectRule | None
 
 
 def rejected(rule: ObjectRule, objects: Objects) -> np.ndarray:
-    """Which objects (bool per object) the rule relabels: P(void) below one half, not on the border."""
+    """Which objects (bool per object) the rule relabels: P(void) below :data:`REJECT_BELOW`, not on the border."""
     if not objects.n:
         return np.zeros(0, bool)
-    return (rule.probability(objects.features) < 0.5) & ~objects.on_border
+    return (rule.probability(objects.features) < REJECT_BELOW) & ~objects.on_border
 
 
 def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Objects | None = None

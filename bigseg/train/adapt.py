@@ -486,7 +486,8 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
 
     ids = concrete_ids(classes)
     if ids is None:
-        return None, {"kept": False, "why": "the class table has no paste, stone and void"}
+        return None, {"fitted_on": {"void": 0, "not void": 0}, "kept": False,
+                      "why": "the class table has no paste, stone and void"}
     void = ids["void"]
     jobs = [(reader, origin, block) for reader in readers for origin, block in ann.read_painted(reader.s.store)]
     if len(jobs) > MAX_RULE_CHUNKS:
@@ -525,7 +526,7 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
     if rule is None:
         return None, {**record, "kept": False,
                       "why": f"fewer than {orule.MIN_OBJECTS} void objects painted void or painted another class"}
-    dropped = rule.probability(x[hb >= 0]) < 0.5
+    dropped = rule.probability(x[hb >= 0]) < orule.REJECT_BELOW
     sides = hb[hb >= 0]
     check = {"void_objects": int((sides == 1).sum()), "void_objects_relabelled": int((dropped & (sides == 1)).sum()),
              "false_objects": int((sides == 0).sum()), "false_objects_relabelled": int((dropped & (sides == 0)).sum())}

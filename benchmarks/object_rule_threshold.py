@@ -1,0 +1,77 @@
+"""How an adapted model's void-object rule moves the figures at other thresholds than bigseg's (REJECT_BELOW).
+
+Reads each store's labels as the network gave them (run ``bigseg infer STORE --model M --no-object-rule`` first;
+benchmarks/adapt.py leaves them so when the model kept a rule: its last measurement is the --no-object-rule one),
+applies the model's rule chunk by chunk as ``infer`` does at each threshold, and prints void IoU (off the painted
+pixels), air content error and spacing factor error against the store's truth. The stores are copied; nothing in
+them changes.
+
+    python benchmarks/object_rule_threshold.py MODEL.pt STORE.zarr [STORE.zarr ...] --thresholds 0.5 0.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import annotations as ann
+from bigseg import checkpoint
+from bigseg import object_rule as orule
+from bigseg import store as st
+from bigseg.report.report import analyse
+
+
+def ruled(labels: np.ndarray, image: np.ndarray, rule: orule.ObjectRule, chunk: tuple[int, int]) -> np.ndarray:
+    out = labels.copy()
+    for y in range(0, labels.shape[0], chunk[0]):
+        for x in range(0, labels.shape[1], chunk[1]):
+            box = (slice(y, y + chunk[0]), slice(x, x + chunk[1]))
+            out[box] = orule.apply(rule, labels[box], image[box])[0]
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("stores", nargs="+")
+    ap.add_argument("--thresholds", nargs="+", type=float, default=[0.5, orule.REJECT_BELOW])
+    a = ap.parse_args(argv)
+    rule = orule.ObjectRule.from_dict(checkpoint.read(a.model)["meta"]["adapted"]["object_rule"])
+    print(f"rule: {rule}")
+    for store in a.stores:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / Path(store).name
+            shutil.copytree(store, copy)
+            labels_arr = st.open_array(copy, "labels", "r+")
+            labels = np.asarray(labels_arr[:])
+            truth = np.asarray(st.open_array(copy, "truth")[:])
+            image = np.asarray(st.open_array(copy, "image")[:])
+            unpainted = (np.asarray(st.open_array(copy, ann.LAYER)[:]) == ann.NONE if ann.has_layer(copy)
+                         else np.ones(labels.shape, bool))
+            group = st.open_store(copy)
+            classes, px = st.class_table(group), st.pixel_size_um(group)
+            true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
+            for thr in [None, *a.thresholds]:
+                if thr is None:
+                    out = labels
+                else:  # the same rule with its odds moved so that P(void) = thr sits where REJECT_BELOW did
+                    shift = math.log(thr / (1 - thr)) - math.log(orule.REJECT_BELOW / (1 - orule.REJECT_BELOW))
+                    out = ruled(labels, image, dataclasses.replace(rule, bias=rule.bias - shift), labels_arr.chunks)
+                labels_arr[:] = out
+                got = analyse(str(copy), "labels", classes, px, 1.0, 1.0)["parameters"]
+                a_, b_ = (out == rule.void) & unpainted, (truth == rule.void) & unpainted
+                air = got["air_content"]["value"] - true["air_content"]["value"]
+                sf = got["spacing_factor"]["value"] / true["spacing_factor"]["value"] - 1
+                print(f"{Path(store).name} threshold {'none' if thr is None else thr}: void IoU "
+                      f"{(a_ & b_).sum() / (a_ | b_).sum():.3f}, air error {air:+.2f} points, spacing factor "
+                      f"{100 * sf:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()
