@@ -597,7 +597,9 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     took air content from +1.51 to +0.29 points of the truth, where 40 strokes per class painted blind moved it
     little. Paint every class, spread over the slab: about a fifth of each class's strokes is held back to score
     the result. Where voids come out too small or too few, try --replay 1 (synthetic truth near voids; on the
-    development style void IoU 0.57 -> 0.71 at the same steps, spacing factor worse: one run, RESULTS.md).
+    development style void IoU 0.57 -> 0.71 at the same steps, spacing factor worse: one run, RESULTS.md). Once
+    strokes have been painted over five or more false voids (dark grains), a rule on whole void objects is fitted
+    from them and infer applies it (--no-object-rule: not).
     """
     from bigseg.train.adapt import adapt as run
 
