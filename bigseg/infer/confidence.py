@@ -63,6 +63,11 @@ def block_mean(values: np.ndarray, f: int) -> np.ndarray:
     return s / n
 
 
+def hard_counts(labels: np.ndarray, n: int) -> list[int]:
+    """Pixels of each of the ``n`` classes in ``labels``."""
+    return [int(v) for v in np.bincount(labels.ravel(), minlength=n)[:n]]
+
+
 def measure(prob: np.ndarray, labels: np.ndarray, f: int) -> tuple[np.ndarray, dict]:
     """(confidence map uint8, the chunk's measurements) from its probabilities and labels."""
     top = prob.max(axis=0)
@@ -72,7 +77,7 @@ def measure(prob: np.ndarray, labels: np.ndarray, f: int) -> tuple[np.ndarray, d
         "sum_confidence": float(top.sum(dtype=np.float64)),
         "uncertain": int((top < UNCERTAIN_BELOW).sum()),
         "soft_counts": [float(v) for v in prob.sum(axis=(1, 2), dtype=np.float64)],
-        "hard_counts": [int(v) for v in np.bincount(labels.ravel(), minlength=n)[:n]],
+        "hard_counts": hard_counts(labels, n),
     }
     return np.rint(255 * block_mean(top, f)).astype(np.uint8), stats
 

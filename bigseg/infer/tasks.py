@@ -179,8 +179,7 @@ def _apply_rule(store: str, bounds: Bounds, rule: dict, labels: np.ndarray, meas
     y0, y1, x0, x1 = bounds
     image = st.read(st.open_array(store, "image"), slice(y0, y1), slice(x0, x1))
     labels, n_objects, n_pixels = object_rule.apply(object_rule.ObjectRule.from_dict(rule), labels, image)
-    counts = np.bincount(labels.ravel(), minlength=n_classes)[:n_classes]
-    measured = {**measured, "hard_counts": [int(v) for v in counts], "relabelled_objects": n_objects,
+    measured = {**measured, "hard_counts": confidence.hard_counts(labels, n_classes), "relabelled_objects": n_objects,
                 "relabelled_pixels": n_pixels}
     return labels, measured
 

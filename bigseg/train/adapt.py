@@ -448,6 +448,11 @@ def _predict(model, image: np.ndarray, tta: str = "none"):
         return torch.softmax(total / len(views), 1)[0, :, :h, :w]
 
 
+def _labels(model, image: np.ndarray, tta: str = "none") -> np.ndarray:
+    """uint8 labels of one RGB window (:func:`_predict`'s arg-max)."""
+    return _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
+
+
 def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng, tta: str = "none",
                     rules: dict | None = None) -> dict:
     """Per-class accuracy of each model on the held-back strokes (a window around each, with context), with the
@@ -470,7 +475,7 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
         ys, xs = idx // cw + origin[0] - wy, idx % cw + origin[1] - wx
         keep = (ys >= 0) & (ys < size_y) & (xs >= 0) & (xs < size_x)
         for name, model in models.items():
-            pred = _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
+            pred = _labels(model, image, tta)
             rule = (rules or {}).get(name)
             if rule is not None:
                 pred = orule.apply(rule, pred, image)[0]
@@ -499,19 +504,19 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
         wy0, wx0 = max(0, y0 - RULE_MARGIN), max(0, x0 - RULE_MARGIN)
         wy1, wx1 = min(h, y0 + ch + RULE_MARGIN), min(w, x0 + cw + RULE_MARGIN)
         image = np.asarray(st.open_array(reader.s.store, "image")[wy0:wy1, wx0:wx1])
-        labels = _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
+        labels = _labels(model, image, tta)
         found = orule.find(labels, image, void)
         if not found.n:
             continue
-        painted = np.full(labels.shape, IGNORE_LABEL, np.uint8)
-        painted[y0 - wy0 : y0 - wy0 + ch, x0 - wx0 : x0 - wx0 + cw] = block
         held_mask = np.zeros(block.shape, bool)
         idx = reader.s.held.get((y0, x0))
         if idx is not None:
             held_mask.ravel()[idx] = True
-        held_px = np.full(labels.shape, IGNORE_LABEL, np.uint8)
-        held_px[y0 - wy0 : y0 - wy0 + ch, x0 - wx0 : x0 - wx0 + cw] = np.where(held_mask, block, IGNORE_LABEL)
-        painted[held_px != IGNORE_LABEL] = IGNORE_LABEL
+        core = (slice(y0 - wy0, y0 - wy0 + ch), slice(x0 - wx0, x0 - wx0 + cw))
+        painted = np.full(labels.shape, IGNORE_LABEL, np.uint8)  # training strokes only
+        painted[core] = np.where(held_mask, IGNORE_LABEL, block)
+        held_px = np.full(labels.shape, IGNORE_LABEL, np.uint8)  # held-back strokes only
+        held_px[core] = np.where(held_mask, block, IGNORE_LABEL)
         first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in ndimage.find_objects(found.ids)])
         mine = ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
                 & ~found.on_border)  # each object counted once, by the chunk holding its first row and column
