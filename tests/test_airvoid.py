@@ -77,6 +77,9 @@ def test_smallest_voids_and_plausibility(tmp_path):
     filtered = measure_mask(store, "labels", IDS, 3, 5.0, min_void_px=5)
     assert len(filtered.void_areas) == 1 and filtered.excluded_small_voids == 2
     assert airvoid.plausibility(23.0, 40.0) and airvoid.plausibility(5.0, 8.0) and not airvoid.plausibility(5, 30)
+    low = airvoid.plausibility(0.1, 30.0)  # a model blind to an image's voids (UV-fluorescent: 0.0-0.4 %)
+    assert len(low) == 1 and low[0].startswith("air content 0.10 % is below 0.5 %")
+    assert not airvoid.plausibility(0.6, 30.0)
 
 
 def test_vertical_traverse_of_a_mask_is_the_horizontal_one_of_its_transpose(tmp_path):

@@ -44,9 +44,10 @@ CHORD_BINS_UM = (0, 10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 40
 
 DIAMETER_BINS_UM = (0, 20, 40, 60, 80, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000)
 
-PLAUSIBLE = {"air_content_max": 20.0, "paste_content_min": 10.0}
-"""Figures outside these are flagged (a mask more often than a concrete is that wrong): air above 20 %, paste
-below 10 %."""
+PLAUSIBLE = {"air_content_min": 0.5, "air_content_max": 20.0, "paste_content_min": 10.0}
+"""Figures outside these are flagged (a mask more often than a concrete is that wrong): air below 0.5 % (even
+well-compacted concrete without entrained air keeps 1-2 % of entrapped air; a model that does not see a kind of
+image's voids reads 0.0-0.4 %: the UV-fluorescent style), air above 20 %, paste below 10 %."""
 
 
 def powers_spacing_factor(p: float, A: float, n: float, alpha: float | None) -> float | None:
@@ -320,6 +321,10 @@ def airvoid_parameters(t: Totals, spacing_mm: float, entrapped_mm: float, entrap
 def plausibility(air_percent: float, paste_percent: float) -> list[str]:
     """Warnings for figures a concrete seldom has and a wrong mask often gives."""
     out = []
+    if air_percent < PLAUSIBLE["air_content_min"]:
+        out.append(f"air content {air_percent:.2f} % is below {PLAUSIBLE['air_content_min']:g} %, which concrete "
+                   "seldom has: check the mask (voids taken for paste or stone? a kind of image the model has not "
+                   "seen?)")
     if air_percent > PLAUSIBLE["air_content_max"]:
         out.append(f"air content {air_percent:.1f} % is above {PLAUSIBLE['air_content_max']:g} %: check the mask "
                    "(dark stones or shadows taken for voids?)")
