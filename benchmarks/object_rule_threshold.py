@@ -2,9 +2,9 @@
 
 Reads each store's labels as the network gave them (run ``bigseg infer STORE --model M --no-object-rule`` first;
 benchmarks/adapt.py leaves them so when the model kept a rule: its last measurement is the --no-object-rule one),
-applies the model's rule chunk by chunk as ``infer`` does at each threshold, and prints void IoU (off the painted
-pixels), air content error and spacing factor error against the store's truth. The stores are copied; nothing in
-them changes.
+applies the model's rule to the whole slab at each threshold (what ``infer`` writes, for any chunking), and prints
+void IoU (off the painted pixels), air content error and spacing factor error against the store's truth. The
+stores are copied; nothing in them changes.
 
     python benchmarks/object_rule_threshold.py MODEL.pt STORE.zarr [STORE.zarr ...] --thresholds 0.5 0.25
 """
@@ -25,15 +25,6 @@ from bigseg import checkpoint
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.report.report import analyse
-
-
-def ruled(labels: np.ndarray, image: np.ndarray, rule: orule.ObjectRule, chunk: tuple[int, int]) -> np.ndarray:
-    out = labels.copy()
-    for y in range(0, labels.shape[0], chunk[0]):
-        for x in range(0, labels.shape[1], chunk[1]):
-            box = (slice(y, y + chunk[0]), slice(x, x + chunk[1]))
-            out[box] = orule.apply(rule, labels[box], image[box])[0]
-    return out
 
 
 def main(argv=None) -> None:
@@ -62,7 +53,7 @@ def main(argv=None) -> None:
                     out = labels
                 else:  # the same rule with its odds moved so that P(void) = thr sits where REJECT_BELOW did
                     shift = math.log(thr / (1 - thr)) - math.log(orule.REJECT_BELOW / (1 - orule.REJECT_BELOW))
-                    out = ruled(labels, image, dataclasses.replace(rule, bias=rule.bias - shift), labels_arr.chunks)
+                    out = orule.apply(dataclasses.replace(rule, bias=rule.bias - shift), labels, image)[0]
                 labels_arr[:] = out
                 got = analyse(str(copy), "labels", classes, px, 1.0, 1.0)["parameters"]
                 a_, b_ = (out == rule.void) & unpainted, (truth == rule.void) & unpainted

@@ -7,8 +7,9 @@ a void's darkest core is near black, a grain's is not; a void is round, a grain 
 need with its object classification after pixel classification; here the objects' classes come from the same
 strokes ``bigseg adapt`` trains on.
 
-- **Objects**: 8-connected components of void labels. Objects touching the border of the array they are found in
-  (a label chunk, a scoring window) are never judged: their whole is not in view.
+- **Objects**: 8-connected components of void labels. Objects touching the image's border, and objects wider or
+  taller than :data:`MAX_EXTENT`, are never judged (the first are not whole in view; the second are not the grains
+  the rule is for, and bound how far around a chunk ``infer`` reads).
 - **Features** (:data:`FEATURES`): the darkest and the mean grey level of the object (the mean of R, G and B,
   smoothed over 3 x 3 px) and its roundness (4 pi area / boundary pixels², the boundary being the object's pixels with a
   4-neighbour outside it; capped at 2).
@@ -17,14 +18,17 @@ strokes ``bigseg adapt`` trains on.
   painted pixels say void than any other class, not void otherwise. At least :data:`MIN_OBJECTS` on each side,
   else no rule.
 - **Applying** (:func:`apply`): an object whose probability of being a void is below :data:`REJECT_BELOW` is
-  relabelled the most common class of the ring of :data:`RING_PX` pixels around it (paste around a sand grain).
+  relabelled the most common class of the ring of :data:`RING_PX` pixels around it (paste around a sand grain;
+  the network's labels of the ring, its void pixels left out). Each object is judged on its own pixels and ring
+  alone, so a label chunk judged within a window of :data:`HALO` px around it (:func:`apply` with ``inner``) gets
+  the same labels as the whole image judged at once: with a rule, labels stay the same for any chunking.
 
 Pure numpy and scipy: the infer workers (which never import torch) apply it to each label chunk they write.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -38,6 +42,11 @@ lifts) look less like them than they are: at one half, the rule relabelled half 
 the development style; at 0.25 the spacing factor came out within 6 % (benchmarks/RESULTS.md)."""
 RING_PX = 2
 """Width of the ring around a relabelled object whose most common class it takes."""
+MAX_EXTENT = 256
+"""Objects whose bounding box is wider or taller than this (px) are never judged."""
+HALO = MAX_EXTENT + RING_PX + 2
+"""How far around a chunk its judge must see: an object that reaches into the chunk and is judged at all lies
+within MAX_EXTENT of it, its ring and the grey level's 3 x 3 smoothing within two more."""
 _STEPS, _RATE, _L2 = 3000, 0.5, 1e-2
 _EIGHT = np.ones((3, 3), bool)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
@@ -86,6 +95,12 @@ class Objects:
     n: int
     features: np.ndarray
     on_border: np.ndarray
+    boxes: list = field(default_factory=list)  # per object: its bounding box (slice, slice)
+
+    def too_large(self) -> np.ndarray:
+        """Per object: wider or taller than :data:`MAX_EXTENT`."""
+        return np.array([b[0].stop - b[0].start > MAX_EXTENT or b[1].stop - b[1].start > MAX_EXTENT
+                         for b in self.boxes], bool).reshape(-1)
 
 
 def find(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
@@ -106,7 +121,7 @@ def find(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
     border = np.unique(np.concatenate([ids[0], ids[-1], ids[:, 0], ids[:, -1]]))
     on_border = np.zeros(n, bool)
     on_border[border[border > 0] - 1] = True
-    return Objects(ids, n, np.asarray(features, np.float64), on_border)
+    return Objects(ids, n, np.asarray(features, np.float64), on_border, ndimage.find_objects(ids))
 
 
 def painted_sides(objects: Objects, painted: np.ndarray, void: int) -> np.ndarray:
@@ -138,32 +153,44 @@ def fit(features: np.ndarray, sides: np.ndarray, void: int) -> ObjectRule | None
 
 
 def rejected(rule: ObjectRule, objects: Objects) -> np.ndarray:
-    """Which objects (bool per object) the rule relabels: P(void) below :data:`REJECT_BELOW`, not on the border."""
+    """Which objects (bool per object) the rule relabels: P(void) below :data:`REJECT_BELOW`, not on the border, not
+    wider or taller than :data:`MAX_EXTENT`."""
     if not objects.n:
         return np.zeros(0, bool)
-    return (rule.probability(objects.features) < REJECT_BELOW) & ~objects.on_border
+    return (rule.probability(objects.features) < REJECT_BELOW) & ~objects.on_border & ~objects.too_large()
 
 
-def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Objects | None = None
-          ) -> tuple[np.ndarray, int, int]:
+def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Objects | None = None,
+          inner: tuple[slice, slice] | None = None) -> tuple[np.ndarray, int, int]:
     """(labels with the rejected void objects relabelled, objects relabelled, pixels relabelled). ``labels`` is
-    not changed in place."""
+    not changed in place. ``inner``: only this box of the arrays is returned and counted (an object counts where
+    its first pixel in row order lies); the arrays around it are the box's surroundings, :data:`HALO` px wide
+    wherever they do not end at the image's border -- then the box gets exactly the labels the whole image
+    would."""
     from scipy import ndimage
 
+    box = inner if inner is not None else (slice(0, labels.shape[0]), slice(0, labels.shape[1]))
+    out = labels[box].copy()
     found = objects if objects is not None else find(labels, image, rule.void)
-    drop = rejected(rule, found)
-    if not drop.any():
-        return labels, 0, 0
-    keep_id = np.concatenate([[False], drop])
-    ids = np.where(keep_id[found.ids], found.ids, 0)  # the rejected objects only
-    near = ndimage.grey_dilation(ids, footprint=np.ones((2 * RING_PX + 1,) * 2, bool))
-    ring = (near > 0) & (ids == 0) & (labels != rule.void)
-    n_classes = int(labels.max()) + 1
-    votes = np.bincount(near[ring].astype(np.int64) * n_classes + labels[ring], minlength=(found.n + 1) * n_classes)
-    votes = votes.reshape(found.n + 1, n_classes)
-    new_class = votes.argmax(axis=1)
-    relabel = keep_id & (votes.sum(axis=1) > 0)  # an object with no ring (all voids around it) stays
-    out = labels.copy()
-    target = relabel[found.ids]
-    out[target] = new_class[found.ids[target]].astype(labels.dtype)
-    return out, int(relabel.sum()), int(target.sum())
+    drop = np.flatnonzero(rejected(rule, found))
+    n_objects = n_pixels = 0
+    square = np.ones((2 * RING_PX + 1,) * 2, bool)
+    for k in drop:
+        ys, xs = found.boxes[k]
+        y0, x0 = max(ys.start - RING_PX, 0), max(xs.start - RING_PX, 0)
+        near = (slice(y0, ys.stop + RING_PX), slice(x0, xs.stop + RING_PX))
+        obj = found.ids[near] == k + 1
+        ring = ndimage.binary_dilation(obj, structure=square) & ~obj & (labels[near] != rule.void)
+        if not ring.any():  # no ring (voids all around it): it stays
+            continue
+        new_class = np.bincount(labels[near][ring]).argmax()
+        # the object's pixels inside the box, in the box's coordinates
+        oy, ox = np.nonzero(obj)
+        oy, ox = oy + y0, ox + x0
+        here = (oy >= box[0].start) & (oy < box[0].stop) & (ox >= box[1].start) & (ox < box[1].stop)
+        if not here.any():
+            continue
+        out[oy[here] - box[0].start, ox[here] - box[1].start] = new_class
+        n_pixels += int(here.sum())
+        n_objects += int(here[0])  # np.nonzero walks in row order: the first is the object's first pixel
+    return out, n_objects, n_pixels

@@ -2,8 +2,9 @@
 spill files (window logits kept for the next stripe), and the creation and completion of the output arrays.
 
 Layout under ``STORE/.bigseg/``: ``infer.lock`` (pid, host), ``labels-done/BI.BJ`` (one per finished label chunk;
-its content is the chunk's measurements, JSON), ``spill/ROW.K.npz``. Markers and spill files are removed when
-the run completes; a killed run leaves them for the next run to resume from.
+its content is the chunk's measurements, JSON), ``labels-ruled-done/BI.BJ`` (with an adapted model's void-object
+rule: one per chunk it judged, with the counts of the labels written), ``spill/ROW.K.npz``. Markers and spill
+files are removed when the run completes; a killed run leaves them for the next run to resume from.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def marker(store, bi: int, bj: int) -> str:
     return st.join(progress_dir(store), f"{bi}.{bj}")
 
 
+def ruled_dir(store) -> str:
+    return st.join(store, st.RULED_DONE)
+
+
+def ruled_marker(store, bi: int, bj: int) -> str:
+    return st.join(ruled_dir(store), f"{bi}.{bj}")
+
+
 def spill_dir(store) -> str:
     return st.join(store, st.SPILL)
 
@@ -40,20 +49,22 @@ def spill_file(store, key: BatchKey) -> str:
 
 def clear_run_files(store) -> None:
     files.rmtree(progress_dir(store))
+    files.rmtree(ruled_dir(store))
     files.rmtree(spill_dir(store))
 
 
-def done_markers(store) -> list[str]:
-    """The names of the finished chunks' markers (``BI.BJ``)."""
-    return [n for n in files.names(progress_dir(store)) if not n.endswith(".tmp")]
+def done_markers(store, folder: str | None = None) -> list[str]:
+    """The names of the finished chunks' markers (``BI.BJ``) in ``folder`` (default: the network's chunks)."""
+    return [n for n in files.names(folder or progress_dir(store)) if not n.endswith(".tmp")]
 
 
-def read_markers(store) -> list[dict]:
+def read_markers(store, folder: str | None = None) -> list[dict]:
     """The measurements every finished chunk recorded ({} for a marker without them: an older bigseg's)."""
+    folder = folder or progress_dir(store)
     out = []
-    for name in done_markers(store):
+    for name in done_markers(store, folder):
         try:
-            out.append(json.loads(files.read_bytes(st.join(progress_dir(store), name)) or b"{}"))
+            out.append(json.loads(files.read_bytes(st.join(folder, name)) or b"{}"))
         except (OSError, ValueError):
             out.append({})
     return out
@@ -74,6 +85,9 @@ def StoreLock(store):  # noqa: N802 - used as a context manager, as the class it
 
 STAGED = st.STAGED  # (the layout is the store module's)
 OUTPUTS = ("labels", "confidence", "probabilities")
+NETWORK_LABELS = "labels_network"
+"""Where the network's labels are staged when an adapted model's void-object rule judges them into ``labels``;
+removed with the stage when the run finishes."""
 LABEL_PYRAMID = pyramid.LABEL_PYRAMIDS["labels"]
 """Built strip by strip during the run (:func:`bigseg.infer.tasks.pyramid_strip`), staged with the outputs."""
 
@@ -89,10 +103,11 @@ def refuse_finished(group, store, overwrite: bool) -> None:
 
 
 def prepare(group, store, run: dict, classes, *, overwrite: bool, probabilities: bool,
-            chunks: tuple[int, int], pyramid_factors: list[int], model: dict | None = None
-            ) -> tuple[list[tuple[int, int, Bounds]], int]:
-    """Create (or validate for resume) the staged labels / confidence / probabilities; return (pending chunks,
-    skipped count). Refuses finished labels without ``overwrite``, before anything is touched."""
+            chunks: tuple[int, int], pyramid_factors: list[int], model: dict | None = None, rule: bool = False
+            ) -> tuple[list[tuple[int, int, Bounds]], int, list[tuple[int, int, Bounds]]]:
+    """Create (or validate for resume) the staged labels / confidence / probabilities (with ``rule``: the
+    network's labels too); return (pending chunks, skipped count, chunks the rule has yet to judge: all of them
+    with ``rule``, else none). Refuses finished labels without ``overwrite``, before anything is touched."""
     import zarr
 
     cy, cx = chunks
@@ -116,6 +131,8 @@ def prepare(group, store, run: dict, classes, *, overwrite: bool, probabilities:
         files.rmtree(stage_path)
         stage = zarr.open_group(stage_path, mode="w", zarr_format=3)
         st.create_array(stage, "labels", (height, width), (cy, cx), ("y", "x"), attrs={"run": run, "model": model})
+        if rule:  # the run record says so: a resume never mixes runs with and without a rule
+            st.create_array(stage, NETWORK_LABELS, (height, width), (cy, cx), ("y", "x"))
         if probabilities:
             st.create_array(stage, "probabilities", (len(classes), height, width), (len(classes), cy, cx),
                             ("class", "y", "x"), attrs={"encoding": "round(255 * softmax(blended logits))"})
@@ -127,15 +144,21 @@ def prepare(group, store, run: dict, classes, *, overwrite: bool, probabilities:
     if LABEL_PYRAMID not in stage:  # also for a stage an older bigseg left without one
         pyramid.create_levels(stage, LABEL_PYRAMID, height, width, pyramid_factors)
     files.makedirs(progress_dir(store))
+    if rule:
+        files.makedirs(ruled_dir(store))
     done = set(done_markers(store)) if resume else set()
-    pending, skipped = [], 0
+    judged = set(done_markers(store, ruled_dir(store))) if resume and rule else set()
+    pending, skipped, to_judge = [], 0, []
     for bi, y0 in enumerate(range(0, height, cy)):
         for bj, x0 in enumerate(range(0, width, cx)):
+            bounds = (y0, min(y0 + cy, height), x0, min(x0 + cx, width))
             if f"{bi}.{bj}" in done:
                 skipped += 1
             else:
-                pending.append((bi, bj, (y0, min(y0 + cy, height), x0, min(x0 + cx, width))))
-    return pending, skipped
+                pending.append((bi, bj, bounds))
+            if rule and f"{bi}.{bj}" not in judged:
+                to_judge.append((bi, bj, bounds))
+    return pending, skipped, to_judge
 
 
 def discard_if_empty(store) -> None:
@@ -164,12 +187,14 @@ def finish(group, store, client, stability: dict | None = None) -> dict:
     run's files."""
     import zarr
 
-    chunks = read_markers(store)
+    chunks = read_markers(store)  # the network's chunks: the confidence figures are the network's
     summary = summarize(chunks, group)
     if summary is not None and stability is not None:
         summary["stability"] = stability
     stage = zarr.open_group(st.join(store, STAGED), mode="r+", zarr_format=3)
     labels = st.array(stage, "labels")  # one Array object per array: each holds its own copy of the attributes
+    if NETWORK_LABELS in stage:  # a void-object rule judged the labels: their counts are in its markers
+        chunks = read_markers(store, ruled_dir(store))
     counts = counted_by_chunks(chunks, labels)
     if counts is not None:  # every chunk counted its labels when it wrote them: no second pass over the mask
         stats = statistics_from_counts(counts, st.class_table(group), st.pixel_size_um(group))

@@ -29,7 +29,7 @@ from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions, default_workers
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
 from bigseg.infer.predictor import ModelSpec
-from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip
+from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip, rule_block
 from bigseg.infer.windows import Grid
 from bigseg.modelfile import model_kind
 from bigseg.object_rule import ObjectRule
@@ -84,10 +84,12 @@ class PyramidStrips:
 
 
 def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: bool, n_classes: int, progress,
-            strips: PyramidStrips, rule: dict | None = None) -> None:
+            strips: PyramidStrips, rule: dict | None = None, to_judge: list | tuple = ()) -> None:
     """Run the plan group by group: submit a few groups ahead, wait for the oldest, release what no later group
     needs. A strip of the label pyramid is submitted as soon as its chunk rows are all written, after the one
-    above it (they share chunks of the coarser levels)."""
+    above it (they share chunks of the coarser levels). With an adapted model's void-object ``rule``, the network's
+    labels are staged apart, and once they are all written each chunk of ``to_judge`` is judged by the rule into
+    the labels (:func:`bigseg.infer.tasks.rule_block`); the pyramid follows those."""
     from collections import Counter
 
     store_s = str(store)
@@ -101,7 +103,9 @@ def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: b
     batches_per_group = max(1, len(plan.batches) // max(1, len(plan.groups)))
     ahead = 1 if isinstance(ex, InProcess) else max(ROWS_IN_FLIGHT, -(-2 * ex.threads // batches_per_group))
     tag = spec.digest[:8]
-    unwritten = Counter(strips.of(b.bounds) for g in plan.groups for b in g.blends)  # pending chunks per strip
+    labels_to = "labels" if rule is None else outputs.NETWORK_LABELS
+    unwritten = (Counter(strips.of(b.bounds) for g in plan.groups for b in g.blends) if rule is None
+                 else Counter(strips.of(bounds) for *_, bounds in to_judge))  # pending label chunks per strip
     pyramid: list = []  # the strips' futures, in order
 
     def submit_strips() -> None:
@@ -123,9 +127,27 @@ def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: b
                         plan.reuse(key, g.stripe), key=f"predict-{key.row}-{key.k}-{g.stripe}-{tag}")
             marker = str(outputs.marker(store, *blend.chunk))
             futures.append(ex.submit(blend_block, store_s, blend.bounds, grid, blend.sources, marker, probabilities,
-                                     n_classes, rule, *[held[(d, g.stripe)] for d in blend.deps],
+                                     n_classes, labels_to, *[held[(d, g.stripe)] for d in blend.deps],
                                      key=f"blend-{blend.chunk[0]}.{blend.chunk[1]}-{tag}"))
         in_flight.append((gi, futures))
+
+    judging: dict = {}  # future of a rule_block -> its chunk's bounds
+
+    def judge() -> None:
+        """Every chunk of ``to_judge`` through the rule, once the network's labels are all written."""
+        jbar = make_bar(len(to_judge), "object rule", "chunk", enabled=progress, scale=mpx_per_chunk,
+                        scaled_unit="Mpx")
+        try:
+            for bi, bj, bounds in to_judge:
+                judging[ex.submit(rule_block, store_s, bounds, rule, str(outputs.ruled_marker(store, bi, bj)),
+                                  n_classes, key=f"rule-{bi}.{bj}-{tag}")] = bounds
+            for fut in ex.completed(list(judging)):
+                fut.result()
+                jbar.update(1)
+                unwritten[strips.of(judging[fut])] -= 1
+                submit_strips()
+        finally:
+            jbar.close()
 
     next_group = 0
     try:
@@ -138,18 +160,22 @@ def execute(plan: Plan, store: Path | str, spec: ModelSpec, ex, probabilities: b
             for fut in ex.completed(futures):
                 fut.result()  # re-raises a task's exception here
                 bar.update(1)
-            for blend in plan.groups[gi].blends:
-                unwritten[strips.of(blend.bounds)] -= 1
-            submit_strips()
+            if rule is None:
+                for blend in plan.groups[gi].blends:
+                    unwritten[strips.of(blend.bounds)] -= 1
+                submit_strips()
             for inst in plan.done_after(gi, list(held)):
                 del held[inst]  # releases the logits on the workers
                 key, stripe = inst
                 if key in plan.spill_from and stripe == plan.last_stripe[key]:
                     files.unlink(outputs.spill_file(store, key))
+        if rule is not None:
+            bar.close()
+            judge()
         for fut in pyramid:
             fut.result()
     except BaseException:
-        ex.cancel([f for _, fs in in_flight for f in fs] + list(held.values()) + pyramid)
+        ex.cancel([f for _, fs in in_flight for f in fs] + list(held.values()) + pyramid + list(judging))
         raise
     finally:
         bar.close()
@@ -218,9 +244,10 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
         factors, strip = factors_for(height, width, cy)
         strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
-            pending, skipped = outputs.prepare(group, store, run, classes, overwrite=o.overwrite,
-                                               probabilities=o.probabilities, chunks=(cy, cx), pyramid_factors=factors,
-                                               model=_provenance(ckpt, digest, meta, rule is not None))
+            pending, skipped, to_judge = outputs.prepare(
+                group, store, run, classes, overwrite=o.overwrite, probabilities=o.probabilities, chunks=(cy, cx),
+                pyramid_factors=factors, model=_provenance(ckpt, digest, meta, rule is not None),
+                rule=rule is not None)
             # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
             # machine's cache, but they see the store
             exports = be.export_folder(o, store)
@@ -238,7 +265,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             try:
                 ex = ex_for(client, o)
                 try:
-                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips, rule)
+                    execute(plan, store, spec, ex, o.probabilities, len(classes), o.progress, strips, rule, to_judge)
                 finally:
                     if isinstance(ex, InThreads):
                         ex.close()

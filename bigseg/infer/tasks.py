@@ -5,6 +5,8 @@
 - :func:`blend_block`: one label chunk: the weighted logits of every window touching it summed in window order
   (so a pixel's value does not depend on the chunk it falls in), arg-maxed, written with its confidence (and
   probabilities), then its completion marker.
+- :func:`rule_block`: with an adapted model's void-object rule, one label chunk judged by it, once the network's
+  labels around it are all written (read :data:`bigseg.object_rule.HALO` px around the chunk), then its marker.
 - :func:`pyramid_strip`: the label pyramid of a strip of chunk rows, once they are all written.
 """
 
@@ -20,7 +22,7 @@ from bigseg import object_rule
 from bigseg import store as st
 from bigseg.errors import BigsegError
 from bigseg.infer import confidence
-from bigseg.infer.outputs import LABEL_PYRAMID, staged
+from bigseg.infer.outputs import LABEL_PYRAMID, NETWORK_LABELS, staged
 from bigseg.infer.plan import Bounds, Origin, Source
 from bigseg.infer.predictor import ModelSpec, predict, weight_on
 from bigseg.infer.windows import Grid
@@ -146,12 +148,10 @@ def blend_numpy(bounds: Bounds, grid: Grid, sources: tuple[Source, ...], n_class
 
 
 def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, ...], marker: str,
-                probabilities: bool, n_classes: int, rule: dict | None, *batches) -> None:
-    """Blend the windows touching ``bounds`` and write the chunk: labels, confidence (and probabilities), then
-    its completion marker holding the chunk's measurements. Torch tensors (the torch backend, CPU or GPU) blend
-    with torch on their device, numpy arrays with numpy. ``rule``: an adapted model's void-object rule
-    (:mod:`bigseg.object_rule`), applied to the void objects wholly inside the chunk; the measurements then count
-    the labels it left, and the objects and pixels it relabelled."""
+                probabilities: bool, n_classes: int, labels_to: str, *batches) -> None:
+    """Blend the windows touching ``bounds`` and write the chunk: labels (into the staged array ``labels_to``),
+    confidence (and probabilities), then its completion marker holding the chunk's measurements. Torch tensors
+    (the torch backend, CPU or GPU) blend with torch on their device, numpy arrays with numpy."""
     y0, y1, x0, x1 = bounds
     conf = st.open_array(store, staged("confidence"), "r+")
     f = int(st.attr(conf, "factor"))
@@ -161,10 +161,8 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         labels, conf_map, measured, probs = blend(bounds, grid, sources, n_classes, batches, f, probabilities)
     except BigsegError as exc:
         raise BigsegError(f"{store}: {exc}") from None
-    if rule is not None:
-        labels, measured = _apply_rule(store, bounds, rule, labels, measured, n_classes)
     try:
-        st.open_array(store, staged("labels"), "r+")[y0:y1, x0:x1] = labels
+        st.open_array(store, staged(labels_to), "r+")[y0:y1, x0:x1] = labels
         conf[y0 // f : y0 // f + conf_map.shape[0], x0 // f : x0 // f + conf_map.shape[1]] = conf_map
         if probs is not None:
             st.open_array(store, staged("probabilities"), "r+")[:, y0:y1, x0:x1] = probs
@@ -174,14 +172,28 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
 
 
-def _apply_rule(store: str, bounds: Bounds, rule: dict, labels: np.ndarray, measured: dict, n_classes: int
-                ) -> tuple[np.ndarray, dict]:
+def rule_block(store: str, bounds: Bounds, rule: dict, marker: str, n_classes: int, *after) -> None:
+    """Judge the chunk ``bounds`` with an adapted model's void-object rule (:mod:`bigseg.object_rule`): the
+    network's labels and the image are read :data:`~bigseg.object_rule.HALO` px around it (all written: ``after``
+    are the tasks that wrote them), so each object is judged whole, as on the whole image; the chunk goes into the
+    staged ``labels``, then its marker with the counts of the labels written and of the objects and pixels the
+    rule relabelled."""
     y0, y1, x0, x1 = bounds
-    image = st.read(st.open_array(store, "image"), slice(y0, y1), slice(x0, x1))
-    labels, n_objects, n_pixels = object_rule.apply(object_rule.ObjectRule.from_dict(rule), labels, image)
-    measured = {**measured, "hard_counts": confidence.hard_counts(labels, n_classes), "relabelled_objects": n_objects,
+    network = st.open_array(store, staged(NETWORK_LABELS))
+    height, width = network.shape
+    h = object_rule.HALO
+    wy, wx = slice(max(y0 - h, 0), min(y1 + h, height)), slice(max(x0 - h, 0), min(x1 + h, width))
+    labels = st.read(network, wy, wx)
+    image = st.read(st.open_array(store, "image"), wy, wx)
+    inner = (slice(y0 - wy.start, y1 - wy.start), slice(x0 - wx.start, x1 - wx.start))
+    out, n_objects, n_pixels = object_rule.apply(object_rule.ObjectRule.from_dict(rule), labels, image, inner=inner)
+    measured = {"hard_counts": confidence.hard_counts(out, n_classes), "relabelled_objects": n_objects,
                 "relabelled_pixels": n_pixels}
-    return labels, measured
+    try:
+        st.open_array(store, staged("labels"), "r+")[y0:y1, x0:x1] = out
+        files.write_whole(marker, json.dumps(measured).encode())
+    except OSError as exc:
+        raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
 
 
 def pyramid_strip(store: str, y0: int, y1: int, factors: list[int], n_classes: int, *after) -> None:

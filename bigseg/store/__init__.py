@@ -47,6 +47,7 @@ from bigseg.store.layout import (  # noqa: F401
     FORMAT_VERSION,
     INFER_LOCK,
     LABELS_DONE,
+    RULED_DONE,
     SPILL,
     STAGED,
     WRITE_EVERY_CHUNK,

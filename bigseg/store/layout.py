@@ -248,6 +248,8 @@ def staged(name: str) -> str:
 
 LABELS_DONE = f"{BIGSEG_DIR}/labels-done"
 """A running (or interrupted) ``infer``'s per-chunk markers, relative to the store."""
+RULED_DONE = f"{BIGSEG_DIR}/labels-ruled-done"
+"""Its markers of the chunks an adapted model's void-object rule has judged (the labels written)."""
 SPILL = f"{BIGSEG_DIR}/spill"
 """Window logits kept for the next column stripe, relative to the store."""
 INFER_LOCK = f"{BIGSEG_DIR}/infer.lock"

@@ -487,8 +487,6 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
 def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none"
                     ) -> tuple[orule.ObjectRule | None, dict]:
     """(the void-object rule or None, what was found): see step 7 of the module's docstring."""
-    from scipy import ndimage
-
     ids = concrete_ids(classes)
     if ids is None:
         return None, {"fitted_on": {"void": 0, "not void": 0}, "kept": False,
@@ -517,9 +515,10 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
         painted[core] = np.where(held_mask, IGNORE_LABEL, block)
         held_px = np.full(labels.shape, IGNORE_LABEL, np.uint8)  # held-back strokes only
         held_px[core] = np.where(held_mask, block, IGNORE_LABEL)
-        first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in ndimage.find_objects(found.ids)])
+        first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in found.boxes])
         mine = ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
-                & ~found.on_border)  # each object counted once, by the chunk holding its first row and column
+                & ~found.on_border & ~found.too_large())  # objects the rule may judge, each counted once (by
+        # the chunk holding its first row and column)
         features.append(found.features[mine])
         trained.append(orule.painted_sides(found, painted, void)[mine])
         held.append(orule.painted_sides(found, held_px, void)[mine])
