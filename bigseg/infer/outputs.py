@@ -121,7 +121,8 @@ def prepare(group, store, run: dict, classes, *, overwrite: bool, probabilities:
         old = st.array(stage, "labels")
         made = "confidence" in stage  # the last array a run stages: without it the staging itself was cut short
         same = old.attrs.get("run") == run and old.shape == (height, width) and old.chunks == (cy, cx) \
-            and (not probabilities or "probabilities" in stage or not made)
+            and (not probabilities or "probabilities" in stage or not made) \
+            and (not rule or NETWORK_LABELS in stage or not made)  # (an older bigseg judged inside the blend)
         if not same:
             raise BigsegError(f"{store}: holds unfinished labels of a different run (model, window, overlap or batch "
                               f"differ); rerun with the same options to resume, or pass --overwrite")

@@ -172,12 +172,12 @@ def blend_block(store: str, bounds: Bounds, grid: Grid, sources: tuple[Source, .
         raise BigsegError(f"{store}: writing the labels chunk at y={y0}, x={x0} failed ({exc})") from exc
 
 
-def rule_block(store: str, bounds: Bounds, rule: dict, marker: str, n_classes: int, *after) -> None:
+def rule_block(store: str, bounds: Bounds, rule: dict, marker: str, n_classes: int) -> None:
     """Judge the chunk ``bounds`` with an adapted model's void-object rule (:mod:`bigseg.object_rule`): the
-    network's labels and the image are read :data:`~bigseg.object_rule.HALO` px around it (all written: ``after``
-    are the tasks that wrote them), so each object is judged whole, as on the whole image; the chunk goes into the
-    staged ``labels``, then its marker with the counts of the labels written and of the objects and pixels the
-    rule relabelled."""
+    network's labels (all written: this pass starts after the network's) and the image are read
+    :data:`~bigseg.object_rule.HALO` px around it, so each object is judged whole, as on the whole image; the
+    chunk goes into the staged ``labels``, then its marker with the counts of the labels written and of the
+    objects and pixels the rule relabelled."""
     y0, y1, x0, x1 = bounds
     network = st.open_array(store, staged(NETWORK_LABELS))
     height, width = network.shape
