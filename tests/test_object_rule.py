@@ -174,6 +174,7 @@ def test_killed_while_judging_then_resumed_gives_the_same_labels(slab):
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming: 80 of 80 chunks already done" in rerun.stdout
+    assert f"resuming the object rule's pass: {n_judged} of 80 chunks already judged" in rerun.stdout
     labels = np.asarray(st.open_array(store, "labels")[:])
     assert labels.tobytes() == ref.tobytes()
     done = st.open_array(store, "labels")

@@ -261,6 +261,8 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             if skipped:
                 echo(f"resuming: {skipped} of {total} chunks already done; "
                      f"skipping {plan.n_windows - plan.n_computed} of {plan.n_windows} windows")
+            if rule is not None and len(to_judge) < total:
+                echo(f"resuming the object rule's pass: {total - len(to_judge)} of {total} chunks already judged")
             t0 = time.perf_counter()
             try:
                 ex = ex_for(client, o)
