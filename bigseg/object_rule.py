@@ -180,6 +180,8 @@ def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Obje
     square = np.ones((2 * RING_PX + 1,) * 2, bool)
     for k in drop:
         ys, xs = found.boxes[k]
+        if ys.stop <= box[0].start or ys.start >= box[0].stop or xs.stop <= box[1].start or xs.start >= box[1].stop:
+            continue  # wholly in the surroundings: judged where it lies
         y0, x0 = max(ys.start - RING_PX, 0), max(xs.start - RING_PX, 0)
         near = (slice(y0, ys.stop + RING_PX), slice(x0, xs.stop + RING_PX))
         obj = found.ids[near] == k + 1
