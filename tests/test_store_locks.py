@@ -1,5 +1,6 @@
 """The one lock bigseg's writers take (bigseg.store.pid_lock) and the wait for it (wait_for_lock), between real
-processes: an ONNX export another run is making is waited for, not made twice."""
+processes: an ONNX export another run is making is waited for, not made twice; and arrays opened for writing by
+many threads at once."""
 
 from __future__ import annotations
 
@@ -59,3 +60,34 @@ def test_a_lock_whose_holder_was_killed_is_not_waited_for(tmp_path):
     with st.output_lock(final):  # and it is taken over
         assert lock.exists()
     assert not lock.exists()
+
+
+
+def test_arrays_opened_for_writing_by_many_threads_at_once_store_every_chunk(tmp_path):
+    """An all-zero chunk is stored like any other (a missing chunk file means damage) whichever threads open the
+    arrays at the same moment. (zarr's global config, set and restored around each open, let one thread's restore
+    undo another's setting: an infer resumed in its object-rule pass found an all-paste label chunk missing.)"""
+    import threading
+
+    import numpy as np
+    import zarr
+
+    store = tmp_path / "s.zarr"
+    root = zarr.open_group(str(store), mode="w", zarr_format=3)
+    names = [f"a{i}" for i in range(16)]
+    for name in names:
+        st.create_array(root, name, (8, 8), (4, 4), ("y", "x"))
+    start = threading.Barrier(len(names))
+
+    def write_zeros(name):
+        start.wait()
+        st.open_array(store, name, "r+")[:] = np.zeros((8, 8), np.uint8)
+
+    threads = [threading.Thread(target=write_zeros, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in names:
+        assert len([p for p in (store / name / "c").rglob("*") if p.is_file()]) == 4, name
+        assert not st.read(st.open_array(store, name), slice(0, 8), slice(0, 8)).any()  # no chunk reported missing

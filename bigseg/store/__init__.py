@@ -50,7 +50,6 @@ from bigseg.store.layout import (  # noqa: F401
     RULED_DONE,
     SPILL,
     STAGED,
-    WRITE_EVERY_CHUNK,
     Mode,
     array,
     attr,

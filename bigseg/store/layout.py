@@ -29,9 +29,6 @@ ALL_CHUNKS = "all_chunks_written"
 missing chunk file means damage, not zeros. Arrays bigseg creates carry it; older stores are read as before."""
 
 
-WRITE_EVERY_CHUNK = {"array.write_empty_chunks": True}
-
-
 def is_store(path: str | os.PathLike) -> bool:
     if is_url(path):
         import fsspec
@@ -180,8 +177,10 @@ def open_array(store: str | os.PathLike, name: str, mode: Mode = "r") -> zarr.Ar
     hit = _OPEN.get(key)
     if hit is None:
         try:
-            with zarr.config.set(WRITE_EVERY_CHUNK if mode != "r" else {}):
-                hit = zarr.open_array(path, mode=mode, zarr_format=3)
+            hit = zarr.open_array(path, mode=mode, zarr_format=3)
+            if mode != "r":  # per array, not zarr.config.set: that is global, and two threads opening arrays at
+                # once could each restore the other's old value (an array that dropped all-zero chunks, seen)
+                hit = hit.with_config({"write_empty_chunks": True})
         except Exception as exc:  # missing, truncated or malformed metadata
             raise BigsegError(f"{path}: cannot open the zarr array ({first_line(exc)})") from exc
         _OPEN[key] = hit
