@@ -97,10 +97,12 @@ class Objects:
     on_border: np.ndarray
     boxes: list = field(default_factory=list)  # per object: its bounding box (slice, slice)
 
-    def too_large(self) -> np.ndarray:
-        """Per object: wider or taller than :data:`MAX_EXTENT`."""
-        return np.array([b[0].stop - b[0].start > MAX_EXTENT or b[1].stop - b[1].start > MAX_EXTENT
-                         for b in self.boxes], bool).reshape(-1)
+    def judged(self) -> np.ndarray:
+        """Per object: whether the rule may judge it -- not on the border, not wider or taller than
+        :data:`MAX_EXTENT`."""
+        too_large = np.array([b[0].stop - b[0].start > MAX_EXTENT or b[1].stop - b[1].start > MAX_EXTENT
+                              for b in self.boxes], bool).reshape(-1)
+        return ~self.on_border & ~too_large
 
 
 def find(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
@@ -160,7 +162,7 @@ def rejected(rule: ObjectRule, objects: Objects) -> np.ndarray:
     wider or taller than :data:`MAX_EXTENT`."""
     if not objects.n:
         return np.zeros(0, bool)
-    return (rule.probability(objects.features) < REJECT_BELOW) & ~objects.on_border & ~objects.too_large()
+    return (rule.probability(objects.features) < REJECT_BELOW) & objects.judged()
 
 
 def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Objects | None = None,

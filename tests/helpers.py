@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,19 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run the real `bigseg` command in a subprocess; returns CompletedProcess with text output."""
     return subprocess.run([sys.executable, "-m", "bigseg", *map(str, args)], capture_output=True, text=True,
                           errors="replace", cwd=cwd, timeout=timeout, env=env)
+
+
+def wait_for_files(folder: Path, n: int, proc, timeout: float = 120, poll: float = 0.02) -> None:
+    """Wait until ``folder`` holds ``n`` files (a running command's markers, say) while ``proc`` still runs: the
+    moment to interrupt it."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if folder.is_dir() and len(list(folder.iterdir())) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before it could be interrupted: {proc.stderr.read()}")
+        time.sleep(poll)
+    raise AssertionError("no progress")
 
 
 def error_line(proc) -> str:

@@ -23,7 +23,7 @@ from bigseg.ingest import ingest
 from bigseg.models import build
 from bigseg.report.stats import class_statistics
 from bigseg.synth import SynthParams, synthesize
-from tests.helpers import error_line, run_cli
+from tests.helpers import error_line, run_cli, wait_for_files
 
 WINDOW, OVERLAP = 256, 64  # small windows, so that a small slab has many seams
 
@@ -182,15 +182,7 @@ def test_cli_infer_on_an_image_and_reruns(tmp_path, slab):
 
 
 def _wait_for_markers(store: Path, n: int, proc, timeout=120):
-    done = store / ".bigseg" / "labels-done"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if done.is_dir() and len(list(done.iterdir())) >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"finished before it could be interrupted: {proc.stderr.read()}")
-        time.sleep(0.02)
-    raise AssertionError("no progress")
+    wait_for_files(store / ".bigseg" / "labels-done", n, proc, timeout)
 
 
 def test_kill_9_then_resume_is_byte_identical(tmp_path, slab, record_property):

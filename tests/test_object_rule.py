@@ -10,10 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from helpers import wait_for_files
 from scipy import ndimage
 
 from bigseg import checkpoint as ckpt
@@ -160,11 +160,7 @@ def test_killed_while_judging_then_resumed_gives_the_same_labels(slab):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     judged = store / ".bigseg" / "labels-ruled-done"
     try:
-        t0 = time.time()
-        while not (judged.is_dir() and len(list(judged.iterdir())) >= 3):
-            assert proc.poll() is None, f"finished before it could be interrupted: {proc.stderr.read()}"
-            assert time.time() - t0 < 300, "no progress"
-            time.sleep(0.01)
+        wait_for_files(judged, 3, proc, timeout=300, poll=0.01)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

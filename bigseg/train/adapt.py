@@ -517,8 +517,8 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
         held_px[core] = np.where(held_mask, block, IGNORE_LABEL)
         first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in found.boxes])
         mine = ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
-                & ~found.on_border & ~found.too_large())  # objects the rule may judge, each counted once (by
-        # the chunk holding its first row and column)
+                & found.judged())  # objects the rule may judge, each counted once (by the chunk holding its
+        # first row and column)
         features.append(found.features[mine])
         trained.append(orule.painted_sides(found, painted, void)[mine])
         held.append(orule.painted_sides(found, held_px, void)[mine])
