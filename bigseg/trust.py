@@ -39,6 +39,7 @@ from bigseg.report.doubt import (
     FIGURES,
     NOT_RANKED,
     SECOND_OPINION_POINTS,
+    UNFAMILIAR_FIGURES,
     UNFAMILIAR_MARGIN,
     adapted_doubt,
     doubt,
@@ -53,8 +54,8 @@ CALIBRATION_SEED = 7_000_000
 ACCURATE_POINTS = 0.3  # air content within this many percentage points of the truth: "right" (the target)
 
 __all__ = ["ACCURATE_POINTS", "ADAPTED_MIN_ACCURACY", "CALIBRATION_SEED", "FIGURES", "NOT_RANKED",
-           "SECOND_OPINION_POINTS", "UNFAMILIAR_MARGIN", "adapted_doubt", "calibrate", "doubt", "figures",
-           "measure_slab", "spearman", "synthetic_store"]
+           "SECOND_OPINION_POINTS", "UNFAMILIAR_FIGURES", "UNFAMILIAR_MARGIN", "adapted_doubt", "calibrate", "doubt",
+           "figures", "measure_slab", "spearman", "synthetic_store"]
 
 
 def synthetic_store(workdir: Path, style: str, seed: int, size: int) -> Path:
@@ -166,9 +167,10 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         raise BigsegError("no confidence figure varied over the validation slabs; use more --slabs")
     best = max(usable, key=lambda k: usable[k].rank)
     gate = None
-    if "feature_shift" in ranges:  # the gate for images unlike any the model was trained on
-        gate = UnfamiliarGate("feature_shift", UNFAMILIAR_MARGIN * ranges["feature_shift"].max,
-                              f"{UNFAMILIAR_MARGIN:g} x the largest feature_shift on the {slabs} validation slabs")
+    shift = next((k for k in UNFAMILIAR_FIGURES if k in ranges), None)
+    if shift:  # the gate for images unlike any the model was trained on
+        gate = UnfamiliarGate(shift, UNFAMILIAR_MARGIN * ranges[shift].max,
+                              f"{UNFAMILIAR_MARGIN:g} x the largest {shift} on the {slabs} validation slabs")
     # the range the model showed where it was right: the largest value of the figure on the validation slabs whose
     # air content was within ACCURATE_POINTS of the truth (the whole range when fewer than three were)
     right = [r["figures"][best] for r, e in zip(rows, errors, strict=True) if e <= ACCURATE_POINTS]
@@ -200,7 +202,7 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
         _refresh_exports(model, old_digest, reference, echo)
     echo(f"confidence reference: {best} (Spearman {usable[best].spearman_with_air_error:.2f} with the air-content "
          f"error on {slabs} validation slabs); warn above {threshold:.4g}"
-         + (f"; unfamiliar images above feature shift {gate.threshold:.3g}" if gate else "") + f"; written to {out}")
+         + (f"; unfamiliar images above {gate.figure} {gate.threshold:.3g}" if gate else "") + f"; written to {out}")
     return ref
 
 

@@ -15,7 +15,7 @@ from bigseg.models import build
 from bigseg.records import ConfidenceReference
 from bigseg.report.doubt import NOT_RANKED
 from bigseg.synth import SynthParams, synthesize
-from bigseg.trust import ACCURATE_POINTS, FIGURES, calibrate, doubt, figures
+from bigseg.trust import ACCURATE_POINTS, FIGURES, UNFAMILIAR_MARGIN, calibrate, doubt, figures
 
 
 def _with_reference(tmp_path, name, reference):
@@ -57,6 +57,10 @@ def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):
     assert ref["slabs"] == 3 and ref["figure"] in FIGURES and set(ref["figures"]) <= set(FIGURES)
     errors = ref["air_error_points"]
     assert errors["median"] <= errors["max"]
+    # the unfamiliar-image gate sits on the first layers' shift, at the margin over the slabs' largest
+    assert ref["unfamiliar"]["figure"] == "early_feature_shift"
+    early_max = ref["figures"]["early_feature_shift"]["max"]
+    assert ref["unfamiliar"]["threshold"] == pytest.approx(UNFAMILIAR_MARGIN * early_max)
     fig = ref["figures"][ref["figure"]]
     if ref["rule"].startswith("the largest"):  # enough slabs were right: the most it showed on those
         assert f"within {ACCURATE_POINTS} points" in ref["rule"] and ref["threshold"] <= fig["max"]
@@ -110,33 +114,40 @@ def test_view_and_feature_figures_on_sampled_windows(tmp_path):
         assert all(0 <= v <= 1 for v in views["view_agreement"].values())
         assert 0 <= views["void_view_disagreement"] <= 1 and views["void_view_spread"] >= 0
         figs = figures(r.confidence)
-        assert {"void_view_disagreement", "void_view_spread", "feature_shift"} <= set(figs) <= set(FIGURES)
+        wanted = {"void_view_disagreement", "void_view_spread", "feature_shift", "early_feature_shift"}
+        assert wanted <= set(figs) <= set(FIGURES)
         # the stored figures are the sums of the sampled windows, measured again the same
         sums = stability.measure(str(BUNDLED), r.store, stability.sample_origins(grid), grid)
         again = stability.figures(sums, 2)
-        assert again["feature_shift"] == pytest.approx(views["feature_shift"], rel=1e-6)  # thread counts differ
-        assert {**again, "feature_shift": 0} == {**views, "feature_shift": 0}
+        shift_keys = ("feature_shift", "early_feature_shift")
+        for key in shift_keys:
+            assert again[key] == pytest.approx(views[key], rel=1e-6)  # thread counts differ
+        assert {**again, **dict.fromkeys(shift_keys, 0)} == {**views, **dict.fromkeys(shift_keys, 0)}
         counts = np.asarray(sums["counts"])
         assert (counts.sum(axis=1) == stability.SAMPLE * 128 * 128).all()  # every view labels every pixel once
         stored = st.attr(st.array(st.open_store(r.store), "labels"), "confidence")
         assert stored["stability"] == json.loads(json.dumps(views))
-        shifts[name] = views["feature_shift"]
-    assert shifts["g"] > 5 * shifts["s"], shifts
+        shifts[name] = views["feature_shift"], views["early_feature_shift"]
+    assert shifts["g"][0] > 5 * shifts["s"][0], shifts
+    # the first layers see colour: their shift moves more than the all-layer mean (the gate's reason to use them)
+    assert shifts["g"][1] / shifts["s"][1] > shifts["g"][0] / shifts["s"][0], shifts
 
 
 def test_view_figures_from_sums():
     from bigseg.infer.stability import figures as view_figures
 
     sums = {"windows": 2, "classes": ["paste", "stone", "void"], "all_views": [90, 50, 6], "any_view": [100, 60, 10],
-            "counts": [[95, 55, 8], [95, 55, 8], [95, 55, 6], [95, 55, 10]], "feature_shift": 0.5}
+            "counts": [[95, 55, 8], [95, 55, 8], [95, 55, 6], [95, 55, 10]], "feature_shift": 0.5,
+            "early_feature_shift": 3.0}
     f = view_figures(sums, 2)
     assert f["view_agreement"] == {"paste": 0.9, "stone": 50 / 60, "void": 0.6}
     assert f["void_view_disagreement"] == pytest.approx(0.4)
     assert f["void_view_spread"] == pytest.approx(np.std([8, 8, 6, 10]) / 8)
-    assert f["feature_shift"] == 0.5
-    none = view_figures({**sums, "all_views": [90, 50, 0], "any_view": [100, 60, 0], "feature_shift": None}, 2)
+    assert f["feature_shift"] == 0.5 and f["early_feature_shift"] == 3.0
+    none = view_figures({**sums, "all_views": [90, 50, 0], "any_view": [100, 60, 0], "feature_shift": None,
+                         "early_feature_shift": None}, 2)
     assert none["void_view_disagreement"] == 0.0 and "feature_shift" not in none and "void" not in none[
-        "view_agreement"]
+        "view_agreement"] and "early_feature_shift" not in none
 
 
 def test_a_second_model_on_the_sampled_windows(tmp_path):
@@ -193,6 +204,13 @@ def test_doubt_gates_beside_the_ranked_figure():
     assert doubt(both, ref)["message"].count(";") >= 3  # three reasons, each said
     no_gate = {k: v for k, v in ref.items() if k != "unfamiliar"}  # a reference from before the gate
     assert doubt(strange, no_gate)["flag"] is False
+    # a gate on the first layers' shift reads that figure, not the all-layer one
+    early = {**ref, "unfamiliar": {"figure": "early_feature_shift", "threshold": 1.7, "rule": "1.5 x the largest"}}
+    assert doubt(strange, early)["flag"] is False  # the all-layer shift alone does not trip it; no early figure
+    green = {**calm, "stability": {**calm["stability"], "feature_shift": 0.5, "early_feature_shift": 6.0}}
+    d = doubt(green, early)
+    assert d["flag"] is True and d["unfamiliar"] and "feature shift of its first layers 6" in d["message"]
+    assert doubt(green, ref)["flag"] is False  # the same image under an all-layer gate passes: the case it misses
 
 
 def test_calibrating_in_place_carries_the_reference_into_the_exports_beside(tmp_path):

@@ -29,14 +29,19 @@ FIGURES.update({  # on a sample of windows, after the pass (bigseg.infer.stabili
                      "(percentage points)",
     "feature_shift": "shift of the network's feature statistics from those of its training data (batch-norm "
                      "running means; sampled windows)",
+    "early_feature_shift": "shift of the feature statistics of the network's first layers (colour and contrast) "
+                           "from those of its training data (sampled windows)",
 })
 
 
-NOT_RANKED = ("feature_shift",)
-"""Figures never chosen to rank errors: feature_shift says how unlike the training data an image is (a gate of its
-own, :data:`UNFAMILIAR_MARGIN`), not how wrong the labels are among familiar images."""
+NOT_RANKED = ("feature_shift", "early_feature_shift")
+"""Figures never chosen to rank errors: the feature shifts say how unlike the training data an image is (a gate of
+their own, :data:`UNFAMILIAR_MARGIN`), not how wrong the labels are among familiar images."""
 UNFAMILIAR_MARGIN = 1.5
 """An image whose feature shift exceeds this many times the largest on the validation slabs is unfamiliar."""
+UNFAMILIAR_FIGURES = ("early_feature_shift", "feature_shift")
+"""The figures the unfamiliar-image gate can be set on, the better first (``bigseg calibrate`` takes the first its
+validation slabs measured; references written before the early figure existed gate on the all-layer one)."""
 SECOND_OPINION_POINTS = 0.5
 """Two models whose void shares on the sampled windows differ by more than this (percentage points): at least one
 of them is off by half of it or more; the report says so (a fixed rule, the accuracy a lab needs: no slab 0.5
@@ -51,8 +56,8 @@ def figures(confidence: dict) -> dict[str, float]:
         hard = confidence["air_content_hard"]
         out["air_soft_hard_gap"] = abs(confidence["air_content_soft"] - hard) / max(hard, 1e-4)
     views = confidence.get("stability") or {}
-    for key in ("void_view_disagreement", "void_view_spread", "feature_shift", "void_model_disagreement",
-                "air_model_gap"):
+    for key in ("void_view_disagreement", "void_view_spread", "feature_shift", "early_feature_shift",
+                "void_model_disagreement", "air_model_gap"):
         if views.get(key) is not None:
             out[key] = float(views[key])
     if "stone" in (views.get("view_agreement") or {}):
@@ -129,9 +134,10 @@ def doubt(confidence: dict | None, reference: ConfidenceReference | dict | None,
     out: dict = {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": message}
     reasons = [message] if flag else []
     gate = reference.unfamiliar
-    shift = values.get("feature_shift")
+    shift = values.get(gate.figure) if gate else None
     if gate and shift is not None and not shift <= gate.threshold:
-        reasons.append(f"the image is unlike the model's training data (feature shift {shift:.3g}, above "
+        what = "feature shift of its first layers" if gate.figure == "early_feature_shift" else "feature shift"
+        reasons.append(f"the image is unlike the model's training data ({what} {shift:.3g}, above "
                        f"{gate.threshold:.3g}: {gate.rule}), where a confident softmax means nothing")
         out.update(flag=True, unfamiliar=True)
     gap = values.get("air_model_gap")
