@@ -128,6 +128,10 @@ def test_view_and_feature_figures_on_sampled_windows(tmp_path):
         stored = st.attr(st.array(st.open_store(r.store), "labels"), "confidence")
         assert stored["stability"] == json.loads(json.dumps(views))
         shifts[name] = views["feature_shift"], views["early_feature_shift"]
+        # the bundled model's own gate (bigseg calibrate): the green image is unfamiliar, the concrete slab is not
+        reference = checkpoint.read(BUNDLED)["meta"]["confidence_reference"]
+        assert reference["unfamiliar"]["figure"] == "early_feature_shift"
+        assert bool(doubt(r.confidence, reference).get("unfamiliar")) == (name == "g"), (name, views)
     assert shifts["g"][0] > 5 * shifts["s"][0], shifts
     # the first layers see colour: their shift moves more than the all-layer mean (the gate's reason to use them)
     assert shifts["g"][1] / shifts["s"][1] > shifts["g"][0] / shifts["s"][0], shifts
