@@ -238,6 +238,19 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert "adapted to this concrete" in html and "No warnings" not in html and "scored with --tta flip" in html
     doc = json.loads((tmp_path / "rep" / "stats.json").read_text())
     assert doc["slabs"][0]["model"]["adapted"]["held_back_accuracy"] == a["held_back_accuracy"]
+    # the held-back strokes speak for slabs that look like the painted one: this one is (its look was kept) ...
+    assert list(a["painted_profiles"]) == [str(store)] and len(a["painted_profiles"][str(store)]) == 4
+    check = doc["slabs"][0]["doubt"]
+    assert "looks like slab.zarr" in check["message"] and check["look_distance"] < 0.01
+    # ... a slab of another look is not: the same section with green paste gets the warning, and says why
+    green = (np.asarray(Image.open(tmp_path / "slab.png").convert("RGB")) * [0.35, 1.25, 0.45]).clip(0, 255)
+    Image.fromarray(green.astype(np.uint8)).save(tmp_path / "green.png")
+    assert run_cli("infer", tmp_path / "green.png", "--model", out, "--workers", "0").returncode == 0
+    r = run_cli("report", tmp_path / "green.zarr", "-o", tmp_path / "rep-green", "--pixel-size", "10")
+    assert r.returncode == 0, r.stderr
+    check = json.loads((tmp_path / "rep-green" / "stats.json").read_text())["slabs"][0]["doubt"]
+    assert check["flag"] is True and "looks unlike the slab(s) the model was adapted on" in check["message"]
+    assert "low confidence" in r.stdout
 
 
 def test_adapt_bad_input_one_line_and_nothing_lost(tmp_path):

@@ -261,3 +261,27 @@ def test_no_all_clear_the_model_did_not_earn(tmp_path):
     assert any("not checked: the model was never calibrated" in w for w in doc["warnings"])
     assert not any("synthetic sections only" in w for w in doc["warnings"])  # not the bundled file
     assert "No warnings" not in html
+
+
+def test_an_adapted_models_check_asks_whether_the_slab_looks_like_the_painted_ones():
+    """Held-back strokes speak for the slabs they were painted on: a slab whose first layers' look lies further than
+    ADAPTED_LOOK_LIMIT from every painted slab is flagged, whatever the strokes scored; labels made before looks
+    were kept are judged by the strokes alone."""
+    from bigseg.report.doubt import ADAPTED_LOOK_LIMIT, profile_distance
+
+    painted = [[0.1, -0.2], [0.5, 0.0, 1.0]]
+    adapted = {"held_back_accuracy": {"paste": 0.99, "stone": 0.98, "void": 0.97},
+               "held_back_strokes": {"paste": 2, "stone": 2, "void": 2},
+               "painted_profiles": {"/labs/a.zarr": painted, "/labs/b.zarr": [[3.0, 3.0], [3.0, 3.0, 3.0]]}}
+    assert profile_distance(painted, painted) == 0.0
+    assert profile_distance(painted, [[0.1, 0.2], [0.5, 0.0, 1.0]]) == pytest.approx((0.4 ** 2 / 2) / 2)
+    assert profile_distance(painted, [[0.1], [0.5]]) is None  # other layers: no comparison
+    near = {"stability": {"early_profile": [[0.12, -0.2], [0.5, 0.0, 1.0]]}}
+    d = doubt({"uncertain_fraction": 0.1, "mean_confidence": 0.9, **near}, None, adapted)
+    assert d["flag"] is False and "looks like a.zarr" in d["message"] and d["look_distance"] < ADAPTED_LOOK_LIMIT
+    far = {"stability": {"early_profile": [[2.5, 2.5], [2.5, 2.5, 2.5]]}}  # nearer b than a, still far from both
+    d = doubt({"uncertain_fraction": 0.1, "mean_confidence": 0.9, **far}, None, adapted)
+    assert d["flag"] is True and d["figure"] == "look_distance" and "b.zarr" in d["message"]
+    assert d["value"] > ADAPTED_LOOK_LIMIT and "paint a few strokes on this slab" in d["message"]
+    old = {"uncertain_fraction": 0.1, "mean_confidence": 0.9}  # labels from before: the strokes decide
+    assert doubt(old, None, adapted)["flag"] is False and "look_distance" not in doubt(old, None, adapted)

@@ -351,7 +351,8 @@ def _adapted_record(adapted: dict | None, rule_applied: bool = False) -> dict | 
     if not adapted:
         return None
     keep = ("base", "stores", "strokes", "painted_pixels", "held_back_strokes", "held_back_pixels",
-            "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when", "object_rule_fit")
+            "held_back_accuracy", "held_back_accuracy_base", "seconds", "steps", "when", "object_rule_fit",
+            "painted_profiles")  # how the painted slabs looked: the report's check that this one looks alike
     record = {k: adapted.get(k) for k in keep}
     record["tta"] = (adapted.get("options") or {}).get("tta") or "none"  # the views held-back strokes were scored with
     record["object_rule_applied"] = rule_applied

@@ -66,6 +66,48 @@ def _view(x, name: str):
     return x.transpose(-1, -2)
 
 
+def _batch_norms(model) -> list:
+    import torch
+
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
+
+
+def _channel_z(module, x) -> np.ndarray:
+    """The channel means of a batch-norm layer's input ``x``, in that layer's running standard deviations from its
+    running means (0: as the training data on average)."""
+    import torch
+
+    mean = x.float().mean(dim=(0, 2, 3))
+    return ((mean - module.running_mean) / torch.sqrt(module.running_var + module.eps)).cpu().numpy()
+
+
+def early_profile(model, store: str, origins: list[tuple[int, int]], grid: Grid) -> list[list[float]]:
+    """How ``store`` looks to ``model``'s first :data:`EARLY_LAYERS` batch-norm layers: per layer, the channel means
+    of their input in running standard deviations (:func:`_channel_z`), averaged over the windows at ``origins``.
+    ``bigseg adapt`` keeps it for the slabs it was adapted on; :func:`measure` gives it for every labelled slab;
+    :func:`bigseg.report.doubt.profile_distance` compares the two. One forward pass per window."""
+    import torch
+
+    bns = _batch_norms(model)[:EARLY_LAYERS]
+    dev = next(model.parameters()).device
+    seen: list[np.ndarray] = []
+    sums = [None] * len(bns)
+    handles = [b.register_forward_hook(lambda m, i, _o: seen.append(_channel_z(m, i[0]))) for b in bns]
+    try:
+        for y, x in origins:
+            window = read_windows(store, ((y, x),), grid)
+            t = torch.from_numpy(np.ascontiguousarray(window)).permute(0, 3, 1, 2).to(dev).float().div_(255.0)
+            with torch.inference_mode():
+                model(t)
+            for k, z in enumerate(seen[: len(bns)]):
+                sums[k] = z if sums[k] is None else sums[k] + z
+            seen.clear()
+    finally:
+        for h in handles:
+            h.remove()
+    return [] if not origins else [np.round(z / len(origins), 4).tolist() for z in sums if z is not None]
+
+
 def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: Grid, threads: int = 0,
             device: str = "cpu", second: str | None = None) -> dict:
     """Sums over the sampled windows (see the module doc): per class, pixels labelled with it in all views and in
@@ -80,12 +122,13 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     n = len(meta["classes"])
     names = [c["name"] for c in meta["classes"]]
     shifts: list[float] = []
+    zs: list[np.ndarray] = []
 
     def hook(module, inputs, _output):
-        x = inputs[0].float()
-        mean = x.mean(dim=(0, 2, 3))
-        z2 = (mean - module.running_mean) ** 2 / (module.running_var + module.eps)
-        shifts.append(float(z2.mean()))
+        z = _channel_z(module, inputs[0])
+        shifts.append(float((z.astype(np.float64) ** 2).mean()))
+        if len(zs) < EARLY_LAYERS:
+            zs.append(z)
 
     other = None
     if second is not None:
@@ -95,7 +138,8 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     pair_all = np.zeros(n, np.int64)
     pair_any = np.zeros(n, np.int64)
     pair_counts = np.zeros(n, np.int64)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
+    bns = _batch_norms(model)
+    profile: list = []
     all_views = np.zeros(n, np.int64)
     any_view = np.zeros(n, np.int64)
     counts = np.zeros((1 + len(VIEWS), n), np.int64)
@@ -115,6 +159,8 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
             early_sum += float(np.mean(shifts[:EARLY_LAYERS]))
             feature_n += 1
             shifts.clear()
+            profile = list(zs) if not profile else [p + z for p, z in zip(profile, zs, strict=True)]
+            zs.clear()
         with torch.inference_mode():
             for v in VIEWS:
                 labels.append(_view(model(_view(t, v)).argmax(1)[:, None], v)[:, 0])
@@ -136,6 +182,7 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
             "any_view": any_view.tolist(), "counts": counts.tolist(),
             "feature_shift": feature_sum / feature_n if feature_n else None,
             "early_feature_shift": early_sum / feature_n if feature_n else None,
+            "early_profile": [np.round(p / feature_n, 4).tolist() for p in profile] if feature_n else None,
             "pixels": int(counts[0].sum()),
             "second": None if other is None else {"model": second, "all": pair_all.tolist(), "any": pair_any.tolist(),
                                                   "counts": pair_counts.tolist()}}
@@ -152,6 +199,8 @@ def figures(sums: dict, void: int | None) -> dict:
     for key in ("feature_shift", "early_feature_shift"):
         if sums.get(key) is not None:
             out[key] = float(sums[key])
+    if sums.get("early_profile"):
+        out["early_profile"] = sums["early_profile"]  # how the slab looks, for an adapted model's check
     if void is not None:
         counts = np.asarray(sums["counts"], float)[:, void]
         anyv = sums["any_view"][void]

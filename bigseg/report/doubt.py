@@ -83,28 +83,72 @@ ADAPTED_MIN_ACCURACY = 0.95
 low-confidence warning."""
 
 
-def adapted_doubt(adapted: dict) -> dict:
+ADAPTED_LOOK_LIMIT = 0.15
+"""A slab whose look (:func:`profile_distance` of the first layers' feature statistics) lies further than this from
+every slab a model was adapted on gets the low-confidence warning: the held-back strokes say nothing about it.
+Measured on development and validation slabs with the bundled model and two adapted ones (benchmarks/RESULTS.md,
+"Is this the slab it was adapted to?"; ``python benchmarks/look_distance.py``): a slab's sibling (same style,
+another seed) 0.012-0.076 from it; slabs of another style 0.15-6.6, except look-alikes (classic against crushed,
+dark random styles against contrast: 0.02-0.10); 0.15 is twice the siblings' largest."""
+
+
+def profile_distance(a: list | None, b: list | None) -> float | None:
+    """How far apart two looks are (``early_profile`` of :mod:`bigseg.infer.stability`: per early batch-norm layer,
+    the channel means in running standard deviations): the squared difference, averaged over channels and then
+    layers (the units of ``feature_shift``); None when they were not measured on the same layers."""
+    if not a or not b or [len(x) for x in a] != [len(x) for x in b]:
+        return None
+    return float(sum(sum((p - q) ** 2 for p, q in zip(x, y, strict=True)) / len(x)
+                     for x, y in zip(a, b, strict=True)) / len(a))
+
+
+def look_distance(adapted: dict, confidence: dict | None) -> tuple[float, str] | None:
+    """The distance of a slab's look (its labels' confidence summary) from the nearest slab the model was adapted
+    on, and that slab's name; None when either side was not measured (older models or labels)."""
+    mine = ((confidence or {}).get("stability") or {}).get("early_profile")
+    best = None
+    for store, theirs in (adapted.get("painted_profiles") or {}).items():
+        d = profile_distance(mine, theirs)
+        if d is not None and (best is None or d < best[0]):
+            best = (d, Path(store).name)
+    return best
+
+
+def adapted_doubt(adapted: dict, confidence: dict | None = None) -> dict:
     """The confidence check of a model made by ``bigseg adapt``: its accuracy on the strokes it held back (painted
-    on this lab's own slabs) replaces the base model's synthetic validation range, which says nothing about it."""
+    on this lab's own slabs) replaces the base model's synthetic validation range, which says nothing about it --
+    as long as this slab looks like the slabs it was adapted on (:data:`ADAPTED_LOOK_LIMIT`)."""
     acc = {k: v for k, v in (adapted.get("held_back_accuracy") or {}).items() if v is not None}
     n = sum((adapted.get("held_back_strokes") or {}).values())
+    look = look_distance(adapted, confidence)
+    if look is not None and not look[0] <= ADAPTED_LOOK_LIMIT:
+        return {"flag": True, "figure": "look_distance", "value": look[0], "threshold": ADAPTED_LOOK_LIMIT,
+                "message": f"low confidence: this slab looks unlike the slab(s) the model was adapted on (the "
+                           f"feature statistics of its first layers lie {look[0]:.3g} from {look[1]}'s, above "
+                           f"{ADAPTED_LOOK_LIMIT:g}), so its held-back strokes say nothing about these labels; "
+                           "paint a few strokes on this slab and adapt again (bigseg adapt THIS_STORE --model "
+                           "THE_ADAPTED_MODEL)"}
+    alike = (f" (this slab looks like {look[1]}, one it was adapted on: {look[0]:.3g} apart, within "
+             f"{ADAPTED_LOOK_LIMIT:g})" if look is not None else "")
+    seen = {"look_distance": look[0]} if look is not None else {}
     if not acc:
         return {"flag": True, "figure": "held_back_accuracy", "value": None, "threshold": ADAPTED_MIN_ACCURACY,
-                "message": "low confidence: the adapted model was scored on no held-back strokes (paint more "
-                           "strokes per class and adapt again)"}
+                **seen, "message": "low confidence: the adapted model was scored on no held-back strokes (paint "
+                                   "more strokes per class and adapt again)"}
     worst = min(acc, key=lambda k: acc[k])
     parts = ", ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items())
     if acc[worst] < ADAPTED_MIN_ACCURACY:
         return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
+                **seen,
                 "message": f"low confidence: on {n} strokes it held back, the model adapted to this concrete (bigseg "
-                           f"adapt) labels only {parts} of the pixels right ({worst} below "
+                           f"adapt){alike} labels only {parts} of the pixels right ({worst} below "
                            f"{100 * ADAPTED_MIN_ACCURACY:.0f} %); paint more {worst} strokes where it is wrong "
                            "and adapt again"}
     return {"flag": False, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
-            "note": True,
-            "message": f"labels from a model adapted to this concrete (bigseg adapt): on {n} strokes it held back it "
-                       f"labels {parts} of the pixels right; strokes lie inside regions, so class boundaries are not "
-                       "tested by this check: look at the quicklook and the crops before signing"}
+            "note": True, **seen,
+            "message": f"labels from a model adapted to this concrete (bigseg adapt){alike}: on {n} strokes it held "
+                       f"back it labels {parts} of the pixels right; strokes lie inside regions, so class boundaries "
+                       "are not tested by this check: look at the quicklook and the crops before signing"}
 
 
 def doubt(confidence: dict | None, reference: ConfidenceReference | dict | None, adapted: dict | None = None) -> dict:
@@ -114,7 +158,7 @@ def doubt(confidence: dict | None, reference: ConfidenceReference | dict | None,
     if isinstance(reference, dict):
         reference = ConfidenceReference.from_attrs(reference)
     if adapted:
-        return adapted_doubt(adapted)
+        return adapted_doubt(adapted, confidence)
     if not confidence:
         return {"flag": None, "note": True,
                 "message": "not checked: these labels carry no confidence figures (made by an older bigseg); run "

@@ -800,11 +800,28 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
         f"{k} {_pct(acc_base[k])} -> {_pct(acc[k])}" for k in acc if held_px[k]))
     suggestions = suggest_regions(model, paths, classes, n=opts.suggestions)
+    profiles = painted_profiles(model, paths)
     result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
-                   held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record)
+                   held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles)
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
+
+
+def painted_profiles(model, stores) -> dict[str, list]:
+    """How each slab the model was adapted on looks to its first layers (:func:`bigseg.infer.stability.early_profile`
+    on the windows ``bigseg infer``'s check samples); a report of another slab compares its own look with these
+    (:func:`bigseg.report.doubt.adapted_doubt`: the held-back strokes speak only for slabs that look alike)."""
+    from bigseg.infer import stability
+    from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    from bigseg.infer.windows import Grid
+
+    out = {}
+    for s in stores:
+        h, w = st.open_array(s, "image").shape[:2]
+        grid = Grid(h, w, DEFAULT_WINDOW, DEFAULT_OVERLAP)
+        out[os.path.abspath(s)] = stability.early_profile(model, s, stability.sample_origins(grid), grid)
+    return out
 
 
 def _pct(v) -> str:
@@ -813,7 +830,7 @@ def _pct(v) -> str:
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
           acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo, rule=None,
-          rule_record=None) -> AdaptResult:
+          rule_record=None, profiles=None) -> AdaptResult:
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
@@ -822,7 +839,7 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
         "held_back_accuracy_base": acc_base, "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
         "steps": step, "stopped": stopped, "seed": opts.seed, "options": asdict(opts),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
-        "suggestions": suggestions, "object_rule_fit": rule_record,
+        "suggestions": suggestions, "object_rule_fit": rule_record, "painted_profiles": profiles or {},
         **({"object_rule": rule.to_dict()} if rule is not None else {}),
     }
     keep = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as",
