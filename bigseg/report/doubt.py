@@ -88,7 +88,7 @@ ADAPTED_LOOK_LIMIT = 0.15
 every slab a model was adapted on gets the low-confidence warning: the held-back strokes say nothing about it.
 Measured on development and validation slabs with the bundled model and two adapted ones (benchmarks/RESULTS.md,
 "Is this the slab it was adapted to?"; ``python benchmarks/look_distance.py``): a slab's sibling (same style,
-another seed) 0.012-0.076 from it; slabs of another style 0.15-6.6, except look-alikes (classic against crushed,
+another seed) 0.012-0.076 from it; slabs of another style 0.15-6.7, except look-alikes (classic against crushed,
 dark random styles against contrast: 0.02-0.10); 0.15 is twice the siblings' largest."""
 
 
