@@ -81,6 +81,14 @@ def _channel_z(module, x) -> np.ndarray:
     return ((mean - module.running_mean) / torch.sqrt(module.running_var + module.eps)).cpu().numpy()
 
 
+def _window(store: str, origin: tuple[int, int], grid: Grid, dev):
+    """The window at ``origin`` as the network takes it: (1, 3, h, w) float in [0, 1] on ``dev``."""
+    import torch
+
+    window = read_windows(store, (origin,), grid)
+    return torch.from_numpy(np.ascontiguousarray(window)).permute(0, 3, 1, 2).to(dev).float().div_(255.0)
+
+
 def early_profile(model, store: str, origins: list[tuple[int, int]], grid: Grid) -> list[list[float]]:
     """How ``store`` looks to ``model``'s first :data:`EARLY_LAYERS` batch-norm layers: per layer, the channel means
     of their input in running standard deviations (:func:`_channel_z`), averaged over the windows at ``origins``.
@@ -94,11 +102,9 @@ def early_profile(model, store: str, origins: list[tuple[int, int]], grid: Grid)
     sums = [None] * len(bns)
     handles = [b.register_forward_hook(lambda m, i, _o: seen.append(_channel_z(m, i[0]))) for b in bns]
     try:
-        for y, x in origins:
-            window = read_windows(store, ((y, x),), grid)
-            t = torch.from_numpy(np.ascontiguousarray(window)).permute(0, 3, 1, 2).to(dev).float().div_(255.0)
+        for origin in origins:
             with torch.inference_mode():
-                model(t)
+                model(_window(store, origin, grid, dev))
             for k, z in enumerate(seen[: len(bns)]):
                 sums[k] = z if sums[k] is None else sums[k] + z
             seen.clear()
@@ -144,9 +150,8 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     any_view = np.zeros(n, np.int64)
     counts = np.zeros((1 + len(VIEWS), n), np.int64)
     feature_sum, early_sum, feature_n = 0.0, 0.0, 0
-    for y, x in origins:
-        window = read_windows(store, ((y, x),), grid)
-        t = torch.from_numpy(np.ascontiguousarray(window)).permute(0, 3, 1, 2).to(dev).float().div_(255.0)
+    for origin in origins:
+        t = _window(store, origin, grid, dev)
         handles = [b.register_forward_hook(hook) for b in bns]
         try:
             with torch.inference_mode():
