@@ -99,19 +99,21 @@ def early_profile(model, store: str, origins: list[tuple[int, int]], grid: Grid)
     bns = _batch_norms(model)[:EARLY_LAYERS]
     dev = next(model.parameters()).device
     seen: list[np.ndarray] = []
-    sums = [None] * len(bns)
+    per_window: list[list[np.ndarray]] = []
     handles = [b.register_forward_hook(lambda m, i, _o: seen.append(_channel_z(m, i[0]))) for b in bns]
     try:
         for origin in origins:
             with torch.inference_mode():
                 model(_window(store, origin, grid, dev))
-            for k, z in enumerate(seen[: len(bns)]):
-                sums[k] = z if sums[k] is None else sums[k] + z
+            per_window.append(seen[: len(bns)])
             seen.clear()
     finally:
         for h in handles:
             h.remove()
-    return [] if not origins else [np.round(z / len(origins), 4).tolist() for z in sums if z is not None]
+    if not per_window:
+        return []
+    means = [np.round(np.stack([w[k] for w in per_window]).mean(axis=0), 4) for k in range(len(bns))]
+    return [[float(v) for v in np.asarray(m).ravel()] for m in means]
 
 
 def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: Grid, threads: int = 0,

@@ -63,7 +63,10 @@ from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL, concrete_ids
 from bigseg.errors import BigsegError
 from bigseg.export import export
+from bigseg.infer import stability
+from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from bigseg.infer.predictor import TTA_VIEWS, scaled_size
+from bigseg.infer.windows import Grid
 from bigseg.modelfile import model_kind
 from bigseg.paths import refuse_overlap
 from bigseg.progress import make_bar
@@ -812,10 +815,6 @@ def painted_profiles(model, stores) -> dict[str, list]:
     """How each slab the model was adapted on looks to its first layers (:func:`bigseg.infer.stability.early_profile`
     on the windows ``bigseg infer``'s check samples); a report of another slab compares its own look with these
     (:func:`bigseg.report.doubt.adapted_doubt`: the held-back strokes speak only for slabs that look alike)."""
-    from bigseg.infer import stability
-    from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
-    from bigseg.infer.windows import Grid
-
     out = {}
     for s in stores:
         h, w = st.open_array(s, "image").shape[:2]
