@@ -110,9 +110,15 @@ def early_profile(model, store: str, origins: list[tuple[int, int]], grid: Grid)
     finally:
         for h in handles:
             h.remove()
+    return _averaged(per_window)
+
+
+def _averaged(per_window: list[list[np.ndarray]]) -> list[list[float]]:
+    """A profile from its windows' channel means (per window, one array per layer): their mean per layer, rounded to
+    4 decimals (what is stored); [] for no window. The one way :func:`early_profile` and :func:`measure` make it."""
     if not per_window:
         return []
-    means = [np.round(np.stack([w[k] for w in per_window]).mean(axis=0), 4) for k in range(len(bns))]
+    means = [np.round(np.stack([w[k] for w in per_window]).mean(axis=0), 4) for k in range(len(per_window[0]))]
     return [[float(v) for v in np.asarray(m).ravel()] for m in means]
 
 
@@ -147,7 +153,7 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     pair_any = np.zeros(n, np.int64)
     pair_counts = np.zeros(n, np.int64)
     bns = _batch_norms(model)
-    profile: list = []
+    early_windows: list[list[np.ndarray]] = []
     all_views = np.zeros(n, np.int64)
     any_view = np.zeros(n, np.int64)
     counts = np.zeros((1 + len(VIEWS), n), np.int64)
@@ -166,7 +172,7 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
             early_sum += float(np.mean(shifts[:EARLY_LAYERS]))
             feature_n += 1
             shifts.clear()
-            profile = list(zs) if not profile else [p + z for p, z in zip(profile, zs, strict=True)]
+            early_windows.append(list(zs))
             zs.clear()
         with torch.inference_mode():
             for v in VIEWS:
@@ -189,7 +195,7 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
             "any_view": any_view.tolist(), "counts": counts.tolist(),
             "feature_shift": feature_sum / feature_n if feature_n else None,
             "early_feature_shift": early_sum / feature_n if feature_n else None,
-            "early_profile": [np.round(p / feature_n, 4).tolist() for p in profile] if feature_n else None,
+            "early_profile": _averaged(early_windows) or None,
             "pixels": int(counts[0].sum()),
             "second": None if other is None else {"model": second, "all": pair_all.tolist(), "any": pair_any.tolist(),
                                                   "counts": pair_counts.tolist()}}
