@@ -252,6 +252,8 @@ def main(argv=None) -> None:
     ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
     ap.add_argument("--replay-band", type=int, default=AdaptOptions.replay_band,
                     help="replay's loss only within this many px of a void (0: every pixel)")
+    ap.add_argument("--void-shift", type=float, default=AdaptOptions.void_shift,
+                    help="added to the adapted model's void logit (0: none)")
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
@@ -276,7 +278,7 @@ def main(argv=None) -> None:
     styles = list(HELD_OUT) if a.held_out else a.styles
     opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
-                        replay_band=a.replay_band or None)
+                        replay_band=a.replay_band or None, void_shift=a.void_shift)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

@@ -193,8 +193,13 @@ def _check_structure(path, blob: dict) -> None:
                           "training? Use an earlier checkpoint")
 
 
+LOGIT_OFFSET = "logit_offset"
+"""Metadata key: a constant added to each class's logit after the network (``bigseg adapt``'s void shift)."""
+
+
 def load(path: str | os.PathLike) -> tuple[Normalized, dict]:
-    """(model in eval mode on CPU, meta) from a checkpoint; errors name what does not fit."""
+    """(model in eval mode on CPU, meta) from a checkpoint, with the logit offset its metadata names; errors name
+    what does not fit."""
     from bigseg.models import build
 
     blob = read(path)
@@ -210,6 +215,12 @@ def load(path: str | os.PathLike) -> tuple[Normalized, dict]:
     except RuntimeError as exc:
         raise BigsegError(f"{path}: weights do not fit architecture {meta['arch']} with {len(classes)} classes "
                           f"({str(exc).splitlines()[0]})") from exc
+    offset = meta.get(LOGIT_OFFSET)
+    if offset is not None:
+        if not isinstance(offset, list) or len(offset) != len(classes):
+            raise BigsegError(f"{path}: malformed bigseg checkpoint: '{LOGIT_OFFSET}' needs one value per class "
+                              f"({len(classes)}), got {offset!r}")
+        model.set_logit_offset(offset)
     model.eval()
     return model, meta
 

@@ -585,9 +585,13 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "roundness; needs 5 painted over false voids), kept when the held-back strokes do not say it does "
               "harm; infer applies it. On the development style with dark sand grains, with --replay 1: void IoU "
               "0.71 -> 0.77, air +0.60 -> -0.05 points, spacing factor -16 -> +5 % (RESULTS.md).")
+@click.option("--void-shift", default=AdaptOptions.void_shift, show_default=True, type=float,
+              help="Added to the adapted model's void logit: crops around strokes show voids far more often than a "
+              "slab holds them, so doubtful pixels come out void (negative: fewer, smaller voids; 0: none). Chosen on "
+              "the development styles: air within 0.3 points on 6 of 9 slabs instead of 3 (RESULTS.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
-          held_back, seed, threads, tta, object_rule, overwrite):
+          held_back, seed, threads, tta, object_rule, void_shift, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -607,7 +611,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
 
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
-                        seed=seed, threads=threads, tta=tta, object_rule=object_rule)
+                        seed=seed, threads=threads, tta=tta, object_rule=object_rule, void_shift=void_shift)
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:

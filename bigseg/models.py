@@ -25,6 +25,7 @@ class Normalized(nn.Module):
 
     mean: torch.Tensor
     std: torch.Tensor
+    logit_offset: torch.Tensor | None
 
     def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr: bool = False,
                  refine: nn.Module | None = None):
@@ -34,6 +35,19 @@ class Normalized(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.refine = refine
+        self.register_buffer("logit_offset", None, persistent=False)
+
+    def set_logit_offset(self, offset) -> None:
+        """Add ``offset`` (one value per class) to every logit this model returns; None or all zeros: nothing, and
+        the graph (an ONNX export's too) is the one without. Kept in a checkpoint's metadata (``logit_offset``),
+        not in its weights: :func:`bigseg.checkpoint.load` sets it."""
+        if offset is None or not any(float(v) for v in offset):
+            self.logit_offset = None
+            return
+        values = [float(v) for v in offset]
+        if not all(map(math.isfinite, values)):
+            raise BigsegError(f"a logit offset must be finite numbers, got {offset!r}")
+        self.logit_offset = torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rgb = x
@@ -41,7 +55,10 @@ class Normalized(nn.Module):
             x = x.flip(1)  # the network's channel order (mean and std are in that order too)
         out = self.net((x - self.mean) / self.std)
         out = out["out"] if isinstance(out, dict) else out
-        return self.refine(out, rgb) if self.refine is not None else out
+        out = self.refine(out, rgb) if self.refine is not None else out
+        if self.logit_offset is not None:
+            out = out + self.logit_offset.to(out.dtype)
+        return out
 
 
 def _conv_bn(cin, cout, stride=1):

@@ -321,6 +321,45 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
 
 
+def test_void_shift_is_added_to_the_void_logit_once_per_round(tmp_path):
+    """The adapted model's void logit is shifted by --void-shift: kept in the checkpoint's metadata, applied by every
+    load and carried into the ONNX export; adapting an adapted model again shifts its network once, not twice; 0
+    leaves the logits as trained."""
+    import onnxruntime as ort
+    import torch
+
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, suggestions=0, void_shift=-0.75)
+    adapt([store], tmp_path / "m.pt", options=opts, echo=lambda *a: None, progress=False)
+    meta = checkpoint.read(tmp_path / "m.pt")["meta"]
+    assert meta["logit_offset"] == [0.0, 0.0, -0.75] and meta["adapted"]["options"]["void_shift"] == -0.75
+    model, _ = checkpoint.load(tmp_path / "m.pt")
+    x = torch.from_numpy(np.random.default_rng(1).random((1, 3, 64, 96), np.float32))
+    with torch.inference_mode():
+        shifted = model(x)
+        model.set_logit_offset(None)
+        raw = model(x)
+    diff = (shifted - raw)[0].flatten(1)
+    assert torch.allclose(diff[2], torch.full_like(diff[2], -0.75)) and float(diff[:2].abs().max()) == 0
+    onnx = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = onnx.run(None, {onnx.get_inputs()[0].name: x.numpy()})[0]
+    assert np.allclose(got, shifted.numpy(), atol=1e-3)
+    # a second round from the first: its network is trained from the first's as trained, then shifted once
+    again = AdaptOptions(**{**opts.__dict__, "steps": 2, "export": False})
+    adapt([store], tmp_path / "m2.pt", base=tmp_path / "m.pt", options=again, echo=lambda *a: None, progress=False)
+    assert checkpoint.read(tmp_path / "m2.pt")["meta"]["logit_offset"] == [0.0, 0.0, -0.75]
+    none = AdaptOptions(**{**again.__dict__, "void_shift": 0.0})
+    adapt([store], tmp_path / "m3.pt", options=none, echo=lambda *a: None, progress=False)
+    assert "logit_offset" not in checkpoint.read(tmp_path / "m3.pt")["meta"]
+    assert "--void-shift must be between" in error_line(run_cli("adapt", store, "-o", tmp_path / "m4.pt",
+                                                                "--void-shift", "nan"))
+
+
 def test_replay_trains_on_synthetic_truth_beside_the_strokes(tmp_path):
     """--replay: synthetic crops with their exact truth join each step (the pool rendered once); the option is in the
     checkpoint's record; replay changes the weights against the same run without it; a base model with other

@@ -29,19 +29,25 @@ What it does, in order:
    over the budget. With a step budget (``steps``) the cosine runs over the steps and the run stops after them
    (``minutes`` still caps it): the same strokes, seed and steps give the same model, whatever else the machine
    is doing (what a comparison of two recipes needs).
-6. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
+6. **Void shift** (``void_shift``, concrete class tables): a constant added to the trained model's void logit,
+   kept in the checkpoint's metadata (``logit_offset``; every load applies it, the ONNX export carries it). The
+   crops are centred on each class in turn, so the fine-tune sees voids many times as often as a slab holds them
+   and calls doubtful pixels -- a void's rim, a dark grain -- void (label shift); the shift moves them back. A base
+   adapted before is trained from its network as trained (its shift taken off), so rounds do not add up.
+   Held-back strokes sit inside regions and cannot choose it; it was chosen on the development styles.
+7. **Held-back strokes** are scored with the base and the adapted model (a window around each stroke, so it is
    seen with its context): per-class accuracy, before and after.
-7. **A rule on void objects** (``object_rule``; :mod:`bigseg.object_rule`): the adapted model labels the chunks
+8. **A rule on void objects** (``object_rule``; :mod:`bigseg.object_rule`): the adapted model labels the chunks
    holding strokes; the void objects there that training strokes touch (void, or another class) fit a logistic
    rule on their darkest and mean grey and roundness. It is kept when it was fitted (enough objects on each side)
    and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
    then applies it to every label chunk, and the held-back strokes above are scored with it.
-8. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
+9. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
    itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
    checkpoint and in the store's annotation attributes (the viewer lists them).
-9. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
-   back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
-   so ``bigseg infer --model OUT.pt`` runs at the default speed.
+10. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
+    back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
+    so ``bigseg infer --model OUT.pt`` runs at the default speed.
 """
 
 from __future__ import annotations
@@ -489,7 +495,7 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
 
 def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none"
                     ) -> tuple[orule.ObjectRule | None, dict]:
-    """(the void-object rule or None, what was found): see step 7 of the module's docstring."""
+    """(the void-object rule or None, what was found): see step 8 of the module's docstring."""
     ids = concrete_ids(classes)
     if ids is None:
         return None, {"fitted_on": {"void": 0, "not void": 0}, "kept": False,
@@ -705,6 +711,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     echo("strokes: " + ", ".join(f"{k} {n_strokes[k]} ({painted[k]} px)" for k in n_strokes)
          + "; held back: " + ", ".join(f"{k} {v}" for k, v in held.items()))
     model, _ = ckpt.load(base_path)
+    model.set_logit_offset(None)  # a base adapted before: its network as trained, so each round shifts once
     bf16, channels_last = training_mode(meta["arch"], "cpu")  # what measured fastest here (RESULTS.md)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -793,6 +800,11 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
     model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
+    offset = void_offset(classes, opts.void_shift)
+    model.set_logit_offset(offset)
+    if offset is not None:
+        echo(f"void logit shifted by {opts.void_shift:+g} (the crops showed voids far more often than a slab holds "
+             "them; --void-shift 0: none)")
     rule, rule_record = None, None
     if opts.object_rule:
         rule, rule_record = fit_object_rule(model, readers, classes, opts.tta)
@@ -805,10 +817,22 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     suggestions = suggest_regions(model, paths, classes, n=opts.suggestions)
     profiles = painted_profiles(model, paths)
     result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
-                   held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles)
+                   held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles,
+                   offset)
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
+
+
+def void_offset(classes, shift: float) -> list[float] | None:
+    """The logit offset that adds ``shift`` to the void class's logit (None where the class table has no void or
+    the shift is 0)."""
+    ids = concrete_ids(classes)
+    if ids is None or shift == 0:
+        return None
+    offset = [0.0] * len(classes)
+    offset[ids["void"]] = float(shift)
+    return offset
 
 
 def painted_profiles(model, stores) -> dict[str, list]:
@@ -829,7 +853,7 @@ def _pct(v) -> str:
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
           acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo, rule=None,
-          rule_record=None, profiles=None) -> AdaptResult:
+          rule_record=None, profiles=None, offset=None) -> AdaptResult:
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
@@ -842,8 +866,9 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
         **({"object_rule": rule.to_dict()} if rule is not None else {}),
     }
     keep = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as",
-                                                        "confidence_reference", "adapted", "description")}
-    extra = {**keep, "adapted": record,
+                                                        "confidence_reference", "adapted", "description",
+                                                        ckpt.LOGIT_OFFSET)}
+    extra = {**keep, "adapted": record, **({ckpt.LOGIT_OFFSET: offset} if offset is not None else {}),
              "trained_on": list(meta.get("trained_on") or []) + [f"strokes painted on {os.path.basename(s)}"
                                                                   for s in stores],
              "description": f"{meta['arch']} adapted by bigseg adapt to strokes on {len(stores)} slab(s), from "

@@ -10,6 +10,10 @@ from bigseg.infer.options import TTA
 
 HELD_BACK = 0.2
 """Share of each class's strokes held back to score the adapted model."""
+VOID_SHIFT = -0.25
+"""Added to the adapted model's void logit (concrete class tables): crops centred on each class in turn make a third of
+them void-centred, so the fine-tune sees voids far more often than a slab holds them and calls doubtful pixels void
+(label shift). Chosen on the development styles (benchmarks/RESULTS.md, benchmarks/void_bias.py)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class AdaptOptions:
     replay_batch: int = 4
     replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
     object_rule: bool = True  # fit a void-object rule on the painted objects (bigseg.object_rule), kept if it helps
+    void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -71,5 +76,7 @@ class AdaptOptions:
             raise BigsegError(f"--replay-batch must be between 1 and 256, got {self.replay_batch}")
         if self.replay_band is not None and not 1 <= self.replay_band <= 64:
             raise BigsegError(f"--replay-band must be between 1 and 64 px, got {self.replay_band}")
+        if not (math.isfinite(self.void_shift) and -5 <= self.void_shift <= 5):
+            raise BigsegError(f"--void-shift must be between -5 and 5, got {self.void_shift}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
