@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from void_bias import figures  # benchmarks/void_bias.py: labels measured as benchmarks/adapt.py does
 
-from bigseg import annotations as ann
 from bigseg import checkpoint
 from bigseg import object_rule as orule
 from bigseg import store as st
@@ -39,12 +39,8 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / Path(store).name
             shutil.copytree(store, copy)
-            labels_arr = st.open_array(copy, "labels", "r+")
-            labels = np.asarray(labels_arr[:])
-            truth = np.asarray(st.open_array(copy, "truth")[:])
+            labels = np.asarray(st.open_array(copy, "labels")[:])
             image = np.asarray(st.open_array(copy, "image")[:])
-            unpainted = (np.asarray(st.open_array(copy, ann.LAYER)[:]) == ann.NONE if ann.has_layer(copy)
-                         else np.ones(labels.shape, bool))
             group = st.open_store(copy)
             classes, px = st.class_table(group), st.pixel_size_um(group)
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
@@ -54,14 +50,10 @@ def main(argv=None) -> None:
                 else:  # the same rule with its odds moved so that P(void) = thr sits where REJECT_BELOW did
                     shift = math.log(thr / (1 - thr)) - math.log(orule.REJECT_BELOW / (1 - orule.REJECT_BELOW))
                     out = orule.apply(dataclasses.replace(rule, bias=rule.bias - shift), labels, image)[0]
-                labels_arr[:] = out
-                got = analyse(str(copy), "labels", classes, px, 1.0, 1.0)["parameters"]
-                a_, b_ = (out == rule.void) & unpainted, (truth == rule.void) & unpainted
-                air = got["air_content"]["value"] - true["air_content"]["value"]
-                sf = got["spacing_factor"]["value"] / true["spacing_factor"]["value"] - 1
+                f = figures(copy, out, true, classes, px)
                 print(f"{Path(store).name} threshold {'none' if thr is None else thr}: void IoU "
-                      f"{(a_ & b_).sum() / (a_ | b_).sum():.3f}, air error {air:+.2f} points, spacing factor "
-                      f"{100 * sf:+.1f} %")
+                      f"{f['void_iou']:.3f}, air error {f['air_error']:+.2f} points, spacing factor "
+                      f"{100 * f['sf_error']:+.1f} %")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 Copies each store, runs ``bigseg infer --probabilities`` with the model (``--tta``; the object rule off), then for
 each shift d (added to whatever shift the model already carries) labels every pixel arg-max(log p + d on void) --
 and, where the model kept a void-object rule, applies it to those labels over the whole slab, as infer does --
-and prints void IoU (off the painted pixels), air content error and spacing factor error against the store's
-truth. Probabilities are stored as uint8, so shifts are resolved to about 1/255 of probability. Nothing in the
-stores changes.
+and prints void IoU (off the painted pixels; stone IoU in the JSON), air content error and spacing factor error
+against the store's truth. Probabilities are stored as uint8, so shifts are resolved to about 1/255 of
+probability. Nothing in the stores changes.
 
     python benchmarks/void_bias.py MODEL.pt STORE.zarr [STORE.zarr ...] --shifts -1 -0.5 0 0.5 --json F.jsonl
     python benchmarks/void_bias.py --summary F.jsonl        # per shift over every slab in F: targets met
@@ -22,20 +22,22 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from adapt import iou_outside_strokes  # benchmarks/adapt.py: the adapt benchmark's own measure
 
-from bigseg import annotations as ann
 from bigseg import checkpoint
 from bigseg import object_rule as orule
 from bigseg import store as st
+from bigseg.classes import concrete_ids
 from bigseg.report.report import analyse
 
 
-def figures(copy: Path, labels: np.ndarray, truth: np.ndarray, unpainted: np.ndarray, void: int, true: dict,
-            classes, px) -> dict:
+def figures(copy: Path, labels: np.ndarray, true: dict, classes, px) -> dict:
+    """``labels`` written into the store ``copy`` and measured as benchmarks/adapt.py measures: void and stone IoU
+    off the painted pixels, air content and spacing factor errors against ``true`` (the truth's parameters)."""
     st.open_array(copy, "labels", "r+")[:] = labels
     got = analyse(str(copy), "labels", classes, px, 1.0, 1.0)["parameters"]
-    a, b = (labels == void) & unpainted, (truth == void) & unpainted
-    return {"void_iou": float((a & b).sum() / max((a | b).sum(), 1)),
+    iou = iou_outside_strokes(copy, len(classes))
+    return {"void_iou": float(iou["void"]), "stone_iou": float(iou["stone"]),
             "air_error": got["air_content"]["value"] - true["air_content"]["value"],
             "sf_error": got["spacing_factor"]["value"] / true["spacing_factor"]["value"] - 1}
 
@@ -88,15 +90,12 @@ def main(argv=None) -> None:
                            stdout=subprocess.DEVNULL)
             group = st.open_store(copy)
             classes, px = st.class_table(group), st.pixel_size_um(group)
-            void = 2
+            void = concrete_ids(classes)["void"]
             prob = np.asarray(st.open_array(copy, "probabilities")[:])
             if prob.shape[0] != len(classes):  # (H, W, C) -> (C, H, W)
                 prob = np.moveaxis(prob, -1, 0)
             logp = np.log(prob.astype(np.float32) + 0.5)
-            truth = np.asarray(st.open_array(copy, "truth")[:])
             image = np.asarray(st.open_array(copy, "image")[:]) if rule is not None else None
-            unpainted = (np.asarray(st.open_array(copy, ann.LAYER)[:]) == ann.NONE if ann.has_layer(copy)
-                         else np.ones(truth.shape, bool))
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
             rows = []
             for d in a.shifts:
@@ -105,7 +104,7 @@ def main(argv=None) -> None:
                 labels = shifted.argmax(0).astype(np.uint8)
                 if rule is not None:
                     labels = orule.apply(rule, labels, image)[0]
-                f = figures(copy, labels, truth, unpainted, void, true, classes, px)
+                f = figures(copy, labels, true, classes, px)
                 f["shift"] = d
                 f["void_share"] = float((labels == void).mean())
                 rows.append(f)
