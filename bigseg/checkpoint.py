@@ -11,6 +11,7 @@ and free-form provenance (``trained_on``, ``config``...).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from pathlib import Path
@@ -217,9 +218,10 @@ def load(path: str | os.PathLike) -> tuple[Normalized, dict]:
                           f"({str(exc).splitlines()[0]})") from exc
     offset = meta.get(LOGIT_OFFSET)
     if offset is not None:
-        if not isinstance(offset, list) or len(offset) != len(classes):
-            raise BigsegError(f"{path}: malformed bigseg checkpoint: '{LOGIT_OFFSET}' needs one value per class "
-                              f"({len(classes)}), got {offset!r}")
+        if not (isinstance(offset, list) and len(offset) == len(classes) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in offset)):
+            raise BigsegError(f"{path}: malformed bigseg checkpoint: '{LOGIT_OFFSET}' needs one finite number per "
+                              f"class ({len(classes)}), got {offset!r}")
         model.set_logit_offset(offset)
     model.eval()
     return model, meta

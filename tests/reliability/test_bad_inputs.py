@@ -223,6 +223,8 @@ def _malformed_checkpoint(tmp: Path, how: str) -> Path:
         blob["state_dict"] = list(blob["state_dict"].values())
     elif how == "wide":
         blob["meta"]["arch_kwargs"] = {"width": "wide"}
+    elif how == "offset":  # bigseg adapt's void shift: one number per class
+        blob["meta"]["logit_offset"] = [0.0, float("nan")]
     torch.save(blob, tmp / "bad.pt")
     return tmp / "bad.pt"
 
@@ -436,6 +438,9 @@ CASES = [
     ("infer: checkpoint with arch_kwargs width 'wide'", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _malformed_checkpoint(t, "wide")],
      "do not build"),
+    ("infer: checkpoint whose logit offset has two values for three classes, one NaN", lambda t, w: [
+        "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _malformed_checkpoint(t, "offset")],
+     "needs one finite number per class"),
     ("infer: bigseg ONNX export of a rank-3 model, --overwrite (finished labels kept)", lambda t, w: [
         "infer", w / "good.zarr", "--overwrite", "--workers", "0", "--model", _rank3_onnx(t)],
      "the model failed on a batch of windows"),
