@@ -353,6 +353,15 @@ def test_void_shift_is_added_to_the_void_logit_once_per_round(tmp_path):
     again = AdaptOptions(**{**opts.__dict__, "steps": 2, "export": False})
     adapt([store], tmp_path / "m2.pt", base=tmp_path / "m.pt", options=again, echo=lambda *a: None, progress=False)
     assert checkpoint.read(tmp_path / "m2.pt")["meta"]["logit_offset"] == [0.0, 0.0, -0.75]
+    # ... trained on the first's network without its shift: the same weights as from a copy that never had one
+    blob = checkpoint.read(tmp_path / "m.pt")
+    del blob["meta"]["logit_offset"]
+    torch.save(blob, tmp_path / "m-unshifted.pt")
+    adapt([store], tmp_path / "m2u.pt", base=tmp_path / "m-unshifted.pt", options=again, echo=lambda *a: None,
+          progress=False)
+    shifted_base, unshifted_base = (checkpoint.read(tmp_path / f"{k}.pt")["state_dict"] for k in ("m2", "m2u"))
+    assert all(torch.equal(shifted_base[k], unshifted_base[k]) for k in shifted_base)
+    assert not all(torch.equal(shifted_base[k], blob["state_dict"][k]) for k in shifted_base)  # it did train
     none = AdaptOptions(**{**again.__dict__, "void_shift": 0.0})
     adapt([store], tmp_path / "m3.pt", options=none, echo=lambda *a: None, progress=False)
     assert "logit_offset" not in checkpoint.read(tmp_path / "m3.pt")["meta"]
