@@ -11,6 +11,7 @@ them, one 1 mm traverse grid); IoU on the painted slab leaves its painted pixels
     python benchmarks/adapt.py --held-out                                    # the final table (held-out styles)
     python benchmarks/adapt.py --styles crushed --sweep 10 20 40 80          # figures against strokes per class
     python benchmarks/adapt.py --protocol corrective                         # paint, look, correct, adapt again
+    python benchmarks/adapt.py --styles crushed --stroke-seed 11             # other strokes: the spread between runs
 
 Protocols: ``blind`` paints every stroke at once, at random places inside each class (a person who paints
 before seeing any result); ``corrective`` paints half of them so, adapts for half the budget, infers the slab,
@@ -98,32 +99,34 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
 
 
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
-              echo=print, tta: str = "none", base: str | None = None) -> dict:
+              echo=print, tta: str = "none", base: str | None = None, stroke_seed: int | None = None) -> dict:
     import dataclasses
     import shutil
 
     painted = make_slab(work, style, seed, size)
     sibling = make_slab(work, style, seed + 1, size)
-    row: dict = {"style": style, "seed": seed, "size": list(size), "per_class": per_class, "protocol": protocol,
-                 "options": opts.__dict__, "base_model": base or "bundled"}
+    strokes_from = seed if stroke_seed is None else stroke_seed  # the slabs stay; the person's strokes change
+    row: dict = {"style": style, "seed": seed, "stroke_seed": strokes_from, "size": list(size), "per_class": per_class,
+                 "protocol": protocol, "options": opts.__dict__, "base_model": base or "bundled"}
     row["base"] = {"painted": measured(painted, base, False), "sibling": measured(sibling, base, False)}
     for name in (ann.LAYER, ann.PYRAMID):  # a store reused from an earlier run: paint afresh
         shutil.rmtree(painted / name, ignore_errors=True)
     st.consolidate(painted)
-    model = work / f"{style}-{seed}-{per_class}-{protocol}-adapted.pt"
+    hand = "" if stroke_seed is None else f"-strokes{stroke_seed}"
+    model = work / f"{style}-{seed}-{per_class}-{protocol}{hand}-adapted.pt"
     t0 = time.perf_counter()
     if protocol == "blind":
-        row["strokes"] = paint(painted, per_class, seed)
+        row["strokes"] = paint(painted, per_class, strokes_from)
         r = adapt([str(painted)], model, base=base, options=opts, overwrite=True, echo=echo, progress=False)
         rounds = [r]
     else:
         half = dataclasses.replace(opts, minutes=opts.minutes / 2,
                                    steps=opts.steps // 2 if opts.steps is not None else None)
-        first = work / f"{style}-{seed}-{per_class}-{protocol}-round1.pt"
-        paint(painted, per_class // 2, seed)
+        first = work / f"{style}-{seed}-{per_class}-{protocol}{hand}-round1.pt"
+        paint(painted, per_class // 2, strokes_from)
         r1 = adapt([str(painted)], first, base=base, options=half, overwrite=True, echo=echo, progress=False)
         measure_slab(painted, str(first))  # the labels the person looks at
-        row["strokes"] = paint(painted, per_class - per_class // 2, seed + 1, labels=True)
+        row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True)
         r = adapt([str(painted)], model, base=first, options=half, overwrite=True, echo=echo, progress=False)
         rounds = [r1, r]
     row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": sum(x.seconds for x in rounds),
@@ -236,6 +239,8 @@ def main(argv=None) -> None:
     ap.add_argument("--styles", nargs="*", default=list(DEV_STYLES))
     ap.add_argument("--held-out", action="store_true", help="the held-out styles (final table only)")
     ap.add_argument("--seed", type=int, default=4100)
+    ap.add_argument("--stroke-seed", type=int, help="seed of the simulated strokes and of adapt's own sampling "
+                    "(default: --seed): the same slabs painted by another hand, to measure the spread between runs")
     ap.add_argument("--size", default="3000x2000")
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
@@ -276,14 +281,16 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
+    opts = AdaptOptions(seed=0 if a.stroke_seed is None else a.stroke_seed,
+                        minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
-            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base)
+            row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base,
+                            stroke_seed=a.stroke_seed)
             rows.append(row)
             budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
             name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"
