@@ -607,11 +607,11 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     labels are visibly wrong: on the held-out styles the bundled model already read nearly right, adapting made
     air content worse (+0.21 -> +0.42 points on one sibling slab), so keep the base's report to compare.
     """
-    from bigseg.train.adapt import adapt as run
-
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, threads=threads, tta=tta, object_rule=object_rule, void_shift=void_shift)
+    opts.check()  # a mistyped option is said at once, before torch is imported (seconds on a loaded machine)
+    from bigseg.train.adapt import adapt as run
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:
