@@ -125,8 +125,8 @@ def cli(debug, progress):
 
 def _parse_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise BigsegError(f"--size must be WIDTHxHEIGHT (e.g. 4000x3000), got {text!r}")
+    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
+        raise BigsegError(f"--size must be WIDTHxHEIGHT of positive numbers (e.g. 4000x3000), got {text!r}")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -359,6 +359,8 @@ CASES = [
     # synth
     ("synth: JPEG wider than 65535 px", ["synth", T + "/big.jpg", "--size", "70000x10"], "65535"),
     ("synth: malformed --size", ["synth", T + "/s.png", "--size", "big"], "--size must be WIDTHxHEIGHT"),
+    ("bench: a zero --size (said before a test store is made)", ["bench", "--size", "0x10"],
+     "--size must be WIDTHxHEIGHT of positive numbers"),
     # infer
     ("infer: a folder that is not a store", lambda t, w: ["infer", (t / "d.zarr").mkdir() or t / "d.zarr"],
      "not a zarr store"),
