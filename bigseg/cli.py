@@ -610,7 +610,11 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, threads=threads, tta=tta, object_rule=object_rule, void_shift=void_shift)
-    opts.check()  # a mistyped option is said at once, before torch is imported (seconds on a loaded machine)
+    from bigseg.checkpoint import model_path
+    from bigseg.train.adapt_checks import check_inputs
+
+    # a mistake in the options, stores or output is said at once, before torch is imported (seconds when busy)
+    check_inputs([str(s) for s in stores], Path(out), model_path(model), overwrite, opts)
     from bigseg.train.adapt import adapt as run
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))

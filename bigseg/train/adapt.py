@@ -73,12 +73,10 @@ from bigseg.infer import stability
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
 from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 from bigseg.infer.windows import Grid
-from bigseg.modelfile import model_kind
-from bigseg.paths import refuse_overlap
 from bigseg.progress import make_bar
+from bigseg.train.adapt_checks import check_inputs
 from bigseg.train.adapt_options import AdaptOptions
 from bigseg.train.replay import ReplayPool, void_band
-from bigseg.train.replay import check_classes as check_replay_classes
 
 MAX_COORDS = 400_000
 """Painted pixels kept per class and store to draw crop centres from (a uniform subsample above it)."""
@@ -634,44 +632,14 @@ class AdaptResult:
 
 def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: AdaptOptions):
     """Everything that can fail before minutes of work: options, stores and their strokes, base model, output."""
-    opts.check()
-    if not stores:
-        raise BigsegError("give at least one store with annotations")
-    if len({os.path.realpath(s) for s in stores}) != len(stores):
-        raise BigsegError("a store is given twice")
-    if out.suffix != ".pt":
-        raise BigsegError(f"-o {out}: the adapted model is a checkpoint; name it .pt")
-    if out.exists() and not overwrite:
-        raise BigsegError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise BigsegError(f"-o {out}: the folder {out.parent} does not exist or is not writable")
-    refuse_overlap(out, "-o", *[("store", s) for s in stores], ("base model", base))
-    tables = []
-    for s in stores:
-        group = st.open_store(s)
-        ann.require(s)
-        tables.append(st.class_table(group))
-    names = [c.name for c in tables[0]]
-    for s, t in zip(stores, tables, strict=True):
-        if [c.name for c in t] != names:
-            raise BigsegError(f"{s}: its classes ({', '.join(c.name for c in t)}) differ from {stores[0]}'s")
-    painted_classes = set()
-    for s in stores:
-        painted_classes |= {k for k, v in ann.require(s)["painted"].items() if v}
-    if len(painted_classes) < 2:
-        raise BigsegError(f"strokes of only one class ({', '.join(painted_classes)}); paint at least two classes "
-                          "(better: every class) so the model learns what tells them apart")
-    if model_kind(base) != "checkpoint":
-        raise BigsegError(f"--model {base}: adapt fine-tunes a bigseg checkpoint (an ONNX file has no weights to "
-                          "train); give the .pt it was exported from")
+    table = check_inputs(stores, out, base, overwrite, opts)
+    names = [c.name for c in table]
     meta = ckpt.read(base)["meta"]
     base_names = [c["name"] for c in meta["classes"]]
     if base_names != names:
         raise BigsegError(f"--model {base}: its classes ({', '.join(base_names)}) are not the stores' "
                           f"({', '.join(names)}); adapt a model made for these classes")
-    if opts.replay > 0:
-        check_replay_classes(names)
-    return tables[0], meta
+    return table, meta
 
 
 def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | os.PathLike | None = None,
