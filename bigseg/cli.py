@@ -220,9 +220,8 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
     """Train a model on slab stores with truth, or on synthetic sections (the shipped configs: configs/*.yaml in a
     clone, by name after pip install)."""
     from bigseg.train.config import load_config
-    from bigseg.train.loop import train as run
 
-    cfg = load_config(config_path)
+    cfg = load_config(config_path)  # a config's mistake is one line before torch is imported
     if find_lr:
         from bigseg.train.lr_finder import find_lr as sweep
 
@@ -231,6 +230,8 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
         click.echo(f"suggested optimizer.lr: {r['suggestion']:.2g}" if r["suggestion"] else
                    "no suggestion: the loss did not fall; try more --find-lr-steps")
         return
+    from bigseg.train.loop import train as run
+
     s = run(cfg, resume=resume, stop_at=stop_at, echo=click.echo, progress=_progress(), time_limit=time_limit)
     click.echo(f"trained {s['iterations']}/{s['of']} iterations in {s['seconds']:.0f} s "
                f"({s['it_per_second']:.2f} it/s); loss {s['first_loss']:.4f} -> {s['last_loss']:.4f}")

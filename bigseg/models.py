@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from bigseg.architectures import ARCHITECTURES
 from bigseg.errors import BigsegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -288,18 +289,6 @@ def _cached_weights(weights, name: str | None = None):
     return weights
 
 
-ARCHITECTURES = {
-    "light_unet": "small U-Net, real-time on CPU (the bundled model)",
-    "lraspp_mobilenet_v3_large": "LR-ASPP, MobileNetV3-Large backbone (torchvision)",
-    "deeplabv3_mobilenet_v3_large": "DeepLabV3, MobileNetV3-Large backbone (torchvision)",
-    "deeplabv3plus_mobilenet_v3_large": "DeepLabV3 with DeepLabV3+'s stride-4 decoder, MobileNetV3-Large backbone",
-    "linknet_resnet18": "LinkNet, ResNet-18 encoder (real-time; decoder added back into the encoder)",
-    "unet_resnet34": "U-Net on a ResNet-34 encoder (fastai's CamVid recipe)",
-    "deeplabv3_resnet50": "DeepLabV3, ResNet-50 backbone (torchvision)",
-    "deeplabv3_resnet101": "DeepLabV3, ResNet-101 backbone (torchvision)",
-    "fcn_resnet50": "FCN, ResNet-50 backbone (torchvision)",
-    "fcn_resnet101": "FCN, ResNet-101 backbone (torchvision)",
-}
 
 
 ENCODERS = {

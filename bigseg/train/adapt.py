@@ -76,6 +76,7 @@ from bigseg.infer.windows import Grid
 from bigseg.progress import make_bar
 from bigseg.train.adapt_checks import check_inputs
 from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.config import PhotometricConfig
 from bigseg.train.replay import ReplayPool, void_band
 
 MAX_COORDS = 400_000
@@ -651,7 +652,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     import torch
 
     from bigseg.models import training_mode
-    from bigseg.train.config import PhotometricConfig
 
     opts = options or AdaptOptions()
     paths = [str(s) for s in stores]

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
+from bigseg.architectures import ARCHITECTURES
 from bigseg.errors import BigsegError
-from bigseg.models import ARCHITECTURES
 from bigseg.synth.styles import HELD_OUT, style_names
 
 

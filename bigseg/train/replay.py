@@ -15,6 +15,7 @@ import numpy as np
 
 from bigseg.classes import CONCRETE
 from bigseg.errors import BigsegError
+from bigseg.train.config import AugmentConfig, PhotometricConfig, SyntheticConfig
 
 REPLAY_STYLES = {"random": 0.85, "classic": 0.15}
 """The bundled model's training mix (configs/generalization-*.yaml); held-out styles are never drawn."""
@@ -24,7 +25,6 @@ class ReplayPool:
     """``regions`` synthetic blocks rendered at start; :meth:`batch` draws augmented crops with their truth."""
 
     def __init__(self, crop: int, regions: int = 24, region: int = 512, seed: int = 0):
-        from bigseg.train.config import AugmentConfig, PhotometricConfig, SyntheticConfig
         from bigseg.train.synthetic import SyntheticCrops
 
         cfg = SyntheticConfig(styles=REPLAY_STYLES, region=max(region, crop), seed=seed)

@@ -1,0 +1,17 @@
+"""The model architectures bigseg builds (bigseg.models.build), by name: light to import (no torch), so a config
+or an option naming one is checked before torch is loaded."""
+
+from __future__ import annotations
+
+ARCHITECTURES = {
+    "light_unet": "small U-Net, real-time on CPU (the bundled model)",
+    "lraspp_mobilenet_v3_large": "LR-ASPP, MobileNetV3-Large backbone (torchvision)",
+    "deeplabv3_mobilenet_v3_large": "DeepLabV3, MobileNetV3-Large backbone (torchvision)",
+    "deeplabv3plus_mobilenet_v3_large": "DeepLabV3 with DeepLabV3+'s stride-4 decoder, MobileNetV3-Large backbone",
+    "linknet_resnet18": "LinkNet, ResNet-18 encoder (real-time; decoder added back into the encoder)",
+    "unet_resnet34": "U-Net on a ResNet-34 encoder (fastai's CamVid recipe)",
+    "deeplabv3_resnet50": "DeepLabV3, ResNet-50 backbone (torchvision)",
+    "deeplabv3_resnet101": "DeepLabV3, ResNet-101 backbone (torchvision)",
+    "fcn_resnet50": "FCN, ResNet-50 backbone (torchvision)",
+    "fcn_resnet101": "FCN, ResNet-101 backbone (torchvision)",
+}
