@@ -606,7 +606,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     strokes have been painted over five or more false voids (dark grains), a rule on whole void objects is fitted
     from them and infer applies it (--no-object-rule: not). Adapt where the base model's report is flagged or its
     labels are visibly wrong: on the held-out styles the bundled model already read nearly right, adapting made
-    air content worse (+0.21 -> +0.42 points on one sibling slab), so keep the base's report to compare.
+    air content worse (+0.41 -> +0.59 points on one sibling slab), so keep the base's report to compare.
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
