@@ -7,6 +7,8 @@ void IoU (off the painted pixels), air content error and spacing factor error ag
 stores are copied; nothing in them changes.
 
     python benchmarks/object_rule_threshold.py MODEL.pt STORE.zarr [STORE.zarr ...] --thresholds 0.5 0.25
+    python benchmarks/object_rule_threshold.py MODEL.pt STORES --floors 15 30 60   # objects under N px not judged
+    python benchmarks/object_rule_threshold.py MODEL.pt STORES --by-size           # what it relabels, by area
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def main(argv=None) -> None:
     ap.add_argument("model")
     ap.add_argument("stores", nargs="+")
     ap.add_argument("--thresholds", nargs="+", type=float, default=[0.5, orule.REJECT_BELOW])
+    ap.add_argument("--floors", nargs="*", type=int, default=[],
+                    help="also: bigseg's threshold with objects under this many px left unjudged")
+    ap.add_argument("--by-size", action="store_true",
+                    help="also: per area bin, the true voids and false objects the rule relabels")
     a = ap.parse_args(argv)
     rule = orule.ObjectRule.from_dict(checkpoint.read(a.model)["meta"]["adapted"]["object_rule"])
     print(f"rule: {rule}")
@@ -54,6 +60,29 @@ def main(argv=None) -> None:
                 print(f"{Path(store).name} threshold {'none' if thr is None else thr}: void IoU "
                       f"{f['void_iou']:.3f}, air error {f['air_error']:+.2f} points, spacing factor "
                       f"{100 * f['sf_error']:+.1f} %")
+            found = orule.find(labels, image, rule.void)
+            area = np.bincount(found.ids.ravel(), minlength=found.n + 1)[1:]
+            for floor in a.floors:
+                unjudged = dataclasses.replace(found, on_border=found.on_border | (area < floor))
+                f = figures(copy, orule.apply(rule, labels, image, objects=unjudged)[0], true, classes, px)
+                print(f"{Path(store).name} objects under {floor} px not judged: void IoU {f['void_iou']:.3f}, air "
+                      f"error {f['air_error']:+.2f} points, spacing factor {100 * f['sf_error']:+.1f} %")
+            if a.by_size:
+                by_size(found, area, orule.rejected(rule, found), np.asarray(st.open_array(copy, "truth")[:]),
+                        rule.void)
+
+
+def by_size(found, area: np.ndarray, dropped: np.ndarray, truth: np.ndarray, void: int) -> None:
+    """Per area bin: judged objects, how many are true voids (half their pixels void in truth or more), and how many
+    true voids and false objects the rule relabels."""
+    true_void = np.bincount(found.ids[truth == void], minlength=found.n + 1)[1:] * 2 >= area
+    judged = found.judged()
+    for lo, hi in ((0, 30), (30, 100), (100, 300), (300, 1000), (1000, None)):
+        m = (area >= lo) & (area < (hi or np.inf)) & judged
+        d = m & dropped
+        print(f"  objects of {lo}-{hi or ''} px: {m.sum()} judged ({(m & true_void).sum()} true voids); relabelled "
+              f"{(d & true_void).sum()} true voids ({area[d & true_void].sum()} px) and {(d & ~true_void).sum()} "
+              f"false objects ({area[d & ~true_void].sum()} px); false objects left {(m & ~true_void & ~d).sum()}")
 
 
 if __name__ == "__main__":
