@@ -289,8 +289,6 @@ def _cached_weights(weights, name: str | None = None):
     return weights
 
 
-
-
 ENCODERS = {
     "light_unet": ("net.stem.", "net.down.", "net.bottom."),
     "deeplabv3plus_mobilenet_v3_large": ("net.low.", "net.high."),
