@@ -50,17 +50,17 @@ def main(argv=None) -> None:
             group = st.open_store(copy)
             classes, px = st.class_table(group), st.pixel_size_um(group)
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
+            found = orule.find(labels, image, rule.void)  # the network's void objects: the same at every threshold
             for thr in [None, *a.thresholds]:
                 if thr is None:
                     out = labels
                 else:  # the same rule with its odds moved so that P(void) = thr sits where REJECT_BELOW did
                     shift = math.log(thr / (1 - thr)) - math.log(orule.REJECT_BELOW / (1 - orule.REJECT_BELOW))
-                    out = orule.apply(dataclasses.replace(rule, bias=rule.bias - shift), labels, image)[0]
+                    out = orule.apply(dataclasses.replace(rule, bias=rule.bias - shift), labels, image, found)[0]
                 f = figures(copy, out, true, classes, px)
                 print(f"{Path(store).name} threshold {'none' if thr is None else thr}: void IoU "
                       f"{f['void_iou']:.3f}, air error {f['air_error']:+.2f} points, spacing factor "
                       f"{100 * f['sf_error']:+.1f} %")
-            found = orule.find(labels, image, rule.void)
             area = np.bincount(found.ids.ravel(), minlength=found.n + 1)[1:]
             for floor in a.floors:
                 unjudged = dataclasses.replace(found, on_border=found.on_border | (area < floor))
