@@ -320,6 +320,9 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
 @click.option("--int8", is_flag=True, help="Quantize to int8 for CPU inference (ONNX Runtime, static, QDQ).")
 @click.option("--calibrate", multiple=True, type=click.Path(),
               help="Slab store(s) whose images calibrate (and check) the int8 model; repeat for several.")
+@click.option("--calibration-windows", default=32, show_default=True, type=int,
+              help="Windows (up to 512², drawn at random from --calibrate) that set the int8 ranges; as many others "
+              "check the int8 labels against fp32.")
 @click.option("--tolerance", default=1e-3, show_default=True, type=float,
               help="Largest logit difference from PyTorch accepted (fp32 exports).")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo", show_default=True,
@@ -334,12 +337,13 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
               "fine-tune (4 crops of 256² each; ~0.2 s a step for the bundled model on 2 cores).")
 @click.option("--qat-lr", default=1e-5, show_default=True, type=float, help="Its learning rate (Adam).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export(checkpoint, out, fmt, int8, calibrate, tolerance, exporter, fp16_storage, qat, qat_steps, qat_lr,
-           overwrite):
+def export(checkpoint, out, fmt, int8, calibrate, calibration_windows, tolerance, exporter, fp16_storage, qat,
+           qat_steps, qat_lr, overwrite):
     """Export CHECKPOINT to ONNX or TorchScript with its metadata, verified against PyTorch."""
     from bigseg.export import export as run
 
-    r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), tolerance=tolerance, exporter=exporter,
+    r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), calibration_windows=calibration_windows,
+            tolerance=tolerance, exporter=exporter,
             fp16_storage=fp16_storage, qat=list(qat), qat_steps=qat_steps, qat_lr=qat_lr, overwrite=overwrite,
             echo=click.echo)
     click.echo(f"wrote {r['path']} ({r['format']}, {r['precision']}, {r['arch']}, {r['bytes'] / 1e6:.1f} MB)")

@@ -8,6 +8,15 @@ from bigseg.synth import SynthParams, synthesize
 
 # keep torch and BLAS from oversubscribing the 2 CI cores when tests start clusters
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# ... and give each pytest-xdist worker (with every process it starts) cores of its own: bigseg sizes its threads
+# by the cores it may run on (cluster.cpu_count: the affinity mask, as under taskset or a batch job), so two
+# workers no longer each run two threads on the same two cores, which made small ops wait at OpenMP barriers
+_WORKER, _WORKERS = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKER.startswith("gw") and _WORKERS > 1 and hasattr(os, "sched_setaffinity") and os.environ.get(
+        "BIGSEG_TEST_PIN", "1") != "0":
+    _cores = sorted(os.sched_getaffinity(0))
+    if len(_cores) >= _WORKERS:
+        os.sched_setaffinity(0, _cores[int(_WORKER[2:]) % _WORKERS :: _WORKERS])
 # progress lines (every 10 s when stderr is not a terminal) are off unless a test turns them on
 os.environ.setdefault("BIGSEG_PROGRESS", "0")
 # ONNX exports of checkpoints go to a cache folder of the test session, not the user's

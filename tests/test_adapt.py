@@ -315,6 +315,7 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     other = adapt([store], tmp_path / "m2.pt", options=AdaptOptions(**{**opts.__dict__, "seed": 1}),
                   echo=lambda *a: None, progress=False)
     assert [r.steps for r in runs] == [4, 4] and runs[0].stopped == "step budget"
+    assert runs[0].suggestions == []  # suggestions=0: none (and none computed)
     weights = [checkpoint.read(tmp_path / f"m{k}.pt")["state_dict"] for k in range(3)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and other.steps == 4

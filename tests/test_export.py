@@ -249,13 +249,14 @@ def test_the_int8_simulation_computes_as_the_int8_export(tmp_path, stores):
 def test_qat_export_fine_tunes_checks_against_the_original_and_says_what_it_gained(tmp_path, stores):
     calib, held = stores
     proc = run_cli("export", BUNDLED, "-o", tmp_path / "q.onnx", "--int8", "--calibrate", calib, "--qat", held,
-                   "--qat-steps", "12", "--exporter", "legacy")
+                   "--qat-steps", "12", "--exporter", "legacy", "--calibration-windows", "8")
     assert proc.returncode == 0, proc.stderr
     assert "quantization-aware fine-tune: step 12/12" in proc.stdout
     assert "post-training quantization alone:" in proc.stdout
     meta = read_onnx_meta(tmp_path / "q.onnx")
     v = meta["verified"]
     assert v["qat"]["steps"] == 12 and v["qat"]["stores"] == [str(held)] and v["qat"]["convolutions"] == 15
+    assert v["calibration_windows"] == 8 and v["int8_check_windows"] == 8
     assert v["int8_label_agreement"] >= 0.99 and 0.9 <= v["int8_label_agreement_without_qat"] <= 1
     assert meta["source_checkpoint_sha256"] == file_digest(BUNDLED)  # the fp32 model it answers to
     from bigseg.infer.backend import int8_refusal

@@ -75,6 +75,8 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, fmt: str = "on
         raise BigsegError(f"--qat-steps must be at least 1, got {qat_steps}")
     if qat and not (0 < qat_lr < 1):
         raise BigsegError(f"--qat-lr must be between 0 and 1, got {qat_lr:g}")
+    if int8 and calibration_windows < 1:
+        raise BigsegError(f"--calibration-windows must be at least 1, got {calibration_windows}")
     if int8 and not calibrate:
         raise BigsegError("--int8 needs --calibrate STORE (one or more slab stores of images like those the model "
                           "will segment): int8 ranges are measured on real windows, not guessed")

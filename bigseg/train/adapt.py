@@ -67,6 +67,7 @@ from bigseg import checkpoint as ckpt
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL, concrete_ids
+from bigseg.cluster import cpu_count
 from bigseg.errors import BigsegError
 from bigseg.export import export
 from bigseg.infer import stability
@@ -563,7 +564,11 @@ def _rule_line(record: dict) -> str:
 def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
     """Windows where the model is least sure of itself: the share of pixels whose class changes when the window
     is seen mirrored (left-right, up-down), plus the share whose chosen class has a probability below 0.7.
-    A grid of at most ``per_store`` windows per store; the ``n`` highest, with (x, y, width, height)."""
+    A grid of at most ``per_store`` windows per store, neighbours at least half a window apart (a small slab gets
+    fewer windows, not the same pixels seen many times); the ``n`` highest, with (x, y, width, height). ``n`` 0:
+    none, and nothing is computed."""
+    if n <= 0:
+        return []
     found = []
     for store in stores:
         image = st.open_array(store, "image")
@@ -571,6 +576,8 @@ def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int =
         size = min(window, h, w)
         cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
         rows = max(1, per_store // cols)
+        cols = min(cols, max(1, int(2 * (w - size) / size)))  # neighbours' origins (w - size) / cols apart
+        rows = min(rows, max(1, int(2 * (h - size) / size)))
         for gy in range(rows):
             for gx in range(cols):
                 y0 = int((h - size) * (gy + 0.5) / rows) if rows > 1 else (h - size) // 2
@@ -659,7 +666,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     base_path = ckpt.model_path(str(base) if base is not None else None)
     classes, meta = _checks(paths, out, base_path, overwrite, opts)
     n = len(classes)
-    threads = opts.threads or max(1, os.cpu_count() or 1)
+    threads = opts.threads or cpu_count()  # the cores this process may run on (taskset, a batch job's cgroup)
     torch.set_num_threads(threads)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)

@@ -513,6 +513,9 @@ CASES = [
      "--qat fine-tunes for an int8 export"),
     ("export: --qat-steps 0", ["export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", W + "/good.zarr",
                                "--qat", W + "/good.zarr", "--qat-steps", "0"], "--qat-steps must be at least 1"),
+    ("export: --calibration-windows 0", ["export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate",
+                                         W + "/good.zarr", "--calibration-windows", "0"],
+     "--calibration-windows must be at least 1"),
     ("export: --qat on a path that is not a store", [
         "export", str(BUNDLED), "-o", T + "/o.onnx", "--int8", "--calibrate", W + "/good.zarr", "--qat",
         T + "/none.zarr"], "no such store"),
