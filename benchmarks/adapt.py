@@ -133,6 +133,10 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
                     "steps": [x.steps for x in rounds], "stopped": [x.stopped for x in rounds],
                     "held_back_accuracy": r.held_back_accuracy, "held_back_accuracy_base": r.held_back_accuracy_base,
                     "object_rule": [x.object_rule for x in rounds]}
+    if opts.steps is not None and any(x.stopped != "step budget" for x in rounds):  # not the recipe compared
+        print(f"WARNING: {style}: a round stopped before its step budget ({row['adapt']['steps']} steps, "
+              f"{row['adapt']['stopped']}): the machine was too loaded for --minutes; rerun with more", flush=True)
+        row["adapt"]["step_budget_missed"] = True
     row["adapted"] = {"painted": measured(painted, str(model), True), "sibling": measured(sibling, str(model), False)}
     if tta != "none":
         row["adapted_tta"] = {"tta": tta, "painted": measured(painted, str(model), True, tta),
