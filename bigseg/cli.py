@@ -343,9 +343,8 @@ def export(checkpoint, out, fmt, int8, calibrate, calibration_windows, tolerance
     from bigseg.export import export as run
 
     r = run(checkpoint, out, fmt, int8=int8, calibrate=list(calibrate), calibration_windows=calibration_windows,
-            tolerance=tolerance, exporter=exporter,
-            fp16_storage=fp16_storage, qat=list(qat), qat_steps=qat_steps, qat_lr=qat_lr, overwrite=overwrite,
-            echo=click.echo)
+            tolerance=tolerance, exporter=exporter, fp16_storage=fp16_storage, qat=list(qat), qat_steps=qat_steps,
+            qat_lr=qat_lr, overwrite=overwrite, echo=click.echo)
     click.echo(f"wrote {r['path']} ({r['format']}, {r['precision']}, {r['arch']}, {r['bytes'] / 1e6:.1f} MB)")
 
 
