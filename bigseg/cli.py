@@ -570,8 +570,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,
               help="Weight of synthetic concrete crops with exact truth (the bundled model's training mix) trained "
               "on beside the strokes; they teach where voids end and keep small voids (concrete classes only; "
-              "0: off). Its crops are mostly void, so voids read larger: give it --void-shift -1.0 (measured on "
-              "two development hands: air within 0.3 points on 4 of 5 slabs; RESULTS.md).")
+              "0: off). Its crops are mostly void; over three development hands its air error ran from -0.5 to "
+              "+0.8 points (RESULTS.md): check the air content against a traced area.")
 @click.option("--replay-band", default=AdaptOptions.replay_band, show_default=True, type=int,
               help="Replay's loss only within this many px of a void: every pixel of it taught the slab's paste and "
               "stone what synthetic ones look like (measured: a stone colour read as paste).")
