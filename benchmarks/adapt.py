@@ -12,6 +12,7 @@ them, one 1 mm traverse grid); IoU on the painted slab leaves its painted pixels
     python benchmarks/adapt.py --styles crushed --sweep 10 20 40 80          # figures against strokes per class
     python benchmarks/adapt.py --protocol corrective                         # paint, look, correct, adapt again
     python benchmarks/adapt.py --styles crushed --stroke-seed 11             # other strokes: the spread between runs
+    python benchmarks/adapt.py --styles crushed --stroke-seed 11 --adapt-seed 21   # the same strokes, trained again
 
 Protocols: ``blind`` paints every stroke at once, at random places inside each class (a person who paints
 before seeing any result); ``corrective`` paints half of them so, adapts for half the budget, infers the slab,
@@ -99,7 +100,8 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
 
 
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
-              echo=print, tta: str = "none", base: str | None = None, stroke_seed: int | None = None) -> dict:
+              echo=print, tta: str = "none", base: str | None = None, stroke_seed: int | None = None,
+              adapt_seed: int | None = None) -> dict:
     import dataclasses
     import shutil
 
@@ -107,12 +109,14 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     sibling = make_slab(work, style, seed + 1, size)
     strokes_from = seed if stroke_seed is None else stroke_seed  # the slabs stay; the person's strokes change
     row: dict = {"style": style, "seed": seed, "stroke_seed": strokes_from, "size": list(size), "per_class": per_class,
-                 "protocol": protocol, "options": opts.__dict__, "base_model": base or "bundled"}
+                 "adapt_seed": opts.seed, "protocol": protocol, "options": opts.__dict__,
+                 "base_model": base or "bundled"}
     row["base"] = {"painted": measured(painted, base, False), "sibling": measured(sibling, base, False)}
     for name in (ann.LAYER, ann.PYRAMID):  # a store reused from an earlier run: paint afresh
         shutil.rmtree(painted / name, ignore_errors=True)
     st.consolidate(painted)
     hand = "" if stroke_seed is None else f"-strokes{stroke_seed}"
+    hand += "" if adapt_seed is None else f"-run{adapt_seed}"
     model = work / f"{style}-{seed}-{per_class}-{protocol}{hand}-adapted.pt"
     t0 = time.perf_counter()
     if protocol == "blind":
@@ -245,6 +249,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=4100)
     ap.add_argument("--stroke-seed", type=int, help="seed of the simulated strokes and of adapt's own sampling "
                     "(default: --seed): the same slabs painted by another hand, to measure the spread between runs")
+    ap.add_argument("--adapt-seed", type=int, help="seed of adapt's own sampling alone (default: the stroke seed): "
+                    "the same hand's first strokes, adapted again -- the spread that training itself adds")
     ap.add_argument("--size", default="3000x2000")
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
@@ -285,7 +291,8 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
-    opts = AdaptOptions(seed=0 if a.stroke_seed is None else a.stroke_seed,
+    adapt_seed = a.adapt_seed if a.adapt_seed is not None else (0 if a.stroke_seed is None else a.stroke_seed)
+    opts = AdaptOptions(seed=adapt_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift)
@@ -294,7 +301,7 @@ def main(argv=None) -> None:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
             row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base,
-                            stroke_seed=a.stroke_seed)
+                            stroke_seed=a.stroke_seed, adapt_seed=a.adapt_seed)
             rows.append(row)
             budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
             name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from helpers import error_line, run_cli
 from serve_fixtures import H, W, make_quad_store
 
 from bigseg.classes import CONCRETE
-from bigseg.formats.levels import halve_mask, halve_picture
+from bigseg.formats.levels import MAX_WRITER_THREADS, halve_mask, halve_picture, writer_threads
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,17 @@ def test_export_levels_are_the_stores_levels_pixel_for_pixel(tmp_path):
     with tifffile.TiffFile(tmp_path / "n.tif") as tif:
         levels = tif.series[0].levels
         assert (levels[2].asarray() == g["preview/x4"][:]).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="affinity masks are Linux's")
+def test_export_writer_threads_follow_the_cores_this_process_may_use():
+    """Under taskset or a batch job's cgroup an export starts as many writers as cores it may run on, not as many
+    as the machine has (os.cpu_count() ignores the mask)."""
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert writer_threads() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert writer_threads() == max(1, min(MAX_WRITER_THREADS, len(before)))
+    assert writer_threads(3) == 3  # asked for: as asked

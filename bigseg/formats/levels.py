@@ -9,7 +9,17 @@ import math
 import dask.array as da
 import numpy as np
 
+from bigseg.cluster import cpu_count
 from bigseg.pyramid import halve_mean, majority
+
+MAX_WRITER_THREADS = 8
+
+
+def writer_threads(threads: int | None = None) -> int:
+    """Threads that compress and write an export's chunks: ``threads`` if given, else the cores this process may run
+    on (its affinity mask: taskset, a batch job's cgroup -- not the machine's count), at most
+    :data:`MAX_WRITER_THREADS`."""
+    return threads or max(1, min(MAX_WRITER_THREADS, cpu_count()))
 
 
 def n_levels(height: int, width: int, smallest: int = 256) -> int:

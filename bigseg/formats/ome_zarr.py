@@ -74,7 +74,7 @@ def export_ome(store: str | os.PathLike, out: str | os.PathLike, *, overwrite: b
     pixel_um = st.pixel_size_um(group)
     n = lv.n_levels(height, width)
     masks = [name for name in ("labels", "truth") if name in group and st.is_complete(st.array(group, name))]
-    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    threads = lv.writer_threads(threads)
     with st.staged_output(out, overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         echo(f"image: {n} levels from {width}x{height} px")

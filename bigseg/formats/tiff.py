@@ -99,7 +99,7 @@ def export_tiff(store: str | os.PathLike, out: str | os.PathLike, *, layer: str 
         view = src
     height, width = full.shape[:2]
     n = lv.n_levels(height, width, smallest=TILE)
-    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    threads = lv.writer_threads(threads)
     mask = layer in ("labels", "truth")
     kwargs: dict = {"tile": (TILE, TILE), "compression": "zlib", "compressionargs": {"level": 6},
                     "metadata": None}
