@@ -217,6 +217,9 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     fit = a["object_rule_fit"]  # the void-object rule: fitted or not, and why, said in the record and the output
     assert "object rule: fitted on" in r.stdout and set(fit["fitted_on"]) == {"void", "not void"}
     assert fit["kept"] == ("object_rule" in a) and (fit["kept"] or fit["why"])
+    short = 5 - fit["fitted_on"]["not void"]
+    if short > 0:  # what to paint for a rule, in the person's terms (blind strokes here rarely cross a false void)
+        assert f"paint paste or stone over {short} more objects" in fit["why"] and fit["why"] in r.stdout
     assert out.with_suffix(".onnx").is_file()
     suggestions = st.attr(st.open_array(store, ann.LAYER), "suggestions")
     assert suggestions["regions"] and suggestions["model"] == str(out)
