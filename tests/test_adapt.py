@@ -16,7 +16,6 @@ from bigseg import annotations as ann
 from bigseg import checkpoint, pyramid
 from bigseg import store as st
 from bigseg.classes import CONCRETE, ClassInfo
-from bigseg.errors import BigsegError
 from bigseg.ingest import ingest
 from bigseg.synth import SynthParams, synthesize
 from bigseg.synth.strokes import simulate_strokes
@@ -324,20 +323,6 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and other.steps == 4
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
-    # --average: the weights' mean over the run's last share -- its last step alone is the plain run's weights,
-    # its last two are not; the run says how many steps it averaged
-    said: dict = {}
-    for share in (0.25, 0.5):
-        lines: list = []
-        adapt([store], tmp_path / f"avg{share}.pt", options=AdaptOptions(**{**opts.__dict__, "average": share}),
-              echo=lines.append, progress=False)
-        said[share] = [ln for ln in lines if "weights averaged" in ln]
-    assert said == {0.25: ["weights averaged over the last 1 steps"], 0.5: ["weights averaged over the last 2 steps"]}
-    last_only, two = (checkpoint.read(tmp_path / f"avg{s}.pt")["state_dict"] for s in (0.25, 0.5))
-    assert all(torch.equal(weights[0][k], last_only[k]) for k in weights[0])
-    assert not all(torch.equal(weights[0][k], two[k]) for k in weights[0])
-    with pytest.raises(BigsegError, match="--average must be a share"):
-        AdaptOptions(average=1.0).check()
 
 
 def test_void_shift_is_added_to_the_void_logit_once_per_round(tmp_path):

@@ -717,8 +717,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     t0 = time.perf_counter()
     last_log, shown = t0, 0
     ema, losses = None, []
-    averaged: dict | None = None  # the weights' running mean over the run's last ``opts.average`` share
-    n_averaged = 0
     step, stopped = 0, "time budget"
     try:
         while True:
@@ -764,14 +762,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             loss.backward()
             opt.step()
             step += 1
-            if opts.average > 0 and frac >= 1 - opts.average:
-                with torch.no_grad():
-                    if averaged is None:
-                        averaged = {k: v.detach().clone() for k, v in model.named_parameters()}
-                    else:
-                        for k, v in model.named_parameters():
-                            averaged[k].mul_(n_averaged / (n_averaged + 1)).add_(v.detach(), alpha=1 / (n_averaged + 1))
-                n_averaged += 1
             value = float(loss.item())
             losses.append(value)
             ema = value if ema is None else 0.97 * ema + 0.03 * value
@@ -790,11 +780,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     seconds = time.perf_counter() - t0
     if not step:
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
-    if averaged is not None:  # batch norm is frozen: its statistics are the base's, right for the mean weights too
-        with torch.no_grad():
-            for k, v in model.named_parameters():
-                v.copy_(averaged[k])
-        echo(f"weights averaged over the last {n_averaged} steps")
     model = model.to(memory_format=torch.contiguous_format).eval()
     echo(f"adapted in {seconds:.0f} s: {step} steps ({stopped}); loss {losses[0]:.4f} -> {np.mean(losses[-20:]):.4f}")
     offset = void_offset(classes, opts.void_shift)

@@ -43,7 +43,6 @@ class AdaptOptions:
     replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
     object_rule: bool = True  # fit a void-object rule on the painted objects (bigseg.object_rule), kept if it helps
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
-    average: float = 0.0  # the last share of the run whose weights are averaged into the model (0: the last weights)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -79,7 +78,5 @@ class AdaptOptions:
             raise BigsegError(f"--replay-band must be between 1 and 64 px, got {self.replay_band}")
         if not (math.isfinite(self.void_shift) and -5 <= self.void_shift <= 5):
             raise BigsegError(f"--void-shift must be between -5 and 5, got {self.void_shift}")
-        if not (math.isfinite(self.average) and 0 <= self.average < 1):
-            raise BigsegError(f"--average must be a share of the run in [0, 1), got {self.average}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
