@@ -75,8 +75,9 @@ def iou_outside_strokes(store: Path, n: int) -> dict:
     return scores(cm, ["paste", "stone", "void"][:n])["iou"]
 
 
-def measured(store: Path, model: str | None, painted: bool, tta: str = "none", object_rule: bool = True) -> dict:
-    m = measure_slab(store, model, tta=tta, object_rule=object_rule)
+def measured(store: Path, model: str | None, painted: bool, tta: str = "none", object_rule: bool = True,
+             backend: str | None = None) -> dict:
+    m = measure_slab(store, model, tta=tta, object_rule=object_rule, backend=backend)
     iou = iou_outside_strokes(store, 3) if painted else m["iou"]
     return {"iou": iou, "air": m["air_content"], "air_truth": m["air_content_truth"],
             "air_error_points": m["air_error_points"], "spacing_factor": m["spacing_factor"],

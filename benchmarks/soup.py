@@ -21,17 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from adapt import iou_outside_strokes  # noqa: E402  benchmarks/adapt.py: the adapt benchmark's own measure
+from adapt import measured  # noqa: E402  benchmarks/adapt.py: the adapt benchmark's own measure
 
 from bigseg import checkpoint  # noqa: E402
-from bigseg.trust import measure_slab  # noqa: E402
-
-
-def measured(store: Path, model: str, painted: bool, tta: str) -> dict:
-    """As benchmarks/adapt.py measures, every model in torch (a soup has no ONNX export of its own)."""
-    m = measure_slab(store, model, backend="torch", tta=tta)
-    return {"iou": iou_outside_strokes(store, 3) if painted else m["iou"], "air_error_points": m["air_error_points"],
-            "spacing_factor_error": m["spacing_factor_error"]}
 
 
 def soup(models: list[str], out: Path) -> Path:
@@ -72,7 +64,7 @@ def main(argv=None) -> None:
             copy = Path(tmp) / Path(store).name
             shutil.copytree(store, copy)
             for name, model in [*((f"ingredient {k}", m) for k, m in enumerate(a.models)), ("soup", str(out))]:
-                m = measured(copy, model, i == 0, a.tta)
+                m = measured(copy, model, i == 0, a.tta, backend="torch")  # a soup has no ONNX export of its own
                 rows.setdefault(Path(store).name, {})[name] = m
                 print(f"{Path(store).name} {name}: void IoU {m['iou']['void']:.3f}, stone IoU {m['iou']['stone']:.3f}, "
                       f"air {m['air_error_points']:+.2f} points, spacing factor {m['spacing_factor_error']:+.1%}",

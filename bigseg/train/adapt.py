@@ -537,12 +537,12 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
     record: dict = {"fitted_on": {"void": int((t == 1).sum()), "not void": int((t == 0).sum())}}
     rule = orule.fit(x[t >= 0], t[t >= 0], void)
     if rule is None:
-        more = []  # what the person can do about it, in their terms
-        if int((t == 0).sum()) < orule.MIN_OBJECTS:
-            more.append(f"paint paste or stone over {orule.MIN_OBJECTS - int((t == 0).sum())} more objects that the "
+        sides, more = record["fitted_on"], []  # what the person can do about it, in their terms
+        if sides["not void"] < orule.MIN_OBJECTS:
+            more.append(f"paint paste or stone over {orule.MIN_OBJECTS - sides['not void']} more objects that the "
                         "labels call void and are not")
-        if int((t == 1).sum()) < orule.MIN_OBJECTS:
-            more.append(f"paint void in {orule.MIN_OBJECTS - int((t == 1).sum())} more voids")
+        if sides["void"] < orule.MIN_OBJECTS:
+            more.append(f"paint void in {orule.MIN_OBJECTS - sides['void']} more voids")
         return None, {**record, "kept": False,
                       "why": f"fewer than {orule.MIN_OBJECTS} void objects painted void or painted another class "
                              f"(to fit one: {' and '.join(more)}, then adapt again)"}
