@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -66,6 +67,19 @@ def _wait_loaded(page):
     page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
 
 
+def _wait_for_tiles(page, requests, layer, level: int | None = None, timeout_s: float = 60) -> set[int]:
+    """The levels of ``layer`` the page has asked for, once it has asked for any (or for ``level``): a zoom or a
+    layer switch is not followed by a reset of ``data-loaded`` in a fixed time on a busy machine, so waiting on that
+    alone can look too early."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = _levels(requests, layer)
+        if (level in got) if level is not None else got:
+            break
+        page.wait_for_timeout(100)  # lets Playwright deliver the page's request events
+    return _levels(requests, layer)
+
+
 def test_page_loads_with_tiles_legend_and_scale(page_on_quad):
     page, requests, errors, _ = page_on_quad
     assert not errors
@@ -117,14 +131,12 @@ def test_zooming_in_asks_for_deeper_levels_and_layers_switch(page_on_quad):
     page, requests, errors, _ = page_on_quad
     before = max(_levels(requests, "labels"))
     page.evaluate("() => { const v = bigseg.viewer; v.viewport.zoomBy(16, v.viewport.getCenter(), true); }")
-    page.wait_for_timeout(200)
+    after = max(_wait_for_tiles(page, requests, "labels", level=12))
     _wait_loaded(page)
-    after = max(_levels(requests, "labels"))
     assert before < 12 and after == 12, (before, after)  # the full resolution only once zoomed in
     page.select_option("#layer", "errors")
-    page.wait_for_timeout(200)
+    assert _wait_for_tiles(page, requests, "errors")
     _wait_loaded(page)
-    assert _levels(requests, "errors")
     assert "labels differ from the truth" in page.inner_text("#legend")
     page.select_option("#layer", "confidence")
     _wait_loaded(page)
