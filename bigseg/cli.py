@@ -582,7 +582,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Share of each class's strokes held back to score the result.")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of adapt's own draws (which strokes are held back, the crops): the same strokes with another "
-              "seed read air up to 0.9 points differently on a development slab; adapt twice and compare (README).")
+              "seed read air up to 1.4 points differently on development slabs; adapt twice and compare (README).")
 @click.option("--threads", type=int, help="Torch threads [default: the cores this process may use].")
 @click.option("--tta", default="none", show_default=True,
               type=click.Choice(TTA),
