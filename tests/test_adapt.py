@@ -17,6 +17,7 @@ from bigseg import checkpoint, pyramid
 from bigseg import store as st
 from bigseg.classes import CONCRETE, ClassInfo
 from bigseg.ingest import ingest
+from bigseg.object_rule import MIN_OBJECTS
 from bigseg.synth import SynthParams, synthesize
 from bigseg.synth.strokes import simulate_strokes
 from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes
@@ -217,7 +218,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     fit = a["object_rule_fit"]  # the void-object rule: fitted or not, and why, said in the record and the output
     assert "object rule: fitted on" in r.stdout and set(fit["fitted_on"]) == {"void", "not void"}
     assert fit["kept"] == ("object_rule" in a) and (fit["kept"] or fit["why"])
-    short = 5 - fit["fitted_on"]["not void"]
+    short = MIN_OBJECTS - fit["fitted_on"]["not void"]
     if short > 0:  # what to paint for a rule, in the person's terms (blind strokes here rarely cross a false void)
         assert f"paint paste or stone over {short} more objects" in fit["why"] and fit["why"] in r.stdout
     assert out.with_suffix(".onnx").is_file()
