@@ -279,6 +279,7 @@ def test_an_adapted_models_check_asks_whether_the_slab_looks_like_the_painted_on
     near = {"stability": {"early_profile": [[0.12, -0.2], [0.5, 0.0, 1.0]]}}
     d = doubt({"uncertain_fraction": 0.1, "mean_confidence": 0.9, **near}, None, adapted)
     assert d["flag"] is False and "looks like a.zarr" in d["message"] and d["look_distance"] < ADAPTED_LOOK_LIMIT
+    assert "did not predict the air content's error" in d["message"]  # a passing score is not a right air content
     far = {"stability": {"early_profile": [[2.5, 2.5], [2.5, 2.5, 2.5]]}}  # nearer b than a, still far from both
     d = doubt({"uncertain_fraction": 0.1, "mean_confidence": 0.9, **far}, None, adapted)
     assert d["flag"] is True and d["figure"] == "look_distance" and "b.zarr" in d["message"]
