@@ -96,6 +96,29 @@ def test_too_few_painted_objects_fit_no_rule():
     assert orule.fit(found.features[sides >= 0], sides[sides >= 0], VOID) is None
 
 
+def test_grains_painted_over_and_gone_from_the_adapted_labels_still_teach_the_rule():
+    """A grain the person painted over is trained on, so the adapted labels may no longer call it void; the rule's
+    examples of what voids are not come from the labels the person painted against as well (only those gone from
+    the adapted labels: one still there is counted once, from the adapted labels)."""
+    from bigseg.train.adapt import _vanished_sides
+
+    image, before, voids, grains, *_ = _section(np.random.default_rng(6))
+    painted = _painted(before, voids, grains, 6)
+    after = before.copy()
+    ids = ndimage.label(before == VOID, structure=np.ones((3, 3)))[0]
+    for cy, cx in grains[:4]:  # the network learned four of the six painted grains
+        after[ids == ids[cy, cx]] = PASTE
+    held = np.full(before.shape, 255, np.uint8)
+    gy, gx = grains[8]
+    held[gy - 2 : gy + 3, gx - 4 : gx + 5] = PASTE  # a held-back stroke on a grain still labelled void: not gone
+    features, trained, held_sides = _vanished_sides(before, after, image, VOID, painted, held, lambda o: o.judged())
+    assert len(features) == 4 and (trained == 0).all() and (held_sides == -1).all()
+    dark = orule.find(before, image, VOID).features[:, 0]
+    assert features[:, 0].min() > np.sort(dark)[13]  # grains, lighter-cored than every void
+    features, *_ = _vanished_sides(before, before, image, VOID, painted, held, lambda o: o.judged())
+    assert len(features) == 0  # nothing gone: the adapted labels' own objects are the examples
+
+
 @pytest.fixture(scope="module")
 def slab(tmp_path_factory):
     d = tmp_path_factory.mktemp("rule")

@@ -39,7 +39,11 @@ What it does, in order:
    seen with its context): per-class accuracy, before and after.
 8. **A rule on void objects** (``object_rule``; :mod:`bigseg.object_rule`): the adapted model labels the chunks
    holding strokes; the void objects there that training strokes touch (void, or another class) fit a logistic
-   rule on their darkest and mean grey and roundness. It is kept when it was fitted (enough objects on each side)
+   rule on their darkest and mean grey and roundness. Objects the base model called void and the strokes painted
+   another class count too when the adapted model no longer calls them void: the network learns the grains it is
+   shown, and without them the rule would lack its examples of what voids are not (a round of strokes over five
+   grains fitted no rule when only those still labelled void counted). It is kept when it was fitted (enough
+   objects on each side)
    and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
    then applies it to every label chunk, and the held-back strokes above are scored with it.
 9. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
@@ -493,9 +497,31 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
     return counts
 
 
-def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none"
+def _vanished_sides(before, labels: np.ndarray, image: np.ndarray, void: int, painted: np.ndarray,
+                    held_px: np.ndarray, first_in_chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The objects painted another class in ``before``'s labels (what the person saw and corrected) that the
+    adapted model's ``labels`` no longer call void (under half of their pixels): (features, training sides,
+    held-back sides) of those the chunk owns, each side 0 (not void) or -1. A grain painted over is trained on and
+    leaves the adapted labels, yet it is still a grain: the rule needs it as an example of what voids are not."""
+    found = orule.find(before, image, void)
+    empty = np.zeros((0, len(orule.FEATURES))), np.zeros(0, int), np.zeros(0, int)
+    if not found.n:
+        return empty
+    on = found.ids > 0
+    area = np.bincount(found.ids[on], minlength=found.n + 1)[1:]
+    still = np.bincount(found.ids[on & (labels == void)], minlength=found.n + 1)[1:]
+    gone = still * 2 < area
+    trained = orule.painted_sides(found, painted, void)
+    held = orule.painted_sides(found, held_px, void)
+    mine = first_in_chunk(found) & gone & ((trained == 0) | (held == 0))
+    return found.features[mine], np.where(trained == 0, 0, -1)[mine], np.where(held == 0, 0, -1)[mine]
+
+
+def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none", before=None
                     ) -> tuple[orule.ObjectRule | None, dict]:
-    """(the void-object rule or None, what was found): see step 8 of the module's docstring."""
+    """(the void-object rule or None, what was found): see step 8 of the module's docstring. ``before``: the model
+    the strokes were painted against (the base, with its void shift), whose void objects painted another class and
+    gone from the adapted labels count as such too."""
     ids = concrete_ids(classes)
     if ids is None:
         return None, {"fitted_on": {"void": 0, "not void": 0}, "kept": False,
@@ -505,6 +531,7 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
     if len(jobs) > MAX_RULE_CHUNKS:
         jobs = [jobs[int(i)] for i in np.linspace(0, len(jobs) - 1, MAX_RULE_CHUNKS).round()]
     features, trained, held = [], [], []
+    gone = 0
     for reader, (y0, x0), block in jobs:
         h, w = reader.s.shape
         ch, cw = block.shape
@@ -524,17 +551,29 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
         painted[core] = np.where(held_mask, IGNORE_LABEL, block)
         held_px = np.full(labels.shape, IGNORE_LABEL, np.uint8)  # held-back strokes only
         held_px[core] = np.where(held_mask, block, IGNORE_LABEL)
-        first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in found.boxes])
-        mine = ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
-                & found.judged())  # objects the rule may judge, each counted once (by the chunk holding its
-        # first row and column)
+        def first_in_chunk(objs, y0=y0, x0=x0, ch=ch, cw=cw, wy0=wy0, wx0=wx0):
+            """Objects the rule may judge, each counted once (by the chunk holding its first row and column)."""
+            first = np.array([(sl[0].start + wy0, sl[1].start + wx0) for sl in objs.boxes]).reshape(-1, 2)
+            return ((first[:, 0] >= y0) & (first[:, 0] < y0 + ch) & (first[:, 1] >= x0) & (first[:, 1] < x0 + cw)
+                    & objs.judged())
+
+        mine = first_in_chunk(found)
         features.append(found.features[mine])
         trained.append(orule.painted_sides(found, painted, void)[mine])
         held.append(orule.painted_sides(found, held_px, void)[mine])
+        if before is not None:
+            f, t_side, h_side = _vanished_sides(_labels(before, image, tta), labels, image, void, painted, held_px,
+                                                first_in_chunk)
+            features.append(f)
+            trained.append(t_side)
+            held.append(h_side)
+            gone += int((t_side == 0).sum())
     x = np.concatenate(features) if features else np.zeros((0, len(orule.FEATURES)))
     t = np.concatenate(trained) if trained else np.zeros(0, int)
     hb = np.concatenate(held) if held else np.zeros(0, int)
     record: dict = {"fitted_on": {"void": int((t == 1).sum()), "not void": int((t == 0).sum())}}
+    if before is not None:
+        record["not_void_gone"] = gone  # of the "not void": painted over, and no longer labelled void
     rule = orule.fit(x[t >= 0], t[t >= 0], void)
     if rule is None:
         sides, more = record["fitted_on"], []  # what the person can do about it, in their terms
@@ -560,6 +599,8 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
 def _rule_line(record: dict) -> str:
     f = record["fitted_on"]
     text = f"object rule: fitted on {f['void']} void objects and {f['not void']} painted as another class"
+    if record.get("not_void_gone"):
+        text += f" ({record['not_void_gone']} of them no longer labelled void after adapting)"
     c = record.get("held_back")
     if c:
         text += (f"; on held-back strokes it relabels {c['false_objects_relabelled']} of {c['false_objects']} false "
@@ -693,6 +734,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     echo("strokes: " + ", ".join(f"{k} {n_strokes[k]} ({painted[k]} px)" for k in n_strokes)
          + "; held back: " + ", ".join(f"{k} {v}" for k, v in held.items()))
     model, _ = ckpt.load(base_path)
+    before = copy.deepcopy(model).eval()  # as the person saw it (its void shift kept): the object rule's examples
     model.set_logit_offset(None)  # a base adapted before: its network as trained, so each round shifts once
     bf16, channels_last = training_mode(meta["arch"], "cpu")  # what measured fastest here (RESULTS.md)
     if channels_last:
@@ -789,7 +831,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
              "them; --void-shift 0: none)")
     rule, rule_record = None, None
     if opts.object_rule:
-        rule, rule_record = fit_object_rule(model, readers, classes, opts.tta)
+        rule, rule_record = fit_object_rule(model, readers, classes, opts.tta, before=before)
         echo(_rule_line(rule_record))
     counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta, {"adapted": rule})
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
