@@ -41,8 +41,8 @@ What it does, in order:
    holding strokes; the void objects there that training strokes touch (void, or another class) fit a logistic
    rule on their darkest and mean grey and roundness. Objects the base model called void and the strokes painted
    another class count too when the adapted model no longer calls them void: the network learns the grains it is
-   shown, and without them the rule would lack its examples of what voids are not (a round of strokes over five
-   grains fitted no rule when only those still labelled void counted). It is kept when it was fitted (enough
+   shown, and without them the rule would lack its examples of what voids are not (on a development slab, eight
+   grains painted over in round two, none still labelled void after it). It is kept when it was fitted (enough
    objects on each side)
    and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
    then applies it to every label chunk, and the held-back strokes above are scored with it.
