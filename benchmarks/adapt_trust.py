@@ -23,31 +23,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import sys
-
-
-def _ranks(values):
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
-def spearman(a, b) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
-    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
-    return cov / (va * vb) if va and vb else float("nan")
 
 
 def rows_of(record: dict) -> list[dict]:
@@ -90,6 +66,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("records", nargs="*", help="adapt JSON records (default: benchmarks/logs/adapt-*/*.json)")
     args = ap.parse_args(argv)
+    from bigseg.trust import spearman
+
     files = args.records or sorted(glob.glob("benchmarks/logs/adapt-*/*.json"))
     rows = []
     for f in files:
@@ -116,9 +94,8 @@ def main(argv=None) -> int:
         x = [r[k] for r in have]
         if k.startswith("held_back"):  # a low score should mean a large error: rank the shortfall
             x = [-v for v in x]
-        print(f"| {k} | {len(have)} | {spearman(x, [r['abs_air_error'] for r in have]):+.2f} | "
-              f"{spearman(x, [r['air_error'] for r in have]):+.2f} | "
-              f"{spearman(x, [r['abs_spacing_factor_error'] for r in have]):+.2f} |")
+        rho = [spearman(x, [r[e] for r in have]) for e in ("abs_air_error", "air_error", "abs_spacing_factor_error")]
+        print(f"| {k} | {len(have)} | " + " | ".join("n/a" if v is None else f"{v:+.2f}" for v in rho) + " |")
     return 0
 
 
