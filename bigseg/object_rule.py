@@ -11,8 +11,12 @@ strokes ``bigseg adapt`` trains on.
   taller than :data:`MAX_EXTENT`, are never judged (the first are not whole in view; the second are not the grains
   the rule is for, and bound how far around a chunk ``infer`` reads).
 - **Features** (:data:`FEATURES`): the darkest and the mean grey level of the object (the mean of R, G and B,
-  smoothed over 3 x 3 px) and its roundness (4 pi area / boundary pixels², the boundary being the object's pixels with a
-  4-neighbour outside it; capped at 2).
+  smoothed over 3 x 3 px) and its roundness (4 pi area / boundary pixels², the boundary being the object's pixels
+  with a 4-neighbour outside it; capped at 2): :data:`RULE_FEATURES`. :func:`find` also measures the grey spread
+  (the standard deviation of that grey over the object: a void's dark core and blurred rim spread it, an even dark
+  grain does not); it separates the false objects a rule leaves well, but a rule fitted on it from strokes did no
+  better (benchmarks/RESULTS.md, "The object rule on other features"), so a rule reads it only when fitted with it.
+  A rule names the features it reads.
 - **Fitting** (:func:`fit`): logistic regression (L2, standardised features, a fixed number of gradient steps:
   the same objects give the same rule) on the objects that training strokes touch -- void if more of their
   painted pixels say void than any other class, not void otherwise. At least :data:`MIN_OBJECTS` on each side,
@@ -32,7 +36,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-FEATURES = ("darkest grey", "mean grey", "roundness")
+FEATURES = ("darkest grey", "mean grey", "roundness", "grey spread")
+"""What :func:`find` measures on every object, in this order."""
+RULE_FEATURES = FEATURES[:3]
+"""The features a new rule is fitted on: the darkest and mean grey and the roundness (benchmarks/RESULTS.md, "The
+object rule on other features": the grey spread, and both sides weighing the same, measured and not taken)."""
 MIN_OBJECTS = 5
 """Objects needed on each side (painted void, painted not void) to fit a rule."""
 REJECT_BELOW = 0.25
@@ -55,7 +63,8 @@ _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 @dataclass(frozen=True)
 class ObjectRule:
     """A fitted rule: the class id it judges (void), the features' standardisation and the regression's weights;
-    ``fitted_on``: how many painted objects of each side it was fitted on."""
+    ``fitted_on``: how many painted objects of each side it was fitted on; ``features``: the names of the features
+    it reads (some of :data:`FEATURES`, in that order)."""
 
     void: int
     mean: tuple[float, ...]
@@ -63,20 +72,25 @@ class ObjectRule:
     weights: tuple[float, ...]
     bias: float
     fitted_on: dict
+    features: tuple[str, ...] = RULE_FEATURES
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "features": list(FEATURES)}
+        return {**asdict(self), "features": list(self.features)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ObjectRule:
-        if list(d.get("features", [])) != list(FEATURES):
-            raise ValueError(f"an object rule on features {d.get('features')} (this bigseg knows {list(FEATURES)})")
+        names = tuple(d.get("features") or ())
+        unknown = [f for f in names if f not in FEATURES]
+        if not names or unknown or len(names) != len(d["weights"]):
+            raise ValueError(f"an object rule on features {list(names)} (this bigseg knows {list(FEATURES)})")
         return cls(int(d["void"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]), float(d["bias"]),
-                   dict(d.get("fitted_on") or {}))
+                   dict(d.get("fitted_on") or {}), names)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """P(void) of each row of ``features`` (n, len(FEATURES))."""
-        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
+        """P(void) of each row of ``features`` (n, len(FEATURES): what :func:`find` measures; the rule reads its
+        own columns)."""
+        x = np.asarray(features)[:, [FEATURES.index(f) for f in self.features]]
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias)))
 
 
@@ -122,7 +136,9 @@ def find(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
     which, grey_on = ids[on] - 1, g[on].astype(np.float64)
     darkest = np.full(n, np.inf)
     np.minimum.at(darkest, which, grey_on)
-    features = np.stack([darkest, np.bincount(which, weights=grey_on, minlength=n) / area, roundness], axis=1)
+    mean = np.bincount(which, weights=grey_on, minlength=n) / area
+    spread = np.sqrt(np.maximum(np.bincount(which, weights=grey_on**2, minlength=n) / area - mean**2, 0.0))
+    features = np.stack([darkest, mean, roundness, spread], axis=1)
     border = np.unique(np.concatenate([ids[0], ids[-1], ids[:, 0], ids[:, -1]]))
     on_border = np.zeros(n, bool)
     on_border[border[border > 0] - 1] = True
@@ -139,22 +155,27 @@ def painted_sides(objects: Objects, painted: np.ndarray, void: int) -> np.ndarra
     return np.where(says_void > says_other, 1, np.where(says_other > says_void, 0, -1))
 
 
-def fit(features: np.ndarray, sides: np.ndarray, void: int) -> ObjectRule | None:
-    """The rule fitted on ``features`` of objects with ``sides`` 1 (void) or 0 (not); None with fewer than
-    :data:`MIN_OBJECTS` on either side."""
+def fit(features: np.ndarray, sides: np.ndarray, void: int, names: tuple[str, ...] | None = None,
+        balanced: bool = False) -> ObjectRule | None:
+    """The rule fitted on ``features`` (:func:`find`'s columns) of objects with ``sides`` 1 (void) or 0 (not),
+    reading the features ``names`` (default :data:`RULE_FEATURES`); None with fewer than :data:`MIN_OBJECTS` on
+    either side. ``balanced``: each side weighs the same in the fit, however many objects it has."""
+    names = RULE_FEATURES if names is None else tuple(names)
     y = np.asarray(sides, np.float64)
     n_void, n_other = int((y == 1).sum()), int((y == 0).sum())
     if n_void < MIN_OBJECTS or n_other < MIN_OBJECTS:
         return None
-    x = np.asarray(features, np.float64)
+    x = np.asarray(features, np.float64)[:, [FEATURES.index(f) for f in names]]
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
+    weight = np.where(y == 1, len(y) / (2 * n_void), len(y) / (2 * n_other)) if balanced else np.ones(len(y))
     w = np.zeros(z.shape[1])
     for _ in range(_STEPS):
         p = 1.0 / (1.0 + np.exp(-(z @ w)))
-        w -= _RATE * (z.T @ (p - y) / len(y) + _L2 * np.concatenate([w[:-1], [0.0]]))
+        w -= _RATE * (z.T @ (weight * (p - y)) / len(y) + _L2 * np.concatenate([w[:-1], [0.0]]))
     return ObjectRule(void, tuple(float(v) for v in mean), tuple(float(v) for v in scale),
-                      tuple(float(v) for v in w[:-1]), float(w[-1]), {"void": n_void, "not void": n_other})
+                      tuple(float(v) for v in w[:-1]), float(w[-1]), {"void": n_void, "not void": n_other},
+                      tuple(names))
 
 
 def rejected(rule: ObjectRule, objects: Objects) -> np.ndarray:

@@ -89,6 +89,43 @@ def test_a_rule_fitted_on_painted_objects_relabels_grains_and_keeps_voids():
     assert (labels[tuple(np.array(grains).T)] == VOID).all()  # the input array is not changed
 
 
+def test_the_grey_spread_is_each_objects_standard_deviation_of_grey():
+    image, labels, voids, grains, *_ = _section(np.random.default_rng(7))
+    found = orule.find(labels, image, VOID)
+    grey = orule.grey(image)
+    column = orule.FEATURES.index("grey spread")
+    for cy, cx in (*voids[:3], *grains[:3]):
+        k = found.ids[cy, cx] - 1
+        assert found.features[k, column] == pytest.approx(float(grey[found.ids == k + 1].std()), rel=1e-6)
+    spread = {kind: [found.features[found.ids[c] - 1, column] for c in centres]
+              for kind, centres in (("void", voids), ("grain", grains))}
+    assert min(spread["void"]) > max(spread["grain"])  # a void's core-to-rim shading against an even grain (whose
+    # spread is its edge, where the 3 x 3 smoothing mixes in the paste)
+
+
+def test_a_rule_reads_the_features_it_names_and_stores_them():
+    """A default rule reads the three features every adapted checkpoint has stored since the rule exists; one fitted
+    with the grey spread names four and reads back the same; a stored rule naming a feature this bigseg does not
+    measure is refused."""
+    image, labels, voids, grains, *_ = _section(np.random.default_rng(4))
+    found = orule.find(labels, image, VOID)
+    sides = orule.painted_sides(found, _painted(labels, voids, grains, 6), VOID)
+    rule = orule.fit(found.features[sides >= 0], sides[sides >= 0], VOID)
+    assert rule is not None and len(rule.weights) == 3
+    assert rule.to_dict()["features"] == ["darkest grey", "mean grey", "roundness"]  # as earlier checkpoints hold
+    wider = orule.fit(found.features[sides >= 0], sides[sides >= 0], VOID, names=orule.FEATURES, balanced=True)
+    assert wider is not None and len(wider.weights) == 4 and wider.to_dict()["features"][-1] == "grey spread"
+    again = orule.ObjectRule.from_dict(wider.to_dict())
+    assert again == wider
+    out = orule.apply(again, labels, image)[0]
+    assert all(out[c] == VOID for c in voids) and all(out[c] == PASTE for c in grains)
+    stored = rule.to_dict()
+    with pytest.raises(ValueError, match="features"):
+        orule.ObjectRule.from_dict({**stored, "features": ["darkest grey", "mean grey", "hue"]})
+    with pytest.raises(ValueError, match="features"):
+        orule.ObjectRule.from_dict({**stored, "features": ["darkest grey", "mean grey"]})  # 3 weights, 2 names
+
+
 def test_too_few_painted_objects_fit_no_rule():
     image, labels, voids, grains, *_ = _section(np.random.default_rng(5))
     found = orule.find(labels, image, VOID)

@@ -517,6 +517,19 @@ def _vanished_sides(before, labels: np.ndarray, image: np.ndarray, void: int, pa
     return found.features[mine], np.where(trained == 0, 0, -1)[mine], np.where(held == 0, 0, -1)[mine]
 
 
+@dataclass
+class RuleExamples:
+    """The painted void objects a rule is fitted on: features (:func:`bigseg.object_rule.find`'s columns), the side
+    training strokes give each (1 void, 0 not, -1 none) and the side held-back strokes give; ``gone``: how many of
+    the "not void" were painted over and left the adapted labels."""
+
+    void: int
+    features: np.ndarray
+    trained: np.ndarray
+    held: np.ndarray
+    gone: int | None
+
+
 def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none", before=None
                     ) -> tuple[orule.ObjectRule | None, dict]:
     """(the void-object rule or None, what was found): see step 8 of the module's docstring. ``before``: the model
@@ -526,7 +539,12 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
     if ids is None:
         return None, {"fitted_on": {"void": 0, "not void": 0}, "kept": False,
                       "why": "the class table has no paste, stone and void"}
-    void = ids["void"]
+    return choose_object_rule(rule_examples(model, readers, ids["void"], tta, before))
+
+
+def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none", before=None) -> RuleExamples:
+    """The painted void objects of ``readers``' stores in ``model``'s labels (and ``before``'s, see
+    :func:`fit_object_rule`), each counted once."""
     jobs = [(reader, origin, block) for reader in readers for origin, block in ann.read_painted(reader.s.store)]
     if len(jobs) > MAX_RULE_CHUNKS:
         jobs = [jobs[int(i)] for i in np.linspace(0, len(jobs) - 1, MAX_RULE_CHUNKS).round()]
@@ -568,13 +586,20 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
             trained.append(t_side)
             held.append(h_side)
             gone += int((t_side == 0).sum())
-    x = np.concatenate(features) if features else np.zeros((0, len(orule.FEATURES)))
-    t = np.concatenate(trained) if trained else np.zeros(0, int)
-    hb = np.concatenate(held) if held else np.zeros(0, int)
+    return RuleExamples(void, np.concatenate(features) if features else np.zeros((0, len(orule.FEATURES))),
+                        np.concatenate(trained) if trained else np.zeros(0, int),
+                        np.concatenate(held) if held else np.zeros(0, int), gone if before is not None else None)
+
+
+def choose_object_rule(examples: RuleExamples, **fit_options) -> tuple[orule.ObjectRule | None, dict]:
+    """The rule fitted on ``examples`` (``fit_options`` go to :func:`bigseg.object_rule.fit`), or None when too few
+    objects were painted or when, on the held-back strokes, it relabels more voids than false void objects; and
+    the record of what was found."""
+    x, t, hb, void = examples.features, examples.trained, examples.held, examples.void
     record: dict = {"fitted_on": {"void": int((t == 1).sum()), "not void": int((t == 0).sum())}}
-    if before is not None:
-        record["not_void_gone"] = gone  # of the "not void": painted over, and no longer labelled void
-    rule = orule.fit(x[t >= 0], t[t >= 0], void)
+    if examples.gone is not None:
+        record["not_void_gone"] = examples.gone  # of the "not void": painted over, and no longer labelled void
+    rule = orule.fit(x[t >= 0], t[t >= 0], void, **fit_options)
     if rule is None:
         sides, more = record["fitted_on"], []  # what the person can do about it, in their terms
         if sides["not void"] < orule.MIN_OBJECTS:

@@ -1,0 +1,127 @@
+"""The object rule of recorded adapt runs, fitted again on other feature sets: what each would have relabelled.
+
+    python benchmarks/object_rule_features.py RECORD.json [RECORD.json ...] [--work benchmarks/work/adapt]
+
+For each corrective run that ``benchmarks/adapt.py`` recorded (its JSON) and whose two models are still in the work
+folder (``...-round1.pt``, ``...-adapted.pt``): the person's strokes are painted again into a copy of the painted
+slab exactly as the run painted them (blind strokes from the stroke seed, round one's labels, corrective strokes
+from the next seed), the run's adapted model labels both slabs with its ``--tta`` and no rule, and the rule is fitted
+as ``bigseg adapt`` fits it (``rule_examples`` and ``choose_object_rule``, the held-back split of the run's seed)
+in each variant of :data:`VARIANTS` (feature sets; both sides of the fit weighing the same). Each
+rule is applied to the whole slab's labels and measured as the benchmark measures (void IoU off the painted pixels,
+air content and spacing factor against the truth). The run's recorded figures are printed beside the replay, to
+show the replay reproduces the run. The stores in the work folder are copied; nothing in them changes.
+
+Development slabs only: it reads the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from adapt import paint  # benchmarks/adapt.py: the strokes as the benchmark paints them
+from void_bias import figures  # benchmarks/void_bias.py: labels measured as benchmarks/adapt.py does
+
+from bigseg import annotations as ann
+from bigseg import checkpoint as ckpt
+from bigseg import object_rule as orule
+from bigseg import store as st
+from bigseg.report.report import analyse
+from bigseg.train.adapt import ChunkReader, choose_object_rule, read_strokes, rule_examples
+from bigseg.train.adapt_options import AdaptOptions
+from bigseg.trust import measure_slab
+
+THREE = orule.FEATURES[:3]  # darkest grey, mean grey, roundness: the rule until 2026-12-04
+VARIANTS = {"3 features": {"names": THREE}, "3 features, sides balanced": {"names": THREE, "balanced": True},
+            "+ grey spread": {"names": orule.FEATURES},
+            "+ grey spread, sides balanced": {"names": orule.FEATURES, "balanced": True}}
+
+
+def replay(record: dict, work: Path, tmp: Path) -> list[dict]:
+    style, seed, s, a = record["style"], record["seed"], record["stroke_seed"], record["adapt_seed"]
+    stem = f"{style}-{seed}-{record['per_class']}-corrective-strokes{s}-run{a}"
+    round1, adapted = work / f"{stem}-round1.pt", work / f"{stem}-adapted.pt"
+    opts = AdaptOptions(**{k: v for k, v in record["options"].items() if k in AdaptOptions.__dataclass_fields__})
+    tta = record.get("adapted_tta", {}).get("tta", "none")
+    painted, sibling = tmp / f"{style}-{seed}.zarr", tmp / f"{style}-{seed + 1}.zarr"
+    shutil.copytree(work / painted.name, painted)
+    shutil.copytree(work / sibling.name, sibling)
+    for name in (ann.LAYER, ann.PYRAMID):
+        shutil.rmtree(painted / name, ignore_errors=True)
+    st.consolidate(painted)
+    per = record["per_class"]
+    paint(painted, per // 2, s)
+    measure_slab(painted, str(round1))  # the labels the person looks at
+    paint(painted, per - per // 2, s + 1, labels=True)
+    model, before = ckpt.load(adapted)[0].eval(), ckpt.load(round1)[0].eval()
+    strokes = read_strokes(str(painted), 3, opts.held_back, np.random.default_rng(opts.seed), opts.seed)
+    examples = rule_examples(model, [ChunkReader(strokes)], 2, opts.tta, before=before)
+    rules = {name: choose_object_rule(examples, **options) for name, options in VARIANTS.items()}
+    rows = []
+    for which, store in (("painted", painted), ("sibling", sibling)):
+        measure_slab(store, str(adapted), tta=tta, object_rule=False)
+        labels = np.asarray(st.open_array(store, "labels")[:])
+        image = np.asarray(st.open_array(store, "image")[:])
+        group = st.open_store(store)
+        classes, px = st.class_table(group), st.pixel_size_um(group)
+        true = analyse(str(store), "truth", classes, px, 1.0, 1.0)["parameters"]
+        truth = np.asarray(st.open_array(store, "truth")[:])
+        found = orule.find(labels, image, 2)
+        area = np.bincount(found.ids.ravel(), minlength=found.n + 1)[1:]
+        false = np.bincount(found.ids[truth == 2], minlength=found.n + 1)[1:] * 2 < area  # mostly not void
+        recorded = {"with the run's rule": record.get("adapted_tta", {}).get(which),
+                    "no rule": record.get("adapted_no_rule", {}).get(which)}
+        rows.append({"slab": which, "rule": "none", **figures(store, labels, true, classes, px),
+                     "recorded": {k: v and {"air": v["air_error_points"], "void_iou": v["iou"]["void"]}
+                                  for k, v in recorded.items()}})
+        for name, (rule, rec) in rules.items():
+            if rule is None:
+                rows.append({"slab": which, "rule": name, "kept": False, "why": rec.get("why")})
+                continue
+            dropped = orule.rejected(rule, found)
+            out = orule.apply(rule, labels, image, found)[0]
+            rows.append({"slab": which, "rule": name, "kept": True, "fitted_on": rec["fitted_on"],
+                         "held_back": rec.get("held_back"), "weights": rule.weights,
+                         "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
+                         "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
+                         **figures(store, out, true, classes, px)})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("records", nargs="+")
+    ap.add_argument("--work", default=str(Path(__file__).parent / "work" / "adapt"))
+    ap.add_argument("--jsonl", help="append each run's rows here")
+    a = ap.parse_args(argv)
+    for path in a.records:
+        record = json.loads(Path(path).read_text())
+        with tempfile.TemporaryDirectory(dir=a.work) as tmp:
+            rows = replay(record, Path(a.work), Path(tmp))
+        tag = f"{record['style']} hand {record['stroke_seed']} seed {record['adapt_seed']}"
+        for r in rows:
+            if r["rule"] == "none":
+                rec = r["recorded"]
+                print(f"{tag} {r['slab']}: no rule: void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
+                      f"{100 * r['sf_error']:+.1f} % (recorded: {rec})", flush=True)
+            elif not r["kept"]:
+                print(f"{tag} {r['slab']}: rule {r['rule']}: not kept ({r['why']})", flush=True)
+            else:
+                print(f"{tag} {r['slab']}: rule {r['rule']} (fitted on {r['fitted_on']}, held back {r['held_back']}): "
+                      f"relabels {r['false_relabelled']} of {r['false_objects']} false objects, "
+                      f"{r['voids_relabelled']} of {r['voids']} voids; void IoU {r['void_iou']:.3f} air "
+                      f"{r['air_error']:+.2f} sf {100 * r['sf_error']:+.1f} %", flush=True)
+        if a.jsonl:
+            with open(a.jsonl, "a") as f:
+                f.write(json.dumps({"record": path, "rows": rows}, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
