@@ -203,6 +203,9 @@ def test_staged_training_freezes_then_unfreezes_and_resumes_stage_by_stage(tmp_p
     dec = [k for k in start if k.startswith(("net.up.", "net.head.")) and k.endswith("weight")]
     assert enc and dec
     assert all(torch.equal(start[k], one[k]) for k in enc)  # frozen in stage one
+    stats = [k for k in start if k.startswith(("net.stem.", "net.down.", "net.bottom.")) and "running_" in k]
+    assert stats and all(torch.equal(start[k], one[k]) for k in stats)  # its batch-norm statistics too
+    assert not all(torch.equal(start[k], one[k]) for k in start if k.startswith("net.up.") and "running_" in k)
     assert not any(torch.equal(start[k], one[k]) for k in dec)
     assert not any(torch.equal(one[k], two[k]) for k in enc)  # trained in stage two
     state = checkpoint.read(tmp_path / "staged/stage-2/last.pt")["train_state"]["optimizer"]

@@ -116,6 +116,16 @@ def _schedule(cfg: TrainConfig, opt):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
 
 
+def train_mode(model) -> None:
+    """``model.train()``, except for the batch-norm layers of frozen parts (weights not trained): those stay in
+    eval mode, so their running statistics stay the checkpoint's and a frozen part computes what it did before."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None \
+                and not m.weight.requires_grad:
+            m.eval()
+
+
 def _param_groups(cfg: TrainConfig, model) -> list[dict]:
     """The parameters the optimizer trains: ``freeze`` leaves out the encoder (or the named prefixes) and turns
     their gradients off; ``encoder_lr`` gives the encoder its own learning rate."""
@@ -234,7 +244,7 @@ def validate(model, dataset: CropDataset, n_crops: int, n_classes: int, ignore: 
             cm += confusion(truth.numpy(), pred.numpy(), n_classes, ignore)
             if first is None:
                 first = (image[None], pred[None])
-    model.train()
+    train_mode(model)
     return cm, first
 
 
@@ -313,8 +323,8 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
     if cfg.model.init and not resume:
         _init_from(model, cfg, echo)
     model = model.to(device)
-    model.train()
-    opt = _optimizer(cfg, model)
+    opt = _optimizer(cfg, model)  # sets which parameters are trained (freeze)
+    train_mode(model)
     sched = _schedule(cfg, opt)
     start = 0
     if resume:
