@@ -16,25 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from adapt import make_slab  # benchmarks/adapt.py: a synthetic slab ingested with its exact truth
 
 from bigseg.trust import measure_slab
-
-
-def classic_store(workdir: Path, seed: int, size: int) -> Path:
-    from bigseg.ingest import ingest
-    from bigseg.synth import SynthParams, synthesize
-
-    store = workdir / f"classic-{seed}-{size}.zarr"
-    if not store.exists():
-        workdir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            s = synthesize(Path(tmp) / "slab.jpg", SynthParams(size, size, seed=seed, style="classic"))
-            ingest(s["image"], store, truth=s["truth"], pixel_size=s["pixel_size_um"])
-    return store
 
 
 def main(argv=None) -> int:
@@ -47,7 +34,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", help="JSON of every row")
     a = ap.parse_args(argv)
-    stores = [Path(s) for s in a.stores] + [classic_store(Path(a.workdir), s, a.size) for s in a.classic]
+    workdir = Path(a.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stores = [Path(s) for s in a.stores] + [make_slab(workdir, "classic", s, (a.size, a.size)) for s in a.classic]
     rows = []
     print("| slab | model | IoU stone | IoU void | air error (points) | spacing factor error | entrapped voids "
           "(truth) | speed (x the first model's) |")
