@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from adapt import paint  # benchmarks/adapt.py: the strokes as the benchmark paints them
 from void_bias import figures  # benchmarks/void_bias.py: labels measured as benchmarks/adapt.py does
+from void_ceiling import grow_to_edges, snap_to_edges  # benchmarks/void_ceiling.py: boundary steps on the image
 
 from bigseg import annotations as ann
 from bigseg import checkpoint as ckpt
@@ -43,7 +44,22 @@ VARIANTS = {"3 features": {"names": THREE}, "3 features, sides balanced": {"name
             "+ grey spread, sides balanced": {"names": orule.FEATURES, "balanced": True}}
 
 
-def replay(record: dict, work: Path, tmp: Path) -> list[dict]:
+EDGE_STEPS = {"grow": grow_to_edges, "snap": snap_to_edges}
+
+
+def edge_step(labels: np.ndarray, grey: np.ndarray, spec: str, void: int = 2, paste: int = 0) -> np.ndarray:
+    """``labels`` with their void objects moved by the boundary step ``spec`` ("grow:0.5", "snap:0.7"; reach 2 px):
+    pixels it adds become void, void pixels it gives up become paste."""
+    kind, alpha = spec.split(":")
+    voids = labels == void
+    moved = EDGE_STEPS[kind](voids, grey, float(alpha), 2)
+    out = labels.copy()
+    out[moved & ~voids] = void
+    out[voids & ~moved] = paste
+    return out
+
+
+def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=()) -> list[dict]:
     style, seed, s, a = record["style"], record["seed"], record["stroke_seed"], record["adapt_seed"]
     stem = f"{style}-{seed}-{record['per_class']}-corrective-strokes{s}-run{a}"
     round1, adapted = work / f"{stem}-round1.pt", work / f"{stem}-adapted.pt"
@@ -62,7 +78,7 @@ def replay(record: dict, work: Path, tmp: Path) -> list[dict]:
     model, before = ckpt.load(adapted)[0].eval(), ckpt.load(round1)[0].eval()
     strokes = read_strokes(str(painted), 3, opts.held_back, np.random.default_rng(opts.seed), opts.seed)
     examples = rule_examples(model, [ChunkReader(strokes)], 2, opts.tta, before=before)
-    rules = {name: choose_object_rule(examples, **options) for name, options in VARIANTS.items()}
+    rules = {name: choose_object_rule(examples, **options) for name, options in variants.items()}
     rows = []
     for which, store in (("painted", painted), ("sibling", sibling)):
         measure_slab(store, str(adapted), tta=tta, object_rule=False)
@@ -91,6 +107,15 @@ def replay(record: dict, work: Path, tmp: Path) -> list[dict]:
                          "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
                          "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
                          **figures(store, out, true, classes, px)})
+            for spec in edges:
+                rows.append({"slab": which, "rule": f"{name}, then {spec}", "kept": True,
+                             "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"),
+                             "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
+                             "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
+                             **figures(store, edge_step(out, orule.grey(image), spec), true, classes, px)})
+        for spec in edges:
+            rows.append({"slab": which, "rule": f"none, then {spec}",
+                         **figures(store, edge_step(labels, orule.grey(image), spec), true, classes, px)})
     return rows
 
 
@@ -99,14 +124,21 @@ def main(argv=None) -> int:
     ap.add_argument("records", nargs="+")
     ap.add_argument("--work", default=str(Path(__file__).parent / "work" / "adapt"))
     ap.add_argument("--jsonl", help="append each run's rows here")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    help="rule variants to fit (default: all)")
+    ap.add_argument("--edges", nargs="*", default=[],
+                    help="boundary steps applied after each rule (and after none): grow:ALPHA or snap:ALPHA")
     a = ap.parse_args(argv)
     for path in a.records:
         record = json.loads(Path(path).read_text())
         with tempfile.TemporaryDirectory(dir=a.work) as tmp:
-            rows = replay(record, Path(a.work), Path(tmp))
+            rows = replay(record, Path(a.work), Path(tmp), {v: VARIANTS[v] for v in a.variants}, a.edges)
         tag = f"{record['style']} hand {record['stroke_seed']} seed {record['adapt_seed']}"
         for r in rows:
-            if r["rule"] == "none":
+            if r["rule"].startswith("none, then"):
+                print(f"{tag} {r['slab']}: {r['rule']}: void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
+                      f"{100 * r['sf_error']:+.1f} %", flush=True)
+            elif r["rule"] == "none":
                 rec = r["recorded"]
                 print(f"{tag} {r['slab']}: no rule: void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
                       f"{100 * r['sf_error']:+.1f} % (recorded: {rec})", flush=True)
