@@ -59,7 +59,25 @@ def edge_step(labels: np.ndarray, grey: np.ndarray, spec: str, void: int = 2, pa
     return out
 
 
-def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=()) -> list[dict]:
+def split_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> orule.Objects:
+    """The void objects of ``labels`` cut at their necks (a watershed of the distance to the object's edge, from
+    maxima at least ``h`` px high; a component with none stays whole), measured as the rule measures objects."""
+    from scipy import ndimage
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    mask = labels == void
+    dist = ndimage.distance_transform_edt(mask)
+    markers, _ = ndimage.label(h_maxima(dist, h) & mask, structure=np.ones((3, 3)))
+    parts = watershed(-dist, markers, mask=mask, connectivity=2)
+    rest, n_rest = ndimage.label(mask & (parts == 0), structure=np.ones((3, 3)))
+    parts = np.where(rest > 0, rest + parts.max(), parts)
+    uniq, ids = np.unique(parts, return_inverse=True)
+    ids = ids.reshape(parts.shape).astype(np.int32)  # 0 stays 0 (the smallest value)
+    return orule.measure(ids, len(uniq) - 1, image, parts=True)
+
+
+def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), splits=()) -> list[dict]:
     style, seed, s, a = record["style"], record["seed"], record["stroke_seed"], record["adapt_seed"]
     stem = f"{style}-{seed}-{record['per_class']}-corrective-strokes{s}-run{a}"
     round1, adapted = work / f"{stem}-round1.pt", work / f"{stem}-adapted.pt"
@@ -107,6 +125,12 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=()) -> 
                          "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
                          "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
                          **figures(store, out, true, classes, px)})
+            for h in splits:
+                parts = split_parts(labels, image, 2, h)
+                cut = orule.apply(rule, labels, image, parts)[0]
+                rows.append({"slab": which, "rule": f"{name}, objects cut at necks (h {h:g})", "kept": True,
+                             "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"), "parts": parts.n,
+                             "objects": found.n, **figures(store, cut, true, classes, px)})
             for spec in edges:
                 rows.append({"slab": which, "rule": f"{name}, then {spec}", "kept": True,
                              "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"),
@@ -126,13 +150,16 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", help="append each run's rows here")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                     help="rule variants to fit (default: all)")
+    ap.add_argument("--splits", nargs="*", type=float, default=[],
+                    help="also apply each rule to the void objects cut at their necks, from maxima this high (px)")
     ap.add_argument("--edges", nargs="*", default=[],
                     help="boundary steps applied after each rule (and after none): grow:ALPHA or snap:ALPHA")
     a = ap.parse_args(argv)
     for path in a.records:
         record = json.loads(Path(path).read_text())
         with tempfile.TemporaryDirectory(dir=a.work) as tmp:
-            rows = replay(record, Path(a.work), Path(tmp), {v: VARIANTS[v] for v in a.variants}, a.edges)
+            rows = replay(record, Path(a.work), Path(tmp), {v: VARIANTS[v] for v in a.variants}, a.edges,
+                          a.splits)
         tag = f"{record['style']} hand {record['stroke_seed']} seed {record['adapt_seed']}"
         for r in rows:
             if r["rule"].startswith("none, then"):
@@ -142,6 +169,9 @@ def main(argv=None) -> int:
                 rec = r["recorded"]
                 print(f"{tag} {r['slab']}: no rule: void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
                       f"{100 * r['sf_error']:+.1f} % (recorded: {rec})", flush=True)
+            elif "parts" in r:
+                print(f"{tag} {r['slab']}: rule {r['rule']}: {r['objects']} objects in {r['parts']} parts; void IoU "
+                      f"{r['void_iou']:.3f} air {r['air_error']:+.2f} sf {100 * r['sf_error']:+.1f} %", flush=True)
             elif not r["kept"]:
                 print(f"{tag} {r['slab']}: rule {r['rule']}: not kept ({r['why']})", flush=True)
             else:

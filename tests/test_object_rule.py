@@ -103,6 +103,29 @@ def test_the_grey_spread_is_each_objects_standard_deviation_of_grey():
     # spread is its edge, where the 3 x 3 smoothing mixes in the paste)
 
 
+def test_pieces_of_one_object_are_measured_as_objects_of_their_own():
+    """measure(parts=True): two discs touching in one component, cut into their two pieces, each measure as the
+    disc alone would (its boundary includes where it meets the other piece); the whole component measures as find
+    does."""
+    yy, xx = np.mgrid[:64, :96]
+    left, right = (yy - 32) ** 2 + (xx - 30) ** 2 < 14**2, (yy - 32) ** 2 + (xx - 56) ** 2 < 14**2
+    labels = np.where(left | right, VOID, 0).astype(np.uint8)
+    image = np.full((64, 96, 3), 150, np.uint8)
+    image[left] = 20
+    image[right & ~left] = 90
+    whole = orule.find(labels, image, VOID)
+    assert whole.n == 1
+    pieces = np.where(left, 1, np.where(right, 2, 0)).astype(np.int32)
+    cut = orule.measure(pieces, 2, image, parts=True)
+    alone = orule.find(np.where(left, VOID, 0).astype(np.uint8), image, VOID)
+    roundness = orule.FEATURES.index("roundness")
+    assert cut.n == 2
+    assert cut.features[0, roundness] == pytest.approx(alone.features[0, roundness])
+    assert cut.features[0, 0] < cut.features[1, 0]  # each piece's darkest grey is its own
+    assert cut.features[1, 0] > whole.features[0, 0]
+    assert np.array_equal(orule.measure(whole.ids, 1, image).features, whole.features)
+
+
 def test_a_rule_reads_the_features_it_names_and_stores_them():
     """A default rule reads the three features every adapted checkpoint has stored since the rule exists; one fitted
     with the grey spread names four and reads back the same; a stored rule naming a feature this bigseg does not
