@@ -47,9 +47,14 @@ VARIANTS = {"3 features": {"names": THREE}, "3 features, sides balanced": {"name
 EDGE_STEPS = {"grow": grow_to_edges, "snap": snap_to_edges}
 
 
-def edge_step(labels: np.ndarray, grey: np.ndarray, spec: str, void: int = 2, paste: int = 0) -> np.ndarray:
-    """``labels`` with their void objects moved by the boundary step ``spec`` ("grow:0.5", "snap:0.7"; reach 2 px):
-    pixels it adds become void, void pixels it gives up become paste."""
+def edge_step(labels: np.ndarray, image: np.ndarray, spec: str, network: np.ndarray, void: int = 2,
+              paste: int = 0) -> np.ndarray:
+    """``labels`` with their void objects moved by the boundary step ``spec`` ("grow:0.5", "snap:0.7"; reach 2 px;
+    "bigseg": :func:`bigseg.object_rule.grow_edges` as infer applies it, ``network`` being the labels before the
+    rule): pixels it adds become void, void pixels it gives up become paste."""
+    if spec == "bigseg":
+        return orule.grow_edges(labels, image, void, network=network)
+    grey = orule.grey(image)
     kind, alpha = spec.split(":")
     voids = labels == void
     moved = EDGE_STEPS[kind](voids, grey, float(alpha), 2)
@@ -136,10 +141,10 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), spl
                              "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"),
                              "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
                              "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
-                             **figures(store, edge_step(out, orule.grey(image), spec), true, classes, px)})
+                             **figures(store, edge_step(out, image, spec, labels), true, classes, px)})
         for spec in edges:
             rows.append({"slab": which, "rule": f"none, then {spec}",
-                         **figures(store, edge_step(labels, orule.grey(image), spec), true, classes, px)})
+                         **figures(store, edge_step(labels, image, spec, labels), true, classes, px)})
     return rows
 
 
@@ -153,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", nargs="*", type=float, default=[],
                     help="also apply each rule to the void objects cut at their necks, from maxima this high (px)")
     ap.add_argument("--edges", nargs="*", default=[],
-                    help="boundary steps applied after each rule (and after none): grow:ALPHA or snap:ALPHA")
+                    help="boundary steps applied after each rule (and after none): grow:ALPHA, snap:ALPHA or bigseg")
     a = ap.parse_args(argv)
     for path in a.records:
         record = json.loads(Path(path).read_text())

@@ -52,9 +52,15 @@ RING_PX = 2
 """Width of the ring around a relabelled object whose most common class it takes."""
 MAX_EXTENT = 256
 """Objects whose bounding box is wider or taller than this (px) are never judged."""
-HALO = MAX_EXTENT + RING_PX + 2
-"""How far around a chunk its judge must see: an object that reaches into the chunk and is judged at all lies
-within MAX_EXTENT of it, its ring and the grey level's 3 x 3 smoothing within two more."""
+EDGE_ALPHA, EDGE_REACH, EDGE_RING, EDGE_CONTRAST = 0.5, 2, (3, 6), 8.0
+"""The edge growth after the rule (:func:`grow_edges`): how far from its core toward its surroundings a pixel may lie
+and still be taken (half way: where a blurred step edge lies), how far out (px), the ring (px out) whose median
+grey is the surroundings, and the least core-to-surroundings contrast (grey levels) for an object to grow."""
+HALO = MAX_EXTENT + EDGE_REACH + 2 * EDGE_RING[1] + RING_PX + 4
+"""How far around a chunk its judge must see. An object that reaches into the chunk, or grows into it, and is judged
+at all lies within MAX_EXTENT + EDGE_REACH of it; what decides its growth (its ring, and any other void object
+within that ring, judged whole) within the ring's width twice more; that object's own ring and the grey level's
+3 x 3 smoothing within a few more."""
 _STEPS, _RATE, _L2 = 3000, 0.5, 1e-2
 _EIGHT = np.ones((3, 3), bool)
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
@@ -64,7 +70,8 @@ _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 class ObjectRule:
     """A fitted rule: the class id it judges (void), the features' standardisation and the regression's weights;
     ``fitted_on``: how many painted objects of each side it was fitted on; ``features``: the names of the features
-    it reads (some of :data:`FEATURES`, in that order)."""
+    it reads (some of :data:`FEATURES`, in that order); ``grow_edges``: the void objects it keeps are grown to their
+    edges after it (:func:`grow_edges`; rules stored before 2026-12-04 read back without)."""
 
     void: int
     mean: tuple[float, ...]
@@ -73,6 +80,7 @@ class ObjectRule:
     bias: float
     fitted_on: dict
     features: tuple[str, ...] = RULE_FEATURES
+    grow_edges: bool = False
 
     def to_dict(self) -> dict:
         return {**asdict(self), "features": list(self.features)}
@@ -84,7 +92,7 @@ class ObjectRule:
         if not names or unknown or len(names) != len(d["weights"]):
             raise ValueError(f"an object rule on features {list(names)} (this bigseg knows {list(FEATURES)})")
         return cls(int(d["void"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]), float(d["bias"]),
-                   dict(d.get("fitted_on") or {}), names)
+                   dict(d.get("fitted_on") or {}), names, bool(d.get("grow_edges", False)))
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """P(void) of each row of ``features`` (n, len(FEATURES): what :func:`find` measures; the rule reads its
@@ -235,3 +243,41 @@ def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Obje
         n_pixels += int(here.sum())
         n_objects += int(here[0])  # np.nonzero walks in row order: the first is the object's first pixel
     return out, n_objects, n_pixels
+
+
+def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray | None = None) -> np.ndarray:
+    """``labels`` with each judged void object (:meth:`Objects.judged`) that is darker than its surroundings grown by
+    up to :data:`EDGE_REACH` px into the pixels whose grey lies less than :data:`EDGE_ALPHA` of the way from its core
+    (the 10th percentile of grey on it) to its surroundings (the median grey of the ring :data:`EDGE_RING` px out,
+    where ``network`` -- the labels before the rule, default ``labels`` -- is not void): a network that stops 1-2
+    px inside a void's blurred edge (benchmarks/RESULTS.md, "A boundary step after the object rule"). Each object
+    grows by its own pixels and ring alone, so a window :data:`HALO` px around a chunk grows the chunk as the whole
+    image would. Voids lighter than their surroundings are left as they are (not measured)."""
+    from scipy import ndimage
+
+    found = find(labels, image, void)
+    out = labels.copy()
+    if not found.n:
+        return out
+    g = grey(image)
+    not_void = (labels if network is None else network) != void
+    inner, outer = EDGE_RING
+    judged = found.judged()
+    height, width = labels.shape
+    for k in np.flatnonzero(judged):
+        ys, xs = found.boxes[k]
+        y0, x0 = max(ys.start - outer, 0), max(xs.start - outer, 0)
+        near = (slice(y0, min(ys.stop + outer, height)), slice(x0, min(xs.stop + outer, width)))
+        obj = found.ids[near] == k + 1
+        dist = ndimage.distance_transform_edt(~obj)
+        ring = (dist > inner - 0.5) & (dist < outer + 0.5) & not_void[near]
+        if not ring.any():
+            continue
+        gn = g[near]
+        core, around = float(np.percentile(gn[obj], 10)), float(np.median(gn[ring]))
+        if around - core <= EDGE_CONTRAST:
+            continue
+        zone = (dist > 0) & (dist < EDGE_REACH + 0.5) & (labels[near] != void)
+        take = zone & ((gn - core) / (around - core) < EDGE_ALPHA)
+        out[near][take] = void
+    return out

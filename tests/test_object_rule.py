@@ -233,6 +233,59 @@ def test_infer_judges_every_object_as_on_the_whole_image_for_any_chunking(slab):
     assert other.tobytes() == ruled.tobytes() and r2.stats["object_rule"] == r1.stats["object_rule"]
 
 
+def test_kept_voids_grow_to_their_edges_the_same_for_any_chunking(slab):
+    """A rule that keeps every void and grows them (grow_edges): infer's labels are the rule and the growth applied
+    to the whole image at once, for any chunking; the voids grew, only into pixels next to them, and the
+    statistics say by how much."""
+    d, _ = slab
+    net, meta = ckpt.load(ckpt.model_path(None))
+    keep = orule.ObjectRule(VOID, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), 5.0, {"void": 5, "not void": 5},
+                            grow_edges=True)
+    model = d / "grows.pt"
+    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+              extra_meta={"adapted": {"object_rule": keep.to_dict()}})
+    plain, _, store = _labels(d, model, "grown-plain.zarr", object_rule=False)
+    grown, r1, _ = _labels(d, model, "grown.zarr")
+    image = np.asarray(st.open_array(store, "image")[:])
+    whole = orule.grow_edges(orule.apply(keep, plain, image)[0], image, VOID, network=plain)
+    assert np.array_equal(grown, whole)
+    added = grown != plain
+    assert added.sum() > 50 and (grown[added] == VOID).all()
+    assert ndimage.distance_transform_edt(plain != VOID)[added].max() <= np.sqrt(5)  # at most 2 px out
+    assert r1.stats["object_rule"] == {"relabelled_objects": 0, "relabelled_pixels": 0,
+                                       "grown_pixels": int(added.sum())}
+    for chunk in (160, 64):
+        other, r2, _ = _labels(d, model, f"grown-{chunk}.zarr", chunk=chunk)
+        assert other.tobytes() == grown.tobytes() and r2.stats["object_rule"] == r1.stats["object_rule"]
+
+
+def test_growth_reaches_a_blurred_voids_half_way_edge_and_leaves_light_voids():
+    """A dark disc blurred into the paste, labelled 2 px inside its edge: grown to where the grey is half way
+    between its core and the paste (the true edge of a blurred step), not beyond; a disc lighter than the paste is
+    left as it is, as is a dark one cut by the array's border."""
+    h, w = 120, 200
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - 60, xx - 60)
+    truth = r <= 20
+    light = np.hypot(yy - 60, xx - 150) <= 15
+    edge = np.hypot(yy, xx - 100) <= 12  # cut by the top border
+    grey = np.where(truth | edge, 20.0, np.where(light, 240.0, 170.0))
+    grey = ndimage.gaussian_filter(grey, 1.2)
+    image = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    labels = np.zeros((h, w), np.uint8)
+    labels[r <= 18] = VOID
+    labels[np.hypot(yy - 60, xx - 150) <= 13] = VOID
+    labels[np.hypot(yy, xx - 100) <= 10] = VOID
+    out = orule.grow_edges(labels, image, VOID)
+    left = (slice(None), slice(0, 85))
+    iou = ((out[left] == VOID) & truth[left]).sum() / ((out[left] == VOID) | truth[left]).sum()
+    before = ((labels[left] == VOID) & truth[left]).sum() / ((labels[left] == VOID) | truth[left]).sum()
+    assert before < 0.85 and iou > 0.95
+    assert not ((out[left] == VOID) & (r[left] > 21.5)).any()  # not past the edge
+    assert np.array_equal(out[:, 120:], labels[:, 120:])  # the light void
+    assert np.array_equal(out[:20, 85:115], labels[:20, 85:115])  # the one on the border
+
+
 def test_killed_while_judging_then_resumed_gives_the_same_labels(slab):
     d, model = slab
     ref, r_ref, _ = _labels(d, model, "ref-64.zarr", chunk=64)

@@ -205,6 +205,8 @@ def finish(group, store, client, stability: dict | None = None) -> dict:
     if any("relabelled_objects" in c for c in chunks):  # an adapted model's void-object rule ran
         stats["object_rule"] = {"relabelled_objects": sum(int(c.get("relabelled_objects", 0)) for c in chunks),
                                 "relabelled_pixels": sum(int(c.get("relabelled_pixels", 0)) for c in chunks)}
+        if any("grown_pixels" in c for c in chunks):  # the rule grows the voids it keeps to their edges
+            stats["object_rule"]["grown_pixels"] = sum(int(c.get("grown_pixels", 0)) for c in chunks)
     labels.attrs.update({"stats": stats, **({"confidence": summary} if summary is not None else {})})
     st.set_complete(labels)
     for name in OUTPUTS[1:]:

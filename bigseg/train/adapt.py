@@ -57,6 +57,7 @@ What it does, in order:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -630,6 +631,8 @@ def _rule_line(record: dict) -> str:
     if c:
         text += (f"; on held-back strokes it relabels {c['false_objects_relabelled']} of {c['false_objects']} false "
                  f"void objects and {c['void_objects_relabelled']} of {c['void_objects']} voids")
+    if record.get("grow_edges"):
+        text += "; the voids it keeps are grown to their edges"
     return text + ("; kept (infer applies it; --no-object-rule there to compare)" if record["kept"]
                    else f"; not kept: {record['why']}")
 
@@ -857,6 +860,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     rule, rule_record = None, None
     if opts.object_rule:
         rule, rule_record = fit_object_rule(model, readers, classes, opts.tta, before=before)
+        if rule is not None and opts.grow_void_edges:
+            rule = dataclasses.replace(rule, grow_edges=True)
+            rule_record["grow_edges"] = True
         echo(_rule_line(rule_record))
     counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta, {"adapted": rule})
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)
