@@ -27,11 +27,12 @@ strokes ``bigseg adapt`` trains on.
   alone, so a label chunk judged within a window of :data:`HALO` px around it (:func:`apply` with ``inner``) gets
   the same labels as the whole image judged at once: with a rule, labels stay the same for any chunking.
 
-- **Growing the kept voids to their edges** (:func:`grow_edges`, rules fitted by ``bigseg adapt`` since
-  2026-12-04): an adapted network's void stops 1-2 px inside the blurred edge of a dark void, so after the rule
-  each judged void object darker than its surroundings takes the pixels up to :data:`EDGE_REACH` px around it whose
-  grey lies less than half way from its core to its surroundings. Without a rule it is not applied: it would grow
-  the dark grains too (benchmarks/RESULTS.md, "A boundary step after the object rule").
+- **Growing the kept voids to their edges** (:func:`grow_edges`; rules fitted by ``bigseg adapt
+  --grow-void-edges``): where an adapted network's voids stop inside the blurred edge of a dark void, after the
+  rule each judged void object darker than its surroundings takes the pixels up to :data:`EDGE_REACH` px around
+  it whose grey lies less than half way from its core to its surroundings. Never without a rule (it would grow
+  the dark grains too); not by default: it raised the air content read on every slab measured
+  (benchmarks/RESULTS.md, "A boundary step after the object rule").
 
 Pure numpy and scipy: the infer workers (which never import torch) apply it to each label chunk they write.
 """

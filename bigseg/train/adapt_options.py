@@ -42,7 +42,7 @@ class AdaptOptions:
     replay_batch: int = 4
     replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
     object_rule: bool = True  # fit a void-object rule on the painted objects (bigseg.object_rule), kept if it helps
-    grow_void_edges: bool = True  # a kept rule also grows the voids it keeps to their edges (object_rule.grow_edges)
+    grow_void_edges: bool = False  # a kept rule also grows the voids it keeps to their edges (object_rule.grow_edges)
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
 
     def check(self) -> None:
