@@ -31,14 +31,15 @@ def _iou(a, t) -> float:
     return float((a & t).sum() / max((a | t).sum(), 1))
 
 
-def grow_to_edges(voids: np.ndarray, grey: np.ndarray, alpha: float, reach: int, min_contrast: float = 8.0):
-    """``voids`` grown by up to ``reach`` px into pixels nearer each object's core grey than ``alpha`` of the way to
-    its surroundings' (either direction: dark or light voids)."""
+def _cores_and_surroundings(voids: np.ndarray, grey: np.ndarray):
+    """Per void object (8-connected): its ids, the owner of every pixel (the nearest object), and per object id its
+    core grey (10th percentile inside) and its surroundings' (median of a ring 3-6 px out, each ring pixel counted
+    for its nearest object); None where there is no object."""
     from scipy import ndimage
 
     ids, n = ndimage.label(voids, structure=np.ones((3, 3)))
     if not n:
-        return voids.copy()
+        return None
     ring = ndimage.binary_dilation(voids, iterations=6) & ~ndimage.binary_dilation(voids, iterations=3)
     _, (iy, ix) = ndimage.distance_transform_edt(~voids, return_indices=True)
     owner = ids[iy, ix]
@@ -47,11 +48,26 @@ def grow_to_edges(voids: np.ndarray, grey: np.ndarray, alpha: float, reach: int,
     core[1:] = ndimage.labeled_comprehension(grey, ids, index, lambda v: np.percentile(v, 10), float, 0)
     around = np.full(n + 1, np.nan)
     around[1:] = ndimage.labeled_comprehension(grey, np.where(ring, owner, 0), index, np.median, float, np.nan)
+    return ids, owner, core, around
+
+
+def _fraction(grey: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (grey - c) / (r - c)
+
+
+def grow_to_edges(voids: np.ndarray, grey: np.ndarray, alpha: float, reach: int, min_contrast: float = 8.0):
+    """``voids`` grown by up to ``reach`` px into pixels nearer each object's core grey than ``alpha`` of the way to
+    its surroundings' (either direction: dark or light voids)."""
+    from scipy import ndimage
+
+    found = _cores_and_surroundings(voids, grey)
+    if found is None:
+        return voids.copy()
+    _, owner, core, around = found
     zone = ndimage.binary_dilation(voids, iterations=reach) & ~voids
     c, r = core[owner], around[owner]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (grey - c) / (r - c)
-    return voids | (zone & (np.abs(r - c) > min_contrast) & (frac < alpha))
+    return voids | (zone & (np.abs(r - c) > min_contrast) & (_fraction(grey, c, r) < alpha))
 
 
 def snap_to_edges(voids: np.ndarray, grey: np.ndarray, alpha: float, reach: int, min_contrast: float = 8.0):
@@ -61,22 +77,13 @@ def snap_to_edges(voids: np.ndarray, grey: np.ndarray, alpha: float, reach: int,
     from scipy import ndimage
 
     grown = grow_to_edges(voids, grey, alpha, reach, min_contrast)
-    ids, n = ndimage.label(voids, structure=np.ones((3, 3)))
-    if not n:
+    found = _cores_and_surroundings(voids, grey)
+    if found is None:
         return grown
-    ring = ndimage.binary_dilation(voids, iterations=6) & ~ndimage.binary_dilation(voids, iterations=3)
-    _, (iy, ix) = ndimage.distance_transform_edt(~voids, return_indices=True)
-    owner = ids[iy, ix]
-    index = np.arange(1, n + 1)
-    core = np.zeros(n + 1)
-    core[1:] = ndimage.labeled_comprehension(grey, ids, index, lambda v: np.percentile(v, 10), float, 0)
-    around = np.full(n + 1, np.nan)
-    around[1:] = ndimage.labeled_comprehension(grey, np.where(ring, owner, 0), index, np.median, float, np.nan)
+    ids, _, core, around = found
     edge = voids & ~ndimage.binary_erosion(voids, iterations=reach, border_value=1)
     c, r = core[ids], around[ids]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (grey - c) / (r - c)
-    return grown & ~(edge & (np.abs(r - c) > min_contrast) & (frac > alpha))
+    return grown & ~(edge & (np.abs(r - c) > min_contrast) & (_fraction(grey, c, r) > alpha))
 
 
 def main(argv=None) -> int:
