@@ -167,10 +167,15 @@ def measure(ids: np.ndarray, n: int, image: np.ndarray, parts: bool = False) -> 
     mean = np.bincount(which, weights=grey_on, minlength=n) / area
     spread = np.sqrt(np.maximum(np.bincount(which, weights=grey_on**2, minlength=n) / area - mean**2, 0.0))
     features = np.stack([darkest, mean, roundness, spread], axis=1)
+    return Objects(ids, n, np.asarray(features, np.float64), _on_border(ids, n), ndimage.find_objects(ids))
+
+
+def _on_border(ids: np.ndarray, n: int) -> np.ndarray:
+    """Per object 1..n: whether it touches the array's border."""
     border = np.unique(np.concatenate([ids[0], ids[-1], ids[:, 0], ids[:, -1]]))
     on_border = np.zeros(n, bool)
     on_border[border[border > 0] - 1] = True
-    return Objects(ids, n, np.asarray(features, np.float64), on_border, ndimage.find_objects(ids))
+    return on_border
 
 
 def painted_sides(objects: Objects, painted: np.ndarray, void: int) -> np.ndarray:
@@ -262,10 +267,11 @@ def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.nda
     image would. Voids lighter than their surroundings are left as they are (not measured)."""
     from scipy import ndimage
 
-    found = find(labels, image, void)
+    ids, n = ndimage.label(labels == void, structure=_EIGHT)
     out = labels.copy()
-    if not found.n:
+    if not n:
         return out
+    found = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), ndimage.find_objects(ids))  # (no features needed)
     g = grey(image)
     not_void = (labels if network is None else network) != void
     inner, outer = EDGE_RING
