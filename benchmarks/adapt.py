@@ -100,9 +100,43 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
     return summary
 
 
+def outline(store: Path, n: int, seed: int) -> int:
+    """An experiment: ``n`` whole voids painted as a person would outline them -- every pixel of a true void (30 to
+    3000 px, not on the border) painted void and the 2 px around it painted as the truth there (paste or stone): the
+    only strokes that show adapt where a void's edge lies. Returns the pixels painted."""
+    from scipy import ndimage
+
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    ids, m = ndimage.label(truth == 2, structure=np.ones((3, 3)))
+    area = np.bincount(ids.ravel(), minlength=m + 1)
+    boxes = ndimage.find_objects(ids)
+    h, w = truth.shape
+    fit = [k for k in range(1, m + 1) if 30 <= area[k] <= 3000 and boxes[k - 1][0].start > 3
+           and boxes[k - 1][1].start > 3 and boxes[k - 1][0].stop < h - 3 and boxes[k - 1][1].stop < w - 3]
+    chosen = np.random.default_rng(seed).choice(fit, size=min(n, len(fit)), replace=False)
+    ann.ensure_layer(store, "benchmarks/adapt.py (simulated outlines)")
+    painted = 0
+    for k in chosen:
+        ys, xs = boxes[k - 1]
+        box = (ys.start - 3, ys.stop + 3, xs.start - 3, xs.stop + 3)
+        void = ids[box[0]:box[1], box[2]:box[3]] == k
+        ring = ndimage.binary_dilation(void, iterations=2) & ~void
+        values = np.where(void, 2, np.where(ring, truth[box[0]:box[1], box[2]:box[3]], 255)).astype(np.uint8).ravel()
+
+        def select(flat, values=values):
+            where = np.flatnonzero((values != 255) & (flat != values)).astype(np.int32)
+            return where, values[where]
+
+        with ann.write_lock(store):  # (the annotations' own region write; the viewer has no outline tool yet)
+            where, _ = ann._rewrite(store, box, select, "outline (void, {n} px)",
+                                    "benchmarks/adapt.py (simulated outlines)", 1)
+        painted += int(where.size)
+    return painted
+
+
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
               echo=print, tta: str = "none", base: str | None = None, stroke_seed: int | None = None,
-              adapt_seed: int | None = None) -> dict:
+              adapt_seed: int | None = None, outlines: int = 0) -> dict:
     import dataclasses
     import shutil
 
@@ -111,13 +145,14 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     strokes_from = seed if stroke_seed is None else stroke_seed  # the slabs stay; the person's strokes change
     row: dict = {"style": style, "seed": seed, "stroke_seed": strokes_from, "size": list(size), "per_class": per_class,
                  "adapt_seed": opts.seed, "protocol": protocol, "options": opts.__dict__,
-                 "base_model": base or "bundled"}
+                 "base_model": base or "bundled", "outlines": outlines}
     row["base"] = {"painted": measured(painted, base, False), "sibling": measured(sibling, base, False)}
     for name in (ann.LAYER, ann.PYRAMID):  # a store reused from an earlier run: paint afresh
         shutil.rmtree(painted / name, ignore_errors=True)
     st.consolidate(painted)
     hand = "" if stroke_seed is None else f"-strokes{stroke_seed}"
     hand += "" if adapt_seed is None else f"-run{adapt_seed}"
+    hand += f"-outlines{outlines}" if outlines else ""
     model = work / f"{style}-{seed}-{per_class}-{protocol}{hand}-adapted.pt"
     t0 = time.perf_counter()
     if protocol == "blind":
@@ -129,6 +164,8 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
                                    steps=opts.steps // 2 if opts.steps is not None else None)
         first = work / f"{style}-{seed}-{per_class}-{protocol}{hand}-round1.pt"
         paint(painted, per_class // 2, strokes_from)
+        if outlines:
+            row["outlined_pixels"] = outline(painted, outlines, strokes_from + 1000)
         r1 = adapt([str(painted)], first, base=base, options=half, overwrite=True, echo=echo, progress=False)
         measure_slab(painted, str(first))  # the labels the person looks at
         row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True)
@@ -276,6 +313,8 @@ def main(argv=None) -> None:
     ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
     ap.add_argument("--base", help="the model to adapt (default: the bundled one); its own figures are the base row")
+    ap.add_argument("--outlines", type=int, default=0, help="an experiment: also paint this many whole voids "
+                    "with a 2 px ring of what surrounds them, with the first round's strokes (corrective protocol)")
     ap.add_argument("--tta", default="none", choices=["none", "flip", "flip4", "multiscale", "flip-multiscale"],
                     help="also measure the adapted model inferred with this --tta")
     a = ap.parse_args(argv)
@@ -302,7 +341,7 @@ def main(argv=None) -> None:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
             row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base,
-                            stroke_seed=a.stroke_seed, adapt_seed=a.adapt_seed)
+                            stroke_seed=a.stroke_seed, adapt_seed=a.adapt_seed, outlines=a.outlines)
             rows.append(row)
             budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
             name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"
