@@ -75,7 +75,7 @@ def split_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> o
     dist = ndimage.distance_transform_edt(mask)
     markers, _ = ndimage.label(h_maxima(dist, h) & mask, structure=np.ones((3, 3)))
     parts = watershed(-dist, markers, mask=mask, connectivity=2)
-    rest, n_rest = ndimage.label(mask & (parts == 0), structure=np.ones((3, 3)))
+    rest, _ = ndimage.label(mask & (parts == 0), structure=np.ones((3, 3)))
     parts = np.where(rest > 0, rest + parts.max(), parts)
     uniq, ids = np.unique(parts, return_inverse=True)
     ids = ids.reshape(parts.shape).astype(np.int32)  # 0 stays 0 (the smallest value)
@@ -119,28 +119,24 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), spl
         rows.append({"slab": which, "rule": "none", **figures(store, labels, true, classes, px),
                      "recorded": {k: v and {"air": v["air_error_points"], "void_iou": v["iou"]["void"]}
                                   for k, v in recorded.items()}})
+        cut_at_necks = {h: split_parts(labels, image, 2, h) for h in splits}  # the same pieces for every rule
         for name, (rule, rec) in rules.items():
             if rule is None:
                 rows.append({"slab": which, "rule": name, "kept": False, "why": rec.get("why")})
                 continue
             dropped = orule.rejected(rule, found)
             out = orule.apply(rule, labels, image, found)[0]
-            rows.append({"slab": which, "rule": name, "kept": True, "fitted_on": rec["fitted_on"],
-                         "held_back": rec.get("held_back"), "weights": rule.weights,
-                         "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
-                         "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
+            fit = {"slab": which, "kept": True, "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back")}
+            judged = {"false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
+                      "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum())}
+            rows.append({**fit, "rule": name, "weights": rule.weights, **judged,
                          **figures(store, out, true, classes, px)})
-            for h in splits:
-                parts = split_parts(labels, image, 2, h)
+            for h, parts in cut_at_necks.items():
                 cut = orule.apply(rule, labels, image, parts)[0]
-                rows.append({"slab": which, "rule": f"{name}, objects cut at necks (h {h:g})", "kept": True,
-                             "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"), "parts": parts.n,
+                rows.append({**fit, "rule": f"{name}, objects cut at necks (h {h:g})", "parts": parts.n,
                              "objects": found.n, **figures(store, cut, true, classes, px)})
             for spec in edges:
-                rows.append({"slab": which, "rule": f"{name}, then {spec}", "kept": True,
-                             "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"),
-                             "false_objects": int(false.sum()), "false_relabelled": int((dropped & false).sum()),
-                             "voids": int((~false).sum()), "voids_relabelled": int((dropped & ~false).sum()),
+                rows.append({**fit, "rule": f"{name}, then {spec}", **judged,
                              **figures(store, edge_step(out, image, spec, labels), true, classes, px)})
         for spec in edges:
             rows.append({"slab": which, "rule": f"none, then {spec}",
