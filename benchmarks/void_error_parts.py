@@ -1,0 +1,114 @@
+"""Where an adapted model's void errors are: the air error taken apart into missed and false void pixels.
+
+For each recorded adapt run (its JSON from ``benchmarks/adapt.py``), both slabs are labelled from the adapted model's
+probabilities (``--tta flip4``, cached by ``benchmarks/outline_shift.py``) with its shift and object rule, as infer
+labels them, and the void pixels are split, in points of the slab's area:
+
+- missed: within 2 px of a true void's edge ("edges"), farther in ("inside"), or of true voids that no labelled void
+  touches ("whole");
+- false: within 3 px of a true void ("rim"); in a labelled void object that also holds a true void, farther than
+  3 px from it ("merged"); in labelled void objects that hold no true void ("separate").
+
+    python benchmarks/void_error_parts.py logs/adapt-2026-12-04c/*gone.json [--picture RUN.json:sibling:OUT.png]
+
+``--picture``: the six largest merged parts of one slab, each as image / truth edges (green) / label edges (red).
+Development slabs only: it reads the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from outline_shift import HERE, label, model_path, probabilities  # benchmarks/outline_shift.py
+from scipy import ndimage
+
+from bigseg import checkpoint
+from bigseg import object_rule as orule
+from bigseg import store as st
+
+EIGHT = np.ones((3, 3), bool)
+
+
+def labelled(run: dict, slab: str, work: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, truth, labels) of one slab of ``run`` ("painted" or "sibling")."""
+    model = model_path(run, work)
+    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
+    rule = orule.ObjectRule.from_dict(record) if record else None
+    store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
+    prob = probabilities(model, store, "flip4", cache)
+    logp = np.log(prob.astype(np.float32) + 0.5)
+    image = np.asarray(st.open_array(store, "image")[:])
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    return image, truth, label(logp, 0.0, 2, rule, image if rule is not None else None)
+
+
+def parts(truth: np.ndarray, labels: np.ndarray, void: int = 2) -> dict[str, np.ndarray]:
+    """The masks of the missed and false void pixels, split as the module says."""
+    t, lab = truth == void, labels == void
+    missed = t & ~lab
+    edge = t & ~ndimage.binary_erosion(t, iterations=2)
+    ids, m = ndimage.label(t, structure=EIGHT)
+    touched = np.bincount(ids[t & lab], minlength=m + 1) > 0
+    false = lab & ~t
+    rim = false & ndimage.binary_dilation(t, iterations=3)
+    lids, lm = ndimage.label(lab, structure=EIGHT)
+    holds = np.bincount(lids[lab & t], minlength=lm + 1) > 0
+    whole = missed & ~touched[ids]
+    return {"missed: edges": missed & edge & ~whole, "missed: inside": missed & ~edge & ~whole, "missed: whole": whole,
+            "false: rim": rim,
+            "false: merged": false & ~rim & holds[lids], "false: separate": false & ~holds[lids]}
+
+
+def picture(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, out: str, n: int = 6) -> None:
+    from PIL import Image
+
+    merged = parts(truth, labels)["false: merged"]
+    ids, _ = ndimage.label(merged, structure=EIGHT)
+    area = np.bincount(ids.ravel())[1:]
+    tiles = []
+    for k in np.argsort(area)[::-1][:n]:
+        cy, cx = (int(v) for v in ndimage.center_of_mass(ids == k + 1))
+        y0, x0 = max(0, cy - 40), max(0, cx - 40)
+        box = (slice(y0, y0 + 80), slice(x0, x0 + 80))
+        views = []
+        for mask, colour in ((None, None), (truth[box] == 2, (0, 255, 0)), (labels[box] == 2, (255, 0, 0))):
+            im = image[box].copy()
+            if mask is not None:
+                im[mask & ~ndimage.binary_erosion(mask)] = colour
+            views.append(im)
+        tiles.append(np.concatenate(views, 1))
+    big = np.concatenate(tiles, 0)
+    Image.fromarray(big).resize((big.shape[1] * 3, big.shape[0] * 3), Image.NEAREST).save(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
+    ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
+    ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png")
+    a = ap.parse_args(argv)
+    work, cache = Path(a.work), Path(a.cache)
+    if a.picture:
+        path, slab, out = a.picture.split(":")
+        picture(*labelled(json.loads(Path(path).read_text()), slab, work, cache), out)
+        return
+    for path in a.runs:
+        run = json.loads(Path(path).read_text())
+        for slab in ("painted", "sibling"):
+            image, truth, labels = labelled(run, slab, work, cache)
+            n = truth.size
+            t = 100 * (truth == 2).sum() / n
+            split = {k: 100 * v.sum() / n for k, v in parts(truth, labels).items()}
+            error = 100 * (labels == 2).sum() / n - t
+            print(f"{run['style']} hand {run['stroke_seed']} seed {run['adapt_seed']} {slab}: truth {t:.2f} %, "
+                  f"void area error {error:+.2f} points = "
+                  + ", ".join(f"{k} {(-v if k.startswith('missed') else v):+.2f}" for k, v in split.items()),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
