@@ -1,0 +1,128 @@
+"""An experiment: labelled void objects cut where the grey rises inside them, and the object rule judging the pieces.
+
+A dark grain that a void touches is labelled void with it, and the object rule, judging the merged object whole,
+keeps it (``benchmarks/void_error_parts.py``: "merged"). Here each labelled void object is cut by a watershed of the
+smoothed grey inside it (Gaussian, 1 px; outside the object counts as white), from minima at least ``h`` grey levels
+deep, and the run's own stored rule judges the pieces (``object_rule.apply`` with the pieces as objects). The labels
+come from each recorded run's adapted model as infer makes them (``--tta flip4``, the probabilities cached by
+``benchmarks/outline_shift.py``); figures as that script measures them, beside the rule on whole objects.
+
+    python benchmarks/grey_split.py logs/adapt-2026-12-04c/*gone.json --depths 8 16 --json F.jsonl
+    python benchmarks/grey_split.py --summary F.jsonl
+
+Development slabs only: it reads the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
+from scipy import ndimage
+
+from bigseg import checkpoint
+from bigseg import object_rule as orule
+from bigseg import store as st
+from bigseg.annotations import LAYER, NONE, has_layer
+from bigseg.report.report import analyse
+
+AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
+
+
+def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> orule.Objects:
+    """The void objects of ``labels`` cut by a watershed of the smoothed grey inside them, from minima at least
+    ``h`` deep (a component with none stays whole), measured as the rule measures objects."""
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    mask = labels == void
+    g = np.where(mask, ndimage.gaussian_filter(orule.grey(image).astype(np.float32), 1.0), 255.0)
+    markers, _ = ndimage.label(h_minima(g, h).astype(bool) & mask, structure=np.ones((3, 3)))
+    parts = watershed(g, markers, mask=mask, connectivity=2)
+    rest, _ = ndimage.label(mask & (parts == 0), structure=np.ones((3, 3)))
+    parts = np.where(rest > 0, rest + parts.max(), parts)
+    uniq, ids = np.unique(parts, return_inverse=True)
+    ids = ids.reshape(parts.shape).astype(np.int32)  # 0 stays 0 (the smallest value)
+    return orule.measure(ids, len(uniq) - 1, image, parts=True)
+
+
+def run_one(path: Path, work: Path, cache: Path, depths: list[float]) -> dict:
+    run = json.loads(path.read_text())
+    model = model_path(run, work)
+    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
+    rule = orule.ObjectRule.from_dict(record) if record else None
+    out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}}
+    for slab in ("painted", "sibling"):
+        store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
+        group = st.open_store(store)
+        classes, px = st.class_table(group), st.pixel_size_um(group)
+        prob = probabilities(model, store, "flip4", cache)
+        labels = np.log(prob.astype(np.float32) + 0.5).argmax(0).astype(np.uint8)
+        image = np.asarray(st.open_array(store, "image")[:])
+        truth = np.asarray(st.open_array(store, "truth")[:])
+        skip = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
+            else None
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / store.name
+            shutil.copytree(store, copy)
+            true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
+            variants = {"whole objects": orule.apply(rule, labels, image)[0] if rule else labels}
+            for h in depths:
+                if rule is not None:
+                    pieces = grey_parts(labels, image, 2, h)
+                    variants[f"grey cut, h {h:g}"] = orule.apply(rule, labels, image, pieces)[0]
+                else:
+                    variants[f"grey cut, h {h:g}"] = labels
+            for name, lab in variants.items():
+                row = {"variant": name, **figures(copy, lab, truth, true, skip, classes, px)}
+                rows.append(row)
+                print(f"{run['style']} hand {run['stroke_seed']} seed {run['adapt_seed']} {slab}: {name}: void IoU "
+                      f"{row['void_iou']:.3f}, air {row['air_error']:+.2f}, sf {100 * row['sf_error']:+.1f} %",
+                      flush=True)
+        out["slabs"][slab] = rows
+    return out
+
+
+def summary(path: str) -> None:
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    rows = [r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]]
+    print(f"{len(lines)} runs, {2 * len(lines)} slabs")
+    print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | mean abs air | "
+          "mean void IoU |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        air = np.abs([r["air_error"] for r in rs])
+        cells = [int((air <= AIR_TARGET).sum()), sum(abs(r["sf_error"]) <= SF_TARGET for r in rs),
+                 sum(r["void_iou"] >= VOID_TARGET for r in rs)]
+        print(f"| {v} | {cells[0]} | {cells[1]} | {cells[2]} | {sum(cells)} | {air.mean():.3f} | "
+              f"{np.mean([r['void_iou'] for r in rs]):.3f} |")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
+    ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
+    ap.add_argument("--depths", nargs="+", type=float, default=[8.0, 16.0])
+    ap.add_argument("--json")
+    ap.add_argument("--summary")
+    a = ap.parse_args(argv)
+    if a.summary:
+        summary(a.summary)
+        return
+    for path in a.runs:
+        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths)
+        if a.json:
+            with open(a.json, "a") as fh:
+                fh.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
