@@ -9,6 +9,7 @@ come from each recorded run's adapted model as infer makes them (``--tta flip4``
 
     python benchmarks/grey_split.py logs/adapt-2026-12-04c/*gone.json --depths 8 16 --json F.jsonl
     python benchmarks/grey_split.py --summary F.jsonl
+    ... --grow: also each variant followed by ``object_rule.grow_edges`` (voids grown to the half-way grey)
 
 Development slabs only: it reads the truth.
 """
@@ -51,7 +52,7 @@ def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> or
     return orule.measure(ids, len(uniq) - 1, image, parts=True)
 
 
-def run_one(path: Path, work: Path, cache: Path, depths: list[float]) -> dict:
+def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False) -> dict:
     run = json.loads(path.read_text())
     model = model_path(run, work)
     record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
@@ -79,6 +80,9 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float]) -> dict:
                     variants[f"grey cut, h {h:g}"] = orule.apply(rule, labels, image, pieces)[0]
                 else:
                     variants[f"grey cut, h {h:g}"] = labels
+            if grow:  # object_rule.grow_edges after each, as infer's rule pass orders them
+                variants.update({f"{k}, then grow": orule.grow_edges(v, image, 2, network=labels)
+                                 for k, v in list(variants.items())})
             for name, lab in variants.items():
                 row = {"variant": name, **figures(copy, lab, truth, true, skip, classes, px)}
                 rows.append(row)
@@ -111,6 +115,7 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
     ap.add_argument("--depths", nargs="+", type=float, default=[8.0, 16.0])
+    ap.add_argument("--grow", action="store_true", help="also each variant followed by object_rule.grow_edges")
     ap.add_argument("--json")
     ap.add_argument("--summary")
     a = ap.parse_args(argv)
@@ -118,7 +123,7 @@ def main(argv=None) -> None:
         summary(a.summary)
         return
     for path in a.runs:
-        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths)
+        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow)
         if a.json:
             with open(a.json, "a") as fh:
                 fh.write(json.dumps(out) + "\n")
