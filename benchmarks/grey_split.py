@@ -10,6 +10,7 @@ come from each recorded run's adapted model as infer makes them (``--tta flip4``
     python benchmarks/grey_split.py logs/adapt-2026-12-04c/*gone.json --depths 8 16 --json F.jsonl
     python benchmarks/grey_split.py --summary F.jsonl
     ... --grow: also each variant followed by ``object_rule.grow_edges`` (voids grown to the half-way grey)
+    ... --built: also ``object_rule.judge`` with the rule's cut and growth on (what infer runs once built)
 
 Development slabs only: it reads the truth.
 """
@@ -17,6 +18,7 @@ Development slabs only: it reads the truth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -32,7 +34,7 @@ from bigseg import store as st
 from bigseg.annotations import LAYER, NONE, has_layer
 from bigseg.report.report import analyse
 
-AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
+AIR_TARGET, SF_TARGET, VOID_TARGET, STONE_TARGET = 0.3, 0.10, 0.85, 0.90
 
 
 def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> orule.Objects:
@@ -52,7 +54,7 @@ def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> or
     return orule.measure(ids, len(uniq) - 1, image, parts=True)
 
 
-def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False) -> dict:
+def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False, built: bool = False) -> dict:
     run = json.loads(path.read_text())
     model = model_path(run, work)
     record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
@@ -80,9 +82,12 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
                     variants[f"grey cut, h {h:g}"] = orule.apply(rule, labels, image, pieces)[0]
                 else:
                     variants[f"grey cut, h {h:g}"] = labels
-            if grow:  # object_rule.grow_edges after each, as infer's rule pass orders them
-                variants.update({f"{k}, then grow": orule.grow_edges(v, image, 2, network=labels)
+            if grow:  # object_rule.grow_edges after each, as infer's rule pass orders them (only with a rule)
+                variants.update({f"{k}, then grow": orule.grow_edges(v, image, 2, network=labels) if rule else v
                                  for k, v in list(variants.items())})
+            if built and rule is not None:  # bigseg.object_rule.judge with the cut and the growth, as infer runs it
+                both = dataclasses.replace(rule, cut_merged=True, grow_edges=True)
+                variants["as built: cut, rule, grow"] = orule.judge(both, labels, image)[0]
             for name, lab in variants.items():
                 row = {"variant": name, **figures(copy, lab, truth, true, skip, classes, px)}
                 rows.append(row)
@@ -97,15 +102,16 @@ def summary(path: str) -> None:
     lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
     rows = [r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]]
     print(f"{len(lines)} runs, {2 * len(lines)} slabs")
-    print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | mean abs air | "
-          "mean void IoU |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | stone IoU >= 0.90 "
+          "| mean abs air | mean void IoU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for v in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == v]
         air = np.abs([r["air_error"] for r in rs])
         cells = [int((air <= AIR_TARGET).sum()), sum(abs(r["sf_error"]) <= SF_TARGET for r in rs),
                  sum(r["void_iou"] >= VOID_TARGET for r in rs)]
-        print(f"| {v} | {cells[0]} | {cells[1]} | {cells[2]} | {sum(cells)} | {air.mean():.3f} | "
+        stone = sum(r["stone_iou"] >= STONE_TARGET for r in rs)
+        print(f"| {v} | {cells[0]} | {cells[1]} | {cells[2]} | {sum(cells)} | {stone} | {air.mean():.3f} | "
               f"{np.mean([r['void_iou'] for r in rs]):.3f} |")
 
 
@@ -116,6 +122,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
     ap.add_argument("--depths", nargs="+", type=float, default=[8.0, 16.0])
     ap.add_argument("--grow", action="store_true", help="also each variant followed by object_rule.grow_edges")
+    ap.add_argument("--built", action="store_true", help="also bigseg.object_rule.judge with the cut and the growth")
     ap.add_argument("--json")
     ap.add_argument("--summary")
     a = ap.parse_args(argv)
@@ -123,7 +130,7 @@ def main(argv=None) -> None:
         summary(a.summary)
         return
     for path in a.runs:
-        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow)
+        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow, a.built)
         if a.json:
             with open(a.json, "a") as fh:
                 fh.write(json.dumps(out) + "\n")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-def model_with_rule(model: str | None, folder: Path, grow: bool = False) -> str:
+def model_with_rule(model: str | None, folder: Path, grow: bool = False, cut: bool = False) -> str:
     from bigseg import checkpoint as ckpt
     from bigseg import object_rule as orule
 
@@ -27,8 +27,8 @@ def model_with_rule(model: str | None, folder: Path, grow: bool = False) -> str:
         return model
     net, meta = ckpt.load(ckpt.model_path(model))
     keep_all = orule.ObjectRule(2, (0.0,) * 3, (1.0,) * 3, (0.0,) * 3, 10.0, {"void": 5, "not void": 5},
-                                grow_edges=grow)
-    out = folder / ("with-growing-rule.pt" if grow else "with-rule.pt")
+                                grow_edges=grow, cut_merged=cut)
+    out = folder / f"with-rule{'-grow' if grow else ''}{'-cut' if cut else ''}.pt"
     ckpt.save(out, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
               extra_meta={"adapted": {"object_rule": keep_all.to_dict()}})
     return str(out)
@@ -41,6 +41,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--grow", action="store_true",
                     help="also time the rule with its kept voids grown to their edges (grow_edges; made rules only)")
+    ap.add_argument("--cut", action="store_true",
+                    help="also time the rule judging objects cut at grey ridges, then growing (cut_merged, grow_edges)")
     a = ap.parse_args(argv)
 
     from bigseg.infer import InferOptions, infer
@@ -56,6 +58,8 @@ def main(argv=None) -> None:
         runs = [("no rule", model, False), ("rule", model, True)]
         if a.grow:
             runs.append(("rule, voids grown", model_with_rule(a.model, d, grow=True), True))
+        if a.cut:
+            runs.append(("objects cut, rule, voids grown", model_with_rule(a.model, d, grow=True, cut=True), True))
         seconds: dict[str, list[float]] = {name: [] for name, *_ in runs}
         relabelled = {}
         for i in range(a.repeats + 1):  # the first round warms the export cache and the slab's pages: not counted

@@ -205,8 +205,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     for s in simulate_strokes(_array(store, "truth"), 3, 10, np.random.default_rng(0)):
         ann.paint(store, s)
     out = tmp_path / "mine.pt"
-    r = run_cli("adapt", store, "-o", out, "--minutes", "0.15", "--crop", "128", "--batch", "4", "--tta", "flip",
-                "--grow-void-edges")
+    r = run_cli("adapt", store, "-o", out, "--minutes", "0.15", "--crop", "128", "--batch", "4", "--tta", "flip")
     assert r.returncode == 0, r.stderr
     assert "held-back strokes" in r.stdout and "where to paint next" in r.stdout
     meta = checkpoint.read(out)["meta"]
@@ -219,8 +218,9 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     fit = a["object_rule_fit"]  # the void-object rule: fitted or not, and why, said in the record and the output
     assert "object rule: fitted on" in r.stdout and set(fit["fitted_on"]) == {"void", "not void"}
     assert fit["kept"] == ("object_rule" in a) and (fit["kept"] or fit["why"])
-    assert a["options"]["grow_void_edges"] is True
-    assert not fit["kept"] or (a["object_rule"]["grow_edges"] is True and fit["grow_edges"] is True)
+    assert a["options"]["grow_void_edges"] is True and a["options"]["cut_merged_voids"] is True  # the defaults
+    assert not fit["kept"] or (a["object_rule"]["grow_edges"] is True and fit["grow_edges"] is True
+                               and a["object_rule"]["cut_merged"] is True and fit["cut_merged"] is True)
     short = MIN_OBJECTS - fit["fitted_on"]["not void"]
     if short > 0:  # what to paint for a rule, in the person's terms (blind strokes here rarely cross a false void)
         assert f"paint paste or stone over {short} more objects" in fit["why"] and fit["why"] in r.stdout

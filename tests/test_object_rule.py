@@ -286,6 +286,65 @@ def test_growth_reaches_a_blurred_voids_half_way_edge_and_leaves_light_voids():
     assert np.array_equal(out[:20, 85:115], labels[:20, 85:115])  # the one on the border
 
 
+DARKEST_UNDER_50 = orule.ObjectRule(VOID, (50.0, 0.0, 0.0), (4.0, 1.0, 1.0), (-1.0, 0.0, 0.0), 0.0,
+                                    {"void": 5, "not void": 5})  # P(void) high where an object's darkest grey < 50
+
+
+def test_a_grain_merged_with_a_void_is_cut_off_at_the_lit_rim_and_judged_alone():
+    """A mid-dark grain and a void with a lit rim that touches it, labelled void together: judged whole, the merged
+    object is a void (its darkest grey is the void's) and stays; cut at the rim (cut_merged), the grain is judged on
+    its own and relabelled paste, the void kept. A shaded void alone is one piece, noise or not."""
+    rng = np.random.default_rng(3)
+    h, w = 120, 220
+    yy, xx = np.mgrid[:h, :w]
+    r_void, r_alone = np.hypot(yy - 60, xx - 62), np.hypot(yy - 60, xx - 180)
+    grain = np.hypot(yy - 60, xx - 105) <= 30
+    grey = np.full((h, w), 172.0)
+    grey[grain] = 75
+    grey[r_void <= 16] = 200  # the lit rim
+    grey[r_void <= 13] = (15 + 40 * r_void / 13)[r_void <= 13]
+    grey[r_alone <= 12] = (15 + 40 * r_alone / 12)[r_alone <= 12]
+    image = np.repeat(np.clip(grey + rng.normal(0, 3, grey.shape), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    labels = np.where(grain | (r_void <= 16) | (r_alone <= 12), VOID, PASTE).astype(np.uint8)
+    assert orule.find(labels, image, VOID).n == 2
+    pieces = orule.cut(labels, image, VOID)
+    assert pieces.n == 3
+    whole, counts = orule.judge(DARKEST_UNDER_50, labels, image)
+    assert np.array_equal(whole, labels) and counts["relabelled_objects"] == 0
+    cut_rule = orule.ObjectRule(**{**DARKEST_UNDER_50.__dict__, "cut_merged": True})
+    out, counts = orule.judge(cut_rule, labels, image)
+    only_grain = grain & (r_void > 18)
+    assert (out[only_grain] == PASTE).mean() > 0.95
+    assert (out[r_void <= 13] == VOID).all() and (out[r_alone <= 12] == VOID).all()
+    assert counts["relabelled_objects"] == 1 and counts["relabelled_pixels"] == int((out != labels).sum())
+    assert orule.ObjectRule.from_dict(cut_rule.to_dict()) == cut_rule
+    assert orule.ObjectRule.from_dict({k: v for k, v in cut_rule.to_dict().items() if k != "cut_merged"}) \
+        == DARKEST_UNDER_50  # rules stored before the cut read back without it
+
+
+def test_objects_cut_and_grown_the_same_for_any_chunking(slab):
+    """A rule that judges objects cut at grey ridges, then grows the voids it keeps: infer's labels are exactly
+    judge() on the whole image at once, for chunks of 256, 160 and 64 px, and the cut made pieces the rule judged
+    apart (it relabelled some and kept others)."""
+    d, _ = slab
+    net, meta = ckpt.load(ckpt.model_path(None))
+    rule = orule.ObjectRule(**{**DARKEST_UNDER_50.__dict__, "cut_merged": True, "grow_edges": True})
+    model = d / "cuts.pt"
+    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+              extra_meta={"adapted": {"object_rule": rule.to_dict()}})
+    plain, _, store = _labels(d, model, "cut-plain.zarr", object_rule=False)
+    ruled, r1, _ = _labels(d, model, "cut.zarr")
+    image = np.asarray(st.open_array(store, "image")[:])
+    whole, counts = orule.judge(rule, plain, image)
+    assert np.array_equal(ruled, whole)
+    assert orule.cut(plain, image, VOID).n > orule.find(plain, image, VOID).n
+    assert counts["relabelled_objects"] > 0 and (ruled == VOID).sum() > 0
+    assert r1.stats["object_rule"] == counts
+    for chunk in (160, 64):
+        other, r2, _ = _labels(d, model, f"cut-{chunk}.zarr", chunk=chunk)
+        assert other.tobytes() == ruled.tobytes() and r2.stats["object_rule"] == r1.stats["object_rule"]
+
+
 def test_killed_while_judging_then_resumed_gives_the_same_labels(slab):
     d, model = slab
     ref, r_ref, _ = _labels(d, model, "ref-64.zarr", chunk=64)

@@ -187,17 +187,8 @@ def rule_block(store: str, bounds: Bounds, rule: dict, marker: str, n_classes: i
     labels = st.read(network, wy, wx)
     image = st.read(st.open_array(store, "image"), wy, wx)
     inner = (slice(y0 - wy.start, y1 - wy.start), slice(x0 - wx.start, x1 - wx.start))
-    parsed = object_rule.ObjectRule.from_dict(rule)
-    found = object_rule.find(labels, image, parsed.void)
-    out, n_objects, n_pixels = object_rule.apply(parsed, labels, image, found, inner=inner)
-    measured = {"hard_counts": confidence.hard_counts(out, n_classes), "relabelled_objects": n_objects,
-                "relabelled_pixels": n_pixels}
-    if parsed.grow_edges:  # the kept voids grown to their edges, judged on the whole window as the image would be
-        ruled = object_rule.apply(parsed, labels, image, found)[0]
-        grown = object_rule.grow_edges(ruled, image, parsed.void, network=labels)[inner]
-        measured["grown_pixels"] = int((grown != out).sum())
-        out = grown
-        measured["hard_counts"] = confidence.hard_counts(out, n_classes)
+    out, counts = object_rule.judge(object_rule.ObjectRule.from_dict(rule), labels, image, inner=inner)
+    measured = {"hard_counts": confidence.hard_counts(out, n_classes), **counts}
     try:
         st.open_array(store, staged("labels"), "r+")[y0:y1, x0:x1] = out
         files.write_whole(marker, json.dumps(measured).encode())

@@ -492,7 +492,7 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
             pred = _labels(model, image, tta)
             rule = (rules or {}).get(name)
             if rule is not None:
-                pred = orule.apply(rule, pred, image)[0]
+                pred = orule.judge(rule, pred, image)[0]
             hits = pred[ys[keep], xs[keep]] == s["class"]
             counts[name][s["class"]] += (int(hits.sum()), int(keep.sum()))
     return counts
@@ -631,6 +631,8 @@ def _rule_line(record: dict) -> str:
     if c:
         text += (f"; on held-back strokes it relabels {c['false_objects_relabelled']} of {c['false_objects']} false "
                  f"void objects and {c['void_objects_relabelled']} of {c['void_objects']} voids")
+    if record.get("cut_merged"):
+        text += "; it judges void objects cut where the grey rises inside them"
     if record.get("grow_edges"):
         text += "; the voids it keeps are grown to their edges"
     return text + ("; kept (infer applies it; --no-object-rule there to compare)" if record["kept"]
@@ -863,6 +865,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
         if rule is not None and opts.grow_void_edges:
             rule = dataclasses.replace(rule, grow_edges=True)
             rule_record["grow_edges"] = True
+        if rule is not None and opts.cut_merged_voids:
+            rule = dataclasses.replace(rule, cut_merged=True)
+            rule_record["cut_merged"] = True
         echo(_rule_line(rule_record))
     counts = score_held_back({"adapted": model, "base": base_model}, readers, n, rng, opts.tta, {"adapted": rule})
     acc, acc_base = _accuracy(counts["adapted"], classes), _accuracy(counts["base"], classes)

@@ -42,7 +42,10 @@ class AdaptOptions:
     replay_batch: int = 4
     replay_band: int | None = 8  # replay's loss only within this many px of a void (None: every pixel)
     object_rule: bool = True  # fit a void-object rule on the painted objects (bigseg.object_rule), kept if it helps
-    grow_void_edges: bool = False  # a kept rule also grows the voids it keeps to their edges (object_rule.grow_edges)
+    # a kept rule judges void objects cut at grey ridges (object_rule.cut), then grows the voids it keeps to their
+    # edges (object_rule.grow_edges): together since 2026-12-04 (benchmarks/RESULTS.md, "Cut merged objects")
+    grow_void_edges: bool = True
+    cut_merged_voids: bool = True
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
 
     def check(self) -> None:
