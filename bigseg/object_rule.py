@@ -165,8 +165,8 @@ def cut(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
     (:meth:`Objects.judged`) is cut where the grey rises inside it: a watershed of the grey (:func:`grey`, smoothed by
     a Gaussian of :data:`CUT_SMOOTH` px; everything outside the object counts as white) from its minima at least
     :data:`CUT_DEPTH` deep. Each piece is measured as an object (its boundary includes where it meets another
-    piece). An object depends on its own pixels and the grey a few px around them only, so a window :data:`HALO`
-    px around a chunk cuts the chunk's objects as the whole image would."""
+    piece). An object is cut by its own pixels and the grey a few px around them only (in its own box), so a window
+    :data:`HALO` px around a chunk cuts the chunk's objects as the whole image would."""
     from scipy import ndimage
     from skimage.morphology import h_minima
     from skimage.segmentation import watershed
@@ -174,15 +174,27 @@ def cut(labels: np.ndarray, image: np.ndarray, void: int) -> Objects:
     ids, n = ndimage.label(labels == void, structure=_EIGHT)
     if not n:
         return measure(ids, 0, image)
-    shell = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), ndimage.find_objects(ids))
-    judged = np.concatenate([[False], shell.judged()])[ids]
-    g = np.where(judged, ndimage.gaussian_filter(grey(image), CUT_SMOOTH), np.float32(255))
-    seeds, _ = ndimage.label(h_minima(g, CUT_DEPTH).astype(bool) & judged, structure=_EIGHT)
-    pieces = watershed(g, seeds, mask=judged, connectivity=2)
-    whole = (ids > 0) & (pieces == 0)  # objects not judged, and judged ones without a seed, stay whole
-    combined = np.where(whole, ids + pieces.max(), pieces)
-    kept, renumbered = np.unique(combined, return_inverse=True)  # 0 stays 0 (the smallest value)
-    return measure(renumbered.reshape(ids.shape).astype(np.int32), len(kept) - 1, image, parts=True)
+    boxes = ndimage.find_objects(ids)
+    shell = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), boxes)
+    g = ndimage.gaussian_filter(grey(image), CUT_SMOOTH)
+    white = np.float32(255)
+    split = {}  # object index -> (its box, its pixels there, its pieces 1..m there), for objects of two pieces or more
+    for k in np.flatnonzero(shell.judged()):
+        ys, xs = boxes[k]
+        box = (slice(max(ys.start - 1, 0), ys.stop + 1), slice(max(xs.start - 1, 0), xs.stop + 1))
+        obj = ids[box] == k + 1
+        gk = np.where(obj, g[box], white)
+        seeds, m = ndimage.label(h_minima(gk, CUT_DEPTH).astype(bool) & obj, structure=_EIGHT)
+        if m > 1:
+            split[k] = (box, obj, watershed(gk, seeds, mask=obj, connectivity=2))
+    count = np.ones(n, np.int64)
+    for k, (_, _, pieces) in split.items():
+        count[k] = int(pieces.max())
+    first = np.concatenate([[1], 1 + np.cumsum(count)[:-1]])  # the id of each object's first piece
+    out = np.concatenate([[0], first]).astype(np.int32)[ids]
+    for k, (box, obj, pieces) in split.items():
+        out[box][obj] = first[k] + pieces[obj] - 1
+    return measure(out, int(count.sum()), image, parts=True)
 
 
 def measure(ids: np.ndarray, n: int, image: np.ndarray, parts: bool = False) -> Objects:
