@@ -308,7 +308,7 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
         r = s.stats["object_rule"]
         grown = (f" and grew the voids it kept to their edges by {r['grown_pixels']} px" if "grown_pixels" in r
                  else "")
-        click.echo(f"the adapted model's object rule relabelled {r['relabelled_objects']} void objects "
+        click.echo(f"the adapted model's object rule relabelled {r['relabelled_objects']} void objects or pieces "
                    f"({r['relabelled_pixels']} px){grown}; --no-object-rule leaves them as the network said")
     if stats_path:
         Path(stats_path).write_text(json.dumps(s.stats, indent=2))

@@ -243,6 +243,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert "adapted to this concrete" in r.stdout
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "adapted to this concrete" in html and "No warnings" not in html and "scored with --tta flip" in html
+    assert ("objects cut where the grey rises inside them first" in html) == fit["kept"]  # the rule pass, named
     doc = json.loads((tmp_path / "rep" / "stats.json").read_text())
     assert doc["slabs"][0]["model"]["adapted"]["held_back_accuracy"] == a["held_back_accuracy"]
     # the held-back strokes speak for slabs that look like the painted one: this one is (its look was kept) ...

@@ -161,8 +161,14 @@ def _adapted_text(a: dict) -> str:
     return (f"from {Path(base).name} by bigseg adapt on {strokes} strokes ({len(a.get('stores') or [])} slab(s), "
             f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}"
             + (f" (scored with --tta {a['tta']})" if a.get("tta") not in (None, "none") else "")
-            + ("; void objects judged by the rule it learned from the strokes' objects (darkest and mean grey, "
-               "roundness)" if a.get("object_rule_applied") else ""))
+            + (_rule_text(a.get("object_rule_fit") or {}) if a.get("object_rule_applied") else ""))
+
+
+def _rule_text(fit: dict) -> str:
+    steps = [t for k, t in (("cut_merged", "objects cut where the grey rises inside them first"),
+                            ("grow_edges", "the voids it kept grown to their edges")) if fit.get(k)]
+    return ("; void objects judged by the rule it learned from the strokes' objects (darkest and mean grey, "
+            "roundness)" + (f" -- {'; '.join(steps)}" if steps else ""))
 
 
 def _warnings(doc: dict) -> str:
