@@ -100,6 +100,20 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
     return summary
 
 
+def pick_voids(truth: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """(component ids of the true voids, their boxes, ``n`` of them drawn with ``seed``): voids of 30 to 3000 px
+    more than 3 px from the border, the ones a person could outline whole."""
+    from scipy import ndimage
+
+    ids, m = ndimage.label(truth == 2, structure=np.ones((3, 3)))
+    area = np.bincount(ids.ravel(), minlength=m + 1)
+    boxes = ndimage.find_objects(ids)
+    h, w = truth.shape
+    fit = [k for k in range(1, m + 1) if 30 <= area[k] <= 3000 and boxes[k - 1][0].start > 3
+           and boxes[k - 1][1].start > 3 and boxes[k - 1][0].stop < h - 3 and boxes[k - 1][1].stop < w - 3]
+    return ids, boxes, np.random.default_rng(seed).choice(fit, size=min(n, len(fit)), replace=False)
+
+
 def outline(store: Path, n: int, seed: int) -> int:
     """An experiment: ``n`` whole voids painted as a person would outline them -- every pixel of a true void (30 to
     3000 px, not on the border) painted void and the 2 px around it painted as the truth there (paste or stone): the
@@ -107,13 +121,7 @@ def outline(store: Path, n: int, seed: int) -> int:
     from scipy import ndimage
 
     truth = np.asarray(st.open_array(store, "truth")[:])
-    ids, m = ndimage.label(truth == 2, structure=np.ones((3, 3)))
-    area = np.bincount(ids.ravel(), minlength=m + 1)
-    boxes = ndimage.find_objects(ids)
-    h, w = truth.shape
-    fit = [k for k in range(1, m + 1) if 30 <= area[k] <= 3000 and boxes[k - 1][0].start > 3
-           and boxes[k - 1][1].start > 3 and boxes[k - 1][0].stop < h - 3 and boxes[k - 1][1].stop < w - 3]
-    chosen = np.random.default_rng(seed).choice(fit, size=min(n, len(fit)), replace=False)
+    ids, boxes, chosen = pick_voids(truth, n, seed)
     ann.ensure_layer(store, "benchmarks/adapt.py (simulated outlines)")
     painted = 0
     for k in chosen:

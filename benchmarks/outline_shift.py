@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from adapt import pick_voids  # benchmarks/adapt.py: the voids a person could outline, as its --outlines draws them
 from scipy import ndimage
 
 from bigseg import checkpoint
@@ -73,13 +74,7 @@ def probabilities(model: Path, store: Path, tta: str, cache: Path) -> np.ndarray
 def outlined(truth: np.ndarray, n: int, seed: int, ring: int) -> tuple[np.ndarray, np.ndarray]:
     """(outlined voids, their rings): ``n`` true voids of 30-3000 px away from the border, as
     ``benchmarks/adapt.py --outlines`` picks them, and the ``ring`` px around each."""
-    ids, m = ndimage.label(truth == 2, structure=np.ones((3, 3)))
-    area = np.bincount(ids.ravel(), minlength=m + 1)
-    boxes = ndimage.find_objects(ids)
-    h, w = truth.shape
-    fit = [k for k in range(1, m + 1) if 30 <= area[k] <= 3000 and boxes[k - 1][0].start > 3
-           and boxes[k - 1][1].start > 3 and boxes[k - 1][0].stop < h - 3 and boxes[k - 1][1].stop < w - 3]
-    chosen = np.random.default_rng(seed).choice(fit, size=min(n, len(fit)), replace=False)
+    ids, _, chosen = pick_voids(truth, n, seed)
     inside = np.isin(ids, chosen)
     around = ndimage.binary_dilation(inside, iterations=ring) & ~inside
     return inside, around

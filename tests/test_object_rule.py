@@ -183,12 +183,16 @@ def test_grains_painted_over_and_gone_from_the_adapted_labels_still_teach_the_ru
 def slab(tmp_path_factory):
     d = tmp_path_factory.mktemp("rule")
     synthesize(d / "slab.png", SynthParams(640, 512, seed=21, pixel_size_um=12))
-    model = d / "with-rule.pt"
-    net, meta = ckpt.load(ckpt.model_path(None))
     rule = orule.ObjectRule(VOID, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), -5.0, {"void": 5, "not void": 5})
-    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
-              extra_meta={"adapted": {"object_rule": rule.to_dict()}})  # a rule that rejects every object it sees
-    return d, model
+    return d, _bundled_with(rule, d / "with-rule.pt")  # a rule that rejects every object it sees
+
+
+def _bundled_with(rule, path):
+    """The bundled model saved at ``path`` as if adapted, carrying ``rule``."""
+    net, meta = ckpt.load(ckpt.model_path(None))
+    ckpt.save(path, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+              extra_meta={"adapted": {"object_rule": rule.to_dict()}})
+    return path
 
 
 def _labels(d, model, name, chunk=256, **kw):
@@ -238,12 +242,9 @@ def test_kept_voids_grow_to_their_edges_the_same_for_any_chunking(slab):
     to the whole image at once, for any chunking; the voids grew, only into pixels next to them, and the
     statistics say by how much."""
     d, _ = slab
-    net, meta = ckpt.load(ckpt.model_path(None))
     keep = orule.ObjectRule(VOID, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), 5.0, {"void": 5, "not void": 5},
                             grow_edges=True)
-    model = d / "grows.pt"
-    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
-              extra_meta={"adapted": {"object_rule": keep.to_dict()}})
+    model = _bundled_with(keep, d / "grows.pt")
     plain, _, store = _labels(d, model, "grown-plain.zarr", object_rule=False)
     grown, r1, _ = _labels(d, model, "grown.zarr")
     image = np.asarray(st.open_array(store, "image")[:])
@@ -327,11 +328,8 @@ def test_objects_cut_and_grown_the_same_for_any_chunking(slab):
     judge() on the whole image at once, for chunks of 256, 160 and 64 px, and the cut made pieces the rule judged
     apart (it relabelled some and kept others)."""
     d, _ = slab
-    net, meta = ckpt.load(ckpt.model_path(None))
     rule = orule.ObjectRule(**{**DARKEST_UNDER_50.__dict__, "cut_merged": True, "grow_edges": True})
-    model = d / "cuts.pt"
-    ckpt.save(model, net, arch=meta["arch"], classes=ckpt.classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
-              extra_meta={"adapted": {"object_rule": rule.to_dict()}})
+    model = _bundled_with(rule, d / "cuts.pt")
     plain, _, store = _labels(d, model, "cut-plain.zarr", object_rule=False)
     ruled, r1, _ = _labels(d, model, "cut.zarr")
     image = np.asarray(st.open_array(store, "image")[:])
