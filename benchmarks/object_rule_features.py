@@ -18,6 +18,7 @@ Development slabs only: it reads the truth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -82,7 +83,7 @@ def split_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> o
     return orule.measure(ids, len(uniq) - 1, image, parts=True)
 
 
-def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), splits=()) -> list[dict]:
+def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), splits=(), pieces=False) -> list[dict]:
     style, seed, s, a = record["style"], record["seed"], record["stroke_seed"], record["adapt_seed"]
     stem = f"{style}-{seed}-{record['per_class']}-corrective-strokes{s}-run{a}"
     round1, adapted = work / f"{stem}-round1.pt", work / f"{stem}-adapted.pt"
@@ -102,6 +103,10 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), spl
     strokes = read_strokes(str(painted), 3, opts.held_back, np.random.default_rng(opts.seed), opts.seed)
     examples = rule_examples(model, [ChunkReader(strokes)], 2, opts.tta, before=before)
     rules = {name: choose_object_rule(examples, **options) for name, options in variants.items()}
+    if pieces:  # the rule pass as built (cut, rule, growth), its rule fitted on whole objects or on their pieces
+        cut_examples = rule_examples(model, [ChunkReader(strokes)], 2, opts.tta, before=before, cut=True)
+        built = {"as built": rules, "fitted on pieces, as built": {
+            name: choose_object_rule(cut_examples, **options) for name, options in variants.items()}}
     rows = []
     for which, store in (("painted", painted), ("sibling", sibling)):
         measure_slab(store, str(adapted), tta=tta, object_rule=False)
@@ -138,6 +143,14 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), spl
             for spec in edges:
                 rows.append({**fit, "rule": f"{name}, then {spec}", **judged,
                              **figures(store, edge_step(out, image, spec, labels), true, classes, px)})
+        if pieces:
+            for how, fitted in built.items():
+                for name, (rule, rec) in fitted.items():
+                    row = {"slab": which, "rule": f"{name}, {how}", "kept": rule is not None,
+                           "fitted_on": rec["fitted_on"], "held_back": rec.get("held_back"), "why": rec.get("why")}
+                    out = labels if rule is None else orule.judge(
+                        dataclasses.replace(rule, cut_merged=True, grow_edges=True), labels, image)[0]
+                    rows.append({**row, "as_built": True, **figures(store, out, true, classes, px)})
         for spec in edges:
             rows.append({"slab": which, "rule": f"none, then {spec}",
                          **figures(store, edge_step(labels, image, spec, labels), true, classes, px)})
@@ -153,6 +166,9 @@ def main(argv=None) -> int:
                     help="rule variants to fit (default: all)")
     ap.add_argument("--splits", nargs="*", type=float, default=[],
                     help="also apply each rule to the void objects cut at their necks, from maxima this high (px)")
+    ap.add_argument("--pieces", action="store_true",
+                    help="also the rule pass as built (cut, rule, growth), with the rule fitted on whole objects and "
+                    "on the objects cut at grey ridges")
     ap.add_argument("--edges", nargs="*", default=[],
                     help="boundary steps applied after each rule (and after none): grow:ALPHA, snap:ALPHA or bigseg")
     a = ap.parse_args(argv)
@@ -160,7 +176,7 @@ def main(argv=None) -> int:
         record = json.loads(Path(path).read_text())
         with tempfile.TemporaryDirectory(dir=a.work) as tmp:
             rows = replay(record, Path(a.work), Path(tmp), {v: VARIANTS[v] for v in a.variants}, a.edges,
-                          a.splits)
+                          a.splits, a.pieces)
         tag = f"{record['style']} hand {record['stroke_seed']} seed {record['adapt_seed']}"
         for r in rows:
             if r["rule"].startswith("none, then"):
@@ -170,6 +186,10 @@ def main(argv=None) -> int:
                 rec = r["recorded"]
                 print(f"{tag} {r['slab']}: no rule: void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
                       f"{100 * r['sf_error']:+.1f} % (recorded: {rec})", flush=True)
+            elif r.get("as_built"):
+                print(f"{tag} {r['slab']}: rule {r['rule']} (kept {r['kept']}, fitted on {r['fitted_on']}, held back "
+                      f"{r['held_back']}): void IoU {r['void_iou']:.3f} air {r['air_error']:+.2f} sf "
+                      f"{100 * r['sf_error']:+.1f} %", flush=True)
             elif "parts" in r:
                 print(f"{tag} {r['slab']}: rule {r['rule']}: {r['objects']} objects in {r['parts']} parts; void IoU "
                       f"{r['void_iou']:.3f} air {r['air_error']:+.2f} sf {100 * r['sf_error']:+.1f} %", flush=True)

@@ -499,12 +499,14 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
 
 
 def _vanished_sides(before, labels: np.ndarray, image: np.ndarray, void: int, painted: np.ndarray,
-                    held_px: np.ndarray, first_in_chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    held_px: np.ndarray, first_in_chunk, objects=orule.find
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The objects painted another class in ``before``'s labels (what the person saw and corrected) that the
     adapted model's ``labels`` no longer call void (under half of their pixels): (features, training sides,
     held-back sides) of those the chunk owns, each side 0 (not void) or -1. A grain painted over is trained on and
-    leaves the adapted labels, yet it is still a grain: the rule needs it as an example of what voids are not."""
-    found = orule.find(before, image, void)
+    leaves the adapted labels, yet it is still a grain: the rule needs it as an example of what voids are not.
+    ``objects``: how void objects are found (:func:`bigseg.object_rule.find`, or ``cut`` for pieces)."""
+    found = objects(before, image, void)
     empty = np.zeros((0, len(orule.FEATURES))), np.zeros(0, int), np.zeros(0, int)
     if not found.n:
         return empty
@@ -543,9 +545,12 @@ def fit_object_rule(model, readers: list[ChunkReader], classes, tta: str = "none
     return choose_object_rule(rule_examples(model, readers, ids["void"], tta, before))
 
 
-def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none", before=None) -> RuleExamples:
+def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none", before=None,
+                  cut: bool = False) -> RuleExamples:
     """The painted void objects of ``readers``' stores in ``model``'s labels (and ``before``'s, see
-    :func:`fit_object_rule`), each counted once."""
+    :func:`fit_object_rule`), each counted once; ``cut``: the objects cut at grey ridges
+    (:func:`bigseg.object_rule.cut`), as a rule with ``cut_merged`` judges them."""
+    objects = orule.cut if cut else orule.find
     jobs = [(reader, origin, block) for reader in readers for origin, block in ann.read_painted(reader.s.store)]
     if len(jobs) > MAX_RULE_CHUNKS:
         jobs = [jobs[int(i)] for i in np.linspace(0, len(jobs) - 1, MAX_RULE_CHUNKS).round()]
@@ -558,7 +563,7 @@ def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none
         wy1, wx1 = min(h, y0 + ch + RULE_MARGIN), min(w, x0 + cw + RULE_MARGIN)
         image = np.asarray(st.open_array(reader.s.store, "image")[wy0:wy1, wx0:wx1])
         labels = _labels(model, image, tta)
-        found = orule.find(labels, image, void)
+        found = objects(labels, image, void)
         if not found.n:
             continue
         held_mask = np.zeros(block.shape, bool)
@@ -582,7 +587,7 @@ def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none
         held.append(orule.painted_sides(found, held_px, void)[mine])
         if before is not None:
             f, t_side, h_side = _vanished_sides(_labels(before, image, tta), labels, image, void, painted, held_px,
-                                                first_in_chunk)
+                                                first_in_chunk, objects)
             features.append(f)
             trained.append(t_side)
             held.append(h_side)
