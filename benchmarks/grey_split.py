@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
 from scipy import ndimage
+from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
-from bigseg import checkpoint
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.annotations import LAYER, NONE, has_layer
@@ -57,8 +57,7 @@ def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> or
 def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False, built: bool = False) -> dict:
     run = json.loads(path.read_text())
     model = model_path(run, work)
-    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
-    rule = orule.ObjectRule.from_dict(record) if record else None
+    rule = rule_of(model)
     out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}}
     for slab in ("painted", "sibling"):
         store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from adapt import pick_voids  # benchmarks/adapt.py: the voids a person could outline, as its --outlines draws them
 from scipy import ndimage
+from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
-from bigseg import checkpoint
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.annotations import LAYER, NONE, has_layer
@@ -114,8 +114,7 @@ def run_one(run_json: Path, work: Path, outlines: list[int], draws: int, ring: i
     run = json.loads(run_json.read_text())
     model = model_path(run, work)
     painted, sibling = work / f"{run['style']}-{run['seed']}.zarr", work / f"{run['style']}-{run['seed'] + 1}.zarr"
-    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
-    rule = orule.ObjectRule.from_dict(record) if record else None
+    rule = rule_of(model)
     out: dict = {"run": str(run_json), "model": str(model), "style": run["style"], "rule": rule is not None,
                  "slabs": {}}
     slabs = {}

@@ -45,6 +45,12 @@ def figures(copy: Path, labels: np.ndarray, true: dict, classes, px) -> dict:
 AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
 
 
+def rule_of(model) -> orule.ObjectRule | None:
+    """The void-object rule an adapted model's checkpoint carries, or None."""
+    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
+    return orule.ObjectRule.from_dict(record) if record else None
+
+
 def summary(path: str) -> None:
     """Per shift, over every slab of ``path``'s lines: slabs whose air content is within 0.3 points, whose spacing
     factor is within 10 %, whose void IoU reaches 0.85; mean absolute air error; mean void IoU."""
@@ -79,8 +85,7 @@ def main(argv=None) -> None:
         return
     if not a.model or not a.stores:
         ap.error("give a model and one or more stores (or --summary FILE)")
-    record = checkpoint.read(a.model)["meta"].get("adapted", {}).get("object_rule")
-    rule = orule.ObjectRule.from_dict(record) if record else None
+    rule = rule_of(a.model)
     for store in a.stores:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / Path(store).name

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 from outline_shift import HERE, label, model_path, probabilities  # benchmarks/outline_shift.py
 from scipy import ndimage
+from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
-from bigseg import checkpoint
-from bigseg import object_rule as orule
 from bigseg import store as st
 
 EIGHT = np.ones((3, 3), bool)
@@ -35,8 +34,7 @@ EIGHT = np.ones((3, 3), bool)
 def labelled(run: dict, slab: str, work: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image, truth, labels) of one slab of ``run`` ("painted" or "sibling")."""
     model = model_path(run, work)
-    record = checkpoint.read(str(model))["meta"].get("adapted", {}).get("object_rule")
-    rule = orule.ObjectRule.from_dict(record) if record else None
+    rule = rule_of(model)
     store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
     prob = probabilities(model, store, "flip4", cache)
     logp = np.log(prob.astype(np.float32) + 0.5)
