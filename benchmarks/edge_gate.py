@@ -1,0 +1,241 @@
+"""An experiment: grow a void to its edge only where the labels stopped inside the edge, not where it is drawn whole.
+
+``object_rule.grow_edges`` takes, around each judged void object, the pixels up to 2 px out whose grey lies less
+than half way from the object's core to its surroundings. On the development slabs (crushed, gravel) the adapted
+networks stop 1-2 px inside a void's blurred rim and the growth gives void IoU back; on held-out styles whose voids
+the network already draws whole it made every void larger (benchmarks/RESULTS.md, "Outlined voids, two errors that
+cancel, and merged objects cut at grey ridges"). Where a label's edge sits can be read without the truth: the grey
+of the object's own boundary pixels, on the same scale (0 = the core's grey, 1 = the surroundings'). An object whose
+boundary is still dark (its edge well under half way) stopped inside its rim; one whose boundary is at half way or
+lighter is drawn whole, and growing it can only overshoot.
+
+This script measures, per void object the growth would act on, that boundary level (the median over the object's
+4-neighbour boundary pixels) and what the growth takes there, right (void in the truth) and wrong; then, per slab,
+the figures with the growth gated at several levels. Two sources:
+
+- recorded adapt runs (``benchmarks/adapt.py`` JSONs; the adapted model's labels under ``--tta flip4`` from the
+  probabilities ``benchmarks/outline_shift.py`` caches, the run's rule as infer judges with it: cut, then the rule),
+  figures as that script measures them;
+- ``--validation N``: the bundled model on validation slabs (random styles, seeds 7000000..; never a held-out style),
+  objects and pixels only (there is no rule: every object that is mostly void in the truth counts as kept -- an
+  oracle rule --, the others are left out), which puts voids the network draws whole beside the development styles'.
+
+    python benchmarks/edge_gate.py logs/adapt-2026-12-04c/*gone.json --json F.jsonl
+    python benchmarks/edge_gate.py --validation 8 --size 2048 --json F.jsonl
+    python benchmarks/edge_gate.py --summary F.jsonl
+
+It reads the truth: development and validation slabs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
+from scipy import ndimage
+from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
+
+from bigseg import object_rule as orule
+from bigseg import store as st
+from bigseg.annotations import LAYER, NONE, has_layer
+
+GATES = (None, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15)
+"""Grow an object only when its boundary's level is under this (None: every object, as built)."""
+AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
+
+
+def edge_levels(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray) -> dict[int, float]:
+    """Per void object of ``labels`` that ``grow_edges`` would grow (its 8-connected id): the median level of its
+    4-neighbour boundary pixels' grey between its core (0) and its surroundings (1), as ``grow_edges`` measures
+    both."""
+    ids, n = ndimage.label(labels == void, structure=np.ones((3, 3)))
+    out: dict[int, float] = {}
+    if not n:
+        return out
+    found = orule.Objects(ids, n, np.zeros((n, 0)), orule._on_border(ids, n), ndimage.find_objects(ids))
+    g = orule.grey(image)
+    not_void = network != void
+    inner, outer = orule.EDGE_RING
+    height, width = labels.shape
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+    for k in np.flatnonzero(found.judged()):
+        ys, xs = found.boxes[k]
+        y0, x0 = max(ys.start - outer, 0), max(xs.start - outer, 0)
+        near = (slice(y0, min(ys.stop + outer, height)), slice(x0, min(xs.stop + outer, width)))
+        obj = found.ids[near] == k + 1
+        dist = ndimage.distance_transform_edt(~obj)
+        ring = (dist > inner - 0.5) & (dist < outer + 0.5) & not_void[near]
+        if not ring.any():
+            continue
+        gn = g[near]
+        core, around = float(np.percentile(gn[obj], 10)), float(np.median(gn[ring]))
+        if around - core <= orule.EDGE_CONTRAST:
+            continue
+        boundary = obj & ~ndimage.binary_erosion(obj, structure=cross, border_value=1)
+        out[k + 1] = float(np.median((gn[boundary] - core) / (around - core)))
+    return out
+
+
+def gated_growth(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray,
+                 gate: float | None) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+    """(``labels`` grown by ``grow_edges`` on the objects whose boundary level is under ``gate`` (all: None), the
+    object ids, the levels)."""
+    grown = orule.grow_edges(labels, image, void, network=network)
+    ids, _ = ndimage.label(labels == void, structure=np.ones((3, 3)))
+    levels = edge_levels(labels, image, void, network)
+    if gate is None:
+        return grown, ids, levels
+    keep = np.array(sorted(k for k, v in levels.items() if v < gate), np.int64)
+    # each taken pixel belongs to the object it touches (within EDGE_REACH): the nearest object's id
+    taken = grown != labels
+    if not taken.any():
+        return grown, ids, levels
+    _, (iy, ix) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    owner = ids[iy, ix]
+    out = labels.copy()
+    allow = taken & np.isin(owner, keep)
+    out[allow] = void
+    return out, ids, levels
+
+
+def object_rows(labels: np.ndarray, image: np.ndarray, truth: np.ndarray, void: int, network: np.ndarray,
+                kept: np.ndarray | None = None) -> list[dict]:
+    """Per grown object: its boundary level, area, and the pixels the growth takes right and wrong. ``kept``: object
+    ids to count (None: all)."""
+    grown, ids, levels = gated_growth(labels, image, void, network, None)
+    taken = grown != labels
+    _, (iy, ix) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
+    owner = np.where(taken, ids[iy, ix], 0)
+    right = np.bincount(owner[taken & (truth == void)], minlength=ids.max() + 1)
+    wrong = np.bincount(owner[taken & (truth != void)], minlength=ids.max() + 1)
+    area = np.bincount(ids.ravel(), minlength=ids.max() + 1)
+    rows = []
+    for k, level in levels.items():
+        if kept is not None and k not in kept:
+            continue
+        rows.append({"level": round(level, 4), "area": int(area[k]), "right": int(right[k]), "wrong": int(wrong[k])})
+    return rows
+
+
+def run_one(path: Path, work: Path, cache: Path) -> dict:
+    run = json.loads(path.read_text())
+    model = model_path(run, work)
+    rule = rule_of(model)
+    out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}, "objects": []}
+    for slab in ("painted", "sibling"):
+        store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
+        group = st.open_store(store)
+        classes, px = st.class_table(group), st.pixel_size_um(group)
+        prob = probabilities(model, store, "flip4", cache)
+        network = np.log(prob.astype(np.float32) + 0.5).argmax(0).astype(np.uint8)
+        image = np.asarray(st.open_array(store, "image")[:])
+        truth = np.asarray(st.open_array(store, "truth")[:])
+        skip = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
+            else None
+        if rule is not None:  # infer's pass up to the growth: the cut, then the rule
+            ruled = orule.judge(dataclasses.replace(rule, cut_merged=True, grow_edges=False), network, image)[0]
+        else:  # no rule: the growth on the network's labels, as a rule keeping every object would leave them
+            ruled = network
+        out["objects"] += [{**r, "slab": slab} for r in object_rows(ruled, image, truth, 2, network)]
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / store.name
+            shutil.copytree(store, copy)
+            from bigseg.report.report import analyse
+
+            true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
+            rows.append({"variant": "no growth", **figures(copy, ruled, truth, true, skip, classes, px)})
+            for gate in GATES:
+                lab = gated_growth(ruled, image, 2, network, gate)[0]
+                name = "grow every object" if gate is None else f"grow under {gate:g}"
+                rows.append({"variant": name, **figures(copy, lab, truth, true, skip, classes, px)})
+        for row in rows:
+            print(f"{run['style']} hand {run['stroke_seed']} seed {run['adapt_seed']} {slab}: {row['variant']}: void "
+                  f"IoU {row['void_iou']:.3f}, air {row['air_error']:+.2f}, sf {100 * row['sf_error']:+.1f} %",
+                  flush=True)
+        out["slabs"][slab] = rows
+    return out
+
+
+def validation_one(k: int, size: int, workdir: Path) -> dict:
+    """The bundled model's labels on validation slab ``k`` (random style), objects mostly void in the truth only."""
+    from bigseg.infer import InferOptions, infer
+    from bigseg.trust import CALIBRATION_SEED, synthetic_store
+
+    store = synthetic_store(workdir, "random", CALIBRATION_SEED + k, size)
+    infer(store, options=InferOptions(workers=0, overwrite=True, object_rule=False), echo=lambda *a: None)
+    labels = np.asarray(st.open_array(store, "labels")[:])
+    image = np.asarray(st.open_array(store, "image")[:])
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    ids, n = ndimage.label(labels == 2, structure=np.ones((3, 3)))
+    area = np.bincount(ids.ravel(), minlength=n + 1)
+    true_px = np.bincount(ids[truth == 2], minlength=n + 1)
+    kept = set(np.flatnonzero((true_px * 2 > area) & (np.arange(n + 1) > 0)).tolist())
+    rows = object_rows(labels, image, truth, 2, labels, kept)
+    print(f"validation slab {k}: {len(rows)} true void objects grown, right {sum(r['right'] for r in rows)}, wrong "
+          f"{sum(r['wrong'] for r in rows)}", flush=True)
+    return {"run": f"validation {CALIBRATION_SEED + k} ({size} px)", "style": "random", "slabs": {},
+            "objects": [{**r, "slab": "validation"} for r in rows]}
+
+
+def summary(path: str) -> None:
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    print("Growth taken, by the object's boundary level (right = void in the truth):")
+    print("| source | boundary level | objects | right px | wrong px | right share |")
+    print("|---|---|---:|---:|---:|---:|")
+    bins = [0, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 10]
+    for source in dict.fromkeys(x["style"] for x in lines):
+        objs = [o for x in lines if x["style"] == source for o in x["objects"]]
+        for lo, hi in zip(bins[:-1], bins[1:]):
+            sel = [o for o in objs if lo <= o["level"] < hi]
+            r, w = sum(o["right"] for o in sel), sum(o["wrong"] for o in sel)
+            share = f"{r / (r + w):.2f}" if r + w else "-"
+            print(f"| {source} | {lo:g}-{hi:g} | {len(sel)} | {r} | {w} | {share} |")
+    runs = [x for x in lines if x["slabs"]]
+    if not runs:
+        return
+    rows = [r for x in runs for s in ("painted", "sibling") for r in x["slabs"][s]]
+    print(f"\n{len(runs)} runs, {2 * len(runs)} slabs")
+    print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | mean abs air | "
+          "mean void IoU |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == v]
+        air = np.abs([r["air_error"] for r in rs])
+        cells = [int((air <= AIR_TARGET).sum()), sum(abs(r["sf_error"]) <= SF_TARGET for r in rs),
+                 sum(r["void_iou"] >= VOID_TARGET for r in rs)]
+        print(f"| {v} | {cells[0]} | {cells[1]} | {cells[2]} | {sum(cells)} | {air.mean():.3f} | "
+              f"{np.mean([r['void_iou'] for r in rs]):.3f} |")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
+    ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
+    ap.add_argument("--validation", type=int, default=0, help="also this many validation slabs (bundled model)")
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--validation-work", default=str(HERE / "work" / "edge-gate"))
+    ap.add_argument("--json")
+    ap.add_argument("--summary")
+    a = ap.parse_args(argv)
+    if a.summary:
+        summary(a.summary)
+        return
+    jobs = [lambda p=p: run_one(Path(p), Path(a.work), Path(a.cache)) for p in a.runs]
+    jobs += [lambda k=k: validation_one(k, a.size, Path(a.validation_work)) for k in range(a.validation)]
+    for job in jobs:
+        out = job()
+        if a.json:
+            with open(a.json, "a") as fh:
+                fh.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
