@@ -10,6 +10,7 @@ labels them, and the void pixels are split, in points of the slab's area:
   3 px from it ("merged"); in labelled void objects that hold no true void ("separate").
 
     python benchmarks/void_error_parts.py logs/adapt-2026-12-04c/*gone.json [--picture RUN.json:sibling:OUT.png]
+    ... --built: labelled by the rule pass as built since 2026-12-04 (cut, rule, growth), not the rule on whole objects
 
 ``--picture``: the six largest merged parts of one slab, each as image / truth edges (green) / label edges (red).
 Development slabs only: it reads the truth.
@@ -18,6 +19,7 @@ Development slabs only: it reads the truth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,13 +28,16 @@ from outline_shift import HERE, label, model_path, probabilities  # benchmarks/o
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
+from bigseg import object_rule as orule
 from bigseg import store as st
 
 EIGHT = np.ones((3, 3), bool)
 
 
-def labelled(run: dict, slab: str, work: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image, truth, labels) of one slab of ``run`` ("painted" or "sibling")."""
+def labelled(run: dict, slab: str, work: Path, cache: Path, built: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, truth, labels) of one slab of ``run`` ("painted" or "sibling"); ``built``: the rule pass as infer
+    runs it since 2026-12-04 (cut, rule, growth: ``object_rule.judge``) instead of the rule on whole objects."""
     model = model_path(run, work)
     rule = rule_of(model)
     store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
@@ -40,6 +45,9 @@ def labelled(run: dict, slab: str, work: Path, cache: Path) -> tuple[np.ndarray,
     logp = np.log(prob.astype(np.float32) + 0.5)
     image = np.asarray(st.open_array(store, "image")[:])
     truth = np.asarray(st.open_array(store, "truth")[:])
+    if built and rule is not None:
+        both = dataclasses.replace(rule, cut_merged=True, grow_edges=True)
+        return image, truth, orule.judge(both, logp.argmax(0).astype(np.uint8), image)[0]
     return image, truth, label(logp, 0.0, 2, rule, image if rule is not None else None)
 
 
@@ -88,16 +96,17 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
     ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png")
+    ap.add_argument("--built", action="store_true", help="the rule pass as built: cut, rule, growth")
     a = ap.parse_args(argv)
     work, cache = Path(a.work), Path(a.cache)
     if a.picture:
         path, slab, out = a.picture.split(":")
-        picture(*labelled(json.loads(Path(path).read_text()), slab, work, cache), out)
+        picture(*labelled(json.loads(Path(path).read_text()), slab, work, cache, a.built), out)
         return
     for path in a.runs:
         run = json.loads(Path(path).read_text())
         for slab in ("painted", "sibling"):
-            image, truth, labels = labelled(run, slab, work, cache)
+            image, truth, labels = labelled(run, slab, work, cache, a.built)
             n = truth.size
             t = 100 * (truth == 2).sum() / n
             split = {k: 100 * v.sum() / n for k, v in parts(truth, labels).items()}
