@@ -30,6 +30,7 @@ It reads the truth: development and validation slabs only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import dataclasses
 import json
 import shutil
@@ -192,7 +193,7 @@ def summary(path: str) -> None:
     bins = [0, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 10]
     for source in dict.fromkeys(x["style"] for x in lines):
         objs = [o for x in lines if x["style"] == source for o in x["objects"]]
-        for lo, hi in zip(bins[:-1], bins[1:]):
+        for lo, hi in itertools.pairwise(bins):
             sel = [o for o in objs if lo <= o["level"] < hi]
             r, w = sum(o["right"] for o in sel), sum(o["wrong"] for o in sel)
             share = f"{r / (r + w):.2f}" if r + w else "-"

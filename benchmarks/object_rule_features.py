@@ -1,6 +1,8 @@
 """The object rule of recorded adapt runs, fitted again on other feature sets: what each would have relabelled.
 
-    python benchmarks/object_rule_features.py RECORD.json [RECORD.json ...] [--work benchmarks/work/adapt]
+    python benchmarks/object_rule_features.py RECORD.json [RECORD.json ...] [--work benchmarks/work/adapt] \
+        [--variants "3 features" "darkest grey only"] [--pieces] [--jsonl F.jsonl]
+    python benchmarks/object_rule_features.py --summary F.jsonl
 
 For each corrective run that ``benchmarks/adapt.py`` recorded (its JSON) and whose two models are still in the work
 folder (``...-round1.pt``, ``...-adapted.pt``): the person's strokes are painted again into a copy of the painted
@@ -42,7 +44,8 @@ from bigseg.trust import measure_slab
 THREE = orule.FEATURES[:3]  # darkest grey, mean grey, roundness: the rule until 2026-12-04
 VARIANTS = {"3 features": {"names": THREE}, "3 features, sides balanced": {"names": THREE, "balanced": True},
             "+ grey spread": {"names": orule.FEATURES},
-            "+ grey spread, sides balanced": {"names": orule.FEATURES, "balanced": True}}
+            "+ grey spread, sides balanced": {"names": orule.FEATURES, "balanced": True},
+            "darkest grey only": {"names": orule.FEATURES[:1]}}
 
 
 EDGE_STEPS = {"grow": grow_to_edges, "snap": snap_to_edges}
@@ -157,9 +160,34 @@ def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), spl
     return rows
 
 
+def summary(path: str) -> None:
+    """Per rule variant over every slab of the replays in ``path`` (``--jsonl``): cells (air within 0.3, spacing
+    factor within 10 %, void IoU >= 0.85), mean absolute air error, mean void IoU (a variant that kept no rule on a
+    run counts that run's slabs with no rule)."""
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    print(f"{len(lines)} runs")
+    print("| rule | slabs | cells | mean abs air | mean void IoU |")
+    print("|---|---:|---:|---:|---:|")
+    for name in dict.fromkeys(r["rule"] for x in lines for r in x["rows"]):
+        got = []
+        for x in lines:
+            for slab in ("painted", "sibling"):
+                rows = [r for r in x["rows"] if r["slab"] == slab]
+                row = next(r for r in rows if r["rule"] == name) if any(r["rule"] == name for r in rows) else None
+                if row is not None and "void_iou" not in row:  # no rule kept
+                    row = next(r for r in rows if r["rule"] == "none")
+                if row is not None:
+                    got.append(row)
+        air = np.abs([r["air_error"] for r in got])
+        cells = int((air <= 0.3).sum()) + sum(abs(r["sf_error"]) <= 0.10 for r in got) + \
+            sum(r["void_iou"] >= 0.85 for r in got)
+        print(f"| {name} | {len(got)} | {cells} | {air.mean():.3f} | {np.mean([r['void_iou'] for r in got]):.3f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("records", nargs="+")
+    ap.add_argument("records", nargs="*")
+    ap.add_argument("--summary", help="print the summary table of a --jsonl file and stop")
     ap.add_argument("--work", default=str(Path(__file__).parent / "work" / "adapt"))
     ap.add_argument("--jsonl", help="append each run's rows here")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
@@ -172,6 +200,9 @@ def main(argv=None) -> int:
     ap.add_argument("--edges", nargs="*", default=[],
                     help="boundary steps applied after each rule (and after none): grow:ALPHA, snap:ALPHA or bigseg")
     a = ap.parse_args(argv)
+    if a.summary:
+        summary(a.summary)
+        return 0
     for path in a.records:
         record = json.loads(Path(path).read_text())
         with tempfile.TemporaryDirectory(dir=a.work) as tmp:
