@@ -30,8 +30,8 @@ It reads the truth: development and validation slabs only.
 from __future__ import annotations
 
 import argparse
-import itertools
 import dataclasses
+import itertools
 import json
 import shutil
 import tempfile
