@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from adapt import paint  # benchmarks/adapt.py: the strokes as the benchmark paints them
+from outline_shift import model_path  # benchmarks/outline_shift.py: the adapted model a run wrote
 from void_bias import figures  # benchmarks/void_bias.py: labels measured as benchmarks/adapt.py does
 from void_ceiling import grow_to_edges, snap_to_edges  # benchmarks/void_ceiling.py: boundary steps on the image
 
@@ -87,9 +88,9 @@ def split_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> o
 
 
 def replay(record: dict, work: Path, tmp: Path, variants=VARIANTS, edges=(), splits=(), pieces=False) -> list[dict]:
-    style, seed, s, a = record["style"], record["seed"], record["stroke_seed"], record["adapt_seed"]
-    stem = f"{style}-{seed}-{record['per_class']}-corrective-strokes{s}-run{a}"
-    round1, adapted = work / f"{stem}-round1.pt", work / f"{stem}-adapted.pt"
+    style, seed, s = record["style"], record["seed"], record["stroke_seed"]
+    adapted = model_path(record, work)  # the run's naming (a run painted with its own seed names no hand)
+    round1 = adapted.with_name(adapted.name.replace("-adapted.pt", "-round1.pt"))
     opts = AdaptOptions(**{k: v for k, v in record["options"].items() if k in AdaptOptions.__dataclass_fields__})
     tta = record.get("adapted_tta", {}).get("tta", "none")
     painted, sibling = tmp / f"{style}-{seed}.zarr", tmp / f"{style}-{seed + 1}.zarr"
