@@ -11,6 +11,7 @@ come from each recorded run's adapted model as infer makes them (``--tta flip4``
     python benchmarks/grey_split.py --summary F.jsonl
     ... --grow: also each variant followed by ``object_rule.grow_edges`` (voids grown to the half-way grey)
     ... --built: also ``object_rule.judge`` with the rule's cut and growth on (what infer runs once built)
+    ... --built --shifts -0.25 -0.5: also the pass as built after an extra shift of the void logit
 
 Development slabs only: it reads the truth.
 """
@@ -54,7 +55,8 @@ def grey_parts(labels: np.ndarray, image: np.ndarray, void: int, h: float) -> or
     return orule.measure(ids, len(uniq) - 1, image, parts=True)
 
 
-def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False, built: bool = False) -> dict:
+def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool = False, built: bool = False,
+            shifts: tuple[float, ...] = ()) -> dict:
     run = json.loads(path.read_text())
     model = model_path(run, work)
     rule = rule_of(model)
@@ -64,7 +66,8 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
         group = st.open_store(store)
         classes, px = st.class_table(group), st.pixel_size_um(group)
         prob = probabilities(model, store, "flip4", cache)
-        labels = np.log(prob.astype(np.float32) + 0.5).argmax(0).astype(np.uint8)
+        logp = np.log(prob.astype(np.float32) + 0.5)
+        labels = logp.argmax(0).astype(np.uint8)
         image = np.asarray(st.open_array(store, "image")[:])
         truth = np.asarray(st.open_array(store, "truth")[:])
         skip = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
@@ -87,6 +90,11 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
             if built and rule is not None:  # bigseg.object_rule.judge with the cut and the growth, as infer runs it
                 both = dataclasses.replace(rule, cut_merged=True, grow_edges=True)
                 variants["as built: cut, rule, grow"] = orule.judge(both, labels, image)[0]
+                for d in shifts:  # an extra shift of the void logit before the pass (the model's own is in prob)
+                    shifted = logp.copy()
+                    shifted[2] += d
+                    lab_d = shifted.argmax(0).astype(np.uint8)
+                    variants[f"as built, void shift {d:+g} more"] = orule.judge(both, lab_d, image)[0]
             for name, lab in variants.items():
                 row = {"variant": name, **figures(copy, lab, truth, true, skip, classes, px)}
                 rows.append(row)
@@ -122,6 +130,8 @@ def main(argv=None) -> None:
     ap.add_argument("--depths", nargs="+", type=float, default=[8.0, 16.0])
     ap.add_argument("--grow", action="store_true", help="also each variant followed by object_rule.grow_edges")
     ap.add_argument("--built", action="store_true", help="also bigseg.object_rule.judge with the cut and the growth")
+    ap.add_argument("--shifts", nargs="*", type=float, default=[],
+                    help="with --built: also the pass as built after this extra shift of the void logit")
     ap.add_argument("--json")
     ap.add_argument("--summary")
     a = ap.parse_args(argv)
@@ -129,7 +139,7 @@ def main(argv=None) -> None:
         summary(a.summary)
         return
     for path in a.runs:
-        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow, a.built)
+        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow, a.built, tuple(a.shifts))
         if a.json:
             with open(a.json, "a") as fh:
                 fh.write(json.dumps(out) + "\n")
