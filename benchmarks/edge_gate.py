@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from grey_split import variant_table  # benchmarks/grey_split.py: the cells table per variant
 from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
@@ -45,41 +46,23 @@ from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted ch
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.annotations import LAYER, NONE, has_layer
+from bigseg.report.report import analyse
 
 GATES = (None, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15)
 """Grow an object only when its boundary's level is under this (None: every object, as built)."""
-AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
 
 
 def edge_levels(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray) -> dict[int, float]:
     """Per void object of ``labels`` that ``grow_edges`` would grow (its 8-connected id): the median level of its
     4-neighbour boundary pixels' grey between its core (0) and its surroundings (1), as ``grow_edges`` measures
-    both."""
+    both (``object_rule.edge_frames``)."""
     ids, n = ndimage.label(labels == void, structure=np.ones((3, 3)))
-    out: dict[int, float] = {}
-    if not n:
-        return out
-    found = orule.Objects(ids, n, np.zeros((n, 0)), orule._on_border(ids, n), ndimage.find_objects(ids))
-    g = orule.grey(image)
-    not_void = network != void
-    inner, outer = orule.EDGE_RING
-    height, width = labels.shape
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
-    for k in np.flatnonzero(found.judged()):
-        ys, xs = found.boxes[k]
-        y0, x0 = max(ys.start - outer, 0), max(xs.start - outer, 0)
-        near = (slice(y0, min(ys.stop + outer, height)), slice(x0, min(xs.stop + outer, width)))
-        obj = found.ids[near] == k + 1
-        dist = ndimage.distance_transform_edt(~obj)
-        ring = (dist > inner - 0.5) & (dist < outer + 0.5) & not_void[near]
-        if not ring.any():
-            continue
-        gn = g[near]
-        core, around = float(np.percentile(gn[obj], 10)), float(np.median(gn[ring]))
-        if around - core <= orule.EDGE_CONTRAST:
-            continue
+    out: dict[int, float] = {}
+    for near, obj, _, gn, core, around in orule.edge_frames(ids, n, orule.grey(image), network != void):
         boundary = obj & ~ndimage.binary_erosion(obj, structure=cross, border_value=1)
-        out[k + 1] = float(np.median((gn[boundary] - core) / (around - core)))
+        k = int(ids[near][obj][0])
+        out[k] = float(np.median((gn[boundary] - core) / (around - core)))
     return out
 
 
@@ -106,7 +89,7 @@ def gated_growth(labels: np.ndarray, image: np.ndarray, void: int, network: np.n
 
 
 def object_rows(labels: np.ndarray, image: np.ndarray, truth: np.ndarray, void: int, network: np.ndarray,
-                kept: np.ndarray | None = None) -> list[dict]:
+                kept: set[int] | None = None) -> list[dict]:
     """Per grown object: its boundary level, area, and the pixels the growth takes right and wrong. ``kept``: object
     ids to count (None: all)."""
     grown, ids, levels = gated_growth(labels, image, void, network, None)
@@ -148,8 +131,6 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / store.name
             shutil.copytree(store, copy)
-            from bigseg.report.report import analyse
-
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
             rows.append({"variant": "no growth", **figures(copy, ruled, truth, true, skip, classes, px)})
             for gate in GATES:
@@ -201,18 +182,8 @@ def summary(path: str) -> None:
     runs = [x for x in lines if x["slabs"]]
     if not runs:
         return
-    rows = [r for x in runs for s in ("painted", "sibling") for r in x["slabs"][s]]
     print(f"\n{len(runs)} runs, {2 * len(runs)} slabs")
-    print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | mean abs air | "
-          "mean void IoU |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        rs = [r for r in rows if r["variant"] == v]
-        air = np.abs([r["air_error"] for r in rs])
-        cells = [int((air <= AIR_TARGET).sum()), sum(abs(r["sf_error"]) <= SF_TARGET for r in rs),
-                 sum(r["void_iou"] >= VOID_TARGET for r in rs)]
-        print(f"| {v} | {cells[0]} | {cells[1]} | {cells[2]} | {sum(cells)} | {air.mean():.3f} | "
-              f"{np.mean([r['void_iou'] for r in rs]):.3f} |")
+    variant_table([r for x in runs for s in ("painted", "sibling") for r in x["slabs"][s]])
 
 
 def main(argv=None) -> None:

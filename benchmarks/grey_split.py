@@ -107,8 +107,13 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
 
 def summary(path: str) -> None:
     lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
-    rows = [r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]]
     print(f"{len(lines)} runs, {2 * len(lines)} slabs")
+    variant_table([r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]])
+
+
+def variant_table(rows: list[dict]) -> None:
+    """Per variant over ``rows`` (one per slab and variant: figures as ``outline_shift.figures`` gives them): the
+    cells met and the mean absolute air error and void IoU, as a markdown table."""
     print("| variant | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 | cells | stone IoU >= 0.90 "
           "| mean abs air | mean void IoU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -49,6 +49,7 @@ strokes ``bigseg adapt`` trains on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -325,17 +326,30 @@ def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.nda
     out = labels.copy()
     if not n:
         return out
-    found = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), ndimage.find_objects(ids))  # (no features needed)
     g = grey(image)
     not_void = (labels if network is None else network) != void
+    for near, _, dist, gn, core, around in edge_frames(ids, n, g, not_void):
+        zone = (dist > 0) & (dist < EDGE_REACH + 0.5) & (labels[near] != void)
+        take = zone & ((gn - core) / (around - core) < EDGE_ALPHA)
+        out[near][take] = void
+    return out
+
+
+def edge_frames(ids: np.ndarray, n: int, g: np.ndarray, not_void: np.ndarray) -> Iterator[tuple]:
+    """For each judged void object (8-connected ``ids`` 1..n) darker than its surroundings by more than
+    :data:`EDGE_CONTRAST`, as :func:`grow_edges` sees it: (its box grown by the ring's width, the object's pixels
+    there, their distance to it, the grey :func:`grey` ``g`` there, its core -- the 10th percentile of grey on it
+    --, its surroundings -- the median grey of the ring :data:`EDGE_RING` px out where ``not_void``)."""
+    from scipy import ndimage
+
+    found = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), ndimage.find_objects(ids))  # (no features needed)
     inner, outer = EDGE_RING
-    judged = found.judged()
-    height, width = labels.shape
-    for k in np.flatnonzero(judged):
+    height, width = ids.shape
+    for k in np.flatnonzero(found.judged()):
         ys, xs = found.boxes[k]
         y0, x0 = max(ys.start - outer, 0), max(xs.start - outer, 0)
         near = (slice(y0, min(ys.stop + outer, height)), slice(x0, min(xs.stop + outer, width)))
-        obj = found.ids[near] == k + 1
+        obj = ids[near] == k + 1
         dist = ndimage.distance_transform_edt(~obj)
         ring = (dist > inner - 0.5) & (dist < outer + 0.5) & not_void[near]
         if not ring.any():
@@ -344,10 +358,7 @@ def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.nda
         core, around = float(np.percentile(gn[obj], 10)), float(np.median(gn[ring]))
         if around - core <= EDGE_CONTRAST:
             continue
-        zone = (dist > 0) & (dist < EDGE_REACH + 0.5) & (labels[near] != void)
-        take = zone & ((gn - core) / (around - core) < EDGE_ALPHA)
-        out[near][take] = void
-    return out
+        yield near, obj, dist, gn, core, around
 
 
 def judge(rule: ObjectRule, labels: np.ndarray, image: np.ndarray,
