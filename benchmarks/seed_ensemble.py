@@ -7,7 +7,8 @@ hand (the same stroke seed, two adapt seeds; their round-two strokes follow each
 the pair is a proxy for two seeds on identical strokes), both slabs: the two models' class probabilities under
 ``--tta flip4`` (cached by ``benchmarks/outline_shift.py``) averaged and labelled, then, like each member, with no
 rule and with the rule pass as built (cut, rule, growth; the ensemble takes the first member's rule), measured as
-``benchmarks/adapt.py`` measures, beside each member alone.
+``benchmarks/adapt.py`` measures, beside each member alone (the ensemble also with the second member's rule: which
+rule it takes matters as much as the averaging).
 
     python benchmarks/seed_ensemble.py logs/adapt-2026-12-04c/crushed-*s11run11gone.json:...s11run21gone.json ...
     python benchmarks/seed_ensemble.py --summary F.jsonl
@@ -65,13 +66,17 @@ def run_pair(paths: list[Path], work: Path, cache: Path) -> dict:
             shutil.copytree(store, copy)
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
             for name, lab in nets.items():
-                rule = rules[int(name[-1]) - 1] if name.startswith("member") else rules[0]
                 rows.append({"variant": f"{name}, no rule", **figures(copy, lab, truth, true, skip, classes, px)})
-                if rule is not None:
-                    both = dataclasses.replace(rule, cut_merged=True, grow_edges=True)
+                # a member with its own rule; the ensemble with each member's rule in turn
+                own = [(int(name[-1]) - 1, "")] if name.startswith("member") else \
+                    [(0, ""), (1, " (member 2's rule)")]
+                for k, suffix in own:
+                    if rules[k] is None:
+                        continue
+                    both = dataclasses.replace(rules[k], cut_merged=True, grow_edges=True)
                     ruled = orule.judge(both, lab, image)[0]
-                    rows.append({"variant": f"{name}, as built", **figures(copy, ruled, truth, true, skip, classes,
-                                                                           px)})
+                    rows.append({"variant": f"{name}, as built{suffix}",
+                                 **figures(copy, ruled, truth, true, skip, classes, px)})
         for row in rows:
             print(f"{tag} {slab}: {row['variant']}: void IoU {row['void_iou']:.3f}, air {row['air_error']:+.2f}, sf "
                   f"{100 * row['sf_error']:+.1f} %", flush=True)
