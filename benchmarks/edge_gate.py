@@ -39,7 +39,14 @@ from pathlib import Path
 
 import numpy as np
 from grey_split import variant_table  # benchmarks/grey_split.py: the cells table per variant
-from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
+from outline_shift import (  # benchmarks/outline_shift.py
+    HERE,
+    append_jsonl,
+    figures,
+    model_path,
+    probabilities,
+    read_jsonl,
+)
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
@@ -167,7 +174,7 @@ def validation_one(k: int, size: int, workdir: Path) -> dict:
 
 
 def summary(path: str) -> None:
-    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    lines = read_jsonl(path)
     print("Growth taken, by the object's boundary level (right = void in the truth):")
     print("| source | boundary level | objects | right px | wrong px | right share |")
     print("|---|---|---:|---:|---:|---:|")
@@ -203,10 +210,7 @@ def main(argv=None) -> None:
     jobs = [lambda p=p: run_one(Path(p), Path(a.work), Path(a.cache)) for p in a.runs]
     jobs += [lambda k=k: validation_one(k, a.size, Path(a.validation_work)) for k in range(a.validation)]
     for job in jobs:
-        out = job()
-        if a.json:
-            with open(a.json, "a") as fh:
-                fh.write(json.dumps(out) + "\n")
+        append_jsonl(a.json, job())
 
 
 if __name__ == "__main__":

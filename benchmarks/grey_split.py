@@ -26,7 +26,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
+from outline_shift import (  # benchmarks/outline_shift.py
+    HERE,
+    append_jsonl,
+    figures,
+    model_path,
+    probabilities,
+    read_jsonl,
+)
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
@@ -105,9 +112,10 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
     return out
 
 
-def summary(path: str) -> None:
-    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
-    print(f"{len(lines)} runs, {2 * len(lines)} slabs")
+def summary(path: str, unit: str = "runs") -> None:
+    """The cells table per variant over every slab of a ``--json`` file (one line per run, or per ``unit``)."""
+    lines = read_jsonl(path)
+    print(f"{len(lines)} {unit}, {2 * len(lines)} slabs")
     variant_table([r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]])
 
 
@@ -144,10 +152,8 @@ def main(argv=None) -> None:
         summary(a.summary)
         return
     for path in a.runs:
-        out = run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow, a.built, tuple(a.shifts))
-        if a.json:
-            with open(a.json, "a") as fh:
-                fh.write(json.dumps(out) + "\n")
+        append_jsonl(a.json, run_one(Path(path), Path(a.work), Path(a.cache), a.depths, a.grow, a.built,
+                                     tuple(a.shifts)))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,18 @@ SHIFTS = np.round(np.arange(-2.0, 2.0001, 0.05), 2)
 AIR_TARGET, SF_TARGET, VOID_TARGET = 0.3, 0.10, 0.85
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON lines of a replay's ``--json`` file."""
+    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
+def append_jsonl(path: str | None, out: dict) -> None:
+    """``out`` appended as one line to ``path`` (nothing without one): each run's result as soon as it is made."""
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(out) + "\n")
+
+
 def model_path(run: dict, work: Path) -> Path:
     """The adapted model a run of ``benchmarks/adapt.py`` wrote (its naming)."""
     hand = "" if run.get("stroke_seed") in (None, run["seed"]) else f"-strokes{run['stroke_seed']}"
@@ -162,7 +174,7 @@ def run_one(run_json: Path, work: Path, outlines: list[int], draws: int, ring: i
 
 def summary(path: str) -> None:
     """Per number of outlines, over every slab and draw: cells met and means, against the shipped shift (0 outlines)."""
-    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    lines = read_jsonl(path)
     print(f"{len(lines)} runs, {2 * len(lines)} slabs")
     print("| outlines | slabs x draws | air within 0.3 | spacing factor within 10 % | void IoU >= 0.85 "
           "| mean abs air error | mean void IoU | shifts fitted (min / median / max) |")
@@ -196,10 +208,7 @@ def main(argv=None) -> None:
         summary(a.summary)
         return
     for r in a.runs:
-        out = run_one(Path(r), Path(a.work), a.outlines, a.draws, a.ring, a.tta, Path(a.cache))
-        if a.json:
-            with open(a.json, "a") as fh:
-                fh.write(json.dumps(out) + "\n")
+        append_jsonl(a.json, run_one(Path(r), Path(a.work), a.outlines, a.draws, a.ring, a.tta, Path(a.cache)))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from grey_split import variant_table  # benchmarks/grey_split.py: the cells table per variant
-from outline_shift import HERE, figures, model_path, probabilities  # benchmarks/outline_shift.py
+from grey_split import summary  # benchmarks/grey_split.py: the cells table per variant
+from outline_shift import HERE, append_jsonl, figures, model_path, probabilities  # benchmarks/outline_shift.py
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
 from bigseg import object_rule as orule
@@ -84,12 +84,6 @@ def run_pair(paths: list[Path], work: Path, cache: Path) -> dict:
     return out
 
 
-def summary(path: str) -> None:
-    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
-    print(f"{len(lines)} pairs, {2 * len(lines)} slabs")
-    variant_table([r for x in lines for s in ("painted", "sibling") for r in x["slabs"][s]])
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="*", help="RUN_A.json:RUN_B.json (one hand, two adapt seeds)")
@@ -99,13 +93,10 @@ def main(argv=None) -> None:
     ap.add_argument("--summary")
     a = ap.parse_args(argv)
     if a.summary:
-        summary(a.summary)
+        summary(a.summary, unit="pairs")
         return
     for pair in a.pairs:
-        out = run_pair([Path(p) for p in pair.split(":")], Path(a.work), Path(a.cache))
-        if a.json:
-            with open(a.json, "a") as fh:
-                fh.write(json.dumps(out) + "\n")
+        append_jsonl(a.json, run_pair([Path(p) for p in pair.split(":")], Path(a.work), Path(a.cache)))
 
 
 if __name__ == "__main__":
