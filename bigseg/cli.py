@@ -280,8 +280,12 @@ def train(config_path, resume, stop_at, time_limit, find_lr, find_lr_steps):
               help="Apply the void-object rule a model adapted by 'bigseg adapt' learned from its strokes (void "
               "objects that look like what the strokes called paste or stone are relabelled); no effect on other "
               "models.")
+@click.option("--grow-void-edges/--no-grow-void-edges", default=True, show_default=True,
+              help="Where an adapted model's rule grows the voids it keeps to their edges (bigseg adapt's default): "
+              "do so. --no-grow-void-edges keeps them as the rule left them, to compare where the labels already "
+              "draw voids whole (the growth then makes them too large).")
 def infer(input_path, out, model, backend, workers, scheduler, device, window, overlap, batch, threads, stripe,
-          probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta, object_rule):
+          probabilities, stats_path, overwrite, cache_dir, compile_, precision, tta, object_rule, grow_void_edges):
     """Segment INPUT (an image file or a slab store) into the store's labels; print class statistics."""
     from bigseg.infer import InferOptions
     from bigseg.infer import infer as run
@@ -297,7 +301,8 @@ def infer(input_path, out, model, backend, workers, scheduler, device, window, o
     opts = InferOptions(window=window, overlap=overlap, batch=batch, device=device, workers=workers,
                         scheduler=scheduler, threads=threads, stripe=stripe, probabilities=probabilities,
                         overwrite=overwrite, progress=_progress(), backend=backend, cache_dir=cache_dir,
-                        compile=compile_, precision=precision, tta=tta, object_rule=object_rule)
+                        compile=compile_, precision=precision, tta=tta, object_rule=object_rule,
+                        grow_void_edges=grow_void_edges)
     s = run(input_path, out=out, model=model, options=opts, echo=click.echo)
     n, w = s.windows_computed, s.workers
     click.echo(f"labels written to {s.store}/labels: {s.width}x{s.height} px, {n} window{'s' * (n != 1)} in "

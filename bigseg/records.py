@@ -13,9 +13,10 @@ from typing import Any
 @dataclass(frozen=True)
 class RunRecord:
     """What a labels array was (or is being) computed with; a staged run resumes only under the same record.
-    ``precision``, ``tta`` and ``object_rule`` are left out of the attributes at their defaults, so that runs staged
-    before they existed still resume. ``object_rule``: whether an adapted model's void-object rule was applied
-    (:mod:`bigseg.object_rule`)."""
+    ``precision``, ``tta``, ``object_rule`` and ``rule_growth_off`` are left out of the attributes at their
+    defaults, so that runs staged before they existed still resume. ``object_rule``: whether an adapted model's
+    void-object rule was applied (:mod:`bigseg.object_rule`); ``rule_growth_off``: whether its edge growth was
+    turned off for this run (a resume never mixes chunks grown and not)."""
 
     checkpoint_sha256: str
     arch: str
@@ -27,6 +28,7 @@ class RunRecord:
     precision: str = "fp32"
     tta: str = "none"
     object_rule: bool = False
+    rule_growth_off: bool = False  # the rule's edge growth turned off at infer (--no-grow-void-edges)
 
     def to_attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"checkpoint_sha256": self.checkpoint_sha256, "arch": self.arch, "window": self.window,
@@ -38,13 +40,15 @@ class RunRecord:
             out["tta"] = self.tta
         if self.object_rule:
             out["object_rule"] = True
+        if self.rule_growth_off:
+            out["rule_growth_off"] = True
         return out
 
     @classmethod
     def from_attrs(cls, d: dict) -> RunRecord:
         return cls(d["checkpoint_sha256"], d["arch"], int(d["window"]), int(d["overlap"]), int(d["batch"]),
                    tuple(d["classes"]), d.get("backend", "torch"), d.get("precision", "fp32"), d.get("tta", "none"),
-                   bool(d.get("object_rule", False)))
+                   bool(d.get("object_rule", False)), bool(d.get("rule_growth_off", False)))
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,32 @@ def test_objects_cut_and_grown_the_same_for_any_chunking(slab):
         assert other.tobytes() == ruled.tobytes() and r2.stats["object_rule"] == r1.stats["object_rule"]
 
 
+def test_the_growth_turned_off_at_infer_gives_the_rule_without_it_and_says_so(slab):
+    """``infer --no-grow-void-edges`` on a model whose rule cuts and grows: the labels are judge() without the
+    growth on the whole image, the statistics count no grown pixels, and the run record and the report's model
+    section say the growth was off (a staged run is resumed only under the same record, so the two never mix)."""
+    from bigseg.report.html import _rule_text
+
+    d, _ = slab
+    rule = orule.ObjectRule(**{**DARKEST_UNDER_50.__dict__, "cut_merged": True, "grow_edges": True})
+    model = _bundled_with(rule, d / "cuts-off.pt")
+    plain, _, _ = _labels(d, model, "off-plain.zarr", object_rule=False)
+    grown, r_on, store_on = _labels(d, model, "off-on.zarr")
+    off, r_off, store = _labels(d, model, "off.zarr", grow_void_edges=False)
+    image = np.asarray(st.open_array(store, "image")[:])
+    want, counts = orule.judge(orule.ObjectRule(**{**rule.__dict__, "grow_edges": False}), plain, image)
+    assert np.array_equal(off, want) and r_off.stats["object_rule"] == counts
+    assert "grown_pixels" not in counts and r_on.stats["object_rule"]["grown_pixels"] > 0
+    more = grown != off
+    assert more.any() and (grown[more] == VOID).all()  # the growth only ever adds void
+    run_on, run_off = (st.attr(st.open_array(s, "labels"), "run") for s in (store_on, store))
+    assert run_off["rule_growth_off"] is True and "rule_growth_off" not in run_on
+    fit = st.attr(st.open_array(store, "labels"), "model")["adapted"]["object_rule_fit"]
+    assert fit["growth_off_at_infer"] is True and "turned off for these labels" in _rule_text(fit)
+    assert "turned off" not in _rule_text(st.attr(st.open_array(store_on, "labels"), "model")["adapted"]
+                                          ["object_rule_fit"] or {})
+
+
 def test_killed_while_judging_then_resumed_gives_the_same_labels(slab):
     d, model = slab
     ref, r_ref, _ = _labels(d, model, "ref-64.zarr", chunk=64)

@@ -67,6 +67,7 @@ class InferOptions:
     precision: str | None = None  # "int8": the checkpoint's validated int8 export (opt-in); None: the model file's
     tta: str = "none"  # mirrored and/or rescaled views of every window averaged (TTA)
     object_rule: bool = True  # apply an adapted model's void-object rule (bigseg.object_rule), when it has one
+    grow_void_edges: bool = True  # False: the rule's edge growth (when it has one) is not applied in this run
 
     def check(self) -> None:
         """Every option in range, before anything is started or touched (parameter names as in the CLI)."""

@@ -239,14 +239,17 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
         rule = object_rule_of(meta, classes) if o.object_rule else None
+        growth_off = rule is not None and bool(rule.get("grow_edges")) and not o.grow_void_edges
+        if growth_off and rule is not None:
+            rule = {**rule, "grow_edges": False}
         run = RunRecord(digest, meta["arch"], o.window, o.overlap, batch, tuple(c.name for c in classes), backend,
-                        precision, o.tta, rule is not None).to_attrs()
+                        precision, o.tta, rule is not None, growth_off).to_attrs()
         factors, strip = factors_for(height, width, cy)
         strips = PyramidStrips(height, strip, factors)
         with outputs.StoreLock(store):
             pending, skipped, to_judge = outputs.prepare(
                 group, store, run, classes, overwrite=o.overwrite, probabilities=o.probabilities, chunks=(cy, cx),
-                pyramid_factors=factors, model=_provenance(ckpt, digest, meta, rule is not None),
+                pyramid_factors=factors, model=_provenance(ckpt, digest, meta, rule is not None, growth_off),
                 rule=rule is not None)
             # exports live in the cache (once per checkpoint); an external cluster's workers may not see this
             # machine's cache, but they see the store
@@ -336,18 +339,20 @@ def second_opinion(ckpt: Path) -> Path | None:
     return None
 
 
-def _provenance(ckpt: Path, digest: str, meta: dict, rule_applied: bool = False) -> dict:
+def _provenance(ckpt: Path, digest: str, meta: dict, rule_applied: bool = False, growth_off: bool = False) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
     bundled = Path(ckpt).resolve() in {Path(p).resolve() for p in BUNDLED_MODELS.values()}
     ref = meta.get("confidence_reference")
     return ModelProvenance(os.path.abspath(ckpt), digest, meta.get("arch"), bundled, meta.get("trained_on"),
                            meta.get("description"), ConfidenceReference.from_attrs(ref) if ref else None,
-                           meta.get("precision", "fp32"), _adapted_record(meta.get("adapted"), rule_applied)).to_attrs()
+                           meta.get("precision", "fp32"),
+                           _adapted_record(meta.get("adapted"), rule_applied, growth_off)).to_attrs()
 
 
-def _adapted_record(adapted: dict | None, rule_applied: bool = False) -> dict | None:
-    """What a report says of a model made by ``bigseg adapt``: its base, stores, strokes and held-back accuracy."""
+def _adapted_record(adapted: dict | None, rule_applied: bool = False, growth_off: bool = False) -> dict | None:
+    """What a report says of a model made by ``bigseg adapt``: its base, stores, strokes and held-back accuracy;
+    ``growth_off``: the rule's edge growth was turned off for these labels (the fit's record then says so)."""
     if not adapted:
         return None
     keep = ("base", "stores", "strokes", "painted_pixels", "held_back_strokes", "held_back_pixels",
@@ -356,4 +361,7 @@ def _adapted_record(adapted: dict | None, rule_applied: bool = False) -> dict | 
     record = {k: adapted.get(k) for k in keep}
     record["tta"] = (adapted.get("options") or {}).get("tta") or "none"  # the views held-back strokes were scored with
     record["object_rule_applied"] = rule_applied
+    if growth_off:
+        record["object_rule_fit"] = {**(record["object_rule_fit"] or {}), "grow_edges": False,
+                                     "growth_off_at_infer": True}
     return record

@@ -166,7 +166,9 @@ def _adapted_text(a: dict) -> str:
 
 def _rule_text(fit: dict) -> str:
     steps = [t for k, t in (("cut_merged", "objects cut where the grey rises inside them first"),
-                            ("grow_edges", "the voids it kept grown to their edges")) if fit.get(k)]
+                            ("grow_edges", "the voids it kept grown to their edges"),
+                            ("growth_off_at_infer", "its growth of the voids it kept turned off for these labels"))
+             if fit.get(k)]
     return ("; void objects judged by the rule it learned from the strokes' objects (darkest and mean grey, "
             "roundness)" + (f" -- {'; '.join(steps)}" if steps else ""))
 
