@@ -239,9 +239,9 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             raise BigsegError(f"--stripe must be at least one chunk of the store ({cx} px), got {o.stripe}")
         grid = Grid(height, width, o.window, o.overlap)
         rule = object_rule_of(meta, classes) if o.object_rule else None
-        growth_off = rule is not None and bool(rule.get("grow_edges")) and not o.grow_void_edges
-        if growth_off and rule is not None:
-            rule = {**rule, "grow_edges": False}
+        growth_off = False  # --no-grow-void-edges on a rule that grows: it judges without the growth this run
+        if rule is not None and rule.get("grow_edges") and not o.grow_void_edges:
+            rule, growth_off = {**rule, "grow_edges": False}, True
         run = RunRecord(digest, meta["arch"], o.window, o.overlap, batch, tuple(c.name for c in classes), backend,
                         precision, o.tta, rule is not None, growth_off).to_attrs()
         factors, strip = factors_for(height, width, cy)
