@@ -312,14 +312,17 @@ def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Obje
     return out, n_objects, n_pixels
 
 
-def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray | None = None) -> np.ndarray:
+def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray | None = None,
+               alpha: float = EDGE_ALPHA, reach: int = EDGE_REACH) -> np.ndarray:
     """``labels`` with each judged void object (:meth:`Objects.judged`) that is darker than its surroundings grown by
     up to :data:`EDGE_REACH` px into the pixels whose grey lies less than :data:`EDGE_ALPHA` of the way from its core
     (the 10th percentile of grey on it) to its surroundings (the median grey of the ring :data:`EDGE_RING` px out,
     where ``network`` -- the labels before the rule, default ``labels`` -- is not void): a network that stops 1-2
     px inside a void's blurred edge (benchmarks/RESULTS.md, "A boundary step after the object rule"). Each object
     grows by its own pixels and ring alone, so a window :data:`HALO` px around a chunk grows the chunk as the whole
-    image would. Voids lighter than their surroundings are left as they are (not measured)."""
+    image would. Voids lighter than their surroundings are left as they are (not measured). ``alpha`` and ``reach``
+    replace :data:`EDGE_ALPHA` and :data:`EDGE_REACH` (a reach over the default needs a larger halo than
+    :data:`HALO`)."""
     from scipy import ndimage
 
     ids, n = ndimage.label(labels == void, structure=_EIGHT)
@@ -329,8 +332,8 @@ def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.nda
     g = grey(image)
     not_void = (labels if network is None else network) != void
     for near, _, dist, gn, core, around in edge_frames(ids, n, g, not_void):
-        zone = (dist > 0) & (dist < EDGE_REACH + 0.5) & (labels[near] != void)
-        take = zone & ((gn - core) / (around - core) < EDGE_ALPHA)
+        zone = (dist > 0) & (dist < reach + 0.5) & (labels[near] != void)
+        take = zone & ((gn - core) / (around - core) < alpha)
         out[near][take] = void
     return out
 
