@@ -23,6 +23,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # lr: .inf is refused, not trained on
 
 
+def bundled_file(v: str) -> str:
+    """A bundled model's name (as ``--model`` takes it) is its file, unless a file of that name is here."""
+    try:
+        return str(ckpt.model_path(v))
+    except BigsegError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 class ModelConfig(_Strict):
     arch: str = "deeplabv3_resnet50"
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
@@ -34,13 +42,7 @@ class ModelConfig(_Strict):
     @field_validator("init")
     @classmethod
     def _bundled_by_name(cls, v):
-        """A bundled model's name (as ``--model`` takes it) is its file, unless a file of that name is here."""
-        if v is None:
-            return v
-        try:
-            return str(ckpt.model_path(v))
-        except BigsegError as exc:
-            raise ValueError(str(exc)) from exc
+        return None if v is None else bundled_file(v)
 
     @field_validator("arch")
     @classmethod
@@ -151,6 +153,22 @@ class LossTerm(_Strict):
     min_kept: float = Field(0.1, gt=0, le=1, description="ohem: at least this share of the valid pixels")
 
 
+class DistillConfig(_Strict):
+    """Keep a model's own answers while it learns more (``distill:``): besides the loss on the truth, the KL
+    divergence from a frozen ``teacher``'s class probabilities on the same crops (bigseg.train.losses.distill)."""
+
+    teacher: str = Field(..., description="a bigseg checkpoint with the run's classes (e.g. the model.init one)")
+    weight: float = Field(1.0, gt=0, description="the divergence's weight beside the loss on the truth")
+    where: Literal["agree", "all"] = Field("agree", description="agree: only the pixels where the teacher's label "
+                                           "is the truth's (what it already knows); all: every labelled pixel")
+    temperature: float = Field(1.0, gt=0, le=10, description="softening of both distributions (Hinton et al.)")
+
+    @field_validator("teacher")
+    @classmethod
+    def _bundled_by_name(cls, v):
+        return bundled_file(v)
+
+
 class StageConfig(_Strict):
     """One stage of a staged run (``stages:``): what changes from the config above it for these iterations."""
 
@@ -193,6 +211,8 @@ class TrainConfig(_Strict):
     loss: list[LossTerm] = Field(default_factory=list, description="the loss: one name (cross_entropy, focal, "
                                  "dice, lovasz, ohem) or a list of terms {name, weight, ...} summed [cross_entropy]")
     rare_class: RareClassConfig | None = None
+    distill: DistillConfig | None = Field(None, description="keep a teacher's answers where it is right "
+                                          "(learning without forgetting)")
     checkpoint_every: int = Field(50, ge=1)
     val_every: int = Field(200, ge=1)
     val_crops: int = Field(16, ge=1)

@@ -28,7 +28,7 @@ from bigseg.paths import refuse_overlap
 from bigseg.progress import make_bar
 from bigseg.results import TrainResult
 from bigseg.train.config import TrainConfig, resolve_epochs
-from bigseg.train.losses import build_loss
+from bigseg.train.losses import build_loss, distill
 from bigseg.train.sampler import CropDataset, IndexRange
 
 
@@ -263,6 +263,7 @@ class _State:
     kwargs: dict
     bf16: bool = False  # autocast to bfloat16 (models.training_mode: where it measured faster)
     channels_last: bool = False
+    teacher: torch.nn.Module | None = None  # distill: frozen, in eval mode
 
     def save(self, path: Path, with_state: bool) -> None:
         """A checkpoint (weights + metadata, with the training state for ``last.pt``); never one of non-finite
@@ -352,7 +353,21 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
     bf16, channels_last = training_mode(cfg.model.arch, device.type, cfg.amp)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last)
+    teacher = _teacher(cfg, classes, device) if cfg.distill else None
+    return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last, teacher)
+
+
+def _teacher(cfg: TrainConfig, classes, device) -> torch.nn.Module:
+    """distill's teacher: the checkpoint (its logit offset left out: the network as trained), frozen."""
+    assert cfg.distill is not None
+    model, meta = ckpt.load(cfg.distill.teacher)
+    if [c.name for c in ckpt.classes_of(meta)] != [c.name for c in classes]:
+        raise BigsegError(f"distill.teacher {cfg.distill.teacher}: classes "
+                          f"{[c.name for c in ckpt.classes_of(meta)]}, the run's are {[c.name for c in classes]}")
+    model.set_logit_offset(None)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device).eval()
 
 
 def _stores_without_labels(stores: list[str], ignore: int) -> list[str]:
@@ -384,6 +399,12 @@ def _step(s: _State, loss_fn, image, truth) -> float:
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16):
         logits = s.model(image)
         loss = loss_fn(logits.float(), truth)
+        if s.teacher is not None:
+            d = s.cfg.distill
+            assert d is not None
+            with torch.no_grad():
+                taught = s.teacher(image)
+            loss = loss + d.weight * distill(logits, taught, truth, s.cfg.ignore_label, d.where, d.temperature)
     if not torch.isfinite(loss):
         raise BigsegError(f"loss became {loss.item()} at iteration {s.step}; lower optimizer.lr")
     s.opt.zero_grad(set_to_none=True)

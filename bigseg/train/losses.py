@@ -16,6 +16,9 @@ Every loss takes logits (B, C, H, W) and labels (B, H, W) and leaves out the pix
   0/1 predictions it is exactly 1 - IoU.
 - ``ohem``: cross-entropy over the hard pixels only: those whose probability of the true class is below
   ``threshold``, and at least ``min_kept`` of the valid pixels (the hardest first).
+
+:func:`distill` is not one of them: it compares the model with a frozen teacher rather than with the truth (the
+training config's ``distill:``, added to the loss above).
 """
 
 from __future__ import annotations
@@ -115,6 +118,22 @@ def ohem(logits, labels, ignore_index: int = 255, weight: torch.Tensor | None = 
     if int(hard.sum()) >= keep:
         return per_pixel[hard].mean()
     return per_pixel.topk(keep).values.mean()
+
+
+def distill(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
+            where: str = "agree", temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher || model) per pixel, averaged over the labelled pixels (``where="all"``) or over those where the
+    teacher's label is the truth's (``"agree"``: what it already knows, so its mistakes are learnt from the truth
+    alone), both distributions softened by ``temperature`` and the result scaled by its square (Hinton et al.)."""
+    keep = labels != ignore_index
+    if where == "agree":
+        keep = keep & (teacher.argmax(1) == labels)
+    if not bool(keep.any()):
+        return _zero(logits)
+    t = temperature
+    log_p = F.log_softmax(logits.float() / t, 1).permute(0, 2, 3, 1)[keep]
+    log_q = F.log_softmax(teacher.float() / t, 1).permute(0, 2, 3, 1)[keep]
+    return (log_q.exp() * (log_q - log_p)).sum(1).mean() * (t * t)
 
 
 def _term(t, ignore_index: int, weight: torch.Tensor | None) -> LossFn:
