@@ -136,3 +136,27 @@ def test_class_weights_auto_balances_the_stores_truth(tmp_path, store):
     path = tmp_path / "synthetic.yaml"
     path.write_text(yaml.safe_dump({"synthetic": {"styles": {"classic": 1.0}}, "class_weights": "auto"}))
     assert "class_weights" in error_line(run_cli("train", "--config", path))
+
+
+def test_distill_is_the_teachers_kl_divergence_over_what_it_got_right():
+    g = torch.Generator().manual_seed(5)
+    truth, _ = _case(5)
+    teacher = torch.randn(2, C, 24, 20, generator=g) * 3
+    student = torch.randn(2, C, 24, 20, generator=g, requires_grad=True)
+    assert L.distill(teacher.clone(), teacher, truth).item() == pytest.approx(0.0, abs=1e-6)  # itself: nothing
+    right = teacher.argmax(1) == truth
+    assert 0.2 < right.float().mean() < 0.6
+    q, log_p = teacher.softmax(1), student.log_softmax(1)
+    kl = (q * (q.log() - log_p)).sum(1)
+    assert L.distill(student, teacher, truth, where="all").item() == pytest.approx(kl.mean().item(), rel=1e-5)
+    agree = L.distill(student, teacher, truth)
+    assert agree.item() == pytest.approx(kl[right].mean().item(), rel=1e-5)
+    agree.backward()  # what the teacher got wrong gets no gradient: the truth alone teaches it
+    grad = student.grad.abs().sum(1)
+    assert (grad[~right] == 0).all() and (grad[right] > 0).all()
+    ignored = truth.clone()
+    ignored[0] = 255
+    assert L.distill(student, teacher, ignored).item() == pytest.approx(kl[1][right[1]].mean().item(), rel=1e-5)
+    wrong = _hard_logits((truth + 1) % C)  # a teacher wrong everywhere teaches nothing
+    assert L.distill(student, wrong, truth).item() == 0.0
+    assert L.distill(student, teacher, truth, temperature=2.0).item() != pytest.approx(agree.item())

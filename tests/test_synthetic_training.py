@@ -117,3 +117,42 @@ def test_lr_finder_sweeps_plots_and_suggests_without_checkpoints(tmp_path):
     lrs = list(np.logspace(-5, 0, 50))
     losses = [2.0 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 3)) for lr in lrs]  # falls fastest at lr 1e-3
     assert suggest(lrs, losses) == pytest.approx(1e-3, rel=0.3)
+
+
+def test_distill_holds_a_fine_tuned_model_to_its_teacher(tmp_path):
+    """The bundled model fine-tuned at a high rate on synthetic sections, with and without `distill` (the bundled
+    model the teacher): with the anchor its probabilities on a new slab stay closer to the teacher's. A teacher of
+    other classes is refused before anything is written."""
+    from bigseg.checkpoint import BUNDLED
+    from bigseg.classes import CONCRETE, ClassInfo
+    from bigseg.errors import BigsegError
+    from bigseg.models import build
+    from bigseg.synth import SynthParams
+    from bigseg.synth.slab import renderer
+
+    torch.set_num_threads(1)
+    base = {"synthetic": {"styles": {"random": 1, "classic": 1}, "region": 256, "crops_per_region": 4},
+            "model": {"arch": "light_unet", "width": 16, "init": str(BUNDLED)}, "crop": 96, "batch_size": 8,
+            "iterations": 6, "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0}, "val_crops": 1,
+            "val_every": 1000, "num_workers": 0, "seed": 4}
+    runs = {}
+    for name, distill in (("plain", None), ("anchored", {"teacher": "light_unet", "weight": 3.0, "where": "all"})):
+        cfg = dict(base, out=str(tmp_path / name), **({"distill": distill} if distill else {}))
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        train(load_config(tmp_path / f"{name}.yaml"), progress=False, echo=lambda *a: None)
+        runs[name] = tmp_path / name / "model.pt"
+    rgb, _ = renderer(SynthParams(384, 384, seed=77))(0, 0, 384, 384, True)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        q = checkpoint.load(BUNDLED)[0](x).log_softmax(1)
+        gap = {k: float((q.exp() * (q - checkpoint.load(p)[0](x).log_softmax(1))).sum(1).mean())
+               for k, p in runs.items()}
+    assert gap["anchored"] < 0.5 * gap["plain"], gap
+    other = tmp_path / "other.pt"
+    checkpoint.save(other, build("light_unet", 4, width=16), arch="light_unet", arch_kwargs={"width": 16},
+                    classes=(*CONCRETE, ClassInfo(3, "crack", (255, 0, 0))))
+    (tmp_path / "refused.yaml").write_text(yaml.safe_dump(dict(base, out=str(tmp_path / "refused"),
+                                                                distill={"teacher": str(other)})))
+    with pytest.raises(BigsegError, match="distill.teacher .* classes"):
+        train(load_config(tmp_path / "refused.yaml"), progress=False, echo=lambda *a: None)
+    assert not (tmp_path / "refused").exists()
