@@ -43,15 +43,13 @@ from outline_shift import (  # benchmarks/outline_shift.py
     figures,
     model_path,
     outlined,
-    probabilities,
     read_jsonl,
+    recorded_slab,
 )
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
 from bigseg import object_rule as orule
-from bigseg import store as st
-from bigseg.annotations import LAYER, NONE, has_layer
 from bigseg.metrics import confusion, scores
 from bigseg.report.report import analyse
 
@@ -94,15 +92,9 @@ def run_one(path: Path, work: Path, cache: Path, outlines: list[int], draws: int
     out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}, "fits": []}
     slabs = {}
     for slab in ("painted", "sibling"):
-        store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
-        group = st.open_store(store)
-        classes, px = st.class_table(group), st.pixel_size_um(group)
-        prob = probabilities(model, store, "flip4", cache)
-        labels = np.log(prob.astype(np.float32) + 0.5).argmax(0).astype(np.uint8)
-        image = np.asarray(st.open_array(store, "image")[:])
-        truth = np.asarray(st.open_array(store, "truth")[:])
-        strokes = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
-            else None
+        r = recorded_slab(run, model, slab, work, cache)
+        store, classes, px, labels = r["store"], r["classes"], r["px"], r["labels"]
+        image, truth, strokes = r["image"], r["truth"], r["strokes"]
         if rule is None:  # nothing is judged or grown: every variant is the network's labels
             grown = {g: labels for g in GRID}
         else:

@@ -44,15 +44,14 @@ from outline_shift import (  # benchmarks/outline_shift.py
     append_jsonl,
     figures,
     model_path,
-    probabilities,
     read_jsonl,
+    recorded_slab,
 )
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
 from bigseg import object_rule as orule
 from bigseg import store as st
-from bigseg.annotations import LAYER, NONE, has_layer
 from bigseg.report.report import analyse
 
 GATES = (None, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15)
@@ -120,15 +119,9 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
     rule = rule_of(model)
     out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}, "objects": []}
     for slab in ("painted", "sibling"):
-        store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
-        group = st.open_store(store)
-        classes, px = st.class_table(group), st.pixel_size_um(group)
-        prob = probabilities(model, store, "flip4", cache)
-        network = np.log(prob.astype(np.float32) + 0.5).argmax(0).astype(np.uint8)
-        image = np.asarray(st.open_array(store, "image")[:])
-        truth = np.asarray(st.open_array(store, "truth")[:])
-        skip = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
-            else None
+        r = recorded_slab(run, model, slab, work, cache)
+        store, classes, px, network = r["store"], r["classes"], r["px"], r["labels"]
+        image, truth, skip = r["image"], r["truth"], r["strokes"]
         if rule is not None:  # infer's pass up to the growth: the cut, then the rule
             ruled = orule.judge(dataclasses.replace(rule, cut_merged=True, grow_edges=False), network, image)[0]
         else:  # no rule: the growth on the network's labels, as a rule keeping every object would leave them

@@ -31,15 +31,13 @@ from outline_shift import (  # benchmarks/outline_shift.py
     append_jsonl,
     figures,
     model_path,
-    probabilities,
     read_jsonl,
+    recorded_slab,
 )
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
 from bigseg import object_rule as orule
-from bigseg import store as st
-from bigseg.annotations import LAYER, NONE, has_layer
 from bigseg.report.report import analyse
 
 AIR_TARGET, SF_TARGET, VOID_TARGET, STONE_TARGET = 0.3, 0.10, 0.85, 0.90
@@ -69,16 +67,9 @@ def run_one(path: Path, work: Path, cache: Path, depths: list[float], grow: bool
     rule = rule_of(model)
     out: dict = {"run": str(path), "style": run["style"], "rule": rule is not None, "slabs": {}}
     for slab in ("painted", "sibling"):
-        store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
-        group = st.open_store(store)
-        classes, px = st.class_table(group), st.pixel_size_um(group)
-        prob = probabilities(model, store, "flip4", cache)
-        logp = np.log(prob.astype(np.float32) + 0.5)
-        labels = logp.argmax(0).astype(np.uint8)
-        image = np.asarray(st.open_array(store, "image")[:])
-        truth = np.asarray(st.open_array(store, "truth")[:])
-        skip = (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if slab == "painted" and has_layer(store) \
-            else None
+        r = recorded_slab(run, model, slab, work, cache)
+        store, classes, px, logp, labels = r["store"], r["classes"], r["px"], r["logp"], r["labels"]
+        image, truth, skip = r["image"], r["truth"], r["strokes"]
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / store.name

@@ -83,6 +83,20 @@ def probabilities(model: Path, store: Path, tta: str, cache: Path) -> np.ndarray
     return prob
 
 
+def recorded_slab(run: dict, model: Path, slab: str, work: Path, cache: Path) -> dict:
+    """A recorded run's painted or sibling slab as the replays read it: its store, class table and pixel size, the
+    adapted model's log-probabilities under ``--tta flip4`` (cached) and their labels, the image, the truth and, on
+    the painted slab, the painted pixels (None elsewhere)."""
+    store = work / f"{run['style']}-{run['seed'] + (slab == 'sibling')}.zarr"
+    group = st.open_store(store)
+    logp = np.log(probabilities(model, store, "flip4", cache).astype(np.float32) + 0.5)
+    painted = slab == "painted" and has_layer(store)
+    return {"store": store, "classes": st.class_table(group), "px": st.pixel_size_um(group), "logp": logp,
+            "labels": logp.argmax(0).astype(np.uint8), "image": np.asarray(st.open_array(store, "image")[:]),
+            "truth": np.asarray(st.open_array(store, "truth")[:]),
+            "strokes": (np.asarray(st.open_array(store, LAYER)[:]) != NONE) if painted else None}
+
+
 def outlined(truth: np.ndarray, n: int, seed: int, ring: int) -> tuple[np.ndarray, np.ndarray]:
     """(outlined voids, their rings): ``n`` true voids of 30-3000 px away from the border, as
     ``benchmarks/adapt.py --outlines`` picks them, and the ``ring`` px around each."""
