@@ -9,6 +9,12 @@ import torch
 import yaml
 
 from bigseg import checkpoint
+from bigseg.checkpoint import BUNDLED
+from bigseg.classes import CONCRETE, ClassInfo
+from bigseg.errors import BigsegError
+from bigseg.models import build
+from bigseg.synth import SynthParams
+from bigseg.synth.slab import renderer
 from bigseg.train.augment import photometric
 from bigseg.train.config import AugmentConfig, PhotometricConfig, SyntheticConfig, load_config
 from bigseg.train.loop import train
@@ -123,13 +129,6 @@ def test_distill_holds_a_fine_tuned_model_to_its_teacher(tmp_path):
     """The bundled model fine-tuned at a high rate on synthetic sections, with and without `distill` (the bundled
     model the teacher): with the anchor its probabilities on a new slab stay closer to the teacher's. A teacher of
     other classes is refused before anything is written."""
-    from bigseg.checkpoint import BUNDLED
-    from bigseg.classes import CONCRETE, ClassInfo
-    from bigseg.errors import BigsegError
-    from bigseg.models import build
-    from bigseg.synth import SynthParams
-    from bigseg.synth.slab import renderer
-
     torch.set_num_threads(1)
     base = {"synthetic": {"styles": {"random": 1, "classic": 1}, "region": 256, "crops_per_region": 4},
             "model": {"arch": "light_unet", "width": 16, "init": str(BUNDLED)}, "crop": 96, "batch_size": 8,

@@ -361,9 +361,9 @@ def _teacher(cfg: TrainConfig, classes, device) -> torch.nn.Module:
     """distill's teacher: the checkpoint (its logit offset left out: the network as trained), frozen."""
     assert cfg.distill is not None
     model, meta = ckpt.load(cfg.distill.teacher)
-    if [c.name for c in ckpt.classes_of(meta)] != [c.name for c in classes]:
-        raise BigsegError(f"distill.teacher {cfg.distill.teacher}: classes "
-                          f"{[c.name for c in ckpt.classes_of(meta)]}, the run's are {[c.name for c in classes]}")
+    taught, own = [c.name for c in ckpt.classes_of(meta)], [c.name for c in classes]
+    if taught != own:
+        raise BigsegError(f"distill.teacher {cfg.distill.teacher}: classes {taught}, the run's are {own}")
     model.set_logit_offset(None)
     for p in model.parameters():
         p.requires_grad_(False)
