@@ -37,7 +37,8 @@ class ModelConfig(_Strict):
     refine: bool = Field(False, description="a full-resolution edge-refinement head on the logits")
     pretrained_backbone: bool = False
     init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning): a path, or "
-                                             "a bundled model's name (light_unet)")
+                                             "a bundled model's name (light_unet); a light_unet of a smaller "
+                                             "width is widened to this one, its answers kept (bigseg.train.widen)")
 
     @field_validator("init")
     @classmethod

@@ -30,6 +30,7 @@ from bigseg.results import TrainResult
 from bigseg.train.config import TrainConfig, resolve_epochs
 from bigseg.train.losses import build_loss, distill
 from bigseg.train.sampler import CropDataset, IndexRange
+from bigseg.train.widen import WIDEN_NOISE, widen_light_unet
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -211,7 +212,8 @@ def model_kwargs(cfg: TrainConfig) -> dict:
 def _init_from(model, cfg: TrainConfig, echo) -> None:
     """Fine-tuning: copy a checkpoint's weights into ``model`` (same architecture); tensors whose shapes differ
     (the classifier, when the class count changed) or that the checkpoint lacks (an edge-refinement head added
-    with ``refine``) keep their fresh initialisation, and the count is said."""
+    with ``refine``) keep their fresh initialisation, and the count is said. A light U-Net narrower than the
+    config's ``width`` is widened first (:mod:`bigseg.train.widen`: the same answers, more channels)."""
     assert cfg.model.init is not None  # called only when fine-tuning
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
@@ -219,14 +221,20 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     def trunk(kwargs: dict) -> dict:  # the layers; the refine head and the input convention may differ
         return {k: v for k, v in kwargs.items() if k not in ("refine", *INPUT_CONVENTION)}
 
-    if meta["arch"] != cfg.model.arch or trunk(meta.get("arch_kwargs", {})) != trunk(cfg.model.kwargs()):
+    state, theirs, ours = blob["state_dict"], trunk(meta.get("arch_kwargs", {})), trunk(cfg.model.kwargs())
+    widened = ""
+    if meta["arch"] == cfg.model.arch == "light_unet" and theirs.get("width", 16) < ours.get("width", 16):
+        old, new = theirs.get("width", 16), ours.get("width", 16)
+        state = widen_light_unet(state, old, new, noise=WIDEN_NOISE, seed=cfg.seed)
+        theirs, widened = {**theirs, "width": new}, f", widened from width {old} to {new} (its answers kept)"
+    if meta["arch"] != cfg.model.arch or theirs != ours:
         raise BigsegError(f"model.init {cfg.model.init}: a {meta['arch']} {meta.get('arch_kwargs', {})} checkpoint, "
                           f"but the config builds {cfg.model.arch} {cfg.model.kwargs()}")
     own = model.state_dict()
-    fits = {k: v for k, v in blob["state_dict"].items() if k in own and own[k].shape == v.shape}
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fits, strict=False)
     skipped = len(own) - len(fits)
-    echo(f"initialised from {cfg.model.init}"
+    echo(f"initialised from {cfg.model.init}{widened}"
          + (f" ({skipped} tensors of other shapes or not in it left fresh)" if skipped else ""))
 
 
