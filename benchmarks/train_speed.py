@@ -31,6 +31,8 @@ from bigseg.models import build
 
 ARCHS = {  # name in the table -> (architecture, build kwargs): the shipped configurations
     "light_unet w16": ("light_unet", {"width": 16}),
+    "light_unet w24": ("light_unet", {"width": 24}),  # the widened bundled model (bigseg.train.widen)
+    "light_unet w32": ("light_unet", {"width": 32}),
     "LR-ASPP MobileNetV3": ("lraspp_mobilenet_v3_large", {}),
     "DeepLabV3 MobileNetV3 +refine": ("deeplabv3_mobilenet_v3_large", {"refine": True}),
     "DeepLabV3 ResNet-50": ("deeplabv3_resnet50", {}),
