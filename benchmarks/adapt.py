@@ -18,7 +18,10 @@ Protocols: ``blind`` paints every stroke at once, at random places inside each c
 before seeing any result); ``corrective`` paints half of them so, adapts for half the budget, infers the slab,
 then paints the other half over the mistakes the adapted labels show (bigseg.synth.strokes.simulate_corrections:
 what a person does in the viewer) and adapts again from the first round's model for the other half of the budget
-(the held-back strokes of the first round stay held back: the split hashes each stroke's position).
+(the held-back strokes of the first round stay held back: the split hashes each stroke's position);
+``suggested`` is ``corrective`` with the second round's strokes painted only inside the regions the first round's
+``bigseg adapt`` listed as where to paint next (a person who cannot look over a whole gigapixel slab and follows
+the viewer's list): what the list is worth, against ``corrective``'s mistakes seen everywhere.
 
 Development styles are named styles no training config uses (gravel, crushed, contrast); the held-out styles
 (bigseg.synth.styles.HELD_OUT) are run only for the final table, with the options chosen on the development
@@ -85,12 +88,19 @@ def measured(store: Path, model: str | None, painted: bool, tta: str = "none", o
             "entrapped": None, "object_rule": m["object_rule"]}
 
 
-def paint(store: Path, per_class: int, seed: int, labels: bool = False) -> dict:
-    """Simulated strokes into the store: blind ones, or (``labels``) over the mistakes of its current labels."""
+def paint(store: Path, per_class: int, seed: int, labels: bool = False, within: list | None = None) -> dict:
+    """Simulated strokes into the store: blind ones, or (``labels``) over the mistakes of its current labels --
+    only inside the regions ``within`` (x, y, width, height) where given."""
     truth = np.asarray(st.open_array(store, "truth")[:])
     rng = np.random.default_rng(seed)
     if labels:
-        strokes = simulate_corrections(truth, np.asarray(st.open_array(store, "labels")[:]), 3, per_class, rng)
+        seen = truth
+        if within is not None:  # the person looks only where the list points: the rest is no class to them
+            seen = np.full_like(truth, 255)
+            for r in within:
+                box = (slice(r["y"], r["y"] + r["height"]), slice(r["x"], r["x"] + r["width"]))
+                seen[box] = truth[box]
+        strokes = simulate_corrections(seen, np.asarray(st.open_array(store, "labels")[:]), 3, per_class, rng)
     else:
         strokes = simulate_strokes(truth, 3, per_class, rng)
     for s in strokes:
@@ -176,7 +186,12 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
             row["outlined_pixels"] = outline(painted, outlines, strokes_from + 1000)
         r1 = adapt([str(painted)], first, base=base, options=half, overwrite=True, echo=echo, progress=False)
         measure_slab(painted, str(first))  # the labels the person looks at
-        row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True)
+        within = [g for g in r1.suggestions if g["store"] == str(painted)] if protocol == "suggested" else None
+        if within is not None:
+            if not within:
+                raise SystemExit(f"{style}: the first round listed no region of {painted} to paint next")
+            row["suggested_regions"] = within
+        row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True, within=within)
         r = adapt([str(painted)], model, base=first, options=half, overwrite=True, echo=echo, progress=False)
         rounds = [r1, r]
     row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": sum(x.seconds for x in rounds),
@@ -318,7 +333,7 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
-    ap.add_argument("--protocol", choices=["blind", "corrective"], default="blind")
+    ap.add_argument("--protocol", choices=["blind", "corrective", "suggested"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
     ap.add_argument("--base", help="the model to adapt (default: the bundled one); its own figures are the base row")
     ap.add_argument("--outlines", type=int, default=0, help="an experiment: also paint this many whole voids "
