@@ -222,9 +222,8 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
         return {k: v for k, v in kwargs.items() if k not in ("refine", *INPUT_CONVENTION)}
 
     state, theirs, ours = blob["state_dict"], trunk(meta.get("arch_kwargs", {})), trunk(cfg.model.kwargs())
-    widened = ""
-    if meta["arch"] == cfg.model.arch == "light_unet" and theirs.get("width", 16) < ours.get("width", 16):
-        old, new = theirs.get("width", 16), ours.get("width", 16)
+    widened, old, new = "", theirs.get("width", 16), ours.get("width", 16)  # light_unet's default width
+    if meta["arch"] == cfg.model.arch == "light_unet" and old < new:
         state = widen_light_unet(state, old, new, noise=WIDEN_NOISE, seed=cfg.seed)
         theirs, widened = {**theirs, "width": new}, f", widened from width {old} to {new} (its answers kept)"
     if meta["arch"] != cfg.model.arch or theirs != ours:

@@ -8,9 +8,9 @@ layer reads each copy with its weights divided among the copies, so the wider ne
 Fine-tuning then starts from the bundled model's answers with more room to learn.
 
 ``model.init`` with a narrower light_unet checkpoint than ``model.width`` does this (bigseg.train.loop). New
-channel ``j`` of a layer with ``n`` old channels copies old channel ``j mod n``; with ``noise`` > 0 each copied
-convolution weight gets Gaussian noise of that size relative to its layer's weight spread, since exact copies
-receive identical gradients and would stay copies for ever.
+channel ``j`` of a layer with ``n`` old channels copies old channel ``j mod n``; with ``noise`` > 0 the convolution
+weights of every widened layer get Gaussian noise of that size relative to the layer's weight spread, since exact
+copies receive identical gradients and would stay copies for ever.
 """
 
 from __future__ import annotations
