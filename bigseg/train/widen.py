@@ -58,6 +58,13 @@ def _input_map(parts: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     return index, np.bincount(index, minlength=offset)[index]
 
 
+def _read_widened(weight: torch.Tensor, parts: list[tuple[int, int]]) -> torch.Tensor:
+    """A convolution weight (out, in, kh, kw) reading the widened input: each new input channel takes its old
+    channel's weights, shared among the copies of that channel."""
+    cols, shared = _input_map(parts)
+    return weight.float()[:, torch.as_tensor(cols)] / torch.as_tensor(shared, dtype=torch.float32).view(1, -1, 1, 1)
+
+
 def widen_light_unet(state: dict, old: int, new: int, noise: float = 0.0, seed: int = 0) -> dict:
     """A checkpoint's state dict for a light U-Net of width ``new`` from one of width ``old`` (``new`` >= ``old``):
     the same function when ``noise`` is 0 (see the module's docstring). Keys outside the U-Net's trunk (the input
@@ -69,16 +76,12 @@ def widen_light_unet(state: dict, old: int, new: int, noise: float = 0.0, seed: 
     for name, parts, (o_out, n_out) in _layers(old, new):
         key = f"{_PREFIX}{name}"
         rows = torch.as_tensor(_copies(o_out, n_out))
-        cols, shared = _input_map(parts)
-        w = state[f"{key}.0.weight"].float()
-        w = w[rows][:, torch.as_tensor(cols)] / torch.as_tensor(shared, dtype=torch.float32).view(1, -1, 1, 1)
+        w = _read_widened(state[f"{key}.0.weight"][rows], parts)
         if noise > 0 and n_out > o_out:
             w = w + noise * float(w.std()) * torch.randn(w.shape, generator=gen)
         out[f"{key}.0.weight"] = w.to(state[f"{key}.0.weight"].dtype)
         for p in ("weight", "bias", "running_mean", "running_var"):
             out[f"{key}.1.{p}"] = state[f"{key}.1.{p}"][rows].clone()
-    cols, shared = _input_map([(old, new)])
     head = state[f"{_PREFIX}head.weight"]
-    out[f"{_PREFIX}head.weight"] = (head.float()[:, torch.as_tensor(cols)]
-                                    / torch.as_tensor(shared, dtype=torch.float32).view(1, -1, 1, 1)).to(head.dtype)
+    out[f"{_PREFIX}head.weight"] = _read_widened(head, [(old, new)]).to(head.dtype)
     return out
