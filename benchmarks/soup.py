@@ -7,6 +7,13 @@ without its object rule (a rule belongs to one network's labels). Each store is 
 (``measure_slab`` writes labels), so a benchmark running on the originals is not disturbed.
 
     python benchmarks/soup.py A-adapted.pt B-adapted.pt --out soup.pt --stores painted.zarr sibling.zarr --tta flip4
+
+``--weights`` makes it a weighted soup, e.g. a base model interpolated towards one of its fine-tunes (WiSE-FT,
+Wortsman et al. 2022: the fine-tune's gains on its own data, much of the start's robustness elsewhere); without
+``--stores`` the soup is only written (then ``bigseg calibrate`` and ``benchmarks/edge_head.py`` measure it). A
+soup carries no calibration (``confidence_reference``): that belongs to one network.
+
+    python benchmarks/soup.py bigseg/weights/concrete-light-unet.pt FINE.pt --weights 0.3 0.7 --out wise-0.7.pt
 """
 
 from __future__ import annotations
@@ -26,8 +33,13 @@ from adapt import measured  # noqa: E402  benchmarks/adapt.py: the adapt benchma
 from bigseg import checkpoint  # noqa: E402
 
 
-def soup(models: list[str], out: Path) -> Path:
+def soup(models: list[str], out: Path, weights: list[float] | None = None) -> Path:
     import torch
+
+    weights = weights or [1.0] * len(models)
+    if len(weights) != len(models) or min(weights) < 0 or sum(weights) <= 0:
+        raise SystemExit("--weights: one non-negative weight per model, not all zero")
+    w = torch.tensor(weights, dtype=torch.float64) / sum(weights)
 
     blobs = [checkpoint.read(m) for m in models]
     keys = blobs[0]["state_dict"].keys()
@@ -37,14 +49,17 @@ def soup(models: list[str], out: Path) -> Path:
     for k in keys:
         v = blobs[0]["state_dict"][k]
         if v.is_floating_point():
-            mean[k] = torch.stack([b["state_dict"][k].float() for b in blobs]).mean(0).to(v.dtype)
+            stacked = torch.stack([b["state_dict"][k].double() for b in blobs])
+            mean[k] = torch.tensordot(w, stacked, dims=1).to(v.dtype)
         else:
             mean[k] = v
     blob = dict(blobs[0])
     blob["state_dict"] = mean
     meta = json.loads(json.dumps(blob["meta"]))
     meta.get("adapted", {}).pop("object_rule", None)
+    meta.pop("confidence_reference", None)
     meta["soup_of"] = [str(m) for m in models]
+    meta["soup_weights"] = [float(x) for x in w]
     blob["meta"] = meta
     torch.save(blob, out)
     return out
@@ -54,10 +69,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--stores", nargs="+", required=True, help="the painted slab first (IoU off its strokes)")
+    ap.add_argument("--weights", nargs="+", type=float, help="one per model (normalised); default equal")
+    ap.add_argument("--stores", nargs="*", default=[], help="the painted slab first (IoU off its strokes)")
     ap.add_argument("--tta", default="flip4")
     a = ap.parse_args(argv)
-    out = soup(a.models, Path(a.out))
+    out = soup(a.models, Path(a.out), a.weights)
+    if not a.stores:
+        print(f"wrote {out}")
+        return
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, store in enumerate(a.stores):
