@@ -79,7 +79,9 @@ class UnfamiliarGate:
 @dataclass(frozen=True)
 class ConfidenceReference:
     """What ``bigseg calibrate`` measured on validation slabs: the figure chosen, the threshold above which a
-    report warns and the rule that set it, every figure's range, and the unfamiliar-image gate."""
+    report warns and the rule that set it, every figure's range, the unfamiliar-image gate, and each slab's own
+    reading (``per_slab``: seed, air error in points, spacing factor error, every figure) so that the rule can be
+    checked, or another rule measured, without measuring the slabs again."""
 
     slabs: int
     size: int | None
@@ -91,6 +93,7 @@ class ConfidenceReference:
     threshold: float | None = None
     rule: str = ""
     unfamiliar: UnfamiliarGate | None = None
+    per_slab: list[dict] = field(default_factory=list)
 
     def to_attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"slabs": self.slabs, "size": self.size, "styles": self.styles}
@@ -101,6 +104,8 @@ class ConfidenceReference:
             out.update(figure=self.figure, threshold=self.threshold, rule=self.rule)
         if self.unfamiliar is not None:
             out["unfamiliar"] = vars(self.unfamiliar)
+        if self.per_slab:
+            out["per_slab"] = [dict(r) for r in self.per_slab]
         return out
 
     @classmethod
@@ -117,7 +122,8 @@ class ConfidenceReference:
                    figure=d.get("figure"), threshold=None if d.get("threshold") is None else float(d["threshold"]),
                    rule=str(d.get("rule", "")),
                    unfamiliar=UnfamiliarGate(gate["figure"], float(gate["threshold"]), gate.get("rule", ""))
-                   if gate else None)
+                   if gate else None,
+                   per_slab=[dict(r) for r in d.get("per_slab") or []])
 
 
 @dataclass(frozen=True)

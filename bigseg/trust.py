@@ -185,9 +185,13 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
                 f"than {ACCURATE_POINTS} points off (only {len(right)} of {slabs} were within: too few "
                 "for a range where it was right, so anything as doubtful as a slab where it was wrong "
                 "is flagged)")
+    per_slab = [{"seed": CALIBRATION_SEED + k, "air_error_points": _sig(r["air_error_points"]),
+                 "spacing_factor_error": None if r["spacing_factor_error"] is None else _sig(r["spacing_factor_error"]),
+                 "figures": {n: _sig(r["figures"][n]) for n in ranges}} for k, r in enumerate(rows)]
     ref = ConfidenceReference(slabs=slabs, size=size, styles=f"random, seeds {seeds}",
                               air_error_median=float(np.median(errors)), air_error_max=float(np.max(errors)),
-                              figures=ranges, figure=best, threshold=threshold, rule=rule, unfamiliar=gate)
+                              figures=ranges, figure=best, threshold=threshold, rule=rule, unfamiliar=gate,
+                              per_slab=per_slab)
     reference = ref.to_attrs()
     meta = dict(blob["meta"])
     meta["confidence_reference"] = reference
@@ -204,6 +208,11 @@ def calibrate(model: str | os.PathLike, out: str | os.PathLike | None = None, sl
          f"error on {slabs} validation slabs); warn above {threshold:.4g}"
          + (f"; unfamiliar images above {gate.figure} {gate.threshold:.3g}" if gate else "") + f"; written to {out}")
     return ref
+
+
+def _sig(x: float) -> float:
+    """``x`` to 5 significant digits: what a per-slab record needs, and it reads back from JSON as written."""
+    return float(f"{float(x):.5g}")
 
 
 def _refresh_exports(model: Path, old_digest: str, reference: dict, echo) -> None:

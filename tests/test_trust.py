@@ -15,7 +15,7 @@ from bigseg.models import build
 from bigseg.records import ConfidenceReference
 from bigseg.report.doubt import NOT_RANKED
 from bigseg.synth import SynthParams, synthesize
-from bigseg.trust import ACCURATE_POINTS, FIGURES, UNFAMILIAR_MARGIN, calibrate, doubt, figures
+from bigseg.trust import ACCURATE_POINTS, CALIBRATION_SEED, FIGURES, UNFAMILIAR_MARGIN, calibrate, doubt, figures
 
 
 def _with_reference(tmp_path, name, reference):
@@ -57,6 +57,12 @@ def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):
     assert ref["slabs"] == 3 and ref["figure"] in FIGURES and set(ref["figures"]) <= set(FIGURES)
     errors = ref["air_error_points"]
     assert errors["median"] <= errors["max"]
+    # each slab's own reading is kept: the range and the error figures are those of these rows
+    rows = ref["per_slab"]
+    assert [r["seed"] for r in rows] == [CALIBRATION_SEED + k for k in range(3)]
+    assert max(abs(r["air_error_points"]) for r in rows) == pytest.approx(errors["max"], rel=1e-4)
+    for name, fig in ref["figures"].items():
+        assert max(r["figures"][name] for r in rows) == pytest.approx(fig["max"], rel=1e-4)
     # the unfamiliar-image gate sits on the first layers' shift, at the margin over the slabs' largest
     assert ref["unfamiliar"]["figure"] == "early_feature_shift"
     early_max = ref["figures"]["early_feature_shift"]["max"]
