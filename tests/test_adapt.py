@@ -229,6 +229,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert suggestions["regions"] and suggestions["model"] == str(out)
     regions = suggestions["regions"]
     assert [r["score"] for r in regions] == sorted((r["score"] for r in regions), reverse=True)
+    assert all(g["score"] == g["void_score"] for g in regions) and "least sure of itself about voids" in r.stdout
     for i, p in enumerate(regions):  # the best windows that do not overlap a better one by more than a quarter
         for q in regions[:i]:
             w = min(p["x"] + p["width"], q["x"] + q["width"]) - max(p["x"], q["x"])
@@ -482,3 +483,31 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     seen = by_class.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
     g = (seen != 255) & (_array(store) == 255)
     assert (seen[g] == truth[g]).mean() < 0.98  # the default, by the class's colours: paste leaks into voids
+
+
+class _TiesByColour:
+    """A stand-in network (the input of the ranking, not what is tested): each pixel's logits are its red, green
+    and blue values, so a pixel with red = green is torn between paste and stone and one with red = blue between
+    paste and void."""
+
+    def __call__(self, x):
+        return x * 8.0
+
+
+def test_where_to_paint_next_ranks_by_doubt_about_voids(tmp_path):
+    from bigseg.train.adapt import _overlap, suggest_regions
+
+    rgb = np.zeros((1024, 2048, 3), np.uint8)
+    rgb[...] = (200, 0, 0)  # sure paste everywhere ...
+    rgb[:, :1024] = (200, 200, 0)  # ... but the left half torn between paste and stone
+    rgb[700:820, 1500:1620] = (200, 0, 200)  # and one patch torn between paste and void
+    Image.fromarray(rgb).save(tmp_path / "ties.png")
+    store = tmp_path / "ties.zarr"
+    ingest(tmp_path / "ties.png", store, chunk=256)
+    concrete = suggest_regions(_TiesByColour(), [str(store)], CONCRETE, n=3)
+    patch = {"x": 1500, "y": 700, "width": 120, "height": 120}
+    assert _overlap(concrete[0], patch) == 120 * 120  # the window holding the void doubt first
+    assert concrete[0]["void_score"] > 0 and concrete[0]["all_score"] < concrete[-1]["all_score"]
+    others = [ClassInfo(0, "road", (0, 0, 0)), ClassInfo(1, "car", (1, 1, 1)), ClassInfo(2, "sky", (2, 2, 2))]
+    generic = suggest_regions(_TiesByColour(), [str(store)], others, n=3)  # no voids: every class's doubt
+    assert all(g["x"] + g["width"] <= 1024 for g in generic[:2]) and "void_score" not in generic[0]
