@@ -1,0 +1,92 @@
+"""Which windows "where to paint next" lists, and how much of a model's void mistakes they hold (issue #28).
+
+For each (store, model) pair -- a slab with its truth and, e.g., the first-round model of a recorded
+``benchmarks/adapt.py --protocol suggested`` run -- every window of the grid that ``bigseg adapt`` ranks is scored
+both ways (every class's doubt; the doubt about voids) and read against the truth: the false-void and missed-void
+pixels of the network's labels in it. Printed per ranking: the void mistakes inside the five windows it lists, and
+its Spearman with the windows' void mistakes; the oracle's five (ranked by the mistakes themselves) for scale.
+The labels are the network's arg-max without the object rule or flips -- a proxy for what a person sees.
+
+    python benchmarks/suggest_rank.py STORE MODEL [STORE MODEL ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+
+def grid(h: int, w: int, size: int = 512, per_store: int = 24):
+    """The window origins :func:`bigseg.train.adapt.suggest_regions` scores (the same arithmetic)."""
+    cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
+    rows = max(1, per_store // cols)
+    cols = min(cols, max(1, int(2 * (w - size) / size)))
+    rows = min(rows, max(1, int(2 * (h - size) / size)))
+    for gy in range(rows):
+        for gx in range(cols):
+            yield int((h - size) * (gy + 0.5) / rows), int((w - size) * (gx + 0.5) / cols)
+
+
+def pick(found: list[dict], key: str, n: int = 5) -> list[dict]:
+    from bigseg.train.adapt import _overlap
+
+    chosen: list[dict] = []
+    for r in sorted(found, key=lambda r: -r[key]):
+        if all(_overlap(r, c) <= 0.25 * r["width"] * r["height"] for c in chosen):
+            chosen.append(r)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
+    from bigseg import checkpoint as ckpt
+    from bigseg import store as st
+    from bigseg.train.adapt import _predict
+
+    model, _ = ckpt.load(model_path)
+    model.eval()
+    image = st.open_array(store, "image")
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    found = []
+    for y0, x0 in grid(*truth.shape, size):
+        win = np.asarray(image[y0 : y0 + size, x0 : x0 + size])
+        p = _predict(model, win)
+        pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
+        pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
+        lab, ll, lu = p.argmax(0), pl.argmax(0), pu.argmax(0)
+        changed, low = (ll != lab) | (lu != lab), p.max(0).values < 0.7
+        said = (lab == 2) | (ll == 2) | (lu == 2)
+        t, labels = truth[y0 : y0 + size, x0 : x0 + size], lab.numpy()
+        fv, mv = int(((labels == 2) & (t != 2)).sum()), int(((labels != 2) & (t == 2)).sum())
+        found.append({"x": x0, "y": y0, "width": size, "height": size,
+                      "all": changed.float().mean().item() + low.float().mean().item(),
+                      "void": (said & changed).float().mean().item() + (low & (p[2] > 0.15)).float().mean().item(),
+                      "false_void": fv, "missed_void": mv, "void_mistakes": fv + mv})
+    return found
+
+
+def main() -> None:
+    from scipy.stats import spearmanr
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("pairs", nargs="+", help="STORE MODEL pairs")
+    a = ap.parse_args()
+    if len(a.pairs) % 2:
+        ap.error("give STORE MODEL pairs")
+    for store, model in zip(a.pairs[::2], a.pairs[1::2]):
+        found = windows(store, model)
+        fv, mv = sum(r["false_void"] for r in found), sum(r["missed_void"] for r in found)
+        print(f"{store} {model}: {len(found)} windows, false void {fv} px, missed void {mv} px over them")
+        for key, name in (("all", "every class's doubt"), ("void", "doubt about voids"),
+                          ("void_mistakes", "oracle (the mistakes)")):
+            ch = pick(found, key)
+            rho = spearmanr([r[key] for r in found], [r["void_mistakes"] for r in found])[0]
+            print(f"  {name:22s}: five windows hold false void {sum(r['false_void'] for r in ch):6d} px, "
+                  f"missed void {sum(r['missed_void'] for r in ch):6d} px; Spearman with void mistakes {rho:.2f}")
+
+
+if __name__ == "__main__":
+    main()
