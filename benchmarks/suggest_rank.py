@@ -76,7 +76,7 @@ def main() -> None:
     a = ap.parse_args()
     if len(a.pairs) % 2:
         ap.error("give STORE MODEL pairs")
-    for store, model in zip(a.pairs[::2], a.pairs[1::2]):
+    for store, model in zip(a.pairs[::2], a.pairs[1::2], strict=True):
         found = windows(store, model)
         fv, mv = sum(r["false_void"] for r in found), sum(r["missed_void"] for r in found)
         print(f"{store} {model}: {len(found)} windows, false void {fv} px, missed void {mv} px over them")

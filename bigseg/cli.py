@@ -643,12 +643,10 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     r = run(list(stores), out, base=model, options=opts, overwrite=overwrite, echo=click.echo, progress=_progress(),
             command="bigseg " + " ".join(sys.argv[1:]))
     if r.suggestions:
-        about = " about voids" if "void_score" in r.suggestions[0] else ""
-        click.echo(f"where to paint next (the adapted model is least sure of itself{about} there):")
+        click.echo("where to paint next (the adapted model is least sure of itself there):")
         for k, g in enumerate(r.suggestions, 1):
             x1, y1 = g["x"] + g["width"], g["y"] + g["height"]
-            voids = f"doubt about voids {100 * g['void_score']:.1f} % of pixels; " if "void_score" in g else ""
-            click.echo(f"  {k}. {Path(g['store']).name} x {g['x']}..{x1}, y {g['y']}..{y1}: {voids}flips change "
+            click.echo(f"  {k}. {Path(g['store']).name} x {g['x']}..{x1}, y {g['y']}..{y1}: flips change "
                        f"{100 * g['flip_disagreement']:.1f} % of labels, {100 * g['unsure']:.1f} % unsure")
 
 

@@ -47,8 +47,7 @@ What it does, in order:
    and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
    then applies it to every label chunk, and the held-back strokes above are scored with it.
 9. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
-   itself under flips and how unsure it is there -- about voids, with the concrete classes
-   (:func:`suggest_regions`); the list is stored in the
+   itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
    checkpoint and in the store's annotation attributes (the viewer lists them).
 10. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
     back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
@@ -648,11 +647,11 @@ def _rule_line(record: dict) -> str:
 def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
     """Windows where the model is least sure of itself: the share of pixels whose class changes when the window
     is seen mirrored (left-right, up-down), plus the share whose chosen class has a probability below 0.7.
-    With the concrete class table the doubt counted is the doubt about voids -- pixels where a view says void and
-    not every view agrees, plus unsure pixels with a void probability over 0.15 -- since air content and spacing
-    factor are read from the voids (on the development slabs this ranks windows by their void mistakes with
-    Spearman 0.94-0.96, against 0.41-0.76 for all classes' doubt; benchmarks/RESULTS.md); other class tables rank
-    by every class's doubt. Both are kept with each window (``score``, ``void_score``, ``all_score``).
+    With the concrete class table each window also records its doubt about voids (``void_score``: pixels where a
+    view says void and not every view agrees, plus unsure pixels with a void probability over 0.15), which is not
+    used to rank: it lists the windows of most void mistakes (Spearman 0.94-0.96 on development slabs, against
+    0.41-0.76), but a second round painted there read air worse (benchmarks/RESULTS.md, "The list ranked by the
+    doubt about voids"); it is kept so that the list's choice can be replayed.
     A grid of at most ``per_store`` windows per store, neighbours at least half a window apart (a small slab gets
     fewer windows, not the same pixels seen many times); the ``n`` highest, with (x, y, width, height). ``n`` 0:
     none, and nothing is computed."""
@@ -683,13 +682,12 @@ def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int =
                 flips, unsure = changed.float().mean().item(), low.float().mean().item()
                 mean = ((p + pl + pu) / 3).mean((1, 2))
                 row = {"store": str(store), "x": x0, "y": y0, "width": size, "height": size,
-                       "score": round(flips + unsure, 4), "all_score": round(flips + unsure, 4),
-                       "flip_disagreement": round(flips, 4), "unsure": round(unsure, 4),
-                       "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}}
+                       "score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4),
+                       "unsure": round(unsure, 4), "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}}
                 if void is not None:
                     said = (lab == void) | (lab_l == void) | (lab_u == void)
                     doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
-                    row["score"] = row["void_score"] = round(doubt, 4)
+                    row["void_score"] = round(doubt, 4)
                 found.append(row)
     found.sort(key=lambda r: -r["score"])
     chosen: list[dict] = []

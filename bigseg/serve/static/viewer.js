@@ -393,9 +393,7 @@
     const regions = sug && sug.regions ? sug.regions : [];
     if (!regions.length) { box.innerHTML = ""; return; }
     box.innerHTML = "<h2>where to paint next</h2><ol>" + regions.map((g, k) =>
-      `<li><a data-k="${k}" title="${g.void_score === undefined ? "" :
-        `doubt about voids ${(100 * g.void_score).toFixed(1)} % of pixels; `}` +
-      `flips change ${(100 * g.flip_disagreement).toFixed(1)} % of labels, ` +
+      `<li><a data-k="${k}" title="flips change ${(100 * g.flip_disagreement).toFixed(1)} % of labels, ` +
       `${(100 * g.unsure).toFixed(1)} % unsure">${g.width} \u00d7 ${g.height} px at x ${g.x}, y ${g.y}</a></li>`)
       .join("") + "</ol>";
     box.querySelectorAll("a").forEach((a) => {
