@@ -650,8 +650,9 @@ def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int =
     With the concrete class table each window also records its doubt about voids (``void_score``: pixels where a
     view says void and not every view agrees, plus unsure pixels with a void probability over 0.15), which is not
     used to rank: it lists the windows of most void mistakes (Spearman 0.94-0.96 on development slabs, against
-    0.41-0.76), but a second round painted there read air worse (benchmarks/RESULTS.md, "The list ranked by the
-    doubt about voids"); it is kept so that the list's choice can be replayed.
+    0.41-0.76), but end to end a second round painted there read the figures no better (one hand of three read air
+    1.1-1.8 points low; benchmarks/RESULTS.md, "The list ranked by the doubt about voids"); it is kept so that the
+    list's choice can be replayed.
     A grid of at most ``per_store`` windows per store, neighbours at least half a window apart (a small slab gets
     fewer windows, not the same pixels seen many times); the ``n`` highest, with (x, y, width, height). ``n`` 0:
     none, and nothing is computed."""
