@@ -13,20 +13,8 @@ The labels are the network's arg-max without the object rule or flips -- a proxy
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
-
-
-def grid(h: int, w: int, size: int = 512, per_store: int = 24):
-    """The window origins :func:`bigseg.train.adapt.suggest_regions` scores (the same arithmetic)."""
-    cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
-    rows = max(1, per_store // cols)
-    cols = min(cols, max(1, int(2 * (w - size) / size)))
-    rows = min(rows, max(1, int(2 * (h - size) / size)))
-    for gy in range(rows):
-        for gx in range(cols):
-            yield int((h - size) * (gy + 0.5) / rows), int((w - size) * (gx + 0.5) / cols)
 
 
 def pick(found: list[dict], key: str, n: int = 5) -> list[dict]:
@@ -44,14 +32,14 @@ def pick(found: list[dict], key: str, n: int = 5) -> list[dict]:
 def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
     from bigseg import checkpoint as ckpt
     from bigseg import store as st
-    from bigseg.train.adapt import _predict
+    from bigseg.train.adapt import _predict, window_origins
 
     model, _ = ckpt.load(model_path)
     model.eval()
     image = st.open_array(store, "image")
     truth = np.asarray(st.open_array(store, "truth")[:])
     found = []
-    for y0, x0 in grid(*truth.shape, size):
+    for y0, x0 in window_origins(*truth.shape, size):
         win = np.asarray(image[y0 : y0 + size, x0 : x0 + size])
         p = _predict(model, win)
         pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)

@@ -644,6 +644,19 @@ def _rule_line(record: dict) -> str:
                    else f"; not kept: {record['why']}")
 
 
+def window_origins(h: int, w: int, size: int, per_store: int = 24):
+    """(y, x) origins of the grid of ``size`` windows that :func:`suggest_regions` scores on an h x w image: at most
+    ``per_store``, neighbours at least half a window apart."""
+    cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
+    rows = max(1, per_store // cols)
+    cols = min(cols, max(1, int(2 * (w - size) / size)))  # neighbours' origins (w - size) / cols apart
+    rows = min(rows, max(1, int(2 * (h - size) / size)))
+    for gy in range(rows):
+        for gx in range(cols):
+            yield (int((h - size) * (gy + 0.5) / rows) if rows > 1 else (h - size) // 2,
+                   int((w - size) * (gx + 0.5) / cols) if cols > 1 else (w - size) // 2)
+
+
 def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
     """Windows where the model is least sure of itself: the share of pixels whose class changes when the window
     is seen mirrored (left-right, up-down), plus the share whose chosen class has a probability below 0.7.
@@ -665,31 +678,24 @@ def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int =
         image = st.open_array(store, "image")
         h, w = image.shape[:2]
         size = min(window, h, w)
-        cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
-        rows = max(1, per_store // cols)
-        cols = min(cols, max(1, int(2 * (w - size) / size)))  # neighbours' origins (w - size) / cols apart
-        rows = min(rows, max(1, int(2 * (h - size) / size)))
-        for gy in range(rows):
-            for gx in range(cols):
-                y0 = int((h - size) * (gy + 0.5) / rows) if rows > 1 else (h - size) // 2
-                x0 = int((w - size) * (gx + 0.5) / cols) if cols > 1 else (w - size) // 2
-                win = np.asarray(st.read(image, slice(y0, y0 + size), slice(x0, x0 + size)))
-                p = _predict(model, win)
-                pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
-                pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
-                lab, lab_l, lab_u = p.argmax(0), pl.argmax(0), pu.argmax(0)
-                changed = (lab_l != lab) | (lab_u != lab)
-                low = p.max(0).values < 0.7
-                flips, unsure = changed.float().mean().item(), low.float().mean().item()
-                mean = ((p + pl + pu) / 3).mean((1, 2))
-                row = {"store": str(store), "x": x0, "y": y0, "width": size, "height": size,
-                       "score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4),
-                       "unsure": round(unsure, 4), "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}}
-                if void is not None:
-                    said = (lab == void) | (lab_l == void) | (lab_u == void)
-                    doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
-                    row["void_score"] = round(doubt, 4)
-                found.append(row)
+        for y0, x0 in window_origins(h, w, size, per_store):
+            win = np.asarray(st.read(image, slice(y0, y0 + size), slice(x0, x0 + size)))
+            p = _predict(model, win)
+            pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
+            pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
+            lab, lab_l, lab_u = p.argmax(0), pl.argmax(0), pu.argmax(0)
+            changed = (lab_l != lab) | (lab_u != lab)
+            low = p.max(0).values < 0.7
+            flips, unsure = changed.float().mean().item(), low.float().mean().item()
+            mean = ((p + pl + pu) / 3).mean((1, 2))
+            row = {"store": str(store), "x": x0, "y": y0, "width": size, "height": size,
+                   "score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4),
+                   "unsure": round(unsure, 4), "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}}
+            if void is not None:
+                said = (lab == void) | (lab_l == void) | (lab_u == void)
+                doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
+                row["void_score"] = round(doubt, 4)
+            found.append(row)
     found.sort(key=lambda r: -r["score"])
     chosen: list[dict] = []
     for r in found:  # the best first, none overlapping a better one by more than a quarter of its area
