@@ -16,23 +16,13 @@ import argparse
 
 import numpy as np
 
-
-def pick(found: list[dict], key: str, n: int = 5) -> list[dict]:
-    from bigseg.train.adapt import _overlap
-
-    chosen: list[dict] = []
-    for r in sorted(found, key=lambda r: -r[key]):
-        if all(_overlap(r, c) <= 0.25 * r["width"] * r["height"] for c in chosen):
-            chosen.append(r)
-        if len(chosen) == n:
-            break
-    return chosen
+VOID = 2  # the concrete class table's void
 
 
 def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
     from bigseg import checkpoint as ckpt
     from bigseg import store as st
-    from bigseg.train.adapt import _predict, window_origins
+    from bigseg.train.adapt import window_doubt, window_origins
 
     model, _ = ckpt.load(model_path)
     model.eval()
@@ -40,24 +30,18 @@ def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
     truth = np.asarray(st.open_array(store, "truth")[:])
     found = []
     for y0, x0 in window_origins(*truth.shape, size):
-        win = np.asarray(image[y0 : y0 + size, x0 : x0 + size])
-        p = _predict(model, win)
-        pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
-        pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
-        lab, ll, lu = p.argmax(0), pl.argmax(0), pu.argmax(0)
-        changed, low = (ll != lab) | (lu != lab), p.max(0).values < 0.7
-        said = (lab == 2) | (ll == 2) | (lu == 2)
-        t, labels = truth[y0 : y0 + size, x0 : x0 + size], lab.numpy()
-        fv, mv = int(((labels == 2) & (t != 2)).sum()), int(((labels != 2) & (t == 2)).sum())
-        found.append({"x": x0, "y": y0, "width": size, "height": size,
-                      "all": changed.float().mean().item() + low.float().mean().item(),
-                      "void": (said & changed).float().mean().item() + (low & (p[2] > 0.15)).float().mean().item(),
-                      "false_void": fv, "missed_void": mv, "void_mistakes": fv + mv})
+        row, _, labels = window_doubt(model, np.asarray(image[y0 : y0 + size, x0 : x0 + size]), VOID)
+        t = truth[y0 : y0 + size, x0 : x0 + size]
+        fv, mv = int(((labels == VOID) & (t != VOID)).sum()), int(((labels != VOID) & (t == VOID)).sum())
+        found.append({"x": x0, "y": y0, "width": size, "height": size, "all": row["score"],
+                      "void": row["void_score"], "false_void": fv, "missed_void": mv, "void_mistakes": fv + mv})
     return found
 
 
 def main() -> None:
     from scipy.stats import spearmanr
+
+    from bigseg.train.adapt import best_windows
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pairs", nargs="+", help="STORE MODEL pairs")
@@ -70,7 +54,7 @@ def main() -> None:
         print(f"{store} {model}: {len(found)} windows, false void {fv} px, missed void {mv} px over them")
         for key, name in (("all", "every class's doubt"), ("void", "doubt about voids"),
                           ("void_mistakes", "oracle (the mistakes)")):
-            ch = pick(found, key)
+            ch = best_windows(found, 5, key)
             rho = spearmanr([r[key] for r in found], [r["void_mistakes"] for r in found])[0]
             print(f"  {name:22s}: five windows hold false void {sum(r['false_void'] for r in ch):6d} px, "
                   f"missed void {sum(r['missed_void'] for r in ch):6d} px; Spearman with void mistakes {rho:.2f}")

@@ -680,26 +680,38 @@ def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int =
         size = min(window, h, w)
         for y0, x0 in window_origins(h, w, size, per_store):
             win = np.asarray(st.read(image, slice(y0, y0 + size), slice(x0, x0 + size)))
-            p = _predict(model, win)
-            pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
-            pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
-            lab, lab_l, lab_u = p.argmax(0), pl.argmax(0), pu.argmax(0)
-            changed = (lab_l != lab) | (lab_u != lab)
-            low = p.max(0).values < 0.7
-            flips, unsure = changed.float().mean().item(), low.float().mean().item()
-            mean = ((p + pl + pu) / 3).mean((1, 2))
-            row = {"store": str(store), "x": x0, "y": y0, "width": size, "height": size,
-                   "score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4),
-                   "unsure": round(unsure, 4), "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}}
-            if void is not None:
-                said = (lab == void) | (lab_l == void) | (lab_u == void)
-                doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
-                row["void_score"] = round(doubt, 4)
-            found.append(row)
-    found.sort(key=lambda r: -r["score"])
+            row, mean, _ = window_doubt(model, win, void)
+            found.append({"store": str(store), "x": x0, "y": y0, "width": size, "height": size, **row,
+                          "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}})
+    return best_windows(found, n)
+
+
+def window_doubt(model, win: np.ndarray, void: int | None):
+    """One window's doubt as :func:`suggest_regions` scores it: (the record's figures -- ``score``,
+    ``flip_disagreement``, ``unsure`` and, given a void class id, ``void_score`` --, the mean probability per class
+    over the three views, the labels of the unmirrored view)."""
+    p = _predict(model, win)
+    pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
+    pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
+    lab, lab_l, lab_u = p.argmax(0), pl.argmax(0), pu.argmax(0)
+    changed = (lab_l != lab) | (lab_u != lab)
+    low = p.max(0).values < 0.7
+    flips, unsure = changed.float().mean().item(), low.float().mean().item()
+    row = {"score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4), "unsure": round(unsure, 4)}
+    if void is not None:
+        said = (lab == void) | (lab_l == void) | (lab_u == void)
+        doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
+        row["void_score"] = round(doubt, 4)
+    return row, ((p + pl + pu) / 3).mean((1, 2)), lab.numpy()
+
+
+def best_windows(found: list[dict], n: int, key: str = "score") -> list[dict]:
+    """The ``n`` windows highest in ``key``, the best first, none overlapping a better one of its store by more than
+    a quarter of its area."""
     chosen: list[dict] = []
-    for r in found:  # the best first, none overlapping a better one by more than a quarter of its area
-        if all(r["store"] != c["store"] or _overlap(r, c) <= 0.25 * r["width"] * r["height"] for c in chosen):
+    for r in sorted(found, key=lambda r: -r[key]):
+        if all(r.get("store") != c.get("store") or _overlap(r, c) <= 0.25 * r["width"] * r["height"]
+               for c in chosen):
             chosen.append(r)
         if len(chosen) == n:
             break
