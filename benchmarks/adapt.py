@@ -312,6 +312,8 @@ def main(argv=None) -> None:
                     "(default: --seed): the same slabs painted by another hand, to measure the spread between runs")
     ap.add_argument("--adapt-seed", type=int, help="seed of adapt's own sampling alone (default: the stroke seed): "
                     "the same hand's first strokes, adapted again -- the spread that training itself adds")
+    ap.add_argument("--held-back-seed", type=int, help="seed of which strokes adapt holds back alone (default: the "
+                    "adapt seed): with another --adapt-seed, splits the held-back draw from the crops' draw")
     ap.add_argument("--size", default="3000x2000")
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
@@ -355,7 +357,7 @@ def main(argv=None) -> None:
     size = tuple(int(v) for v in a.size.lower().split("x"))
     styles = list(HELD_OUT) if a.held_out else a.styles
     adapt_seed = a.adapt_seed if a.adapt_seed is not None else (0 if a.stroke_seed is None else a.stroke_seed)
-    opts = AdaptOptions(seed=adapt_seed,
+    opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift)

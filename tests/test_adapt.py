@@ -328,6 +328,13 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     weights = [checkpoint.read(tmp_path / f"m{k}.pt")["state_dict"] for k in range(3)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and other.steps == 4
+    # --held-back-seed: another seed for the crops, the same strokes held back (two runs scored alike)
+    same_held = adapt([store], tmp_path / "m3.pt", options=AdaptOptions(**{**opts.__dict__, "seed": 1,
+                                                                          "held_back_seed": 0}),
+                      echo=lambda *a: None, progress=False)
+    assert same_held.held_back_pixels == runs[0].held_back_pixels != other.held_back_pixels
+    w3 = checkpoint.read(tmp_path / "m3.pt")["state_dict"]
+    assert not all(torch.equal(weights[0][k], w3[k]) for k in w3)
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
 
 

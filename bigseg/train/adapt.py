@@ -784,7 +784,8 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     torch.set_num_threads(threads)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
-    strokes = [read_strokes(s, n, opts.held_back, rng, opts.seed) for s in paths]
+    held_seed = opts.seed if opts.held_back_seed is None else opts.held_back_seed
+    strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
         grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by) for r in readers)

@@ -32,6 +32,7 @@ class AdaptOptions:
     balance: str = "pixel"
     grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
     seed: int = 0
+    held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
     min_steps: int = 300
     photometric: bool = True
