@@ -6,6 +6,7 @@ training, and adapt -> infer -> report runs from the command line with the adapt
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from bigseg.ingest import ingest
 from bigseg.object_rule import MIN_OBJECTS
 from bigseg.synth import SynthParams, synthesize
 from bigseg.synth.strokes import simulate_strokes
-from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes, with_held_back
+from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes, trained_held_back, with_held_back
 
 
 def _ingested(tmp_path, size=(768, 640), seed=3, style="classic"):
@@ -350,6 +351,16 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     assert refit.held_back_pixels == runs[0].held_back_pixels
     w4 = checkpoint.read(tmp_path / "m4.pt")["state_dict"]
     assert not all(torch.equal(weights[0][k], w4[k]) for k in w4)
+    # a later round from it never holds back the strokes it trained on at its end (their score would flatter)
+    trained = trained_held_back(checkpoint.read(tmp_path / "m4.pt")["meta"])[os.path.abspath(store)]
+    first = read_strokes(store, 3, 0.2, np.random.default_rng(0), 0)
+    assert trained == {(h["class"], *h["first"]) for h in first.held_strokes} and len(trained) >= 3
+    again = read_strokes(store, 3, 0.2, np.random.default_rng(0), 0, trained)
+    assert again.held_strokes and not trained & {(h["class"], *h["first"]) for h in again.held_strokes}
+    later = adapt([store], tmp_path / "m5.pt", base=tmp_path / "m4.pt", options=opts, echo=lambda *a: None,
+                  progress=False)  # no refit in this round: the list is carried on, the score is clean
+    assert trained_held_back(checkpoint.read(tmp_path / "m5.pt")["meta"])[os.path.abspath(store)] == trained
+    assert later.held_back_pixels != runs[0].held_back_pixels
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
 
 

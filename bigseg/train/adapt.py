@@ -110,25 +110,30 @@ class Strokes:
     grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
 
 
-def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int) -> set[int]:
+def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int,
+               trained: frozenset = frozenset()) -> set[int]:
     """Which of a class's strokes are held back: those whose position (first pixel) and ``seed`` hash below
     ``share``, at least one of two or more and never all. A stroke's fate depends on where it is, not on which
     other strokes exist: painting more and adapting again (from the adapted model, say) never trains on a stroke
-    an earlier round held back."""
+    an earlier round held back -- unless that round trained on it at its end (``--refit``): strokes in ``trained``
+    ((class, y, x) of their first pixel) are never held back, as the base has learned them."""
     import hashlib
 
     u = [int.from_bytes(hashlib.blake2b(f"{seed}:{c}:{y}:{x}".encode(), digest_size=8).digest(), "big") / 2**64
          for y, x in firsts]
-    held = {k for k, v in enumerate(u) if v < share}
-    if len(u) >= 2 and not held:
-        held = {int(np.argmin(u))}
-    if len(held) == len(u) and len(u) >= 2:
-        held.discard(int(np.argmax(u)))
-    return held if len(u) >= 2 else set()
+    free = [k for k, (y, x) in enumerate(firsts) if (c, y, x) not in trained]
+    held = {k for k in free if u[k] < share}
+    if len(free) >= 2 and not held:
+        held = {min(free, key=lambda k: u[k])}
+    if len(held) == len(free) and len(free) >= 2:
+        held.discard(max(free, key=lambda k: u[k]))
+    return held if len(free) >= 2 else set()
 
 
-def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator, seed: int = 0) -> Strokes:
-    """The store's strokes, a share of each class's held back (see the module's docstring)."""
+def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator, seed: int = 0,
+                 trained: frozenset = frozenset()) -> Strokes:
+    """The store's strokes, a share of each class's held back (see the module's docstring); none of those in
+    ``trained`` ((class, y, x) of a stroke's first pixel: strokes the base was trained on after holding them back)."""
     from scipy import ndimage
 
     arr = st.open_array(store, ann.LAYER)
@@ -158,12 +163,13 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
         for origin, idx in items:
             w = blocks[origin][1]
             coords.append((idx // w + origin[0], idx % w + origin[1]))
-        held_ids = _held_back(c, [(int(ys[0]), int(xs[0])) for ys, xs in coords], held_back, seed)
+        held_ids = _held_back(c, [(int(ys[0]), int(xs[0])) for ys, xs in coords], held_back, seed, trained)
         for k, ((origin, idx), (ys, xs)) in enumerate(zip(items, coords, strict=True)):
             if k in held_ids:
                 held_flat.setdefault(origin, []).append(idx)
                 out.held_strokes.append({"class": c, "box": (int(ys.min()), int(ys.max()) + 1, int(xs.min()),
-                                                             int(xs.max()) + 1), "origin": origin, "idx": idx})
+                                                             int(xs.max()) + 1), "origin": origin, "idx": idx,
+                                         "first": (int(ys[0]), int(xs[0]))})
             else:
                 train[c].append(np.stack([ys, xs], axis=1).astype(np.int32))
     for c, parts in train.items():
@@ -764,6 +770,17 @@ def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: Ada
     return table, meta
 
 
+TRAINED_HELD_BACK = "trained_held_back"
+"""Key of an adapted checkpoint's record: per store, (class, y, x) of the strokes a round held back and then
+trained on (``--refit``), its own and its base's; a later round never holds them back (the model has learned them)."""
+
+
+def trained_held_back(meta: dict) -> dict[str, frozenset]:
+    """Per store (absolute path): the held-back strokes that ``meta``'s model, or a round before it, trained on."""
+    found = (meta.get("adapted") or {}).get(TRAINED_HELD_BACK) or {}
+    return {k: frozenset((int(c), int(y), int(x)) for c, y, x in v) for k, v in found.items()}
+
+
 REFIT_LR = 0.3
 """Peak learning rate of the last phase on every stroke (``refit``), as a share of ``lr``: the network is already
 fitted; a warm restart at the full rate would undo more than the held-back strokes add."""
@@ -885,7 +902,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     held_seed = opts.seed if opts.held_back_seed is None else opts.held_back_seed
-    strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
+    seen = trained_held_back(meta)  # strokes an earlier round held back and then trained on (--refit)
+    strokes = [read_strokes(s, n, opts.held_back, rng, held_seed, seen.get(os.path.abspath(s), frozenset()))
+               for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
         grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by) for r in readers)
@@ -967,6 +986,9 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
         model = model.to(memory_format=torch.contiguous_format).eval()
         model.set_logit_offset(offset)
         step, seconds, losses = step + more, seconds + more_s, losses + more_losses
+        for r in readers:
+            seen.setdefault(os.path.abspath(r.s.store), frozenset())
+            seen[os.path.abspath(r.s.store)] |= {(h["class"], *h["first"]) for h in r.s.held_strokes}
         refit = {"steps": more, "stopped": why, "seconds": round(more_s, 1), "lr": opts.lr * REFIT_LR}
         echo(f"then {more} steps on every stroke, the held-back ones too ({why}; the held-back score above is the "
              "model's before them)")
@@ -974,7 +996,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     profiles = painted_profiles(model, paths)
     result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
                    held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles,
-                   offset, refit)
+                   offset, refit, seen)
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
@@ -1009,13 +1031,14 @@ def _pct(v) -> str:
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
           acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo, rule=None,
-          rule_record=None, profiles=None, offset=None, refit=None) -> AdaptResult:
+          rule_record=None, profiles=None, offset=None, refit=None, trained=None) -> AdaptResult:
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
         "stores": [os.path.abspath(s) for s in stores], "painted_pixels": painted, "strokes": n_strokes,
         "held_back_strokes": held, "held_back_pixels": held_px, "held_back_accuracy": acc,
         "held_back_accuracy_base": acc_base, "held_back_scored_before_refit": refit is not None, "refit": refit,
+        TRAINED_HELD_BACK: {k: sorted([list(t) for t in v]) for k, v in (trained or {}).items()},
         "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
         "steps": step, "stopped": stopped, "seed": opts.seed, "options": asdict(opts),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
