@@ -314,8 +314,6 @@ def main(argv=None) -> None:
                     "the same hand's first strokes, adapted again -- the spread that training itself adds")
     ap.add_argument("--held-back-seed", type=int, help="seed of which strokes adapt holds back alone (default: the "
                     "adapt seed): with another --adapt-seed, splits the held-back draw from the crops' draw")
-    ap.add_argument("--refit", type=float, default=AdaptOptions.refit, help="share of the steps trained last on "
-                    "every stroke, the held-back ones too")
     ap.add_argument("--size", default="3000x2000")
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--sweep", type=int, nargs="*", help="strokes per class to sweep (one style)")
@@ -362,7 +360,7 @@ def main(argv=None) -> None:
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
-                        replay_band=a.replay_band or None, void_shift=a.void_shift, refit=a.refit)
+                        replay_band=a.replay_band or None, void_shift=a.void_shift)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

@@ -594,9 +594,6 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "seed read air up to 1.4 points differently on development slabs; adapt twice and compare (README).")
 @click.option("--held-back-seed", type=int, help="Seed of which strokes are held back alone [default: --seed]: "
               "two runs with other --seed and the same --held-back-seed are scored on the same strokes.")
-@click.option("--refit", default=AdaptOptions.refit, show_default=True, type=float,
-              help="Share of the budget trained last on every stroke, the held-back ones too, after they have scored "
-              "the model (the score stored is that model's; 0: the held-back strokes are never trained on).")
 @click.option("--threads", type=int, help="Torch threads [default: the cores this process may use].")
 @click.option("--tta", default="none", show_default=True,
               type=click.Choice(TTA),
@@ -621,8 +618,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "the development styles: air within 0.3 points on 6 of 9 slabs instead of 3 (RESULTS.md).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
-          held_back, seed, held_back_seed, refit, threads, tta, object_rule, grow_void_edges, cut_merged_voids,
-          void_shift, overwrite):
+          held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges, cut_merged_voids, void_shift,
+          overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -640,9 +637,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
-                        seed=seed, held_back_seed=held_back_seed, refit=refit, threads=threads, tta=tta,
-                        object_rule=object_rule, grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids,
-                        void_shift=void_shift)
+                        seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
+                        grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift)
     from bigseg.checkpoint import model_path
     from bigseg.train.adapt_checks import check_inputs
 

@@ -6,7 +6,6 @@ training, and adapt -> infer -> report runs from the command line with the adapt
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from bigseg.ingest import ingest
 from bigseg.object_rule import MIN_OBJECTS
 from bigseg.synth import SynthParams, synthesize
 from bigseg.synth.strokes import simulate_strokes
-from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes, trained_held_back, with_held_back
+from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes
 
 
 def _ingested(tmp_path, size=(768, 640), seed=3, style="classic"):
@@ -192,13 +191,6 @@ def test_held_back_strokes_never_reach_training(tmp_path):
     for coords in strokes.train.values():
         train[coords[:, 0], coords[:, 1]] = True
     assert np.array_equal(train, (a != 255) & (seen == a))
-    # --refit's last phase: the held-back strokes join the training pixels, nothing else does
-    every = with_held_back(strokes)
-    train = np.zeros_like(a, bool)
-    for coords in every.train.values():
-        train[coords[:, 0], coords[:, 1]] = True
-    assert np.array_equal(train, a != 255) and not every.held and not every.held_strokes
-    assert strokes.held_strokes  # the original is unchanged
     # a stroke's fate is fixed by where it is: more strokes painted, the same ones still held back
     a = _array(store)
     y, x = next((y, x) for y in range(10, 690, 20) for x in range(10, 840, 20) if (a[y - 8 : y + 9, x - 8 : x + 50]
@@ -343,24 +335,6 @@ def test_a_step_budget_gives_the_same_model_twice(tmp_path):
     assert same_held.held_back_pixels == runs[0].held_back_pixels != other.held_back_pixels
     w3 = checkpoint.read(tmp_path / "m3.pt")["state_dict"]
     assert not all(torch.equal(weights[0][k], w3[k]) for k in w3)
-    # --refit: the last half of the steps on every stroke; the held-back score is the first half's model's
-    refit = adapt([store], tmp_path / "m4.pt", options=AdaptOptions(**{**opts.__dict__, "refit": 0.5}),
-                  echo=lambda *a: None, progress=False)
-    record = checkpoint.read(tmp_path / "m4.pt")["meta"]["adapted"]
-    assert refit.steps == 4 and record["refit"]["steps"] == 2 and record["held_back_scored_before_refit"]
-    assert refit.held_back_pixels == runs[0].held_back_pixels
-    w4 = checkpoint.read(tmp_path / "m4.pt")["state_dict"]
-    assert not all(torch.equal(weights[0][k], w4[k]) for k in w4)
-    # a later round from it never holds back the strokes it trained on at its end (their score would flatter)
-    trained = trained_held_back(checkpoint.read(tmp_path / "m4.pt")["meta"])[os.path.abspath(store)]
-    first = read_strokes(store, 3, 0.2, np.random.default_rng(0), 0)
-    assert trained == {(h["class"], *h["first"]) for h in first.held_strokes} and len(trained) >= 3
-    again = read_strokes(store, 3, 0.2, np.random.default_rng(0), 0, trained)
-    assert again.held_strokes and not trained & {(h["class"], *h["first"]) for h in again.held_strokes}
-    later = adapt([store], tmp_path / "m5.pt", base=tmp_path / "m4.pt", options=opts, echo=lambda *a: None,
-                  progress=False)  # no refit in this round: the list is carried on, the score is clean
-    assert trained_held_back(checkpoint.read(tmp_path / "m5.pt")["meta"])[os.path.abspath(store)] == trained
-    assert later.held_back_pixels != runs[0].held_back_pixels
     assert checkpoint.read(tmp_path / "m0.pt")["meta"]["adapted"]["options"]["steps"] == 4
 
 

@@ -145,8 +145,6 @@ def adapted_doubt(adapted: dict, confidence: dict | None = None) -> dict:
                                    "more strokes per class and adapt again)"}
     worst = min(acc, key=lambda k: acc[k])
     parts = ", ".join(f"{k} {100 * v:.1f} %" for k, v in acc.items())
-    if adapted.get("held_back_scored_before_refit"):  # --refit: trained on them after they scored the model
-        parts += " (scored before its last steps, which trained on those strokes too)"
     if acc[worst] < ADAPTED_MIN_ACCURACY:
         return {"flag": True, "figure": "held_back_accuracy", "value": acc[worst], "threshold": ADAPTED_MIN_ACCURACY,
                 **seen,

@@ -161,8 +161,6 @@ def _adapted_text(a: dict) -> str:
     return (f"from {Path(base).name} by bigseg adapt on {strokes} strokes ({len(a.get('stores') or [])} slab(s), "
             f"{a.get('when', '?')}); held-back strokes labelled right: {acc or 'none scored'}"
             + (f" (scored with --tta {a['tta']})" if a.get("tta") not in (None, "none") else "")
-            + (" (scored before its last steps, which trained on those strokes too)"
-               if a.get("held_back_scored_before_refit") else "")
             + (_rule_text(a.get("object_rule_fit") or {}) if a.get("object_rule_applied") else ""))
 
 

@@ -110,30 +110,25 @@ class Strokes:
     grown: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # origin -> idx, ids
 
 
-def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int,
-               trained: frozenset = frozenset()) -> set[int]:
+def _held_back(c: int, firsts: list[tuple[int, int]], share: float, seed: int) -> set[int]:
     """Which of a class's strokes are held back: those whose position (first pixel) and ``seed`` hash below
     ``share``, at least one of two or more and never all. A stroke's fate depends on where it is, not on which
     other strokes exist: painting more and adapting again (from the adapted model, say) never trains on a stroke
-    an earlier round held back -- unless that round trained on it at its end (``--refit``): strokes in ``trained``
-    ((class, y, x) of their first pixel) are never held back, as the base has learned them."""
+    an earlier round held back."""
     import hashlib
 
     u = [int.from_bytes(hashlib.blake2b(f"{seed}:{c}:{y}:{x}".encode(), digest_size=8).digest(), "big") / 2**64
          for y, x in firsts]
-    free = [k for k, (y, x) in enumerate(firsts) if (c, y, x) not in trained]
-    held = {k for k in free if u[k] < share}
-    if len(free) >= 2 and not held:
-        held = {min(free, key=lambda k: u[k])}
-    if len(held) == len(free) and len(free) >= 2:
-        held.discard(max(free, key=lambda k: u[k]))
-    return held if len(free) >= 2 else set()
+    held = {k for k, v in enumerate(u) if v < share}
+    if len(u) >= 2 and not held:
+        held = {int(np.argmin(u))}
+    if len(held) == len(u) and len(u) >= 2:
+        held.discard(int(np.argmax(u)))
+    return held if len(u) >= 2 else set()
 
 
-def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator, seed: int = 0,
-                 trained: frozenset = frozenset()) -> Strokes:
-    """The store's strokes, a share of each class's held back (see the module's docstring); none of those in
-    ``trained`` ((class, y, x) of a stroke's first pixel: strokes the base was trained on after holding them back)."""
+def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Generator, seed: int = 0) -> Strokes:
+    """The store's strokes, a share of each class's held back (see the module's docstring)."""
     from scipy import ndimage
 
     arr = st.open_array(store, ann.LAYER)
@@ -163,13 +158,12 @@ def read_strokes(store: str, n_classes: int, held_back: float, rng: np.random.Ge
         for origin, idx in items:
             w = blocks[origin][1]
             coords.append((idx // w + origin[0], idx % w + origin[1]))
-        held_ids = _held_back(c, [(int(ys[0]), int(xs[0])) for ys, xs in coords], held_back, seed, trained)
+        held_ids = _held_back(c, [(int(ys[0]), int(xs[0])) for ys, xs in coords], held_back, seed)
         for k, ((origin, idx), (ys, xs)) in enumerate(zip(items, coords, strict=True)):
             if k in held_ids:
                 held_flat.setdefault(origin, []).append(idx)
                 out.held_strokes.append({"class": c, "box": (int(ys.min()), int(ys.max()) + 1, int(xs.min()),
-                                                             int(xs.max()) + 1), "origin": origin, "idx": idx,
-                                         "first": (int(ys[0]), int(xs[0]))})
+                                                             int(xs.max()) + 1), "origin": origin, "idx": idx})
             else:
                 train[c].append(np.stack([ys, xs], axis=1).astype(np.int32))
     for c, parts in train.items():
@@ -770,117 +764,6 @@ def _checks(stores: list[str], out: Path, base: Path, overwrite: bool, opts: Ada
     return table, meta
 
 
-TRAINED_HELD_BACK = "trained_held_back"
-"""Key of an adapted checkpoint's record: per store, (class, y, x) of the strokes a round held back and then
-trained on (``--refit``), its own and its base's; a later round never holds them back (the model has learned them)."""
-
-
-def trained_held_back(meta: dict) -> dict[str, frozenset]:
-    """Per store (absolute path): the held-back strokes that ``meta``'s model, or a round before it, trained on."""
-    found = (meta.get("adapted") or {}).get(TRAINED_HELD_BACK) or {}
-    return {k: frozenset((int(c), int(y), int(x)) for c, y, x in v) for k, v in found.items()}
-
-
-REFIT_LR = 0.3
-"""Peak learning rate of the last phase on every stroke (``refit``), as a share of ``lr``: the network is already
-fitted; a warm restart at the full rate would undo more than the held-back strokes add."""
-
-
-def with_held_back(strokes: Strokes) -> Strokes:
-    """The same strokes with none held back: the held-back ones join the training pixels (growth is redone)."""
-    train = {c: [v] for c, v in strokes.train.items()}
-    for h in strokes.held_strokes:
-        (y0, x0), idx = h["origin"], h["idx"]
-        w = min(strokes.chunk[1], strokes.shape[1] - x0)
-        train.setdefault(h["class"], []).append(np.stack([idx // w + y0, idx % w + x0], axis=1).astype(np.int32))
-    return dataclasses.replace(strokes, train={c: np.concatenate(v) for c, v in train.items()}, held={},
-                               held_strokes=[], grown={})
-
-
-class _Training:
-    """The fine-tuning loop (one call of :meth:`run` a phase): crops around the readers' training strokes, the
-    loss, a cosine learning rate over the phase's steps or time, the convergence stop."""
-
-    def __init__(self, opt, opts: AdaptOptions, rng, photometric, replay, teacher, bf16: bool, channels_last: bool,
-                 n_classes: int, progress: bool | None, echo):
-        self.opt, self.opts, self.rng, self.photometric, self.replay = opt, opts, rng, photometric, replay
-        self.teacher, self.bf16, self.channels_last, self.n = teacher, bf16, channels_last, n_classes
-        self.progress, self.echo = progress, echo
-
-    def run(self, model, readers: list[ChunkReader], budget: float, steps: int | None, lr_peak: float):
-        """Train until ``budget`` seconds or ``steps``; returns (steps, why it stopped, losses, seconds)."""
-        import torch
-
-        opt, opts, rng, n = self.opt, self.opts, self.rng, self.n
-        pairs = [(r, c) for r, rd in enumerate(readers) for c in rd.s.train]
-        bar = make_bar(int(budget), "adapt", "s", enabled=self.progress)
-        t0 = time.perf_counter()
-        last_log, shown = t0, 0
-        ema, losses = None, []
-        step, stopped = 0, "time budget"
-        try:
-            while True:
-                elapsed = time.perf_counter() - t0
-                if elapsed >= budget:
-                    break
-                if steps is not None and step >= steps:
-                    stopped = "step budget"
-                    break
-                frac = elapsed / budget if steps is None else step / steps
-                lr = lr_peak * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * frac))
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                clean, images, targets = _batch(readers, pairs, opts, rng, self.photometric)
-                replay_truth = None
-                if self.replay is not None:  # one forward over the strokes' crops and replay's (BatchNorm is frozen)
-                    replay_images, replay_truth = self.replay.batch(opts.replay_batch, rng)
-                    if opts.replay_band is not None:
-                        replay_truth = void_band(replay_truth, opts.replay_band, ignore=IGNORE_LABEL)
-                    images = torch.cat([images, replay_images])
-                if self.channels_last:
-                    clean = clean.contiguous(memory_format=torch.channels_last)
-                    images = images.contiguous(memory_format=torch.channels_last)
-                soft = None
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                    if self.teacher is not None:
-                        with torch.inference_mode():
-                            soft = self.teacher(clean).float()
-                        soft = soft.clone()
-                    logits = model(images).float()
-                if replay_truth is not None:
-                    logits, replay_logits = logits[: opts.batch], logits[opts.batch :]
-                loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
-                if replay_truth is not None:
-                    kept = replay_truth != IGNORE_LABEL  # a band may hold no pixel (crops without voids)
-                    if kept.any():
-                        ce = torch.nn.functional.cross_entropy(replay_logits, replay_truth,
-                                                               ignore_index=IGNORE_LABEL, reduction="sum")
-                        loss = loss + opts.replay * ce / kept.sum()
-                if not torch.isfinite(loss):
-                    raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                value = float(loss.item())
-                losses.append(value)
-                ema = value if ema is None else 0.97 * ema + 0.03 * value
-                now = time.perf_counter()
-                bar.update(int(now - t0) - shown)
-                shown = int(now - t0)
-                bar.set_postfix(step=step, loss=f"{ema:.4f}")
-                if now - last_log >= 60:
-                    bar.write(f"adapt: step {step}, {now - t0:.0f} s, loss {ema:.4f} "
-                              f"(strokes {stroke_loss.item():.4f})")
-                    last_log = now
-                if steps is None and _converged(losses, opts.min_steps) and now - t0 >= 0.4 * budget:
-                    stopped = "converged"
-                    break
-        finally:
-            bar.close()
-        return step, stopped, losses, time.perf_counter() - t0
-
-
 def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | os.PathLike | None = None,
           options: AdaptOptions | None = None, overwrite: bool = False, echo=print, progress: bool | None = None,
           command: str | None = None) -> AdaptResult:
@@ -902,9 +785,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     held_seed = opts.seed if opts.held_back_seed is None else opts.held_back_seed
-    seen = trained_held_back(meta)  # strokes an earlier round held back and then trained on (--refit)
-    strokes = [read_strokes(s, n, opts.held_back, rng, held_seed, seen.get(os.path.abspath(s), frozenset()))
-               for s in paths]
+    strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
         grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by) for r in readers)
@@ -940,11 +821,72 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
              f"{opts.replay_batch} crops a step at weight {opts.replay:g}")
     budget = opts.minutes * 60
     echo(f"adapting {base_path.name} on {len(paths)} store(s) for up to {opts.minutes:g} min ({threads} threads, "
-         f"{'bf16' if bf16 else 'fp32'}, crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})"
-         + (f"; the last {100 * opts.refit:g} % on every stroke, held-back ones too" if opts.refit else ""))
-    main_steps = None if opts.steps is None else max(1, round(opts.steps * (1 - opts.refit)))
-    train = _Training(opt, opts, rng, photometric, replay, teacher, bf16, channels_last, n, progress, echo)
-    step, stopped, losses, seconds = train.run(model, readers, budget * (1 - opts.refit), main_steps, opts.lr)
+         f"{'bf16' if bf16 else 'fp32'}, crops {opts.batch} x {opts.crop} px, prior {opts.prior:g})")
+    bar = make_bar(int(budget), "adapt", "s", enabled=progress)
+    t0 = time.perf_counter()
+    last_log, shown = t0, 0
+    ema, losses = None, []
+    step, stopped = 0, "time budget"
+    try:
+        while True:
+            elapsed = time.perf_counter() - t0
+            if elapsed >= budget:
+                break
+            if opts.steps is not None and step >= opts.steps:
+                stopped = "step budget"
+                break
+            frac = elapsed / budget if opts.steps is None else step / opts.steps
+            lr = opts.lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * frac))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            clean, images, targets = _batch(readers, pairs, opts, rng, photometric)
+            replay_truth = None
+            if replay is not None:  # one forward over the strokes' crops and replay's (BatchNorm is frozen)
+                replay_images, replay_truth = replay.batch(opts.replay_batch, rng)
+                if opts.replay_band is not None:
+                    replay_truth = void_band(replay_truth, opts.replay_band, ignore=IGNORE_LABEL)
+                images = torch.cat([images, replay_images])
+            if channels_last:
+                clean = clean.contiguous(memory_format=torch.channels_last)
+                images = images.contiguous(memory_format=torch.channels_last)
+            soft = None
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if teacher is not None:
+                    with torch.inference_mode():
+                        soft = teacher(clean).float()
+                    soft = soft.clone()
+                logits = model(images).float()
+            if replay_truth is not None:
+                logits, replay_logits = logits[: opts.batch], logits[opts.batch :]
+            loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
+            if replay_truth is not None:
+                kept = replay_truth != IGNORE_LABEL  # a band may hold no pixel (crops without voids)
+                if kept.any():
+                    ce = torch.nn.functional.cross_entropy(replay_logits, replay_truth, ignore_index=IGNORE_LABEL,
+                                                           reduction="sum")
+                    loss = loss + opts.replay * ce / kept.sum()
+            if not torch.isfinite(loss):
+                raise BigsegError(f"the loss became {loss.item()} at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            value = float(loss.item())
+            losses.append(value)
+            ema = value if ema is None else 0.97 * ema + 0.03 * value
+            now = time.perf_counter()
+            bar.update(int(now - t0) - shown)
+            shown = int(now - t0)
+            bar.set_postfix(step=step, loss=f"{ema:.4f}")
+            if now - last_log >= 60:
+                bar.write(f"adapt: step {step}, {now - t0:.0f} s, loss {ema:.4f} (strokes {stroke_loss.item():.4f})")
+                last_log = now
+            if opts.steps is None and _converged(losses, opts.min_steps) and now - t0 >= 0.4 * budget:
+                stopped = "converged"
+                break
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
     if not step:
         raise BigsegError("no training step fitted in the time budget; give more --minutes")
     model = model.to(memory_format=torch.contiguous_format).eval()
@@ -969,34 +911,11 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     held_px = {c.name: int(counts["adapted"][c.id, 1]) for c in classes}
     echo("held-back strokes, share of pixels right (base -> adapted): " + ", ".join(
         f"{k} {_pct(acc_base[k])} -> {_pct(acc[k])}" for k in acc if held_px[k]))
-    refit = None
-    if opts.refit:
-        model.set_logit_offset(None)  # trained as a network; the shift goes back on after
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        model.train()
-        _freeze_batchnorm(model)
-        everything = [ChunkReader(with_held_back(r.s)) for r in readers]
-        if opts.grow:
-            for r in everything:
-                grow_strokes(r, rng, opts.grow, opts.grow_by)
-        left = None if opts.steps is None else max(1, opts.steps - step)
-        more, why, more_losses, more_s = train.run(model, everything, budget * opts.refit, left,
-                                                   opts.lr * REFIT_LR)
-        model = model.to(memory_format=torch.contiguous_format).eval()
-        model.set_logit_offset(offset)
-        step, seconds, losses = step + more, seconds + more_s, losses + more_losses
-        for r in readers:
-            seen.setdefault(os.path.abspath(r.s.store), frozenset())
-            seen[os.path.abspath(r.s.store)] |= {(h["class"], *h["first"]) for h in r.s.held_strokes}
-        refit = {"steps": more, "stopped": why, "seconds": round(more_s, 1), "lr": opts.lr * REFIT_LR}
-        echo(f"then {more} steps on every stroke, the held-back ones too ({why}; the held-back score above is the "
-             "model's before them)")
     suggestions = suggest_regions(model, paths, classes, n=opts.suggestions)
     profiles = painted_profiles(model, paths)
     result = _save(model, out, base_path, meta, classes, paths, opts, painted, n_strokes, held, acc, acc_base,
                    held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles,
-                   offset, refit, seen)
+                   offset)
     for s in paths:
         _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
@@ -1031,15 +950,13 @@ def _pct(v) -> str:
 
 def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, painted, n_strokes, held, acc,
           acc_base, held_px, suggestions, step, seconds, stopped, command, losses, echo, rule=None,
-          rule_record=None, profiles=None, offset=None, refit=None, trained=None) -> AdaptResult:
+          rule_record=None, profiles=None, offset=None) -> AdaptResult:
     record = {
         "base": {"file": os.path.abspath(base_path), "sha256": ckpt.file_digest(base_path),
                  "arch": meta["arch"], "description": meta.get("description")},
         "stores": [os.path.abspath(s) for s in stores], "painted_pixels": painted, "strokes": n_strokes,
         "held_back_strokes": held, "held_back_pixels": held_px, "held_back_accuracy": acc,
-        "held_back_accuracy_base": acc_base, "held_back_scored_before_refit": refit is not None, "refit": refit,
-        TRAINED_HELD_BACK: {k: sorted([list(t) for t in v]) for k, v in (trained or {}).items()},
-        "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
+        "held_back_accuracy_base": acc_base, "minutes_budget": opts.minutes, "seconds": round(seconds, 1),
         "steps": step, "stopped": stopped, "seed": opts.seed, "options": asdict(opts),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
         "suggestions": suggestions, "object_rule_fit": rule_record, "painted_profiles": profiles or {},

@@ -47,7 +47,6 @@ class AdaptOptions:
     # edges (object_rule.grow_edges): together since 2026-12-04 (benchmarks/RESULTS.md, "Cut merged objects")
     grow_void_edges: bool = True
     cut_merged_voids: bool = True
-    refit: float = 0.0  # share of the budget trained last on every stroke, the held-back ones too (0: none)
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
 
     def check(self) -> None:
@@ -84,7 +83,5 @@ class AdaptOptions:
             raise BigsegError(f"--replay-band must be between 1 and 64 px, got {self.replay_band}")
         if not (math.isfinite(self.void_shift) and -5 <= self.void_shift <= 5):
             raise BigsegError(f"--void-shift must be between -5 and 5, got {self.void_shift}")
-        if not (math.isfinite(self.refit) and 0 <= self.refit <= 0.5):
-            raise BigsegError(f"--refit must be a share of the budget between 0 and 0.5, got {self.refit}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
