@@ -23,6 +23,13 @@ the figures with the growth gated at several levels. Two sources:
     python benchmarks/edge_gate.py logs/adapt-2026-12-04c/*gone.json --json F.jsonl
     python benchmarks/edge_gate.py --validation 8 --size 2048 --json F.jsonl
     python benchmarks/edge_gate.py --summary F.jsonl
+    python benchmarks/edge_gate.py RUNS --light --as-infer --json F.jsonl   # the 2026-12-05 replay (below)
+
+``--light`` adds the variants where voids lighter than their surroundings grow too (``grow_edges(light=True)``),
+alone and gated; ``--as-infer`` gives a run whose adapted model keeps no rule the same labels in every variant (infer
+never grows without a rule; by default such a run is grown as if a rule had kept every object). Since 2026-12-05 the
+gated variants use ``grow_edges(gate=...)`` itself (an object whose boundary level is at or over the gate does not
+grow); the 2026-12-04 logs were made with the taken pixels given to the nearest object afterwards.
 
 It reads the truth: development and validation slabs only.
 """
@@ -58,40 +65,24 @@ GATES = (None, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15)
 """Grow an object only when its boundary's level is under this (None: every object, as built)."""
 
 
-def edge_levels(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray) -> dict[int, float]:
-    """Per void object of ``labels`` that ``grow_edges`` would grow (its 8-connected id): the median level of its
-    4-neighbour boundary pixels' grey between its core (0) and its surroundings (1), as ``grow_edges`` measures
-    both (``object_rule.edge_frames``)."""
+def edge_levels(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray,
+                light: bool = False) -> dict[int, float]:
+    """Per void object of ``labels`` that ``grow_edges`` would grow (its 8-connected id): its boundary level
+    (``object_rule.boundary_level``), its core and surroundings as ``grow_edges`` measures them."""
     ids, n = ndimage.label(labels == void, structure=np.ones((3, 3)))
-    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
     out: dict[int, float] = {}
-    for near, obj, _, gn, core, around in orule.edge_frames(ids, n, orule.grey(image), network != void):
-        boundary = obj & ~ndimage.binary_erosion(obj, structure=cross, border_value=1)
-        k = int(ids[near][obj][0])
-        out[k] = float(np.median((gn[boundary] - core) / (around - core)))
+    for near, obj, _, gn, core, around in orule.edge_frames(ids, n, orule.grey(image), network != void, light=light):
+        out[int(ids[near][obj][0])] = orule.boundary_level(obj, gn, core, around)
     return out
 
 
 def gated_growth(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray,
-                 gate: float | None) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+                 gate: float | None, light: bool = False) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
     """(``labels`` grown by ``grow_edges`` on the objects whose boundary level is under ``gate`` (all: None), the
     object ids, the levels)."""
-    grown = orule.grow_edges(labels, image, void, network=network)
+    grown = orule.grow_edges(labels, image, void, network=network, light=light, gate=gate)
     ids, _ = ndimage.label(labels == void, structure=np.ones((3, 3)))
-    levels = edge_levels(labels, image, void, network)
-    if gate is None:
-        return grown, ids, levels
-    keep = np.array(sorted(k for k, v in levels.items() if v < gate), np.int64)
-    # each taken pixel belongs to the object it touches (within EDGE_REACH): the nearest object's id
-    taken = grown != labels
-    if not taken.any():
-        return grown, ids, levels
-    _, (iy, ix) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
-    owner = ids[iy, ix]
-    out = labels.copy()
-    allow = taken & np.isin(owner, keep)
-    out[allow] = void
-    return out, ids, levels
+    return grown, ids, edge_levels(labels, image, void, network, light)
 
 
 def object_rows(labels: np.ndarray, image: np.ndarray, truth: np.ndarray, void: int, network: np.ndarray,
@@ -113,7 +104,11 @@ def object_rows(labels: np.ndarray, image: np.ndarray, truth: np.ndarray, void: 
     return rows
 
 
-def run_one(path: Path, work: Path, cache: Path) -> dict:
+LIGHT_GATES = (None, 0.45, 0.35)
+"""With ``--light``: voids lighter than their surroundings grown too, under these gates."""
+
+
+def run_one(path: Path, work: Path, cache: Path, light: bool = False, as_infer: bool = False) -> dict:
     run = json.loads(path.read_text())
     model = model_path(run, work)
     rule = rule_of(model)
@@ -132,10 +127,16 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
             copy = Path(tmp) / store.name
             shutil.copytree(store, copy)
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
-            rows.append({"variant": "no growth", **figures(copy, ruled, truth, true, skip, classes, px)})
-            for gate in GATES:
-                lab = gated_growth(ruled, image, 2, network, gate)[0]
+            plain = figures(copy, ruled, truth, true, skip, classes, px)
+            rows.append({"variant": "no growth", **plain})
+            variants = [(gate, False) for gate in GATES] + ([(gate, True) for gate in LIGHT_GATES] if light else [])
+            for gate, lit in variants:
                 name = "grow every object" if gate is None else f"grow under {gate:g}"
+                name = f"light voids too: {name}" if lit else name
+                if as_infer and rule is None:  # infer grows nothing without a rule
+                    rows.append({"variant": name, **plain})
+                    continue
+                lab = gated_growth(ruled, image, 2, network, gate, lit)[0]
                 rows.append({"variant": name, **figures(copy, lab, truth, true, skip, classes, px)})
         for row in rows:
             print(f"{run['style']} hand {run['stroke_seed']} seed {run['adapt_seed']} {slab}: {row['variant']}: void "
@@ -194,13 +195,15 @@ def main(argv=None) -> None:
     ap.add_argument("--validation", type=int, default=0, help="also this many validation slabs (bundled model)")
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--validation-work", default=str(HERE / "work" / "edge-gate"))
+    ap.add_argument("--light", action="store_true", help="also grow voids lighter than their surroundings")
+    ap.add_argument("--as-infer", action="store_true", help="a run without a rule grows nothing in any variant")
     ap.add_argument("--json")
     ap.add_argument("--summary")
     a = ap.parse_args(argv)
     if a.summary:
         summary(a.summary)
         return
-    jobs = [lambda p=p: run_one(Path(p), Path(a.work), Path(a.cache)) for p in a.runs]
+    jobs = [lambda p=p: run_one(Path(p), Path(a.work), Path(a.cache), a.light, a.as_infer) for p in a.runs]
     jobs += [lambda k=k: validation_one(k, a.size, Path(a.validation_work)) for k in range(a.validation)]
     for job in jobs:
         append_jsonl(a.json, job())

@@ -313,16 +313,22 @@ def apply(rule: ObjectRule, labels: np.ndarray, image: np.ndarray, objects: Obje
 
 
 def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray | None = None,
-               alpha: float = EDGE_ALPHA, reach: int = EDGE_REACH) -> np.ndarray:
+               alpha: float = EDGE_ALPHA, reach: int = EDGE_REACH, light: bool = False,
+               gate: float | None = None) -> np.ndarray:
     """``labels`` with each judged void object (:meth:`Objects.judged`) that is darker than its surroundings grown by
     up to :data:`EDGE_REACH` px into the pixels whose grey lies less than :data:`EDGE_ALPHA` of the way from its core
     (the 10th percentile of grey on it) to its surroundings (the median grey of the ring :data:`EDGE_RING` px out,
     where ``network`` -- the labels before the rule, default ``labels`` -- is not void): a network that stops 1-2
     px inside a void's blurred edge (benchmarks/RESULTS.md, "A boundary step after the object rule"). Each object
     grows by its own pixels and ring alone, so a window :data:`HALO` px around a chunk grows the chunk as the whole
-    image would. Voids lighter than their surroundings are left as they are (not measured). ``alpha`` and ``reach``
-    replace :data:`EDGE_ALPHA` and :data:`EDGE_REACH` (a reach over the default needs a larger halo than
-    :data:`HALO`)."""
+    image would. ``alpha`` and ``reach`` replace :data:`EDGE_ALPHA` and :data:`EDGE_REACH` (a reach over the default
+    needs a larger halo than :data:`HALO`).
+
+    ``light``: voids lighter than their surroundings (white-filled, fluorescent epoxy) grow too, from their core at
+    the 90th percentile; without it they are left as they are. ``gate``: only objects whose boundary level
+    (:func:`boundary_level`) is under it grow -- a label whose edge already lies half way to the surroundings is
+    drawn whole, and growing it can only overshoot. Both are experiments (benchmarks/RESULTS.md, "Growth on
+    random-style slabs"); a rule carries neither."""
     from scipy import ndimage
 
     ids, n = ndimage.label(labels == void, structure=_EIGHT)
@@ -331,18 +337,31 @@ def grow_edges(labels: np.ndarray, image: np.ndarray, void: int, network: np.nda
         return out
     g = grey(image)
     not_void = (labels if network is None else network) != void
-    for near, _, dist, gn, core, around in edge_frames(ids, n, g, not_void):
+    for near, obj, dist, gn, core, around in edge_frames(ids, n, g, not_void, light=light):
+        if gate is not None and boundary_level(obj, gn, core, around) >= gate:
+            continue
         zone = (dist > 0) & (dist < reach + 0.5) & (labels[near] != void)
         take = zone & ((gn - core) / (around - core) < alpha)
         out[near][take] = void
     return out
 
 
-def edge_frames(ids: np.ndarray, n: int, g: np.ndarray, not_void: np.ndarray) -> Iterator[tuple]:
+def boundary_level(obj: np.ndarray, gn: np.ndarray, core: float, around: float) -> float:
+    """Where an object's label edge lies between its core (0) and its surroundings (1): the median of that level over
+    its 4-neighbour boundary pixels (``obj``, ``gn``, ``core``, ``around`` as :func:`edge_frames` yields them). Well
+    under a half: the label stops inside a blurred edge; a half or more: the object is drawn whole."""
+    from scipy import ndimage
+
+    boundary = obj & ~ndimage.binary_erosion(obj, structure=_CROSS, border_value=1)
+    return float(np.median((gn[boundary] - core) / (around - core)))
+
+
+def edge_frames(ids: np.ndarray, n: int, g: np.ndarray, not_void: np.ndarray, light: bool = False) -> Iterator[tuple]:
     """For each judged void object (8-connected ``ids`` 1..n) darker than its surroundings by more than
     :data:`EDGE_CONTRAST`, as :func:`grow_edges` sees it: (its box grown by the ring's width, the object's pixels
     there, their distance to it, the grey :func:`grey` ``g`` there, its core -- the 10th percentile of grey on it
-    --, its surroundings -- the median grey of the ring :data:`EDGE_RING` px out where ``not_void``)."""
+    --, its surroundings -- the median grey of the ring :data:`EDGE_RING` px out where ``not_void``). ``light``: also
+    the objects lighter than their surroundings by as much, their core the 90th percentile of grey on them."""
     from scipy import ndimage
 
     found = Objects(ids, n, np.zeros((n, 0)), _on_border(ids, n), ndimage.find_objects(ids))  # (no features needed)
@@ -360,7 +379,11 @@ def edge_frames(ids: np.ndarray, n: int, g: np.ndarray, not_void: np.ndarray) ->
         gn = g[near]
         core, around = float(np.percentile(gn[obj], 10)), float(np.median(gn[ring]))
         if around - core <= EDGE_CONTRAST:
-            continue
+            if not light:
+                continue
+            core = float(np.percentile(gn[obj], 90))
+            if core - around <= EDGE_CONTRAST:
+                continue
         yield near, obj, dist, gn, core, around
 
 

@@ -157,6 +157,16 @@ def test_random_styles_span_the_range():
     assert len({s.stone_palette for s in styles}) == 200
 
 
+def test_a_numbered_random_style_is_one_look_over_several_slabs():
+    """random-N: the look drawn from N at any slab seed (a slab and its sibling), the same as random at seed N."""
+    assert resolve("random-7000003", 1) == resolve("random-7000003", 2) == resolve("random", 7000003)
+    assert resolve("random-7000003").name == "random-7000003"
+    first, second = (SynthParams(64, 64, seed=k, style="random-7000003") for k in (4100, 4101))
+    assert first.resolved_style() == second.resolved_style() and first.pixel_size == second.pixel_size
+    with pytest.raises(BigsegError, match="random-N"):
+        resolve("random-x")
+
+
 def test_held_out_styles_cannot_make_a_training_set(tmp_path):
     assert set(HELD_OUT) <= set(STYLES)
     with pytest.raises(BigsegError, match="held out"):

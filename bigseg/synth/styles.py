@@ -301,12 +301,16 @@ def random_style(seed: int) -> Style:
 
 
 def resolve(name: str, seed: int = 0) -> Style:
-    """The style called ``name``: a named one, or ``random`` (drawn from ``seed``)."""
+    """The style called ``name``: a named one, ``random`` (drawn from ``seed``, the slab's: every slab another
+    style) or ``random-N`` (the style :func:`random_style` draws from N, whatever the slab's seed: one random look
+    over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name)."""
     if name == "random":
         return random_style(seed)
+    if name.startswith("random-") and name[len("random-"):].isdigit():
+        return random_style(int(name[len("random-"):]))
     if name in _NAMED:
         return _NAMED[name]
-    raise BigsegError(f"unknown style {name!r}; choose classic, random or one of {', '.join(_NAMED)}")
+    raise BigsegError(f"unknown style {name!r}; choose classic, random, random-N or one of {', '.join(_NAMED)}")
 
 
 def style_names() -> list[str]:
