@@ -134,7 +134,8 @@ def _style_help() -> str:
     from bigseg.synth.styles import HELD_OUT, STYLES
 
     trained = [n for n in STYLES if n not in HELD_OUT]
-    return ("classic (the original generator), random (every parameter drawn from --seed), random-N (drawn from N, the same look at any --seed), "
+    return ("classic (the original generator), random (every parameter drawn from --seed), "
+            "random-N (drawn from N, the same look at any --seed), "
             f"{', '.join(trained)}, or a held-out style: {', '.join(HELD_OUT)}.")
 
 

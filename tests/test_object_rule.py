@@ -287,6 +287,33 @@ def test_growth_reaches_a_blurred_voids_half_way_edge_and_leaves_light_voids():
     assert np.array_equal(out[:20, 85:115], labels[:20, 85:115])  # the one on the border
 
 
+def test_growth_experiments_light_voids_and_the_boundary_gate():
+    """grow_edges(light=True) grows a disc lighter than the paste to its half-way edge as it grows a dark one;
+    gate=...: an object whose label edge already lies half way to the paste (drawn whole) does not grow, one labelled
+    2 px inside its blurred edge does."""
+    h, w = 120, 200
+    yy, xx = np.mgrid[:h, :w]
+    dark, light = np.hypot(yy - 60, xx - 50), np.hypot(yy - 60, xx - 150)
+    grey = ndimage.gaussian_filter(np.where(dark <= 20, 20.0, np.where(light <= 20, 240.0, 130.0)), 1.2)
+    image = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    inside = np.zeros((h, w), np.uint8)
+    inside[(dark <= 18) | (light <= 18)] = VOID
+    lit = orule.grow_edges(inside, image, VOID, light=True)
+    for r in (dark, light):
+        grown = (lit == VOID) & (r < 30)
+        iou = (grown & (r <= 20)).sum() / (grown | (r <= 20)).sum()
+        assert iou > 0.95
+    assert np.array_equal(orule.grow_edges(inside, image, VOID)[:, 100:], inside[:, 100:])  # light: not by default
+    whole = np.zeros((h, w), np.uint8)
+    whole[dark <= 19.6] = VOID  # nearly whole: its boundary lies a third of the way to the paste
+    whole[light <= 18] = VOID  # the light disc, labelled 2 px inside its edge
+    ungated = orule.grow_edges(whole, image, VOID, light=True)
+    gated = orule.grow_edges(whole, image, VOID, light=True, gate=0.3)
+    assert (ungated[:, :100] == VOID).sum() > (whole[:, :100] == VOID).sum()
+    assert np.array_equal(gated[:, :100], whole[:, :100])  # gated: not grown
+    assert (gated[:, 100:] == VOID).sum() > (whole[:, 100:] == VOID).sum()  # stopped inside: grown
+
+
 DARKEST_UNDER_50 = orule.ObjectRule(VOID, (50.0, 0.0, 0.0), (4.0, 1.0, 1.0), (-1.0, 0.0, 0.0), 0.0,
                                     {"void": 5, "not void": 5})  # P(void) high where an object's darkest grey < 50
 
