@@ -12,6 +12,7 @@ validation slabs only.
 
     python benchmarks/adapt_follow.py RUN.json:sibling [RUN.json:painted ...] --work benchmarks/work/adapt-random \
         --out benchmarks/logs/adapt-follow-2026-12-05
+    ... --with-adapted-on     # a sibling adapted on together with the slab the model was adapted on
 """
 
 from __future__ import annotations
@@ -41,17 +42,17 @@ def warning(store: Path, out: Path) -> str:
     return next((w for w in doc.get("warnings", []) if "low confidence" in w), "")
 
 
-def follow(spec: str, work: Path, out: Path, per_class: int, steps: int) -> dict:
+def follow(spec: str, work: Path, out: Path, per_class: int, steps: int, with_adapted_on: bool = False) -> dict:
     path, slab = spec.rsplit(":", 1)
     run = json.loads(Path(path).read_text())
     adapted = model_path(run, work)
     stores = {"painted": work / f"{run['style']}-{run['seed']}.zarr",
               "sibling": work / f"{run['style']}-{run['seed'] + 1}.zarr"}
     other = "sibling" if slab == "painted" else "painted"
-    copy = out / f"{stores[slab].stem}-followed.zarr"
+    copy = out / f"{stores[slab].stem}-followed{'-both' if with_adapted_on else ''}.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(stores[slab], copy)
-    row: dict = {"run": path, "slab": slab, "per_class": per_class, "steps": steps}
+    row: dict = {"run": path, "slab": slab, "per_class": per_class, "steps": steps, "with_adapted_on": with_adapted_on}
     row["before"] = {slab: measured(copy, str(adapted), slab == "painted", "flip4")}
     row["warning_before"] = warning(copy, out / f"{copy.stem}-report-before")
     if slab == "sibling":
@@ -62,7 +63,8 @@ def follow(spec: str, work: Path, out: Path, per_class: int, steps: int) -> dict
     row["strokes"] = paint(copy, per_class, run["stroke_seed"] + 2, labels=True)
     opts = AdaptOptions(**{**run["options"], "steps": steps})
     followed = out / f"{copy.stem}.pt"
-    r = adapt([str(copy)], followed, base=str(adapted), options=opts, overwrite=True, progress=False)
+    train = [str(copy)] + ([str(stores["painted"])] if with_adapted_on and slab == "sibling" else [])
+    r = adapt(train, followed, base=str(adapted), options=opts, overwrite=True, progress=False)
     row["adapt"] = {"seconds": r.seconds, "steps": r.steps, "stopped": r.stopped,
                     "held_back_accuracy": r.held_back_accuracy, "object_rule": r.object_rule}
     row["after"] = {slab: measured(copy, str(followed), True, "flip4"),
@@ -84,12 +86,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt-follow"))
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--steps", type=int, default=1350)
+    ap.add_argument("--with-adapted-on", action="store_true",
+                    help="adapt on the slab the model was adapted on too (bigseg adapt PAINTED COPY --model ADAPTED)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for spec in a.runs:
-        row = follow(spec, Path(a.work), out, a.per_class, a.steps)
-        name = Path(row["run"]).name.split("-40-")[0] + f"-{row['slab']}"
+        row = follow(spec, Path(a.work), out, a.per_class, a.steps, a.with_adapted_on)
+        name = Path(row["run"]).name.split("-40-")[0] + f"-{row['slab']}" + ("-both" if a.with_adapted_on else "")
         (out / f"{name}.json").write_text(json.dumps(row, indent=2))
         other = "sibling" if row["slab"] == "painted" else "painted"
         print(f"== {name}\n  " + line("before", row["before"][row["slab"]]) + f"\n  warning: {row['warning_before']}"
