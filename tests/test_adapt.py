@@ -259,6 +259,7 @@ def test_adapt_infer_report_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     check = json.loads((tmp_path / "rep-green" / "stats.json").read_text())["slabs"][0]["doubt"]
     assert check["flag"] is True and "looks unlike the slab(s) the model was adapted on" in check["message"]
+    assert f"bigseg adapt {store} THIS_STORE --model" in check["message"]  # it names the slab to keep
     assert "low confidence" in r.stdout
 
 

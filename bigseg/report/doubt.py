@@ -6,6 +6,7 @@ that disagrees) and the held-back strokes of an adapted model. Pure: no model, n
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 
 from bigseg.records import ConfidenceReference
@@ -130,11 +131,15 @@ def adapted_doubt(adapted: dict, confidence: dict | None = None) -> dict:
     n = sum((adapted.get("held_back_strokes") or {}).values())
     look = look_distance(adapted, confidence)
     if look is not None and not look[0] <= ADAPTED_LOOK_LIMIT:
+        # adapted on this slab alone, a model forgets the ones it was adapted on (benchmarks/RESULTS.md, "Following
+        # the report's advice"): the advice names them beside it
+        theirs = " ".join(shlex.quote(s) for s in adapted.get("painted_profiles") or {})
         return {"flag": True, "figure": "look_distance", "value": look[0], "threshold": ADAPTED_LOOK_LIMIT,
                 "message": f"low confidence: this slab looks unlike the slab(s) the model was adapted on (the "
                            f"feature statistics of its first layers lie {look[0]:.3g} from {look[1]}'s, above "
                            f"{ADAPTED_LOOK_LIMIT:g}), so its held-back strokes say nothing about these labels; "
-                           "paint a few strokes on this slab and adapt again (bigseg adapt THIS_STORE --model "
+                           "paint a few strokes on this slab and adapt again on it together with the slab(s) the "
+                           f"model was adapted on, so that it keeps them (bigseg adapt {theirs} THIS_STORE --model "
                            "THE_ADAPTED_MODEL)"}
     alike = (f" (this slab looks like {look[1]}, one it was adapted on: {look[0]:.3g} apart, within "
              f"{ADAPTED_LOOK_LIMIT:g})" if look is not None else "")
