@@ -136,7 +136,7 @@ def run_one(path: Path, work: Path, cache: Path, light: bool = False, as_infer: 
                 if as_infer and rule is None:  # infer grows nothing without a rule
                     rows.append({"variant": name, **plain})
                     continue
-                lab = gated_growth(ruled, image, 2, network, gate, lit)[0]
+                lab = orule.grow_edges(ruled, image, 2, network=network, light=lit, gate=gate)
                 rows.append({"variant": name, **figures(copy, lab, truth, true, skip, classes, px)})
         for row in rows:
             print(f"{run['style']} hand {run['stroke_seed']} seed {run['adapt_seed']} {slab}: {row['variant']}: void "
