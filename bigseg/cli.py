@@ -617,10 +617,14 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Added to the adapted model's void logit: crops around strokes show voids far more often than a "
               "slab holds them, so doubtful pixels come out void (negative: fewer, smaller voids; 0: none). Chosen on "
               "the development styles: air within 0.3 points on 6 of 9 slabs instead of 3 (RESULTS.md).")
+@click.option("--crf", default=AdaptOptions.crf, show_default=True, type=float,
+              help="Weight of a local CRF loss on each crop (Tang et al. 2018): neighbouring pixels of one colour "
+              "pay for different labels, so what the strokes teach inside a region reaches its edges. An "
+              "experiment (0: none); RESULTS.md, 'A CRF loss'.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
           held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges, cut_merged_voids, void_shift,
-          overwrite):
+          crf, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -639,7 +643,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
-                        grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift)
+                        grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift,
+                        crf=crf)
     from bigseg.checkpoint import model_path
     from bigseg.train.adapt_checks import check_inputs
 

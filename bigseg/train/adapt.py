@@ -414,6 +414,22 @@ def _loss(logits, targets, teacher, prior: float, n_classes: int, balance: str):
     return stroke + prior * kl[free].mean(), stroke
 
 
+CRF_SCALE = 2
+"""The local CRF loss is taken on the crops' probabilities and colours averaged over CRF_SCALE² px: at full
+resolution it would cost three times the network's own training step (0.46 s against 0.12 s for 8 x 256², 2
+threads), at half 1.25 times."""
+
+
+def crf_loss(logits, image):
+    """:func:`bigseg.train.losses.gated_crf` of the crops' softmax against their colours, at 1/CRF_SCALE."""
+    import torch.nn.functional as F
+
+    from bigseg.train.losses import gated_crf
+
+    probs = F.avg_pool2d(logits.softmax(1), CRF_SCALE)
+    return gated_crf(probs, F.avg_pool2d(image.float(), CRF_SCALE))
+
+
 CONVERGED_WINDOW = 300
 
 
@@ -859,6 +875,8 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
             if replay_truth is not None:
                 logits, replay_logits = logits[: opts.batch], logits[opts.batch :]
             loss, stroke_loss = _loss(logits, targets, soft, opts.prior, n, opts.balance)
+            if opts.crf > 0:
+                loss = loss + opts.crf * crf_loss(logits, clean)
             if replay_truth is not None:
                 kept = replay_truth != IGNORE_LABEL  # a band may hold no pixel (crops without voids)
                 if kept.any():

@@ -48,6 +48,7 @@ class AdaptOptions:
     grow_void_edges: bool = True
     cut_merged_voids: bool = True
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
+    crf: float = 0.0  # weight of the local CRF loss on each crop (bigseg.train.losses.gated_crf; 0: none)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -83,5 +84,7 @@ class AdaptOptions:
             raise BigsegError(f"--replay-band must be between 1 and 64 px, got {self.replay_band}")
         if not (math.isfinite(self.void_shift) and -5 <= self.void_shift <= 5):
             raise BigsegError(f"--void-shift must be between -5 and 5, got {self.void_shift}")
+        if not (math.isfinite(self.crf) and 0 <= self.crf <= 100):
+            raise BigsegError(f"--crf must be a weight between 0 and 100, got {self.crf}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")

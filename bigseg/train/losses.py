@@ -18,11 +18,13 @@ Every loss takes logits (B, C, H, W) and labels (B, H, W) and leaves out the pix
   ``threshold``, and at least ``min_kept`` of the valid pixels (the hardest first).
 
 :func:`distill` is not one of them: it compares the model with a frozen teacher rather than with the truth (the
-training config's ``distill:``, added to the loss above).
+training config's ``distill:``, added to the loss above). Nor is :func:`gated_crf`: it needs no label at all, only
+the image (``bigseg adapt --crf``: strokes label the inside of regions, and this carries them to the edges).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -134,6 +136,32 @@ def distill(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, i
     log_p = F.log_softmax(logits.float() / t, 1).permute(0, 2, 3, 1)[keep]
     log_q = F.log_softmax(teacher.float() / t, 1).permute(0, 2, 3, 1)[keep]
     return (log_q.exp() * (log_q - log_p)).sum(1).mean() * (t * t)
+
+
+def gated_crf(probs: torch.Tensor, image: torch.Tensor, radius: int = 4, sigma_xy: float = 3.0,
+              sigma_rgb: float = 0.08) -> torch.Tensor:
+    """The local CRF loss of weakly supervised segmentation (Tang et al., ECCV 2018, "On regularized losses";
+    Obukhov et al. 2019, "Gated CRF loss"): over every pair of pixels i, j at most ``radius`` px apart,
+    ``w_ij * (1 - <P_i, P_j>)`` with ``w_ij = exp(-|i - j|^2 / 2 sigma_xy^2 - |I_i - I_j|^2 / 2 sigma_rgb^2)``,
+    averaged over each pixel's neighbourhood (as a share of its spatial weight) and over the pixels: two near pixels of one colour pay for
+    different labels, two across a colour edge hardly do -- so the labels learnt inside painted regions are pulled
+    out to the image's edges. ``probs``: softmax (B, C, H, W); ``image``: (B, 3, H, W) in [0, 1]. Zero where the
+    labels are the same one-hot everywhere; at most 1 (every neighbour of one colour labelled otherwise)."""
+    b, _, h, w = probs.shape
+    total, kernel = probs.new_zeros(()), 0.0
+    for dy in range(0, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if (dy == 0 and dx <= 0) or dy * dy + dx * dx > radius * radius:
+                continue  # each unordered pair once
+            ya, yb = slice(0, h - dy), slice(dy, h)
+            xa, xb = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+            colour = (image[:, :, ya, xa] - image[:, :, yb, xb]).pow(2).sum(1)
+            near = math.exp(-(dy * dy + dx * dx) / (2 * sigma_xy**2))
+            weight = torch.exp(-colour / (2 * sigma_rgb**2)) * near
+            agree = (probs[:, :, ya, xa] * probs[:, :, yb, xb]).sum(1)
+            total = total + (weight * (1 - agree)).sum()
+            kernel += near
+    return total / (kernel * b * h * w)  # per pixel, as a share of its neighbourhood's weight
 
 
 def _term(t, ignore_index: int, weight: torch.Tensor | None) -> LossFn:
