@@ -387,6 +387,27 @@ def test_void_shift_is_added_to_the_void_logit_once_per_round(tmp_path):
                                                                 "--void-shift", "nan"))
 
 
+def test_crf_loss_trains_beside_the_strokes_and_is_recorded(tmp_path):
+    """--crf: the local CRF loss joins each step's loss (the same strokes, seed and steps give other weights than
+    without it), the weight is in the checkpoint's record, and a weight out of range gets one line."""
+    import torch
+
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, export=False, suggestions=0, object_rule=False)
+    adapt([store], tmp_path / "plain.pt", options=opts, echo=lambda *a: None, progress=False)
+    adapt([store], tmp_path / "crf.pt", options=AdaptOptions(**{**opts.__dict__, "crf": 1.0}), echo=lambda *a: None,
+          progress=False)
+    a, b = (checkpoint.read(tmp_path / f"{k}.pt") for k in ("plain", "crf"))
+    assert a["meta"]["adapted"]["options"]["crf"] == 0.0 and b["meta"]["adapted"]["options"]["crf"] == 1.0
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert "--crf must be a weight" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt", "--crf", "-1"))
+
+
 def test_replay_trains_on_synthetic_truth_beside_the_strokes(tmp_path):
     """--replay: synthetic crops with their exact truth join each step (the pool rendered once); the option is in the
     checkpoint's record; replay changes the weights against the same run without it; a base model with other

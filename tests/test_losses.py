@@ -160,3 +160,38 @@ def test_distill_is_the_teachers_kl_divergence_over_what_it_got_right():
     wrong = _hard_logits((truth + 1) % C)  # a teacher wrong everywhere teaches nothing
     assert L.distill(student, wrong, truth).item() == 0.0
     assert L.distill(student, teacher, truth, temperature=2.0).item() != pytest.approx(agree.item())
+
+
+def test_gated_crf_pulls_labels_from_strokes_to_the_colour_edge():
+    """The local CRF loss is zero for one label everywhere, costs less for labels that change at a colour edge than
+    for labels that change inside one colour, and -- with cross-entropy on two strokes far inside each side --
+    carries the strokes' labels over the undecided pixels of their colour up to the colour edge (cross-entropy
+    alone leaves them where they started: nothing else reaches them)."""
+    h, w, edge = 8, 40, 23
+    image = torch.zeros(1, 3, h, w)
+    image[..., edge:] = 1.0
+    image += 0.01 * torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    one = torch.zeros(1, 2, h, w)
+    one[:, 0] = 1
+    assert L.gated_crf(one, image).item() == 0.0
+    at_edge, inside = torch.zeros(1, 2, h, w), torch.zeros(1, 2, h, w)
+    at_edge[:, 0, :, :edge], at_edge[:, 1, :, edge:] = 1, 1
+    inside[:, 0, :, :10], inside[:, 1, :, 10:] = 1, 1
+    assert L.gated_crf(at_edge, image).item() < 0.01 * L.gated_crf(inside, image).item()
+    assert 0 < L.gated_crf(inside, image).item() <= 1
+    labels = torch.full((1, h, w), 255)
+    labels[:, :, 2:4], labels[:, :, 36:38] = 0, 1  # two strokes, far from the edge
+    unpainted = labels[0] == 255
+    for crf in (0.0, 1.0):
+        logits = torch.zeros(1, 2, h, w, requires_grad=True)  # every pixel undecided
+        opt = torch.optim.Adam([logits], lr=0.1)
+        for _ in range(300):
+            loss = L.cross_entropy(logits, labels) + crf * L.gated_crf(logits.softmax(1), image)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if crf:
+            pred = logits.argmax(1)[0]
+            assert (pred[:, :edge] == 0).all() and (pred[:, edge:] == 1).all()
+        else:  # the strokes alone teach nothing beyond themselves
+            assert float(logits.detach()[0][:, unpainted].abs().max()) == 0.0
