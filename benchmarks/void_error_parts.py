@@ -11,8 +11,10 @@ labels them, and the void pixels are split, in points of the slab's area:
 
     python benchmarks/void_error_parts.py logs/adapt-2026-12-04c/*gone.json [--picture RUN.json:sibling:OUT.png]
     ... --built: labelled by the rule pass as built since 2026-12-04 (cut, rule, growth), not the rule on whole objects
+    ... --bright: also the void brighter than the paste (deposits, fillings) apart from the rest
 
-``--picture``: the six largest merged parts of one slab, each as image / truth edges (green) / label edges (red).
+``--picture RUN.json:SLAB:OUT.png[:missed]``: the six largest merged parts of one slab (``missed``: missed void
+parts), each as image / truth edges (green) / label edges (red).
 Development slabs only: it reads the truth.
 """
 
@@ -68,11 +70,28 @@ def parts(truth: np.ndarray, labels: np.ndarray, void: int = 2) -> dict[str, np.
             "false: merged": false & ~rim & holds[lids], "false: separate": false & ~holds[lids]}
 
 
-def picture(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, out: str, n: int = 6) -> None:
+def bright_split(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, void: int = 2) -> str:
+    """The true void brighter than the paste's median grey (a deposit or filling a person can see) against the rest:
+    each one's share of the void and of it labelled void, and its missed pixels in points of the slab."""
+    grey = image.mean(2)
+    paste = float(np.median(grey[truth == 0]))
+    t, lab = truth == void, labels == void
+    bright = t & (grey > paste)
+    n = truth.size
+
+    def part(m: np.ndarray) -> str:
+        return (f"{100 * m.sum() / max(t.sum(), 1):.0f} % of the void, {100 * (m & lab).sum() / max(m.sum(), 1):.0f} % "
+                f"of it labelled void, missed {100 * (m & ~lab).sum() / n:.2f} points")
+
+    return f"paste median grey {paste:.0f}; brighter: {part(bright)}; darker: {part(t & ~bright)}"
+
+
+def picture(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, out: str, n: int = 6, which: str = "merged"
+            ) -> None:
     from PIL import Image
 
-    merged = parts(truth, labels)["false: merged"]
-    ids, _ = ndimage.label(merged, structure=EIGHT)
+    chosen = (truth == 2) & (labels != 2) if which == "missed" else parts(truth, labels)["false: merged"]
+    ids, _ = ndimage.label(chosen, structure=EIGHT)
     area = np.bincount(ids.ravel())[1:]
     tiles = []
     for k in np.argsort(area)[::-1][:n]:
@@ -82,7 +101,10 @@ def picture(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, out: str, 
         views = []
         for mask, colour in ((None, None), (truth[box] == 2, (0, 255, 0)), (labels[box] == 2, (255, 0, 0))):
             im = image[box].copy()
+            pad = ((0, 80 - im.shape[0]), (0, 80 - im.shape[1]))  # a part near the slab's edge
+            im = np.pad(im, (*pad, (0, 0)))
             if mask is not None:
+                mask = np.pad(mask, pad)
                 im[mask & ~ndimage.binary_erosion(mask)] = colour
             views.append(im)
         tiles.append(np.concatenate(views, 1))
@@ -97,11 +119,14 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
     ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png")
     ap.add_argument("--built", action="store_true", help="the rule pass as built: cut, rule, growth")
+    ap.add_argument("--bright", action="store_true", help="also: how much of the true void is brighter than the "
+                    "paste's median grey (deposits, fillings), and the share of it and of the rest labelled void")
     a = ap.parse_args(argv)
     work, cache = Path(a.work), Path(a.cache)
     if a.picture:
-        path, slab, out = a.picture.split(":")
-        picture(*labelled(json.loads(Path(path).read_text()), slab, work, cache, a.built), out)
+        path, slab, out, *which = a.picture.split(":")
+        picture(*labelled(json.loads(Path(path).read_text()), slab, work, cache, a.built), out,
+                which=which[0] if which else "merged")
         return
     for path in a.runs:
         run = json.loads(Path(path).read_text())
@@ -115,6 +140,8 @@ def main(argv=None) -> None:
                   f"void area error {error:+.2f} points = "
                   + ", ".join(f"{k} {(-v if k.startswith('missed') else v):+.2f}" for k, v in split.items()),
                   flush=True)
+            if a.bright:
+                print("    " + bright_split(image, truth, labels), flush=True)
 
 
 if __name__ == "__main__":
