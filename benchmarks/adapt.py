@@ -275,12 +275,13 @@ def sweep_plot(rows: list[dict], path: Path) -> None:
 
     rows = sorted(rows, key=lambda r: r["per_class"])
     n = [r["per_class"] for r in rows]
+    key = "adapted_tta" if all("adapted_tta" in r for r in rows) else "adapted"  # what infer --tta labels
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for which, style in (("painted", "-o"), ("sibling", "--s")):
-        axes[0].plot(n, [r["adapted"][which]["iou"]["void"] for r in rows], style, label=f"void, {which}")
-        axes[0].plot(n, [r["adapted"][which]["iou"]["stone"] for r in rows], style, label=f"stone, {which}")
-        axes[1].plot(n, [abs(r["adapted"][which]["air_error_points"]) for r in rows], style, label=which)
-        axes[2].plot(n, [100 * abs(r["adapted"][which]["spacing_factor_error"] or 0) for r in rows], style,
+        axes[0].plot(n, [r[key][which]["iou"]["void"] for r in rows], style, label=f"void, {which}")
+        axes[0].plot(n, [r[key][which]["iou"]["stone"] for r in rows], style, label=f"stone, {which}")
+        axes[1].plot(n, [abs(r[key][which]["air_error_points"]) for r in rows], style, label=which)
+        axes[2].plot(n, [100 * abs(r[key][which]["spacing_factor_error"] or 0) for r in rows], style,
                      label=which)
     base = rows[0]["base"]
     axes[0].axhline(base["painted"]["iou"]["void"], color="grey", lw=0.8, ls=":", label="void, base")
@@ -296,7 +297,9 @@ def sweep_plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("strokes per class")
         ax.set_title(title)
         ax.legend(fontsize=7)
-    fig.suptitle(f"bigseg adapt on {rows[0]['style']}: figures against the number of strokes (red: targets)")
+    r0 = rows[0]
+    how = f"{r0['protocol']} strokes" + (f", --tta {r0[key]['tta']}" if key == "adapted_tta" else "")
+    fig.suptitle(f"bigseg adapt on {r0['style']} ({how}): figures against the number of strokes (red: targets)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -339,6 +342,7 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--protocol", choices=["blind", "corrective", "suggested"], default="blind")
     ap.add_argument("--table", nargs="*", help="only print the summary table of these result files (JSON)")
+    ap.add_argument("--plot", help="with --table: also draw them as a sweep over strokes per class (PNG)")
     ap.add_argument("--base", help="the model to adapt (default: the bundled one); its own figures are the base row")
     ap.add_argument("--outlines", type=int, default=0, help="an experiment: also paint this many whole voids "
                     "with a 2 px ring of what surrounds them, with the first round's strokes (corrective protocol)")
@@ -352,6 +356,9 @@ def main(argv=None) -> None:
             print("\nwith --tta:\n" + summary_table(rows, "adapted_tta"))
         if any("adapted_no_rule" in r for r in rows):
             print("\nthe same without the object rule:\n" + summary_table(rows, "adapted_no_rule"))
+        if a.plot:
+            sweep_plot(rows, Path(a.plot))
+            print(f"plot: {a.plot}")
         return
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
