@@ -143,10 +143,11 @@ def gated_crf(probs: torch.Tensor, image: torch.Tensor, radius: int = 4, sigma_x
     """The local CRF loss of weakly supervised segmentation (Tang et al., ECCV 2018, "On regularized losses";
     Obukhov et al. 2019, "Gated CRF loss"): over every pair of pixels i, j at most ``radius`` px apart,
     ``w_ij * (1 - <P_i, P_j>)`` with ``w_ij = exp(-|i - j|^2 / 2 sigma_xy^2 - |I_i - I_j|^2 / 2 sigma_rgb^2)``,
-    averaged over each pixel's neighbourhood (as a share of its spatial weight) and over the pixels: two near pixels of one colour pay for
-    different labels, two across a colour edge hardly do -- so the labels learnt inside painted regions are pulled
-    out to the image's edges. ``probs``: softmax (B, C, H, W); ``image``: (B, 3, H, W) in [0, 1]. Zero where the
-    labels are the same one-hot everywhere; at most 1 (every neighbour of one colour labelled otherwise)."""
+    averaged over each pixel's neighbourhood (as a share of its spatial weight) and over the pixels: two near pixels
+    of one colour pay for different labels, two across a colour edge hardly do -- so the labels learnt inside
+    painted regions are pulled out to the image's edges. ``probs``: softmax (B, C, H, W); ``image``: (B, 3, H, W)
+    in [0, 1]. Zero where the labels are the same one-hot everywhere; at most 1 (every neighbour of one colour
+    labelled otherwise)."""
     b, _, h, w = probs.shape
     total, kernel = probs.new_zeros(()), 0.0
     for dy in range(0, radius + 1):
