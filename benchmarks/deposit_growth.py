@@ -26,7 +26,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from outline_shift import HERE, append_jsonl, figures, model_path, read_jsonl, recorded_slab
+from outline_shift import (
+    AIR_TARGET,
+    HERE,
+    SF_TARGET,
+    VOID_TARGET,
+    append_jsonl,
+    figures,
+    model_path,
+    read_jsonl,
+    recorded_slab,
+)
 from scipy import ndimage
 from void_bias import rule_of
 
@@ -124,7 +134,9 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
 
 
 def met(row: dict) -> int:
-    return int(abs(row["air_error"]) <= 0.3) + int(abs(row["sf_error"]) <= 0.10) + int(row["void_iou"] >= 0.85)
+    """Cells met by one slab's figures: air content, spacing factor, void IoU (the adapt table's targets)."""
+    return (int(abs(row["air_error"]) <= AIR_TARGET) + int(abs(row["sf_error"]) <= SF_TARGET)
+            + int(row["void_iou"] >= VOID_TARGET))
 
 
 def summary(path: str, groups: dict[str, set[str]]) -> None:
