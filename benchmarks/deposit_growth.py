@@ -43,6 +43,7 @@ from void_bias import rule_of
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.annotations import LAYER
+from bigseg.report.report import analyse
 
 MIN_PIXELS = 100
 LIMIT = 11.34  # chi-square, 3 degrees of freedom, 99 %
@@ -119,8 +120,6 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             copy = Path(tmp) / store.name
             shutil.copytree(store, copy)
-            from bigseg.report.report import analyse
-
             true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
             rows.append({"variant": "as built", **figures(copy, built, truth, true, skip, classes, px)})
             grown = grow_over_deposits(built, image, models) if models else built

@@ -76,20 +76,13 @@ def edge_levels(labels: np.ndarray, image: np.ndarray, void: int, network: np.nd
     return out
 
 
-def gated_growth(labels: np.ndarray, image: np.ndarray, void: int, network: np.ndarray,
-                 gate: float | None, light: bool = False) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
-    """(``labels`` grown by ``grow_edges`` on the objects whose boundary level is under ``gate`` (all: None), the
-    object ids, the levels)."""
-    grown = orule.grow_edges(labels, image, void, network=network, light=light, gate=gate)
-    ids, _ = ndimage.label(labels == void, structure=np.ones((3, 3)))
-    return grown, ids, edge_levels(labels, image, void, network, light)
-
-
 def object_rows(labels: np.ndarray, image: np.ndarray, truth: np.ndarray, void: int, network: np.ndarray,
                 kept: set[int] | None = None) -> list[dict]:
     """Per grown object: its boundary level, area, and the pixels the growth takes right and wrong. ``kept``: object
     ids to count (None: all)."""
-    grown, ids, levels = gated_growth(labels, image, void, network, None)
+    grown = orule.grow_edges(labels, image, void, network=network)
+    ids, _ = ndimage.label(labels == void, structure=np.ones((3, 3)))
+    levels = edge_levels(labels, image, void, network)
     taken = grown != labels
     _, (iy, ix) = ndimage.distance_transform_edt(ids == 0, return_indices=True)
     owner = np.where(taken, ids[iy, ix], 0)

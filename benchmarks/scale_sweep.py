@@ -41,8 +41,9 @@ def main(argv=None) -> None:
         for s in a.scales:
             m = measure_slab(Path(store), a.model, tta=register(s) if s != 1 else "none")
             sf = m["spacing_factor_error"]
+            sf_text = f"{100 * sf:+.1f} %" if sf is not None else "-"
             print(f"| {Path(store).stem} | {px:g} | {s:g} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} | "
-                  f"{m['air_error_points']:+.2f} | {100 * sf:+.1f} % |" if sf is not None else "| - |", flush=True)
+                  f"{m['air_error_points']:+.2f} | {sf_text} |", flush=True)
             if a.json:
                 with open(a.json, "a") as f:
                     f.write(json.dumps({"store": store, "pixel_size_um": px, "scale": s, "model": a.model,

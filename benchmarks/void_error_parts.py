@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
-    ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png")
+    ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png[:missed]")
     ap.add_argument("--built", action="store_true", help="the rule pass as built: cut, rule, growth")
     ap.add_argument("--bright", action="store_true", help="also: how much of the true void is brighter than the "
                     "paste's median grey (deposits, fillings), and the share of it and of the rest labelled void")
