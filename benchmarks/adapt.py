@@ -337,6 +337,8 @@ def main(argv=None) -> None:
                     help="added to the adapted model's void logit (0: none)")
     ap.add_argument("--crf", type=float, default=AdaptOptions.crf,
                     help="weight of the local CRF loss on each crop (an experiment; 0: none)")
+    ap.add_argument("--freeze-encoder", action="store_true",
+                    help="train the decoder and head only, the base's encoder kept (an experiment)")
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
@@ -369,7 +371,8 @@ def main(argv=None) -> None:
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
-                        replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf)
+                        replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
+                        freeze_encoder=a.freeze_encoder)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

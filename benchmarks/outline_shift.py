@@ -20,6 +20,7 @@ shipped). Nothing in the stores changes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -65,8 +66,10 @@ def model_path(run: dict, work: Path) -> Path:
 
 
 def probabilities(model: Path, store: Path, tta: str, cache: Path) -> np.ndarray:
-    """(C, H, W) uint8 class probabilities of ``model`` over ``store``'s image (cached)."""
-    keep = cache / f"{model.stem}--{store.stem}-{tta}.npy"
+    """(C, H, W) uint8 class probabilities of ``model`` over ``store``'s image (cached under the model's digest: runs
+    in two work folders name their models alike)."""
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:10]
+    keep = cache / f"{model.stem}-{digest}--{store.stem}-{tta}.npy"
     if keep.exists():
         return np.load(keep)
     with tempfile.TemporaryDirectory() as tmp:

@@ -621,10 +621,13 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Weight of a local CRF loss on each crop (Tang et al. 2018): neighbouring pixels of one colour "
               "pay for different labels, so what the strokes teach inside a region reaches its edges. An "
               "experiment (0: none); RESULTS.md, 'A CRF loss'.")
+@click.option("--freeze-encoder", is_flag=True,
+              help="Train the decoder and head only, the base's encoder kept as it is. An experiment; RESULTS.md, "
+              "'The encoder frozen'.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
           held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges, cut_merged_voids, void_shift,
-          crf, overwrite):
+          crf, freeze_encoder, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -646,7 +649,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
                         grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift,
-                        crf=crf)
+                        crf=crf, freeze_encoder=freeze_encoder)
     from bigseg.checkpoint import model_path
     from bigseg.train.adapt_checks import check_inputs
 

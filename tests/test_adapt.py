@@ -408,6 +408,36 @@ def test_crf_loss_trains_beside_the_strokes_and_is_recorded(tmp_path):
     assert "--crf must be a weight" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt", "--crf", "-1"))
 
 
+def test_freeze_encoder_keeps_the_base_encoder_and_trains_the_rest(tmp_path):
+    """--freeze-encoder: every weight of the architecture's encoder is the base's to the bit, the decoder's and
+    head's are trained, and the choice is in the checkpoint's record; a plain run trains the encoder too."""
+    import torch
+
+    from bigseg.models import encoder_prefixes
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, export=False, suggestions=0, object_rule=False,
+                        freeze_encoder=True)
+    adapt([store], tmp_path / "frozen.pt", options=opts, echo=lambda *a: None, progress=False)
+    adapt([store], tmp_path / "plain.pt", options=AdaptOptions(**{**opts.__dict__, "freeze_encoder": False}),
+          echo=lambda *a: None, progress=False)
+    base = checkpoint.read(checkpoint.BUNDLED)["state_dict"]
+    frozen, plain = (checkpoint.read(tmp_path / f"{k}.pt") for k in ("frozen", "plain"))
+    encoder = encoder_prefixes(base_arch := frozen["meta"]["arch"])
+    assert base_arch == "light_unet" and frozen["meta"]["adapted"]["options"]["freeze_encoder"] is True
+    weights = [k for k in base if k.endswith("weight") and "." in k]
+    in_encoder = [k for k in weights if k.startswith(encoder)]
+    in_rest = [k for k in weights if not k.startswith(encoder)]
+    assert in_encoder and in_rest
+    assert all(torch.equal(frozen["state_dict"][k].float(), base[k].float()) for k in in_encoder)
+    assert not all(torch.equal(frozen["state_dict"][k].float(), base[k].float()) for k in in_rest)
+    assert not all(torch.equal(plain["state_dict"][k].float(), base[k].float()) for k in in_encoder)
+
+
 def test_replay_trains_on_synthetic_truth_beside_the_strokes(tmp_path):
     """--replay: synthetic crops with their exact truth join each step (the pool rendered once); the option is in the
     checkpoint's record; replay changes the weights against the same run without it; a base model with other
