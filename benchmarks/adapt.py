@@ -339,6 +339,8 @@ def main(argv=None) -> None:
                     help="weight of the local CRF loss on each crop (an experiment; 0: none)")
     ap.add_argument("--freeze-encoder", action="store_true",
                     help="train the decoder and head only, the base's encoder kept (an experiment)")
+    ap.add_argument("--zoom-out", type=float, default=AdaptOptions.zoom_out,
+                    help="half the crops read from up to this many times their size and shrunk (an experiment)")
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
     ap.add_argument("--out", default=str(ROOT / "out" / "adapt"))
     ap.add_argument("--tag", default="")
@@ -372,7 +374,7 @@ def main(argv=None) -> None:
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
-                        freeze_encoder=a.freeze_encoder)
+                        freeze_encoder=a.freeze_encoder, zoom_out=a.zoom_out)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

@@ -438,6 +438,36 @@ def test_freeze_encoder_keeps_the_base_encoder_and_trains_the_rest(tmp_path):
     assert not all(torch.equal(plain["state_dict"][k].float(), base[k].float()) for k in in_encoder)
 
 
+def test_zoom_out_reads_half_the_crops_larger_and_shrinks_them(tmp_path):
+    """--zoom-out: about half the crops come from a window up to that many times the crop (never more than the slab
+    holds), the rest at the crop's size; 1 draws nothing (the default's crops and weights are as before); the
+    factor is in the record, and one out of range gets one line."""
+    import torch
+
+    from bigseg.train.adapt import _zoomed_size, adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    rng = np.random.default_rng(0)
+    sides = [_zoomed_size(64, 3.0, 1000, rng) for _ in range(2000)]
+    assert 0.4 < np.mean([s == 64 for s in sides]) < 0.6 and max(sides) <= 192 and min(sides) == 64
+    assert max(_zoomed_size(64, 3.0, 100, rng) for _ in range(200)) == 100  # the slab's side bounds it
+    state = np.random.default_rng(5)
+    assert _zoomed_size(64, 1.0, 1000, state) == 64
+    assert state.random() == np.random.default_rng(5).random()  # no draw taken
+    store = _ingested(tmp_path, size=(512, 384))
+    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, export=False, suggestions=0, object_rule=False)
+    adapt([store], tmp_path / "plain.pt", options=opts, echo=lambda *a: None, progress=False)
+    adapt([store], tmp_path / "zoom.pt", options=AdaptOptions(**{**opts.__dict__, "zoom_out": 3.0}),
+          echo=lambda *a: None, progress=False)
+    a, b = (checkpoint.read(tmp_path / f"{k}.pt") for k in ("plain", "zoom"))
+    assert a["meta"]["adapted"]["options"]["zoom_out"] == 1.0 and b["meta"]["adapted"]["options"]["zoom_out"] == 3.0
+    assert not all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert "--zoom-out must be a factor" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt",
+                                                               "--zoom-out", "0.5"))
+
+
 def test_replay_trains_on_synthetic_truth_beside_the_strokes(tmp_path):
     """--replay: synthetic crops with their exact truth join each step (the pool rendered once); the option is in the
     checkpoint's record; replay changes the weights against the same run without it; a base model with other

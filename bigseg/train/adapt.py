@@ -357,9 +357,25 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     return added
 
 
+ZOOM_SHARE = 0.5
+"""With ``zoom_out`` > 1, the share of crops read larger and shrunk to the crop size."""
+
+
+def _zoomed_size(size: int, zoom_out: float, room: int, rng) -> int:
+    """The side of the window a crop is read from: ``size``, or (ZOOM_SHARE of the crops, when ``zoom_out`` > 1)
+    ``size`` times a factor log-uniform in [1, zoom_out], at most what the slab holds. Voids too small for a brush
+    stroke are never painted, and a network shown only painted voids reads small ones badly (RESULTS.md, "Small
+    voids"); a large painted void shrunk is a small void of the same look."""
+    if zoom_out <= 1 or rng.random() >= ZOOM_SHARE:
+        return size
+    factor = float(np.exp(rng.uniform(0.0, np.log(zoom_out))))
+    return max(size, min(int(round(size * factor)), room))
+
+
 def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: AdaptOptions, rng, photometric):
     """(clean images, augmented images, targets) of one batch: crops near painted pixels, classes in turn."""
     import torch
+    import torch.nn.functional as F
 
     from bigseg.train.augment import photometric as augment
 
@@ -373,10 +389,15 @@ def _batch(readers: list[ChunkReader], classes: list[tuple[int, int]], opts: Ada
         jitter = size // 3
         cy, cx = int(y) + int(rng.integers(-jitter, jitter + 1)), int(x) + int(rng.integers(-jitter, jitter + 1))
         h, w = reader.s.shape
-        y0 = int(np.clip(cy - size // 2, 0, max(h - size, 0)))
-        x0 = int(np.clip(cx - size // 2, 0, max(w - size, 0)))
-        img = torch.from_numpy(reader.window("image", y0, x0, size)).permute(2, 0, 1).float().div_(255.0)
-        tgt = torch.from_numpy(reader.window("annotations", y0, x0, size).astype(np.int64))
+        read = _zoomed_size(size, opts.zoom_out, min(h, w), rng)
+        y0 = int(np.clip(cy - read // 2, 0, max(h - read, 0)))
+        x0 = int(np.clip(cx - read // 2, 0, max(w - read, 0)))
+        img = torch.from_numpy(reader.window("image", y0, x0, read)).permute(2, 0, 1).float().div_(255.0)
+        tgt = torch.from_numpy(reader.window("annotations", y0, x0, read).astype(np.int64))
+        if read != size:  # shrunk: a painted void becomes one of the small voids that no brush stroke fits in
+            img = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True,
+                                align_corners=False)[0].clamp_(0, 1)
+            tgt = F.interpolate(tgt[None, None].float(), size=(size, size), mode="nearest")[0, 0].long()
         if rng.random() < 0.5:
             img, tgt = img.flip(-1), tgt.flip(-1)
         if rng.random() < 0.5:

@@ -50,6 +50,7 @@ class AdaptOptions:
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
     crf: float = 0.0  # weight of the local CRF loss on each crop (bigseg.train.losses.gated_crf; 0: none)
     freeze_encoder: bool = False  # train the decoder and head only, the base's encoder kept as it is (an experiment)
+    zoom_out: float = 1.0  # half the crops read from up to this many times their size and shrunk (1: none)
 
     def check(self) -> None:
         """One line naming the option for anything out of range (before any work)."""
@@ -87,5 +88,7 @@ class AdaptOptions:
             raise BigsegError(f"--void-shift must be between -5 and 5, got {self.void_shift}")
         if not (math.isfinite(self.crf) and 0 <= self.crf <= 100):
             raise BigsegError(f"--crf must be a weight between 0 and 100, got {self.crf}")
+        if not (math.isfinite(self.zoom_out) and 1 <= self.zoom_out <= 8):
+            raise BigsegError(f"--zoom-out must be a factor between 1 and 8, got {self.zoom_out}")
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise BigsegError(f"--threads must be between 1 and 256, got {self.threads}")
