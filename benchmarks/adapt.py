@@ -46,10 +46,12 @@ from bigseg import annotations as ann  # noqa: E402
 from bigseg import store as st  # noqa: E402
 from bigseg.ingest import ingest  # noqa: E402
 from bigseg.synth import SynthParams, synthesize  # noqa: E402
-from bigseg.synth.strokes import simulate_corrections, simulate_strokes  # noqa: E402
+from bigseg.synth.strokes import simulate_corrections, simulate_dabs, simulate_strokes  # noqa: E402
 from bigseg.train.adapt import adapt  # noqa: E402
 from bigseg.train.adapt_options import AdaptOptions  # noqa: E402
 from bigseg.trust import measure_slab  # noqa: E402
+
+VOID = 2  # the concrete class table's void
 
 DEV_STYLES = ("gravel", "crushed", "contrast")
 TARGETS = {"stone_iou": 0.90, "void_iou": 0.85, "air_points": 0.3, "spacing_factor": 0.10, "minutes": 10}
@@ -88,9 +90,11 @@ def measured(store: Path, model: str | None, painted: bool, tta: str = "none", o
             "entrapped": None, "object_rule": m["object_rule"]}
 
 
-def paint(store: Path, per_class: int, seed: int, labels: bool = False, within: list | None = None) -> dict:
+def paint(store: Path, per_class: int, seed: int, labels: bool = False, within: list | None = None,
+          dabs: int = 0) -> dict:
     """Simulated strokes into the store: blind ones, or (``labels``) over the mistakes of its current labels --
-    only inside the regions ``within`` (x, y, width, height) where given."""
+    only inside the regions ``within`` (x, y, width, height) where given; with ``dabs``, up to that many of the
+    void strokes are dabs on small voids the labels miss instead (``simulate_dabs``)."""
     truth = np.asarray(st.open_array(store, "truth")[:])
     rng = np.random.default_rng(seed)
     if labels:
@@ -100,7 +104,12 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False, within: 
             for r in within:
                 box = (slice(r["y"], r["y"] + r["height"]), slice(r["x"], r["x"] + r["width"]))
                 seen[box] = truth[box]
-        strokes = simulate_corrections(seen, np.asarray(st.open_array(store, "labels")[:]), 3, per_class, rng)
+        current = np.asarray(st.open_array(store, "labels")[:])
+        strokes = simulate_corrections(seen, current, 3, per_class, rng)
+        if dabs:  # their own draw: the strokes kept are the same hand's as without dabs
+            dabbed = simulate_dabs(seen, current, VOID, dabs, np.random.default_rng(seed + 2000))
+            drop = {i for i in [k for k, x in enumerate(strokes) if x.class_id == VOID][::-1][: len(dabbed)]}
+            strokes = [x for k, x in enumerate(strokes) if k not in drop] + dabbed
     else:
         strokes = simulate_strokes(truth, 3, per_class, rng)
     for s in strokes:
@@ -154,7 +163,7 @@ def outline(store: Path, n: int, seed: int) -> int:
 
 def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: AdaptOptions, protocol: str = "blind",
               echo=print, tta: str = "none", base: str | None = None, stroke_seed: int | None = None,
-              adapt_seed: int | None = None, outlines: int = 0) -> dict:
+              adapt_seed: int | None = None, outlines: int = 0, dabs: int = 0) -> dict:
     import dataclasses
     import shutil
 
@@ -191,7 +200,9 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
             if not within:
                 raise SystemExit(f"{style}: the first round listed no region of {painted} to paint next")
             row["suggested_regions"] = within
-        row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True, within=within)
+        row["strokes"] = paint(painted, per_class - per_class // 2, strokes_from + 1, labels=True, within=within,
+                               dabs=dabs)
+        row["dabs"] = dabs
         r = adapt([str(painted)], model, base=first, options=half, overwrite=True, echo=echo, progress=False)
         rounds = [r1, r]
     row["adapt"] = {"seconds": time.perf_counter() - t0, "train_seconds": sum(x.seconds for x in rounds),
@@ -339,6 +350,9 @@ def main(argv=None) -> None:
                     help="weight of the local CRF loss on each crop (an experiment; 0: none)")
     ap.add_argument("--freeze-encoder", action="store_true",
                     help="train the decoder and head only, the base's encoder kept (an experiment)")
+    ap.add_argument("--dabs", type=int, default=0, help="corrective/suggested: up to this many of the second "
+                    "round's void strokes are dabs on small voids the first round's labels miss (a person clicking "
+                    "a small brush where no stroke fits)")
     ap.add_argument("--zoom-out", type=float, default=AdaptOptions.zoom_out,
                     help="half the crops read from up to this many times their size and shrunk (an experiment)")
     ap.add_argument("--work", default=str(ROOT / "work" / "adapt"))
@@ -380,7 +394,8 @@ def main(argv=None) -> None:
         for per_class in a.sweep or [a.per_class]:
             print(f"== {style}, {per_class} strokes per class ({a.protocol}), {a.minutes:g} min", flush=True)
             row = run_style(work, style, a.seed, size, per_class, opts, a.protocol, tta=a.tta, base=a.base,
-                            stroke_seed=a.stroke_seed, adapt_seed=a.adapt_seed, outlines=a.outlines)
+                            stroke_seed=a.stroke_seed, adapt_seed=a.adapt_seed, outlines=a.outlines,
+                            dabs=a.dabs)
             rows.append(row)
             budget = f"{a.steps}steps" if a.steps else f"{a.minutes:g}min"
             name = (f"{style}-{per_class}-{a.protocol}-{budget}-prior{a.prior:g}-grow{a.grow}-{a.balance}"

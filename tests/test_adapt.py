@@ -19,7 +19,7 @@ from bigseg.classes import CONCRETE, ClassInfo
 from bigseg.ingest import ingest
 from bigseg.object_rule import MIN_OBJECTS
 from bigseg.synth import SynthParams, synthesize
-from bigseg.synth.strokes import simulate_strokes
+from bigseg.synth.strokes import simulate_dabs, simulate_strokes
 from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes
 
 
@@ -41,6 +41,31 @@ def _full_pyramid(a: np.ndarray, factors, n=3) -> dict:
         out[f] = level
         prev = f
     return out
+
+
+def test_dabs_land_inside_small_voids_the_labels_miss(tmp_path):
+    """simulate_dabs: one small dab inside each chosen void, only on voids under the size limit that the labels
+    miss, never on a void the labels already read or one too thin for a dab; painted through the store's path."""
+    truth = np.zeros((120, 160), np.uint8)
+    yy, xx = np.mgrid[:120, :160]
+    for cy, cx, r in ((20, 20, 4), (20, 60, 5), (60, 20, 3), (60, 100, 20), (100, 140, 4)):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 2
+    truth[110, 5] = 2  # one pixel: no dab fits
+    labels = np.zeros_like(truth)
+    labels[(yy - 100) ** 2 + (xx - 140) ** 2 <= 16] = 2  # read right: not dabbed
+    dabs = simulate_dabs(truth, labels, 2, 10, np.random.default_rng(0))
+    centres = sorted((int(d.points[0][1]), int(d.points[0][0])) for d in dabs)
+    assert centres == [(20, 20), (20, 60), (60, 20)]  # not the 40 px void, the one read right or the thin one
+    assert all(d.class_id == 2 and 1 <= d.radius <= 2 and len(d.points) == 1 for d in dabs)
+    assert len(simulate_dabs(truth, labels, 2, 2, np.random.default_rng(0))) == 2
+    Image.fromarray(np.zeros((120, 160, 3), np.uint8)).save(tmp_path / "slab.png")
+    Image.fromarray(truth).save(tmp_path / "truth.png")
+    store = tmp_path / "slab.zarr"
+    ingest(tmp_path / "slab.png", store, truth=tmp_path / "truth.png", chunk=64)
+    for d in dabs:
+        ann.paint(store, d)
+    painted = _array(store)
+    assert (painted != ann.NONE).sum() >= 3 * 5 and (truth[painted == 2] == 2).all()  # every dab inside its void
 
 
 def test_strokes_pyramid_counts_and_undo(tmp_path):

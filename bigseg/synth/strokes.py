@@ -87,3 +87,29 @@ def _walk(room: np.ndarray, c: int, x: float, y: float, rng, radius: float, leng
         points.append((x, y))
         walked += 2
     return Stroke(c, radius, tuple(points))
+
+
+def simulate_dabs(truth: np.ndarray, labels: np.ndarray, c: int, n: int, rng: np.random.Generator,
+                  max_diameter: float = 20.0, min_missed: float = 0.5) -> list[Stroke]:
+    """Dabs a person makes on small regions of class ``c`` that the labels miss, where no brush stroke fits: one
+    click of a small brush at the deepest point of each of up to ``n`` regions (8-connected) under ``max_diameter``
+    px across (equivalent diameter) of which at least ``min_missed`` is labelled another class, chosen at random;
+    the dab's radius (1-2 px) keeps it inside the region. ``truth`` 255 (not seen) is no class."""
+    from scipy import ndimage
+
+    ids, m = ndimage.label(truth == c, structure=np.ones((3, 3), bool))
+    if not m:
+        return []
+    area = np.bincount(ids.ravel(), minlength=m + 1)
+    right = np.bincount(ids[(labels == c) & (ids > 0)], minlength=m + 1)
+    small = (2 * np.sqrt(area / np.pi) < max_diameter) & (area - right >= min_missed * area)
+    small[0] = False
+    depth = ndimage.distance_transform_edt(ids > 0)
+    candidates = [int(k) for k in np.flatnonzero(small)]
+    if not candidates:
+        return []
+    deepest = ndimage.maximum_position(depth, ids, candidates)
+    wide = [(k, yx) for k, yx in zip(candidates, deepest, strict=True) if depth[yx] >= 1.5]  # else a dab crosses
+    order = rng.permutation(len(wide))[:n]
+    return [Stroke(c, float(min(2.0, depth[wide[i][1]] - 1.0)),
+                   ((float(wide[i][1][1]) + 0.5, float(wide[i][1][0]) + 0.5),)) for i in order]
