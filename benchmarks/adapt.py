@@ -348,8 +348,6 @@ def main(argv=None) -> None:
                     help="added to the adapted model's void logit (0: none)")
     ap.add_argument("--crf", type=float, default=AdaptOptions.crf,
                     help="weight of the local CRF loss on each crop (an experiment; 0: none)")
-    ap.add_argument("--freeze-encoder", action="store_true",
-                    help="train the decoder and head only, the base's encoder kept (an experiment)")
     ap.add_argument("--dabs", type=int, default=0, help="corrective/suggested: up to this many of the second "
                     "round's void strokes are dabs on small voids the first round's labels miss (a person clicking "
                     "a small brush where no stroke fits)")
@@ -388,7 +386,7 @@ def main(argv=None) -> None:
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         balance=a.balance, replay=a.replay, replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
-                        freeze_encoder=a.freeze_encoder, zoom_out=a.zoom_out)
+                        zoom_out=a.zoom_out)
     rows = []
     for style in styles:
         for per_class in a.sweep or [a.per_class]:

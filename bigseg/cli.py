@@ -621,9 +621,6 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Weight of a local CRF loss on each crop (Tang et al. 2018): neighbouring pixels of one colour "
               "pay for different labels, so what the strokes teach inside a region reaches its edges. An "
               "experiment (0: none); RESULTS.md, 'A CRF loss'.")
-@click.option("--freeze-encoder", is_flag=True,
-              help="Train the decoder and head only, the base's encoder kept as it is. An experiment; RESULTS.md, "
-              "'The encoder frozen'.")
 @click.option("--zoom-out", default=AdaptOptions.zoom_out, show_default=True, type=float,
               help="Half the training crops are read from up to this many times their size and shrunk, so that "
               "painted voids are also seen as small ones (no brush stroke fits in a small void). An experiment (1: "
@@ -631,7 +628,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
           held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges, cut_merged_voids, void_shift,
-          crf, freeze_encoder, zoom_out, overwrite):
+          crf, zoom_out, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -653,7 +650,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
                         grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift,
-                        crf=crf, freeze_encoder=freeze_encoder, zoom_out=zoom_out)
+                        crf=crf, zoom_out=zoom_out)
     from bigseg.checkpoint import model_path
     from bigseg.train.adapt_checks import check_inputs
 

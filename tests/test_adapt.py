@@ -433,36 +433,6 @@ def test_crf_loss_trains_beside_the_strokes_and_is_recorded(tmp_path):
     assert "--crf must be a weight" in error_line(run_cli("adapt", store, "-o", tmp_path / "m.pt", "--crf", "-1"))
 
 
-def test_freeze_encoder_keeps_the_base_encoder_and_trains_the_rest(tmp_path):
-    """--freeze-encoder: every weight of the architecture's encoder is the base's to the bit, the decoder's and
-    head's are trained, and the choice is in the checkpoint's record; a plain run trains the encoder too."""
-    import torch
-
-    from bigseg.models import encoder_prefixes
-    from bigseg.train.adapt import adapt
-    from bigseg.train.adapt_options import AdaptOptions
-
-    store = _ingested(tmp_path, size=(512, 384))
-    for s in simulate_strokes(_array(store, "truth"), 3, 6, np.random.default_rng(0)):
-        ann.paint(store, s)
-    opts = AdaptOptions(steps=3, minutes=5, crop=64, batch=2, export=False, suggestions=0, object_rule=False,
-                        freeze_encoder=True)
-    adapt([store], tmp_path / "frozen.pt", options=opts, echo=lambda *a: None, progress=False)
-    adapt([store], tmp_path / "plain.pt", options=AdaptOptions(**{**opts.__dict__, "freeze_encoder": False}),
-          echo=lambda *a: None, progress=False)
-    base = checkpoint.read(checkpoint.BUNDLED)["state_dict"]
-    frozen, plain = (checkpoint.read(tmp_path / f"{k}.pt") for k in ("frozen", "plain"))
-    encoder = encoder_prefixes(base_arch := frozen["meta"]["arch"])
-    assert base_arch == "light_unet" and frozen["meta"]["adapted"]["options"]["freeze_encoder"] is True
-    weights = [k for k in base if k.endswith("weight") and "." in k]
-    in_encoder = [k for k in weights if k.startswith(encoder)]
-    in_rest = [k for k in weights if not k.startswith(encoder)]
-    assert in_encoder and in_rest
-    assert all(torch.equal(frozen["state_dict"][k].float(), base[k].float()) for k in in_encoder)
-    assert not all(torch.equal(frozen["state_dict"][k].float(), base[k].float()) for k in in_rest)
-    assert not all(torch.equal(plain["state_dict"][k].float(), base[k].float()) for k in in_encoder)
-
-
 def test_zoom_out_reads_half_the_crops_larger_and_shrinks_them(tmp_path):
     """--zoom-out: about half the crops come from a window up to that many times the crop (never more than the slab
     holds), the rest at the crop's size; 1 draws nothing (the default's crops and weights are as before); the

@@ -463,21 +463,6 @@ def _converged(losses: list[float], min_steps: int) -> bool:
     return float(np.mean(losses[-n:])) > 0.995 * float(np.mean(losses[-2 * n : -n]))
 
 
-def _freeze_encoder(model, arch: str) -> int:
-    """Turn the gradients of ``arch``'s encoder off (:data:`bigseg.models.ENCODERS`); the number of weights frozen."""
-    from bigseg.models import encoder_prefixes
-
-    prefixes = encoder_prefixes(arch)
-    frozen = 0
-    for name, p in model.named_parameters():
-        if name.startswith(prefixes):
-            p.requires_grad_(False)
-            frozen += p.numel()
-    if not frozen:
-        raise BigsegError(f"--freeze-encoder: no weight of {arch} is in its encoder ({', '.join(prefixes)})")
-    return frozen
-
-
 def _freeze_batchnorm(model) -> None:
     import torch
 
@@ -862,9 +847,6 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     teacher = base_model if opts.prior > 0 else None
     model.train()
     _freeze_batchnorm(model)
-    if opts.freeze_encoder:
-        frozen = _freeze_encoder(model, meta["arch"])
-        echo(f"encoder frozen: {frozen} of {sum(p.numel() for p in model.parameters())} weights kept as the base's")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
                             weight_decay=opts.weight_decay)
 

@@ -49,7 +49,6 @@ class AdaptOptions:
     cut_merged_voids: bool = True
     void_shift: float = VOID_SHIFT  # added to the adapted model's void logit (checkpoint metadata: logit_offset)
     crf: float = 0.0  # weight of the local CRF loss on each crop (bigseg.train.losses.gated_crf; 0: none)
-    freeze_encoder: bool = False  # train the decoder and head only, the base's encoder kept as it is (an experiment)
     zoom_out: float = 1.0  # half the crops read from up to this many times their size and shrunk (1: none)
 
     def check(self) -> None:
