@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from deposit_growth import met  # benchmarks/deposit_growth.py: cells (air, spacing factor, void IoU)
+from deposit_growth import print_variants  # benchmarks/deposit_growth.py: cells, air, void IoU per variant
 from outline_shift import HERE, append_jsonl, figures, model_path, probabilities, read_jsonl, recorded_slab
 from scipy import ndimage
 from void_bias import rule_of
@@ -103,11 +103,7 @@ def summary(path: str, groups: list[str]) -> None:
     for name, pattern in named:
         chosen = [r for r in runs if fnmatch.fnmatch(r["run"], pattern)]
         print(f"{name}: {len(chosen)} runs, {2 * len(chosen)} slabs")
-        for variant in VARIANTS:
-            rows = [x for r in chosen for s in r["slabs"].values() for x in s if x["variant"] == variant]
-            print(f"  {variant}: cells (air / sf / void) {sum(met(x) for x in rows)}, mean abs air "
-                  f"{np.mean([abs(x['air_error']) for x in rows]):.3f}, mean void IoU "
-                  f"{np.mean([x['void_iou'] for x in rows]):.3f}")
+        print_variants(chosen, VARIANTS)
 
 
 def main(argv=None) -> None:

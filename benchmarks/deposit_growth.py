@@ -138,16 +138,21 @@ def met(row: dict) -> int:
             + int(row["void_iou"] >= VOID_TARGET))
 
 
+def print_variants(runs: list[dict], variants: tuple[str, ...]) -> None:
+    """Per variant, over every slab of ``runs`` (replay lines): cells met, mean absolute air error, mean void IoU."""
+    for variant in variants:
+        rows = [x for r in runs for s in r["slabs"].values() for x in s if x["variant"] == variant]
+        print(f"  {variant}: cells (air / sf / void) {sum(met(x) for x in rows)}, mean abs air "
+              f"{np.mean([abs(x['air_error']) for x in rows]):.3f}, mean void IoU "
+              f"{np.mean([x['void_iou'] for x in rows]):.3f}")
+
+
 def summary(path: str, groups: dict[str, set[str]]) -> None:
     runs = read_jsonl(path)
     for name, styles in {"all": None, **groups}.items():
         chosen = [r for r in runs if styles is None or r["style"] in styles]
         print(f"{name}: {len(chosen)} runs, {2 * len(chosen)} slabs")
-        for variant in ("as built", "grown over deposits"):
-            rows = [x for r in chosen for s in r["slabs"].values() for x in s if x["variant"] == variant]
-            print(f"  {variant}: cells (air / sf / void) {sum(met(x) for x in rows)}, mean abs air "
-                  f"{np.mean([abs(x['air_error']) for x in rows]):.3f}, mean void IoU "
-                  f"{np.mean([x['void_iou'] for x in rows]):.3f}")
+        print_variants(chosen, ("as built", "grown over deposits"))
 
 
 def main(argv=None) -> None:

@@ -108,8 +108,7 @@ def simulate_dabs(truth: np.ndarray, labels: np.ndarray, c: int, n: int, rng: np
     candidates = [int(k) for k in np.flatnonzero(small)]
     if not candidates:
         return []
-    deepest = ndimage.maximum_position(depth, ids, candidates)
-    wide = [(k, yx) for k, yx in zip(candidates, deepest, strict=True) if depth[yx] >= 1.5]  # else a dab crosses
-    order = rng.permutation(len(wide))[:n]
-    return [Stroke(c, float(min(2.0, depth[wide[i][1]] - 1.0)),
-                   ((float(wide[i][1][1]) + 0.5, float(wide[i][1][0]) + 0.5),)) for i in order]
+    deepest = [yx for yx in ndimage.maximum_position(depth, ids, candidates) if depth[yx] >= 1.5]  # else it crosses
+    order = rng.permutation(len(deepest))[:n]
+    return [Stroke(c, float(min(2.0, depth[deepest[i]] - 1.0)),
+                   ((float(deepest[i][1]) + 0.5, float(deepest[i][0]) + 0.5),)) for i in order]
