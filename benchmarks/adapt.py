@@ -108,7 +108,8 @@ def paint(store: Path, per_class: int, seed: int, labels: bool = False, within: 
         strokes = simulate_corrections(seen, current, 3, per_class, rng)
         if dabs:  # their own draw: the strokes kept are the same hand's as without dabs
             dabbed = simulate_dabs(seen, current, VOID, dabs, np.random.default_rng(seed + 2000))
-            drop = {i for i in [k for k, x in enumerate(strokes) if x.class_id == VOID][::-1][: len(dabbed)]}
+            voids = [k for k, x in enumerate(strokes) if x.class_id == VOID]
+            drop = set(voids[max(0, len(voids) - len(dabbed)):])  # the last void strokes, as many as there are dabs
             strokes = [x for k, x in enumerate(strokes) if k not in drop] + dabbed
     else:
         strokes = simulate_strokes(truth, 3, per_class, rng)

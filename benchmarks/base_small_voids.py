@@ -24,19 +24,25 @@ import argparse
 import dataclasses
 import fnmatch
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from deposit_growth import print_variants  # benchmarks/deposit_growth.py: cells, air, void IoU per variant
-from outline_shift import HERE, append_jsonl, figures, model_path, probabilities, read_jsonl, recorded_slab
+from outline_shift import (
+    HERE,
+    append_jsonl,
+    as_built,
+    model_path,
+    probabilities,
+    read_jsonl,
+    recorded_slab,
+    variant_figures,
+)
 from scipy import ndimage
 from void_bias import rule_of
 
 from bigseg import object_rule as orule
 from bigseg.checkpoint import BUNDLED
-from bigseg.report.report import analyse
 
 MAX_DIAMETER = 20.0
 GATE = 0.05
@@ -76,8 +82,7 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
         r = recorded_slab(run, model, slab, work, cache)
         store, classes, px, network = r["store"], r["classes"], r["px"], r["labels"]
         image, truth, skip = r["image"], r["truth"], r["strokes"]
-        built = (orule.judge(dataclasses.replace(rule, cut_merged=True, grow_edges=True), network, image)[0]
-                 if rule is not None else network)
+        built = as_built(rule, network, image)
         base = probabilities(BUNDLED, store, "none", cache).argmax(0)
         candidates = dropped_small_voids(base, built)
         kept = judged(rule, candidates, image) if rule is not None else np.zeros_like(candidates)
@@ -85,13 +90,7 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
         labels = {"as built": built, "restored": np.where(candidates, 2, built).astype(np.uint8),
                   "restored, judged": np.where(kept, 2, built).astype(np.uint8),
                   "restored, judged, gated": np.where(kept & (share >= GATE), 2, built).astype(np.uint8)}
-        rows = []
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / store.name
-            shutil.copytree(store, copy)
-            true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
-            for variant in VARIANTS:
-                rows.append({"variant": variant, **figures(copy, labels[variant], truth, true, skip, classes, px)})
+        rows = variant_figures(store, {v: labels[v] for v in VARIANTS}, truth, skip, classes, px)
         n_cand = int(ndimage.label(candidates, structure=EIGHT)[1])
         true_share = float((truth[candidates] == 2).mean()) if candidates.any() else float("nan")
         for row in rows:

@@ -19,10 +19,7 @@ Development and validation slabs only: it reads the truth.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +29,17 @@ from outline_shift import (
     SF_TARGET,
     VOID_TARGET,
     append_jsonl,
-    figures,
+    as_built,
     model_path,
     read_jsonl,
     recorded_slab,
+    variant_figures,
 )
 from scipy import ndimage
 from void_bias import rule_of
 
-from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.annotations import LAYER
-from bigseg.report.report import analyse
 
 MIN_PIXELS = 100
 LIMIT = 11.34  # chi-square, 3 degrees of freedom, 99 %
@@ -114,16 +110,9 @@ def run_one(path: Path, work: Path, cache: Path) -> dict:
         r = recorded_slab(run, model, slab, work, cache)
         store, classes, px, network = r["store"], r["classes"], r["px"], r["labels"]
         image, truth, skip = r["image"], r["truth"], r["strokes"]
-        built = (orule.judge(dataclasses.replace(rule, cut_merged=True, grow_edges=True), network, image)[0]
-                 if rule is not None else network)
-        rows = []
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / store.name
-            shutil.copytree(store, copy)
-            true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
-            rows.append({"variant": "as built", **figures(copy, built, truth, true, skip, classes, px)})
-            grown = grow_over_deposits(built, image, models) if models else built
-            rows.append({"variant": "grown over deposits", **figures(copy, grown, truth, true, skip, classes, px)})
+        built = as_built(rule, network, image)
+        grown = grow_over_deposits(built, image, models) if models else built
+        rows = variant_figures(store, {"as built": built, "grown over deposits": grown}, truth, skip, classes, px)
         for row in rows:
             print(f"{run['style']} hand {run['stroke_seed']} {slab}: {row['variant']}: void IoU {row['void_iou']:.3f}, "
                   f"air {row['air_error']:+.2f}, sf {100 * row['sf_error']:+.1f} % (deposit px painted "

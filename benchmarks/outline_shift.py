@@ -20,6 +20,7 @@ shipped). Nothing in the stores changes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -130,6 +131,24 @@ def figures(copy: Path, labels: np.ndarray, truth: np.ndarray, true: dict, skip:
     return {"void_iou": float(iou["void"]), "stone_iou": float(iou["stone"]),
             "air_error": got["air_content"]["value"] - true["air_content"]["value"],
             "sf_error": got["spacing_factor"]["value"] / true["spacing_factor"]["value"] - 1}
+
+
+def as_built(rule, network: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The network's labels as infer's rule pass builds them since 2026-12-04 (cut, rule, growth:
+    ``object_rule.judge``) where the run kept a rule, else unchanged."""
+    if rule is None:
+        return network
+    return orule.judge(dataclasses.replace(rule, cut_merged=True, grow_edges=True), network, image)[0]
+
+
+def variant_figures(store: Path, labels: dict[str, np.ndarray], truth: np.ndarray, skip: np.ndarray | None, classes,
+                    px) -> list[dict]:
+    """:func:`figures` of each variant's labels (name -> labels), measured on one copy of ``store``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / store.name
+        shutil.copytree(store, copy)
+        true = analyse(str(copy), "truth", classes, px, 1.0, 1.0)["parameters"]
+        return [{"variant": k, **figures(copy, v, truth, true, skip, classes, px)} for k, v in labels.items()]
 
 
 def label(logp: np.ndarray, d: float, void: int, rule, image) -> np.ndarray:

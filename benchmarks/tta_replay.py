@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from adapt import measured  # benchmarks/adapt.py
+from adapt import TARGETS, measured  # benchmarks/adapt.py
 from outline_shift import HERE, model_path  # benchmarks/outline_shift.py
 from scale_sweep import register  # benchmarks/scale_sweep.py
 
@@ -37,8 +37,9 @@ def mode(spec: str) -> str:
 def cells(m: dict) -> int:
     """Targets met by one slab's figures: stone IoU, void IoU, air content, spacing factor."""
     sf = m["spacing_factor_error"]
-    return (int(m["iou"]["stone"] >= 0.90) + int(m["iou"]["void"] >= 0.85) + int(abs(m["air_error_points"]) <= 0.3)
-            + int(sf is not None and abs(sf) <= 0.10))
+    return (int(m["iou"]["stone"] >= TARGETS["stone_iou"]) + int(m["iou"]["void"] >= TARGETS["void_iou"])
+            + int(abs(m["air_error_points"]) <= TARGETS["air_points"])
+            + int(sf is not None and abs(sf) <= TARGETS["spacing_factor"]))
 
 
 def replay(run_json: Path, work: Path, modes: list[str], out: Path | None) -> None:

@@ -21,16 +21,14 @@ Development slabs only: it reads the truth.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
-from outline_shift import HERE, label, model_path, probabilities  # benchmarks/outline_shift.py
+from outline_shift import HERE, as_built, label, model_path, probabilities  # benchmarks/outline_shift.py
 from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
-from bigseg import object_rule as orule
 from bigseg import store as st
 
 EIGHT = np.ones((3, 3), bool)
@@ -48,8 +46,7 @@ def labelled(run: dict, slab: str, work: Path, cache: Path, built: bool = False
     image = np.asarray(st.open_array(store, "image")[:])
     truth = np.asarray(st.open_array(store, "truth")[:])
     if built and rule is not None:
-        both = dataclasses.replace(rule, cut_merged=True, grow_edges=True)
-        return image, truth, orule.judge(both, logp.argmax(0).astype(np.uint8), image)[0]
+        return image, truth, as_built(rule, logp.argmax(0).astype(np.uint8), image)
     return image, truth, label(logp, 0.0, 2, rule, image if rule is not None else None)
 
 
