@@ -49,14 +49,14 @@ def main(argv=None) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for store in a.stores:
         px = st.pixel_size_um(st.open_store(store))
+        truth = np.asarray(st.open_array(store, "truth")[:]) if a.sizes else None
         for s in a.scales:
             m = measure_slab(Path(store), a.model, tta=register(s))
             sf = m["spacing_factor_error"]
             sf_text = f"{100 * sf:+.1f} %" if sf is not None else "-"
             print(f"| {Path(store).stem} | {px:g} | {s} | {m['iou']['stone']:.3f} | {m['iou']['void']:.3f} | "
                   f"{m['air_error_points']:+.2f} | {sf_text} |", flush=True)
-            if a.sizes:
-                truth = np.asarray(st.open_array(store, "truth")[:])
+            if truth is not None:
                 labels = np.asarray(st.open_array(store, "labels")[:])
                 print("\n".join("    " + r for r in by_size(labels, truth, np.full_like(truth, NONE))), flush=True)
             if a.json:
