@@ -13,7 +13,7 @@ labels them, and the void pixels are split, in points of the slab's area:
     ... --built: labelled by the rule pass as built since 2026-12-04 (cut, rule, growth), not the rule on whole objects
     ... --bright: also the void brighter than the paste (deposits, fillings) apart from the rest
 
-``--picture RUN.json:SLAB:OUT.png[:missed]``: the six largest merged parts of one slab (``missed``: missed void
+``--picture RUN.json:SLAB:OUT.png[:missed|rim|separate]``: the six largest merged parts of one slab (``missed``: missed void
 parts), each as image / truth edges (green) / label edges (red).
 Development slabs only: it reads the truth.
 """
@@ -87,7 +87,7 @@ def picture(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, out: str, 
             ) -> None:
     from PIL import Image
 
-    chosen = (truth == 2) & (labels != 2) if which == "missed" else parts(truth, labels)["false: merged"]
+    chosen = (truth == 2) & (labels != 2) if which == "missed" else parts(truth, labels)[f"false: {which}"]
     ids, _ = ndimage.label(chosen, structure=EIGHT)
     area = np.bincount(ids.ravel())[1:]
     tiles = []
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     ap.add_argument("runs", nargs="*")
     ap.add_argument("--work", default=str(HERE / "work" / "adapt"))
     ap.add_argument("--cache", default=str(HERE / "work" / "outline-shift"))
-    ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png[:missed]")
+    ap.add_argument("--picture", help="RUN.json:painted|sibling:OUT.png[:missed|rim|separate]")
     ap.add_argument("--built", action="store_true", help="the rule pass as built: cut, rule, growth")
     ap.add_argument("--bright", action="store_true", help="also: how much of the true void is brighter than the "
                     "paste's median grey (deposits, fillings), and the share of it and of the rest labelled void")

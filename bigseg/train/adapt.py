@@ -241,14 +241,35 @@ MIN_STROKE_PX = 8
 """A piece of a stroke smaller than this (where it crosses a chunk border) is not grown."""
 
 
-def _colour_models(reader: ChunkReader, rng) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per class: mean and inverse covariance of the colours (3 x 3 means) under its training strokes."""
+def _colour_models(reader: ChunkReader, rng, components: int = 1) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per class: up to ``components`` Gaussians (mean, inverse covariance) of the colours (3 x 3 means) under its
+    training strokes."""
     out = {}
     for c, coords in reader.s.train.items():
         pick = coords[rng.choice(len(coords), min(len(coords), 4000), replace=False)]
         colours = [reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0) for y, x in pick]
-        out[c] = _gaussian(np.asarray(colours, np.float64))
+        out[c] = _mixture(np.asarray(colours, np.float64), components)
     return out
+
+
+MIN_COMPONENT = 0.05
+
+
+def _mixture(v: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to ``k`` Gaussians (mean, inverse covariance) of colours ``v``, split by k-means; a part under
+    MIN_COMPONENT of the colours joins no model."""
+    if k <= 1 or len(v) < 20 * k:
+        return [_gaussian(v)]
+    from scipy.cluster.vq import kmeans2
+
+    _, part = kmeans2(v, k, seed=0, minit="++")
+    kept = [v[part == j] for j in range(k) if (part == j).sum() >= max(10, MIN_COMPONENT * len(v))]
+    return [_gaussian(p) for p in kept] or [_gaussian(v)]
+
+
+def _distance(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Squared Mahalanobis distance of colours ``flat`` (n, 3) to the nearest component of a class's model."""
+    return np.min([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) for m, inv in model], axis=0)
 
 
 def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +307,7 @@ def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, f
     return region
 
 
-def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class") -> int:
+def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class", components: int = 1) -> int:
     """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
     (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
     the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
@@ -299,7 +320,7 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
 
     strokes = reader.s
     image = reader.image
-    models = _colour_models(reader, rng)
+    models = _colour_models(reader, rng, components)
     if len(models) < 2:
         return 0
     classes = sorted(models)
@@ -317,8 +338,7 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         pix = np.asarray(st.read(image, slice(y0, y0 + block.shape[0]), slice(x0, x0 + block.shape[1])), np.float32)
         pix = ndimage.uniform_filter(pix, size=(3, 3, 1))
         flat = pix.reshape(-1, 3).astype(np.float64)
-        d2 = np.stack([np.einsum("ij,jk,ik->i", flat - models[c][0], models[c][1], flat - models[c][0])
-                       for c in classes]).reshape(len(classes), *block.shape)
+        d2 = np.stack([_distance(flat, models[c]) for c in classes]).reshape(len(classes), *block.shape)
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
@@ -825,7 +845,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
-        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by) for r in readers)
+        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components) for r in readers)
         echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]
     trained_classes = {c for _, c in pairs}

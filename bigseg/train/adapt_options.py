@@ -31,6 +31,7 @@ class AdaptOptions:
     grow: int = 12
     balance: str = "pixel"
     grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
+    colour_components: int = 1  # Gaussians per class's colour model for growing by class (k-means split)
     seed: int = 0
     held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
@@ -73,6 +74,8 @@ class AdaptOptions:
             raise BigsegError(f"--grow-by must be class or stroke, got {self.grow_by!r}")
         if self.balance not in ("class", "pixel"):
             raise BigsegError(f"--balance must be class or pixel, got {self.balance!r}")
+        if not 1 <= self.colour_components <= 4:
+            raise BigsegError(f"colour_components must be between 1 and 4, got {self.colour_components}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
