@@ -13,8 +13,8 @@ labels them, and the void pixels are split, in points of the slab's area:
     ... --built: labelled by the rule pass as built since 2026-12-04 (cut, rule, growth), not the rule on whole objects
     ... --bright: also the void brighter than the paste (deposits, fillings) apart from the rest
 
-``--picture RUN.json:SLAB:OUT.png[:missed|rim|separate]``: the six largest merged parts of one slab (``missed``: missed void
-parts), each as image / truth edges (green) / label edges (red).
+``--picture RUN.json:SLAB:OUT.png[:missed|rim|separate]``: the six largest merged parts of one slab (or missed
+void parts, false rims, false separate objects), each as image / truth edges (green) / label edges (red).
 Development slabs only: it reads the truth.
 """
 
