@@ -575,6 +575,12 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
 @click.option("--grow-by", default=AdaptOptions.grow_by, show_default=True, type=click.Choice(["class", "stroke"]),
               help="Whose colours a stroke grows over: its class's, or its own (a paste stroke over a dark sand "
               "grain then fills the grain; measured better on one development style, worse on another).")
+@click.option("--colour-components", default=AdaptOptions.colour_components, show_default=True,
+              type=click.IntRange(1, 4),
+              help="Gaussians in each class's colour model when strokes grow by class. One Gaussian of voids painted "
+              "as a dark cavity with a white lining spans every grey, and void strokes grew over the paste around "
+              "small voids; two took void IoU 0.54 -> 0.67 and air error 1.97 -> 0.57 points on two such looks "
+              "(RESULTS.md, 'What the high air was').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,
@@ -626,9 +632,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "painted voids are also seen as small ones (no brush stroke fits in a small void). An experiment (1: "
               "none); RESULTS.md, 'Small voids'.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, replay, replay_band, crop, batch, lr,
-          held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges, cut_merged_voids, void_shift,
-          crf, zoom_out, overwrite):
+def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_components, balance, replay, replay_band,
+          crop, batch, lr, held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges,
+          cut_merged_voids, void_shift, crf, zoom_out, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -646,7 +652,8 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, balance, rep
     labels are visibly wrong: on the held-out styles the bundled model already read nearly right, adapting made
     air content worse (+0.41 -> +0.59 points on one sibling slab), so keep the base's report to compare.
     """
-    opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by, balance=balance,
+    opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
+                        colour_components=colour_components, balance=balance,
                         replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
                         grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift,

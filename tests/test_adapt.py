@@ -527,8 +527,8 @@ def test_replay_void_band_keeps_only_the_pixels_near_voids():
 def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     """crushed's dark sand grains are paste by the class convention and look like voids. With ``--grow-by
     stroke`` a paste stroke painted over one labels the grain around it and the grown labels stay right; grown by
-    the paste class's colours (the default: light paste and dark grains together, one wide model) paste leaks
-    into the voids (97.0 % of grown pixels right on this slab, against 99.2 %)."""
+    the paste class's colours as one Gaussian (light paste and dark grains together, one wide model) paste leaks
+    into the voids (97.0 % of grown pixels right on this slab, against 99.2 %; two Gaussians, the default: 98.7 %)."""
     from scipy import ndimage
 
     store = _ingested(tmp_path, style="crushed")
@@ -562,11 +562,16 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     assert checked >= 2
     g = (seen != 255) & (_array(store) == 255)
     assert (seen[g] == truth[g]).mean() > 0.985
-    by_class = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-    grow_strokes(by_class, np.random.default_rng(2), by="class")
-    seen = by_class.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
-    g = (seen != 255) & (_array(store) == 255)
-    assert (seen[g] == truth[g]).mean() < 0.98  # the default, by the class's colours: paste leaks into voids
+    right = []
+    for components in (1, 2):
+        by_class = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
+        grow_strokes(by_class, np.random.default_rng(2), by="class", components=components)
+        seen = by_class.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+        g = (seen != 255) & (_array(store) == 255)
+        right.append((seen[g] == truth[g]).mean())
+    # by the class's colours, one Gaussian (light paste and dark grains together, one wide model): paste leaks into
+    # voids; two (the default) leak less
+    assert right[0] < 0.98 and right[0] < right[1], right
 
 
 

@@ -31,7 +31,7 @@ class AdaptOptions:
     grow: int = 12
     balance: str = "pixel"
     grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
-    colour_components: int = 1  # Gaussians per class's colour model for growing by class (k-means split)
+    colour_components: int = 2  # Gaussians per class's colour model for growing by class (adapt.COLOUR_COMPONENTS)
     seed: int = 0
     held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
