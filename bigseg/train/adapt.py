@@ -81,7 +81,7 @@ from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 from bigseg.infer.windows import Grid
 from bigseg.progress import make_bar
 from bigseg.train.adapt_checks import check_inputs
-from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.adapt_options import COLOUR_COMPONENTS, AdaptOptions
 from bigseg.train.config import PhotometricConfig
 from bigseg.train.replay import ReplayPool, void_band
 
@@ -239,15 +239,9 @@ the 97th percentile of a chi-square with three degrees of freedom)."""
 BAND_PX = 2
 MIN_STROKE_PX = 8
 """A piece of a stroke smaller than this (where it crosses a chunk border) is not grown."""
-COLOUR_COMPONENTS = 2
-"""Gaussians in a class's colour model (k-means on its strokes' colours). One Gaussian of a void painted as a dark
-cavity lined by a white deposit spans the grey scale, so the paste's grey is nearer to it than to the paste's own
-and its strokes grew a disc over the paste around each small void (43 % of grown void labels paste on random-7000041);
-two took void IoU 0.536 -> 0.674 and air error 1.97 -> 0.57 points there and on random-7000015, the guard (crushed)
-unharmed (benchmarks/RESULTS.md, "What the high air was")."""
 
 
-def _colour_models(reader: ChunkReader, rng, components: int = 1) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+def _colour_models(reader: ChunkReader, rng, components: int) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
     """Per class: up to ``components`` Gaussians (mean, inverse covariance) of the colours (3 x 3 means) under its
     training strokes."""
     out = {}
