@@ -1,0 +1,54 @@
+"""How right are the labels adapt trains on: a store's strokes grown as `bigseg adapt` grows them, against its truth.
+
+For each painted store (its ``annotations`` as the last adapt run left them), the strokes are read with the run's
+seed (which strokes are held back), grown by class with each number of colour components asked for, and the grown
+pixels are counted by grown class against the truth: per class, how many were grown and the share right, and the
+wrong ones over all classes.
+
+    python benchmarks/grown_labels.py benchmarks/work/adapt-random/random-7000041-4100.zarr --components 1 2 --seed 11
+
+Development slabs only (it reads the truth), unless a look at held-out data is meant and said.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bigseg import store as st
+from bigseg.train import adapt as ad
+from bigseg.train.adapt_options import AdaptOptions
+
+
+def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3) -> np.ndarray:
+    """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
+    rng = np.random.default_rng(seed)
+    strokes = ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed)
+    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components)
+    truth = st.open_array(store, "truth")
+    counts = np.zeros((n_classes, n_classes), np.int64)
+    for (y0, x0), (idx, ids) in strokes.grown.items():
+        h, w = min(strokes.chunk[0], strokes.shape[0] - y0), min(strokes.chunk[1], strokes.shape[1] - x0)
+        true = np.asarray(truth[y0 : y0 + h, x0 : x0 + w]).ravel()[idx]
+        np.add.at(counts, (ids, true), 1)
+    return counts
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("stores", nargs="+")
+    ap.add_argument("--components", type=int, nargs="+", default=[1, AdaptOptions.colour_components])
+    ap.add_argument("--seed", type=int, default=11, help="the adapt run's seed (which strokes were held back)")
+    a = ap.parse_args(argv)
+    for store in a.stores:
+        for k in a.components:
+            counts = grown_against_truth(store, k, a.seed)
+            right = counts.diagonal() / counts.sum(axis=1).clip(1)
+            print(f"{Path(store).name:30s} components {k}: grown {counts.sum(axis=1).tolist()} right "
+                  f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
