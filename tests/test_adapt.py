@@ -564,15 +564,20 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     assert (seen[g] == truth[g]).mean() > 0.985
     right = []
     for components in (1, 2):
-        by_class = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-        grow_strokes(by_class, np.random.default_rng(2), by="class", components=components)
-        seen = by_class.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+        seen = _grown_by_class(store, truth.shape, components)
         g = (seen != 255) & (_array(store) == 255)
         right.append((seen[g] == truth[g]).mean())
     # by the class's colours, one Gaussian (light paste and dark grains together, one wide model): paste leaks into
     # voids; two (the default) leak less
     assert right[0] < 0.98 and right[0] < right[1], right
 
+
+def _grown_by_class(store, shape, components: int) -> np.ndarray:
+    """The training labels adapt sees on a small slab (<= 1024 px): its strokes grown by class with ``components``
+    Gaussians per class's colours (held back with the same seeds every time)."""
+    reader = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
+    grow_strokes(reader, np.random.default_rng(2), by="class", components=components)
+    return reader.window("annotations", 0, 0, 1024)[: shape[0], : shape[1]]
 
 
 def test_a_dark_and_white_void_grows_within_itself_with_two_colour_models(tmp_path):
@@ -589,14 +594,12 @@ def test_a_dark_and_white_void_grows_within_itself_with_two_colour_models(tmp_pa
         ann.paint(store, s)
     right = []
     for k in (1, 2):
-        reader = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-        grow_strokes(reader, np.random.default_rng(2), components=k)
-        seen = reader.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+        seen = _grown_by_class(store, truth.shape, k)
         grown_void = (seen == 2) & (_array(store) == 255)
         assert grown_void.sum() > 2000
         right.append(float((truth[grown_void] == 2).mean()))
     assert right[0] < 0.82 and right[1] > 0.85, right
-    with pytest.raises(BigsegError, match="colour_components"):
+    with pytest.raises(BigsegError, match="--colour-components must be between 1 and 4"):
         AdaptOptions(colour_components=0).check()
 
 

@@ -82,7 +82,7 @@ class AdaptOptions:
         if self.balance not in ("class", "pixel"):
             raise BigsegError(f"--balance must be class or pixel, got {self.balance!r}")
         if not 1 <= self.colour_components <= 4:
-            raise BigsegError(f"colour_components must be between 1 and 4, got {self.colour_components}")
+            raise BigsegError(f"--colour-components must be between 1 and 4, got {self.colour_components}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
