@@ -342,6 +342,8 @@ def main(argv=None) -> None:
     ap.add_argument("--grow-by", default=AdaptOptions.grow_by, choices=["class", "stroke"])
     ap.add_argument("--colour-components", type=int, default=AdaptOptions.colour_components,
                     help="Gaussians per class's colour model when strokes grow by class")
+    ap.add_argument("--colour-choice", default=AdaptOptions.colour_choice, choices=["all", "per-class"],
+                    help="every class --colour-components Gaussians, or each class its own number up to it")
     ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
                     help="weight of synthetic crops with exact truth trained on beside the strokes")
     ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
@@ -387,7 +389,7 @@ def main(argv=None) -> None:
     adapt_seed = a.adapt_seed if a.adapt_seed is not None else (0 if a.stroke_seed is None else a.stroke_seed)
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
-                        colour_components=a.colour_components, balance=a.balance, replay=a.replay,
+                        colour_components=a.colour_components, colour_choice=a.colour_choice, balance=a.balance, replay=a.replay,
                         replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
                         zoom_out=a.zoom_out)

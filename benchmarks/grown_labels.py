@@ -6,6 +6,10 @@ pixels are counted by grown class against the truth: per class, how many were gr
 wrong ones over all classes.
 
     python benchmarks/grown_labels.py benchmarks/work/adapt-random/random-7000041-4100.zarr --components 1 2 --seed 11
+    python benchmarks/grown_labels.py --looks random-7000059 random-7000060 --work benchmarks/work/grown-screen
+
+``--looks`` makes each named style's slab (seed 4100, 3000 x 2000, as benchmarks/adapt.py makes it) and paints it
+blind, 40 strokes per class with stroke seed ``--seed`` (adapt.py's ``blind`` protocol), where it has no strokes yet.
 
 Development slabs only (it reads the truth), unless a look at held-out data is meant and said.
 """
@@ -22,11 +26,12 @@ from bigseg.train import adapt as ad
 from bigseg.train.adapt_options import AdaptOptions
 
 
-def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3) -> np.ndarray:
+def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3,
+                        choice: str = "all") -> np.ndarray:
     """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
     rng = np.random.default_rng(seed)
     strokes = ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed)
-    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components)
+    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice)
     truth = st.open_array(store, "truth")
     counts = np.zeros((n_classes, n_classes), np.int64)
     for (y0, x0), (idx, ids) in strokes.grown.items():
@@ -38,15 +43,32 @@ def grown_against_truth(store: str, components: int, seed: int, n_classes: int =
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stores", nargs="+")
+    ap.add_argument("stores", nargs="*")
     ap.add_argument("--components", type=int, nargs="+", default=[1, AdaptOptions.colour_components])
     ap.add_argument("--seed", type=int, default=11, help="the adapt run's seed (which strokes were held back)")
+    ap.add_argument("--choice", nargs="+", default=["all"], choices=["all", "per-class"],
+                    help="colour models: every class the same number, or each class its own (AdaptOptions.colour_choice)")
+    ap.add_argument("--looks", nargs="*", default=[], help="styles to make and paint first (see above)")
+    ap.add_argument("--work", default="benchmarks/work/grown-screen")
     a = ap.parse_args(argv)
-    for store in a.stores:
-        for k in a.components:
-            counts = grown_against_truth(store, k, a.seed)
+    stores = list(a.stores)
+    if a.looks:
+        import adapt as bench  # benchmarks/adapt.py: the benchmark's own slabs and strokes
+
+        from bigseg import annotations as ann
+
+        work = Path(a.work)
+        work.mkdir(parents=True, exist_ok=True)
+        for look in a.looks:
+            store = bench.make_slab(work, look, 4100, (3000, 2000))
+            if not ann.has_layer(store):
+                bench.paint(store, 40, a.seed)
+            stores.append(str(store))
+    for store in stores:
+        for k, choice in [(k, c) for k in a.components for c in a.choice if k > 1 or c == "all"]:
+            counts = grown_against_truth(store, k, a.seed, choice=choice)
             right = counts.diagonal() / counts.sum(axis=1).clip(1)
-            print(f"{Path(store).name:30s} components {k}: grown {counts.sum(axis=1).tolist()} right "
+            print(f"{Path(store).name:30s} components {k} {choice}: grown {counts.sum(axis=1).tolist()} right "
                   f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())}", flush=True)
 
 

@@ -241,15 +241,56 @@ MIN_STROKE_PX = 8
 """A piece of a stroke smaller than this (where it crosses a chunk border) is not grown."""
 
 
-def _colour_models(reader: ChunkReader, rng, components: int) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+def _colour_models(reader: ChunkReader, rng, components: int,
+                   choice: str = "all") -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
     """Per class: up to ``components`` Gaussians (mean, inverse covariance) of the colours (3 x 3 means) under its
-    training strokes."""
-    out = {}
+    training strokes; every class ``components`` (``choice`` "all") or each class its own number, the one that
+    tells the strokes' colours apart best (``choice`` "per-class", ``_per_class``)."""
+    colours = {}
     for c, coords in reader.s.train.items():
         pick = coords[rng.choice(len(coords), min(len(coords), 4000), replace=False)]
-        colours = [reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0) for y, x in pick]
-        out[c] = _mixture(np.asarray(colours, np.float64), components)
-    return out
+        colours[c] = np.asarray([reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0)
+                                 for y, x in pick], np.float64)
+    if choice == "per-class" and components > 1:
+        return _per_class(colours, components)
+    return {c: _mixture(v, components) for c, v in colours.items()}
+
+
+def _claimed(colours: dict[int, np.ndarray], models: dict[int, list]) -> float:
+    """Mean over classes of the share of a class's stroke colours that another class would grow over: nearer to
+    that class's model than to any other and within GROW_LIMIT of it."""
+    classes = sorted(models)
+    shares = []
+    for t, v in colours.items():
+        d2 = np.stack([_distance(v, models[c]) for c in classes])
+        other = np.asarray(classes)[d2.argmin(axis=0)] != t
+        shares.append(float(np.mean(other & (d2.min(axis=0) < GROW_LIMIT))))
+    return round(float(np.mean(shares)), 4)  # rounded: a difference in the fourth place is no reason for a model
+
+
+def _per_class(colours: dict[int, np.ndarray], components: int) -> dict[int, list]:
+    """Each class's number of Gaussians (1 to ``components``), chosen so that as few of the strokes' own colours as
+    possible would be grown over by another class (``_claimed``); a class takes more only where that is fewer.
+    Two models of a void whose strokes touch its blurred rim make a second Gaussian on the rim's paste-like
+    colours, and the void then grows over the paste; two of a dark cavity with a white lining keep the paste's grey
+    out of the void's (benchmarks/RESULTS.md, "Two colour models where they tell the strokes apart"). Greedy, one
+    class at a time, from one Gaussian each, until nothing changes."""
+    fits = {c: {1: [_gaussian(v)], **{k: _mixture(v, k) for k in range(2, components + 1)}} for c, v in colours.items()}
+    chosen = {c: 1 for c in colours}
+    best = _claimed(colours, {c: fits[c][1] for c in colours})
+    for _ in range(4):
+        changed = False
+        for c in sorted(colours):
+            for k in range(1, components + 1):
+                if k == chosen[c]:
+                    continue
+                trial = {**chosen, c: k}
+                score = _claimed(colours, {o: fits[o][trial[o]] for o in colours})
+                if score < best or (score == best and k < chosen[c]):
+                    best, chosen, changed = score, trial, True
+        if not changed:
+            break
+    return {c: fits[c][chosen[c]] for c in colours}
 
 
 MIN_COMPONENT = 0.05
@@ -312,7 +353,7 @@ def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, f
 
 
 def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class",
-                 components: int = COLOUR_COMPONENTS) -> int:
+                 components: int = COLOUR_COMPONENTS, choice: str = "all") -> int:
     """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
     (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
     the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
@@ -325,7 +366,7 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
 
     strokes = reader.s
     image = reader.image
-    models = _colour_models(reader, rng, components)
+    models = _colour_models(reader, rng, components, choice)
     if len(models) < 2:
         return 0
     classes = sorted(models)
@@ -850,7 +891,8 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
-        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components) for r in readers)
+        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components, opts.colour_choice)
+                    for r in readers)
         echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]
     trained_classes = {c for _, c in pairs}
