@@ -389,7 +389,8 @@ def main(argv=None) -> None:
     adapt_seed = a.adapt_seed if a.adapt_seed is not None else (0 if a.stroke_seed is None else a.stroke_seed)
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
-                        colour_components=a.colour_components, colour_choice=a.colour_choice, balance=a.balance, replay=a.replay,
+                        colour_components=a.colour_components, colour_choice=a.colour_choice, balance=a.balance,
+                        replay=a.replay,
                         replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
                         zoom_out=a.zoom_out)

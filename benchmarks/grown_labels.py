@@ -8,8 +8,10 @@ wrong ones over all classes.
     python benchmarks/grown_labels.py benchmarks/work/adapt-random/random-7000041-4100.zarr --components 1 2 --seed 11
     python benchmarks/grown_labels.py --looks random-7000059 random-7000060 --work benchmarks/work/grown-screen
 
-``--looks`` makes each named style's slab (seed 4100, 3000 x 2000, as benchmarks/adapt.py makes it) and paints it
-blind, 40 strokes per class with stroke seed ``--seed`` (adapt.py's ``blind`` protocol), where it has no strokes yet.
+``--chosen`` prints only how many Gaussians the per-class choice gives each class (no truth read: how test looks
+are picked). ``--looks`` makes each named style's slab (seed 4100, 3000 x 2000, as benchmarks/adapt.py makes it)
+and paints it blind, 40 strokes per class with stroke seed ``--seed`` (adapt.py's ``blind`` protocol), where it has
+no strokes yet.
 
 Development slabs only (it reads the truth), unless a look at held-out data is meant and said.
 """
@@ -41,15 +43,25 @@ def grown_against_truth(store: str, components: int, seed: int, n_classes: int =
     return counts
 
 
+def chosen_numbers(store: str, components: int, seed: int, n_classes: int = 3) -> dict[int, int]:
+    """Gaussians per class that the per-class choice takes on ``store``'s training strokes (reads no truth)."""
+    rng = np.random.default_rng(seed)
+    strokes = ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed)
+    models = ad._colour_models(ad.ChunkReader(strokes), rng, components, "per-class")
+    return {c: len(m) for c, m in sorted(models.items())}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stores", nargs="*")
     ap.add_argument("--components", type=int, nargs="+", default=[1, AdaptOptions.colour_components])
     ap.add_argument("--seed", type=int, default=11, help="the adapt run's seed (which strokes were held back)")
     ap.add_argument("--choice", nargs="+", default=["all"], choices=["all", "per-class"],
-                    help="colour models: every class the same number, or each class its own (AdaptOptions.colour_choice)")
+                    help="colour models: every class the same number, or each its own (AdaptOptions.colour_choice)")
     ap.add_argument("--looks", nargs="*", default=[], help="styles to make and paint first (see above)")
     ap.add_argument("--work", default="benchmarks/work/grown-screen")
+    ap.add_argument("--chosen", action="store_true", help="only print the per-class choice's Gaussians per class "
+                    "(reads no truth: how test looks are picked)")
     a = ap.parse_args(argv)
     stores = list(a.stores)
     if a.looks:
@@ -65,6 +77,9 @@ def main(argv=None) -> None:
                 bench.paint(store, 40, a.seed)
             stores.append(str(store))
     for store in stores:
+        if a.chosen:
+            print(f"{Path(store).name:30s} per-class choice: {chosen_numbers(store, max(a.components), a.seed)}")
+            continue
         for k, choice in [(k, c) for k in a.components for c in a.choice if k > 1 or c == "all"]:
             counts = grown_against_truth(store, k, a.seed, choice=choice)
             right = counts.diagonal() / counts.sum(axis=1).clip(1)

@@ -572,11 +572,12 @@ def test_a_stroke_grows_by_its_own_colour_over_a_dark_grain_of_paste(tmp_path):
     assert right[0] < 0.98 and right[0] < right[1], right
 
 
-def _grown_by_class(store, shape, components: int) -> np.ndarray:
+def _grown_by_class(store, shape, components: int, choice: str = "all") -> np.ndarray:
     """The training labels adapt sees on a small slab (<= 1024 px): its strokes grown by class with ``components``
-    Gaussians per class's colours (held back with the same seeds every time)."""
+    Gaussians per class's colours (``choice`` "per-class": up to that many), held back with the same seeds every
+    time."""
     reader = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-    grow_strokes(reader, np.random.default_rng(2), by="class", components=components)
+    grow_strokes(reader, np.random.default_rng(2), by="class", components=components, choice=choice)
     return reader.window("annotations", 0, 0, 1024)[: shape[0], : shape[1]]
 
 
@@ -599,8 +600,38 @@ def test_a_dark_and_white_void_grows_within_itself_with_two_colour_models(tmp_pa
         assert grown_void.sum() > 2000
         right.append(float((truth[grown_void] == 2).mean()))
     assert right[0] < 0.82 and right[1] > 0.85, right
+    # each class its own number: the void's white lining is a colour no other class has, so it keeps two
+    seen = _grown_by_class(store, truth.shape, 2, "per-class")
+    grown_void = (seen == 2) & (_array(store) == 255)
+    assert float((truth[grown_void] == 2).mean()) > 0.85
     with pytest.raises(BigsegError, match="--colour-components must be between 1 and 4"):
         AdaptOptions(colour_components=0).check()
+    with pytest.raises(BigsegError, match="--colour-choice must be all or per-class"):
+        AdaptOptions(colour_choice="some").check()
+
+
+def test_each_class_takes_a_second_gaussian_only_where_no_other_class_has_those_colours():
+    """The per-class choice (AdaptOptions.colour_choice "per-class"): void strokes of a dark cavity with a white
+    lining keep two Gaussians (the lining's white is nobody else's); void strokes whose light part has the paste's
+    colours (a blurred rim, a paste-grey deposit) get one, or the void would grow over the paste (random-7000059:
+    6.4 % of the paste strokes' own colours nearer a second void Gaussian)."""
+    from bigseg.train.adapt import _claimed, _gaussian, _mixture, _per_class
+
+    rng = np.random.default_rng(0)
+
+    def blob(mean, sd, n):
+        return rng.normal(mean, sd, (n, 3))
+
+    paste, stone = blob((150, 140, 115), 8, 3000), blob((60, 95, 65), 10, 3000)
+    lined = np.vstack([blob((40, 40, 35), 8, 1400), blob((230, 228, 222), 6, 600)])
+    paste_grey = np.vstack([blob((40, 40, 35), 10, 1700), blob((150, 145, 120), 12, 340)])
+    assert len(_per_class({0: paste, 1: stone, 2: lined}, 2)[2]) == 2
+    colours = {0: paste, 1: stone, 2: paste_grey}
+    chosen = _per_class(colours, 2)
+    assert len(chosen[2]) == 1
+    two = {c: _mixture(v, 2) for c, v in colours.items()}
+    assert _claimed(colours, chosen) < _claimed(colours, two)
+    assert _claimed(colours, chosen) <= _claimed(colours, {c: [_gaussian(v)] for c, v in colours.items()})
 
 
 class _TiesByColour:
