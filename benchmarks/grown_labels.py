@@ -28,11 +28,16 @@ from bigseg.train import adapt as ad
 from bigseg.train.adapt_options import AdaptOptions
 
 
+def _training_strokes(store: str, seed: int, n_classes: int):
+    """``store``'s strokes as an adapt run with ``seed`` reads them (which are held back), and the generator after."""
+    rng = np.random.default_rng(seed)
+    return ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed), rng
+
+
 def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3,
                         choice: str = "all") -> np.ndarray:
     """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
-    rng = np.random.default_rng(seed)
-    strokes = ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed)
+    strokes, rng = _training_strokes(store, seed, n_classes)
     ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice)
     truth = st.open_array(store, "truth")
     counts = np.zeros((n_classes, n_classes), np.int64)
@@ -45,8 +50,7 @@ def grown_against_truth(store: str, components: int, seed: int, n_classes: int =
 
 def chosen_numbers(store: str, components: int, seed: int, n_classes: int = 3) -> dict[int, int]:
     """Gaussians per class that the per-class choice takes on ``store``'s training strokes (reads no truth)."""
-    rng = np.random.default_rng(seed)
-    strokes = ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed)
+    strokes, rng = _training_strokes(store, seed, n_classes)
     models = ad._colour_models(ad.ChunkReader(strokes), rng, components, "per-class")
     return {c: len(m) for c, m in sorted(models.items())}
 

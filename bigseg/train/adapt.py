@@ -260,11 +260,14 @@ def _claimed(colours: dict[int, np.ndarray], models: dict[int, list]) -> float:
     """Mean over classes of the share of a class's stroke colours that another class would grow over: nearer to
     that class's model than to any other and within GROW_LIMIT of it."""
     classes = sorted(models)
-    shares = []
-    for t, v in colours.items():
-        d2 = np.stack([_distance(v, models[c]) for c in classes])
-        other = np.asarray(classes)[d2.argmin(axis=0)] != t
-        shares.append(float(np.mean(other & (d2.min(axis=0) < GROW_LIMIT))))
+    return _claimed_share({t: np.stack([_distance(v, models[c]) for c in classes]) for t, v in colours.items()},
+                          classes)
+
+
+def _claimed_share(d2: dict[int, np.ndarray], classes: list[int]) -> float:
+    """``_claimed`` from each class's stroke colours' distances ``d2[t]`` (one row per class of ``classes``)."""
+    shares = [float(np.mean((np.asarray(classes)[d.argmin(axis=0)] != t) & (d.min(axis=0) < GROW_LIMIT)))
+              for t, d in d2.items()]
     return round(float(np.mean(shares)), 4)  # rounded: a difference in the fourth place is no reason for a model
 
 
@@ -277,21 +280,28 @@ def _per_class(colours: dict[int, np.ndarray], components: int) -> dict[int, lis
     option (benchmarks/RESULTS.md, "Two colour models where they tell the strokes apart"). Greedy, one class at a
     time, from one Gaussian each, until nothing changes."""
     fits = {c: {1: [_gaussian(v)], **{k: _mixture(v, k) for k in range(2, components + 1)}} for c, v in colours.items()}
-    chosen = {c: 1 for c in colours}
-    best = _claimed(colours, {c: fits[c][1] for c in colours})
+    classes = sorted(colours)
+    # every class's stroke colours against every class's every model, once: a trial only picks rows
+    dist = {(t, c, k): _distance(colours[t], fits[c][k]) for t in classes for c in classes for k in fits[c]}
+
+    def score(numbers: dict[int, int]) -> float:
+        return _claimed_share({t: np.stack([dist[t, c, numbers[c]] for c in classes]) for t in classes}, classes)
+
+    chosen = {c: 1 for c in classes}
+    best = score(chosen)
     for _ in range(4):
         changed = False
-        for c in sorted(colours):
+        for c in classes:
             for k in range(1, components + 1):
                 if k == chosen[c]:
                     continue
                 trial = {**chosen, c: k}
-                score = _claimed(colours, {o: fits[o][trial[o]] for o in colours})
-                if score < best or (score == best and k < chosen[c]):
-                    best, chosen, changed = score, trial, True
+                score_k = score(trial)
+                if score_k < best or (score_k == best and k < chosen[c]):
+                    best, chosen, changed = score_k, trial, True
         if not changed:
             break
-    return {c: fits[c][chosen[c]] for c in colours}
+    return {c: fits[c][chosen[c]] for c in classes}
 
 
 MIN_COMPONENT = 0.05
