@@ -218,6 +218,11 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     if tta != "none":
         row["adapted_tta"] = {"tta": tta, "painted": measured(painted, str(model), True, tta),
                               "sibling": measured(sibling, str(model), False, tta)}
+    import unpainted  # benchmarks/unpainted.py: colours no stroke had, from the final strokes (a trust figure's data)
+
+    models = unpainted.colour_models(painted, opts.seed, opts.colour_components, opts.colour_choice)
+    row["unpainted_share"] = {k: round(unpainted.far_share(s, models)[0], 5)
+                              for k, s in (("painted", painted), ("sibling", sibling))}
     if (r.object_rule or {}).get("kept"):  # the same model without its object rule: what the rule changed
         row["adapted_no_rule"] = {"tta": tta, "painted": measured(painted, str(model), True, tta, object_rule=False),
                                   "sibling": measured(sibling, str(model), False, tta, object_rule=False)}
