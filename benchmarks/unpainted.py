@@ -28,6 +28,7 @@ from bigseg import annotations as ann
 from bigseg import store as st
 from bigseg.train import adapt as ad
 from bigseg.train.adapt_options import AdaptOptions
+from bigseg.trust import spearman
 
 DEV_STYLES = ("crushed", "gravel", "contrast")
 NEWER = {f"random-70000{n}" for n in (75, 77, 78, 79, 80, 81, 82)}
@@ -88,12 +89,6 @@ def far_share(store: Path, models: dict, limit: float = LIMIT, step: int = 2) ->
     return float(far.mean()), per
 
 
-def spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--logs", default="benchmarks/logs/adapt-*/*.json")
@@ -139,7 +134,7 @@ def main(argv=None) -> None:
     # the smallest threshold that flags no more than a fifth of the older looks' right slabs
     allowed = len(right) // 5
     t = right[len(right) - 1 - allowed] if right else float("inf")
-    print(f"older looks: {len(older)} slabs, Spearman(share, |air error|) {rho:+.2f}; threshold {t:.4f} "
+    print(f"older looks: {len(older)} slabs, Spearman(share, |air error|) {rho or 0:+.2f}; threshold {t:.4f} "
           f"(flags {sum(s > t for s in right)} of {len(right)} slabs within 0.3 points)")
     off = [r for r in newer if r["abs_air_error"] > 0.5]
     ok = [r for r in newer if r["abs_air_error"] <= 0.3]
@@ -147,7 +142,7 @@ def main(argv=None) -> None:
           f"than 0.5 points, {sum(r['share'] > t for r in ok)} of {len(ok)} within 0.3")
     if newer:
         rho_new = spearman([r["share"] for r in newer], [r["abs_air_error"] for r in newer])
-        print(f"newer looks: Spearman {rho_new:+.2f}")
+        print(f"newer looks: Spearman {rho_new or 0:+.2f}")
 
 
 if __name__ == "__main__":
