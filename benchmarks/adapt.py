@@ -218,9 +218,10 @@ def run_style(work: Path, style: str, seed: int, size, per_class: int, opts: Ada
     if tta != "none":
         row["adapted_tta"] = {"tta": tta, "painted": measured(painted, str(model), True, tta),
                               "sibling": measured(sibling, str(model), False, tta)}
+    import grown_labels  # benchmarks/grown_labels.py: the colour models adapt fits on the final strokes
     import unpainted  # benchmarks/unpainted.py: colours no stroke had, from the final strokes (a trust figure's data)
 
-    models = unpainted.colour_models(painted, opts.seed, opts.colour_components, opts.colour_choice)
+    models = grown_labels.colour_models(str(painted), opts.seed, opts.colour_components, opts.colour_choice)
     row["unpainted_share"] = {k: round(unpainted.far_share(s, models)[0], 5)
                               for k, s in (("painted", painted), ("sibling", sibling))}
     if (r.object_rule or {}).get("kept"):  # the same model without its object rule: what the rule changed

@@ -48,10 +48,15 @@ def grown_against_truth(store: str, components: int, seed: int, n_classes: int =
     return counts
 
 
+def colour_models(store: str, seed: int, components: int, choice: str = "all", n_classes: int = 3) -> dict:
+    """The colour models (per class, Gaussians) an adapt run with ``seed`` fits on ``store``'s strokes as they are."""
+    strokes, rng = _training_strokes(store, seed, n_classes)
+    return ad._colour_models(ad.ChunkReader(strokes), rng, components, choice)
+
+
 def chosen_numbers(store: str, components: int, seed: int, n_classes: int = 3) -> dict[int, int]:
     """Gaussians per class that the per-class choice takes on ``store``'s training strokes (reads no truth)."""
-    strokes, rng = _training_strokes(store, seed, n_classes)
-    models = ad._colour_models(ad.ChunkReader(strokes), rng, components, "per-class")
+    models = colour_models(store, seed, components, "per-class", n_classes)
     return {c: len(m) for c, m in sorted(models.items())}
 
 

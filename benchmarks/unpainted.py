@@ -22,6 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
+import grown_labels  # benchmarks/grown_labels.py: adapt's strokes and colour models, read as adapt reads them
 import numpy as np
 
 from bigseg import annotations as ann
@@ -60,14 +61,7 @@ def stroke_models(store: Path, per_class: int, stroke_seed: int, adapt_seed: int
         shutil.rmtree(store / name, ignore_errors=True)
     st.consolidate(store)
     bench.paint(store, per_class, stroke_seed)
-    return colour_models(store, adapt_seed, components, choice)
-
-
-def colour_models(store: Path, adapt_seed: int, components: int, choice: str = "all"):
-    """The colour models an adapt run with ``adapt_seed`` fits on ``store``'s strokes as they are."""
-    rng = np.random.default_rng(adapt_seed)
-    strokes = ad.read_strokes(str(store), 3, AdaptOptions.held_back, rng, seed=adapt_seed)
-    return ad._colour_models(ad.ChunkReader(strokes), rng, components, choice)
+    return grown_labels.colour_models(str(store), adapt_seed, components, choice)
 
 
 LIMIT = 16.0
