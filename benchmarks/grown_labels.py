@@ -35,10 +35,10 @@ def _training_strokes(store: str, seed: int, n_classes: int):
 
 
 def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3,
-                        choice: str = "all") -> np.ndarray:
+                        choice: str = "all", edges: str = "model") -> np.ndarray:
     """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
     strokes, rng = _training_strokes(store, seed, n_classes)
-    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice)
+    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice, edges)
     truth = st.open_array(store, "truth")
     counts = np.zeros((n_classes, n_classes), np.int64)
     for (y0, x0), (idx, ids) in strokes.grown.items():
@@ -67,6 +67,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=11, help="the adapt run's seed (which strokes were held back)")
     ap.add_argument("--choice", nargs="+", default=["all"], choices=["all", "per-class"],
                     help="colour models: every class the same number, or each its own (AdaptOptions.colour_choice)")
+    ap.add_argument("--edges", nargs="+", default=[AdaptOptions.edges], choices=["model", "local"],
+                    help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
     ap.add_argument("--looks", nargs="*", default=[], help="styles to make and paint first (see above)")
     ap.add_argument("--work", default="benchmarks/work/grown-screen")
     ap.add_argument("--chosen", action="store_true", help="only print the per-class choice's Gaussians per class "
@@ -89,11 +91,13 @@ def main(argv=None) -> None:
         if a.chosen:
             print(f"{Path(store).name:30s} per-class choice: {chosen_numbers(store, max(a.components), a.seed)}")
             continue
-        for k, choice in [(k, c) for k in a.components for c in a.choice if k > 1 or c == "all"]:
-            counts = grown_against_truth(store, k, a.seed, choice=choice)
+        for k, choice, edges in [(k, c, e) for k in a.components for c in a.choice for e in a.edges
+                                 if k > 1 or c == "all"]:
+            counts = grown_against_truth(store, k, a.seed, choice=choice, edges=edges)
             right = counts.diagonal() / counts.sum(axis=1).clip(1)
-            print(f"{Path(store).name:30s} components {k} {choice}: grown {counts.sum(axis=1).tolist()} right "
-                  f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())}", flush=True)
+            print(f"{Path(store).name:30s} components {k} {choice} edges {edges}: grown {counts.sum(axis=1).tolist()} right "
+                  f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())} void "
+                  f"+{int(counts[2].sum() - counts[2, 2])} / -{int(counts[:, 2].sum() - counts[2, 2])}", flush=True)
 
 
 if __name__ == "__main__":

@@ -363,8 +363,43 @@ def _grown_by_stroke(painted: np.ndarray, pix: np.ndarray, others: np.ndarray, f
     return region
 
 
+EDGE_RADIUS = 3
+"""With ``edges`` "local": how far (px) :func:`_local_edges` looks for a class's pure pixels around an edge pixel."""
+
+
+def _local_edges(raw: np.ndarray, nearest: np.ndarray, classes: list[int], radius: int = EDGE_RADIUS) -> np.ndarray:
+    """``nearest`` (each pixel's nearer colour model) with its class edges decided by mixing: a pixel at an edge of a
+    blurred image is a mix of the colours on both sides, and it belongs to the side whose share of it is over half,
+    the side whose colour it is nearer in plain colour distance. A class model's Mahalanobis distance does not say
+    that: a void's model spread over its dark cavity and its rim tones claims pixels a quarter void. Edge pixels
+    (those whose 3 x 3 neighbourhood holds another class) go to the class whose mean colour over its core pixels
+    (all neighbours its own) within ``radius`` px is nearest to the pixel's own colour (``raw``, not smoothed); where
+    no class has a core pixel that near, the colour model decides as before."""
+    from scipy import ndimage
+
+    size = 2 * radius + 1
+    cores = [ndimage.binary_erosion(nearest == c, structure=np.ones((3, 3), bool), border_value=1) for c in classes]
+    edge = ~np.any(cores, axis=0)
+    out = nearest.copy()
+    if not edge.any():
+        return out
+    best = np.full(nearest.shape, np.inf, np.float32)
+    for c, core in zip(classes, cores, strict=True):
+        weight = ndimage.uniform_filter(core.astype(np.float32), size)
+        present = weight > 0.5 / size**2
+        if not (present & edge).any():
+            continue
+        mean = np.stack([ndimage.uniform_filter(raw[..., k] * core, size) for k in range(raw.shape[-1])], -1)
+        mean /= np.maximum(weight, 1e-6)[..., None]
+        d = np.where(present, ((raw - mean) ** 2).sum(axis=-1), np.inf)
+        take = edge & (d < best)
+        out[take] = c
+        best[take] = d[take]
+    return out
+
+
 def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class",
-                 components: int = COLOUR_COMPONENTS, choice: str = "all") -> int:
+                 components: int = COLOUR_COMPONENTS, choice: str = "all", edges: str = "model") -> int:
     """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
     (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
     the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
@@ -372,7 +407,9 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     stroke painted over a dark sand grain fills that grain, which the paste class's colours (mostly light paste)
     would not (measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %); on
     contrast it adapted worse (benchmarks/RESULTS.md), so the class's colours are the default. Pixels near
-    held-back strokes are left alone. Returns the pixels added."""
+    held-back strokes are left alone. ``edges`` "local": where two classes meet, a pixel goes to the class whose
+    nearby pure colour it is nearer (:func:`_local_edges`) instead of the nearer colour model. Returns the pixels
+    added."""
     from scipy import ndimage
 
     strokes = reader.s
@@ -392,14 +429,16 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
             near_held = ndimage.distance_transform_edt(~near_held) <= distance + BAND_PX
         if not (train != IGNORE_LABEL).any():
             continue
-        pix = np.asarray(st.read(image, slice(y0, y0 + block.shape[0]), slice(x0, x0 + block.shape[1])), np.float32)
-        pix = ndimage.uniform_filter(pix, size=(3, 3, 1))
+        raw = np.asarray(st.read(image, slice(y0, y0 + block.shape[0]), slice(x0, x0 + block.shape[1])), np.float32)
+        pix = ndimage.uniform_filter(raw, size=(3, 3, 1))
         flat = pix.reshape(-1, 3).astype(np.float64)
         d2 = np.stack([_distance(flat, models[c]) for c in classes]).reshape(len(classes), *block.shape)
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
         nearest = np.asarray(classes)[d2.argmin(axis=0)] if by == "class" else None
+        if nearest is not None and edges == "local":
+            nearest = _local_edges(raw, nearest, classes)
         for k, c in enumerate(classes):
             if by == "stroke":
                 region = _grown_by_stroke(train == c, flat.reshape(*block.shape, 3),
@@ -424,7 +463,12 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         if band.any():
             allowed = np.stack([n if n is not None else np.zeros(block.shape, bool) for n in near])
             masked = np.where(allowed, d2, np.inf)
-            grown[band] = np.asarray(classes, np.uint8)[masked.argmin(axis=0)][band]
+            pick = np.asarray(classes, np.uint8)[masked.argmin(axis=0)]
+            if nearest is not None and edges == "local":  # the mixing rule where it names a class allowed here
+                index = np.searchsorted(classes, nearest)
+                ok = np.take_along_axis(allowed, index[None], axis=0)[0]
+                pick = np.where(ok, nearest, pick).astype(np.uint8)
+            grown[band] = pick[band]
         idx = np.flatnonzero(grown != IGNORE_LABEL)
         if idx.size:
             strokes.grown[(y0, x0)] = (idx.astype(np.int64), grown.ravel()[idx])
@@ -902,7 +946,8 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     strokes = [read_strokes(s, n, opts.held_back, rng, held_seed) for s in paths]
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
-        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components, opts.colour_choice)
+        grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components, opts.colour_choice,
+                                 opts.edges)
                     for r in readers)
         echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]

@@ -40,6 +40,7 @@ class AdaptOptions:
     grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
     colour_components: int = COLOUR_COMPONENTS  # Gaussians per class's colour model for growing by class
     colour_choice: str = "all"  # every class colour_components ("all"), or each its own, up to it ("per-class")
+    edges: str = "model"  # where grown classes meet: the nearer colour model ("model") or mixing ("local")
     seed: int = 0
     held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
@@ -86,6 +87,8 @@ class AdaptOptions:
             raise BigsegError(f"--colour-components must be between 1 and 4, got {self.colour_components}")
         if self.colour_choice not in ("all", "per-class"):
             raise BigsegError(f"--colour-choice must be all or per-class, got {self.colour_choice!r}")
+        if self.edges not in ("model", "local"):
+            raise BigsegError(f"--edges must be model or local, got {self.edges!r}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
