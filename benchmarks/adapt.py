@@ -350,6 +350,8 @@ def main(argv=None) -> None:
                     help="Gaussians per class's colour model when strokes grow by class")
     ap.add_argument("--colour-choice", default=AdaptOptions.colour_choice, choices=["all", "per-class"],
                     help="every class --colour-components Gaussians, or each class its own number up to it")
+    ap.add_argument("--edges", default=AdaptOptions.edges, choices=["model", "local"],
+                    help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
     ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
                     help="weight of synthetic crops with exact truth trained on beside the strokes")
     ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
@@ -396,7 +398,7 @@ def main(argv=None) -> None:
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         colour_components=a.colour_components, colour_choice=a.colour_choice, balance=a.balance,
-                        replay=a.replay,
+                        edges=a.edges, replay=a.replay,
                         replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
                         zoom_out=a.zoom_out)

@@ -610,6 +610,35 @@ def test_a_dark_and_white_void_grows_within_itself_with_two_colour_models(tmp_pa
         AdaptOptions(colour_choice="some").check()
 
 
+def test_local_edges_put_a_blurred_void_edge_where_it_is_half_void():
+    """AdaptOptions.edges "local": a dark void blurred into light paste, labelled by a colour model that claims every
+    pixel darker than 180 (a sixth void: what a void model spread over its rim tones does), is cut back to the
+    pixels more than half void -- the truth's edge -- and nothing away from the edge changes."""
+    from scipy import ndimage
+
+    from bigseg.train.adapt import _local_edges
+
+    yy, xx = np.mgrid[:64, :64]
+    truth = (yy - 31.5) ** 2 + (xx - 31.5) ** 2 <= 9.0**2
+    grey = ndimage.gaussian_filter(np.where(truth, 40.0, 200.0), 1.2)
+    raw = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+    fat = np.where(grey < 180, 2, 0)
+    assert fat.sum() / 2 > truth.sum() * 1.25
+    edged = _local_edges(raw, fat, [0, 2])
+    assert abs(int((edged == 2).sum()) - int(truth.sum())) <= 0.06 * truth.sum()
+    assert ((edged == 2) != truth).sum() < ((fat == 2) != truth).sum() / 3
+    far = ndimage.distance_transform_edt(fat == 2) > 2
+    far |= ndimage.distance_transform_edt(fat != 2) > 2
+    assert (edged[far] == fat[far]).all()
+    # nothing to mix where one class has the whole picture
+    assert (_local_edges(raw, np.zeros_like(fat), [0, 2]) == 0).all()
+    from bigseg.errors import BigsegError
+    from bigseg.train.adapt_options import AdaptOptions
+
+    with pytest.raises(BigsegError, match="--edges must be model or local"):
+        AdaptOptions(edges="mixed").check()
+
+
 def test_each_class_takes_a_second_gaussian_only_where_no_other_class_has_those_colours():
     """The per-class choice (AdaptOptions.colour_choice "per-class"): void strokes of a dark cavity with a white
     lining keep two Gaussians (the lining's white is nobody else's); void strokes whose light part has the paste's
