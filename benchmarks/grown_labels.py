@@ -95,7 +95,8 @@ def main(argv=None) -> None:
                                  if k > 1 or c == "all"]:
             counts = grown_against_truth(store, k, a.seed, choice=choice, edges=edges)
             right = counts.diagonal() / counts.sum(axis=1).clip(1)
-            print(f"{Path(store).name:30s} components {k} {choice} edges {edges}: grown {counts.sum(axis=1).tolist()} right "
+            print(f"{Path(store).name:30s} components {k} {choice} edges {edges}: "
+                  f"grown {counts.sum(axis=1).tolist()} right "
                   f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())} void "
                   f"+{int(counts[2].sum() - counts[2, 2])} / -{int(counts[:, 2].sum() - counts[2, 2])}", flush=True)
 

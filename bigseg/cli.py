@@ -586,6 +586,10 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Every class --colour-components Gaussians, or each class its own number up to it: the one under "
               "which fewest of the strokes' own colours would be grown over by another class (RESULTS.md, 'Two "
               "colour models where they tell the strokes apart').")
+@click.option("--edges", default=AdaptOptions.edges, show_default=True, type=click.Choice(["model", "local"]),
+              help="Where grown strokes of two classes meet, an edge pixel goes to the nearer class colour model, or "
+              "(local) to the side whose nearby pure colour it is nearer: the side that makes up more of a blurred "
+              "edge pixel (RESULTS.md, 'Void edges in the grown labels').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,
@@ -637,9 +641,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "painted voids are also seen as small ones (no brush stroke fits in a small void). An experiment (1: "
               "none); RESULTS.md, 'Small voids'.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_components, colour_choice, balance, replay,
-          replay_band, crop, batch, lr, held_back, seed, held_back_seed, threads, tta, object_rule, grow_void_edges,
-          cut_merged_voids, void_shift, crf, zoom_out, overwrite):
+def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_components, colour_choice, edges, balance,
+          replay, replay_band, crop, batch, lr, held_back, seed, held_back_seed, threads, tta, object_rule,
+          grow_void_edges, cut_merged_voids, void_shift, crf, zoom_out, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -658,8 +662,9 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_compo
     air content worse (+0.41 -> +0.59 points on one sibling slab), so keep the base's report to compare.
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
-                        colour_components=colour_components, colour_choice=colour_choice, balance=balance,
-                        replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr, held_back=held_back,
+                        colour_components=colour_components, colour_choice=colour_choice, edges=edges,
+                        balance=balance, replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr,
+                        held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,
                         grow_void_edges=grow_void_edges, cut_merged_voids=cut_merged_voids, void_shift=void_shift,
                         crf=crf, zoom_out=zoom_out)
