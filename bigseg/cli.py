@@ -587,9 +587,11 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "which fewest of the strokes' own colours would be grown over by another class (RESULTS.md, 'Two "
               "colour models where they tell the strokes apart').")
 @click.option("--edges", default=AdaptOptions.edges, show_default=True, type=click.Choice(["model", "local"]),
-              help="Where grown strokes of two classes meet, an edge pixel goes to the nearer class colour model, or "
-              "(local) to the side whose nearby pure colour it is nearer: the side that makes up more of a blurred "
-              "edge pixel (RESULTS.md, 'Void edges in the grown labels').")
+              help="Where grown strokes of two classes meet, an edge pixel goes to the side whose nearby pure colour "
+              "it is nearer (local: the side that makes up more of a blurred edge pixel), or to the nearer class "
+              "colour model (model, before 2026-12-06: a void's model spread over its rim tones grew void a pixel "
+              "round each void). On four new looks local read void IoU @VOID@ and air @AIR@ points off on average "
+              "(RESULTS.md, 'Void edges in the grown labels').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,

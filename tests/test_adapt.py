@@ -601,7 +601,9 @@ def test_a_dark_and_white_void_grows_within_itself_with_two_colour_models(tmp_pa
         grown_void = (seen == 2) & (_array(store) == 255)
         assert grown_void.sum() > 2000
         right.append(float((truth[grown_void] == 2).mean()))
-    assert right[0] < 0.82 and right[1] > 0.85, right
+    # (with the edge rule before 2026-12-06, edges "model", one Gaussian's grown void was under 82 % void; local
+    # edges cut the ring it grew round each void, not the disc)
+    assert right[0] < 0.87 and right[1] > 0.9 and right[1] - right[0] > 0.05, right
     # each class its own number: the void's white lining is a colour no other class has, so it keeps two
     seen = _grown_by_class(store, truth.shape, 2, "per-class")
     grown_void = (seen == 2) & (_array(store) == 255)

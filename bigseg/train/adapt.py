@@ -81,7 +81,7 @@ from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 from bigseg.infer.windows import Grid
 from bigseg.progress import make_bar
 from bigseg.train.adapt_checks import check_inputs
-from bigseg.train.adapt_options import COLOUR_COMPONENTS, AdaptOptions
+from bigseg.train.adapt_options import COLOUR_COMPONENTS, EDGES, AdaptOptions
 from bigseg.train.config import PhotometricConfig
 from bigseg.train.replay import ReplayPool, void_band
 
@@ -399,7 +399,7 @@ def _local_edges(raw: np.ndarray, nearest: np.ndarray, classes: list[int], radiu
 
 
 def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class",
-                 components: int = COLOUR_COMPONENTS, choice: str = "all", edges: str = "model") -> int:
+                 components: int = COLOUR_COMPONENTS, choice: str = "all", edges: str = EDGES) -> int:
     """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
     (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
     the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
@@ -407,9 +407,9 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     stroke painted over a dark sand grain fills that grain, which the paste class's colours (mostly light paste)
     would not (measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %); on
     contrast it adapted worse (benchmarks/RESULTS.md), so the class's colours are the default. Pixels near
-    held-back strokes are left alone. ``edges`` "local": where two classes meet, a pixel goes to the class whose
-    nearby pure colour it is nearer (:func:`_local_edges`) instead of the nearer colour model. Returns the pixels
-    added."""
+    held-back strokes are left alone. ``edges`` "local" (the default): where two classes meet, a pixel goes to the
+    class whose nearby pure colour it is nearer (:func:`_local_edges`); "model": to the nearer colour model. Returns
+    the pixels added."""
     from scipy import ndimage
 
     strokes = reader.s

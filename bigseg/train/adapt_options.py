@@ -22,6 +22,12 @@ and its strokes grew a disc over the paste around each small void (43 % of grown
 two took void IoU 0.536 -> 0.674 and air error 1.97 -> 0.57 points there and on random-7000015, the guard (crushed)
 unharmed (benchmarks/RESULTS.md, "What the high air was")."""
 
+EDGES = "local"
+"""Where grown strokes of two classes meet: "local", an edge pixel goes to the side whose nearby pure colour it is
+nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.adapt._local_edges``), or "model", to the
+nearer class colour model (before 2026-12-06). Local edges made a third fewer wrong grown labels over 49 development
+slabs and adapted better on four looks not picked for it (benchmarks/RESULTS.md, "Void edges in the grown labels")."""
+
 
 @dataclass(frozen=True)
 class AdaptOptions:
@@ -40,7 +46,7 @@ class AdaptOptions:
     grow_by: str = "class"  # grow strokes by their class's colours, or by each stroke's own ("stroke")
     colour_components: int = COLOUR_COMPONENTS  # Gaussians per class's colour model for growing by class
     colour_choice: str = "all"  # every class colour_components ("all"), or each its own, up to it ("per-class")
-    edges: str = "model"  # where grown classes meet: the nearer colour model ("model") or mixing ("local")
+    edges: str = EDGES  # where grown classes meet: mixing ("local") or the nearer colour model ("model")
     seed: int = 0
     held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
