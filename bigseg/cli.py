@@ -590,7 +590,8 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Where grown strokes of two classes meet, an edge pixel goes to the side whose nearby pure colour "
               "it is nearer (local: the side that makes up more of a blurred edge pixel), or to the nearer class "
               "colour model (model, before 2026-12-06: a void's model spread over its rim tones grew void a pixel "
-              "round each void). On four new looks local read void IoU @VOID@ and air @AIR@ points off on average "
+              "round each void). On four new looks (8 slabs) local read void IoU 0.721 against 0.676 and air 0.67 "
+              "against 0.91 points off on average "
               "(RESULTS.md, 'Void edges in the grown labels').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
