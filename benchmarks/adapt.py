@@ -48,7 +48,7 @@ from bigseg.ingest import ingest  # noqa: E402
 from bigseg.synth import SynthParams, synthesize  # noqa: E402
 from bigseg.synth.strokes import simulate_corrections, simulate_dabs, simulate_strokes  # noqa: E402
 from bigseg.train.adapt import adapt  # noqa: E402
-from bigseg.train.adapt_options import AdaptOptions  # noqa: E402
+from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions  # noqa: E402
 from bigseg.trust import measure_slab  # noqa: E402
 
 VOID = 2  # the concrete class table's void
@@ -350,7 +350,7 @@ def main(argv=None) -> None:
                     help="Gaussians per class's colour model when strokes grow by class")
     ap.add_argument("--colour-choice", default=AdaptOptions.colour_choice, choices=["all", "per-class"],
                     help="every class --colour-components Gaussians, or each class its own number up to it")
-    ap.add_argument("--edges", default=AdaptOptions.edges, choices=["model", "local"],
+    ap.add_argument("--edges", default=AdaptOptions.edges, choices=EDGE_RULES,
                     help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
     ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
                     help="weight of synthetic crops with exact truth trained on beside the strokes")

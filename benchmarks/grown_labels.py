@@ -25,7 +25,7 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.train import adapt as ad
-from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions
 
 
 def _training_strokes(store: str, seed: int, n_classes: int):
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=11, help="the adapt run's seed (which strokes were held back)")
     ap.add_argument("--choice", nargs="+", default=["all"], choices=["all", "per-class"],
                     help="colour models: every class the same number, or each its own (AdaptOptions.colour_choice)")
-    ap.add_argument("--edges", nargs="+", default=[AdaptOptions.edges], choices=["model", "local"],
+    ap.add_argument("--edges", nargs="+", default=[AdaptOptions.edges], choices=EDGE_RULES,
                     help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
     ap.add_argument("--looks", nargs="*", default=[], help="styles to make and paint first (see above)")
     ap.add_argument("--work", default="benchmarks/work/grown-screen")

@@ -14,7 +14,7 @@ import click
 from bigseg.defaults import DEFAULT_CHUNK, DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError, Terminated, raise_terminated
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW, TTA
-from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions
 
 
 class _Ctx:
@@ -586,7 +586,7 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               help="Every class --colour-components Gaussians, or each class its own number up to it: the one under "
               "which fewest of the strokes' own colours would be grown over by another class (RESULTS.md, 'Two "
               "colour models where they tell the strokes apart').")
-@click.option("--edges", default=AdaptOptions.edges, show_default=True, type=click.Choice(["model", "local"]),
+@click.option("--edges", default=AdaptOptions.edges, show_default=True, type=click.Choice(EDGE_RULES),
               help="Where grown strokes of two classes meet, an edge pixel goes to the side whose nearby pure colour "
               "it is nearer (local: the side that makes up more of a blurred edge pixel), or to the nearer class "
               "colour model (model, before 2026-12-06: a void's model spread over its rim tones grew void a pixel "

@@ -657,9 +657,7 @@ def test_local_edges_keep_grown_void_off_the_ring_round_a_void(tmp_path):
         ann.paint(store, s)
     false, grown = {}, {}
     for edges in ("model", "local"):
-        reader = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-        grow_strokes(reader, np.random.default_rng(2), by="class", components=2, edges=edges)
-        seen = reader.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+        seen = _grown_by_class(store, truth.shape, 2, edges=edges)
         void = (seen == 2) & (_array(store) == 255)
         false[edges], grown[edges] = int((truth[void] != 2).sum()), int(void.sum())
     assert false["model"] > 150 and false["local"] < false["model"] / 2, false

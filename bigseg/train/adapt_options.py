@@ -22,6 +22,7 @@ and its strokes grew a disc over the paste around each small void (43 % of grown
 two took void IoU 0.536 -> 0.674 and air error 1.97 -> 0.57 points there and on random-7000015, the guard (crushed)
 unharmed (benchmarks/RESULTS.md, "What the high air was")."""
 
+EDGE_RULES = ("local", "model")
 EDGES = "local"
 """Where grown strokes of two classes meet: "local", an edge pixel goes to the side whose nearby pure colour it is
 nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.adapt._local_edges``), or "model", to the
@@ -93,7 +94,7 @@ class AdaptOptions:
             raise BigsegError(f"--colour-components must be between 1 and 4, got {self.colour_components}")
         if self.colour_choice not in ("all", "per-class"):
             raise BigsegError(f"--colour-choice must be all or per-class, got {self.colour_choice!r}")
-        if self.edges not in ("model", "local"):
+        if self.edges not in EDGE_RULES:
             raise BigsegError(f"--edges must be model or local, got {self.edges!r}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
