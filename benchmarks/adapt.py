@@ -48,7 +48,7 @@ from bigseg.ingest import ingest  # noqa: E402
 from bigseg.synth import SynthParams, synthesize  # noqa: E402
 from bigseg.synth.strokes import simulate_corrections, simulate_dabs, simulate_strokes  # noqa: E402
 from bigseg.train.adapt import adapt  # noqa: E402
-from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions  # noqa: E402
+from bigseg.train.adapt_options import COLOUR_PRIORS, EDGE_RULES, AdaptOptions  # noqa: E402
 from bigseg.trust import measure_slab  # noqa: E402
 
 VOID = 2  # the concrete class table's void
@@ -352,6 +352,9 @@ def main(argv=None) -> None:
                     help="every class --colour-components Gaussians, or each class its own number up to it")
     ap.add_argument("--edges", default=AdaptOptions.edges, choices=EDGE_RULES,
                     help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
+    ap.add_argument("--colour-prior", default=AdaptOptions.colour_prior, choices=COLOUR_PRIORS,
+                    help="a colour's class when growing: least distance, or stroke-weighted density "
+                    "(AdaptOptions.colour_prior)")
     ap.add_argument("--replay", type=float, default=AdaptOptions.replay,
                     help="weight of synthetic crops with exact truth trained on beside the strokes")
     ap.add_argument("--replay-batch", type=int, default=AdaptOptions.replay_batch)
@@ -398,7 +401,7 @@ def main(argv=None) -> None:
     opts = AdaptOptions(seed=adapt_seed, held_back_seed=a.held_back_seed,
                         minutes=a.minutes, steps=a.steps, prior=a.prior, lr=a.lr, grow=a.grow, grow_by=a.grow_by,
                         colour_components=a.colour_components, colour_choice=a.colour_choice, balance=a.balance,
-                        edges=a.edges, replay=a.replay,
+                        edges=a.edges, colour_prior=a.colour_prior, replay=a.replay,
                         replay_batch=a.replay_batch,
                         replay_band=a.replay_band or None, void_shift=a.void_shift, crf=a.crf,
                         zoom_out=a.zoom_out)

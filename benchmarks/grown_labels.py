@@ -25,7 +25,7 @@ import numpy as np
 
 from bigseg import store as st
 from bigseg.train import adapt as ad
-from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions
+from bigseg.train.adapt_options import COLOUR_PRIORS, EDGE_RULES, AdaptOptions
 
 
 def _training_strokes(store: str, seed: int, n_classes: int):
@@ -35,10 +35,10 @@ def _training_strokes(store: str, seed: int, n_classes: int):
 
 
 def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3,
-                        choice: str = "all", edges: str = "model") -> np.ndarray:
+                        choice: str = "all", edges: str = "model", prior: str = "none") -> np.ndarray:
     """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
     strokes, rng = _training_strokes(store, seed, n_classes)
-    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice, edges)
+    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice, edges, prior)
     truth = st.open_array(store, "truth")
     counts = np.zeros((n_classes, n_classes), np.int64)
     for (y0, x0), (idx, ids) in strokes.grown.items():
@@ -69,6 +69,8 @@ def main(argv=None) -> None:
                     help="colour models: every class the same number, or each its own (AdaptOptions.colour_choice)")
     ap.add_argument("--edges", nargs="+", default=[AdaptOptions.edges], choices=EDGE_RULES,
                     help="where grown classes meet: the nearer colour model, or mixing (AdaptOptions.edges)")
+    ap.add_argument("--prior", nargs="+", default=[AdaptOptions.colour_prior], choices=COLOUR_PRIORS,
+                    help="a colour's class: least distance, or stroke-weighted density (AdaptOptions.colour_prior)")
     ap.add_argument("--looks", nargs="*", default=[], help="styles to make and paint first (see above)")
     ap.add_argument("--work", default="benchmarks/work/grown-screen")
     ap.add_argument("--chosen", action="store_true", help="only print the per-class choice's Gaussians per class "
@@ -91,11 +93,11 @@ def main(argv=None) -> None:
         if a.chosen:
             print(f"{Path(store).name:30s} per-class choice: {chosen_numbers(store, max(a.components), a.seed)}")
             continue
-        for k, choice, edges in [(k, c, e) for k in a.components for c in a.choice for e in a.edges
-                                 if k > 1 or c == "all"]:
-            counts = grown_against_truth(store, k, a.seed, choice=choice, edges=edges)
+        for k, choice, edges, prior in [(k, c, e, p) for k in a.components for c in a.choice for e in a.edges
+                                        for p in a.prior if k > 1 or c == "all"]:
+            counts = grown_against_truth(store, k, a.seed, choice=choice, edges=edges, prior=prior)
             right = counts.diagonal() / counts.sum(axis=1).clip(1)
-            print(f"{Path(store).name:30s} components {k} {choice} edges {edges}: "
+            print(f"{Path(store).name:30s} components {k} {choice} edges {edges} prior {prior}: "
                   f"grown {counts.sum(axis=1).tolist()} right "
                   f"{np.round(right, 4).tolist()} wrong {int(counts.sum() - counts.trace())} void "
                   f"+{int(counts[2].sum() - counts[2, 2])} / -{int(counts[:, 2].sum() - counts[2, 2])}", flush=True)

@@ -14,7 +14,7 @@ import click
 from bigseg.defaults import DEFAULT_CHUNK, DEFAULT_ENTRAPPED_MM
 from bigseg.errors import BigsegError, Terminated, raise_terminated
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW, TTA
-from bigseg.train.adapt_options import EDGE_RULES, AdaptOptions
+from bigseg.train.adapt_options import COLOUR_PRIORS, EDGE_RULES, AdaptOptions
 
 
 class _Ctx:
@@ -593,6 +593,12 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "round each void). On four new looks (8 slabs) local read void IoU 0.721 against 0.676 and air 0.67 "
               "against 0.91 points off on average "
               "(RESULTS.md, 'Void edges in the grown labels').")
+@click.option("--colour-prior", default=AdaptOptions.colour_prior, show_default=True,
+              type=click.Choice(COLOUR_PRIORS),
+              help="Which class a colour is nearest when strokes grow: the least Mahalanobis distance (none), or the "
+              "highest density with each Gaussian weighted by the stroke pixels it models (strokes: a colour both "
+              "classes' strokes hold, such as a void's paste-grey filling, goes to the class whose strokes hold more "
+              "of it; RESULTS.md, 'Void strokes on a paste-grey filling').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,
@@ -644,9 +650,9 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "painted voids are also seen as small ones (no brush stroke fits in a small void). An experiment (1: "
               "none); RESULTS.md, 'Small voids'.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
-def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_components, colour_choice, edges, balance,
-          replay, replay_band, crop, batch, lr, held_back, seed, held_back_seed, threads, tta, object_rule,
-          grow_void_edges, cut_merged_voids, void_shift, crf, zoom_out, overwrite):
+def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_components, colour_choice, edges,
+          colour_prior, balance, replay, replay_band, crop, batch, lr, held_back, seed, held_back_seed, threads, tta,
+          object_rule, grow_void_edges, cut_merged_voids, void_shift, crf, zoom_out, overwrite):
     """Fine-tune a model to your concrete from strokes painted on STORE (bigseg serve STORE --annotate, or bigseg
     import annotations), in minutes on a CPU; scores it on strokes it held back and lists where to paint next.
 
@@ -666,6 +672,7 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_compo
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
                         colour_components=colour_components, colour_choice=colour_choice, edges=edges,
+                        colour_prior=colour_prior,
                         balance=balance, replay=replay, replay_band=replay_band, crop=crop, batch=batch, lr=lr,
                         held_back=held_back,
                         seed=seed, held_back_seed=held_back_seed, threads=threads, tta=tta, object_rule=object_rule,

@@ -81,7 +81,7 @@ from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 from bigseg.infer.windows import Grid
 from bigseg.progress import make_bar
 from bigseg.train.adapt_checks import check_inputs
-from bigseg.train.adapt_options import COLOUR_COMPONENTS, EDGES, AdaptOptions
+from bigseg.train.adapt_options import COLOUR_COMPONENTS, COLOUR_PRIOR, EDGES, AdaptOptions
 from bigseg.train.config import PhotometricConfig
 from bigseg.train.replay import ReplayPool, void_band
 
@@ -246,11 +246,22 @@ def _colour_models(reader: ChunkReader, rng, components: int,
     """Per class: up to ``components`` Gaussians (mean, inverse covariance) of the colours (3 x 3 means) under its
     training strokes; every class ``components`` (``choice`` "all") or each class its own number, the one that
     tells the strokes' colours apart best (``choice`` "per-class", ``_per_class``)."""
+    return _fitted_models(_stroke_colours(reader, rng), components, choice)
+
+
+def _stroke_colours(reader: ChunkReader, rng) -> dict[int, np.ndarray]:
+    """Per class: the colours (3 x 3 means, float64) of up to 4000 of its training stroke pixels, drawn at random."""
     colours = {}
     for c, coords in reader.s.train.items():
         pick = coords[rng.choice(len(coords), min(len(coords), 4000), replace=False)]
         colours[c] = np.asarray([reader.window("image", int(y) - 1, int(x) - 1, 3).reshape(-1, 3).mean(axis=0)
                                  for y, x in pick], np.float64)
+    return colours
+
+
+def _fitted_models(colours: dict[int, np.ndarray], components: int,
+                   choice: str = "all") -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`_colour_models` from the stroke colours already drawn."""
     if choice == "per-class" and components > 1:
         return _per_class(colours, components)
     return {c: _mixture(v, components) for c, v in colours.items()}
@@ -328,6 +339,26 @@ def _distance(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]]) -> n
     return np.min([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) for m, inv in model], axis=0)
 
 
+def _log_weights(colours: dict[int, np.ndarray], models: dict[int, list], painted: dict[int, int]
+                 ) -> dict[int, np.ndarray]:
+    """Per class: the log of the number of stroke pixels each of its Gaussians models (``painted[c]`` stroke pixels,
+    shared by the Gaussian each drawn colour is nearest to)."""
+    out = {}
+    for c, model in models.items():
+        nearest = np.stack([np.einsum("ij,jk,ik->i", colours[c] - m, inv, colours[c] - m) for m, inv in model])
+        share = np.bincount(nearest.argmin(axis=0), minlength=len(model)) / len(colours[c])
+        out[c] = np.log(np.maximum(share * painted[c], 0.5))
+    return out
+
+
+def _density_score(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]], log_weight: np.ndarray
+                   ) -> np.ndarray:
+    """-2 log of (stroke pixels x Gaussian density) of colours ``flat`` (n, 3) for the class's best Gaussian, up to a
+    constant: Mahalanobis distance + log det of the covariance - 2 log weight. Lower is likelier."""
+    return np.min([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) - np.linalg.slogdet(inv)[1] - 2.0 * w
+                   for (m, inv), w in zip(model, log_weight, strict=True)], axis=0)
+
+
 def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and inverse covariance of colours ``v`` (n, 3)."""
     cov = np.cov(v.T) + np.eye(3) * 4.0  # at least 2 grey levels of spread per channel (JPEG, noise)
@@ -399,7 +430,8 @@ def _local_edges(raw: np.ndarray, nearest: np.ndarray, classes: list[int], radiu
 
 
 def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "class",
-                 components: int = COLOUR_COMPONENTS, choice: str = "all", edges: str = EDGES) -> int:
+                 components: int = COLOUR_COMPONENTS, choice: str = "all", edges: str = EDGES,
+                 colour_prior: str = COLOUR_PRIOR) -> int:
     """Grow every training stroke over the connected pixels near it (``distance`` px) whose colour is its class's
     (``by`` "class") or that stroke's own (``by`` "stroke"), and nearer to it than to any other class's, and label
     the thin band where two grown classes meet by the nearer colour: strokes sit inside regions, and this puts
@@ -408,16 +440,21 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     would not (measured on crushed: grain pixels labelled 267 -> 6230, grown paste right 98.2 % -> 99.85 %); on
     contrast it adapted worse (benchmarks/RESULTS.md), so the class's colours are the default. Pixels near
     held-back strokes are left alone. ``edges`` "local" (the default): where two classes meet, a pixel goes to the
-    class whose nearby pure colour it is nearer (:func:`_local_edges`); "model": to the nearer colour model. Returns
-    the pixels added."""
+    class whose nearby pure colour it is nearer (:func:`_local_edges`); "model": to the nearer colour model.
+    ``colour_prior`` "strokes": the nearer class of a colour is the one of highest density, each Gaussian weighted by
+    the stroke pixels it models (a colour both classes' strokes hold goes to the one that holds more of it); "none":
+    the least Mahalanobis distance. Returns the pixels added."""
     from scipy import ndimage
 
     strokes = reader.s
     image = reader.image
-    models = _colour_models(reader, rng, components, choice)
+    colours = _stroke_colours(reader, rng)
+    models = _fitted_models(colours, components, choice)
     if len(models) < 2:
         return 0
     classes = sorted(models)
+    log_weights = (_log_weights(colours, models, {c: len(strokes.train[c]) for c in classes})
+                   if colour_prior == "strokes" else None)
     added = 0
     for (y0, x0), block in ann.read_painted(strokes.store):
         train = block.copy()
@@ -433,10 +470,13 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         pix = ndimage.uniform_filter(raw, size=(3, 3, 1))
         flat = pix.reshape(-1, 3).astype(np.float64)
         d2 = np.stack([_distance(flat, models[c]) for c in classes]).reshape(len(classes), *block.shape)
+        # which class a colour is nearest: least distance, or (colour_prior "strokes") highest weighted density
+        score = d2 if log_weights is None else np.stack(
+            [_density_score(flat, models[c], log_weights[c]) for c in classes]).reshape(d2.shape)
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
-        nearest = np.asarray(classes)[d2.argmin(axis=0)] if by == "class" else None
+        nearest = np.asarray(classes)[score.argmin(axis=0)] if by == "class" else None
         if nearest is not None and edges == "local":
             nearest = _local_edges(raw, nearest, classes)
         for k, c in enumerate(classes):
@@ -462,7 +502,7 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         band = (count >= 2) & ~labelled & ~near_held
         if band.any():
             allowed = np.stack([n if n is not None else np.zeros(block.shape, bool) for n in near])
-            masked = np.where(allowed, d2, np.inf)
+            masked = np.where(allowed, score, np.inf)
             pick = np.asarray(classes, np.uint8)[masked.argmin(axis=0)]
             if nearest is not None and edges == "local":  # the mixing rule where it names a class allowed here
                 index = np.searchsorted(classes, nearest)
@@ -947,7 +987,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
     readers = [ChunkReader(s) for s in strokes]
     if opts.grow:
         grown = sum(grow_strokes(r, rng, opts.grow, opts.grow_by, opts.colour_components, opts.colour_choice,
-                                 opts.edges)
+                                 opts.edges, opts.colour_prior)
                     for r in readers)
         echo(f"strokes grown to the edges of their regions: {grown} px added")
     pairs = [(r, c) for r, s in enumerate(strokes) for c in s.train]

@@ -29,6 +29,13 @@ nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.adap
 nearer class colour model (before 2026-12-06). Local edges made a quarter fewer wrong grown labels over 49 development
 slabs and adapted better on four looks not picked for it (benchmarks/RESULTS.md, "Void edges in the grown labels")."""
 
+COLOUR_PRIORS = ("none", "strokes")
+COLOUR_PRIOR = "none"
+"""Which class a colour is nearest when growing strokes: "none", the class of least Mahalanobis distance; "strokes",
+the class of highest density, each Gaussian weighted by the stroke pixels it models (a colour both classes' strokes
+hold -- a void's paste-grey filling -- goes to the class whose strokes hold more of it; benchmarks/RESULTS.md, "Void
+strokes on a paste-grey filling")."""
+
 
 @dataclass(frozen=True)
 class AdaptOptions:
@@ -48,6 +55,7 @@ class AdaptOptions:
     colour_components: int = COLOUR_COMPONENTS  # Gaussians per class's colour model for growing by class
     colour_choice: str = "all"  # every class colour_components ("all"), or each its own, up to it ("per-class")
     edges: str = EDGES  # where grown classes meet: mixing ("local") or the nearer colour model ("model")
+    colour_prior: str = COLOUR_PRIOR  # a colour's class: least distance ("none") or stroke-weighted density
     seed: int = 0
     held_back_seed: int | None = None  # which strokes are held back (None: ``seed``): two runs that keep them compare
     threads: int | None = None
@@ -96,6 +104,8 @@ class AdaptOptions:
             raise BigsegError(f"--colour-choice must be all or per-class, got {self.colour_choice!r}")
         if self.edges not in EDGE_RULES:
             raise BigsegError(f"--edges must be model or local, got {self.edges!r}")
+        if self.colour_prior not in COLOUR_PRIORS:
+            raise BigsegError(f"--colour-prior must be {' or '.join(COLOUR_PRIORS)}, got {self.colour_prior!r}")
         if not 0 <= self.grow <= 64:
             raise BigsegError(f"--grow must be between 0 and 64 px, got {self.grow}")
         if not 0 < self.held_back < 1:
