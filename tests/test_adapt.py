@@ -687,7 +687,7 @@ def test_a_colour_both_classes_hold_goes_to_the_class_whose_strokes_hold_more_of
     assert false["none"] > 150 and false["strokes"] < false["none"] / 2, false  # measured 257 -> 80
     assert void["strokes"] > 0.85 * void["none"], void  # the true void grown stays
     assert right["strokes"] > right["none"], right
-    with pytest.raises(BigsegError, match="--colour-prior must be one of none, strokes, twins"):
+    with pytest.raises(BigsegError, match="--colour-prior must be one of none, strokes"):
         AdaptOptions(colour_prior="some").check()
 
 

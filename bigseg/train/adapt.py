@@ -351,31 +351,6 @@ def _log_weights(colours: dict[int, np.ndarray], models: dict[int, list], painte
     return out
 
 
-def _without_lesser_twins(models: dict[int, list], colours: dict[int, np.ndarray], painted: dict[int, int]
-                          ) -> dict[int, list]:
-    """``models`` less each Gaussian that has a twin in another class -- the two means each within the other's
-    GROW_LIMIT -- modelling more stroke pixels (``_log_weights``); a class's last Gaussian stays. A void painted on a
-    filling of the paste's own grey has a Gaussian on the paste's colour; which of the two is nearer is a coin toss
-    that grows void over a ring of paste round every painted void."""
-    weights = _log_weights(colours, models, painted)
-    dropped: set[tuple[int, int]] = set()
-    for c, model in models.items():
-        for i, (m, inv) in enumerate(model):
-            for d, other in models.items():
-                if d == c:
-                    continue
-                for j, (m2, inv2) in enumerate(other):
-                    gap = m - m2
-                    if gap @ inv @ gap < GROW_LIMIT and gap @ inv2 @ gap < GROW_LIMIT \
-                            and weights[d][j] > weights[c][i]:
-                        dropped.add((c, i))
-    out = {}
-    for c, model in models.items():
-        kept = [g for i, g in enumerate(model) if (c, i) not in dropped]
-        out[c] = kept or model
-    return out
-
-
 def _density_score(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]], log_weight: np.ndarray
                    ) -> np.ndarray:
     """-2 log of (stroke pixels x Gaussian density) of colours ``flat`` (n, 3) for the class's best Gaussian, up to a
@@ -467,9 +442,8 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     held-back strokes are left alone. ``edges`` "local" (the default): where two classes meet, a pixel goes to the
     class whose nearby pure colour it is nearer (:func:`_local_edges`); "model": to the nearer colour model.
     ``colour_prior`` "strokes": the nearer class of a colour is the one of highest density, each Gaussian weighted by
-    the stroke pixels it models (a colour both classes' strokes hold goes to the one that holds more of it);
-    "twins": the least distance, without a Gaussian whose twin in another class models more stroke pixels
-    (:func:`_without_lesser_twins`); "none": the least Mahalanobis distance. Returns the pixels added."""
+    the stroke pixels it models (a colour both classes' strokes hold goes to the one that holds more of it); "none":
+    the least Mahalanobis distance. Returns the pixels added."""
     from scipy import ndimage
 
     strokes = reader.s
@@ -479,9 +453,8 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     if len(models) < 2:
         return 0
     classes = sorted(models)
-    painted = {c: len(strokes.train[c]) for c in classes}
-    log_weights = _log_weights(colours, models, painted) if colour_prior == "strokes" else None
-    deciding = _without_lesser_twins(models, colours, painted) if colour_prior == "twins" else models
+    log_weights = (_log_weights(colours, models, {c: len(strokes.train[c]) for c in classes})
+                   if colour_prior == "strokes" else None)
     added = 0
     for (y0, x0), block in ann.read_painted(strokes.store):
         train = block.copy()
@@ -498,12 +471,8 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         flat = pix.reshape(-1, 3).astype(np.float64)
         d2 = np.stack([_distance(flat, models[c]) for c in classes]).reshape(len(classes), *block.shape)
         # which class a colour is nearest: least distance, or (colour_prior "strokes") highest weighted density
-        if log_weights is not None:
-            score = np.stack([_density_score(flat, models[c], log_weights[c]) for c in classes]).reshape(d2.shape)
-        elif deciding is not models:
-            score = np.stack([_distance(flat, deciding[c]) for c in classes]).reshape(d2.shape)
-        else:
-            score = d2
+        score = d2 if log_weights is None else np.stack(
+            [_density_score(flat, models[c], log_weights[c]) for c in classes]).reshape(d2.shape)
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)

@@ -29,12 +29,11 @@ nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.adap
 nearer class colour model (before 2026-12-06). Local edges made a quarter fewer wrong grown labels over 49 development
 slabs and adapted better on four looks not picked for it (benchmarks/RESULTS.md, "Void edges in the grown labels")."""
 
-COLOUR_PRIORS = ("none", "strokes", "twins")
+COLOUR_PRIORS = ("none", "strokes")
 COLOUR_PRIOR = "none"
 """Which class a colour is nearest when growing strokes: "none", the class of least Mahalanobis distance; "strokes",
 the class of highest density, each Gaussian weighted by the stroke pixels it models (a colour both classes' strokes
-hold -- a void's paste-grey filling -- goes to the class whose strokes hold more of it); "twins", the least distance,
-without a Gaussian that another class's Gaussian of nearly the same colours outweighs (benchmarks/RESULTS.md, "Void
+hold -- a void's paste-grey filling -- goes to the class whose strokes hold more of it; benchmarks/RESULTS.md, "Void
 strokes on a paste-grey filling")."""
 
 
