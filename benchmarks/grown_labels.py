@@ -24,21 +24,22 @@ from pathlib import Path
 import numpy as np
 
 from bigseg import store as st
-from bigseg.train import adapt as ad
+from bigseg.train import grow
 from bigseg.train.adapt_options import COLOUR_PRIORS, EDGE_RULES, AdaptOptions
+from bigseg.train.strokes import ChunkReader, read_strokes
 
 
 def _training_strokes(store: str, seed: int, n_classes: int):
     """``store``'s strokes as an adapt run with ``seed`` reads them (which are held back), and the generator after."""
     rng = np.random.default_rng(seed)
-    return ad.read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed), rng
+    return read_strokes(store, n_classes, AdaptOptions.held_back, rng, seed=seed), rng
 
 
 def grown_against_truth(store: str, components: int, seed: int, n_classes: int = 3,
                         choice: str = "all", edges: str = "model", prior: str = "none") -> np.ndarray:
     """(grown class, true class) pixel counts of the strokes of ``store`` grown as adapt grows them."""
     strokes, rng = _training_strokes(store, seed, n_classes)
-    ad.grow_strokes(ad.ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice, edges, prior)
+    grow.grow_strokes(ChunkReader(strokes), rng, AdaptOptions.grow, "class", components, choice, edges, prior)
     truth = st.open_array(store, "truth")
     counts = np.zeros((n_classes, n_classes), np.int64)
     for (y0, x0), (idx, ids) in strokes.grown.items():
@@ -51,7 +52,7 @@ def grown_against_truth(store: str, components: int, seed: int, n_classes: int =
 def colour_models(store: str, seed: int, components: int, choice: str = "all", n_classes: int = 3) -> dict:
     """The colour models (per class, Gaussians) an adapt run with ``seed`` fits on ``store``'s strokes as they are."""
     strokes, rng = _training_strokes(store, seed, n_classes)
-    return ad._colour_models(ad.ChunkReader(strokes), rng, components, choice)
+    return grow._colour_models(ChunkReader(strokes), rng, components, choice)
 
 
 def chosen_numbers(store: str, components: int, seed: int, n_classes: int = 3) -> dict[int, int]:

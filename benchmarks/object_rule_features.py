@@ -38,8 +38,9 @@ from bigseg import checkpoint as ckpt
 from bigseg import object_rule as orule
 from bigseg import store as st
 from bigseg.report.report import analyse
-from bigseg.train.adapt import ChunkReader, choose_object_rule, read_strokes, rule_examples
+from bigseg.train.adapt import choose_object_rule, rule_examples
 from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.strokes import ChunkReader, read_strokes
 from bigseg.trust import measure_slab
 
 THREE = orule.FEATURES[:3]  # darkest grey, mean grey, roundness: the rule until 2026-12-04

@@ -27,7 +27,7 @@ import numpy as np
 
 from bigseg import annotations as ann
 from bigseg import store as st
-from bigseg.train import adapt as ad
+from bigseg.train import grow
 from bigseg.train.adapt_options import AdaptOptions
 from bigseg.trust import spearman
 
@@ -76,7 +76,7 @@ def far_share(store: Path, models: dict, limit: float = LIMIT, step: int = 2) ->
 
     img = np.asarray(st.open_array(store, "image")[:]).astype(np.float32)
     smooth = np.stack([ndimage.uniform_filter(img[..., k], 3) for k in range(3)], -1)[::step, ::step]
-    d = np.stack([ad._distance(smooth.reshape(-1, 3).astype(np.float64), models[c]) for c in sorted(models)])
+    d = np.stack([grow._distance(smooth.reshape(-1, 3).astype(np.float64), models[c]) for c in sorted(models)])
     far = d.min(axis=0) > limit
     truth = np.asarray(st.open_array(store, "truth")[::step, ::step]).ravel()
     per = [float((far & (truth == c)).sum() / max(1, (truth == c).sum())) for c in range(3)]

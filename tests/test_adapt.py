@@ -20,8 +20,9 @@ from bigseg.ingest import ingest
 from bigseg.object_rule import MIN_OBJECTS
 from bigseg.synth import SynthParams, synthesize
 from bigseg.synth.strokes import simulate_dabs, simulate_strokes
-from bigseg.train.adapt import ChunkReader, grow_strokes, read_strokes
 from bigseg.train.adapt_options import AdaptOptions
+from bigseg.train.grow import grow_strokes
+from bigseg.train.strokes import ChunkReader, read_strokes
 
 
 def _ingested(tmp_path, size=(768, 640), seed=3, style="classic"):
@@ -625,7 +626,7 @@ def test_local_edges_put_a_blurred_void_edge_where_it_is_half_void():
     pixels more than half void -- the truth's edge -- and nothing away from the edge changes."""
     from scipy import ndimage
 
-    from bigseg.train.adapt import _local_edges
+    from bigseg.train.grow import _local_edges
 
     yy, xx = np.mgrid[:64, :64]
     truth = (yy - 31.5) ** 2 + (xx - 31.5) ** 2 <= 9.0**2
@@ -696,7 +697,7 @@ def test_each_class_takes_a_second_gaussian_only_where_no_other_class_has_those_
     lining keep two Gaussians (the lining's white is nobody else's); void strokes whose light part has the paste's
     colours (a blurred rim, a paste-grey deposit) get one, or the void would grow over the paste (random-7000059:
     6.4 % of the paste strokes' own colours nearer a second void Gaussian)."""
-    from bigseg.train.adapt import _claimed, _gaussian, _mixture, _per_class
+    from bigseg.train.grow import _claimed, _gaussian, _mixture, _per_class
 
     rng = np.random.default_rng(0)
 

@@ -25,7 +25,7 @@ unharmed (benchmarks/RESULTS.md, "What the high air was")."""
 EDGE_RULES = ("local", "model")
 EDGES = "local"
 """Where grown strokes of two classes meet: "local", an edge pixel goes to the side whose nearby pure colour it is
-nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.adapt._local_edges``), or "model", to the
+nearer (the side that makes up more of a blurred edge pixel; ``bigseg.train.grow._local_edges``), or "model", to the
 nearer class colour model (before 2026-12-06). Local edges made a quarter fewer wrong grown labels over 49 development
 slabs and adapted better on four looks not picked for it (benchmarks/RESULTS.md, "Void edges in the grown labels")."""
 
