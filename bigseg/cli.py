@@ -595,10 +595,12 @@ def report(stores, out, pixel_size, traverse_spacing, traverse_direction, region
               "(RESULTS.md, 'Void edges in the grown labels').")
 @click.option("--colour-prior", default=AdaptOptions.colour_prior, show_default=True,
               type=click.Choice(COLOUR_PRIORS),
-              help="Which class a colour is nearest when strokes grow: the least Mahalanobis distance (none), or the "
-              "highest density with each Gaussian weighted by the stroke pixels it models (strokes: a colour both "
-              "classes' strokes hold, such as a void's paste-grey filling, goes to the class whose strokes hold more "
-              "of it; RESULTS.md, 'Void strokes on a paste-grey filling').")
+              help="Which class a colour is nearest when strokes grow: the highest density with each Gaussian "
+              "weighted by the stroke pixels it models (strokes, the default since 2026-12-06: a colour both classes' "
+              "strokes hold, such as a void's paste-grey filling, goes to the class whose strokes hold more of it), "
+              "or the least Mahalanobis distance (none, before: void strokes on such a filling grew void round every "
+              "painted void). On four new looks (8 slabs) strokes read void IoU 0.810 against 0.794 and air 0.31 "
+              "against 0.49 points off on average (RESULTS.md, 'Void strokes on a paste-grey filling').")
 @click.option("--balance", default=AdaptOptions.balance, show_default=True, type=click.Choice(["pixel", "class"]),
               help="Average the cross-entropy over painted pixels, or per class (rare classes weigh more).")
 @click.option("--replay", default=AdaptOptions.replay, show_default=True, type=float,

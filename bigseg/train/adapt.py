@@ -9,9 +9,10 @@ What it does, in order:
    has two or more) is **held back** -- chosen by a hash of the stroke's position and ``seed``, so a stroke held
    back once stays held back when more are painted -- never trained on, scored at the end.
 2. **Growing** (``grow`` px, 0: off): each training stroke is grown over the connected pixels near it whose
-   colour is its class's (``grow_by`` "class": two Gaussians per class, ``colour_components``) or that stroke's
-   own ("stroke"; :func:`grow_strokes`), and the thin band where two grown classes meet is labelled by the nearer
-   colour: strokes sit inside regions, and this puts labels on both sides of the edges they reach.
+   colour is its class's (``grow_by`` "class": two Gaussians per class, ``colour_components``, a colour going to
+   the class whose strokes hold more of it, ``colour_prior``) or that stroke's own ("stroke";
+   :func:`bigseg.train.grow.grow_strokes`), and the thin band where two grown classes meet is labelled by the
+   nearer colour: strokes sit inside regions, and this puts labels on both sides of the edges they reach.
 3. **Crops** (``crop`` px, default 256) are centred near painted pixels, each class equally often (voids are a
    few per cent of a slab and of its strokes), read through a small cache of decoded chunks; random flips and
    quarter turns, and the photometric augmentation of training (brightness, contrast, gamma, colour, blur,

@@ -30,10 +30,13 @@ nearer class colour model (before 2026-12-06). Local edges made a quarter fewer 
 slabs and adapted better on four looks not picked for it (benchmarks/RESULTS.md, "Void edges in the grown labels")."""
 
 COLOUR_PRIORS = ("none", "strokes")
-COLOUR_PRIOR = "none"
-"""Which class a colour is nearest when growing strokes: "none", the class of least Mahalanobis distance; "strokes",
-the class of highest density, each Gaussian weighted by the stroke pixels it models (a colour both classes' strokes
-hold -- a void's paste-grey filling -- goes to the class whose strokes hold more of it; benchmarks/RESULTS.md, "Void
+COLOUR_PRIOR = "strokes"
+"""Which class a colour is nearest when growing strokes: "strokes" (the default since 2026-12-06), the class of highest
+density, each Gaussian weighted by the stroke pixels it models -- a colour both classes' strokes hold, such as a void's
+filling of the paste's own grey, goes to the class whose strokes hold more of it; "none", the class of least
+Mahalanobis distance (before), under which void strokes on such a filling grew void over a ring of paste round every
+painted void. Total wrong grown labels -41 % over 54 development slabs and -39 % over 24 fresh looks; adapted on four
+more looks (8 slabs), void IoU 0.794 -> 0.810, air 0.49 -> 0.31 points off on average (benchmarks/RESULTS.md, "Void
 strokes on a paste-grey filling")."""
 
 
