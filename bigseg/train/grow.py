@@ -117,9 +117,14 @@ def _mixture(v: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [_gaussian(p) for p in kept] or [_gaussian(v)]
 
 
+def _each_distance(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(k, n) squared Mahalanobis distances of colours ``flat`` (n, 3) to each of a class's k Gaussians."""
+    return np.stack([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) for m, inv in model])
+
+
 def _distance(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Squared Mahalanobis distance of colours ``flat`` (n, 3) to the nearest component of a class's model."""
-    return np.min([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) for m, inv in model], axis=0)
+    return _each_distance(flat, model).min(axis=0)
 
 
 def _log_weights(colours: dict[int, np.ndarray], models: dict[int, list], painted: dict[int, int]
@@ -128,18 +133,15 @@ def _log_weights(colours: dict[int, np.ndarray], models: dict[int, list], painte
     shared by the Gaussian each drawn colour is nearest to)."""
     out = {}
     for c, model in models.items():
-        nearest = np.stack([np.einsum("ij,jk,ik->i", colours[c] - m, inv, colours[c] - m) for m, inv in model])
-        share = np.bincount(nearest.argmin(axis=0), minlength=len(model)) / len(colours[c])
+        share = np.bincount(_each_distance(colours[c], model).argmin(axis=0), minlength=len(model)) / len(colours[c])
         out[c] = np.log(np.maximum(share * painted[c], 0.5))
     return out
 
 
-def _density_score(flat: np.ndarray, model: list[tuple[np.ndarray, np.ndarray]], log_weight: np.ndarray
-                   ) -> np.ndarray:
-    """-2 log of (stroke pixels x Gaussian density) of colours ``flat`` (n, 3) for the class's best Gaussian, up to a
-    constant: Mahalanobis distance + log det of the covariance - 2 log weight. Lower is likelier."""
-    return np.min([np.einsum("ij,jk,ik->i", flat - m, inv, flat - m) - np.linalg.slogdet(inv)[1] - 2.0 * w
-                   for (m, inv), w in zip(model, log_weight, strict=True)], axis=0)
+def _density_offsets(model: list[tuple[np.ndarray, np.ndarray]], log_weight: np.ndarray) -> np.ndarray:
+    """Per Gaussian of a class: what turns its squared Mahalanobis distance into -2 log of (stroke pixels x its
+    density), up to a constant shared by all: + log det of the covariance - 2 log weight. Lower is likelier."""
+    return np.array([-np.linalg.slogdet(inv)[1] - 2.0 * w for (_, inv), w in zip(model, log_weight, strict=True)])
 
 
 def _gaussian(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,8 +238,10 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
     if len(models) < 2:
         return 0
     classes = sorted(models)
-    log_weights = (_log_weights(colours, models, {c: len(strokes.train[c]) for c in classes})
-                   if colour_prior == "strokes" else None)
+    offsets = None  # colour_prior "strokes": per class, each Gaussian's term beside its distance
+    if colour_prior == "strokes":
+        log_weights = _log_weights(colours, models, {c: len(strokes.train[c]) for c in classes})
+        offsets = {c: _density_offsets(models[c], log_weights[c]) for c in classes}
     added = 0
     for (y0, x0), block in ann.read_painted(strokes.store):
         train = block.copy()
@@ -252,10 +256,11 @@ def grow_strokes(reader: ChunkReader, rng, distance: int = GROW_PX, by: str = "c
         raw = np.asarray(st.read(image, slice(y0, y0 + block.shape[0]), slice(x0, x0 + block.shape[1])), np.float32)
         pix = ndimage.uniform_filter(raw, size=(3, 3, 1))
         flat = pix.reshape(-1, 3).astype(np.float64)
-        d2 = np.stack([_distance(flat, models[c]) for c in classes]).reshape(len(classes), *block.shape)
+        each = [_each_distance(flat, models[c]) for c in classes]
+        d2 = np.stack([e.min(axis=0) for e in each]).reshape(len(classes), *block.shape)
         # which class a colour is nearest: least distance, or (colour_prior "strokes") highest weighted density
-        score = d2 if log_weights is None else np.stack(
-            [_density_score(flat, models[c], log_weights[c]) for c in classes]).reshape(d2.shape)
+        score = d2 if offsets is None else np.stack(
+            [(e + offsets[c][:, None]).min(axis=0) for c, e in zip(classes, each, strict=True)]).reshape(d2.shape)
         free = ~near_held & (train == IGNORE_LABEL)
         grown = np.full(block.shape, IGNORE_LABEL, np.uint8)
         claimed = np.zeros(block.shape, np.uint8)
