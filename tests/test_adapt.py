@@ -682,9 +682,7 @@ def test_a_colour_both_classes_hold_goes_to_the_class_whose_strokes_hold_more_of
         ann.paint(store, s)
     false, void, right = {}, {}, {}
     for prior in ("none", "strokes"):
-        reader = ChunkReader(read_strokes(str(store), 3, 0.2, np.random.default_rng(1)))
-        grow_strokes(reader, np.random.default_rng(2), by="class", components=2, colour_prior=prior)
-        seen = reader.window("annotations", 0, 0, 1024)[: truth.shape[0], : truth.shape[1]]
+        seen = _grown_by_class(store, truth.shape, 2, prior=prior)
         grown = (seen != 255) & (_array(store) == 255)
         false[prior] = int((truth[grown & (seen == 2)] != 2).sum())
         void[prior] = int((grown & (seen == 2) & (truth == 2)).sum())
