@@ -13,6 +13,12 @@ labels them, and the void pixels are split, in points of the slab's area:
     ... --built: labelled by the rule pass as built since 2026-12-04 (cut, rule, growth), not the rule on whole objects
     ... --bright: also the void brighter than the paste (deposits, fillings) apart from the rest
 
+``--chords``: the spacing factor's side -- chords on rows and columns every 10 px (as a traverse reads them), true
+against labelled: true chords no labelled chord touches (missed), labelled chords no true chord touches (false),
+true chords cut in two or more (split), labelled chords over two or more true ones (merged), and the mean chord;
+the spacing factor moves with the chord count n (l = A / n), so a slab whose count is off by a third is off in
+spacing factor whatever its air.
+
 ``--picture RUN.json:SLAB:OUT.png[:missed|rim|separate]``: the six largest merged parts of one slab (or missed
 void parts, false rims, false separate objects), each as image / truth edges (green) / label edges (red).
 Development slabs only: it reads the truth.
@@ -67,6 +73,54 @@ def parts(truth: np.ndarray, labels: np.ndarray, void: int = 2) -> dict[str, np.
             "false: merged": false & ~rim & holds[lids], "false: separate": false & ~holds[lids]}
 
 
+def _runs(line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the runs of True in a 1-d boolean array."""
+    d = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def chord_parts(truth: np.ndarray, labels: np.ndarray, void: int = 2, step: int = 10) -> dict:
+    """Void chords on every ``step``-th row and column, true against labelled: counts of each and of the missed,
+    false, split and merged ones (as the module says), their total lengths (px) and the median missed and false
+    chord length."""
+    t, lab = truth == void, labels == void
+    n = dict(truth=0, labelled=0, missed=0, false=0, split=0, merged=0, true_px=0, labelled_px=0)
+    missed_px: list[int] = []
+    false_px: list[int] = []
+    lines = [(t[r], lab[r]) for r in range(0, t.shape[0], step)] + [(t[:, c], lab[:, c])
+                                                                      for c in range(0, t.shape[1], step)]
+    for a, b in lines:
+        ts, te = _runs(a)
+        ls, le = _runs(b)
+        n["truth"] += len(ts)
+        n["labelled"] += len(ls)
+        n["true_px"] += int((te - ts).sum())
+        n["labelled_px"] += int((le - ls).sum())
+        for s, e in zip(ts, te, strict=True):
+            inside = len(_runs(b[s:e])[0])
+            if inside == 0:
+                n["missed"] += 1
+                missed_px.append(int(e - s))
+            n["split"] += max(inside - 1, 0)
+        for s, e in zip(ls, le, strict=True):
+            inside = len(_runs(a[s:e])[0])
+            if inside == 0:
+                n["false"] += 1
+                false_px.append(int(e - s))
+            n["merged"] += max(inside - 1, 0)
+    n["missed_median_px"] = float(np.median(missed_px)) if missed_px else 0.0
+    n["false_median_px"] = float(np.median(false_px)) if false_px else 0.0
+    return n
+
+
+def chord_line(c: dict) -> str:
+    """One line of :func:`chord_parts`."""
+    return (f"chords: truth {c['truth']}, labelled {c['labelled']} ({c['labelled'] / max(c['truth'], 1) - 1:+.1%}) "
+            f"= missed -{c['missed']} (median {c['missed_median_px']:.0f} px), false +{c['false']} (median "
+            f"{c['false_median_px']:.0f} px), split +{c['split']}, merged -{c['merged']}; mean chord "
+            f"{c['true_px'] / max(c['truth'], 1):.1f} -> {c['labelled_px'] / max(c['labelled'], 1):.1f} px")
+
+
 def bright_split(image: np.ndarray, truth: np.ndarray, labels: np.ndarray, void: int = 2) -> str:
     """The true void brighter than the paste's median grey (a deposit or filling a person can see) against the rest:
     each one's share of the void and of it labelled void, and its missed pixels in points of the slab."""
@@ -118,6 +172,8 @@ def main(argv=None) -> None:
     ap.add_argument("--built", action="store_true", help="the rule pass as built: cut, rule, growth")
     ap.add_argument("--bright", action="store_true", help="also: how much of the true void is brighter than the "
                     "paste's median grey (deposits, fillings), and the share of it and of the rest labelled void")
+    ap.add_argument("--chords", action="store_true", help="also: the void chords on rows and columns every 10 px, "
+                    "true against labelled (missed, false, split, merged; the mean chord)")
     a = ap.parse_args(argv)
     work, cache = Path(a.work), Path(a.cache)
     if a.picture:
@@ -139,6 +195,8 @@ def main(argv=None) -> None:
                   flush=True)
             if a.bright:
                 print("    " + bright_split(image, truth, labels), flush=True)
+            if a.chords:
+                print("    " + chord_line(chord_parts(truth, labels)), flush=True)
 
 
 if __name__ == "__main__":
