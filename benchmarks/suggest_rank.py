@@ -22,7 +22,7 @@ VOID = 2  # the concrete class table's void
 def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
     from bigseg import checkpoint as ckpt
     from bigseg import store as st
-    from bigseg.train.adapt import window_doubt, window_origins
+    from bigseg.train.suggest import window_doubt, window_origins
 
     model, _ = ckpt.load(model_path)
     model.eval()
@@ -41,7 +41,7 @@ def windows(store: str, model_path: str, size: int = 512) -> list[dict]:
 def main() -> None:
     from scipy.stats import spearmanr
 
-    from bigseg.train.adapt import best_windows
+    from bigseg.train.suggest import best_windows
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pairs", nargs="+", help="STORE MODEL pairs")

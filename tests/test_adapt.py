@@ -324,7 +324,7 @@ def test_held_back_scoring_with_tta_averages_the_views_logits():
     """adapt --tta: the held-back strokes are scored on the softmax of the views' mean logits, as infer --tta runs."""
     import torch
 
-    from bigseg.train.adapt import _predict
+    from bigseg.train.window_predict import predict
 
     model, _ = checkpoint.load(checkpoint.BUNDLED)
     model.eval()
@@ -332,8 +332,8 @@ def test_held_back_scoring_with_tta_averages_the_views_logits():
     x = torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255
     with torch.inference_mode():
         want = torch.softmax((model(x) + model(x.flip(-1)).flip(-1)) / 2, 1)[0]
-    assert torch.allclose(_predict(model, image, "flip"), want, atol=1e-5)
-    assert not torch.allclose(_predict(model, image, "none"), want, atol=1e-3)
+    assert torch.allclose(predict(model, image, "flip"), want, atol=1e-5)
+    assert not torch.allclose(predict(model, image, "none"), want, atol=1e-3)
 
 
 def test_a_step_budget_gives_the_same_model_twice(tmp_path):
@@ -728,7 +728,7 @@ class _TiesByColour:
 
 
 def test_where_to_paint_next_ranks_by_every_class_and_records_the_doubt_about_voids(tmp_path):
-    from bigseg.train.adapt import _overlap, suggest_regions
+    from bigseg.train.suggest import overlap, suggest_regions
 
     rgb = np.zeros((1024, 2048, 3), np.uint8)
     rgb[...] = (200, 0, 0)  # sure paste everywhere ...
@@ -740,7 +740,7 @@ def test_where_to_paint_next_ranks_by_every_class_and_records_the_doubt_about_vo
     listed = suggest_regions(_TiesByColour(), [str(store)], CONCRETE, n=24)
     assert all(g["x"] + g["width"] <= 1024 for g in listed[:2])  # ranked by every class's doubt
     patch = {"x": 1500, "y": 700, "width": 120, "height": 120}
-    holding = [g for g in listed if _overlap(g, patch) == 120 * 120]
+    holding = [g for g in listed if overlap(g, patch) == 120 * 120]
     assert holding and all(g["void_score"] > 0.05 for g in holding)  # the doubt about voids, recorded
     assert all(g["void_score"] == 0 for g in listed if g["x"] + g["width"] <= 1024)
     others = [ClassInfo(0, "road", (0, 0, 0)), ClassInfo(1, "car", (1, 1, 1)), ClassInfo(2, "sky", (2, 2, 2))]

@@ -48,7 +48,7 @@ What it does, in order:
    and, on the objects that held-back strokes touch, relabels no more void objects than false ones; ``infer``
    then applies it to every label chunk, and the held-back strokes above are scored with it.
 9. **Where to paint next**: windows spread over each slab, ranked by how much the adapted model disagrees with
-   itself under flips and how unsure it is there (:func:`suggest_regions`); the list is stored in the
+   itself under flips and how unsure it is there (:mod:`bigseg.train.suggest`); the list is stored in the
    checkpoint and in the store's annotation attributes (the viewer lists them).
 10. The checkpoint (weights, metadata with full provenance: base sha256, stores, painted pixels per class, held
     back, minutes, steps, seed, accuracy) and its ONNX export beside it (``OUT.onnx``, verified against PyTorch),
@@ -77,7 +77,6 @@ from bigseg.errors import BigsegError
 from bigseg.export import export
 from bigseg.infer import stability
 from bigseg.infer.options import DEFAULT_OVERLAP, DEFAULT_WINDOW
-from bigseg.infer.predictor import TTA_VIEWS, scaled_size
 from bigseg.infer.windows import Grid
 from bigseg.progress import make_bar
 from bigseg.train.adapt_checks import check_inputs
@@ -86,6 +85,8 @@ from bigseg.train.config import PhotometricConfig
 from bigseg.train.grow import grow_strokes
 from bigseg.train.replay import ReplayPool, void_band
 from bigseg.train.strokes import ChunkReader, read_strokes
+from bigseg.train.suggest import store_suggestions, suggest_regions
+from bigseg.train.window_predict import labels as window_labels
 
 MAX_HELD_WINDOWS = 400
 EVAL_WINDOW = 384
@@ -209,39 +210,6 @@ def _freeze_batchnorm(model) -> None:
             m.eval()
 
 
-def _predict(model, image: np.ndarray, tta: str = "none"):
-    """Softmax (C, H, W) of one RGB uint8 window (padded to a multiple of 32 for the network); with ``tta`` the
-    softmax of the mean logits of the window's views, as ``bigseg infer --tta`` computes them."""
-    import torch
-
-    h, w = image.shape[:2]
-    ph, pw = -h % 32, -w % 32
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)[None]
-    if ph or pw:
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-    views = TTA_VIEWS[tta]
-    total = None
-    with torch.inference_mode():
-        for axes, scale in views:
-            dims = tuple(a + 1 for a in axes)
-            xv = x.flip(dims) if dims else x
-            if scale != 1.0:
-                xv = torch.nn.functional.interpolate(xv, size=(scaled_size(h + ph, scale), scaled_size(w + pw, scale)),
-                                                     mode="bilinear", align_corners=False)
-            y = model(xv).float()
-            if scale != 1.0:
-                y = torch.nn.functional.interpolate(y, size=(h + ph, w + pw), mode="bilinear", align_corners=False)
-            y = y.flip(dims) if dims else y
-            total = y if total is None else total + y
-        assert total is not None
-        return torch.softmax(total / len(views), 1)[0, :, :h, :w]
-
-
-def _labels(model, image: np.ndarray, tta: str = "none") -> np.ndarray:
-    """uint8 labels of one RGB window (:func:`_predict`'s arg-max)."""
-    return _predict(model, image, tta).argmax(0).numpy().astype(np.uint8)
-
-
 def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rng, tta: str = "none",
                     rules: dict | None = None) -> dict:
     """Per-class accuracy of each model on the held-back strokes (a window around each, with context), with the
@@ -264,7 +232,7 @@ def score_held_back(models: dict, readers: list[ChunkReader], n_classes: int, rn
         ys, xs = idx // cw + origin[0] - wy, idx % cw + origin[1] - wx
         keep = (ys >= 0) & (ys < size_y) & (xs >= 0) & (xs < size_x)
         for name, model in models.items():
-            pred = _labels(model, image, tta)
+            pred = window_labels(model, image, tta)
             rule = (rules or {}).get(name)
             if rule is not None:
                 pred = orule.judge(rule, pred, image)[0]
@@ -337,7 +305,7 @@ def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none
         wy0, wx0 = max(0, y0 - RULE_MARGIN), max(0, x0 - RULE_MARGIN)
         wy1, wx1 = min(h, y0 + ch + RULE_MARGIN), min(w, x0 + cw + RULE_MARGIN)
         image = np.asarray(st.open_array(reader.s.store, "image")[wy0:wy1, wx0:wx1])
-        labels = _labels(model, image, tta)
+        labels = window_labels(model, image, tta)
         found = objects(labels, image, void)
         if not found.n:
             continue
@@ -361,8 +329,8 @@ def rule_examples(model, readers: list[ChunkReader], void: int, tta: str = "none
         trained.append(orule.painted_sides(found, painted, void)[mine])
         held.append(orule.painted_sides(found, held_px, void)[mine])
         if before is not None:
-            f, t_side, h_side = _vanished_sides(_labels(before, image, tta), labels, image, void, painted, held_px,
-                                                first_in_chunk, objects)
+            was = window_labels(before, image, tta)
+            f, t_side, h_side = _vanished_sides(was, labels, image, void, painted, held_px, first_in_chunk, objects)
             features.append(f)
             trained.append(t_side)
             held.append(h_side)
@@ -417,86 +385,6 @@ def _rule_line(record: dict) -> str:
         text += "; the voids it keeps are grown to their edges"
     return text + ("; kept (infer applies it; --no-object-rule there to compare)" if record["kept"]
                    else f"; not kept: {record['why']}")
-
-
-def window_origins(h: int, w: int, size: int, per_store: int = 24):
-    """(y, x) origins of the grid of ``size`` windows that :func:`suggest_regions` scores on an h x w image: at most
-    ``per_store``, neighbours at least half a window apart."""
-    cols = max(1, round(math.sqrt(per_store * w / max(h, 1))))
-    rows = max(1, per_store // cols)
-    cols = min(cols, max(1, int(2 * (w - size) / size)))  # neighbours' origins (w - size) / cols apart
-    rows = min(rows, max(1, int(2 * (h - size) / size)))
-    for gy in range(rows):
-        for gx in range(cols):
-            yield (int((h - size) * (gy + 0.5) / rows) if rows > 1 else (h - size) // 2,
-                   int((w - size) * (gx + 0.5) / cols) if cols > 1 else (w - size) // 2)
-
-
-def suggest_regions(model, stores: list[str], classes, n: int = 5, window: int = 512, per_store: int = 24) -> list:
-    """Windows where the model is least sure of itself: the share of pixels whose class changes when the window
-    is seen mirrored (left-right, up-down), plus the share whose chosen class has a probability below 0.7.
-    With the concrete class table each window also records its doubt about voids (``void_score``: pixels where a
-    view says void and not every view agrees, plus unsure pixels with a void probability over 0.15), which is not
-    used to rank: it lists the windows of most void mistakes (Spearman 0.94-0.96 on development slabs, against
-    0.41-0.76), but end to end a second round painted there read the figures no better (one hand of three read air
-    1.1-1.8 points low; benchmarks/RESULTS.md, "The list ranked by the doubt about voids"); it is kept so that the
-    list's choice can be replayed.
-    A grid of at most ``per_store`` windows per store, neighbours at least half a window apart (a small slab gets
-    fewer windows, not the same pixels seen many times); the ``n`` highest, with (x, y, width, height). ``n`` 0:
-    none, and nothing is computed."""
-    if n <= 0:
-        return []
-    ids = concrete_ids(classes)
-    void = None if ids is None else ids["void"]
-    found = []
-    for store in stores:
-        image = st.open_array(store, "image")
-        h, w = image.shape[:2]
-        size = min(window, h, w)
-        for y0, x0 in window_origins(h, w, size, per_store):
-            win = np.asarray(st.read(image, slice(y0, y0 + size), slice(x0, x0 + size)))
-            row, mean, _ = window_doubt(model, win, void)
-            found.append({"store": str(store), "x": x0, "y": y0, "width": size, "height": size, **row,
-                          "classes": {c.name: round(float(mean[c.id]), 3) for c in classes}})
-    return best_windows(found, n)
-
-
-def window_doubt(model, win: np.ndarray, void: int | None):
-    """One window's doubt as :func:`suggest_regions` scores it: (the record's figures -- ``score``,
-    ``flip_disagreement``, ``unsure`` and, given a void class id, ``void_score`` --, the mean probability per class
-    over the three views, the labels of the unmirrored view)."""
-    p = _predict(model, win)
-    pl = _predict(model, np.ascontiguousarray(win[:, ::-1])).flip(-1)
-    pu = _predict(model, np.ascontiguousarray(win[::-1])).flip(-2)
-    lab, lab_l, lab_u = p.argmax(0), pl.argmax(0), pu.argmax(0)
-    changed = (lab_l != lab) | (lab_u != lab)
-    low = p.max(0).values < 0.7
-    flips, unsure = changed.float().mean().item(), low.float().mean().item()
-    row = {"score": round(flips + unsure, 4), "flip_disagreement": round(flips, 4), "unsure": round(unsure, 4)}
-    if void is not None:
-        said = (lab == void) | (lab_l == void) | (lab_u == void)
-        doubt = (said & changed).float().mean().item() + (low & (p[void] > 0.15)).float().mean().item()
-        row["void_score"] = round(doubt, 4)
-    return row, ((p + pl + pu) / 3).mean((1, 2)), lab.numpy()
-
-
-def best_windows(found: list[dict], n: int, key: str = "score") -> list[dict]:
-    """The ``n`` windows highest in ``key``, the best first, none overlapping a better one of its store by more than
-    a quarter of its area."""
-    chosen: list[dict] = []
-    for r in sorted(found, key=lambda r: -r[key]):
-        if all(r.get("store") != c.get("store") or _overlap(r, c) <= 0.25 * r["width"] * r["height"]
-               for c in chosen):
-            chosen.append(r)
-        if len(chosen) == n:
-            break
-    return chosen
-
-
-def _overlap(a: dict, b: dict) -> int:
-    w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
-    h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
-    return max(0, w) * max(0, h)
 
 
 def _accuracy(counts: np.ndarray, classes) -> dict:
@@ -696,7 +584,7 @@ def adapt(stores: list[str | os.PathLike], out: str | os.PathLike, base: str | o
                    held_px, suggestions, step, seconds, stopped, command, losses, echo, rule, rule_record, profiles,
                    offset)
     for s in paths:
-        _store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
+        store_suggestions(s, [r for r in suggestions if r["store"] == s], out)
     return result
 
 
@@ -763,12 +651,3 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
                        painted=painted, strokes=n_strokes, held_back_strokes=held, held_back_accuracy=acc,
                        held_back_accuracy_base=acc_base, held_back_pixels=held_px, suggestions=suggestions,
                        loss_first=float(losses[0]), loss_last=float(np.mean(losses[-20:])), object_rule=rule_record)
-
-
-def _store_suggestions(store: str, regions: list, model: Path) -> None:
-    """The suggested regions of ``store`` into its annotation attributes, for the viewer."""
-    with ann.write_lock(store):
-        a = st.open_array(store, ann.LAYER, "r+")
-        a.attrs["suggestions"] = {"model": os.path.abspath(model), "regions": regions,
-                                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    st.consolidate(store)
