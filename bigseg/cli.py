@@ -669,8 +669,9 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_compo
     development style void IoU 0.57 -> 0.71 at the same steps, spacing factor worse: one run, RESULTS.md). Once
     strokes have been painted over five or more false voids (dark grains), a rule on whole void objects is fitted
     from them and infer applies it (--no-object-rule: not). Adapt where the base model's report is flagged or its
-    labels are visibly wrong: on the held-out styles the bundled model already read nearly right, adapting made
-    air content worse (+0.41 -> +0.59 points on one sibling slab), so keep the base's report to compare.
+    labels are visibly wrong: on two held-out styles the bundled model already read nearly right, adapting made
+    air content worse (+0.41 -> +0.82 and +0.08 -> +1.13 points on their sibling slabs), so keep the base's report
+    to compare.
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
                         colour_components=colour_components, colour_choice=colour_choice, edges=edges,

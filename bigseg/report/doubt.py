@@ -85,11 +85,12 @@ low-confidence warning."""
 
 
 ADAPTED_AIR_RECORD = ("the score did not predict the air content's error where it was measured (rank correlation "
-                      "+0.04 over 126 synthetic slabs; adapted labels read air within 0.3 points on 7 of 16 "
-                      "held-out slabs and within 0.6 on 14)")
+                      "+0.04 over 126 synthetic slabs; with today's defaults adapted labels read air within 0.3 points "
+                      "on 8 of 16 held-out slabs, within 0.6 on 10, and up to 2.1 points off)")
 """What the held-back score does not say, measured (benchmarks/RESULTS.md, "What the held-back strokes tell";
 ``python benchmarks/adapt_trust.py``): it ranks void IoU a little and the air content's error not at all, so a
-passing score must not read as a right air content."""
+passing score must not read as a right air content. The held-out band is the README's table (RESULTS.md, "The
+held-out table with local edges and the colour prior", 2026-12-06)."""
 
 
 ADAPTED_LOOK_LIMIT = 0.15
