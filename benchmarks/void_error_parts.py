@@ -79,38 +79,35 @@ def _runs(line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
+def _chords_over(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lengths of the runs of ``a`` and how many runs of ``b`` each holds (1-d boolean arrays)."""
+    starts, ends = _runs(a)
+    inside = np.array([len(_runs(b[s:e])[0]) for s, e in zip(starts, ends, strict=True)], int)
+    return ends - starts, inside
+
+
 def chord_parts(truth: np.ndarray, labels: np.ndarray, void: int = 2, step: int = 10) -> dict:
     """Void chords on every ``step``-th row and column, true against labelled: counts of each and of the missed,
     false, split and merged ones (as the module says), their total lengths (px) and the median missed and false
     chord length."""
     t, lab = truth == void, labels == void
-    n = dict(truth=0, labelled=0, missed=0, false=0, split=0, merged=0, true_px=0, labelled_px=0)
-    missed_px: list[int] = []
-    false_px: list[int] = []
     lines = [(t[r], lab[r]) for r in range(0, t.shape[0], step)] + [(t[:, c], lab[:, c])
                                                                       for c in range(0, t.shape[1], step)]
+    true_len, true_in, lab_len, lab_in = [], [], [], []
     for a, b in lines:
-        ts, te = _runs(a)
-        ls, le = _runs(b)
-        n["truth"] += len(ts)
-        n["labelled"] += len(ls)
-        n["true_px"] += int((te - ts).sum())
-        n["labelled_px"] += int((le - ls).sum())
-        for s, e in zip(ts, te, strict=True):
-            inside = len(_runs(b[s:e])[0])
-            if inside == 0:
-                n["missed"] += 1
-                missed_px.append(int(e - s))
-            n["split"] += max(inside - 1, 0)
-        for s, e in zip(ls, le, strict=True):
-            inside = len(_runs(a[s:e])[0])
-            if inside == 0:
-                n["false"] += 1
-                false_px.append(int(e - s))
-            n["merged"] += max(inside - 1, 0)
-    n["missed_median_px"] = float(np.median(missed_px)) if missed_px else 0.0
-    n["false_median_px"] = float(np.median(false_px)) if false_px else 0.0
-    return n
+        length, inside = _chords_over(a, b)
+        true_len.append(length)
+        true_in.append(inside)
+        length, inside = _chords_over(b, a)
+        lab_len.append(length)
+        lab_in.append(inside)
+    tl, ti, ll, li = (np.concatenate(x) for x in (true_len, true_in, lab_len, lab_in))
+    missed, false = tl[ti == 0], ll[li == 0]
+    return {"truth": len(tl), "labelled": len(ll), "missed": len(missed), "false": len(false),
+            "split": int(np.maximum(ti - 1, 0).sum()), "merged": int(np.maximum(li - 1, 0).sum()),
+            "true_px": int(tl.sum()), "labelled_px": int(ll.sum()),
+            "missed_median_px": float(np.median(missed)) if len(missed) else 0.0,
+            "false_median_px": float(np.median(false)) if len(false) else 0.0}
 
 
 def chord_line(c: dict) -> str:
