@@ -92,6 +92,7 @@ def best_windows(found: list[dict], n: int, key: str = "score") -> list[dict]:
 
 
 def overlap(a: dict, b: dict) -> int:
+    """Pixels two windows (dicts with x, y, width, height) share."""
     w = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
     h = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
     return max(0, w) * max(0, h)
