@@ -36,6 +36,7 @@ from scipy import ndimage
 from void_bias import rule_of  # benchmarks/void_bias.py: the rule an adapted checkpoint carries
 
 from bigseg import store as st
+from bigseg.report.measure import _runs as row_runs  # the runs the report's chords are read from
 
 EIGHT = np.ones((3, 3), bool)
 
@@ -74,9 +75,9 @@ def parts(truth: np.ndarray, labels: np.ndarray, void: int = 2) -> dict[str, np.
 
 
 def _runs(line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and ends (exclusive) of the runs of True in a 1-d boolean array."""
-    d = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
-    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    """Starts and ends (exclusive) of the runs of True in a 1-d boolean array (the report's chord runs)."""
+    _, starts, ends = row_runs(line[None])
+    return starts, ends
 
 
 def _chords_over(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
