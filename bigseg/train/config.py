@@ -36,6 +36,8 @@ class ModelConfig(_Strict):
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
     refine: bool = Field(False, description="a full-resolution edge-refinement head on the logits")
     pretrained_backbone: bool = False
+    output_stride: Literal[8, 16] = Field(16, description="deeplabv3plus_mobilenet_v3_large: 8 dilates one more "
+                                                          "stage (finer features, ~3.3x a step's cost)")
     init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning): a path, or "
                                              "a bundled model's name (light_unet); a light_unet of a smaller "
                                              "width is widened to this one, its answers kept (bigseg.train.widen)")
@@ -60,6 +62,8 @@ class ModelConfig(_Strict):
             kw["refine"] = True
         if self.pretrained_backbone:
             kw["pretrained_backbone"] = True
+        if self.output_stride != 16:
+            kw["output_stride"] = self.output_stride
         return kw
 
 

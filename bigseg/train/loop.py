@@ -218,8 +218,8 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
 
-    def trunk(kwargs: dict) -> dict:  # the layers; the refine head and the input convention may differ
-        return {k: v for k, v in kwargs.items() if k not in ("refine", *INPUT_CONVENTION)}
+    def trunk(kwargs: dict) -> dict:  # the layers; the refine head, input convention and dilation may differ
+        return {k: v for k, v in kwargs.items() if k not in ("refine", "output_stride", *INPUT_CONVENTION)}
 
     state, theirs, ours = blob["state_dict"], trunk(meta.get("arch_kwargs", {})), trunk(cfg.model.kwargs())
     widened, old, new = "", theirs.get("width", 16), ours.get("width", 16)  # light_unet's default width
