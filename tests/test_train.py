@@ -228,3 +228,37 @@ def test_staged_training_freezes_then_unfreezes_and_resumes_stage_by_stage(tmp_p
     path = tmp_path / "both.yaml"
     path.write_text(yaml.safe_dump({"train": stores, "iterations": 5, "stages": [{"iterations": 2}]}))
     assert "give each stage its iterations" in error_line(run_cli("train", "--config", path))
+
+
+def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp_path, stores):
+    """model.output_stride 8 dilates DeepLabV3+'s stride-16 stage instead: the same tensors (a stride-16 checkpoint
+    loads into it whole), features at twice the resolution, full-size logits; the checkpoint it writes rebuilds at
+    stride 8, and the option is refused on an architecture that has no such stage."""
+    arch = "deeplabv3plus_mobilenet_v3_large"
+    torch.manual_seed(2)
+    coarse = build(arch, 3, refine=True)
+    init = tmp_path / "os16.pt"
+    checkpoint.save(init, coarse, arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    cfg = _config(tmp_path, stores, "os8", iterations=1, val=[], crop=64, batch_size=2, checkpoint_every=1,
+                  model={"arch": arch, "refine": True, "output_stride": 8, "init": str(init)})
+    fine = build(arch, 3, refine=True, output_stride=8)
+    lines = []
+    _init_from(fine, cfg, lines.append)
+    assert not any("left fresh" in line for line in lines)  # every tensor came from the stride-16 checkpoint
+    assert all(torch.equal(a, b) for a, b in zip(fine.state_dict().values(), coarse.state_dict().values(), strict=True))
+    x = torch.rand(1, 3, 128, 160)
+    with torch.inference_mode():
+        low = coarse.eval().net.low(x)
+        assert coarse.net.high(low).shape[-2:] == (8, 10)  # stride 16
+        assert fine.eval().net.high(low).shape[-2:] == (16, 20)  # stride 8
+        assert fine(x).shape == coarse(x).shape == (1, 3, 128, 160)
+        batch = torch.rand(2, 3, 128, 160)  # batch statistics: an untrained trunk's running ones flatten it to ~0
+        assert not torch.allclose(fine.train()(batch), coarse.train()(batch), atol=1e-3)  # dilated, it reads anew
+    train(cfg, progress=False, echo=lambda *a: None)
+    meta = checkpoint.read(tmp_path / "os8" / "model.pt")["meta"]
+    assert meta["arch_kwargs"] == {"refine": True, "output_stride": 8}
+    tuned, _ = checkpoint.load(tmp_path / "os8" / "model.pt")
+    with torch.inference_mode():
+        assert tuned.eval().net.high(tuned.net.low(x)).shape[-2:] == (16, 20)
+    with pytest.raises(BigsegError, match="output_stride 8 is for deeplabv3plus"):
+        build("light_unet", 3, output_stride=8)
