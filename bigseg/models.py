@@ -144,7 +144,7 @@ class DeepLabV3Plus(nn.Module):
         if output_stride == 8:
             _dilate_from(features, first=7, last_stage=13)
         self.low = features[:4]  # stride 4, 24 channels
-        self.high = features[4:]  # stride 16 (the last stage dilated), 960 channels
+        self.high = features[4:]  # stride 16 (8 at output_stride 8; the last stage dilated), 960 channels
         self.aspp = ASPP(960, [12, 24, 36])  # 256 channels, as torchvision's DeepLabHead
         self.reduce_high = _conv_bn(256, width)
         self.reduce_low = _conv_bn(24, width // 2)
