@@ -262,3 +262,5 @@ def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp
         assert tuned.eval().net.high(tuned.net.low(x)).shape[-2:] == (16, 20)
     with pytest.raises(BigsegError, match="output_stride 8 is for deeplabv3plus"):
         build("light_unet", 3, output_stride=8)
+    with pytest.raises(BigsegError, match="output_stride 8 is for deeplabv3plus"):  # refused when the config is read
+        _config(tmp_path, stores, "os8-unet", model={"arch": "light_unet", "width": 4, "output_stride": 8})

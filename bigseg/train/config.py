@@ -54,6 +54,13 @@ class ModelConfig(_Strict):
             raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(ARCHITECTURES)}")
         return v
 
+    @model_validator(mode="after")
+    def _stride_for_deeplabv3plus(self):
+        if self.output_stride != 16 and self.arch != "deeplabv3plus_mobilenet_v3_large":
+            raise ValueError(f"output_stride {self.output_stride} is for deeplabv3plus_mobilenet_v3_large only, "
+                             f"not {self.arch}")
+        return self
+
     def kwargs(self) -> dict:
         kw = {}
         if self.arch == "light_unet" and self.width is not None:
