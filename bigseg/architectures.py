@@ -15,3 +15,11 @@ ARCHITECTURES = {
     "fcn_resnet50": "FCN, ResNet-50 backbone (torchvision)",
     "fcn_resnet101": "FCN, ResNet-101 backbone (torchvision)",
 }
+
+
+def output_stride_error(arch: str, output_stride: int) -> str | None:
+    """Why ``output_stride`` does not fit ``arch`` (only DeepLabV3+ has a stage to dilate), or None: the one rule
+    that ``bigseg.models.build`` and a training config's ``model`` both apply."""
+    if output_stride != 16 and arch != "deeplabv3plus_mobilenet_v3_large":
+        return f"output_stride {output_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}"
+    return None

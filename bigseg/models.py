@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from bigseg.architectures import ARCHITECTURES
+from bigseg.architectures import ARCHITECTURES, output_stride_error
 from bigseg.errors import BigsegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -378,8 +378,8 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
     std = _triple(std, "std") if std is not None else IMAGENET_STD
     if min(std) <= 0:
         raise BigsegError(f"std must be positive, got {list(std)}")
-    if output_stride != 16 and arch != "deeplabv3plus_mobilenet_v3_large":
-        raise BigsegError(f"output_stride {output_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}")
+    if (wrong := output_stride_error(arch, output_stride)) is not None:
+        raise BigsegError(wrong)
     if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
         return Normalized(LightUNet(num_classes, int(width), refine), mean, std, bgr)
     if arch == "deeplabv3plus_mobilenet_v3_large":

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
-from bigseg.architectures import ARCHITECTURES
+from bigseg.architectures import ARCHITECTURES, output_stride_error
 from bigseg.errors import BigsegError
 from bigseg.synth.styles import HELD_OUT, style_names
 
@@ -56,9 +56,8 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _stride_for_deeplabv3plus(self):
-        if self.output_stride != 16 and self.arch != "deeplabv3plus_mobilenet_v3_large":
-            raise ValueError(f"output_stride {self.output_stride} is for deeplabv3plus_mobilenet_v3_large only, "
-                             f"not {self.arch}")
+        if (wrong := output_stride_error(self.arch, self.output_stride)) is not None:
+            raise ValueError(wrong)
         return self
 
     def kwargs(self) -> dict:
