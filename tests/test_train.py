@@ -264,3 +264,36 @@ def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp
         build("light_unet", 3, output_stride=8)
     with pytest.raises(BigsegError, match="output_stride 8 is for deeplabv3plus"):  # refused when the config is read
         _config(tmp_path, stores, "os8-unet", model={"arch": "light_unet", "width": 4, "output_stride": 8})
+
+
+def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_exactly(tmp_path, stores):
+    """ema: model.pt holds the moving average (between the start and the raw weights, nearer the start the slower
+    the decay), last.pt the raw weights; a stopped and resumed run averages on to the same model.pt bit for bit;
+    a resume that adds or drops ema is refused."""
+    torch.set_num_threads(1)
+    quiet = {"progress": False, "echo": lambda *a: None}
+    slow = train(_config(tmp_path, stores, "slow", ema=0.9), **quiet)
+    fast = train(_config(tmp_path, stores, "fast", ema=0.1), **quiet)
+    raw, raw_fast = _weights(tmp_path / "slow" / "last.pt"), _weights(tmp_path / "fast" / "last.pt")
+    assert all(torch.equal(raw[k], raw_fast[k]) for k in raw)  # the decay changes the average, not the run
+    torch.manual_seed(3)  # the config's seed: the initial weights, as the run built them
+    start = build("light_unet", 3, width=4).state_dict()
+    slow_w, fast_w = _weights(slow["model"]), _weights(fast["model"])
+
+    def dist(a, b):
+        return sum(float((a[k].float() - b[k].float()).norm()) for k in a if a[k].is_floating_point())
+
+    assert dist(fast_w, raw) < dist(slow_w, raw)  # a fast decay follows the raw weights closely
+    assert dist(slow_w, start) < dist(raw, start)  # a slow one stays nearer where the run began
+    assert "moving average (decay 0.9) over 6 steps" in checkpoint.read(slow["model"])["meta"]["weights"]
+
+    train(_config(tmp_path, stores, "split", ema=0.9), stop_at=3, **quiet)
+    with pytest.raises(BigsegError, match="started with ema"):
+        train(_config(tmp_path, stores, "split"), resume=True, **quiet)
+    train(_config(tmp_path, stores, "split", ema=0.9), resume=True, **quiet)
+    resumed = _weights(tmp_path / "split" / "model.pt")
+    for k in slow_w:
+        assert torch.equal(slow_w[k], resumed[k]), k
+    train(_config(tmp_path, stores, "plain"), stop_at=3, **quiet)
+    with pytest.raises(BigsegError, match="started without ema"):
+        train(_config(tmp_path, stores, "plain", ema=0.9), resume=True, **quiet)

@@ -224,6 +224,10 @@ class TrainConfig(_Strict):
     rare_class: RareClassConfig | None = None
     distill: DistillConfig | None = Field(None, description="keep a teacher's answers where it is right "
                                           "(learning without forgetting)")
+    ema: float | None = Field(None, gt=0, lt=1, description="also keep an exponential moving average of the "
+                              "weights (and batch-norm statistics) with this decay per step, e.g. 0.998 (about the "
+                              "last 500 steps): model.pt holds the average, last.pt the raw weights and the average; "
+                              "validation reads the average")
     checkpoint_every: int = Field(50, ge=1)
     val_every: int = Field(200, ge=1)
     val_crops: int = Field(16, ge=1)

@@ -4,6 +4,9 @@
 scheduler, step, torch RNG state, config and class table; ``--resume`` continues from it, and because crops
 are a function of the sample number (see sampler.py) a stopped-and-resumed run reproduces an uninterrupted
 one exactly (CPU, deterministic mode). ``OUT/model.pt`` (weights + metadata only) is what ``infer`` takes.
+With ``ema`` the run also keeps a moving average of the weights (torch's ``AveragedModel``, batch-norm statistics
+included); ``model.pt`` and validation take the average, ``last.pt`` holds both, so a resumed run goes on
+averaging where it stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
@@ -271,11 +276,19 @@ class _State:
     bf16: bool = False  # autocast to bfloat16 (models.training_mode: where it measured faster)
     channels_last: bool = False
     teacher: torch.nn.Module | None = None  # distill: frozen, in eval mode
+    ema: AveragedModel | None = None  # cfg.ema: the moving average of the weights, updated after every step
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The network a run hands on (model.pt, validation): the moving average where there is one."""
+        return self.model if self.ema is None else self.ema.module
 
     def save(self, path: Path, with_state: bool) -> None:
-        """A checkpoint (weights + metadata, with the training state for ``last.pt``); never one of non-finite
-        weights: the run stops instead and the previous checkpoint stays."""
-        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        """A checkpoint (weights + metadata): ``last.pt`` (``with_state``) holds the raw weights and the training
+        state (the moving average in it), ``model.pt`` the network the run hands on (:attr:`kept`). Never one of
+        non-finite weights: the run stops instead and the previous checkpoint stays."""
+        net = self.model if with_state else self.kept
+        bad = [k for k, v in net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise BigsegError(f"the weights became non-finite at iteration {self.step} ({bad[0]}); lower "
                               f"optimizer.lr. {self.out / 'last.pt'} keeps the last good checkpoint")
@@ -284,8 +297,13 @@ class _State:
         if with_state:
             state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                      "torch_rng": torch.get_rng_state()}
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
         meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
-        ckpt.save(path, self.model, arch=cfg.model.arch, classes=self.classes, arch_kwargs=self.kwargs,
+        if self.ema is not None:
+            meta["weights"] = (f"moving average (decay {cfg.ema:g}) over {int(self.ema.n_averaged)} steps"
+                               if net is self.kept else f"raw weights at iteration {self.step}")
+        ckpt.save(path, net, arch=cfg.model.arch, classes=self.classes, arch_kwargs=self.kwargs,
                   extra_meta=meta, train_state=state)
 
 
@@ -334,7 +352,7 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
     opt = _optimizer(cfg, model)  # sets which parameters are trained (freeze)
     train_mode(model)
     sched = _schedule(cfg, opt)
-    start = 0
+    start, saved_ema = 0, None
     if resume:
         last = out / "last.pt"
         blob = ckpt.read(last)
@@ -355,13 +373,24 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start = int(state["step"])
+        start, saved_ema = int(state["step"]), state.get("ema")
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
     bf16, channels_last = training_mode(cfg.model.arch, device.type, cfg.amp)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher = _teacher(cfg, classes, device) if cfg.distill else None
-    return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last, teacher)
+    ema = None
+    if cfg.ema is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if resume and saved_ema is None:
+            raise BigsegError(f"{out / 'last.pt'}: the run was started without ema, the config now asks for it; "
+                              "take ema out to resume, or start a new run (another 'out')")
+        if saved_ema is not None:
+            ema.load_state_dict(saved_ema)
+    elif saved_ema is not None:
+        raise BigsegError(f"{out / 'last.pt'}: the run was started with ema, the config now has none; put it back "
+                          "to resume, or start a new run (another 'out')")
+    return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last, teacher, ema)
 
 
 def _teacher(cfg: TrainConfig, classes, device) -> torch.nn.Module:
@@ -418,13 +447,15 @@ def _step(s: _State, loss_fn, image, truth) -> float:
     loss.backward()
     s.opt.step()
     s.sched.step()
+    if s.ema is not None:
+        s.ema.update_parameters(s.model)
     s.step += 1
     return loss.item()
 
 
 def _validation(s: _State, val_set, log, bar) -> dict:
     cfg, names = s.cfg, [c.name for c in s.classes]
-    cm, sample = validate(s.model, val_set, cfg.val_crops, len(names), cfg.ignore_label, s.device, cfg.amp)
+    cm, sample = validate(s.kept, val_set, cfg.val_crops, len(names), cfg.ignore_label, s.device, cfg.amp)
     metrics = scores(cm, names).to_dict()
     log.scalars(s.step, {"val/mean_iou": metrics["mean_iou"], "val/pixel_accuracy": metrics["pixel_accuracy"],
                          **{f"val/iou_{k}": v for k, v in metrics["iou"].items() if v is not None}})
