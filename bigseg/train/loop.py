@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bigseg import checkpoint as ckpt
