@@ -272,7 +272,9 @@ def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_ex
     a resume that adds or drops ema is refused."""
     torch.set_num_threads(1)
     quiet = {"progress": False, "echo": lambda *a: None}
-    slow = train(_config(tmp_path, stores, "slow", ema=0.9), **quiet)
+    said: list[str] = []
+    slow = train(_config(tmp_path, stores, "slow", ema=0.9), progress=False, echo=said.append)
+    assert any("moving average of the weights (decay 0.9)" in line for line in said), said
     fast = train(_config(tmp_path, stores, "fast", ema=0.1), **quiet)
     raw, raw_fast = _weights(tmp_path / "slow" / "last.pt"), _weights(tmp_path / "fast" / "last.pt")
     assert all(torch.equal(raw[k], raw_fast[k]) for k in raw)  # the decay changes the average, not the run

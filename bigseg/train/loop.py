@@ -386,6 +386,7 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
                               "take ema out to resume, or start a new run (another 'out')")
         if saved_ema is not None:
             ema.load_state_dict(saved_ema)
+        echo(f"keeping a moving average of the weights (decay {cfg.ema:g}) for model.pt; last.pt holds the raw ones")
     elif saved_ema is not None:
         raise BigsegError(f"{out / 'last.pt'}: the run was started with ema, the config now has none; put it back "
                           "to resume, or start a new run (another 'out')")
