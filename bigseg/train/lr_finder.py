@@ -46,7 +46,7 @@ def find_lr(cfg, steps: int = 100, start: float = 1e-6, end: float = 1.0, echo=p
         raise BigsegError(f"--find-lr needs 0 < start < end and at least 10 steps, got {start}, {end}, {steps}")
     out = Path(cfg.out)
     classes, device = _checked(cfg, resume=(out / "last.pt").exists())  # the run's own checks; its folder untouched
-    s = _setup(cfg, classes, device, resume=False, echo=echo)
+    s = _setup(cfg.model_copy(update={"ema": None}), classes, device, resume=False, echo=echo)  # no checkpoint
     s.sched = _NoSchedule()
     loader, _ = _loader(cfg, 0, steps, len(classes), device)
     loss_fn = build_loss(cfg.loss, cfg.ignore_label, class_weights(cfg, len(classes), echo), device)
