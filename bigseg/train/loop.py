@@ -301,7 +301,7 @@ class _State:
         meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
         if self.ema is not None:
             meta["weights"] = (f"moving average (decay {cfg.ema:g}) over {int(self.ema.n_averaged)} steps"
-                               if net is self.kept else f"raw weights at iteration {self.step}")
+                               if not with_state else f"raw weights at iteration {self.step}")
         ckpt.save(path, net, arch=cfg.model.arch, classes=self.classes, arch_kwargs=self.kwargs,
                   extra_meta=meta, train_state=state)
 
@@ -368,11 +368,16 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
             k = changed[0]
             raise BigsegError(f"{last}: the run was started with model.{k} {saved_kw.get(k)!r}, the config now says "
                               f"{kwargs.get(k)!r}; put it back to resume, or start a new run (another 'out')")
+        saved_ema = state.get("ema")
+        if (saved_ema is None) != (cfg.ema is None):
+            raise BigsegError(f"{last}: the run was started {'without' if saved_ema is None else 'with'} ema, the "
+                              f"config now {'asks for it' if cfg.ema is not None else 'has none'}; put it as it was "
+                              "to resume, or start a new run (another 'out')")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start, saved_ema = int(state["step"]), state.get("ema")
+        start = int(state["step"])
         echo(f"resuming {out} at iteration {start} of {cfg.iterations}")
     bf16, channels_last = training_mode(cfg.model.arch, device.type, cfg.amp)
     if channels_last:
@@ -381,15 +386,9 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
     ema = None
     if cfg.ema is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-        if resume and saved_ema is None:
-            raise BigsegError(f"{out / 'last.pt'}: the run was started without ema, the config now asks for it; "
-                              "take ema out to resume, or start a new run (another 'out')")
         if saved_ema is not None:
             ema.load_state_dict(saved_ema)
         echo(f"keeping a moving average of the weights (decay {cfg.ema:g}) for model.pt; last.pt holds the raw ones")
-    elif saved_ema is not None:
-        raise BigsegError(f"{out / 'last.pt'}: the run was started with ema, the config now has none; put it back "
-                          "to resume, or start a new run (another 'out')")
     return _State(cfg, classes, device, model, opt, sched, start, out, kwargs, bf16, channels_last, teacher, ema)
 
 
