@@ -269,7 +269,7 @@ def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp
 def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_exactly(tmp_path, stores):
     """ema: model.pt holds the moving average (between the start and the raw weights, nearer the start the slower
     the decay), last.pt the raw weights; a stopped and resumed run averages on to the same model.pt bit for bit;
-    a resume that adds or drops ema is refused."""
+    a resume that adds or drops ema, or changes its decay, is refused."""
     torch.set_num_threads(1)
     quiet = {"progress": False, "echo": lambda *a: None}
     said: list[str] = []
@@ -292,6 +292,8 @@ def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_ex
     train(_config(tmp_path, stores, "split", ema=0.9), stop_at=3, **quiet)
     with pytest.raises(BigsegError, match="started with ema"):
         train(_config(tmp_path, stores, "split"), resume=True, **quiet)
+    with pytest.raises(BigsegError, match="started with ema 0.9, the config now says 0.5"):
+        train(_config(tmp_path, stores, "split", ema=0.5), resume=True, **quiet)
     train(_config(tmp_path, stores, "split", ema=0.9), resume=True, **quiet)
     resumed = _weights(tmp_path / "split" / "model.pt")
     for k in slow_w:
@@ -299,3 +301,8 @@ def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_ex
     train(_config(tmp_path, stores, "plain"), stop_at=3, **quiet)
     with pytest.raises(BigsegError, match="started without ema"):
         train(_config(tmp_path, stores, "plain", ema=0.9), resume=True, **quiet)
+    stages = [{"iterations": 2}, {"iterations": 2, "lr": 0.001}]
+    train(_config(tmp_path, stores, "staged", ema=0.9, iterations=None, stages=stages), **quiet)
+    one, two = (checkpoint.read(tmp_path / f"staged/stage-{k}/model.pt")["meta"] for k in (1, 2))
+    assert one["weights"] == two["weights"] == "moving average (decay 0.9) over 2 steps"  # each stage afresh
+    assert two["config"]["model"]["init"] == str(tmp_path / "staged/stage-1/model.pt")  # from stage one's average

@@ -227,7 +227,8 @@ class TrainConfig(_Strict):
     ema: float | None = Field(None, gt=0, lt=1, description="also keep an exponential moving average of the "
                               "weights (and batch-norm statistics) with this decay per step, e.g. 0.998 (about the "
                               "last 500 steps): model.pt holds the average, last.pt the raw weights and the average; "
-                              "validation reads the average")
+                              "validation reads the average; a resume keeps the decay it was started with; in a "
+                              "staged run each stage averages afresh, from the stage before's average")
     checkpoint_every: int = Field(50, ge=1)
     val_every: int = Field(200, ge=1)
     val_crops: int = Field(16, ge=1)

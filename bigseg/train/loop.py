@@ -369,10 +369,14 @@ def _setup(cfg: TrainConfig, classes, device, resume: bool, echo) -> _State:
             raise BigsegError(f"{last}: the run was started with model.{k} {saved_kw.get(k)!r}, the config now says "
                               f"{kwargs.get(k)!r}; put it back to resume, or start a new run (another 'out')")
         saved_ema = state.get("ema")
+        was = (blob["meta"].get("config") or {}).get("ema")
         if (saved_ema is None) != (cfg.ema is None):
             raise BigsegError(f"{last}: the run was started {'without' if saved_ema is None else 'with'} ema, the "
                               f"config now {'asks for it' if cfg.ema is not None else 'has none'}; put it as it was "
                               "to resume, or start a new run (another 'out')")
+        if saved_ema is not None and was is not None and was != cfg.ema:
+            raise BigsegError(f"{last}: the run was started with ema {was:g}, the config now says {cfg.ema:g}; put it "
+                              "back to resume (the average so far is at that rate), or start a new run (another 'out')")
         model.load_state_dict(blob["state_dict"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
