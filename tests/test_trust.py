@@ -44,6 +44,29 @@ def test_doubt_against_a_reference():
     assert doubt({**conf, "uncertain_fraction": float("nan")}, ref)["flag"] is True  # never silently fine
 
 
+def test_a_warning_from_a_model_right_on_few_validation_slabs_quotes_its_record():
+    """When calibrate found the model right on too few validation slabs for a range, the warning is on almost every
+    slab: it says the model's record, that it speaks about the model as much as the slab, names a figure that barely
+    ranked the errors, and an unflagged slab is "less doubtful", never shown right."""
+    rule = ("the smallest uncertain_fraction of the 15 validation slabs whose air content was more than 0.3 points off "
+            "(only 1 of 16 were within: too few for a range where it was right, so anything as doubtful as a slab "
+            "where it was wrong is flagged)")
+    fig = {"description": "", "median": 0.9, "max": 0.99, "spearman_with_air_error": 0.04}
+    ref = {"figure": "uncertain_fraction", "threshold": 0.93, "slabs": 16, "rule": rule,
+           "air_error_points": {"median": 1.86, "max": 38.6}, "figures": {"uncertain_fraction": fig}}
+    d = doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, ref)
+    assert d["flag"] is True
+    assert "within 0.3 points on only 1 of its 16 validation slabs, 1.9 points off at the median" in d["message"]
+    assert "barely ranked their errors: Spearman +0.04" in d["message"] and "as much about the model" in d["message"]
+    calm = doubt({"uncertain_fraction": 0.5, "mean_confidence": 0.8}, ref)
+    assert calm["flag"] is False and "less doubtful than all 15" in calm["message"]
+    assert "not shown right" in calm["message"] and "only 1 of its 16" in calm["message"]
+    ranked = {**ref, "figures": {"uncertain_fraction": {**fig, "spearman_with_air_error": 0.6}}}
+    assert "barely" not in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, ranked)["message"]
+    old = {**ref, "rule": "the smallest uncertain_fraction of the validation slabs where it was wrong"}
+    assert "too few for a range" in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, old)["message"]
+
+
 def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):
     out = tmp_path / "calibrated.pt"
     before = BUNDLED.read_bytes()

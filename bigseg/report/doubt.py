@@ -6,6 +6,7 @@ that disagrees) and the held-back strokes of an adapted model. Pure: no model, n
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from pathlib import Path
 
@@ -66,16 +67,47 @@ def figures(confidence: dict) -> dict[str, float]:
     return out
 
 
-def _threshold_basis(reference: ConfidenceReference) -> str:
+_FEW_RIGHT = re.compile(r"the (\d+) validation slabs whose air content was more than ([\d.]+) points off "
+                       r"\(only (\d+) of (\d+) were within")
+WEAK_RANK = 0.3
+"""A chosen figure whose Spearman with the validation slabs' air errors is below this is said to rank them weakly."""
+
+
+def _record(reference: ConfidenceReference, name: str, right: str, total: str, points: str) -> str:
+    """The model's own record on its validation slabs, in words: how often it read air right, its median error,
+    and (when weak) how little the chosen figure ranked its errors."""
+    out = f"it read air content within {points} points on only {right} of its {total} validation slabs"
+    if reference.air_error_median is not None:
+        out += f", {reference.air_error_median:.2g} points off at the median"
+    rank = reference.figures[name].spearman_with_air_error if name in reference.figures else None
+    if rank is not None and rank < WEAK_RANK:
+        out += f", and this figure barely ranked their errors: Spearman {rank:+.2f}"
+    return out
+
+
+def _threshold_basis(reference: ConfidenceReference, flagged: bool = True) -> str:
     """What the threshold is, in words, from the rule :func:`calibrate` recorded (none before rules were recorded:
-    the most over all validation slabs)."""
+    the most over all validation slabs). When the model was right on too few validation slabs for a range, its
+    record is said with it: the warning is then on almost every slab, and a lab must know that it says more about
+    the model than about this slab; and an unflagged slab is less doubtful than those, not shown right."""
     rule = reference.rule
     if rule.startswith("the largest") and "within" in rule:
         return "the most it reached on validation slabs where its air content was right"
     if rule.startswith("the median"):
         return "the median of its validation slabs"
     if rule.startswith("the smallest"):
-        return "as doubtful as validation slabs where its air content was wrong (it was right on too few for a range)"
+        m = _FEW_RIGHT.search(rule)
+        if m is None:  # a rule worded before the counts were recorded
+            return ("as doubtful as validation slabs where its air content was wrong (it was right on too few for a "
+                    "range)")
+        wrong, points, right, total = m.groups()
+        record = _record(reference, reference.figure or "", right, total, points)
+        if flagged:
+            return (f"as doubtful as the {wrong} validation slabs where its air content was more than {points} "
+                    f"points off ({record}; only an image less doubtful than all of them goes unflagged, so this "
+                    "warning says as much about the model as about this slab)")
+        return (f"less doubtful than all {wrong} validation slabs where its air content was more than {points} "
+                f"points off ({record}: unflagged, not shown right)")
     return f"the most it reached on its {reference.slabs} validation slabs"
 
 
@@ -188,7 +220,7 @@ def doubt(confidence: dict | None, reference: ConfidenceReference | dict | None,
     name = reference.figure
     v, limit = values[name], reference.threshold
     flag = bool(v > limit) if math.isfinite(v) else True
-    where = _threshold_basis(reference)
+    where = _threshold_basis(reference, flag)
     message = f"{FIGURES[name]} is {v:.4g}, {'above' if flag else 'within'} {limit:.4g}, {where}"
     out: dict = {"flag": flag, "figure": name, "value": v, "threshold": limit, "message": message}
     reasons = [message] if flag else []
