@@ -132,6 +132,9 @@ class SyntheticConfig(_Strict):
     region: int = Field(1024, ge=64, le=4096, description="side (px) of each rendered region")
     crops_per_region: int = Field(8, ge=1, le=64, description="crops taken from one rendered region")
     seed: int = Field(0, ge=0)
+    min_pixel_size_um: float | None = Field(
+        None, gt=0, le=100, description="render every slab finer than this at this pixel size (um): the network "
+        "then sees no pixel finer, as infer shows it a finer scan (checkpoint meta working_pixel_size_um)")
 
     @field_validator("styles")
     @classmethod

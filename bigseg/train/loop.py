@@ -299,6 +299,8 @@ class _State:
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
         meta = {"window": cfg.crop, "config": cfg.model_dump(mode="json"), "trained_on": _provenance(cfg)}
+        if cfg.synthetic is not None and cfg.synthetic.min_pixel_size_um:  # infer shows finer scans at it
+            meta["working_pixel_size_um"] = cfg.synthetic.min_pixel_size_um
         if self.ema is not None:
             meta["weights"] = (f"moving average (decay {cfg.ema:g}) over {int(self.ema.n_averaged)} steps"
                                if not with_state else f"raw weights at iteration {self.step}")

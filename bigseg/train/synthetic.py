@@ -43,6 +43,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         self.augment = augment
         self.seed = seed * 1_000_003 + cfg.seed
         self.cache_size = cache
+        self.min_pixel_size_um = cfg.min_pixel_size_um
         self._cache: dict = {}
 
     def __len__(self):
@@ -54,12 +55,17 @@ class SyntheticCrops(torch.utils.data.Dataset):
         name = self.names[int(rng.choice(len(self.names), p=self.weights))]
         width, height = self.region * int(rng.integers(1, 7)), self.region * int(rng.integers(1, 7))
         slab_seed = int(rng.integers(1 << 40))
+        floor = self.min_pixel_size_um
         if name == "classic":  # the original generator, over the range make_training_set draws
-            params = SynthParams(width, height, seed=slab_seed, pixel_size_um=float(rng.uniform(6, 16)),
+            px = float(rng.uniform(6, 16))
+            params = SynthParams(width, height, seed=slab_seed, pixel_size_um=max(px, floor) if floor else px,
                                  aggregate_fraction=float(rng.uniform(0.55, 0.75)),
                                  air_fraction=float(rng.uniform(0.02, 0.09)))
         else:
             params = SynthParams(width, height, seed=slab_seed, style=name)
+            style = params.resolved_style()
+            if floor and style is not None and style.pixel_size_um < floor:  # a fine scan, shown at the floor
+                params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor)
         y = int(rng.integers(0, height - self.region + 1))
         x = int(rng.integers(0, width - self.region + 1))
         return params, y, x
