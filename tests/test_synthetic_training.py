@@ -88,6 +88,28 @@ def test_training_on_synthetic_sections_resumes_exactly_and_records_provenance(t
     assert any("synthetic sections" in t for t in a["meta"]["trained_on"])
 
 
+def test_a_working_pixel_size_renders_finer_slabs_at_it_and_is_recorded(tmp_path):
+    """synthetic.min_pixel_size_um: every slab finer than it (random styles and classic) is rendered at it, the
+    rest of its look unchanged; slabs as coarse are left alone; the checkpoint records working_pixel_size_um."""
+    plain, floored = _crops(), _crops(min_pixel_size_um=7.0)
+    seen = []
+    for r in range(60):
+        a, b = plain.params(r)[0], floored.params(r)[0]
+        px_a = a.pixel_size_um if a.style == "classic" else a.resolved_style().pixel_size_um
+        px_b = b.pixel_size_um if b.style == "classic" else b.resolved_style().pixel_size_um
+        assert px_b == max(px_a, 7.0), (r, px_a, px_b)
+        if a.style != "classic":
+            assert {**vars(a.resolved_style()), "pixel_size_um": 0} == {**vars(b.resolved_style()), "pixel_size_um": 0}
+        seen.append(px_a < 7.0)
+    assert any(seen) and not all(seen)  # both kinds were drawn
+    train(load_config(_write(tmp_path, "floored", iterations=2, val_every=2,
+                             synthetic={"styles": {"random": 1.0}, "region": 128, "crops_per_region": 2,
+                                        "min_pixel_size_um": 7})), progress=False, echo=lambda *a: None)
+    assert checkpoint.read(tmp_path / "floored" / "model.pt")["meta"]["working_pixel_size_um"] == 7
+    train(load_config(_write(tmp_path, "free", iterations=2, val_every=2)), progress=False, echo=lambda *a: None)
+    assert "working_pixel_size_um" not in checkpoint.read(tmp_path / "free" / "model.pt")["meta"]
+
+
 def test_time_limit_checkpoints_and_stops(tmp_path):
     s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=1e-9, progress=False,
               echo=lambda *a: None)

@@ -39,6 +39,17 @@ class ModelSpec:
     backend: str = "torch"  # or "onnxruntime" (``checkpoint`` is then an ONNX export)
     compile: bool = False  # torch.compile the model (CUDA; compiles on the first batch of each worker)
     tta: str = "none"  # test-time augmentation (bigseg.infer.options.TTA, the views in TTA_VIEWS)
+    scale: float = 1.0  # every view resized by this too: a scan finer than the model's working pixel size
+
+
+def working_scale(meta: dict, pixel_size_um: float | None) -> float:
+    """How much a window of a scan at ``pixel_size_um`` is resized before a model that records a working pixel
+    size (``working_pixel_size_um``: trained on no pixel finer) sees it: pixel / working for a finer scan, else 1
+    (a coarser scan, a model without one, or a store that does not know its pixel size)."""
+    working = meta.get("working_pixel_size_um")
+    if not working or not pixel_size_um or pixel_size_um >= float(working):
+        return 1.0
+    return float(pixel_size_um) / float(working)
 
 
 def _device_for_worker(kind: str):
@@ -159,6 +170,8 @@ def predict(spec: ModelSpec, images: np.ndarray, weight: np.ndarray | None = Non
     n = len(meta["classes"])
     try:
         views = TTA_VIEWS[spec.tta]
+        if spec.scale != 1.0:
+            views = tuple((axes, scale * spec.scale) for axes, scale in views)
         if spec.backend == "onnxruntime":
             out = None
             h, w = images.shape[1:3]

@@ -28,7 +28,7 @@ from bigseg.infer.executors import InProcess, InThreads, ex_for, on_a_worker
 from bigseg.infer.inputs import check_input, resolve_input
 from bigseg.infer.options import InferOptions, default_workers
 from bigseg.infer.plan import Plan, make_plan, stripe_columns
-from bigseg.infer.predictor import ModelSpec
+from bigseg.infer.predictor import ModelSpec, working_scale
 from bigseg.infer.tasks import batch_logits, blend_block, pyramid_strip, rule_block
 from bigseg.infer.windows import Grid
 from bigseg.modelfile import model_kind
@@ -257,8 +257,12 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             assert exports is not None
             path, model_digest = be.model_file(ckpt, digest, choice, exports,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
+            scale = working_scale(meta, st.pixel_size_um(group))
+            if scale != 1.0:
+                echo(f"the model reads scans at {meta['working_pixel_size_um']:g} um a pixel (trained on none finer): "
+                     f"this {st.pixel_size_um(group):g} um scan is shown to it at {scale:.3g} x")
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
-                             backend=backend, compile=o.compile and backend == "torch", tta=o.tta)
+                             backend=backend, compile=o.compile and backend == "torch", tta=o.tta, scale=scale)
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))
             total = len(pending) + skipped
             if skipped:

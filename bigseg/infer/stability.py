@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigseg import store as st
 from bigseg.checkpoint import load
+from bigseg.infer.predictor import scaled_size, working_scale
 from bigseg.infer.tasks import read_windows
 from bigseg.infer.windows import Grid
 
@@ -133,6 +135,7 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     model, meta = load(checkpoint)
     dev = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
     model = model.to(dev)
+    scale = working_scale(meta, st.pixel_size_um(st.open_store(store)))  # the windows as the pass showed them
     n = len(meta["classes"])
     names = [c["name"] for c in meta["classes"]]
     shifts: list[float] = []
@@ -160,6 +163,9 @@ def measure(checkpoint: str, store: str, origins: list[tuple[int, int]], grid: G
     feature_sum, early_sum, feature_n = 0.0, 0.0, 0
     for origin in origins:
         t = _window(store, origin, grid, dev)
+        if scale != 1.0:
+            size = (scaled_size(t.shape[2], scale), scaled_size(t.shape[3], scale))
+            t = torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)
         handles = [b.register_forward_hook(hook) for b in bns]
         try:
             with torch.inference_mode():

@@ -1,0 +1,85 @@
+"""A model trained at a working pixel size (``working_pixel_size_um`` in its checkpoint, from
+``synthetic.min_pixel_size_um``) is shown a finer scan at that size: every window resized by pixel / working before
+the network and its logits resized back -- in the pass and in the sampled-window confidence figures -- while a
+coarser scan, a store without a pixel size or a model without one are read as before."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from bigseg import checkpoint
+from bigseg import store as st
+from bigseg.checkpoint import classes_of
+from bigseg.infer import InferOptions, infer, options, predictor
+from bigseg.infer.predictor import working_scale
+from bigseg.models import build
+from bigseg.trust import synthetic_store
+
+BUNDLED = checkpoint.WEIGHTS / "concrete-light-unet.pt"
+
+
+def _with_working(tmp_path, name: str, working: float | None):
+    blob = checkpoint.read(BUNDLED)
+    meta = dict(blob["meta"])
+    net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
+    net.load_state_dict(blob["state_dict"])
+    meta.pop("working_pixel_size_um", None)
+    if working is not None:
+        meta["working_pixel_size_um"] = working
+    extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
+    path = tmp_path / name
+    checkpoint.save(path, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
+                    extra_meta=extra)
+    return path
+
+
+def test_working_scale():
+    assert working_scale({"working_pixel_size_um": 7}, 3.5) == pytest.approx(0.5)
+    assert working_scale({"working_pixel_size_um": 7}, 7.0) == 1.0
+    assert working_scale({"working_pixel_size_um": 7}, 12) == 1.0
+    assert working_scale({}, 3.5) == 1.0 and working_scale({"working_pixel_size_um": 7}, None) == 1.0
+
+
+def test_a_finer_scan_is_read_at_the_models_working_pixel_size(tmp_path):
+    store = synthetic_store(tmp_path / "slabs", "classic", 5, 384)  # 10 um a pixel
+    assert st.pixel_size_um(st.open_store(store)) == 10.0
+    plain, working, coarse = (_with_working(tmp_path, n, w) for n, w in (("plain.pt", None), ("w20.pt", 20.0),
+                                                                         ("w5.pt", 5.0)))
+
+    def labels(model, tta="none"):
+        said: list[str] = []
+        r = infer(store, model=str(model), options=InferOptions(workers=0, overwrite=True, backend="torch", tta=tta),
+                  echo=lambda *a: said.append(" ".join(map(str, a))))
+        return np.asarray(st.open_array(store, "labels")[:]), said, r
+
+    base, said, _ = labels(plain)
+    assert not any("working" in s or "shown to it" in s for s in said)
+    halved, said, r = labels(working)
+    assert any("reads scans at 20 um a pixel" in s and "shown to it at 0.5 x" in s for s in said), said
+    assert not np.array_equal(halved, base)
+    assert r.confidence and r.confidence.get("stability")  # the sampled windows were measured too, at that size
+    # exactly what the plain model gives with every window shown at half size (the same views, one path)
+    predictor.TTA_VIEWS["x0.5-test"] = (((), 0.5),)
+    options.TTA = (*options.TTA, "x0.5-test")
+    try:
+        by_hand, _, _ = labels(plain, tta="x0.5-test")
+    finally:
+        del predictor.TTA_VIEWS["x0.5-test"]
+        options.TTA = tuple(t for t in options.TTA if t != "x0.5-test")
+    assert np.array_equal(halved, by_hand)
+    # the CPU's default backend (ONNX Runtime, the checkpoint exported once) resizes the same way, with numpy
+    infer(store, model=str(working), options=InferOptions(workers=0, overwrite=True, backend="onnxruntime"),
+          echo=lambda *a: None)
+    assert (np.asarray(st.open_array(store, "labels")[:]) == halved).mean() > 0.999
+    same, said, _ = labels(coarse)  # the scan is coarser than 5 um: read as it is
+    assert np.array_equal(same, base) and not any("shown to it" in s for s in said)
+    unknown = tmp_path / "unknown.zarr"  # a store that does not know its pixel size: read as it is
+    shutil.copytree(store, unknown)
+    g = st.open_store(unknown, mode="r+")
+    del g.attrs["pixel_size_um"]
+    infer(unknown, model=str(working), options=InferOptions(workers=0, overwrite=True, backend="torch"),
+          echo=lambda *a: None)
+    assert np.array_equal(np.asarray(st.open_array(unknown, "labels")[:]), base)
