@@ -83,3 +83,25 @@ def test_a_finer_scan_is_read_at_the_models_working_pixel_size(tmp_path):
     infer(unknown, model=str(working), options=InferOptions(workers=0, overwrite=True, backend="torch"),
           echo=lambda *a: None)
     assert np.array_equal(np.asarray(st.open_array(unknown, "labels")[:]), base)
+
+
+def test_a_model_adapted_from_one_reads_scans_at_their_own_size(tmp_path):
+    """bigseg adapt trains on the strokes at the scan's own pixel size, so the adapted model drops the base's
+    working pixel size (infer would otherwise shrink the scans it was adapted on)."""
+    import torch
+
+    from bigseg import annotations as ann
+    from bigseg.synth.strokes import simulate_strokes
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    store = synthetic_store(tmp_path / "slabs", "classic", 6, 384)
+    truth = np.asarray(st.open_array(store, "truth")[:])
+    for s in simulate_strokes(truth, 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    blob = checkpoint.read(BUNDLED)
+    blob["meta"]["working_pixel_size_um"] = 20.0
+    torch.save(blob, tmp_path / "base.pt")
+    opts = AdaptOptions(steps=2, minutes=5, crop=64, batch=2, suggestions=0, export=False)
+    adapt([store], tmp_path / "a.pt", base=tmp_path / "base.pt", options=opts, echo=lambda *a: None, progress=False)
+    assert "working_pixel_size_um" not in checkpoint.read(tmp_path / "a.pt")["meta"]

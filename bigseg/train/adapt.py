@@ -629,9 +629,10 @@ def _save(model, out: Path, base_path: Path, meta: dict, classes, stores, opts, 
         "suggestions": suggestions, "object_rule_fit": rule_record, "painted_profiles": profiles or {},
         **({"object_rule": rule.to_dict()} if rule is not None else {}),
     }
+    # working_pixel_size_um is not kept: the strokes teach the network the scans at their own pixel size
     keep = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as",
                                                         "confidence_reference", "adapted", "description",
-                                                        ckpt.LOGIT_OFFSET)}
+                                                        ckpt.LOGIT_OFFSET, "working_pixel_size_um")}
     extra = {**keep, "adapted": record, **({ckpt.LOGIT_OFFSET: offset} if offset is not None else {}),
              "trained_on": list(meta.get("trained_on") or []) + [f"strokes painted on {os.path.basename(s)}"
                                                                   for s in stores],
