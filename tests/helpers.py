@@ -53,3 +53,22 @@ def mask_store(path: Path, labels: np.ndarray, chunks, pixel_size=100.0, truth: 
         arr[...] = data
         st.set_complete(arr)
     return path
+
+
+def bundled_resaved(path: Path, **meta) -> Path:
+    """The bundled weights saved to ``path`` as another checkpoint, its metadata updated with ``meta`` (a value of
+    None removes that key)."""
+    from bigseg import checkpoint
+    from bigseg.checkpoint import BUNDLED, classes_of
+    from bigseg.models import build
+
+    blob = checkpoint.read(BUNDLED)
+    own = dict(blob["meta"])
+    net = build(own["arch"], len(classes_of(own)), **own.get("arch_kwargs", {}))
+    net.load_state_dict(blob["state_dict"])
+    own.update(meta)
+    extra = {k: v for k, v in own.items()
+             if k not in ("arch", "arch_kwargs", "classes", "stored_as") and not (k in meta and v is None)}
+    checkpoint.save(path, net, arch=own["arch"], classes=classes_of(own), arch_kwargs=own.get("arch_kwargs"),
+                    extra_meta=extra)
+    return path

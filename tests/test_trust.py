@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import bundled_resaved, run_cli
 
 from bigseg import checkpoint
 from bigseg.checkpoint import BUNDLED, classes_of
@@ -20,16 +20,7 @@ from bigseg.trust import ACCURATE_POINTS, CALIBRATION_SEED, FIGURES, UNFAMILIAR_
 
 def _with_reference(tmp_path, name, reference):
     """The bundled weights saved as another checkpoint whose confidence reference is ``reference``."""
-    blob = checkpoint.read(BUNDLED)
-    meta = dict(blob["meta"])
-    net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
-    net.load_state_dict(blob["state_dict"])
-    meta["confidence_reference"] = reference
-    extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
-    path = tmp_path / name
-    checkpoint.save(path, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
-                    extra_meta=extra)
-    return path
+    return bundled_resaved(tmp_path / name, confidence_reference=reference)
 
 
 def test_doubt_against_a_reference():

@@ -9,31 +9,19 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import bundled_resaved
 
 from bigseg import checkpoint
 from bigseg import store as st
-from bigseg.checkpoint import classes_of
 from bigseg.infer import InferOptions, infer, options, predictor
 from bigseg.infer.predictor import working_scale
-from bigseg.models import build
 from bigseg.trust import synthetic_store
 
 BUNDLED = checkpoint.WEIGHTS / "concrete-light-unet.pt"
 
 
 def _with_working(tmp_path, name: str, working: float | None):
-    blob = checkpoint.read(BUNDLED)
-    meta = dict(blob["meta"])
-    net = build(meta["arch"], len(classes_of(meta)), **meta.get("arch_kwargs", {}))
-    net.load_state_dict(blob["state_dict"])
-    meta.pop("working_pixel_size_um", None)
-    if working is not None:
-        meta["working_pixel_size_um"] = working
-    extra = {k: v for k, v in meta.items() if k not in ("arch", "arch_kwargs", "classes", "stored_as")}
-    path = tmp_path / name
-    checkpoint.save(path, net, arch=meta["arch"], classes=classes_of(meta), arch_kwargs=meta.get("arch_kwargs"),
-                    extra_meta=extra)
-    return path
+    return bundled_resaved(tmp_path / name, working_pixel_size_um=working)
 
 
 def test_working_scale():

@@ -1,11 +1,11 @@
 #!/bin/bash
-# usage: eval.sh NAME SOURCE.pt CORE SUFFIX -- pack SOURCE to half precision, read the two 2048² classic slabs
+# usage: eval.sh NAME SOURCE.pt CORE SUFFIX [LOGDIR] -- pack SOURCE to half precision, read the two 2048² classic slabs
 # (100/101) and calibrate on the 16 validation slabs, pinned to CORE, in work folders of its own (SUFFIX), so that
 # two candidates can be judged side by side, one per core.
 set -e
 cd /work/main
 NAME=$1; SRC=$2; CORE=$3; SUF=$4
-L=benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06
+L=${5:-benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06}
 export OMP_NUM_THREADS=1
 mkdir -p runs/candidates
 taskset -c $CORE .venv/bin/python benchmarks/pack_checkpoint.py $SRC runs/candidates/$NAME.pt --half

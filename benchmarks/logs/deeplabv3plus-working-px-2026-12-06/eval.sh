@@ -1,14 +1,5 @@
 #!/bin/bash
-# usage: eval.sh NAME SOURCE.pt CORE SUFFIX -- pack SOURCE to half precision, read the two 2048² classic slabs
-# (100/101) and calibrate on the 16 validation slabs, pinned to CORE, in work folders of its own (SUFFIX), so that
-# two candidates can be judged side by side, one per core.
-set -e
-cd /work/main
-NAME=$1; SRC=$2; CORE=$3; SUF=$4
-L=benchmarks/logs/deeplabv3plus-working-px-2026-12-06
-export OMP_NUM_THREADS=1
-mkdir -p runs/candidates
-taskset -c $CORE .venv/bin/python benchmarks/pack_checkpoint.py $SRC runs/candidates/$NAME.pt --half
-taskset -c $CORE .venv/bin/python benchmarks/generalization.py --models runs/candidates/$NAME.pt --styles classic --seeds 2 --first-seed 100 --size 2048 --workdir benchmarks/work/classic-2048-$SUF --out $L/classic-$NAME.json > $L/classic-$NAME.log 2>&1
-taskset -c $CORE .venv/bin/bigseg calibrate runs/candidates/$NAME.pt -o runs/candidates/$NAME-cal.pt --workdir benchmarks/work/calibration-$SUF > $L/calibrate-$NAME.log 2>&1
-echo done
+# usage: eval.sh NAME SOURCE.pt CORE SUFFIX -- the marathon round's evaluation (pack, classic 100/101, calibrate on
+# the 16 validation slabs, pinned to CORE), its logs written here.
+exec bash /work/main/benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06/eval.sh "$1" "$2" "$3" "$4" \
+  benchmarks/logs/deeplabv3plus-working-px-2026-12-06
