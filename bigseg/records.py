@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+ACCURATE_POINTS = 0.3
+"""Air content within this many percentage points of the truth: "right" (the issue's target). ``bigseg calibrate``
+sets its warning from the validation slabs right and wrong by it; the report says the model's record by it."""
+
 
 @dataclass(frozen=True)
 class RunRecord:

@@ -31,7 +31,7 @@ from bigseg.infer import InferOptions, infer
 from bigseg.ingest import ingest
 from bigseg.metrics import scores
 from bigseg.modelfile import model_kind, read_onnx_meta
-from bigseg.records import ConfidenceReference, FigureRange, UnfamiliarGate
+from bigseg.records import ACCURATE_POINTS, ConfidenceReference, FigureRange, UnfamiliarGate
 
 # the check itself (figures, gates, messages) lives with the report that carries it; re-exported here
 from bigseg.report.doubt import (
@@ -51,7 +51,6 @@ from bigseg.synth import SynthParams, synthesize
 
 CALIBRATION_SEED = 7_000_000
 """Seeds of the validation slabs (random styles drawn from them); far from every seed a config draws from."""
-ACCURATE_POINTS = 0.3  # air content within this many percentage points of the truth: "right" (the issue's target)
 
 __all__ = ["ACCURATE_POINTS", "ADAPTED_MIN_ACCURACY", "CALIBRATION_SEED", "FIGURES", "NOT_RANKED",
            "SECOND_OPINION_POINTS", "UNFAMILIAR_FIGURES", "UNFAMILIAR_MARGIN", "adapted_doubt", "calibrate", "doubt",

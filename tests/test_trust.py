@@ -43,8 +43,10 @@ def test_a_warning_from_a_model_right_on_few_validation_slabs_quotes_its_record(
             "(only 1 of 16 were within: too few for a range where it was right, so anything as doubtful as a slab "
             "where it was wrong is flagged)")
     fig = {"description": "", "median": 0.9, "max": 0.99, "spearman_with_air_error": 0.04}
+    errors = [0.2, 38.6, -0.6, 2.4, -2.2, 0.6, 0.5, -0.6, -3.1, 6.1, -1.6, -6.0, -2.6, -2.9, 1.5, -0.31]
     ref = {"figure": "uncertain_fraction", "threshold": 0.93, "slabs": 16, "rule": rule,
-           "air_error_points": {"median": 1.86, "max": 38.6}, "figures": {"uncertain_fraction": fig}}
+           "air_error_points": {"median": 1.86, "max": 38.6}, "figures": {"uncertain_fraction": fig},
+           "per_slab": [{"seed": k, "air_error_points": e, "figures": {}} for k, e in enumerate(errors)]}
     d = doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, ref)
     assert d["flag"] is True
     assert "within 0.3 points on only 1 of its 16 validation slabs, 1.9 points off at the median" in d["message"]
@@ -54,8 +56,13 @@ def test_a_warning_from_a_model_right_on_few_validation_slabs_quotes_its_record(
     assert "not shown right" in calm["message"] and "only 1 of its 16" in calm["message"]
     ranked = {**ref, "figures": {"uncertain_fraction": {**fig, "spearman_with_air_error": 0.6}}}
     assert "barely" not in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, ranked)["message"]
-    old = {**ref, "rule": "the smallest uncertain_fraction of the validation slabs where it was wrong"}
+    # a reference written before each slab's reading was kept (the bundled model's): the counts its rule states
+    counted = {k: v for k, v in ref.items() if k != "per_slab"}
+    assert "only 1 of its 16" in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, counted)["message"]
+    old = {**counted, "rule": "the smallest uncertain_fraction of the validation slabs where it was wrong"}
     assert "too few for a range" in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, old)["message"]
+    two = {**ref, "per_slab": ref["per_slab"][:2] + [{"seed": 99, "air_error_points": 0.1, "figures": {}}]}
+    assert "only 2 of its 3" in doubt({"uncertain_fraction": 0.97, "mean_confidence": 0.8}, two)["message"]
 
 
 def test_calibrate_writes_the_range_where_the_model_was_right(tmp_path):

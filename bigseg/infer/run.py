@@ -257,10 +257,11 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             assert exports is not None
             path, model_digest = be.model_file(ckpt, digest, choice, exports,
                                                lambda f, *a: on_a_worker(client, f, *a), echo)
-            scale = working_scale(meta, st.pixel_size_um(group))
+            pixel = st.pixel_size_um(group)
+            scale = working_scale(meta, pixel)
             if scale != 1.0:
                 echo(f"the model reads scans at {meta['working_pixel_size_um']:g} um a pixel (trained on none finer): "
-                     f"this {st.pixel_size_um(group):g} um scan is shown to it at {scale:.3g} x")
+                     f"this {pixel:g} um scan is shown to it at {scale:.3g} x")
             spec = ModelSpec(str(path), model_digest, o.device, threads if o.device == "cpu" else 0, o.amp,
                              backend=backend, compile=o.compile and backend == "torch", tta=o.tta, scale=scale)
             plan = make_plan(grid, pending, batch, cx, stripe_columns(grid, cx, batch, o.stripe))

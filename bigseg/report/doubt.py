@@ -10,7 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
-from bigseg.records import ConfidenceReference
+from bigseg.records import ACCURATE_POINTS, ConfidenceReference
 
 FIGURES = {
     "uncertain_fraction": "share of pixels whose most likely class has a probability below 0.9",
@@ -67,22 +67,35 @@ def figures(confidence: dict) -> dict[str, float]:
     return out
 
 
-_FEW_RIGHT = re.compile(r"the (\d+) validation slabs whose air content was more than ([\d.]+) points off "
-                       r"\(only (\d+) of (\d+) were within")
 WEAK_RANK = 0.3
 """A chosen figure whose Spearman with the validation slabs' air errors is below this is said to rank them weakly."""
 
 
-def _record(reference: ConfidenceReference, name: str, right: str, total: str, points: str) -> str:
-    """The model's own record on its validation slabs, in words: how often it read air right, its median error,
-    and (when weak) how little the chosen figure ranked its errors."""
-    out = f"it read air content within {points} points on only {right} of its {total} validation slabs"
+_RULE_COUNTS = re.compile(r"\(only (\d+) of (\d+) were within")
+"""The counts in the rule ``bigseg calibrate`` writes when too few slabs were right, for references written before
+each slab's reading was kept (the bundled model's)."""
+
+
+def _record(reference: ConfidenceReference) -> tuple[int, str] | None:
+    """(validation slabs off by more than :data:`ACCURATE_POINTS`, the model's record on its validation slabs in
+    words: how often it read air right, its median error, and, when weak, how little the chosen figure ranked the
+    errors) from the slabs' own readings, or the counts its rule states; None when neither is there."""
+    errors = [abs(float(r["air_error_points"])) for r in reference.per_slab if "air_error_points" in r]
+    if errors:
+        right, total = sum(e <= ACCURATE_POINTS for e in errors), len(errors)
+    else:
+        m = _RULE_COUNTS.search(reference.rule)
+        if m is None:
+            return None
+        right, total = int(m.group(1)), int(m.group(2))
+    out = f"it read air content within {ACCURATE_POINTS:g} points on only {right} of its {total} validation slabs"
     if reference.air_error_median is not None:
         out += f", {reference.air_error_median:.2g} points off at the median"
-    rank = reference.figures[name].spearman_with_air_error if name in reference.figures else None
+    figure = reference.figures.get(reference.figure or "")
+    rank = figure.spearman_with_air_error if figure is not None else None
     if rank is not None and rank < WEAK_RANK:
         out += f", and this figure barely ranked their errors: Spearman {rank:+.2f}"
-    return out
+    return total - right, out
 
 
 def _threshold_basis(reference: ConfidenceReference, flagged: bool = True) -> str:
@@ -96,18 +109,17 @@ def _threshold_basis(reference: ConfidenceReference, flagged: bool = True) -> st
     if rule.startswith("the median"):
         return "the median of its validation slabs"
     if rule.startswith("the smallest"):
-        m = _FEW_RIGHT.search(rule)
-        if m is None:  # a rule worded before the counts were recorded
+        found = _record(reference)
+        if found is None:  # a rule worded before its counts were
             return ("as doubtful as validation slabs where its air content was wrong (it was right on too few for a "
                     "range)")
-        wrong, points, right, total = m.groups()
-        record = _record(reference, reference.figure or "", right, total, points)
+        wrong, record = found
         if flagged:
-            return (f"as doubtful as the {wrong} validation slabs where its air content was more than {points} "
-                    f"points off ({record}; only an image less doubtful than all of them goes unflagged, so this "
-                    "warning says as much about the model as about this slab)")
-        return (f"less doubtful than all {wrong} validation slabs where its air content was more than {points} "
-                f"points off ({record}: unflagged, not shown right)")
+            return (f"as doubtful as the {wrong} validation slabs where its air content was more than "
+                    f"{ACCURATE_POINTS:g} points off ({record}; only an image less doubtful than all of them goes "
+                    "unflagged, so this warning says as much about the model as about this slab)")
+        return (f"less doubtful than all {wrong} validation slabs where its air content was more than "
+                f"{ACCURATE_POINTS:g} points off ({record}: unflagged, not shown right)")
     return f"the most it reached on its {reference.slabs} validation slabs"
 
 
