@@ -17,12 +17,6 @@ from bigseg.infer import InferOptions, infer, options, predictor
 from bigseg.infer.predictor import working_scale
 from bigseg.trust import synthetic_store
 
-BUNDLED = checkpoint.WEIGHTS / "concrete-light-unet.pt"
-
-
-def _with_working(tmp_path, name: str, working: float | None):
-    return bundled_resaved(tmp_path / name, working_pixel_size_um=working)
-
 
 def test_working_scale():
     assert working_scale({"working_pixel_size_um": 7}, 3.5) == pytest.approx(0.5)
@@ -34,8 +28,8 @@ def test_working_scale():
 def test_a_finer_scan_is_read_at_the_models_working_pixel_size(tmp_path):
     store = synthetic_store(tmp_path / "slabs", "classic", 5, 384)  # 10 um a pixel
     assert st.pixel_size_um(st.open_store(store)) == 10.0
-    plain, working, coarse = (_with_working(tmp_path, n, w) for n, w in (("plain.pt", None), ("w20.pt", 20.0),
-                                                                         ("w5.pt", 5.0)))
+    plain, working, coarse = (bundled_resaved(tmp_path / n, working_pixel_size_um=w)
+                              for n, w in (("plain.pt", None), ("w20.pt", 20.0), ("w5.pt", 5.0)))
 
     def labels(model, tta="none"):
         said: list[str] = []
@@ -76,8 +70,6 @@ def test_a_finer_scan_is_read_at_the_models_working_pixel_size(tmp_path):
 def test_a_model_adapted_from_one_reads_scans_at_their_own_size(tmp_path):
     """bigseg adapt trains on the strokes at the scan's own pixel size, so the adapted model drops the base's
     working pixel size (infer would otherwise shrink the scans it was adapted on)."""
-    import torch
-
     from bigseg import annotations as ann
     from bigseg.synth.strokes import simulate_strokes
     from bigseg.train.adapt import adapt
@@ -87,9 +79,7 @@ def test_a_model_adapted_from_one_reads_scans_at_their_own_size(tmp_path):
     truth = np.asarray(st.open_array(store, "truth")[:])
     for s in simulate_strokes(truth, 3, 6, np.random.default_rng(0)):
         ann.paint(store, s)
-    blob = checkpoint.read(BUNDLED)
-    blob["meta"]["working_pixel_size_um"] = 20.0
-    torch.save(blob, tmp_path / "base.pt")
+    base = bundled_resaved(tmp_path / "base.pt", working_pixel_size_um=20.0)
     opts = AdaptOptions(steps=2, minutes=5, crop=64, batch=2, suggestions=0, export=False)
-    adapt([store], tmp_path / "a.pt", base=tmp_path / "base.pt", options=opts, echo=lambda *a: None, progress=False)
+    adapt([store], tmp_path / "a.pt", base=base, options=opts, echo=lambda *a: None, progress=False)
     assert "working_pixel_size_um" not in checkpoint.read(tmp_path / "a.pt")["meta"]

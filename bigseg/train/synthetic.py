@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bigseg.synth.slab import SynthParams, renderer
-from bigseg.synth.styles import HELD_OUT
+from bigseg.synth.styles import HELD_OUT, resolve
 from bigseg.train.augment import augment, jpeg
 
 CROP_BITS = 16  # sample number = region * 2**16 + crop number within the region
@@ -62,10 +62,8 @@ class SyntheticCrops(torch.utils.data.Dataset):
                                  aggregate_fraction=float(rng.uniform(0.55, 0.75)),
                                  air_fraction=float(rng.uniform(0.02, 0.09)))
         else:
-            params = SynthParams(width, height, seed=slab_seed, style=name)
-            style = params.resolved_style()
-            if floor and style is not None and style.pixel_size_um < floor:  # a fine scan, shown at the floor
-                params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor)
+            fine = bool(floor) and resolve(name, slab_seed).pixel_size_um < floor  # a fine scan, shown at the floor
+            params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor if fine else None)
         y = int(rng.integers(0, height - self.region + 1))
         x = int(rng.integers(0, width - self.region + 1))
         return params, y, x
