@@ -218,10 +218,18 @@ def _rgb(values) -> RGB:
     return r, g, b
 
 
-def random_style(seed: int) -> Style:
-    """A style drawn at random from wide distributions (deterministic per seed)."""
+RANDOM_CONTRAST = "random-contrast"
+"""The random styles' contrast-enhanced branch alone (dark inked paste, voids filled white): a training config
+weights it beside ``random`` to show a model more of the looks where dark means paste, not air."""
+
+
+def random_style(seed: int, contrast: bool = False) -> Style:
+    """A style drawn at random from wide distributions (deterministic per seed): the contrast-enhanced branch for
+    15 % of seeds, or for every seed with ``contrast`` (named ``random-contrast-N`` where the seed alone would not
+    have drawn it)."""
     rng = np.random.default_rng([seed, 0x5717E])
-    contrast = rng.random() < 0.15
+    drawn = rng.random() < 0.15
+    contrast = drawn or contrast
     pixel = float(math.exp(rng.uniform(math.log(3.0), math.log(20.0))))
     lo = float(rng.uniform(STONE_MIN_RADIUS_MM, 2.2))
     hi = float(rng.uniform(max(lo * 2.5, 4.0), 12.0))
@@ -257,7 +265,7 @@ def random_style(seed: int) -> Style:
     air = float(min(rng.uniform(0.01, 0.09), 0.9 * (1 - agg)))
     gain = 1.0 + rng.normal(0, 0.05, 3)
     return Style(
-        name=f"random-{seed}",
+        name=f"random-{seed}" if contrast == drawn else f"{RANDOM_CONTRAST}-{seed}",
         pixel_size_um=round(pixel, 3),
         aggregate_fraction=round(agg, 4),
         stone_radius_mm=(round(lo, 3), round(hi, 3)),
@@ -303,15 +311,21 @@ def random_style(seed: int) -> Style:
 def resolve(name: str, seed: int = 0) -> Style:
     """The style called ``name``: a named one, ``random`` (drawn from ``seed``, the slab's: every slab another
     style) or ``random-N`` (the style :func:`random_style` draws from N, whatever the slab's seed: one random look
-    over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name)."""
+    over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name); ``random-contrast`` and
+    ``random-contrast-N`` likewise, from the contrast-enhanced branch only."""
     if name == "random":
         return random_style(seed)
     if name.startswith("random-") and name[len("random-"):].isdigit():
         return random_style(int(name[len("random-"):]))
+    if name == RANDOM_CONTRAST:
+        return random_style(seed, contrast=True)
+    if name.startswith(f"{RANDOM_CONTRAST}-") and name[len(RANDOM_CONTRAST) + 1:].isdigit():
+        return random_style(int(name[len(RANDOM_CONTRAST) + 1:]), contrast=True)
     if name in _NAMED:
         return _NAMED[name]
-    raise BigsegError(f"unknown style {name!r}; choose classic, random, random-N or one of {', '.join(_NAMED)}")
+    raise BigsegError(f"unknown style {name!r}; choose classic, random, random-N, {RANDOM_CONTRAST}, "
+                      f"{RANDOM_CONTRAST}-N or one of {', '.join(_NAMED)}")
 
 
 def style_names() -> list[str]:
-    return ["classic", "random", *_NAMED]
+    return ["classic", "random", RANDOM_CONTRAST, *_NAMED]
