@@ -167,6 +167,23 @@ def test_a_numbered_random_style_is_one_look_over_several_slabs():
         resolve("random-x")
 
 
+def test_random_contrast_draws_only_the_contrast_enhanced_branch():
+    """random-contrast: every seed's look from the contrast branch (dark paste, voids filled bright), the rest of
+    the pixel size and stone sizes as plain random's; a seed that drew the branch anyway is the same style."""
+    plain = [resolve("random", k) for k in range(60)]
+    forced = [resolve("random-contrast", k) for k in range(60)]
+    assert all(f.void_looks == (0.0, 0.0, 0.0, 1.0) and max(f.paste_color) < 50 for f in forced)
+    assert sum(p.void_looks[3] == 1 for p in plain) < 20
+    assert all(f.pixel_size_um == p.pixel_size_um and f.stone_radius_mm == p.stone_radius_mm
+               for f, p in zip(forced, plain))
+    assert all((f == p) == (p.void_looks[3] == 1) for f, p in zip(forced, plain))
+    k = next(k for k, p in enumerate(plain) if p.void_looks[3] == 0)
+    assert forced[k].name == f"random-contrast-{k}" and resolve(f"random-contrast-{k}", 99) == forced[k]
+    rgb, truth = Scene(forced[k], 3, 600, 600).render(0, 0, 600, 600)
+    lum = rgb.astype(float).mean(axis=2)
+    assert (truth == 2).sum() > 200 and lum[truth == 2].mean() > lum[truth == 0].mean() + 100
+
+
 def test_held_out_styles_cannot_make_a_training_set(tmp_path):
     assert set(HELD_OUT) <= set(STYLES)
     with pytest.raises(BigsegError, match="held out"):
