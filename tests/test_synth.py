@@ -175,8 +175,8 @@ def test_random_contrast_draws_only_the_contrast_enhanced_branch():
     assert all(f.void_looks == (0.0, 0.0, 0.0, 1.0) and max(f.paste_color) < 50 for f in forced)
     assert sum(p.void_looks[3] == 1 for p in plain) < 20
     assert all(f.pixel_size_um == p.pixel_size_um and f.stone_radius_mm == p.stone_radius_mm
-               for f, p in zip(forced, plain))
-    assert all((f == p) == (p.void_looks[3] == 1) for f, p in zip(forced, plain))
+               for f, p in zip(forced, plain, strict=True))
+    assert all((f == p) == (p.void_looks[3] == 1) for f, p in zip(forced, plain, strict=True))
     k = next(k for k, p in enumerate(plain) if p.void_looks[3] == 0)
     assert forced[k].name == f"random-contrast-{k}" and resolve(f"random-contrast-{k}", 99) == forced[k]
     rgb, truth = Scene(forced[k], 3, 600, 600).render(0, 0, 600, 600)
