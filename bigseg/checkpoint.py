@@ -48,8 +48,8 @@ RECIPES = {"deeplabv3": "bigseg train --config generalization-deeplabv3plus-mobi
                         f"{BUNDLED_MODELS['deeplabv3']} --half && bigseg calibrate deeplabv3. No round has yet met "
                         "the rule for shipping it (README, 'Classes and the bundled model'): the last two passed its "
                         "classic and random-style parts and failed the held-out veto (contrast-enhanced, dyed-"
-                        "epoxy and fluorescent sections); a source checkout keeps the candidates in benchmarks/candidates/, "
-                        "which --model PATH runs"}
+                        "epoxy and fluorescent sections); a source checkout keeps the candidates in "
+                        "benchmarks/candidates/, which --model PATH runs"}
 """How to make a named model that a release does not ship (README, "Classes and the bundled model")."""
 
 

@@ -337,7 +337,7 @@ def _quantize_int8(fp32: Path, out: Path, windows: list[np.ndarray], tmp: Path) 
         except Exception:  # pre-processing is an optimisation; quantize the plain export if it fails
             prepared = fp32
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                         nodes_to_exclude=logit_nodes(prepared),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
 

@@ -5,14 +5,17 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from pathlib import Path
 
-rows = [json.loads(line) for path in sys.argv[1:] for line in open(path) if line.startswith("{")]
+rows = [json.loads(line) for path in sys.argv[1:] for line in Path(path).read_text().splitlines()
+        if line.startswith("{")]
 by = defaultdict(list)
 for r in rows:
     by[r["style"]].append(r)
 for style, rs in by.items():
+    air = statistics.mean(r["air"] - r["air_truth"] for r in rs)
     print(f"{style:20s} stone {statistics.mean(r['iou']['stone'] for r in rs):.3f} void "
-          f"{statistics.mean(r['iou']['void'] for r in rs):.3f} air {statistics.mean(r['air'] - r['air_truth'] for r in rs):+.2f} "
+          f"{statistics.mean(r['iou']['void'] for r in rs):.3f} air {air:+.2f} "
           f"flagged {sum(r['flag'] for r in rs)}/{len(rs)}")
 void = statistics.mean(r["iou"]["void"] for r in rows)
 air = statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows)
