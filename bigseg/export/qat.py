@@ -9,7 +9,7 @@ network through it.
 - **Weights**: each ``Conv2d``'s weight, folded with the batch norm that follows it (found in the traced graph),
   is rounded per output channel, symmetric, to [-64, 64] x max|w| / 64 -- ONNX Runtime's ``WeightSymmetric``
   per-channel rule -- and unfolded again, so the batch norm (frozen: running statistics) sees weights on the
-  int8 grid. Gradients pass the rounding straight through.
+  7-bit grid. Gradients pass the rounding straight through.
 - **Activations**: what ONNX Runtime rounds -- a convolution's output (after its batch norm and ReLU), sums,
   products, concatenations, resizing, pooling, activations; never the logits -- is rounded to uint8 over
   [min(0, lo), max(0, hi)], ``lo``/``hi`` the smallest and largest value seen on the calibration windows (ONNX

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -313,14 +314,9 @@ def resolve(name: str, seed: int = 0) -> Style:
     style) or ``random-N`` (the style :func:`random_style` draws from N, whatever the slab's seed: one random look
     over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name); ``random-contrast`` and
     ``random-contrast-N`` likewise, from the contrast-enhanced branch only."""
-    if name == "random":
-        return random_style(seed)
-    if name.startswith("random-") and name[len("random-"):].isdigit():
-        return random_style(int(name[len("random-"):]))
-    if name == RANDOM_CONTRAST:
-        return random_style(seed, contrast=True)
-    if name.startswith(f"{RANDOM_CONTRAST}-") and name[len(RANDOM_CONTRAST) + 1:].isdigit():
-        return random_style(int(name[len(RANDOM_CONTRAST) + 1:]), contrast=True)
+    drawn = re.fullmatch(rf"(random|{RANDOM_CONTRAST})(?:-([0-9]+))?", name)
+    if drawn:
+        return random_style(int(drawn[2]) if drawn[2] else seed, contrast=drawn[1] == RANDOM_CONTRAST)
     if name in _NAMED:
         return _NAMED[name]
     raise BigsegError(f"unknown style {name!r}; choose classic, random, random-N, {RANDOM_CONTRAST}, "
