@@ -16,7 +16,9 @@
   const viewer = OpenSeadragon({
     id: "viewer", showNavigationControl: false, showNavigator: true, navigatorPosition: "TOP_RIGHT",
     maxZoomPixelRatio: 8, minZoomImageRatio: 0.5, visibilityRatio: 0.2, blendTime: 0.05, imageSmoothingEnabled: false,
-    timeout: 60000, gestureSettingsMouse: {clickToZoom: false},
+    // up to 10 tile requests a frame, not OpenSeadragon's 1: where frames are slow (software rendering, a busy
+    // machine) one a frame took seconds to fill a screen of three layers
+    timeout: 60000, maxTilesPerFrame: 10, gestureSettingsMouse: {clickToZoom: false},
   });
   window.bigseg = {viewer, state, paint};  // for the browser tests
 
@@ -440,14 +442,16 @@
   });
   window.addEventListener("resize", () => { if (!ink.hidden) placeInk(); });
 
-  viewer.world.addHandler("add-item", (e) => {
-    e.item.addHandler("fully-loaded-change", () => {
-      const n = viewer.world.getItemCount();
-      let all = n > 0;
-      for (let i = 0; i < n; i++) all = all && viewer.world.getItemAt(i).getFullyLoaded();
-      document.body.dataset.loaded = all ? "1" : "";
-    });
-  });
+  /* data-loaded="1" once every layer on screen has its tiles; checked again when a layer goes, since the one that
+     goes may be the last that was still loading */
+  function updateLoaded() {
+    const n = viewer.world.getItemCount();
+    let all = n > 0;
+    for (let i = 0; i < n; i++) all = all && viewer.world.getItemAt(i).getFullyLoaded();
+    document.body.dataset.loaded = all ? "1" : "";
+  }
+  viewer.world.addHandler("add-item", (e) => e.item.addHandler("fully-loaded-change", updateLoaded));
+  viewer.world.addHandler("remove-item", updateLoaded);
 
   init();
 })();
