@@ -184,6 +184,31 @@ def test_random_contrast_draws_only_the_contrast_enhanced_branch():
     assert (truth == 2).sum() > 200 and lum[truth == 2].mean() > lum[truth == 0].mean() + 100
 
 
+def test_random_epoxy_fills_voids_with_a_colour_of_any_hue():
+    """random-epoxy: the seed's plain look impregnated with dyed epoxy -- most voids filled, fills of every hue
+    (under UV the filled voids outshine the paste), the geometry of the seed's plain draw; plain random never
+    draws it."""
+    import colorsys
+
+    plain = [resolve("random", k) for k in range(60)]
+    dyed = [resolve("random-epoxy", k) for k in range(60)]
+    assert not any(p.name.startswith("random-epoxy") for p in plain)
+    assert all(d.void_looks[3] >= 0.7 and abs(sum(d.void_looks) - 1) < 1e-3 for d in dyed)
+    hues = {int(6 * colorsys.rgb_to_hsv(*(np.array(d.void_fill) / 255))[0]) for d in dyed}
+    assert len(hues) >= 5, hues  # not only the grey-white fills of plain random
+    assert all(d.pixel_size_um == p.pixel_size_um and d.air_fraction == p.air_fraction
+               for d, p in zip(dyed, plain, strict=True) if p.void_looks[3] == 0)
+    assert {"under UV" in d.description for d in dyed} == {True, False}
+    k = next(k for k, d in enumerate(dyed) if "under UV" in d.description)
+    assert dyed[k].name == f"random-epoxy-{k}" and resolve(f"random-epoxy-{k}", 99) == dyed[k]
+    rgb, truth = Scene(dyed[k], 3, 600, 600).render(0, 0, 600, 600)
+    lum = rgb.astype(float).mean(axis=2)
+    assert (truth == 2).sum() > 200 and lum[truth == 2].mean() > lum[truth == 0].mean() + 20
+    assert lum[truth == 1].mean() < lum[truth == 0].mean()  # aggregate dark under UV
+    with pytest.raises(BigsegError, match="random-epoxy-N"):
+        resolve("random-epoxy-x")
+
+
 def test_held_out_styles_cannot_make_a_training_set(tmp_path):
     assert set(HELD_OUT) <= set(STYLES)
     with pytest.raises(BigsegError, match="held out"):

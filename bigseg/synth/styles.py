@@ -22,6 +22,7 @@ What is modelled and what is not is listed in docs/synthetic.md.
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import math
 import re
@@ -223,14 +224,25 @@ RANDOM_CONTRAST = "random-contrast"
 """The random styles' contrast-enhanced branch alone (dark inked paste, voids filled white): a training config
 weights it beside ``random`` to show a model more of the looks where dark means paste, not air."""
 
+RANDOM_EPOXY = "random-epoxy"
+"""A random look impregnated with dyed epoxy of any hue (never drawn by plain ``random``): under white light the
+voids filled with the coloured epoxy and the paste faintly tinted by it; under UV, for fluorescent epoxy, the paste
+glowing in the epoxy's colour, the aggregate dark and the filled voids brightest. A training config weights it to
+show a model that a void is a void whatever colour fills it."""
 
-def random_style(seed: int, contrast: bool = False) -> Style:
+RANDOM_KINDS = ("", "contrast", "epoxy")
+
+
+def random_style(seed: int, kind: str = "") -> Style:
     """A style drawn at random from wide distributions (deterministic per seed): the contrast-enhanced branch for
-    15 % of seeds, or for every seed with ``contrast`` (named ``random-contrast-N`` where the seed alone would not
-    have drawn it)."""
+    15 % of seeds, or for every seed with ``kind="contrast"`` (named ``random-contrast-N`` where the seed alone
+    would not have drawn it); ``kind="epoxy"``: the seed's other branch, impregnated with dyed epoxy
+    (:data:`RANDOM_EPOXY`, named ``random-epoxy-N``)."""
+    if kind not in RANDOM_KINDS:
+        raise BigsegError(f"random style kind must be one of {RANDOM_KINDS}, got {kind!r}")
     rng = np.random.default_rng([seed, 0x5717E])
     drawn = rng.random() < 0.15
-    contrast = drawn or contrast
+    contrast = (drawn or kind == "contrast") and kind != "epoxy"
     pixel = float(math.exp(rng.uniform(math.log(3.0), math.log(20.0))))
     lo = float(rng.uniform(STONE_MIN_RADIUS_MM, 2.2))
     hi = float(rng.uniform(max(lo * 2.5, 4.0), 12.0))
@@ -265,7 +277,7 @@ def random_style(seed: int, contrast: bool = False) -> Style:
     agg = float(rng.uniform(0.35, 0.7))
     air = float(min(rng.uniform(0.01, 0.09), 0.9 * (1 - agg)))
     gain = 1.0 + rng.normal(0, 0.05, 3)
-    return Style(
+    style = Style(
         name=f"random-{seed}" if contrast == drawn else f"{RANDOM_CONTRAST}-{seed}",
         pixel_size_um=round(pixel, 3),
         aggregate_fraction=round(agg, 4),
@@ -307,21 +319,54 @@ def random_style(seed: int, contrast: bool = False) -> Style:
         jpeg_quality=int(rng.integers(60, 99)),
         description="drawn at random",
     )
+    return _impregnated(style, seed) if kind == "epoxy" else style
+
+
+def _impregnated(style: Style, seed: int) -> Style:
+    """``style`` impregnated with an epoxy of a random hue (its own random stream, so the geometry stays the
+    seed's): under UV (half the draws) the paste glows in the epoxy's colour, stones and sand go dark and the
+    filled voids are brightest; under white light the voids take the dyed epoxy's colour at any brightness and the
+    paste a faint tint. Most voids are filled; the rest keep the style's own looks (incomplete impregnation)."""
+    rng = np.random.default_rng([seed, 0xE90C5])
+    epoxy = np.array(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.35, 1.0), 1.0)) * 255
+    paste = np.array(style.paste_color)
+    uv = rng.random() < 0.5
+    if uv:
+        dark = float(rng.uniform(0.15, 0.45))
+        tint = epoxy * rng.uniform(0, 0.1)
+        fill = epoxy * rng.uniform(0.75, 1.0) + rng.uniform(0, 40)
+        t = rng.uniform(0.5, 0.9)
+        paste = t * epoxy * rng.uniform(0.35, 0.7) + (1 - t) * paste * rng.uniform(0.15, 0.4)
+        stones = tuple(_rgb(np.array(c) * dark + tint) for c in style.stone_palette)
+        sand = tuple(_rgb(np.array(c) * dark + tint) for c in style.sand_palette)
+        crack_color = float(rng.uniform(1.2, 2.0))
+    else:
+        fill = epoxy * rng.uniform(0.3, 0.95)
+        t = rng.uniform(0, 0.3)
+        paste = (1 - t) * paste + t * epoxy * (paste.mean() / 255)
+        stones, sand, crack_color = style.stone_palette, style.sand_palette, style.crack_color
+    filled = float(rng.uniform(0.7, 1.0))
+    looks = tuple(float(round(w * (1 - filled), 4)) for w in style.void_looks[:3]) + (round(filled, 4),)
+    return dataclasses.replace(
+        style, name=f"{RANDOM_EPOXY}-{seed}", paste_color=_rgb(paste), stone_palette=stones, sand_palette=sand,
+        void_looks=looks, void_fill=_rgb(fill), crack_color=round(crack_color, 3),
+        description=f"drawn at random, impregnated with {'fluorescent epoxy under UV' if uv else 'dyed epoxy'}")
 
 
 def resolve(name: str, seed: int = 0) -> Style:
     """The style called ``name``: a named one, ``random`` (drawn from ``seed``, the slab's: every slab another
     style) or ``random-N`` (the style :func:`random_style` draws from N, whatever the slab's seed: one random look
     over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name); ``random-contrast`` and
-    ``random-contrast-N`` likewise, from the contrast-enhanced branch only."""
-    drawn = re.fullmatch(rf"(random|{RANDOM_CONTRAST})(?:-([0-9]+))?", name)
+    ``random-contrast-N`` likewise, from the contrast-enhanced branch only; ``random-epoxy`` and ``random-epoxy-N``
+    impregnated with dyed epoxy."""
+    drawn = re.fullmatch(rf"random(?:-(contrast|epoxy))?(?:-([0-9]+))?", name)
     if drawn:
-        return random_style(int(drawn[2]) if drawn[2] else seed, contrast=drawn[1] == RANDOM_CONTRAST)
+        return random_style(int(drawn[2]) if drawn[2] else seed, kind=drawn[1] or "")
     if name in _NAMED:
         return _NAMED[name]
     raise BigsegError(f"unknown style {name!r}; choose classic, random, random-N, {RANDOM_CONTRAST}, "
-                      f"{RANDOM_CONTRAST}-N or one of {', '.join(_NAMED)}")
+                      f"{RANDOM_CONTRAST}-N, {RANDOM_EPOXY}, {RANDOM_EPOXY}-N or one of {', '.join(_NAMED)}")
 
 
 def style_names() -> list[str]:
-    return ["classic", "random", RANDOM_CONTRAST, *_NAMED]
+    return ["classic", "random", RANDOM_CONTRAST, RANDOM_EPOXY, *_NAMED]
