@@ -37,7 +37,7 @@ def painting(tmp_path_factory):
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.url + "/")
-        page.wait_for_selector('body[data-loaded="1"]', timeout=60000)
+        _wait_loaded(page, errors)
         page.wait_for_selector("#annotate:not([hidden])", timeout=20000)
         try:
             yield page, store, server, errors, browser

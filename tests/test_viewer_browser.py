@@ -43,7 +43,7 @@ def page_on_quad(tmp_path_factory):
         page.on("request", lambda r: requests.append(r.url))
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.url + "/")
-        page.wait_for_selector('body[data-loaded="1"]', timeout=60000)
+        _wait_loaded(page, errors)
         try:
             yield page, requests, errors, server
         finally:
@@ -63,8 +63,18 @@ def _levels(requests, layer) -> set[int]:
     return {int(m[1]) for u in requests if (m := re.search(rf"/{layer}_files/(\d+)/", u))}
 
 
-def _wait_loaded(page):
-    page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
+def _wait_loaded(page, errors: list[str] | None = None):
+    """Until every layer on screen has its tiles; if that does not come, a failure that says what the page had:
+    its script errors and which layers were still loading."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("document.body.dataset.loaded === '1'", timeout=60000)
+    except PlaywrightTimeout:
+        layers = page.evaluate("""() => { const w = bigseg.viewer.world, r = [];
+            for (let i = 0; i < w.getItemCount(); i++) r.push(w.getItemAt(i).getFullyLoaded()); return r; }""")
+        pytest.fail(f"the page did not finish loading in 60 s: layers fully loaded {layers}, script errors "
+                    f"{errors or 'none'}")
 
 
 def _wait_for_tiles(page, requests, layer, level: int | None = None, timeout_s: float = 60) -> set[int]:
