@@ -63,6 +63,34 @@ def test_photometric_augmentation_is_seeded_and_changes_only_the_picture():
     assert torch.equal(photometric(image, np.random.default_rng(1), PhotometricConfig(probability=0.0)), image)
 
 
+def test_hue_rotation_keeps_greys_and_a_third_of_a_turn_cycles_the_channels():
+    """Hue and channel order: off by default and then no draw (every older config's crops unchanged); on, the
+    colours move and the greys do not."""
+    import math
+
+    from bigseg.train.augment import rotate_hue
+
+    image = torch.rand(3, 16, 16)
+    turned = rotate_hue(image, 2 * math.pi / 3)
+    assert torch.allclose(turned, image.roll(1, dims=0), atol=1e-5)  # R -> G, G -> B, B -> R
+    assert torch.allclose(rotate_hue(image, 0.7).mean(0), image.mean(0), atol=1e-5)
+    grey = image[:1].expand(3, -1, -1)
+    assert torch.allclose(rotate_hue(grey, 1.3), grey, atol=1e-5)
+    rng = np.random.default_rng(5)
+    photometric(image, rng, PhotometricConfig(probability=1.0))
+    rng_on = np.random.default_rng(5)
+    on = photometric(image, rng_on, PhotometricConfig(probability=1.0, hue=1.0, channel_order=True))
+    assert rng_on.random() != rng.random()  # drew more when on
+    off = photometric(image, np.random.default_rng(5), PhotometricConfig(probability=1.0))
+    assert not torch.allclose(on, off, atol=0.05)
+    coloured = torch.zeros(3, 4, 4)
+    coloured[2] = 0.8  # blue
+    hues = {int(photometric(coloured, np.random.default_rng(k), PhotometricConfig(
+        probability=1.0, hue=1.0, channel_order=True, brightness=0, contrast=0, gamma=0, colour=0, saturation=0,
+        blur=0, noise=0, jpeg=None)).mean((1, 2)).argmax()) for k in range(40)}
+    assert hues == {0, 1, 2}  # the blue filling comes out red, green or blue
+
+
 def _write(tmp_path, name, **kw):
     cfg = {"synthetic": {"styles": {"random": 1.0}, "region": 128, "crops_per_region": 2},
            "model": {"arch": "light_unet", "width": 4}, "crop": 64, "batch_size": 2, "iterations": 4,

@@ -5,6 +5,9 @@ are as reproducible as the crops themselves. Operations, in order (each with its
 
 - brightness (multiplicative), contrast (around the crop's mean), gamma (log-uniform);
 - colour cast: independent channel gains, and saturation (mixing with the grey value);
+- hue: a rotation of every colour about the grey axis (greys stay grey), and the channels in a random order --
+  both off unless asked: they show a network the same section in colours no scanner gives, so that what tells a
+  void from paste is its shape, not its colour (a dyed filling, a fluorescent paste);
 - defocus: a Gaussian blur of random sigma;
 - sensor noise: Gaussian, of random sigma;
 - JPEG re-encoding at a random quality (Pillow's libjpeg, in memory).
@@ -47,6 +50,17 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def rotate_hue(image: torch.Tensor, angle: float) -> torch.Tensor:
+    """(3, H, W) with every colour turned by ``angle`` radians about the grey axis (Rodrigues' rotation about
+    (1, 1, 1) / sqrt 3): greys and each pixel's channel mean unchanged; a third of a turn moves red to green, green
+    to blue and blue to red. Values may leave [0, 1]; the caller clamps."""
+    k = torch.full((3,), 1 / math.sqrt(3), dtype=image.dtype)
+    cross = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=image.dtype)
+    c, s = math.cos(angle), math.sin(angle)
+    m = c * torch.eye(3, dtype=image.dtype) + s * cross + (1 - c) * torch.outer(k, k)
+    return torch.einsum("ij,jhw->ihw", m, image)
+
+
 def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Tensor:
     """Augment a (3, H, W) float crop in [0, 1] as ``cfg`` (a PhotometricConfig) allows."""
     p = cfg.probability
@@ -64,6 +78,10 @@ def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Ten
     if cfg.saturation and rng.random() < p:
         grey = x.mean(dim=0, keepdim=True)
         x = grey + (x - grey) * float(1 + rng.uniform(-cfg.saturation, cfg.saturation))
+    if cfg.hue and rng.random() < p:  # no draw when off: configs without it see the crops they always saw
+        x = rotate_hue(x, float(rng.uniform(-cfg.hue, cfg.hue)) * math.pi)
+    if cfg.channel_order and rng.random() < p:
+        x = x[torch.from_numpy(rng.permutation(3))]
     if cfg.blur and rng.random() < p:
         x = gaussian_blur(x.clamp(0, 1), float(rng.uniform(0.3, cfg.blur)))
     if cfg.noise and rng.random() < p:

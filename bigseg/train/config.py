@@ -95,6 +95,9 @@ class PhotometricConfig(_Strict):
     gamma: float = Field(0.25, ge=0, le=1.5, description="gamma drawn log-uniformly in exp(+-gamma)")
     colour: float = Field(0.08, ge=0, le=0.5, description="max relative change of each channel's gain")
     saturation: float = Field(0.3, ge=0, le=1, description="max relative saturation change")
+    hue: float = Field(0.0, ge=0, le=1, description="max hue rotation about the grey axis, in half turns (1: any "
+                       "hue); 0: none")
+    channel_order: bool = Field(False, description="the colour channels in a random order")
     blur: float = Field(1.5, ge=0, le=5, description="largest Gaussian blur sigma (px); 0: none")
     noise: float = Field(6.0, ge=0, le=50, description="largest noise sigma (grey levels of 255); 0: none")
     jpeg: tuple[int, int] | None = Field((50, 95), description="JPEG re-encoding quality range; null: none")
