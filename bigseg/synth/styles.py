@@ -359,7 +359,7 @@ def resolve(name: str, seed: int = 0) -> Style:
     over several slabs, e.g. a slab and its sibling; ``random_style(N).name`` is that name); ``random-contrast`` and
     ``random-contrast-N`` likewise, from the contrast-enhanced branch only; ``random-epoxy`` and ``random-epoxy-N``
     impregnated with dyed epoxy."""
-    drawn = re.fullmatch(rf"random(?:-(contrast|epoxy))?(?:-([0-9]+))?", name)
+    drawn = re.fullmatch(r"random(?:-(contrast|epoxy))?(?:-([0-9]+))?", name)
     if drawn:
         return random_style(int(drawn[2]) if drawn[2] else seed, kind=drawn[1] or "")
     if name in _NAMED:
