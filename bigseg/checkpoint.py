@@ -46,9 +46,9 @@ RECIPES = {"deeplabv3": "bigseg train --config generalization-deeplabv3plus-mobi
                         "configs/generalization-deeplabv3plus-mobilenet-cpu-*.yaml bring it to 0.85-0.89) && python "
                         "benchmarks/pack_checkpoint.py runs/generalization-deeplabv3plus-mobilenet-cpu/model.pt "
                         f"{BUNDLED_MODELS['deeplabv3']} --half && bigseg calibrate deeplabv3. No round has yet met "
-                        "the rule for shipping it (README, 'Classes and the bundled model'): the last two passed its "
-                        "classic and random-style parts and failed the held-out veto (contrast-enhanced, dyed-"
-                        "epoxy and fluorescent sections); a source checkout keeps the candidates in "
+                        "the rule for shipping it (README, 'Classes and the bundled model'): the last three passed its "
+                        "classic and random-style parts and failed the held-out veto (the latest on UV-fluorescent "
+                        "sections alone, read as void wholesale); a source checkout keeps the candidates in "
                         "benchmarks/candidates/, which --model PATH runs"}
 """How to make a named model that a release does not ship (README, "Classes and the bundled model")."""
 
