@@ -1,0 +1,73 @@
+"""The DeepLabV3 shipping rule (benchmarks/RESULTS.md, "Shipping rule"), applied to a round's logs.
+
+    python benchmarks/shipping_rule.py judge LOGDIR NAME...   # parts one and two
+    python benchmarks/shipping_rule.py veto LOG...             # part three, the held-out veto
+
+``judge``: for each candidate NAME, its classic stone / void IoU (slabs 100 / 101, pooled, from
+LOGDIR/classic-NAME.json) and its validation median abs air (LOGDIR/calibrate-NAME.log); last line, the candidate
+that passes both with the lower median, or "none". ``veto``: from the per-slab lines of benchmarks/generalization.py
+logs, per style (4 slabs) mean stone / void IoU, mean signed air error, flagged; over all slabs the mean void IoU
+and mean absolute air error the veto compares with the bundled light U-Net's 0.557 / 1.47. (Until the epoxy round,
+each round's log folder held its own copies of these two, as judge.py and veto.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+CLASSIC_MIN_IOU = 0.85
+VALIDATION_MAX_MEDIAN = 1.48
+VETO_MIN_VOID = 0.557
+VETO_MAX_AIR = 1.47
+
+
+def judge(logdir: Path, names: list[str]) -> str:
+    passing = []
+    for name in names:
+        d = json.loads((logdir / f"classic-{name}.json").read_text())
+        (model,) = d["models"].values()
+        iou = model["styles"]["classic"]["iou"]
+        pairs = re.findall(r"air ([\d.]+) % vs truth ([\d.]+) %", (logdir / f"calibrate-{name}.log").read_text())
+        errs = [float(a) - float(t) for a, t in pairs]
+        median = statistics.median(abs(e) for e in errs)
+        ok = (iou["stone"] >= CLASSIC_MIN_IOU and iou["void"] >= CLASSIC_MIN_IOU and len(errs) == 16
+              and median <= VALIDATION_MAX_MEDIAN)
+        signed = " ".join(f"{e:+.2f}" for e in errs)
+        print(f"{name}: classic stone {iou['stone']:.3f} void {iou['void']:.3f}; validation median |air error| "
+              f"{median:.2f} over {len(errs)} slabs ({signed}): {'pass' if ok else 'fail'}")
+        if ok:
+            passing.append((median, name))
+    return min(passing)[1] if passing else "none"
+
+
+def veto(logs: list[str]) -> bool:
+    rows = [json.loads(line) for path in logs for line in Path(path).read_text().splitlines() if line.startswith("{")]
+    by = defaultdict(list)
+    for r in rows:
+        by[r["style"]].append(r)
+    for style, rs in by.items():
+        air = statistics.mean(r["air"] - r["air_truth"] for r in rs)
+        print(f"{style:20s} stone {statistics.mean(r['iou']['stone'] for r in rs):.3f} void "
+              f"{statistics.mean(r['iou']['void'] for r in rs):.3f} air {air:+.2f} "
+              f"flagged {sum(r['flag'] for r in rs)}/{len(rs)}")
+    void = statistics.mean(r["iou"]["void"] for r in rows)
+    air = statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows)
+    missed = sum(not r["flag"] and abs(r["air"] - r["air_truth"]) > 0.5 for r in rows)
+    passes = len(rows) == 32 and void >= VETO_MIN_VOID and air <= VETO_MAX_AIR
+    print(f"all {len(rows)}: mean void IoU {void:.3f} (veto: >= {VETO_MIN_VOID}), mean abs air {air:.2f} (veto: <= "
+          f"{VETO_MAX_AIR}), flagged {sum(r['flag'] for r in rows)}, more than 0.5 points off unflagged {missed}: "
+          f"{'passes' if passes else 'fails'}")
+    return passes
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "judge":
+        print(judge(Path(sys.argv[2]), sys.argv[3:]))
+    else:
+        veto(sys.argv[2:])
