@@ -1,7 +1,9 @@
 #!/bin/bash
+# (This round ran its own judge.py and veto.py; they are now benchmarks/shipping_rule.py judge / veto, which
+# give its judge.out and veto.out again byte for byte.)
 # The round's evaluation, unattended: waits for training, judges raw (last.pt) and average (model.pt) side by side
 # (marathon eval.sh: pack, classic 100/101, calibrate; one pinned core each), then -- only for the candidate that
-# passes the rule's first two parts (judge.py) -- the held-out veto, once, four styles a core.
+# passes the rule's first two parts (shipping_rule.py judge) -- the held-out veto, once, four styles a core.
 cd /work/main
 L=benchmarks/logs/deeplabv3plus-contrast-2026-12-07
 R=runs/generalization-deeplabv3plus-mobilenet-cpu-contrast
@@ -12,7 +14,7 @@ bash $E dlv3p-contrast-raw $R/last.pt 0 a $L > $L/eval-a.out 2>&1 &
 bash $E dlv3p-contrast $R/model.pt 1 b $L > $L/eval-b.out 2>&1 &
 wait
 date
-.venv/bin/python $L/judge.py $L dlv3p-contrast-raw dlv3p-contrast | tee $L/judge.out
+.venv/bin/python benchmarks/shipping_rule.py judge $L dlv3p-contrast-raw dlv3p-contrast | tee $L/judge.out
 WIN=$(tail -1 $L/judge.out)
 [ "$WIN" = none ] && { echo "no candidate passes parts one and two: the held-out veto is not run"; exit 0; }
 export OMP_NUM_THREADS=1
