@@ -1,27 +1,7 @@
 #!/bin/bash
-# (This round ran copies of the contrast round's judge.py and veto.py; they are now benchmarks/shipping_rule.py
-# judge / veto, which give its judge.out and veto.out again byte for byte.)
-# The round's evaluation, unattended: waits for training, judges raw (last.pt) and average (model.pt) side by side
-# (marathon eval.sh: pack, classic 100/101, calibrate; one pinned core each), then -- only for the candidate that
-# passes the rule's first two parts (shipping_rule.py judge) -- the held-out veto, once, four styles a core.
-cd /work/main
-L=benchmarks/logs/deeplabv3plus-epoxy-2026-12-07
-R=runs/generalization-deeplabv3plus-mobilenet-cpu-epoxy
-E=benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06/eval.sh
-while ! grep -q "^real" $L/train.out; do sleep 30; done
-date
-bash $E dlv3p-epoxy-raw $R/last.pt 0 a $L > $L/eval-a.out 2>&1 &
-bash $E dlv3p-epoxy $R/model.pt 1 b $L > $L/eval-b.out 2>&1 &
-wait
-date
-.venv/bin/python benchmarks/shipping_rule.py judge $L dlv3p-epoxy-raw dlv3p-epoxy | tee $L/judge.out
-WIN=$(tail -1 $L/judge.out)
-[ "$WIN" = none ] && { echo "no candidate passes parts one and two: the held-out veto is not run"; exit 0; }
-export OMP_NUM_THREADS=1
-G=".venv/bin/python benchmarks/generalization.py --models runs/candidates/$WIN-cal.pt --seeds 4 --first-seed 3000 --size 3072"
-taskset -c 0 $G --styles probe-angular granite-fine basalt-dark limestone-pastelike --out $L/heldout-a.json > $L/heldout-a.log 2>&1 &
-taskset -c 1 $G --styles mosaic-scan contrast-ink blue-epoxy uv-fluorescent --out $L/heldout-b.json > $L/heldout-b.log 2>&1 &
-wait
-date
-echo "held-out done for $WIN"
-.venv/bin/python benchmarks/shipping_rule.py veto $L/heldout-a.log $L/heldout-b.log > $L/veto.out
+# The epoxy round's evaluation, unattended, by the shipping rule (RESULTS.md). It ran as a script of its own here, with
+# the steps that are now benchmarks/shipping_rule_round.sh (and the judge.py / veto.py that are now
+# benchmarks/shipping_rule.py, which give its judge.out and veto.out again byte for byte).
+cd "$(dirname "$0")/../../.."
+exec bash benchmarks/shipping_rule_round.sh benchmarks/logs/deeplabv3plus-epoxy-2026-12-07 \
+    runs/generalization-deeplabv3plus-mobilenet-cpu-epoxy dlv3p-epoxy

@@ -1,0 +1,26 @@
+#!/bin/bash
+# usage: shipping_rule_round.sh LOGDIR RUNDIR NAME -- a DeepLabV3+ round's evaluation by the shipping rule,
+# unattended: waits for training (LOGDIR/train.out ends with "real"), judges raw (RUNDIR/last.pt, as NAME-raw) and
+# average (RUNDIR/model.pt, as NAME) side by side (the marathon round's eval.sh: pack, classic 100/101, calibrate;
+# one pinned core each), then -- only for the candidate that passes the rule's first two parts (shipping_rule.py
+# judge) -- the held-out veto, once, four styles a core, summed into LOGDIR/veto.out.
+cd "$(dirname "$0")/.."
+L=$1; R=$2; N=$3
+E=benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06/eval.sh
+while ! grep -q "^real" $L/train.out; do sleep 30; done
+date
+bash $E $N-raw $R/last.pt 0 a $L > $L/eval-a.out 2>&1 &
+bash $E $N $R/model.pt 1 b $L > $L/eval-b.out 2>&1 &
+wait
+date
+.venv/bin/python benchmarks/shipping_rule.py judge $L $N-raw $N | tee $L/judge.out
+WIN=$(tail -1 $L/judge.out)
+[ "$WIN" = none ] && { echo "no candidate passes parts one and two: the held-out veto is not run"; exit 0; }
+export OMP_NUM_THREADS=1
+G=".venv/bin/python benchmarks/generalization.py --models runs/candidates/$WIN-cal.pt --seeds 4 --first-seed 3000 --size 3072"
+taskset -c 0 $G --styles probe-angular granite-fine basalt-dark limestone-pastelike --out $L/heldout-a.json > $L/heldout-a.log 2>&1 &
+taskset -c 1 $G --styles mosaic-scan contrast-ink blue-epoxy uv-fluorescent --out $L/heldout-b.json > $L/heldout-b.log 2>&1 &
+wait
+date
+echo "held-out done for $WIN"
+.venv/bin/python benchmarks/shipping_rule.py veto $L/heldout-a.log $L/heldout-b.log > $L/veto.out
