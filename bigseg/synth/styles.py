@@ -137,8 +137,11 @@ _add(Style("contrast", description="contrast-enhanced section: inked black surfa
            void_fill=(240, 240, 238), crack_color=3.0, cracks_per_cm2=0.2, pixel_size_um=6.0))
 
 HELD_OUT: tuple[str, ...] = ("probe-angular", "granite-fine", "basalt-dark", "limestone-pastelike", "mosaic-scan",
-                             "contrast-ink", "blue-epoxy", "uv-fluorescent")
-"""Styles no training config may use; benchmarks/generalization.py reports every shipped model on them."""
+                             "contrast-ink", "blue-epoxy", "uv-fluorescent", "uv-yellow-dim", "uv-green-mosaic")
+"""Styles no training config may use; benchmarks/generalization.py reports every shipped model on them.
+``uv-yellow-dim`` and ``uv-green-mosaic`` were added on 2026-12-07, before any model was run on them, from how UV
+sections are made and photographed (not from any model's errors): ``uv-fluorescent`` had been looked at three times
+while models failed it, so a change aimed at UV sections is tested honestly on these two."""
 
 _add(Style("probe-angular", pixel_size_um=8.0,
            description="angular grain-textured stones, sand specks, dark voids with a bright rim, uneven light, "
@@ -190,6 +193,26 @@ _add(Style("uv-fluorescent", pixel_size_um=8.0,  # added 2026-12-02, before any 
            sand_fraction=0.3, sand_palette=((36, 52, 36), (52, 72, 46)), void_looks=(0, 0, 0, 1),
            void_fill=(175, 255, 150), cracks_per_cm2=0.1, crack_color=1.6, blur_sigma_px=1.0, noise_sigma=6,
            jpeg_quality=90))
+_add(Style("uv-yellow-dim", pixel_size_um=6.0,  # added 2026-12-07, before any model was run on it
+           description="fluorescein-dyed epoxy under UV through a yellow filter, underexposed: a dense (low w/c) "
+                       "paste glowing dim olive, dark angular aggregate with a few porous stones glowing faintly, "
+                       "voids filled bright yellow (some only partly: a dark unfilled part), glowing cracks, the UV "
+                       "lamp from one side",
+           paste_color=(96, 110, 36), paste_mottle=14, paste_speckle=10, paste_drift=12,
+           stone_shapes=(0.3, 0.7, 0), stone_palette=((24, 24, 20), (38, 36, 28), (70, 82, 30)),
+           stone_texture_strength=0.5, stone_color_spread=8, sand_fraction=0.35,
+           sand_palette=((30, 30, 24), (48, 50, 30)), void_looks=(0.15, 0, 0.2, 0.65), void_dark=12,
+           void_fill=(236, 240, 96), air_fraction=0.035, cracks_per_cm2=0.3, crack_color=2.2,
+           illumination_gradient=0.3, illumination_angle_deg=200, blur_sigma_px=1.2, noise_sigma=9, jpeg_quality=85))
+_add(Style("uv-green-mosaic", pixel_size_um=12.0,  # added 2026-12-07, before any model was run on it
+           description="a UV microscope mosaic of a porous (high w/c) paste glowing bright green, rounded gravel "
+                       "dark with a bluish cast of stray lamp light, epoxy-filled voids saturated near white, "
+                       "vignetting in every field, soft focus, JPEG 80",
+           paste_color=(140, 222, 112), paste_mottle=20, paste_speckle=8, paste_drift=14,
+           stone_shapes=(1, 0, 0), stone_palette=((40, 48, 70), (60, 62, 82)), stone_texture_strength=0.4,
+           stone_color_spread=10, sand_fraction=0.15, sand_palette=((50, 60, 78), (70, 96, 80)),
+           void_looks=(0, 0, 0, 1), void_fill=(250, 255, 238), air_fraction=0.06, void_median_diameter_mm=0.15,
+           vignetting=0.25, field_px=1200, blur_sigma_px=1.6, noise_sigma=5, jpeg_quality=80))
 
 STYLES = _NAMED
 """Named styles (``classic`` and ``random`` are handled by :func:`resolve`)."""
