@@ -2,13 +2,16 @@
 
     python benchmarks/shipping_rule.py judge LOGDIR NAME...   # parts one and two
     python benchmarks/shipping_rule.py veto LOG...             # part three, the held-out veto
+    python benchmarks/shipping_rule.py median LOG...           # part two alone, from `bigseg calibrate` logs
 
 ``judge``: for each candidate NAME, its classic stone / void IoU (slabs 100 / 101, pooled, from
 LOGDIR/classic-NAME.json) and its validation median abs air (LOGDIR/calibrate-NAME.log); last line, the candidate
 that passes both with the lower median, or "none". ``veto``: from the per-slab lines of benchmarks/generalization.py
 logs, per style (4 slabs) mean stone / void IoU, mean signed air error, flagged; over all slabs the mean void IoU
 and mean absolute air error the veto compares with the bundled light U-Net's 0.557 / 1.47. (Until the epoxy round,
-each round's log folder held its own copies of these two, as judge.py and veto.py.)"""
+each round's log folder held its own copies of these two, as judge.py and veto.py, and the marathon round's a
+median.py.) The commands that make the logs: benchmarks/shipping_rule_eval.sh (one candidate, parts one and two)
+and benchmarks/shipping_rule_round.sh (a round, unattended).)"""
 
 from __future__ import annotations
 
@@ -25,14 +28,26 @@ VETO_MIN_VOID = 0.557
 VETO_MAX_AIR = 1.47
 
 
+def air_errors(calibrate_log: Path) -> list[float]:
+    """The signed air errors (points) of the validation slabs, in the order a `bigseg calibrate` log lists them."""
+    pairs = re.findall(r"air ([\d.]+) % vs truth ([\d.]+) %", calibrate_log.read_text())
+    return [float(a) - float(t) for a, t in pairs]
+
+
+def median(logs: list[str]) -> None:
+    for path in logs:
+        errs = air_errors(Path(path))
+        print(f"{path}: {len(errs)} slabs, median |air error| {statistics.median(abs(e) for e in errs):.2f} points; "
+              + " ".join(f"{e:+.2f}" for e in errs))
+
+
 def judge(logdir: Path, names: list[str]) -> str:
     passing = []
     for name in names:
         d = json.loads((logdir / f"classic-{name}.json").read_text())
         (model,) = d["models"].values()
         iou = model["styles"]["classic"]["iou"]
-        pairs = re.findall(r"air ([\d.]+) % vs truth ([\d.]+) %", (logdir / f"calibrate-{name}.log").read_text())
-        errs = [float(a) - float(t) for a, t in pairs]
+        errs = air_errors(logdir / f"calibrate-{name}.log")
         median = statistics.median(abs(e) for e in errs)
         ok = (iou["stone"] >= CLASSIC_MIN_IOU and iou["void"] >= CLASSIC_MIN_IOU and len(errs) == 16
               and median <= VALIDATION_MAX_MEDIAN)
@@ -65,9 +80,11 @@ def veto(logs: list[str]) -> bool:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto", "median"):
         sys.exit(__doc__)
     if sys.argv[1] == "judge":
         print(judge(Path(sys.argv[2]), sys.argv[3:]))
+    elif sys.argv[1] == "median":
+        median(sys.argv[2:])
     else:
         veto(sys.argv[2:])

@@ -1,12 +1,12 @@
 #!/bin/bash
 # usage: shipping_rule_round.sh LOGDIR RUNDIR NAME -- a DeepLabV3+ round's evaluation by the shipping rule,
 # unattended: waits for training (LOGDIR/train.out ends with "real"), judges raw (RUNDIR/last.pt, as NAME-raw) and
-# average (RUNDIR/model.pt, as NAME) side by side (the marathon round's eval.sh: pack, classic 100/101, calibrate;
-# one pinned core each), then -- only for the candidate that passes the rule's first two parts (shipping_rule.py
+# average (RUNDIR/model.pt, as NAME) side by side (shipping_rule_eval.sh: pack, classic 100/101, calibrate; one
+# pinned core each), then -- only for the candidate that passes the rule's first two parts (shipping_rule.py
 # judge) -- the held-out veto, once, four styles a core, summed into LOGDIR/veto.out.
 cd "$(dirname "$0")/.."
 L=$1; R=$2; N=$3
-E=benchmarks/logs/deeplabv3plus-marathon-fit-2026-12-06/eval.sh
+E=benchmarks/shipping_rule_eval.sh
 while ! grep -q "^real" $L/train.out; do sleep 30; done
 date
 bash $E $N-raw $R/last.pt 0 a $L > $L/eval-a.out 2>&1 &
