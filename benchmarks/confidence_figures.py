@@ -30,7 +30,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from bigseg import checkpoint
-    from bigseg.synth import HELD_OUT
+    from bigseg.synth import HELD_OUT, resolve
     from bigseg.trust import CALIBRATION_SEED, measure_slab, spearman, synthetic_store
 
     if set(args.styles) & set(HELD_OUT):
@@ -42,7 +42,8 @@ def main(argv=None):
         for k in range(args.slabs):
             store = synthetic_store(Path(args.workdir), style, first + k, args.size)
             r = measure_slab(store, model)
-            rows.append({"style": style, "seed": first + k, "air_error_points": r["air_error_points"],
+            rows.append({"style": style, "seed": first + k, "look": resolve(style, first + k).description,
+                         "iou": r["iou"], "air_error_points": r["air_error_points"],
                          "spacing_factor_error": r["spacing_factor_error"], "air_content_truth": r["air_content_truth"],
                          "figures": r["figures"]})
             print(json.dumps(rows[-1]), flush=True)
