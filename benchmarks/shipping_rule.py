@@ -2,13 +2,17 @@
 
     python benchmarks/shipping_rule.py judge LOGDIR NAME...   # parts one and two
     python benchmarks/shipping_rule.py veto LOG...             # part three, the held-out veto
+    python benchmarks/shipping_rule.py uv LOG... --light-unet LOG...   # part four (2026-12-07): two fresh UV looks
     python benchmarks/shipping_rule.py median LOG...           # part two alone, from `bigseg calibrate` logs
 
 ``judge``: for each candidate NAME, its classic stone / void IoU (slabs 100 / 101, pooled, from
 LOGDIR/classic-NAME.json) and its validation median abs air (LOGDIR/calibrate-NAME.log); last line, the candidate
 that passes both with the lower median, or "none". ``veto``: from the per-slab lines of benchmarks/generalization.py
 logs, per style (4 slabs) mean stone / void IoU, mean signed air error, flagged; over all slabs the mean void IoU
-and mean absolute air error the veto compares with the bundled light U-Net's 0.557 / 1.47. (Until the epoxy round,
+and mean absolute air error the veto compares with the bundled light U-Net's 0.557 / 1.47 (rows of other styles
+in the logs are left out). ``uv``: the same figures on the held-out looks added on 2026-12-07 before any model was
+run on them (UV_STYLES, 8 slabs), which pass at the veto's bars or where no worse than the light U-Net's own
+figures on the same slabs (from its logs after --light-unet). (Until the epoxy round,
 each round's log folder held its own copies of these two, as judge.py and veto.py, and the marathon round's a
 median.py.) The commands that make the logs: benchmarks/shipping_rule_eval.sh (one candidate, parts one and two)
 and benchmarks/shipping_rule_round.sh (a round, unattended).)"""
@@ -26,6 +30,9 @@ CLASSIC_MIN_IOU = 0.85
 VALIDATION_MAX_MEDIAN = 1.48
 VETO_MIN_VOID = 0.557
 VETO_MAX_AIR = 1.47
+VETO_STYLES = ("probe-angular", "granite-fine", "basalt-dark", "limestone-pastelike", "mosaic-scan", "contrast-ink",
+               "blue-epoxy", "uv-fluorescent")
+UV_STYLES = ("uv-yellow-dim", "uv-green-mosaic")
 
 
 def air_errors(calibrate_log: Path) -> list[float]:
@@ -59,8 +66,15 @@ def judge(logdir: Path, names: list[str]) -> str:
     return min(passing)[1] if passing else "none"
 
 
-def veto(logs: list[str]) -> bool:
+def _rows(logs: list[str], styles: tuple[str, ...]) -> list[dict]:
+    """The per-slab rows of benchmarks/generalization.py logs, of ``styles`` only."""
     rows = [json.loads(line) for path in logs for line in Path(path).read_text().splitlines() if line.startswith("{")]
+    return [r for r in rows if r["style"] in styles]
+
+
+def _summary(rows: list[dict]) -> tuple[float, float]:
+    """Per style, printed: mean stone / void IoU, signed air error, flagged. Returns the mean void IoU and the mean
+    absolute air error over all ``rows``."""
     by = defaultdict(list)
     for r in rows:
         by[r["style"]].append(r)
@@ -69,22 +83,52 @@ def veto(logs: list[str]) -> bool:
         print(f"{style:20s} stone {statistics.mean(r['iou']['stone'] for r in rs):.3f} void "
               f"{statistics.mean(r['iou']['void'] for r in rs):.3f} air {air:+.2f} "
               f"flagged {sum(r['flag'] for r in rs)}/{len(rs)}")
-    void = statistics.mean(r["iou"]["void"] for r in rows)
-    air = statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows)
-    missed = sum(not r["flag"] and abs(r["air"] - r["air_truth"]) > 0.5 for r in rows)
+    return (statistics.mean(r["iou"]["void"] for r in rows),
+            statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows))
+
+
+def _missed(rows: list[dict]) -> int:
+    return sum(not r["flag"] and abs(r["air"] - r["air_truth"]) > 0.5 for r in rows)
+
+
+def veto(logs: list[str]) -> bool:
+    rows = _rows(logs, VETO_STYLES)
+    void, air = _summary(rows)
     passes = len(rows) == 32 and void >= VETO_MIN_VOID and air <= VETO_MAX_AIR
     print(f"all {len(rows)}: mean void IoU {void:.3f} (veto: >= {VETO_MIN_VOID}), mean abs air {air:.2f} (veto: <= "
-          f"{VETO_MAX_AIR}), flagged {sum(r['flag'] for r in rows)}, more than 0.5 points off unflagged {missed}: "
-          f"{'passes' if passes else 'fails'}")
+          f"{VETO_MAX_AIR}), flagged {sum(r['flag'] for r in rows)}, more than 0.5 points off unflagged "
+          f"{_missed(rows)}: {'passes' if passes else 'fails'}")
+    return passes
+
+
+def uv(logs: list[str], light_unet_logs: list[str]) -> bool:
+    ref, rows = _rows(light_unet_logs, UV_STYLES), _rows(logs, UV_STYLES)
+    if not ref or not rows:
+        sys.exit(f"no rows of {', '.join(UV_STYLES)} in the {'candidate' if ref else 'light U-Net'}'s logs")
+    print("light U-Net (the bundled model):")
+    ref_void, ref_air = _summary(ref)
+    print("candidate:")
+    void, air = _summary(rows)
+    min_void, max_air = min(VETO_MIN_VOID, ref_void), max(VETO_MAX_AIR, ref_air)
+    passes = len(rows) == 8 and void >= min_void and air <= max_air
+    print(f"all {len(rows)}: mean void IoU {void:.3f} (>= {min_void:.3f}: the veto's {VETO_MIN_VOID} or the light "
+          f"U-Net's {ref_void:.3f}), mean abs air {air:.2f} (<= {max_air:.2f}: the veto's {VETO_MAX_AIR} or the light "
+          f"U-Net's {ref_air:.2f}), flagged {sum(r['flag'] for r in rows)}, more than 0.5 points off unflagged "
+          f"{_missed(rows)}: {'passes' if passes else 'fails'}")
     return passes
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto", "median"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto", "uv", "median"):
         sys.exit(__doc__)
     if sys.argv[1] == "judge":
         print(judge(Path(sys.argv[2]), sys.argv[3:]))
     elif sys.argv[1] == "median":
         median(sys.argv[2:])
+    elif sys.argv[1] == "uv":
+        if "--light-unet" not in sys.argv[3:]:
+            sys.exit("uv needs the light U-Net's logs after --light-unet")
+        k = sys.argv.index("--light-unet")
+        uv(sys.argv[2:k], sys.argv[k + 1:])
     else:
         veto(sys.argv[2:])
