@@ -671,7 +671,11 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_compo
     from them and infer applies it (--no-object-rule: not). Adapt where the base model's report is flagged or its
     labels are visibly wrong: on two held-out styles the bundled model already read nearly right, adapting made
     air content worse (+0.41 -> +0.82 and +0.08 -> +1.13 points on their sibling slabs), so keep the base's report
-    to compare.
+    to compare. A larger base adapts further in the same minutes: from a checkout, --model
+    benchmarks/candidates/deeplabv3plus-mobilenet-2026-12-07-epoxy.pt (a DeepLabV3+, not shipped) met 30 of 40
+    target cells on five development and validation looks against the bundled model's 21, mean air error 0.15
+    against 0.28 points on three of them; its adapted models infer slower (RESULTS.md, "Both cores, three more
+    looks").
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
                         colour_components=colour_components, colour_choice=colour_choice, edges=edges,
