@@ -15,7 +15,7 @@ run on them (UV_STYLES, 8 slabs), which pass at the veto's bars or where no wors
 figures on the same slabs (from its logs after --light-unet). (Until the epoxy round,
 each round's log folder held its own copies of these two, as judge.py and veto.py, and the marathon round's a
 median.py.) The commands that make the logs: benchmarks/shipping_rule_eval.sh (one candidate, parts one and two)
-and benchmarks/shipping_rule_round.sh (a round, unattended).)"""
+and benchmarks/shipping_rule_round.sh (a round, unattended)."""
 
 from __future__ import annotations
 
