@@ -10,12 +10,12 @@ import pytest
 import zarr
 from helpers import run_cli
 
-from bigseg.checkpoint import BUNDLED, BUNDLED_MODELS, file_digest, read
+from bigseg.checkpoint import ADAPT_BASES, BUNDLED, BUNDLED_MODELS, file_digest, read
 from bigseg.modelfile import read_onnx_meta
 from bigseg.synth import SynthParams, synthesize
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+@pytest.mark.parametrize("name", sorted(set(BUNDLED_MODELS) - set(ADAPT_BASES)))  # an adapted model gets its own
 def test_shipped_onnx_is_the_checkpoints_export(name):
     ckpt = BUNDLED_MODELS[name]
     if not ckpt.is_file():
@@ -53,6 +53,45 @@ def test_the_shipped_deeplabv3_runs_by_name_and_its_export_keeps_the_checkpoints
     assert proc.returncode == 0, proc.stderr
     torch_labels = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["labels"][:]
     assert (ort_labels == torch_labels).mean() >= 0.999 and np.unique(ort_labels).size >= 2
+
+
+def test_the_shipped_adapt_base_adapts_by_name_and_is_not_read_as_it_is_without_a_warning(tmp_path):
+    """``bigseg adapt --model deeplabv3plus-adapt`` fine-tunes the shipped DeepLabV3+ (fp16 storage, within the size
+    the package allows, calibrated); the adapted model records that base; ``bigseg infer`` with the base itself warns
+    that it is meant to be adapted, and with the adapted model does not."""
+    from bigseg import annotations as ann
+    from bigseg import store as st
+    from bigseg.classes import CONCRETE
+    from bigseg.ingest import ingest
+    from bigseg.synth.strokes import simulate_strokes
+    from bigseg.train.adapt import adapt
+    from bigseg.train.adapt_options import AdaptOptions
+
+    base = BUNDLED_MODELS["deeplabv3plus-adapt"]
+    meta = read(base)["meta"]
+    assert base.stat().st_size <= 25e6 and meta["stored_as"] == "float16"
+    assert meta["arch"] == "deeplabv3plus_mobilenet_v3_large" and meta.get("confidence_reference")
+    assert [c["name"] for c in meta["classes"]] == [c.name for c in CONCRETE]
+    synthesize(tmp_path / "slab.png", SynthParams(512, 384, seed=3))
+    store = tmp_path / "slab.zarr"
+    ingest(tmp_path / "slab.png", store, truth=tmp_path / "slab.truth.png", chunk=256)
+    for s in simulate_strokes(np.asarray(st.open_array(store, "truth")[:]), 3, 6, np.random.default_rng(0)):
+        ann.paint(store, s)
+    r = adapt([store], tmp_path / "mine.pt", base="deeplabv3plus-adapt", echo=lambda *a: None, progress=False,
+              options=AdaptOptions(steps=2, minutes=5, crop=128, batch=2, export=False, suggestions=0))
+    assert r.steps == 2
+    record = read(tmp_path / "mine.pt")["meta"]["adapted"]
+    assert record["base"]["sha256"] == file_digest(base) and record["base"]["arch"] == meta["arch"]
+    warning = "warning: deeplabv3plus-adapt is shipped as a base for 'bigseg adapt'"
+    proc = run_cli("infer", store, "--workers", "0", "--model", "deeplabv3plus-adapt", "--backend", "torch")
+    assert proc.returncode == 0 and warning in proc.stdout, proc.stdout + proc.stderr
+    proc = run_cli("report", store, "-o", tmp_path / "rep")  # a report of those labels says it too
+    assert proc.returncode == 0, proc.stderr
+    said = "labels read without adapting: deeplabv3plus-adapt is shipped as a base for 'bigseg adapt'"
+    assert said in (tmp_path / "rep" / "report.html").read_text().replace("&#x27;", "'").replace("&#39;", "'")
+    proc = run_cli("infer", store, "--workers", "0", "--model", tmp_path / "mine.pt", "--backend", "torch",
+                   "--overwrite")
+    assert proc.returncode == 0 and warning not in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_default_on_cpu_is_onnxruntime_with_the_shipped_export(tmp_path):

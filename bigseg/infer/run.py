@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bigseg import store as st
-from bigseg.checkpoint import BUNDLED_MODELS, WEIGHTS, classes_of, file_digest, model_path
+from bigseg.checkpoint import BUNDLED_MODELS, WEIGHTS, adapt_base_note, classes_of, file_digest, model_path
 from bigseg.classes import concrete_ids
 from bigseg.cluster import cpu_count, dask_client
 from bigseg.errors import BigsegError
@@ -202,6 +202,9 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
     ckpt = model_path(model)
     if ckpt.parent == WEIGHTS:
         echo(f"model: the bundled {ckpt.name} (trained on synthetic sections only; see README)")
+        note = adapt_base_note(ckpt)
+        if note:
+            echo(f"warning: {note}")
     digest = file_digest(ckpt)
     choice = be.model_and_backend(ckpt, o, digest)
     backend, meta = choice.backend, choice.meta

@@ -24,6 +24,7 @@ import numpy as np
 
 from bigseg import __version__
 from bigseg import store as st
+from bigseg.checkpoint import adapt_base_note
 from bigseg.classes import concrete_ids
 from bigseg.cluster import dask_client
 from bigseg.defaults import DEFAULT_ENTRAPPED_MM
@@ -330,6 +331,9 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
         model = s.get("model") or {}
         if model.get("bundled"):
             out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=Path(str(model.get('file'))).name))
+            note = adapt_base_note(model.get("file"))
+            if note:
+                out.append(f"{Path(s['store']).name}: labels read without adapting: {note}")
     out += doc["labels"].get("airvoid", {}).get("warnings", [])
     return out
 
