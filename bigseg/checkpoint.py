@@ -42,9 +42,8 @@ BUNDLED_MODELS = {
 """Models shipped with bigseg, by the name ``--model`` takes (a file of that name in the current folder wins)."""
 
 ADAPT_BASES = {
-    "deeplabv3plus-adapt": "shipped as a base for 'bigseg adapt', where it adapts further than the bundled light_unet "
-                           "in the same minutes (README, 'A larger base reads better after adapting'); read as it is, "
-                           "it failed the held-out check models ship by (UV-fluorescent sections read as void "
+    "deeplabv3plus-adapt": "shipped as a base for 'bigseg adapt' (README, 'A larger base for adapting'); read as it "
+                           "is, it failed the held-out check models ship by (UV-fluorescent sections read as void "
                            "wholesale, every such slab flagged): adapt it to your concrete before using its figures",
 }
 """Bundled models meant to be adapted, not run as they are, and what ``bigseg infer`` says when one is run as it is."""
