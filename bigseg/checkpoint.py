@@ -46,7 +46,7 @@ ADAPT_BASES = {
                            "is, it failed the held-out check models ship by (UV-fluorescent sections read as void "
                            "wholesale, every such slab flagged): adapt it to your concrete before using its figures",
 }
-"""Bundled models meant to be adapted, not run as they are, and what ``bigseg infer`` says when one is run as it is."""
+"""Bundled models meant to be adapted, not run as they are, and what infer and a report say when one is run as it is."""
 
 
 def adapt_base_note(path: str | os.PathLike | None) -> str | None:

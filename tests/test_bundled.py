@@ -15,7 +15,7 @@ from bigseg.modelfile import read_onnx_meta
 from bigseg.synth import SynthParams, synthesize
 
 
-@pytest.mark.parametrize("name", sorted(set(BUNDLED_MODELS) - set(ADAPT_BASES)))  # an adapted model gets its own
+@pytest.mark.parametrize("name", sorted(set(BUNDLED_MODELS) - set(ADAPT_BASES)))  # adapt bases: no export shipped
 def test_shipped_onnx_is_the_checkpoints_export(name):
     ckpt = BUNDLED_MODELS[name]
     if not ckpt.is_file():
