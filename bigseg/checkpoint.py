@@ -49,15 +49,34 @@ ADAPT_BASES = {
 """Bundled models meant to be adapted, not run as they are, and what infer and a report say when one is run as it is."""
 
 
-def adapt_base_note(path: str | os.PathLike | None) -> str | None:
-    """What ``infer`` and a report say of labels read by a bundled adapt base as it is (None for any other file)."""
-    if not path:
+def bundled_name(digest: str | None) -> str | None:
+    """The name of the bundled model whose file has this sha256 (None for any other file): a copy of a shipped
+    model, or a store read after bigseg moved, is known by what it holds, not by where it lies."""
+    if not digest:
         return None
-    here = Path(path).resolve()
-    for name, why in ADAPT_BASES.items():
-        if here == BUNDLED_MODELS[name].resolve():
-            return f"{name} is {why}"
+    for name, path in BUNDLED_MODELS.items():
+        if path.is_file() and _cached_digest(path) == digest:
+            return name
     return None
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_digest(path: Path) -> str:
+    """``file_digest`` of a bundled file, hashed once a process (keyed by its size and modification time)."""
+    info = path.stat()
+    key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
+
+
+def adapt_base_note(digest: str | None) -> str | None:
+    """What ``infer`` and a report say of labels read by a bundled adapt base as it is (None for any other model),
+    from the model file's sha256: a copy of the base is the base, an adapted model is not."""
+    name = bundled_name(digest)
+    return f"{name} is {ADAPT_BASES[name]}" if name in ADAPT_BASES else None
 
 
 RECIPES = {"deeplabv3": "bigseg train --config generalization-deeplabv3plus-mobilenet-cpu (~100 min on 2 cores; "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,6 +93,16 @@ def test_the_shipped_adapt_base_adapts_by_name_and_is_not_read_as_it_is_without_
     proc = run_cli("infer", store, "--workers", "0", "--model", tmp_path / "mine.pt", "--backend", "torch",
                    "--overwrite")
     assert proc.returncode == 0 and warning not in proc.stdout, proc.stdout + proc.stderr
+    copy = tmp_path / "elsewhere" / "base.pt"  # a copy of the base is known by its content, not where it lies
+    copy.parent.mkdir()
+    shutil.copyfile(base, copy)
+    proc = run_cli("infer", store, "--workers", "0", "--model", copy, "--backend", "torch", "--overwrite")
+    assert proc.returncode == 0 and warning in proc.stdout, proc.stdout + proc.stderr
+    assert "a copy" in proc.stdout
+    proc = run_cli("report", store, "-o", tmp_path / "rep2")
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "rep2" / "report.html").read_text().replace("&#x27;", "'").replace("&#39;", "'")
+    assert said in html and "trained on synthetic sections only" in html
 
 
 def test_default_on_cpu_is_onnxruntime_with_the_shipped_export(tmp_path):

@@ -18,7 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bigseg import store as st
-from bigseg.checkpoint import BUNDLED_MODELS, WEIGHTS, adapt_base_note, classes_of, file_digest, model_path
+from bigseg.checkpoint import (
+    BUNDLED_MODELS,
+    WEIGHTS,
+    adapt_base_note,
+    bundled_name,
+    classes_of,
+    file_digest,
+    model_path,
+)
 from bigseg.classes import concrete_ids
 from bigseg.cluster import cpu_count, dask_client
 from bigseg.errors import BigsegError
@@ -200,12 +208,15 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
             raise BigsegError("--device cuda: no CUDA device is visible to torch on this machine")
     batch = o.batch_size()
     ckpt = model_path(model)
-    if ckpt.parent == WEIGHTS:
-        echo(f"model: the bundled {ckpt.name} (trained on synthetic sections only; see README)")
-        note = adapt_base_note(ckpt)
+    digest = file_digest(ckpt)
+    shipped = bundled_name(digest)
+    if shipped:
+        copy = "" if ckpt.parent == WEIGHTS else f" ({ckpt}, a copy)"
+        echo(f"model: the bundled {BUNDLED_MODELS[shipped].name}{copy} (trained on synthetic sections only; see "
+             "README)")
+        note = adapt_base_note(digest)
         if note:
             echo(f"warning: {note}")
-    digest = file_digest(ckpt)
     choice = be.model_and_backend(ckpt, o, digest)
     backend, meta = choice.backend, choice.meta
     precision = (meta or {}).get("precision", "fp32")
@@ -286,7 +297,7 @@ def infer(input_path, out: str | None = None, model: str | None = None, options:
                 outputs.discard_if_empty(store)  # keep a partial run only when a rerun can resume something
                 raise
             seconds = time.perf_counter() - t0  # the pass (the sampled check after it is not throughput)
-            stability = _stability(ex_for(client, o), ckpt, store, grid, classes, threads, o.device, echo)
+            stability = _stability(ex_for(client, o), ckpt, digest, store, grid, classes, threads, o.device, echo)
             stats = outputs.finish(group, store, client, stability)
     computed_mpx = height * width / 1e6 * len(pending) / max(total, 1)
     return InferResult(store=str(store), width=width, height=height, windows=plan.n_windows,
@@ -301,13 +312,14 @@ def _default_workers_text() -> str:
     return f"{n} worker processes" if n else "0 (this process, two task threads)"
 
 
-def _stability(ex, ckpt: Path, store: Path | str, grid: Grid, classes, threads: int, device: str, echo) -> dict | None:
+def _stability(ex, ckpt: Path, digest: str, store: Path | str, grid: Grid, classes, threads: int, device: str,
+               echo) -> dict | None:
     """The view, feature-statistics and second-model figures (:mod:`bigseg.infer.stability`) on a sample of
     windows, run on a worker from the checkpoint (None for a model given as an export: no batch-norm statistics to
     compare). A failure here costs the figures, never the labels: it is said, and the run finishes."""
     if model_kind(ckpt) != "checkpoint":
         return None
-    second = second_opinion(ckpt)
+    second = second_opinion(digest)
     try:
         sums = ex.submit(stability.measure, str(ckpt), str(store), stability.sample_origins(grid), grid,
                          threads, device, None if second is None else str(second), pure=False).result()
@@ -336,13 +348,14 @@ def object_rule_of(meta: dict, classes) -> dict | None:
     return rule
 
 
-def second_opinion(ckpt: Path) -> Path | None:
-    """The model whose labels on the sampled windows are compared with ``ckpt``'s: the other bundled model for a
-    bundled one, the bundled DeepLabV3 (else light_unet) for any other checkpoint; None when none is shipped."""
-    here = Path(ckpt).resolve()
+def second_opinion(digest: str) -> Path | None:
+    """The model whose labels on the sampled windows are compared with those of the model file of this sha256: the
+    other bundled model for a bundled one (or a copy of it), the bundled DeepLabV3 (else light_unet) for any other
+    checkpoint; None when none is shipped."""
+    same = bundled_name(digest)
     for name in ("deeplabv3", "light_unet"):
         path = BUNDLED_MODELS[name]
-        if path.is_file() and path.resolve() != here:
+        if path.is_file() and name != same:
             return path
     return None
 
@@ -350,7 +363,7 @@ def second_opinion(ckpt: Path) -> Path | None:
 def _provenance(ckpt: Path, digest: str, meta: dict, rule_applied: bool = False, growth_off: bool = False) -> dict:
     """What a report says about the model: file, sha256, architecture, what it was trained on, and the confidence
     range it showed on its validation styles (when it was calibrated)."""
-    bundled = Path(ckpt).resolve() in {Path(p).resolve() for p in BUNDLED_MODELS.values()}
+    bundled = bundled_name(digest) is not None  # by content: a copy of a shipped model is that model
     ref = meta.get("confidence_reference")
     return ModelProvenance(os.path.abspath(ckpt), digest, meta.get("arch"), bundled, meta.get("trained_on"),
                            meta.get("description"), ConfidenceReference.from_attrs(ref) if ref else None,

@@ -331,7 +331,7 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
         model = s.get("model") or {}
         if model.get("bundled"):
             out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=Path(str(model.get('file'))).name))
-            note = adapt_base_note(model.get("file"))
+            note = adapt_base_note(model.get("sha256"))
             if note:
                 out.append(f"{Path(s['store']).name}: labels read without adapting: {note}")
     out += doc["labels"].get("airvoid", {}).get("warnings", [])
