@@ -675,8 +675,9 @@ def adapt(stores, out, model, minutes, steps, prior, grow, grow_by, colour_compo
     to compare. A larger base: --model deeplabv3plus-adapt (a DeepLabV3+ shipped as a base for adapting) met 30 of 40
     target cells on five development and validation looks against the bundled model's 21, but 39 of 64 against
     48 on the eight held-out styles (its spacing factor read 11-15 % high on six slabs); its adapted models infer
-    slower. Where time allows, adapt from both on the same strokes and compare their held-back scores (RESULTS.md,
-    "The held-out table with the DeepLabV3+ base").
+    slower. Where time allows, adapt from both on the same strokes: a base whose held-back strokes score clearly lower
+    (a class under 90 %) met fewer targets on the development looks; two scores near 100 % do not rank them
+    (RESULTS.md, "Do the held-back strokes pick the better base?").
     """
     opts = AdaptOptions(minutes=minutes, steps=steps, prior=prior, grow=grow, grow_by=grow_by,
                         colour_components=colour_components, colour_choice=colour_choice, edges=edges,
