@@ -95,7 +95,7 @@ class LightUNet(nn.Module):
     ``refine`` an :class:`EdgeRefine` head corrects the boundaries at full resolution (~15 % more CPU time).
     """
 
-    def __init__(self, num_classes: int, width: int = 16, refine: bool = False):
+    def __init__(self, num_classes: int, width: int = 16, refine: bool = False, refine_hidden: int = 8):
         super().__init__()
         c = [width, width * 2, width * 4, width * 8]
         self.stem = nn.Sequential(_conv_bn(3, c[0], 2), _conv_bn(c[0], c[0]))
@@ -105,7 +105,7 @@ class LightUNet(nn.Module):
         self.bottom = nn.Sequential(_conv_bn(c[3], c[3], 2), _conv_bn(c[3], c[3]))
         self.up = nn.ModuleList([_conv_bn(c[i] + c[min(i + 1, 3)], c[i]) for i in range(3, -1, -1)])
         self.head = nn.Conv2d(c[0], num_classes, 1)
-        self.refine = EdgeRefine(num_classes) if refine else None
+        self.refine = EdgeRefine(num_classes, refine_hidden) if refine else None
 
     def forward(self, x):
         size = x.shape[-2:]
@@ -364,11 +364,12 @@ def _triple(values, what: str) -> tuple[float, float, float]:
 
 
 def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16, refine: bool = False,
-          mean=None, std=None, bgr: bool = False, output_stride: int = 16) -> Normalized:
+          mean=None, std=None, bgr: bool = False, output_stride: int = 16, refine_hidden: int = 8) -> Normalized:
     """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1].
 
     ``mean``/``std`` (one value or three, in the network's channel order) default to ImageNet's; ``bgr``: the
-    network was trained on BGR input (OpenCV). ``refine`` adds a full-resolution edge-refinement head.
+    network was trained on BGR input (OpenCV). ``refine`` adds a full-resolution edge-refinement head
+    (``refine_hidden`` channels).
     ``output_stride`` 8: DeepLabV3+'s trunk dilated one stage further (that architecture only)."""
     if arch not in ARCHITECTURES:
         raise BigsegError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -381,7 +382,7 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
     if (wrong := output_stride_error(arch, output_stride)) is not None:
         raise BigsegError(wrong)
     if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
-        return Normalized(LightUNet(num_classes, int(width), refine), mean, std, bgr)
+        return Normalized(LightUNet(num_classes, int(width), refine, int(refine_hidden)), mean, std, bgr)
     if arch == "deeplabv3plus_mobilenet_v3_large":
         net: nn.Module = DeepLabV3Plus(num_classes, pretrained_backbone, output_stride=output_stride)
     elif arch == "linknet_resnet18":
@@ -390,4 +391,4 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
         net = ResNetUNet(num_classes, pretrained_backbone)
     else:
         net = _torchvision(arch, num_classes, pretrained_backbone)
-    return Normalized(net, mean, std, bgr, EdgeRefine(num_classes) if refine else None)
+    return Normalized(net, mean, std, bgr, EdgeRefine(num_classes, int(refine_hidden)) if refine else None)

@@ -266,6 +266,29 @@ def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp
         _config(tmp_path, stores, "os8-unet", model={"arch": "light_unet", "width": 4, "output_stride": 8})
 
 
+def test_a_wider_edge_head_trains_alone_on_a_frozen_network(tmp_path, stores):
+    """model.refine_hidden widens the full-resolution head; from a checkpoint with the 8-channel head the new head
+    starts fresh (said), and with freeze: [net] only the head trains -- every weight and batch-norm statistic of
+    the network stays the checkpoint's; the checkpoint it writes rebuilds with the wider head."""
+    arch = "deeplabv3plus_mobilenet_v3_large"
+    torch.manual_seed(4)
+    init = tmp_path / "narrow.pt"
+    checkpoint.save(init, build(arch, 3, refine=True), arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    cfg = _config(tmp_path, stores, "wide", iterations=2, val=[], crop=64, batch_size=2, checkpoint_every=2,
+                  freeze=["net"], model={"arch": arch, "refine": True, "refine_hidden": 16, "init": str(init)})
+    lines = []
+    _init_from(build(arch, 3, refine=True, refine_hidden=16), cfg, lines.append)
+    assert any("left fresh" in line for line in lines)
+    train(cfg, progress=False, echo=lambda *a: None)
+    blob = checkpoint.read(tmp_path / "wide" / "model.pt")
+    assert blob["meta"]["arch_kwargs"] == {"refine": True, "refine_hidden": 16}
+    before = checkpoint.read(init)["state_dict"]
+    net = {k: v for k, v in blob["state_dict"].items() if k.startswith("net.")}
+    assert net and all(torch.equal(v, before[k]) for k, v in net.items())  # weights and running statistics
+    tuned, _ = checkpoint.load(tmp_path / "wide" / "model.pt")
+    assert tuned.refine.mix[0].out_channels == 16 and tuned.refine.out.weight.abs().sum() > 0
+
+
 def test_a_moving_average_of_the_weights_is_what_the_run_hands_on_and_resumes_exactly(tmp_path, stores):
     """ema: model.pt holds the moving average (between the start and the raw weights, nearer the start the slower
     the decay), last.pt the raw weights; a stopped and resumed run averages on to the same model.pt bit for bit;

@@ -35,6 +35,8 @@ class ModelConfig(_Strict):
     arch: str = "deeplabv3_resnet50"
     width: int | None = Field(None, ge=4, le=128, description="channel width (light_unet only)")
     refine: bool = Field(False, description="a full-resolution edge-refinement head on the logits")
+    refine_hidden: int = Field(8, ge=2, le=64, description="channels of the edge-refinement head (with refine); "
+                                                           "a head of another width starts fresh from a model.init")
     pretrained_backbone: bool = False
     output_stride: Literal[8, 16] = Field(16, description="deeplabv3plus_mobilenet_v3_large: 8 dilates one more "
                                                           "stage (finer features, ~3.3x a step's cost)")
@@ -66,6 +68,8 @@ class ModelConfig(_Strict):
             kw["width"] = self.width
         if self.refine:
             kw["refine"] = True
+            if self.refine_hidden != 8:
+                kw["refine_hidden"] = self.refine_hidden
         if self.pretrained_backbone:
             kw["pretrained_backbone"] = True
         if self.output_stride != 16:

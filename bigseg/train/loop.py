@@ -223,7 +223,8 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     meta = blob["meta"]
 
     def trunk(kwargs: dict) -> dict:  # the layers; the refine head, input convention and dilation may differ
-        return {k: v for k, v in kwargs.items() if k not in ("refine", "output_stride", *INPUT_CONVENTION)}
+        return {k: v for k, v in kwargs.items()
+                if k not in ("refine", "refine_hidden", "output_stride", *INPUT_CONVENTION)}
 
     state, theirs, ours = blob["state_dict"], trunk(meta.get("arch_kwargs", {})), trunk(cfg.model.kwargs())
     widened, old, new = "", theirs.get("width", 16), ours.get("width", 16)  # light_unet's default width
