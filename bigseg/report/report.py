@@ -24,7 +24,7 @@ import numpy as np
 
 from bigseg import __version__
 from bigseg import store as st
-from bigseg.checkpoint import adapt_base_note
+from bigseg.checkpoint import BUNDLED_MODELS, adapt_base_note, bundled_name
 from bigseg.classes import concrete_ids
 from bigseg.cluster import dask_client
 from bigseg.defaults import DEFAULT_ENTRAPPED_MM
@@ -330,7 +330,9 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
             out.append(f"{Path(s['store']).name}: {wide}")
         model = s.get("model") or {}
         if model.get("bundled"):
-            out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=Path(str(model.get('file'))).name))
+            shipped = bundled_name(model.get("sha256"))  # a copy elsewhere is named as the model it is
+            name = BUNDLED_MODELS[shipped].name if shipped else Path(str(model.get("file"))).name
+            out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=name))
             note = adapt_base_note(model.get("sha256"))
             if note:
                 out.append(f"{Path(s['store']).name}: labels read without adapting: {note}")
