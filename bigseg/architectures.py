@@ -23,3 +23,12 @@ def output_stride_error(arch: str, output_stride: int) -> str | None:
     if output_stride != 16 and arch != "deeplabv3plus_mobilenet_v3_large":
         return f"output_stride {output_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}"
     return None
+
+
+def decoder_stride_error(arch: str, decoder_stride: int) -> str | None:
+    """Why ``decoder_stride`` does not fit ``arch`` (only DeepLabV3+'s decoder goes on to stride 2), or None."""
+    if decoder_stride not in (2, 4):
+        return f"decoder_stride must be 2 or 4, got {decoder_stride}"
+    if decoder_stride != 4 and arch != "deeplabv3plus_mobilenet_v3_large":
+        return f"decoder_stride {decoder_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}"
+    return None

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from bigseg.architectures import ARCHITECTURES, output_stride_error
+from bigseg.architectures import ARCHITECTURES, decoder_stride_error, output_stride_error
 from bigseg.errors import BigsegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,9 +130,14 @@ class DeepLabV3Plus(nn.Module):
 
     ``output_stride`` 8 keeps the stride-16 stage at stride 8 too (its depthwise convolutions dilated 2, the last
     stage's 4, as the DeepLab papers do): the same weights, ASPP on 4x the feature pixels (a training step costs
-    ~3.3x on one core, measured 2026-12-06)."""
+    ~3.3x on one core, measured 2026-12-06).
 
-    def __init__(self, num_classes: int, pretrained_backbone: bool = False, width: int = 64, output_stride: int = 16):
+    ``decoder_stride`` 2 adds a second, narrow decoder step at stride 2: the stride-4 decoder's features, brought to
+    stride 2, joined with MobileNet's first block (16 channels at stride 2), and a residual on the logits whose
+    last convolution starts at zero -- a stride-4 checkpoint loads unchanged and starts from exactly its answers."""
+
+    def __init__(self, num_classes: int, pretrained_backbone: bool = False, width: int = 64, output_stride: int = 16,
+                 decoder_stride: int = 4):
         super().__init__()
         from torchvision.models import mobilenet_v3_large
         from torchvision.models.segmentation.deeplabv3 import ASPP
@@ -153,14 +158,43 @@ class DeepLabV3Plus(nn.Module):
                                      nn.Conv2d(width, width, 3, padding=1, bias=False),
                                      nn.BatchNorm2d(width), nn.ReLU(inplace=True),
                                      nn.Conv2d(width, num_classes, 1))
+        self.fine: FineDecoder | None = FineDecoder(width, 16, num_classes) if decoder_stride == 2 else None
 
     def forward(self, x):
         size = x.shape[-2:]
-        low = self.low(x)
+        half = self.low[1](self.low[0](x))  # stride 2, 16 channels
+        low = self.low[3](self.low[2](half))  # stride 4, 24 channels
         high = self.reduce_high(self.aspp(self.high(low)))
         high = nn.functional.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.decoder(torch.cat([high, self.reduce_low(low)], dim=1))
-        return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        features = self.decoder[:-1](torch.cat([high, self.reduce_low(low)], dim=1))
+        logits = nn.functional.interpolate(self.decoder[-1](features), size=size, mode="bilinear",
+                                           align_corners=False)
+        if self.fine is None:
+            return logits
+        return logits + nn.functional.interpolate(self.fine(features, half), size=size, mode="bilinear",
+                                                  align_corners=False)
+
+
+class FineDecoder(nn.Module):
+    """DeepLabV3+'s decoder taken one step further, to stride 2: the stride-4 decoder's features (narrowed to 16
+    channels, then upsampled) beside the backbone's stride-2 features, two 3x3 convolutions of 24 channels, and a
+    correction of the logits whose last convolution starts at zero (~0.5 GMAC a 384² crop)."""
+
+    def __init__(self, width: int, half_channels: int, num_classes: int, hidden: int = 24):
+        super().__init__()
+        self.narrow = nn.Sequential(nn.Conv2d(width, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.skip = nn.Sequential(nn.Conv2d(half_channels, 16, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU(inplace=True))
+        self.mix = nn.Sequential(_conv_bn(32, hidden), _conv_bn(hidden, hidden))
+        self.out = nn.Conv2d(hidden, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features, half):
+        up = nn.functional.interpolate(self.narrow(features), size=half.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+        return self.out(self.mix(torch.cat([up, self.skip(half)], dim=1)))
 
 
 def _dilate_from(features: nn.Sequential, first: int, last_stage: int) -> None:
@@ -364,13 +398,15 @@ def _triple(values, what: str) -> tuple[float, float, float]:
 
 
 def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width: int = 16, refine: bool = False,
-          mean=None, std=None, bgr: bool = False, output_stride: int = 16, refine_hidden: int = 8) -> Normalized:
+          mean=None, std=None, bgr: bool = False, output_stride: int = 16, refine_hidden: int = 8,
+          decoder_stride: int = 4) -> Normalized:
     """A fresh model of ``arch`` (see ARCHITECTURES) for ``num_classes`` classes, input RGB in [0, 1].
 
     ``mean``/``std`` (one value or three, in the network's channel order) default to ImageNet's; ``bgr``: the
     network was trained on BGR input (OpenCV). ``refine`` adds a full-resolution edge-refinement head
     (``refine_hidden`` channels).
-    ``output_stride`` 8: DeepLabV3+'s trunk dilated one stage further (that architecture only)."""
+    ``output_stride`` 8: DeepLabV3+'s trunk dilated one stage further; ``decoder_stride`` 2: its decoder taken on to
+    stride 2 (both that architecture only)."""
     if arch not in ARCHITECTURES:
         raise BigsegError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if not 2 <= num_classes <= 255:
@@ -379,12 +415,13 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
     std = _triple(std, "std") if std is not None else IMAGENET_STD
     if min(std) <= 0:
         raise BigsegError(f"std must be positive, got {list(std)}")
-    if (wrong := output_stride_error(arch, output_stride)) is not None:
+    if (wrong := output_stride_error(arch, output_stride) or decoder_stride_error(arch, decoder_stride)) is not None:
         raise BigsegError(wrong)
     if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
         return Normalized(LightUNet(num_classes, int(width), refine, int(refine_hidden)), mean, std, bgr)
     if arch == "deeplabv3plus_mobilenet_v3_large":
-        net: nn.Module = DeepLabV3Plus(num_classes, pretrained_backbone, output_stride=output_stride)
+        net: nn.Module = DeepLabV3Plus(num_classes, pretrained_backbone, output_stride=output_stride,
+                                       decoder_stride=decoder_stride)
     elif arch == "linknet_resnet18":
         net = LinkNet(num_classes, pretrained_backbone)
     elif arch == "unet_resnet34":

@@ -266,6 +266,42 @@ def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp
         _config(tmp_path, stores, "os8-unet", model={"arch": "light_unet", "width": 4, "output_stride": 8})
 
 
+def test_a_stride_2_decoder_starts_from_a_stride_4_checkpoints_answers_and_learns(tmp_path, stores):
+    """model.decoder_stride 2 adds a decoder step at stride 2 to DeepLabV3+: from a stride-4 checkpoint the new step
+    starts fresh (said) and the model answers exactly as the checkpoint did; trained, the step has moved off zero,
+    the checkpoint rebuilds with it and exports to ONNX with the same answers; refused on other architectures."""
+    arch = "deeplabv3plus_mobilenet_v3_large"
+    torch.manual_seed(5)
+    coarse = build(arch, 3, refine=True)
+    init = tmp_path / "stride4.pt"
+    checkpoint.save(init, coarse, arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    cfg = _config(tmp_path, stores, "stride2", iterations=2, val=[], crop=64, batch_size=2, checkpoint_every=2,
+                  model={"arch": arch, "refine": True, "decoder_stride": 2, "init": str(init)})
+    fine = build(arch, 3, refine=True, decoder_stride=2)
+    lines = []
+    _init_from(fine, cfg, lines.append)
+    assert any("left fresh" in line for line in lines)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        assert torch.equal(fine.eval()(x), coarse.eval()(x))  # the new step's last convolution starts at zero
+    train(cfg, progress=False, echo=lambda *a: None)
+    assert checkpoint.read(tmp_path / "stride2" / "model.pt")["meta"]["arch_kwargs"] == {"refine": True,
+                                                                                        "decoder_stride": 2}
+    tuned, _ = checkpoint.load(tmp_path / "stride2" / "model.pt")
+    assert tuned.net.fine is not None and tuned.net.fine.out.weight.abs().sum() > 0
+    with torch.inference_mode():
+        assert not torch.equal(tuned.eval()(x), coarse(x))
+    from bigseg.export import export  # the export checks its answers against the checkpoint's and raises if off
+
+    checked = export(tmp_path / "stride2" / "model.pt", tmp_path / "stride2.onnx", exporter="legacy",
+                     echo=lambda *a: None)
+    assert checked["verified"]["fp32_max_abs_logit_diff"] <= 1e-3
+    with pytest.raises(BigsegError, match="decoder_stride 2 is for deeplabv3plus"):
+        build("light_unet", 3, decoder_stride=2)
+    with pytest.raises(BigsegError, match="decoder_stride 2 is for deeplabv3plus"):  # refused when the config is read
+        _config(tmp_path, stores, "stride2-unet", model={"arch": "light_unet", "width": 4, "decoder_stride": 2})
+
+
 def test_a_wider_edge_head_trains_alone_on_a_frozen_network(tmp_path, stores):
     """model.refine_hidden widens the full-resolution head; from a checkpoint with the 8-channel head the new head
     starts fresh (said), and with freeze: [net] only the head trains -- every weight and batch-norm statistic of

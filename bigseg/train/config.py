@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
-from bigseg.architectures import ARCHITECTURES, output_stride_error
+from bigseg.architectures import ARCHITECTURES, decoder_stride_error, output_stride_error
 from bigseg.errors import BigsegError
 from bigseg.synth.styles import HELD_OUT, style_names
 
@@ -40,6 +40,9 @@ class ModelConfig(_Strict):
     pretrained_backbone: bool = False
     output_stride: Literal[8, 16] = Field(16, description="deeplabv3plus_mobilenet_v3_large: 8 dilates one more "
                                                           "stage (finer features, ~3.3x a step's cost)")
+    decoder_stride: Literal[2, 4] = Field(4, description="deeplabv3plus_mobilenet_v3_large: 2 takes the decoder on to "
+                                                         "stride 2 (a fresh step that starts from a stride-4 "
+                                                         "model.init's answers)")
     init: str | None = Field(None, description="start from this bigseg checkpoint's weights (fine-tuning): a path, or "
                                              "a bundled model's name (light_unet); a light_unet of a smaller "
                                              "width is widened to this one, its answers kept (bigseg.train.widen)")
@@ -58,7 +61,8 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _stride_for_deeplabv3plus(self):
-        if (wrong := output_stride_error(self.arch, self.output_stride)) is not None:
+        if (wrong := output_stride_error(self.arch, self.output_stride)
+                or decoder_stride_error(self.arch, self.decoder_stride)) is not None:
             raise ValueError(wrong)
         return self
 
@@ -74,6 +78,8 @@ class ModelConfig(_Strict):
             kw["pretrained_backbone"] = True
         if self.output_stride != 16:
             kw["output_stride"] = self.output_stride
+        if self.decoder_stride != 4:
+            kw["decoder_stride"] = self.decoder_stride
         return kw
 
 

@@ -222,9 +222,9 @@ def _init_from(model, cfg: TrainConfig, echo) -> None:
     blob = ckpt.read(cfg.model.init)
     meta = blob["meta"]
 
-    def trunk(kwargs: dict) -> dict:  # the layers; the refine head, input convention and dilation may differ
+    def trunk(kwargs: dict) -> dict:  # the layers; the heads, input convention and dilation may differ
         return {k: v for k, v in kwargs.items()
-                if k not in ("refine", "refine_hidden", "output_stride", *INPUT_CONVENTION)}
+                if k not in ("refine", "refine_hidden", "output_stride", "decoder_stride", *INPUT_CONVENTION)}
 
     state, theirs, ours = blob["state_dict"], trunk(meta.get("arch_kwargs", {})), trunk(cfg.model.kwargs())
     widened, old, new = "", theirs.get("width", 16), ours.get("width", 16)  # light_unet's default width
