@@ -1,13 +1,15 @@
 """The DeepLabV3 shipping rule (benchmarks/RESULTS.md, "Shipping rule"), applied to a round's logs.
 
     python benchmarks/shipping_rule.py judge LOGDIR NAME...   # parts one and two
+    python benchmarks/shipping_rule.py classic LOGDIR NAME [--min 0.90]  # a round's own classic bar (exit 1 below)
     python benchmarks/shipping_rule.py veto LOG...             # part three, the held-out veto
     python benchmarks/shipping_rule.py uv LOG... --light-unet LOG...   # part four (2026-12-07): two fresh UV looks
     python benchmarks/shipping_rule.py median LOG...           # part two alone, from `bigseg calibrate` logs
 
 ``judge``: for each candidate NAME, its classic stone / void IoU (slabs 100 / 101, pooled, from
 LOGDIR/classic-NAME.json) and its validation median abs air (LOGDIR/calibrate-NAME.log); last line, the candidate
-that passes both with the lower median, or "none". ``veto``: from the per-slab lines of benchmarks/generalization.py
+that passes both with the lower median, or "none". ``classic``: part one alone at a bar a round sets itself (the
+issue's outside check, 0.90, since 2026-12-07), exit status 1 below it. ``veto``: from the per-slab lines of benchmarks/generalization.py
 logs, per style (4 slabs) mean stone / void IoU, mean signed air error, flagged; over all slabs the mean void IoU
 and mean absolute air error the veto compares with the bundled light U-Net's 0.557 / 1.47 (rows of other styles
 in the logs are left out). ``uv``: the same figures on the held-out looks added on 2026-12-07 before any model was
@@ -48,12 +50,24 @@ def median(logs: list[str]) -> None:
               + " ".join(f"{e:+.2f}" for e in errs))
 
 
+def classic_iou(logdir: Path, name: str) -> dict:
+    """The pooled classic IoU per class of candidate ``name`` (LOGDIR/classic-NAME.json)."""
+    d = json.loads((logdir / f"classic-{name}.json").read_text())
+    (model,) = d["models"].values()
+    return model["styles"]["classic"]["iou"]
+
+
+def classic(logdir: Path, name: str, bar: float) -> bool:
+    iou = classic_iou(logdir, name)
+    ok = iou["stone"] >= bar and iou["void"] >= bar
+    print(f"{name}: classic stone {iou['stone']:.3f} void {iou['void']:.3f} (bar {bar:.2f}): {'pass' if ok else 'fail'}")
+    return ok
+
+
 def judge(logdir: Path, names: list[str]) -> str:
     passing = []
     for name in names:
-        d = json.loads((logdir / f"classic-{name}.json").read_text())
-        (model,) = d["models"].values()
-        iou = model["styles"]["classic"]["iou"]
+        iou = classic_iou(logdir, name)
         errs = air_errors(logdir / f"calibrate-{name}.log")
         median = statistics.median(abs(e) for e in errs)
         ok = (iou["stone"] >= CLASSIC_MIN_IOU and iou["void"] >= CLASSIC_MIN_IOU and len(errs) == 16
@@ -119,8 +133,11 @@ def uv(logs: list[str], light_unet_logs: list[str]) -> bool:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "veto", "uv", "median"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "classic", "veto", "uv", "median"):
         sys.exit(__doc__)
+    if sys.argv[1] == "classic":
+        bar = float(sys.argv[sys.argv.index("--min") + 1]) if "--min" in sys.argv else 0.90
+        sys.exit(0 if classic(Path(sys.argv[2]), sys.argv[3], bar) else 1)
     if sys.argv[1] == "judge":
         print(judge(Path(sys.argv[2]), sys.argv[3:]))
     elif sys.argv[1] == "median":
