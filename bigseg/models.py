@@ -166,9 +166,11 @@ class DeepLabV3Plus(nn.Module):
         low = self.low[3](self.low[2](half))  # stride 4, 24 channels
         high = self.reduce_high(self.aspp(self.high(low)))
         high = nn.functional.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        features = self.decoder[:-1](torch.cat([high, self.reduce_low(low)], dim=1))
-        logits = nn.functional.interpolate(self.decoder[-1](features), size=size, mode="bilinear",
-                                           align_corners=False)
+        features = torch.cat([high, self.reduce_low(low)], dim=1)
+        *layers, classify = self.decoder  # the registered layers one by one (a slice would be a new, unnamed module)
+        for layer in layers:
+            features = layer(features)
+        logits = nn.functional.interpolate(classify(features), size=size, mode="bilinear", align_corners=False)
         if self.fine is None:
             return logits
         return logits + nn.functional.interpolate(self.fine(features, half), size=size, mode="bilinear",
