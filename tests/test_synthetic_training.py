@@ -138,6 +138,36 @@ def test_a_working_pixel_size_renders_finer_slabs_at_it_and_is_recorded(tmp_path
     assert "working_pixel_size_um" not in checkpoint.read(tmp_path / "free" / "model.pt")["meta"]
 
 
+def test_large_voids_draw_entrapped_sized_voids_in_that_share_of_classic_regions_and_nothing_else_changes():
+    """synthetic.large_voids: that share of the classic regions is drawn with voids of 0.4-1.2 mm median diameter
+    (up to 4 mm), every other field of the region as without it; styled regions, and every region of a config
+    without it, are drawn exactly as before."""
+    from scipy import ndimage as ndi
+
+    plain, large = _crops(), _crops(large_voids=0.5)
+    changed = kept = 0
+    for r in range(80):
+        (a, ya, xa), (b, yb, xb) = plain.params(r), large.params(r)
+        assert (ya, xa) == (yb, xb) and a.style == b.style
+        if a == b:
+            kept += a.style == "classic"
+            continue
+        assert a.style == "classic" and 0.4 <= b.void_median_diameter_mm <= 1.2 and b.void_max_diameter_mm == 4.0
+        assert {**vars(a), "void_median_diameter_mm": 0, "void_sigma": 0, "void_max_diameter_mm": 0} == \
+            {**vars(b), "void_median_diameter_mm": 0, "void_sigma": 0, "void_max_diameter_mm": 0}
+        changed += 1
+        if changed == 1:  # the truth of such a region holds voids of 1 mm and more
+            region = SynthParams(1024, 1024, seed=b.seed, pixel_size_um=b.pixel_size_um,
+                                 aggregate_fraction=b.aggregate_fraction, air_fraction=b.air_fraction,
+                                 void_median_diameter_mm=b.void_median_diameter_mm, void_sigma=b.void_sigma,
+                                 void_max_diameter_mm=b.void_max_diameter_mm)
+            truth = renderer(region)(0, 0, 1024, 1024, False)[1] == 2
+            lab, n = ndi.label(truth)
+            diameters_mm = 2 * np.sqrt(np.bincount(lab.ravel())[1:] / np.pi) * b.pixel_size_um / 1000
+            assert n and diameters_mm.max() >= 1.0
+    assert changed and kept  # about half of the classic regions each way
+
+
 def test_time_limit_checkpoints_and_stops(tmp_path):
     s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=1e-9, progress=False,
               echo=lambda *a: None)

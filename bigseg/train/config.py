@@ -148,6 +148,9 @@ class SyntheticConfig(_Strict):
     min_pixel_size_um: float | None = Field(
         None, gt=0, le=100, description="render every slab finer than this at this pixel size (um): the network "
         "then sees no pixel finer, as infer shows it a finer scan (checkpoint meta working_pixel_size_um)")
+    large_voids: float = Field(0.0, ge=0, le=1, description="share of classic regions whose voids are drawn large "
+                               "(median diameter 0.4-1.2 mm, up to 4 mm: entrapped air, which the usual size "
+                               "distribution almost never draws); 0 leaves every region as it was")
 
     @field_validator("styles")
     @classmethod

@@ -13,11 +13,15 @@ process reuses the regions it rendered for its next ``crops_per_region`` batches
 process ``j % num_workers``). The batches therefore depend on the number of loader processes, and a resumed run
 must keep it (it is in the config).
 
-A styled region is also passed through a JPEG encoder at its style's quality (the file a lab would have). The
+``large_voids`` draws that share of the classic regions with voids of 0.4-1.2 mm median diameter (up to 4 mm): the
+entrapped voids of a real section, 1 mm and more, which the usual size distribution (median 0.12 mm) draws about
+once in 15 megapixels. A styled region is also passed through a JPEG encoder at its style's quality (the file a lab would have). The
 held-out styles (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn here.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -44,6 +48,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         self.seed = seed * 1_000_003 + cfg.seed
         self.cache_size = cache
         self.min_pixel_size_um = cfg.min_pixel_size_um
+        self.large_voids = cfg.large_voids
         self._cache: dict = {}
 
     def __len__(self):
@@ -61,6 +66,11 @@ class SyntheticCrops(torch.utils.data.Dataset):
             params = SynthParams(width, height, seed=slab_seed, pixel_size_um=max(px, floor) if floor else px,
                                  aggregate_fraction=float(rng.uniform(0.55, 0.75)),
                                  air_fraction=float(rng.uniform(0.02, 0.09)))
+            if self.large_voids:  # a stream of its own: the regions of a config without it are drawn as before
+                big = np.random.default_rng([self.seed, int(r), 0xB16])
+                if big.random() < self.large_voids:
+                    params = dataclasses.replace(params, void_median_diameter_mm=float(big.uniform(0.4, 1.2)),
+                                                 void_sigma=0.4, void_max_diameter_mm=4.0)
         else:
             fine = bool(floor) and resolve(name, slab_seed).pixel_size_um < floor  # a fine scan, shown at the floor
             params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor if fine else None)
