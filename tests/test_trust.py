@@ -280,13 +280,14 @@ def test_no_all_clear_the_model_did_not_earn(tmp_path):
     html = (tmp_path / "r1" / "report.html").read_text()
     assert any("trained on synthetic sections only" in w for w in doc["warnings"])
     assert "No warnings" not in html and "trained on synthetic sections only" in html
+    assert any("found none of the 11 entrapped voids" in w for w in doc["warnings"])  # its measured blind spot
     plain = _with_reference(tmp_path, "plain.pt", None)  # the same weights, never calibrated
     assert run_cli("infer", tmp_path / "s.zarr", "--workers", "0", "--model", plain, "--overwrite").returncode == 0
     assert run_cli("report", tmp_path / "s.zarr", "-o", tmp_path / "r2").returncode == 0
     doc = json.loads((tmp_path / "r2" / "stats.json").read_text())
     html = (tmp_path / "r2" / "report.html").read_text()
     assert any("not checked: the model was never calibrated" in w for w in doc["warnings"])
-    assert not any("synthetic sections only" in w for w in doc["warnings"])  # not the bundled file
+    assert not any("synthetic sections only" in w or "entrapped" in w for w in doc["warnings"])  # not the bundled file
     assert "No warnings" not in html
 
 
