@@ -15,7 +15,7 @@ must keep it (it is in the config).
 
 ``large_voids`` draws that share of the classic regions with voids of 0.4-1.2 mm median diameter (up to 4 mm): the
 entrapped voids of a real section, 1 mm and more, which the usual size distribution (median 0.12 mm) draws about
-once in 15 megapixels. A styled region is also passed through a JPEG encoder at its style's quality (the file a lab
+once in 20 megapixels. A styled region is also passed through a JPEG encoder at its style's quality (the file a lab
 would have). The held-out styles (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn
 here.
 """
