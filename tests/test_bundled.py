@@ -103,6 +103,7 @@ def test_the_shipped_adapt_base_adapts_by_name_and_is_not_read_as_it_is_without_
     assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "rep2" / "report.html").read_text().replace("&#x27;", "'").replace("&#39;", "'")
     assert said in html and "labels from the bundled model deeplabv3plus-mobilenet-adapt-base.pt, trained on" in html
+    assert "found none of the 11 entrapped voids" in html  # measured on this very file (its digest)
 
 
 def test_default_on_cpu_is_onnxruntime_with_the_shipped_export(tmp_path):

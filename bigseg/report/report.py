@@ -321,9 +321,12 @@ SYNTHETIC_ONLY = ("labels from the bundled model {name}, trained on synthetic se
 ENTRAPPED_BLIND = ("this model found none of the 11 entrapped voids (1 mm and more across) on four 8192² classic "
                    "test slabs -- large shaded voids read as stone -- so the entrapped air and the entrapped void "
                    "count read low: look at the large voids in the quicklook before reporting them")
-KNOWN_LIMITS = {"light_unet": ENTRAPPED_BLIND, "deeplabv3plus-adapt": ENTRAPPED_BLIND}
-"""What a shipped model is measured not to do, by its name in BUNDLED_MODELS (benchmarks/RESULTS.md, "Entrapped
-voids", 2026-12-07): said in every report of its labels. A model shipped later states its own or none."""
+KNOWN_LIMITS = {
+    "466a0154e3d63d2c6ba795648c37df628ef8b5b15708753ec659164b407df559": ENTRAPPED_BLIND,  # light_unet
+    "440203d873fddd0bc7919cb4d900337b6e00045370d6c1353455370e55337fdc": ENTRAPPED_BLIND,  # deeplabv3plus-adapt
+}
+"""What a model file is measured not to do, by its sha256 (benchmarks/RESULTS.md, "Entrapped voids", 2026-12-07):
+said in every report of its labels. A file shipped later is claimed for only once it has been measured."""
 
 
 def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
@@ -340,8 +343,9 @@ def _warnings(doc: dict, slabs: list[dict]) -> list[str]:
             shipped = bundled_name(model.get("sha256"))  # a copy elsewhere is named as the model it is
             name = BUNDLED_MODELS[shipped].name if shipped else Path(str(model.get("file"))).name
             out.append(f"{Path(s['store']).name}: " + SYNTHETIC_ONLY.format(name=name))
-            if shipped in KNOWN_LIMITS:
-                out.append(f"{Path(s['store']).name}: {KNOWN_LIMITS[shipped]}")
+            limit = KNOWN_LIMITS.get(str(model.get("sha256")))
+            if limit:
+                out.append(f"{Path(s['store']).name}: {limit}")
             note = adapt_base_note(model.get("sha256"))
             if note:
                 out.append(f"{Path(s['store']).name}: labels read without adapting: {note}")
