@@ -17,18 +17,15 @@ ARCHITECTURES = {
 }
 
 
-def output_stride_error(arch: str, output_stride: int) -> str | None:
-    """Why ``output_stride`` does not fit ``arch`` (only DeepLabV3+ has a stage to dilate), or None: the one rule
-    that ``bigseg.models.build`` and a training config's ``model`` both apply."""
-    if output_stride != 16 and arch != "deeplabv3plus_mobilenet_v3_large":
+def deeplabv3plus_option_error(arch: str, output_stride: int = 16, decoder_stride: int = 4) -> str | None:
+    """Why ``output_stride`` or ``decoder_stride`` does not fit ``arch`` (only DeepLabV3+ has a stage to dilate and a
+    decoder to take on to stride 2), or None: the one rule that ``bigseg.models.build`` and a training config's
+    ``model`` both apply."""
+    other = arch != "deeplabv3plus_mobilenet_v3_large"
+    if other and output_stride != 16:
         return f"output_stride {output_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}"
-    return None
-
-
-def decoder_stride_error(arch: str, decoder_stride: int) -> str | None:
-    """Why ``decoder_stride`` does not fit ``arch`` (only DeepLabV3+'s decoder goes on to stride 2), or None."""
     if decoder_stride not in (2, 4):
         return f"decoder_stride must be 2 or 4, got {decoder_stride}"
-    if decoder_stride != 4 and arch != "deeplabv3plus_mobilenet_v3_large":
+    if other and decoder_stride != 4:
         return f"decoder_stride {decoder_stride} is for deeplabv3plus_mobilenet_v3_large only, not {arch}"
     return None

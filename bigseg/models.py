@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from bigseg.architectures import ARCHITECTURES, decoder_stride_error, output_stride_error
+from bigseg.architectures import ARCHITECTURES, deeplabv3plus_option_error
 from bigseg.errors import BigsegError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -417,7 +417,7 @@ def build(arch: str, num_classes: int, pretrained_backbone: bool = False, width:
     std = _triple(std, "std") if std is not None else IMAGENET_STD
     if min(std) <= 0:
         raise BigsegError(f"std must be positive, got {list(std)}")
-    if (wrong := output_stride_error(arch, output_stride) or decoder_stride_error(arch, decoder_stride)) is not None:
+    if (wrong := deeplabv3plus_option_error(arch, output_stride, decoder_stride)) is not None:
         raise BigsegError(wrong)
     if arch == "light_unet":  # its refine head lives inside it (checkpoints since 2026-11 have it there)
         return Normalized(LightUNet(num_classes, int(width), refine, int(refine_hidden)), mean, std, bgr)

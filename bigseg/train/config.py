@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigseg import checkpoint as ckpt
 from bigseg import store as st
-from bigseg.architectures import ARCHITECTURES, decoder_stride_error, output_stride_error
+from bigseg.architectures import ARCHITECTURES, deeplabv3plus_option_error
 from bigseg.errors import BigsegError
 from bigseg.synth.styles import HELD_OUT, style_names
 
@@ -61,8 +61,7 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _stride_for_deeplabv3plus(self):
-        if (wrong := output_stride_error(self.arch, self.output_stride)
-                or decoder_stride_error(self.arch, self.decoder_stride)) is not None:
+        if (wrong := deeplabv3plus_option_error(self.arch, self.output_stride, self.decoder_stride)) is not None:
             raise ValueError(wrong)
         return self
 
