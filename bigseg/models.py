@@ -62,8 +62,9 @@ class Normalized(nn.Module):
         return out
 
 
-def _conv_bn(cin, cout, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin, cout, stride=1, kernel=3):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 class EdgeRefine(nn.Module):
@@ -184,9 +185,8 @@ class FineDecoder(nn.Module):
 
     def __init__(self, width: int, half_channels: int, num_classes: int, hidden: int = 24):
         super().__init__()
-        self.narrow = nn.Sequential(nn.Conv2d(width, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
-        self.skip = nn.Sequential(nn.Conv2d(half_channels, 16, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU(inplace=True))
+        self.narrow = _conv_bn(width, 16, kernel=1)
+        self.skip = _conv_bn(half_channels, 16, kernel=1)
         self.mix = nn.Sequential(_conv_bn(32, hidden), _conv_bn(hidden, hidden))
         self.out = nn.Conv2d(hidden, num_classes, 1)
         nn.init.zeros_(self.out.weight)
