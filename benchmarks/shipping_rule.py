@@ -104,6 +104,11 @@ def _summary(rows: list[dict]) -> tuple[float, float]:
         print(f"{style:20s} stone {statistics.mean(r['iou']['stone'] for r in rs):.3f} void "
               f"{statistics.mean(r['iou']['void'] for r in rs):.3f} air {air:+.2f} "
               f"flagged {sum(r['flag'] for r in rs)}/{len(rs)}")
+    return _means(rows)
+
+
+def _means(rows: list[dict]) -> tuple[float, float]:
+    """The mean void IoU and the mean absolute air error over ``rows``."""
     return (statistics.mean(r["iou"]["void"] for r in rows),
             statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows))
 
@@ -121,8 +126,7 @@ def veto(logs: list[str]) -> bool:
           f"{VETO_MAX_AIR}), flagged {sum(r['flag'] for r in rows)}, more than 0.5 points off unflagged "
           f"{_missed(rows)}: {'passes' if passes else 'fails'} (as first written)")
     rows = [r for r in rows if r["style"] in VETO_AMENDED_STYLES]
-    void = statistics.mean(r["iou"]["void"] for r in rows)
-    air = statistics.mean(abs(r["air"] - r["air_truth"]) for r in rows)
+    void, air = _means(rows)
     passes = len(rows) == 28 and void >= VETO_AMENDED_MIN_VOID and air <= VETO_AMENDED_MAX_AIR
     print(f"the {len(rows)} without uv-fluorescent: mean void IoU {void:.3f} (>= {VETO_AMENDED_MIN_VOID}), mean abs "
           f"air {air:.3f} (<= {VETO_AMENDED_MAX_AIR}), more than 0.5 points off unflagged {_missed(rows)}: "
