@@ -230,15 +230,25 @@ def test_staged_training_freezes_then_unfreezes_and_resumes_stage_by_stage(tmp_p
     assert "give each stage its iterations" in error_line(run_cli("train", "--config", path))
 
 
+DEEPLABV3PLUS = "deeplabv3plus_mobilenet_v3_large"
+
+
+def _deeplabv3plus_init(tmp_path, seed: int, name: str):
+    """A fresh DeepLabV3+ with its edge head (weights from ``seed``), saved as TMP/NAME for a model.init:
+    (the model, the path)."""
+    torch.manual_seed(seed)
+    model = build(DEEPLABV3PLUS, 3, refine=True)
+    path = tmp_path / name
+    checkpoint.save(path, model, arch=DEEPLABV3PLUS, classes=CONCRETE, arch_kwargs={"refine": True})
+    return model, path
+
+
 def test_deeplabv3plus_at_output_stride_8_starts_from_a_stride_16_checkpoint(tmp_path, stores):
     """model.output_stride 8 dilates DeepLabV3+'s stride-16 stage instead: the same tensors (a stride-16 checkpoint
     loads into it whole), features at twice the resolution, full-size logits; the checkpoint it writes rebuilds at
     stride 8, and the option is refused on an architecture that has no such stage."""
-    arch = "deeplabv3plus_mobilenet_v3_large"
-    torch.manual_seed(2)
-    coarse = build(arch, 3, refine=True)
-    init = tmp_path / "os16.pt"
-    checkpoint.save(init, coarse, arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    arch = DEEPLABV3PLUS
+    coarse, init = _deeplabv3plus_init(tmp_path, 2, "os16.pt")
     cfg = _config(tmp_path, stores, "os8", iterations=1, val=[], crop=64, batch_size=2, checkpoint_every=1,
                   model={"arch": arch, "refine": True, "output_stride": 8, "init": str(init)})
     fine = build(arch, 3, refine=True, output_stride=8)
@@ -270,11 +280,8 @@ def test_a_stride_2_decoder_starts_from_a_stride_4_checkpoints_answers_and_learn
     """model.decoder_stride 2 adds a decoder step at stride 2 to DeepLabV3+: from a stride-4 checkpoint the new step
     starts fresh (said) and the model answers exactly as the checkpoint did; trained, the step has moved off zero,
     the checkpoint rebuilds with it and exports to ONNX with the same answers; refused on other architectures."""
-    arch = "deeplabv3plus_mobilenet_v3_large"
-    torch.manual_seed(5)
-    coarse = build(arch, 3, refine=True)
-    init = tmp_path / "stride4.pt"
-    checkpoint.save(init, coarse, arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    arch = DEEPLABV3PLUS
+    coarse, init = _deeplabv3plus_init(tmp_path, 5, "stride4.pt")
     cfg = _config(tmp_path, stores, "stride2", iterations=2, val=[], crop=64, batch_size=2, checkpoint_every=2,
                   model={"arch": arch, "refine": True, "decoder_stride": 2, "init": str(init)})
     fine = build(arch, 3, refine=True, decoder_stride=2)
@@ -306,10 +313,8 @@ def test_a_wider_edge_head_trains_alone_on_a_frozen_network(tmp_path, stores):
     """model.refine_hidden widens the full-resolution head; from a checkpoint with the 8-channel head the new head
     starts fresh (said), and with freeze: [net] only the head trains -- every weight and batch-norm statistic of
     the network stays the checkpoint's; the checkpoint it writes rebuilds with the wider head."""
-    arch = "deeplabv3plus_mobilenet_v3_large"
-    torch.manual_seed(4)
-    init = tmp_path / "narrow.pt"
-    checkpoint.save(init, build(arch, 3, refine=True), arch=arch, classes=CONCRETE, arch_kwargs={"refine": True})
+    arch = DEEPLABV3PLUS
+    _, init = _deeplabv3plus_init(tmp_path, 4, "narrow.pt")
     cfg = _config(tmp_path, stores, "wide", iterations=2, val=[], crop=64, batch_size=2, checkpoint_every=2,
                   freeze=["net"], model={"arch": arch, "refine": True, "refine_hidden": 16, "init": str(init)})
     lines = []
