@@ -168,6 +168,23 @@ def test_large_voids_draw_entrapped_sized_voids_in_that_share_of_classic_regions
     assert changed and kept  # about half of the classic regions each way
 
 
+def test_entrapped_voids_add_a_second_population_to_that_share_of_classic_regions_and_nothing_else_changes():
+    """synthetic.entrapped_voids: that share of the classic regions carries entrapped voids as 30-60 % of its air,
+    every other field of the region as without it; styled regions, and a config without it, are drawn as before."""
+    plain, entrapped = _crops(), _crops(entrapped_voids=0.5)
+    changed = kept = 0
+    for r in range(80):
+        (a, ya, xa), (b, yb, xb) = plain.params(r), entrapped.params(r)
+        assert (ya, xa) == (yb, xb)
+        if a == b:
+            kept += a.style == "classic"
+            continue
+        assert a.style == "classic" and a.entrapped_air_share == 0 and 0.3 <= b.entrapped_air_share <= 0.6
+        assert {**vars(a), "entrapped_air_share": 0} == {**vars(b), "entrapped_air_share": 0}
+        changed += 1
+    assert changed and kept  # about half of the classic regions each way
+
+
 def test_time_limit_checkpoints_and_stops(tmp_path):
     s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=1e-9, progress=False,
               echo=lambda *a: None)

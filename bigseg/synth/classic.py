@@ -3,7 +3,8 @@
 Stones are star-shaped blobs r(t) = R (1 + sum_k a_k cos(k t + p_k)) with a graded size distribution
 p(R) ~ R^-2.5 (many small, few large), placed as a Boolean model whose intensity is set from the target
 aggregate fraction; voids are discs with a lognormal diameter distribution, drawn in the paste only, with
-intensity set from the target air fraction. Paste is a light grey-beige, stones are of four rock colours, voids
+intensity set from the target air fraction (optionally a share of it as a second population of entrapped voids,
+1-4 mm across, drawn from an RNG stream of their own: a slab without them is drawn as before the option). Paste is a light grey-beige, stones are of four rock colours, voids
 are dark shaded hemispheres; one global illumination field, a light blur and sensor noise.
 
 The bundled model's first training set and the demo slab of earlier releases were drawn by it, and its stones
@@ -58,6 +59,8 @@ class _Model:
     void_rate: float = field(init=False)
     void_r_med: float = field(init=False)
     void_r_max: float = field(init=False)
+    entrapped_rate: float = field(init=False)
+    entrapped_r: tuple[float, float, float] = field(init=False)  # median, min, max radius (px)
     reach: float = field(init=False)
 
     def __post_init__(self):
@@ -76,7 +79,18 @@ class _Model:
         void_mean_area = math.pi * self.void_r_med**2 * math.exp(2 * p.void_sigma**2)
         paste = 1 - p.aggregate_fraction
         self.void_rate = -math.log(1 - p.air_fraction / paste) / void_mean_area if p.air_fraction > 0 else 0.0
-        self.reach = max(self.r_max * (1 + _MAX_HARM_SUM), self.void_r_max) + BLUR_MARGIN + 1
+        self.entrapped_rate, self.entrapped_r = 0.0, (0.0, 0.0, 0.0)
+        share = p.entrapped_air_share
+        if share > 0 and self.void_rate > 0:
+            # the Boolean model's covered share of the paste, -log(1 - air / paste), split between the populations
+            # by their expected areas (the lognormal's, clipped to 1-4 mm: a few per cent off, as the rest is)
+            r_med = p.entrapped_median_diameter_mm * px_mm / 2
+            self.entrapped_r = (r_med, 1.0 * px_mm / 2, 4.0 * px_mm / 2)
+            covered = self.void_rate * void_mean_area
+            self.void_rate *= 1 - share
+            self.entrapped_rate = share * covered / (math.pi * r_med**2 * math.exp(2 * p.entrapped_sigma**2))
+        largest = max(self.void_r_max, self.entrapped_r[2])
+        self.reach = max(self.r_max * (1 + _MAX_HARM_SUM), largest) + BLUR_MARGIN + 1
 
     def stones(self, ci: int, cj: int) -> _Stones:
         rng = np.random.default_rng([self.p.seed, 1, ci + (1 << 20), cj + (1 << 20)])
@@ -111,7 +125,16 @@ class _Model:
         n = rng.poisson(self.void_rate * CELL * CELL)
         r = self.void_r_med * np.exp(self.p.void_sigma * rng.standard_normal(n))
         r = np.clip(r, 0.5, self.void_r_max)
-        return _Voids(cy=ci * CELL + rng.random(n) * CELL, cx=cj * CELL + rng.random(n) * CELL, radius=r)
+        voids = _Voids(cy=ci * CELL + rng.random(n) * CELL, cx=cj * CELL + rng.random(n) * CELL, radius=r)
+        if self.entrapped_rate > 0:  # a stream of its own: a slab without them draws nothing from it
+            big = np.random.default_rng([self.p.seed, 3, ci + (1 << 20), cj + (1 << 20)])
+            m = big.poisson(self.entrapped_rate * CELL * CELL)
+            r_med, r_min, r_max = self.entrapped_r
+            rb = np.clip(r_med * np.exp(self.p.entrapped_sigma * big.standard_normal(m)), r_min, r_max)
+            voids = _Voids(cy=np.concatenate([voids.cy, ci * CELL + big.random(m) * CELL]),
+                           cx=np.concatenate([voids.cx, cj * CELL + big.random(m) * CELL]),
+                           radius=np.concatenate([voids.radius, rb]))
+        return voids
 
 
 _HARM_AMPS = np.array([0.16, 0.11, 0.07, 0.05, 0.035])

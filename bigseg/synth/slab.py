@@ -34,7 +34,9 @@ _CLASSIC_DEFAULTS = {"pixel_size_um": 10.0, "aggregate_fraction": 0.68, "air_fra
 class SynthParams:
     """A synthetic slab: size, seed and style; ``pixel_size_um``, ``aggregate_fraction`` and ``air_fraction``
     override the style's (None: the style's own; the classic style's are 10 um, 0.68 and 0.05). The other fields
-    shape the classic style only."""
+    shape the classic style only: ``entrapped_air_share`` of the air is drawn as a second population of voids,
+    entrapped air of ``entrapped_median_diameter_mm`` median diameter (lognormal, 1 to 4 mm) among the usual
+    entrained ones, the air fraction unchanged (0: none, the slab exactly as without the field)."""
 
     width: int
     height: int
@@ -47,6 +49,9 @@ class SynthParams:
     void_median_diameter_mm: float = 0.12
     void_sigma: float = 0.6
     void_max_diameter_mm: float = 2.5
+    entrapped_air_share: float = 0.0
+    entrapped_median_diameter_mm: float = 1.6
+    entrapped_sigma: float = 0.35
     blur_sigma_px: float = 0.8
     noise_sigma: float = 4.0
 
@@ -67,6 +72,8 @@ class SynthParams:
                     f"air fraction must be in [0, 0.5) and below the paste fraction, got {self.air_fraction}")
             if self.pixel_size_um <= 0:
                 raise BigsegError(f"pixel size must be positive, got {self.pixel_size_um}")
+            if not 0.0 <= self.entrapped_air_share < 1.0:
+                raise BigsegError(f"entrapped air share must be in [0, 1), got {self.entrapped_air_share}")
         else:
             self.resolved_style()  # validates the name and the overrides
 

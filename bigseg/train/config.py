@@ -150,6 +150,10 @@ class SyntheticConfig(_Strict):
     large_voids: float = Field(0.0, ge=0, le=1, description="share of classic regions whose voids are drawn large "
                                "(median diameter 0.4-1.2 mm, up to 4 mm: entrapped air, which the usual size "
                                "distribution almost never draws); 0 leaves every region as it was")
+    entrapped_voids: float = Field(0.0, ge=0, le=1, description="share of classic regions that carry entrapped "
+                                   "voids (1-4 mm, median 1.6 mm) as a second population among the usual ones, "
+                                   "30-60 % of the region's air, its air fraction unchanged; 0 leaves every region "
+                                   "as it was")
 
     @field_validator("styles")
     @classmethod
