@@ -4,8 +4,9 @@ Stones are star-shaped blobs r(t) = R (1 + sum_k a_k cos(k t + p_k)) with a grad
 p(R) ~ R^-2.5 (many small, few large), placed as a Boolean model whose intensity is set from the target
 aggregate fraction; voids are discs with a lognormal diameter distribution, drawn in the paste only, with
 intensity set from the target air fraction (optionally a share of it as a second population of entrapped voids,
-1-4 mm across, drawn from an RNG stream of their own: a slab without them is drawn as before the option). Paste is a light grey-beige, stones are of four rock colours, voids
-are dark shaded hemispheres; one global illumination field, a light blur and sensor noise.
+1-4 mm across, drawn from an RNG stream of their own: a slab without them is drawn as before the option). Paste is
+a light grey-beige, stones are of four rock colours, voids are dark shaded hemispheres; one global illumination
+field, a light blur and sensor noise.
 
 The bundled model's first training set and the demo slab of earlier releases were drawn by it, and its stones
 start at 0.5 mm: under the randomized styles' convention (:mod:`bigseg.synth.styles`) grains under 2 mm are
