@@ -92,8 +92,8 @@ def test_entrapped_voids_are_a_second_population_that_keeps_the_air():
     from bigseg.synth.classic import _Model
 
     a, b = _Model(SynthParams(1536, 1536, seed=5)), _Model(SynthParams(1536, 1536, seed=5, entrapped_air_share=0.5))
-    entrained_area = np.pi * a.void_r_med**2 * np.exp(2 * 0.6**2)
-    entrapped_area = np.pi * b.entrapped_r[0] ** 2 * np.exp(2 * 0.35**2)
+    entrained_area = np.pi * a.void_r_med**2 * np.exp(2 * a.p.void_sigma**2)
+    entrapped_area = np.pi * b.entrapped_r[0] ** 2 * np.exp(2 * b.p.entrapped_sigma**2)
     assert b.void_rate == pytest.approx(a.void_rate / 2)
     covered = b.void_rate * entrained_area + b.entrapped_rate * entrapped_area
     assert covered == pytest.approx(a.void_rate * entrained_area)
