@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -127,15 +127,14 @@ class _Model:
         r = self.void_r_med * np.exp(self.p.void_sigma * rng.standard_normal(n))
         r = np.clip(r, 0.5, self.void_r_max)
         voids = _Voids(cy=ci * CELL + rng.random(n) * CELL, cx=cj * CELL + rng.random(n) * CELL, radius=r)
-        if self.entrapped_rate > 0:  # a stream of its own: a slab without them draws nothing from it
-            big = np.random.default_rng([self.p.seed, 3, ci + (1 << 20), cj + (1 << 20)])
-            m = big.poisson(self.entrapped_rate * CELL * CELL)
-            r_med, r_min, r_max = self.entrapped_r
-            rb = np.clip(r_med * np.exp(self.p.entrapped_sigma * big.standard_normal(m)), r_min, r_max)
-            voids = _Voids(cy=np.concatenate([voids.cy, ci * CELL + big.random(m) * CELL]),
-                           cx=np.concatenate([voids.cx, cj * CELL + big.random(m) * CELL]),
-                           radius=np.concatenate([voids.radius, rb]))
-        return voids
+        if self.entrapped_rate == 0:
+            return voids
+        big = np.random.default_rng([self.p.seed, 3, ci + (1 << 20), cj + (1 << 20)])  # a stream of its own
+        m = big.poisson(self.entrapped_rate * CELL * CELL)
+        r_med, r_min, r_max = self.entrapped_r
+        rb = np.clip(r_med * np.exp(self.p.entrapped_sigma * big.standard_normal(m)), r_min, r_max)
+        return _joined([voids, _Voids(cy=ci * CELL + big.random(m) * CELL, cx=cj * CELL + big.random(m) * CELL,
+                                      radius=rb)])
 
 
 _HARM_AMPS = np.array([0.16, 0.11, 0.07, 0.05, 0.035])
@@ -156,9 +155,15 @@ def _gather(model: _Model, y0, x0, h, w):
         for cj in range(cj0, cj1 + 1):
             stones.append(model.stones(ci, cj))
             voids.append(model.voids(ci, cj))
-    s = _Stones(*[np.concatenate([getattr(x, f) for x in stones]) for f in _Stones.__dataclass_fields__])
-    v = _Voids(*[np.concatenate([getattr(x, f) for x in voids]) for f in _Voids.__dataclass_fields__])
-    return s, v
+    return _joined(stones), _joined(voids)
+
+
+_Objects = TypeVar("_Objects", _Stones, _Voids)
+
+
+def _joined(parts: list[_Objects]) -> _Objects:
+    """One _Stones or _Voids holding the objects of ``parts`` (of that class), in their order."""
+    return type(parts[0])(*[np.concatenate([getattr(x, f) for x in parts]) for f in parts[0].__dataclass_fields__])
 
 
 # ---------------------------------------------------------------------------------------------------------
