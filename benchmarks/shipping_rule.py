@@ -5,6 +5,7 @@
     python benchmarks/shipping_rule.py veto LOG...             # part three, the held-out veto
     python benchmarks/shipping_rule.py uv LOG... --light-unet LOG...   # part four (2026-12-07): two fresh UV looks
     python benchmarks/shipping_rule.py median LOG...           # part two alone, from `bigseg calibrate` logs
+    python benchmarks/shipping_rule.py entrapped LOGDIR NAME   # an entrapped round's own rule (exit 1 if not met)
 
 ``judge``: for each candidate NAME, its classic stone / void IoU (slabs 100 / 101, pooled, from
 LOGDIR/classic-NAME.json) and its validation median abs air (LOGDIR/calibrate-NAME.log); last line, the candidate
@@ -18,7 +19,10 @@ on 2026-12-07 before any model was run on them (UV_STYLES, 8 slabs), which pass 
 than the light U-Net's own figures on the same slabs (from its logs after --light-unet). (Until the epoxy round,
 each round's log folder held its own copies of these two, as judge.py and veto.py, and the marathon round's a
 median.py.) The commands that make the logs: benchmarks/shipping_rule_eval.sh (one candidate, parts one and two) and
-benchmarks/shipping_rule_round.sh (a round, unattended)."""
+benchmarks/shipping_rule_round.sh (a round, unattended). ``entrapped``: the three-part rule of the entrapped-void
+rounds (RESULTS.md, "Entrapped voids as a second population"), from benchmarks/entrapped_round.sh's outputs: entrapped
+voids found on the 8192² classic slabs 300-303 within 9-13 (truth 11), classic 100/101 pooled void IoU >= 0.875,
+and every 8192² slab's air error within +-0.30 points."""
 
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ VETO_AMENDED_STYLES = VETO_STYLES[:-1]
 VETO_AMENDED_MIN_VOID = 0.631
 VETO_AMENDED_MAX_AIR = 0.843
 UV_STYLES = ("uv-yellow-dim", "uv-green-mosaic")
+ENTRAPPED_COUNT = (9, 13)  # of the 11 entrapped voids on the 8192² classic slabs 300-303
+ENTRAPPED_MIN_CLASSIC_VOID = 0.875
+ENTRAPPED_MAX_AIR = 0.30
 
 
 def air_errors(calibrate_log: Path) -> list[float]:
@@ -85,6 +92,25 @@ def judge(logdir: Path, names: list[str]) -> str:
         if ok:
             passing.append((median, name))
     return min(passing)[1] if passing else "none"
+
+
+def entrapped(logdir: Path, name: str) -> bool:
+    slabs, found, truth = [], 0, 0
+    for part in ("large-a", "large-b"):
+        (model,) = json.loads((logdir / f"{part}.json").read_text())["models"].values()
+        s = model["styles"]["classic"]
+        slabs += s["slabs"]
+        found, truth = found + s["entrapped_voids"], truth + s["entrapped_voids_truth"]
+    void = classic_iou(logdir, name)["void"]
+    air = [sl["air_error_points"] for sl in slabs]
+    lo, hi, bar = *ENTRAPPED_COUNT, ENTRAPPED_MIN_CLASSIC_VOID
+    parts = {f"entrapped voids {found} of {truth} (within {lo}-{hi})": lo <= found <= hi,
+             f"classic pooled void IoU {void:.3f} (>= {bar})": void >= bar,
+             "air on the 8192² slabs " + " ".join(f"{a:+.2f}" for a in air) + f" (within +-{ENTRAPPED_MAX_AIR})":
+                 len(air) == 4 and all(abs(a) <= ENTRAPPED_MAX_AIR for a in air)}
+    for what, ok in parts.items():
+        print(f"{name}: {what}: {'pass' if ok else 'fail'}")
+    return all(parts.values())
 
 
 def _rows(logs: list[str], styles: tuple[str, ...]) -> list[dict]:
@@ -152,11 +178,13 @@ def uv(logs: list[str], light_unet_logs: list[str]) -> bool:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "classic", "veto", "uv", "median"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("judge", "classic", "veto", "uv", "median", "entrapped"):
         sys.exit(__doc__)
     if sys.argv[1] == "classic":
         bar = float(sys.argv[sys.argv.index("--min") + 1]) if "--min" in sys.argv else 0.90
         sys.exit(0 if classic(Path(sys.argv[2]), sys.argv[3], bar) else 1)
+    if sys.argv[1] == "entrapped":
+        sys.exit(0 if entrapped(Path(sys.argv[2]), sys.argv[3]) else 1)
     if sys.argv[1] == "judge":
         print(judge(Path(sys.argv[2]), sys.argv[3:]))
     elif sys.argv[1] == "median":
