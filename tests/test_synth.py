@@ -102,6 +102,42 @@ def test_entrapped_voids_are_a_second_population_that_keeps_the_air():
         SynthParams(10, 10, entrapped_air_share=1.0)
 
 
+def test_styled_slabs_draw_entrapped_voids_in_their_own_looks_and_keep_the_air():
+    """entrapped_air_share on a styled slab: the same second population as on the classic generator, painted in the
+    style's void looks (crushed: rim-lit 70 %), over the entrained voids; without it the scene is unchanged."""
+    from scipy import ndimage as ndi
+
+    from bigseg.synth.scene import Scene
+
+    def scene(**kw):
+        p = SynthParams(1536, 1536, seed=7, style="crushed", **kw)
+        return p, Scene(p.resolved_style(), p.seed, p.width, p.height)
+
+    (p0, a), (p1, b) = scene(), scene(entrapped_air_share=0.5)
+    assert p0.resolved_style() == scene(entrapped_air_share=0.0)[0].resolved_style()
+    assert a.entrapped_rate == 0 and b.entrapped_rate > 0 and b.void_rate == pytest.approx(a.void_rate / 2)
+    entrained = np.pi * a.void_r_med**2 * np.exp(2 * a.style.void_sigma**2)
+    entrapped = np.pi * b.entrapped_r[0] ** 2 * np.exp(2 * b.style.entrapped_sigma**2)
+    assert b.void_rate * entrained + b.entrapped_rate * entrapped == pytest.approx(a.void_rate * entrained)
+    assert b.void_reach > b.entrapped_r[2] > b.void_r_max
+    rgb, truth = b.render(0, 0, 1536, 1536)
+    lab, n = ndi.label(truth == 2)
+    areas = np.bincount(lab.ravel())
+    areas[0] = 0
+    biggest = lab == areas.argmax()
+    assert 2 * np.sqrt(areas.max() / np.pi) * p1.pixel_size / 1000 >= 1.0  # a void of 1 mm and more
+    # the large ones come last, painted over the small: no small void shows inside one
+    cells = b._gather(b.voids, b.void_reach, 0, 0, 1536, 1536)
+    order, radius = (np.concatenate([getattr(v, f) for v in cells]) for f in ("order", "radius"))
+    large = order > 1
+    assert large.any() and (radius[large] >= b.entrapped_r[1]).all() and order[~large].max() < 1
+    # painted as a void of the style (a dark cavity or rim-lit: far darker than the paste around it)
+    paste = truth == 0
+    assert rgb[biggest].mean() < rgb[paste].mean() - 40
+    with pytest.raises(BigsegError, match="entrapped air share"):
+        SynthParams(10, 10, style="crushed", entrapped_air_share=-0.1)
+
+
 def test_cli_prints_fractions(tmp_path):
     proc = run_cli("synth", tmp_path / "s.tif", "--size", "300x200", "--seed", "1")
     assert proc.returncode == 0, proc.stderr

@@ -185,6 +185,23 @@ def test_entrapped_voids_add_a_second_population_to_that_share_of_classic_region
     assert changed and kept  # about half of the classic regions each way
 
 
+def test_entrapped_voids_styled_adds_them_to_that_share_of_styled_regions_only():
+    """synthetic.entrapped_voids_styled: the same for the styled regions (their own looks), the classic ones kept."""
+    plain, entrapped = _crops(), _crops(entrapped_voids_styled=0.5)
+    changed = kept = 0
+    for r in range(80):
+        (a, ya, xa), (b, yb, xb) = plain.params(r), entrapped.params(r)
+        assert (ya, xa) == (yb, xb)
+        if a == b:
+            kept += a.style != "classic"
+            continue
+        assert a.style != "classic" and a.entrapped_air_share == 0 and 0.3 <= b.entrapped_air_share <= 0.6
+        assert {**vars(a), "entrapped_air_share": 0} == {**vars(b), "entrapped_air_share": 0}
+        assert b.resolved_style().entrapped_air_share == b.entrapped_air_share
+        changed += 1
+    assert changed and kept  # about half of the styled regions each way
+
+
 def test_time_limit_checkpoints_and_stops(tmp_path):
     s = train(load_config(_write(tmp_path, "timed", iterations=1000)), time_limit=1e-9, progress=False,
               echo=lambda *a: None)

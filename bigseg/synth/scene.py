@@ -27,7 +27,7 @@ _MAX_VERTS = 9
 _Q = 2.5  # size distribution p(R) ~ R^-q of stones and sand grains
 
 # kinds of object (part of the RNG seed of each cell)
-_STONES, _VOIDS, _SAND, _PULLOUTS, _CRACKS = 1, 2, 3, 4, 5
+_STONES, _VOIDS, _SAND, _PULLOUTS, _CRACKS, _ENTRAPPED = 1, 2, 3, 4, 5, 6
 
 
 def _power_law(rng, n: int, lo: float, hi: float, q: float = _Q) -> np.ndarray:
@@ -187,6 +187,17 @@ class Scene:
         void_area = math.pi * self.void_r_med**2 * math.exp(2 * s.void_sigma**2)
         paste = 1 - s.aggregate_fraction
         self.void_rate = -math.log(1 - s.air_fraction / paste) / void_area if s.air_fraction > 0 else 0.0
+        self.entrapped_rate, self.entrapped_r = 0.0, (0.0, 0.0, 0.0)
+        if s.entrapped_air_share > 0 and self.void_rate > 0:
+            # as the classic generator (bigseg.synth.classic): the Boolean model's covered share of the paste split
+            # between the entrained and the entrapped populations by their expected areas, the air fraction kept
+            r_med = s.entrapped_median_diameter_mm * px_mm / 2
+            self.entrapped_r = (r_med, max(0.75, 0.5 * px_mm), max(1.0, 2.0 * px_mm))
+            covered = self.void_rate * void_area
+            self.void_rate *= 1 - s.entrapped_air_share
+            self.entrapped_rate = (s.entrapped_air_share * covered
+                                   / (math.pi * r_med**2 * math.exp(2 * s.entrapped_sigma**2)))
+        self.void_reach = max(self.void_r_max, self.entrapped_r[2]) + 2
         cm2_px = (1e4 / s.pixel_size_um) ** 2
         self.pullout_rate = s.pullouts_per_cm2 / cm2_px
         self.crack_rate = s.cracks_per_cm2 / cm2_px
@@ -241,8 +252,18 @@ class Scene:
         n, cy, cx = self._centres(rng, self.void_rate, ci, cj)
         r = np.clip(self.void_r_med * np.exp(s.void_sigma * rng.standard_normal(n)), 0.5, self.void_r_max)
         w = np.asarray(s.void_looks, float)
-        return _Voids(cy=cy, cx=cx, radius=r, look=rng.choice(len(w), n, p=w / w.sum()),
-                      fill=rng.uniform(0.2, 0.9, n), fill_dir=rng.uniform(0, 2 * math.pi, n), order=rng.random(n))
+        voids = _Voids(cy=cy, cx=cx, radius=r, look=rng.choice(len(w), n, p=w / w.sum()),
+                       fill=rng.uniform(0.2, 0.9, n), fill_dir=rng.uniform(0, 2 * math.pi, n), order=rng.random(n))
+        if self.entrapped_rate == 0:
+            return voids
+        big = self._rng(_ENTRAPPED, ci, cj)  # a stream of its own: the entrained voids are drawn as without it
+        m, by, bx = self._centres(big, self.entrapped_rate, ci, cj)
+        r_med, r_min, r_max = self.entrapped_r
+        rb = np.clip(r_med * np.exp(s.entrapped_sigma * big.standard_normal(m)), r_min, r_max)
+        large = _Voids(cy=by, cx=bx, radius=rb, look=big.choice(len(w), m, p=w / w.sum()),
+                       fill=big.uniform(0.2, 0.9, m), fill_dir=big.uniform(0, 2 * math.pi, m), order=1 + big.random(m))
+        # painted after the entrained voids (order > 1): a small void never shows inside a large cavity
+        return _Voids(*[np.concatenate([getattr(voids, f), getattr(large, f)]) for f in _Voids.__dataclass_fields__])
 
     def cracks(self, ci: int, cj: int) -> _Cracks:
         rng = self._rng(_CRACKS, ci, cj)
@@ -277,7 +298,7 @@ class Scene:
             inside = _inside(stones, k, dy, dx)
             label[sl][inside] = 1
             stone_idx[sl][inside] = k
-        cells = self._gather(self.voids, self.void_r_max + 2, Y0, X0, H, W)
+        cells = self._gather(self.voids, self.void_reach, Y0, X0, H, W)
         voids = _Voids(*[np.concatenate([getattr(v, f) for v in cells]) for f in _Voids.__dataclass_fields__])
         void_layers = []  # (slices, inside mask, dy, dx, k) for the image
         for k in self._hits(voids.cy, voids.cx, voids.radius, voids.order, Y0, X0, H, W):

@@ -33,10 +33,12 @@ _CLASSIC_DEFAULTS = {"pixel_size_um": 10.0, "aggregate_fraction": 0.68, "air_fra
 @dataclass(frozen=True)
 class SynthParams:
     """A synthetic slab: size, seed and style; ``pixel_size_um``, ``aggregate_fraction`` and ``air_fraction``
-    override the style's (None: the style's own; the classic style's are 10 um, 0.68 and 0.05). The other fields
-    shape the classic style only: ``entrapped_air_share`` of the air is drawn as a second population of voids,
-    entrapped air of ``entrapped_median_diameter_mm`` median diameter (lognormal, 1 to 4 mm) among the usual
-    entrained ones, the air fraction unchanged (0: none, the slab exactly as without the field)."""
+    override the style's (None: the style's own; the classic style's are 10 um, 0.68 and 0.05).
+    ``entrapped_air_share`` of the air is drawn as a second population of voids, entrapped air of
+    ``entrapped_median_diameter_mm`` median diameter (lognormal, 1 to 4 mm) among the usual entrained ones, the air
+    fraction unchanged (0: none, the slab exactly as without the field), on the classic generator and on a styled
+    slab alike (there in the style's own void looks: rim-lit, filled...). The other fields shape the classic style
+    only."""
 
     width: int
     height: int
@@ -72,9 +74,9 @@ class SynthParams:
                     f"air fraction must be in [0, 0.5) and below the paste fraction, got {self.air_fraction}")
             if self.pixel_size_um <= 0:
                 raise BigsegError(f"pixel size must be positive, got {self.pixel_size_um}")
-            if not 0.0 <= self.entrapped_air_share < 1.0:
-                raise BigsegError(f"entrapped air share must be in [0, 1), got {self.entrapped_air_share}")
-        else:
+        if not 0.0 <= self.entrapped_air_share < 1.0:
+            raise BigsegError(f"entrapped air share must be in [0, 1), got {self.entrapped_air_share}")
+        if self.style != "classic":
             self.resolved_style()  # validates the name and the overrides
 
     def resolved_style(self) -> Style | None:
@@ -84,6 +86,9 @@ class SynthParams:
         style = resolve(self.style, self.seed)
         changes = {k: getattr(self, k) for k in ("pixel_size_um", "aggregate_fraction", "air_fraction")
                    if getattr(self, k) is not None}
+        if self.entrapped_air_share > 0:
+            changes.update({k: getattr(self, k) for k in ("entrapped_air_share", "entrapped_median_diameter_mm",
+                                                          "entrapped_sigma")})
         return dataclasses.replace(style, **changes) if changes else style
 
     @property

@@ -77,6 +77,11 @@ class Style:
     void_looks: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # weights of VOID_LOOKS
     void_dark: float = 35.0  # grey level of a void's deepest shadow
     void_fill: RGB = (238.0, 236.0, 230.0)  # colour of "filled" deposits and "coated" fillings
+    # entrapped air: a share of the air drawn as a second population of large voids (1-4 mm, lognormal), in the same
+    # looks as the others; 0 (every named style): none, the slab exactly as without these fields
+    entrapped_air_share: float = 0.0
+    entrapped_median_diameter_mm: float = 1.6
+    entrapped_sigma: float = 0.35
     light_angle_deg: float = 225.0  # direction the light comes from (image axes, y down)
     # defects (paste or stone in the truth, never void)
     cracks_per_cm2: float = 0.0
@@ -102,6 +107,8 @@ class Style:
             raise BigsegError(f"air fraction must be in [0, 0.5) and below the paste fraction, got {self.air_fraction}")
         if not (math.isfinite(self.pixel_size_um) and self.pixel_size_um > 0):
             raise BigsegError(f"pixel size must be a positive number, got {self.pixel_size_um}")
+        if not 0.0 <= self.entrapped_air_share < 1.0:
+            raise BigsegError(f"entrapped air share must be in [0, 1), got {self.entrapped_air_share}")
         if not 0.0 <= self.sand_fraction < 0.9:
             raise BigsegError(f"sand fraction must be in [0, 0.9), got {self.sand_fraction}")
         for name, weights, n in (("stone_shapes", self.stone_shapes, 3), ("stone_textures", self.stone_textures, 4),

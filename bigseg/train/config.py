@@ -154,6 +154,9 @@ class SyntheticConfig(_Strict):
                                    "voids (1-4 mm, median 1.6 mm) as a second population among the usual ones, "
                                    "30-60 % of the region's air, its air fraction unchanged; 0 leaves every region "
                                    "as it was")
+    entrapped_voids_styled: float = Field(0.0, ge=0, le=1, description="the same for styled (non-classic) "
+                                          "regions: that share carries entrapped voids in its style's own void looks "
+                                          "(rim-lit, filled...); 0 leaves every region as it was")
 
     @field_validator("styles")
     @classmethod

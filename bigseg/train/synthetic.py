@@ -16,7 +16,9 @@ must keep it (it is in the config).
 ``large_voids`` draws that share of the classic regions with voids of 0.4-1.2 mm median diameter (up to 4 mm): the
 entrapped voids of a real section, 1 mm and more, which the usual size distribution (median 0.12 mm) draws about
 once in 20 megapixels. ``entrapped_voids`` instead draws that share of the classic regions with a second population
-of such voids (30-60 % of the region's air) among the usual ones, the air fraction kept. A styled region is also
+of such voids (30-60 % of the region's air) among the usual ones, the air fraction kept;
+``entrapped_voids_styled`` does the same for that share of the styled regions, in each style's own void looks. A
+styled region is also
 passed through a JPEG encoder at its style's quality (the file a lab would have). The held-out styles
 (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn here.
 """
@@ -52,6 +54,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         self.min_pixel_size_um = cfg.min_pixel_size_um
         self.large_voids = cfg.large_voids
         self.entrapped_voids = cfg.entrapped_voids
+        self.entrapped_voids_styled = cfg.entrapped_voids_styled
         self._cache: dict = {}
 
     def __len__(self):
@@ -81,6 +84,10 @@ class SyntheticCrops(torch.utils.data.Dataset):
         else:
             fine = bool(floor) and resolve(name, slab_seed).pixel_size_um < floor  # a fine scan, shown at the floor
             params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor if fine else None)
+            if self.entrapped_voids_styled:  # a stream of its own, as the classic regions' option
+                big = np.random.default_rng([self.seed, int(r), 0xE18])
+                if big.random() < self.entrapped_voids_styled:
+                    params = dataclasses.replace(params, entrapped_air_share=float(big.uniform(0.3, 0.6)))
         y = int(rng.integers(0, height - self.region + 1))
         x = int(rng.integers(0, width - self.region + 1))
         return params, y, x
