@@ -168,38 +168,27 @@ def test_large_voids_draw_entrapped_sized_voids_in_that_share_of_classic_regions
     assert changed and kept  # about half of the classic regions each way
 
 
-def test_entrapped_voids_add_a_second_population_to_that_share_of_classic_regions_and_nothing_else_changes():
+@pytest.mark.parametrize("option,classic", [("entrapped_voids", True), ("entrapped_voids_styled", False)])
+def test_entrapped_voids_add_a_second_population_to_that_share_of_their_regions_and_nothing_else_changes(option,
+                                                                                                      classic):
     """synthetic.entrapped_voids: that share of the classic regions carries entrapped voids as 30-60 % of its air,
-    every other field of the region as without it; styled regions, and a config without it, are drawn as before."""
-    plain, entrapped = _crops(), _crops(entrapped_voids=0.5)
+    every other field of the region as without it; entrapped_voids_styled: the same for the styled regions (in their
+    own void looks); the other kind of region, and a config without the option, are drawn as before."""
+    plain, entrapped = _crops(), _crops(**{option: 0.5})
     changed = kept = 0
     for r in range(80):
         (a, ya, xa), (b, yb, xb) = plain.params(r), entrapped.params(r)
         assert (ya, xa) == (yb, xb)
         if a == b:
-            kept += a.style == "classic"
+            kept += (a.style == "classic") == classic
             continue
-        assert a.style == "classic" and a.entrapped_air_share == 0 and 0.3 <= b.entrapped_air_share <= 0.6
+        assert (a.style == "classic") == classic
+        assert a.entrapped_air_share == 0 and 0.3 <= b.entrapped_air_share <= 0.6
         assert {**vars(a), "entrapped_air_share": 0} == {**vars(b), "entrapped_air_share": 0}
+        if not classic:  # the share reaches the style the scene is drawn from
+            assert b.resolved_style().entrapped_air_share == b.entrapped_air_share
         changed += 1
-    assert changed and kept  # about half of the classic regions each way
-
-
-def test_entrapped_voids_styled_adds_them_to_that_share_of_styled_regions_only():
-    """synthetic.entrapped_voids_styled: the same for the styled regions (their own looks), the classic ones kept."""
-    plain, entrapped = _crops(), _crops(entrapped_voids_styled=0.5)
-    changed = kept = 0
-    for r in range(80):
-        (a, ya, xa), (b, yb, xb) = plain.params(r), entrapped.params(r)
-        assert (ya, xa) == (yb, xb)
-        if a == b:
-            kept += a.style != "classic"
-            continue
-        assert a.style != "classic" and a.entrapped_air_share == 0 and 0.3 <= b.entrapped_air_share <= 0.6
-        assert {**vars(a), "entrapped_air_share": 0} == {**vars(b), "entrapped_air_share": 0}
-        assert b.resolved_style().entrapped_air_share == b.entrapped_air_share
-        changed += 1
-    assert changed and kept  # about half of the styled regions each way
+    assert changed and kept  # about half of those regions each way
 
 
 def test_time_limit_checkpoints_and_stops(tmp_path):
