@@ -87,9 +87,8 @@ class _Model:
             # by their expected areas (the lognormal's, clipped to 1-4 mm: a few per cent off, as the rest is)
             r_med = p.entrapped_median_diameter_mm * px_mm / 2
             self.entrapped_r = (r_med, 1.0 * px_mm / 2, 4.0 * px_mm / 2)
-            covered = self.void_rate * void_mean_area
-            self.void_rate *= 1 - share
-            self.entrapped_rate = share * covered / (math.pi * r_med**2 * math.exp(2 * p.entrapped_sigma**2))
+            self.void_rate, self.entrapped_rate = split_air(self.void_rate, void_mean_area, share, r_med,
+                                                            p.entrapped_sigma)
         largest = max(self.void_r_max, self.entrapped_r[2])
         self.reach = max(self.r_max * (1 + _MAX_HARM_SUM), largest) + BLUR_MARGIN + 1
 
@@ -159,6 +158,14 @@ def _gather(model: _Model, y0, x0, h, w):
 
 
 _Objects = TypeVar("_Objects", _Stones, _Voids)
+
+
+def split_air(void_rate: float, void_area: float, share: float, r_med: float, sigma: float) -> tuple[float, float]:
+    """(entrained rate, entrapped rate) of voids whose ``share`` of the Boolean model's covered paste, ``void_rate`` x
+    ``void_area`` (expected void area, px²), goes to an entrapped population of median radius ``r_med`` px and
+    log-normal spread ``sigma``: the covered share, and so the air fraction in expectation, kept."""
+    covered = void_rate * void_area
+    return void_rate * (1 - share), share * covered / (math.pi * r_med**2 * math.exp(2 * sigma**2))
 
 
 def _joined(parts: list[_Objects]) -> _Objects:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bigseg.synth.classic import object_box
+from bigseg.synth.classic import object_box, split_air
 from bigseg.synth.noise import cell_noise, fbm, gaussian_blur, hash01, pixel_noise, value_noise
 from bigseg.synth.styles import SAND_MAX_MM, STONE_TEXTURES, Style
 
@@ -158,6 +158,10 @@ class _Voids:
     fill_dir: np.ndarray  # filled: direction of the deposit (radians)
     order: np.ndarray
 
+    @staticmethod
+    def concat(parts: list[_Voids]) -> _Voids:
+        return _Voids(*[np.concatenate([getattr(v, f) for v in parts]) for f in _Voids.__dataclass_fields__])
+
 
 @dataclass
 class _Cracks:
@@ -189,14 +193,11 @@ class Scene:
         self.void_rate = -math.log(1 - s.air_fraction / paste) / void_area if s.air_fraction > 0 else 0.0
         self.entrapped_rate, self.entrapped_r = 0.0, (0.0, 0.0, 0.0)
         if s.entrapped_air_share > 0 and self.void_rate > 0:
-            # as the classic generator (bigseg.synth.classic): the Boolean model's covered share of the paste split
-            # between the entrained and the entrapped populations by their expected areas, the air fraction kept
+            # as the classic generator (bigseg.synth.classic.split_air), the air fraction kept
             r_med = s.entrapped_median_diameter_mm * px_mm / 2
             self.entrapped_r = (r_med, max(0.75, 0.5 * px_mm), max(1.0, 2.0 * px_mm))
-            covered = self.void_rate * void_area
-            self.void_rate *= 1 - s.entrapped_air_share
-            self.entrapped_rate = (s.entrapped_air_share * covered
-                                   / (math.pi * r_med**2 * math.exp(2 * s.entrapped_sigma**2)))
+            self.void_rate, self.entrapped_rate = split_air(self.void_rate, void_area, s.entrapped_air_share, r_med,
+                                                            s.entrapped_sigma)
         self.void_reach = max(self.void_r_max, self.entrapped_r[2]) + 2
         cm2_px = (1e4 / s.pixel_size_um) ** 2
         self.pullout_rate = s.pullouts_per_cm2 / cm2_px
@@ -263,7 +264,7 @@ class Scene:
         large = _Voids(cy=by, cx=bx, radius=rb, look=big.choice(len(w), m, p=w / w.sum()),
                        fill=big.uniform(0.2, 0.9, m), fill_dir=big.uniform(0, 2 * math.pi, m), order=1 + big.random(m))
         # painted after the entrained voids (order > 1): a small void never shows inside a large cavity
-        return _Voids(*[np.concatenate([getattr(voids, f), getattr(large, f)]) for f in _Voids.__dataclass_fields__])
+        return _Voids.concat([voids, large])
 
     def cracks(self, ci: int, cj: int) -> _Cracks:
         rng = self._rng(_CRACKS, ci, cj)
@@ -299,7 +300,7 @@ class Scene:
             label[sl][inside] = 1
             stone_idx[sl][inside] = k
         cells = self._gather(self.voids, self.void_reach, Y0, X0, H, W)
-        voids = _Voids(*[np.concatenate([getattr(v, f) for v in cells]) for f in _Voids.__dataclass_fields__])
+        voids = _Voids.concat(cells)
         void_layers = []  # (slices, inside mask, dy, dx, k) for the image
         for k in self._hits(voids.cy, voids.cx, voids.radius, voids.order, Y0, X0, H, W):
             rr = voids.radius[k]
