@@ -77,17 +77,14 @@ class SyntheticCrops(torch.utils.data.Dataset):
                 if big.random() < self.large_voids:
                     params = dataclasses.replace(params, void_median_diameter_mm=float(big.uniform(0.4, 1.2)),
                                                  void_sigma=0.4, void_max_diameter_mm=4.0)
-            if self.entrapped_voids:  # a stream of its own too
-                big = np.random.default_rng([self.seed, int(r), 0xE17])
-                if big.random() < self.entrapped_voids:
-                    params = dataclasses.replace(params, entrapped_air_share=float(big.uniform(0.3, 0.6)))
         else:
             fine = bool(floor) and resolve(name, slab_seed).pixel_size_um < floor  # a fine scan, shown at the floor
             params = SynthParams(width, height, seed=slab_seed, style=name, pixel_size_um=floor if fine else None)
-            if self.entrapped_voids_styled:  # a stream of its own, as the classic regions' option
-                big = np.random.default_rng([self.seed, int(r), 0xE18])
-                if big.random() < self.entrapped_voids_styled:
-                    params = dataclasses.replace(params, entrapped_air_share=float(big.uniform(0.3, 0.6)))
+        share, salt = (self.entrapped_voids, 0xE17) if name == "classic" else (self.entrapped_voids_styled, 0xE18)
+        if share:  # a stream of its own too (one for classic regions, one for styled ones)
+            big = np.random.default_rng([self.seed, int(r), salt])
+            if big.random() < share:
+                params = dataclasses.replace(params, entrapped_air_share=float(big.uniform(0.3, 0.6)))
         y = int(rng.integers(0, height - self.region + 1))
         x = int(rng.integers(0, width - self.region + 1))
         return params, y, x
