@@ -168,6 +168,44 @@ def test_large_voids_draw_entrapped_sized_voids_in_that_share_of_classic_regions
     assert changed and kept  # about half of the classic regions each way
 
 
+def _plain_crop(crops, i, zoom_drawn=False):
+    """Crop ``i`` as a slice of its region at the position its sample number draws (after the zoom's draw, where
+    the config has a zoom range)."""
+    image, truth, _ = crops.render(i >> CROP_BITS)
+    rng = np.random.default_rng([crops.seed, i])
+    if zoom_drawn:
+        rng.uniform(0, 1)
+    y, x = (int(v) for v in rng.integers(0, crops.region - crops.crop + 1, 2))
+    c = crops.crop
+    return image[:, y:y + c, x:x + c].float() / 255, truth[y:y + c, x:x + c].long()
+
+
+def test_a_zoom_shows_objects_larger_and_stays_off_below_the_working_pixel_size():
+    """augment.scale on synthetic crops: a crop of crop/s px resized to crop (truth by nearest: every label a block
+    of s x s px at s = 2), capped at the region's pixel size over min_pixel_size_um; without it (or with the cap at
+    1), a crop is the plain slice of its region, as before."""
+    cfg = dict(styles={"classic": 1}, region=128, crops_per_region=3)
+    flat = AugmentConfig(hflip=False, vflip=False)
+    plain = SyntheticCrops(SyntheticConfig(**cfg), 64, flat, seed=2)
+    zoomed = SyntheticCrops(SyntheticConfig(**cfg), 64, flat.model_copy(update={"scale": (2.0, 2.0)}), seed=2)
+    capped = SyntheticCrops(SyntheticConfig(**cfg, min_pixel_size_um=20.0), 64,
+                            flat.model_copy(update={"scale": (2.0, 2.0)}), seed=2)
+    blocks = 0
+    for i in [0, 1, (3 << CROP_BITS) + 1, (9 << CROP_BITS) + 2]:
+        x, t = plain[i]
+        ex, et = _plain_crop(plain, i)
+        assert torch.equal(x, ex) and torch.equal(t, et)  # no zoom configured: the slice, to the bit
+        z, u = zoomed[i]
+        assert z.shape == (3, 64, 64) and u.shape == (64, 64)
+        assert torch.equal(u[0::2, 0::2], u[1::2, 1::2]) and torch.equal(u[0::2, 0::2], u[0::2, 1::2])
+        blocks += not torch.equal(t[0::2, 0::2], t[1::2, 1::2])  # an unzoomed crop is no mosaic of 2x2 blocks
+        c, v = capped[i]  # classic regions are drawn at 6-16 um: at a 20 um floor every one is at it, never zoomed
+        assert capped.render(i >> CROP_BITS)[2] == 20.0
+        fx, ft = _plain_crop(capped, i, zoom_drawn=True)
+        assert torch.equal(c, fx) and torch.equal(v, ft)
+    assert blocks
+
+
 @pytest.mark.parametrize("option,classic", [("entrapped_voids", True), ("entrapped_voids_styled", False)])
 def test_entrapped_voids_add_a_second_population_to_that_share_of_their_regions_and_nothing_else_changes(option,
                                                                                                       classic):

@@ -19,7 +19,13 @@ once in 20 megapixels. ``entrapped_voids`` instead draws that share of the class
 of such voids (30-60 % of the region's air) among the usual ones, the air fraction kept;
 ``entrapped_voids_styled`` does the same for that share of the styled regions, in each style's own void looks. A
 styled region is also
-passed through a JPEG encoder at its style's quality (the file a lab would have). The held-out styles
+passed through a JPEG encoder at its style's quality (the file a lab would have).
+
+``augment.scale`` (e.g. ``[1.0, 2.0]``) takes a crop of ``crop / s`` px, ``s`` drawn from that range, and resizes it
+to ``crop`` (bilinear; truth nearest): a zoom by ``s``, so a void shows as many pixels as one ``s`` times its size
+would. With ``min_pixel_size_um`` the zoom is capped at the region's pixel size over that floor (no crop looks finer
+than the working pixel size the model is read at; a region at the floor is never zoomed in), and never goes below
+``crop / region``. Without it, crops are drawn as before, to the bit. The held-out styles
 (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn here.
 """
 
@@ -90,7 +96,8 @@ class SyntheticCrops(torch.utils.data.Dataset):
         return params, y, x
 
     def render(self, r: int):
-        """(image uint8 (3, R, R), truth uint8 (R, R)) of region ``r``, kept for this process's next batches."""
+        """(image uint8 (3, R, R), truth uint8 (R, R), pixel size um) of region ``r``, kept for this process's next
+        batches."""
         hit = self._cache.get(r)
         if hit is None:
             params, y, x = self.params(r)
@@ -99,20 +106,29 @@ class SyntheticCrops(torch.utils.data.Dataset):
             style = params.resolved_style()
             if style is not None and style.jpeg_quality < 100:
                 image = (jpeg(image.float().div_(255.0), style.jpeg_quality) * 255).round().to(torch.uint8)
-            hit = self._cache[r] = (image, torch.from_numpy(truth))
+            hit = self._cache[r] = (image, torch.from_numpy(truth), params.pixel_size)
             while len(self._cache) > self.cache_size:
                 self._cache.pop(next(iter(self._cache)))  # the oldest
         return hit
 
     def __getitem__(self, i: int):
         i = int(i)
-        image, truth = self.render(i >> CROP_BITS)
+        image, truth, px = self.render(i >> CROP_BITS)
         rng = np.random.default_rng([self.seed, i])
-        c = self.crop
-        y, x = (int(v) for v in rng.integers(0, self.region - c + 1, 2))
-        image = image[:, y : y + c, x : x + c].float().div_(255.0)
-        truth = truth[y : y + c, x : x + c].long()
         a = self.augment
+        c = size = self.crop
+        if a is not None and a.scale:  # drawn first, and only then: a config without it draws its crops as before
+            zoom = float(rng.uniform(*a.scale))
+            if self.min_pixel_size_um:
+                zoom = min(zoom, max(1.0, px / self.min_pixel_size_um))
+            size = min(self.region, max(8, int(round(c / zoom))))
+        y, x = (int(v) for v in rng.integers(0, self.region - size + 1, 2))
+        image = image[:, y : y + size, x : x + size].float().div_(255.0)
+        truth = truth[y : y + size, x : x + size].long()
+        if size != c:
+            image = torch.nn.functional.interpolate(image[None], size=(c, c), mode="bilinear", align_corners=False,
+                                                    antialias=size > c)[0]
+            truth = torch.nn.functional.interpolate(truth[None, None].float(), size=(c, c), mode="nearest")[0, 0].long()
         if a is not None:
             image, truth = augment(image, truth, rng, a)
         return image.contiguous(), truth.contiguous()
