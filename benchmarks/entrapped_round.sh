@@ -9,6 +9,7 @@ L=$1; R=$2; N=$3
 [ -n "$N" ] || { echo "usage: $0 LOGDIR RUNDIR NAME" >&2; exit 2; }
 while ! grep -q "^real" $L/train.out; do sleep 15; done
 date
+mkdir -p runs/candidates
 .venv/bin/python benchmarks/pack_checkpoint.py $R/model.pt runs/candidates/$N.pt --half
 export OMP_NUM_THREADS=1
 G=".venv/bin/python benchmarks/generalization.py --models runs/candidates/$N.pt --styles classic"
