@@ -94,6 +94,16 @@ def photometric(image: torch.Tensor, rng: np.random.Generator, cfg) -> torch.Ten
     return x
 
 
+def resize_crop(image, truth, crop: int, antialias: bool = False):
+    """A square crop (image float (3, n, n), truth int64 (n, n)) resized to ``crop`` px: the image bilinear (with
+    ``antialias`` when it shrinks), the truth by nearest neighbour (its labels stay labels). ``augment.scale``'s
+    zoom, on store crops and synthetic ones alike."""
+    image = torch.nn.functional.interpolate(image[None], size=(crop, crop), mode="bilinear", align_corners=False,
+                                            antialias=antialias)[0]
+    truth = torch.nn.functional.interpolate(truth[None, None].float(), size=(crop, crop), mode="nearest")[0, 0].long()
+    return image, truth
+
+
 def augment(image, truth, rng: np.random.Generator, a):
     """(image, truth) after the AugmentConfig ``a``: hflip, vflip, rot90, colour jitter, photometric, in that order
     (each draws from ``rng`` only when enabled, so a crop depends on the config and the sample number alone)."""

@@ -17,7 +17,7 @@ import zarr
 from bigseg import store as st
 from bigseg.classes import IGNORE_LABEL
 from bigseg.errors import BigsegError
-from bigseg.train.augment import augment
+from bigseg.train.augment import augment, resize_crop
 
 
 def _open(path: str):
@@ -127,10 +127,7 @@ class CropDataset(torch.utils.data.Dataset):
         image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
         truth = torch.from_numpy(tru.astype(np.int64))
         if size != self.crop:
-            image = torch.nn.functional.interpolate(image[None], size=(self.crop, self.crop), mode="bilinear",
-                                                    align_corners=False)[0]
-            truth = torch.nn.functional.interpolate(truth[None, None].float(), size=(self.crop, self.crop),
-                                                    mode="nearest")[0, 0].long()
+            image, truth = resize_crop(image, truth, self.crop)
         if a is not None:
             image, truth = augment(image, truth, rng, a)
         return image.contiguous(), truth.contiguous()

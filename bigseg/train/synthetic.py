@@ -38,7 +38,7 @@ import torch
 
 from bigseg.synth.slab import SynthParams, renderer
 from bigseg.synth.styles import HELD_OUT, resolve
-from bigseg.train.augment import augment, jpeg
+from bigseg.train.augment import augment, jpeg, resize_crop
 
 CROP_BITS = 16  # sample number = region * 2**16 + crop number within the region
 
@@ -126,9 +126,7 @@ class SyntheticCrops(torch.utils.data.Dataset):
         image = image[:, y : y + size, x : x + size].float().div_(255.0)
         truth = truth[y : y + size, x : x + size].long()
         if size != c:
-            image = torch.nn.functional.interpolate(image[None], size=(c, c), mode="bilinear", align_corners=False,
-                                                    antialias=size > c)[0]
-            truth = torch.nn.functional.interpolate(truth[None, None].float(), size=(c, c), mode="nearest")[0, 0].long()
+            image, truth = resize_crop(image, truth, c, antialias=size > c)
         if a is not None:
             image, truth = augment(image, truth, rng, a)
         return image.contiguous(), truth.contiguous()
