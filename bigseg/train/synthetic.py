@@ -24,8 +24,8 @@ passed through a JPEG encoder at its style's quality (the file a lab would have)
 ``augment.scale`` (e.g. ``[1.0, 2.0]``) takes a crop of ``crop / s`` px, ``s`` drawn from that range, and resizes it
 to ``crop`` (bilinear; truth nearest): a zoom by ``s``, so a void shows as many pixels as one ``s`` times its size
 would. With ``min_pixel_size_um`` the zoom is capped at the region's pixel size over that floor (no crop looks finer
-than the working pixel size the model is read at; a region at the floor is never zoomed in), and never goes below
-``crop / region``. Without it, crops are drawn as before, to the bit. The held-out styles
+than the working pixel size the model is read at; a region at the floor is never zoomed in); a zoom below 1 never
+takes a crop larger than its region. Without it, crops are drawn as before, to the bit. The held-out styles
 (:data:`bigseg.synth.styles.HELD_OUT`) are refused by the config and never drawn here.
 """
 
